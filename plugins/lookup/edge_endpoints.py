@@ -1,0 +1,303 @@
+# -*- coding: utf-8 -*-
+# Copyright: tunnelwall developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: edge_endpoints
+author: tunnelwall developers
+short_description: Resolve the Cloudflare Tunnel edge into one egress plan
+version_added: 0.1.0
+description:
+  - Resolves the names C(cloudflared) connects to, the way C(cloudflared) finds them, and returns the
+    I(egress plan), the one data structure every other part of the collection consumes.
+  - Discovery starts with the SRV record (V(_v2-origintunneld._tcp.argotunnel.com) for the global edge) and takes
+    the port from its answer; it needs at least two SRV targets, as C(cloudflared) does. It then resolves A and AAAA
+    of every SRV target and of the well-known region names, so that an allow-list survives a change of SRV targets,
+    and of V(api.cloudflare.com) and the update host when asked for.
+  - All queries are sent at once; a lookup costs one DNS round trip (two if the SRV record names a host that was not
+    known in advance).
+  - Every address of a Cloudflare name must lie inside Cloudflare's published ranges, shipped with the collection
+    with the date they were taken. See O(verify_ownership) and O(trusted_ranges).
+  - Any DNS failure fails the lookup, naming the name, the record type, the resolver and the cause, unless
+    O(on_dns_failure=catalog). The lookup never returns an empty plan.
+  - Plans are cached in a file per set of options for the smallest TTL of their answers, shared by every forked worker,
+    so a fleet run resolves once. See O(cache).
+  - Runs on the controller and needs C(dnspython) and C(netaddr) there. Managed hosts need nothing.
+  - Takes no terms; C(query) returns a list holding the one plan.
+options:
+  region:
+    description:
+      - The edge region, as in C(cloudflared --region).
+      - V(global) uses V(_v2-origintunneld._tcp.argotunnel.com), V(us) uses V(_us-v2-origintunneld._tcp.argotunnel.com),
+        V(fed) (FedRAMP) uses V(_fed-v2-origintunneld._tcp.argotunnel.com).
+    type: str
+    choices: [global, us, fed]
+    default: global
+    vars:
+      - name: tunnelwall_edge_region
+  generation:
+    description:
+      - Which generation of names to resolve.
+      - V(v2) is what C(cloudflared) uses today. V(legacy) is exactly the original "Ports and IPs" page
+        (V(_origintunneld._tcp.argotunnel.com), V(region1.argotunnel.com), V(region2.argotunnel.com),
+        V(api.cloudflare.com), V(update.cloudflare.com)), for old C(cloudflared) releases. V(both) resolves both.
+      - V(legacy) and V(both) exist for O(region=global) only.
+    type: str
+    choices: [v2, legacy, both]
+    default: v2
+  purposes:
+    description:
+      - What the plan allows. V(tunnel) is always included; V(api) adds V(api.cloudflare.com) on TCP 443,
+        V(update) the update host on TCP 443.
+    type: list
+    elements: str
+    default: [tunnel, api, update]
+  extra_hostnames:
+    description:
+      - Further host names the plan allows, with purpose V(extra), such as V(<team>.cloudflareaccess.com) or V(github.com).
+      - Each item is a host name (TCP 443), or a dict with C(hostname), C(port) (default 443), C(protocols)
+        (default V([tcp])) and C(verify_ownership) (default V(false), as most such names are not Cloudflare's).
+    type: list
+    elements: raw
+    default: []
+  ip_version:
+    description:
+      - Address families to resolve and allow.
+      - V(both) is the default because C(cloudflared) 2026.5 and later may use IPv6 on a dual-stack host.
+    type: str
+    choices: ['both', '4', '6']
+    default: both
+  nameservers:
+    description:
+      - IPv4 or IPv6 address literals of the DNS servers to ask. Empty means the controller's C(/etc/resolv.conf).
+    type: list
+    elements: str
+    default: []
+    vars:
+      - name: tunnelwall_edge_nameservers
+  port:
+    description: UDP/TCP port of O(nameservers).
+    type: int
+    default: 53
+    vars:
+      - name: tunnelwall_edge_dns_port
+  timeout:
+    description: Seconds to wait for one answer from one nameserver.
+    type: float
+    default: 2.0
+  lifetime:
+    description: Seconds one query may take in all, retries and nameservers included. At least O(timeout).
+    type: float
+    default: 5.0
+  tcp:
+    description: Send the queries over TCP instead of UDP.
+    type: bool
+    default: false
+  dot_fallback:
+    description:
+      - When the SRV query fails, retry it over DNS-over-TLS, as C(cloudflared) does. The A and AAAA queries always
+        use the normal resolver, as in C(cloudflared).
+    type: bool
+    default: false
+  dot_server:
+    description: Address of the DNS-over-TLS server for O(dot_fallback).
+    type: str
+    default: 1.1.1.1
+  dot_server_name:
+    description: Name the DNS-over-TLS server's certificate must carry.
+    type: str
+    default: cloudflare-dns.com
+  dot_port:
+    description: Port of the DNS-over-TLS server.
+    type: int
+    default: 853
+  dot_ca_path:
+    description: CA bundle to verify the DNS-over-TLS server with. Default is the controller's trust store.
+    type: path
+  prefix_v4:
+    description:
+      - Widen every IPv4 address of the rules to its covering block of this many bits, then merge.
+      - V(32) (the default) allows exactly the resolved addresses; V(24) survives a change of address within
+        a /24, at the price of allowing the whole block. 16 to 32.
+    type: int
+    default: 32
+  prefix_v6:
+    description: Like O(prefix_v4), for IPv6. 32 to 128, default V(128).
+    type: int
+    default: 128
+  verify_ownership:
+    description:
+      - Fail when an address of a Cloudflare name lies outside the trusted ranges (a spoofed or hijacked answer).
+      - V(false) turns the guard off, with a warning.
+    type: bool
+    default: true
+  trusted_ranges:
+    description:
+      - CIDR blocks that replace Cloudflare's published ranges for the ownership guard, for a lab or a proxy that
+        answers with its own addresses.
+    type: list
+    elements: str
+    default: []
+    vars:
+      - name: tunnelwall_edge_trusted_ranges
+  on_dns_failure:
+    description:
+      - V(fail) fails the lookup on any DNS failure.
+      - V(catalog) returns the tunnel addresses Cloudflare publishes instead, with C(source=catalog) and a warning.
+        They have no published counterpart for api, update and extra host names, which are then left out
+        (also with a warning).
+    type: str
+    choices: [fail, catalog]
+    default: fail
+  cache:
+    description: Cache plans for the smallest TTL of their answers. Catalog plans are never cached.
+    type: bool
+    default: true
+  cache_dir:
+    description: Directory of the cache. Default is C(tunnelwall-edge-endpoints) in Ansible's local temporary root.
+    type: path
+notes:
+  - The well-known region names are resolved even when the SRV record does not name them, so that the plan covers both.
+  - A name with addresses in one family only (github.com has no AAAA) is fine with O(ip_version=both).
+seealso:
+  - name: Cloudflare Tunnel with firewall
+    description: The ports and addresses cloudflared needs.
+    link: https://developers.cloudflare.com/cloudflare-one/connections/connect-networks/deploy-tunnels/tunnel-with-firewall/
+"""
+
+EXAMPLES = r"""
+- name: Resolve the global edge, the API and the update host
+  ansible.builtin.set_fact:
+    egress_plan: "{{ lookup('tunnelwall.cloudflared.edge_endpoints') }}"
+  run_once: true
+
+- name: US region, IPv4 only, through a given resolver
+  ansible.builtin.set_fact:
+    egress_plan: "{{ lookup('tunnelwall.cloudflared.edge_endpoints', region='us', ip_version='4', nameservers=['9.9.9.9']) }}"
+
+- name: Old cloudflared releases too, rules widened to /24 blocks
+  ansible.builtin.set_fact:
+    egress_plan: "{{ lookup('tunnelwall.cloudflared.edge_endpoints', generation='both', prefix_v4=24, prefix_v6=64) }}"
+
+- name: Tunnel only, plus the Access team domain
+  ansible.builtin.set_fact:
+    egress_plan: >-
+      {{ lookup('tunnelwall.cloudflared.edge_endpoints', purposes=['tunnel'],
+                extra_hostnames=[{'hostname': 'myteam.cloudflareaccess.com', 'verify_ownership': true}]) }}
+
+- name: Fall back to the published addresses when DNS is blocked
+  ansible.builtin.set_fact:
+    egress_plan: "{{ lookup('tunnelwall.cloudflared.edge_endpoints', on_dns_failure='catalog', dot_fallback=true) }}"
+
+- name: Show the rules a firewall gets
+  ansible.builtin.debug:
+    msg: "{{ item.protocol }}/{{ item.port }} {{ item.purpose }}: {{ item.ipv4 + item.ipv6 }}"
+  loop: "{{ egress_plan.rules }}"
+"""
+
+RETURN = r"""
+_raw:
+  description: A list holding one egress plan.
+  type: list
+  elements: dict
+  contains:
+    version:
+      description: Version of the plan's format.
+      type: int
+      sample: 1
+    region:
+      description: The region resolved.
+      type: str
+      sample: global
+    generation:
+      description: The generation of names resolved.
+      type: str
+      sample: v2
+    source:
+      description: V(dns), or V(catalog) when DNS failed and O(on_dns_failure=catalog).
+      type: str
+      sample: dns
+    catalog_taken:
+      description: Date the published list was taken; only when RV(_raw[].source=catalog).
+      type: str
+      sample: "2026-11-27"
+    resolved_at:
+      description: When the plan was resolved (UTC, ISO 8601). A cached plan keeps its original time.
+      type: str
+      sample: "2026-11-27T10:00:00Z"
+    endpoints:
+      description: One entry per host name.
+      type: list
+      elements: dict
+      sample:
+        - hostname: region1.v2.argotunnel.com
+          purpose: tunnel
+          port: 7844
+          protocols: [tcp, udp]
+          server_names: {tcp: h2.cftunnel.com, udp: quic.cftunnel.com}
+          ipv4: [198.41.192.7, 198.41.192.27]
+          ipv6: ["2606:4700:a0::1"]
+          ttl: 300
+    rules:
+      description:
+        - What a firewall must allow, one entry per purpose, protocol and port, addresses aggregated into sorted
+          CIDR blocks without host bits.
+      type: list
+      elements: dict
+      sample:
+        - purpose: tunnel
+          protocol: udp
+          port: 7844
+          ipv4: [198.41.192.7/32, 198.41.192.27/32]
+          ipv6: ["2606:4700:a0::1/128"]
+"""
+
+import os
+
+from ansible import constants as C
+from ansible.errors import AnsibleLookupError
+from ansible.module_utils.common.text.converters import to_native
+from ansible.plugins.lookup import LookupBase
+from ansible.utils.display import Display
+
+try:
+    import dns.resolver  # noqa: F401, pylint: disable=unused-import
+    import netaddr  # noqa: F401, pylint: disable=unused-import
+except ImportError as exc:
+    MISSING_LIBRARY = exc
+else:
+    MISSING_LIBRARY = None
+
+if MISSING_LIBRARY is None:
+    from ansible_collections.tunnelwall.cloudflared.plugins.plugin_utils import edge_lookup, edge_options, plan_cache
+
+display = Display()
+
+
+class LookupModule(LookupBase):
+
+    def run(self, terms, variables=None, **kwargs):
+        if MISSING_LIBRARY is not None:
+            raise AnsibleLookupError(
+                'edge_endpoints needs dnspython and netaddr on the controller: %s' % to_native(MISSING_LIBRARY))
+        if terms:
+            raise AnsibleLookupError('edge_endpoints takes no terms, only options (got %r)' % (terms,))
+        self.set_options(var_options=variables, direct=kwargs)
+        options = edge_options.parse_options(self.get_option)
+        if not options.verify_ownership:
+            display.warning('edge_endpoints: verify_ownership=false: addresses are not checked against '
+                            "Cloudflare's published ranges; a spoofed DNS answer goes into the plan unnoticed")
+
+        def resolve():
+            return edge_lookup.resolve_plan(options, display.warning)
+
+        if not self.get_option('cache'):
+            return [resolve()[0]]
+        directory = self.get_option('cache_dir') or os.path.join(
+            os.path.dirname(C.DEFAULT_LOCAL_TMP), 'tunnelwall-edge-endpoints')
+        plan, hit = plan_cache.cached(directory, edge_lookup.cache_key(options), resolve)
+        if hit:
+            display.vvv('edge_endpoints: plan resolved at %s taken from the cache in %s' % (plan['resolved_at'], directory))
+        return [plan]

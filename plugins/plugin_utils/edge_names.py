@@ -1,0 +1,73 @@
+# -*- coding: utf-8 -*-
+# Copyright: tunnelwall developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Which DNS names cloudflared needs, by region, generation and purpose.
+
+The names mirror cloudflared's own discovery (``RegionalServiceName`` in
+``edgediscovery/allregions``) and Cloudflare's "Ports and IPs" pages, old
+and new. Everything here is data and pure functions; nothing touches DNS.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+REGIONS = ('global', 'us', 'fed')
+GENERATIONS = ('v2', 'legacy', 'both')
+PURPOSES = ('tunnel', 'api', 'update')
+# Order of purposes in a plan; extra hostnames come last.
+PURPOSE_ORDER = PURPOSES + ('extra',)
+
+TUNNEL_PORT = 7844
+HTTPS_PORT = 443
+TUNNEL_SERVER_NAMES = {'tcp': 'h2.cftunnel.com', 'udp': 'quic.cftunnel.com'}
+# cloudflared refuses to start with fewer SRV targets than this.
+MIN_SRV_TARGETS = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class NameSet:
+    """What one generation of cloudflared looks up for one region."""
+
+    generation: str
+    srv: str
+    region_hostnames: tuple
+    api: str
+    update: str
+
+
+def _v2_names(region):
+    # cloudflared: "_" + region + "-" + "v2-origintunneld" for a named region.
+    service = 'v2-origintunneld' if region == 'global' else '%s-v2-origintunneld' % region
+    host_prefix = '' if region == 'global' else '%s-' % region
+    return NameSet(
+        generation='v2',
+        srv='_%s._tcp.argotunnel.com' % service,
+        region_hostnames=tuple('%sregion%d.v2.argotunnel.com' % (host_prefix, n) for n in (1, 2)),
+        api='api.cloudflare.com',
+        update='update.argotunnel.com',
+    )
+
+
+# Exactly the names of the original "Ports and IPs" page, before the move to .v2 in 2022.
+LEGACY_NAMES = NameSet(
+    generation='legacy',
+    srv='_origintunneld._tcp.argotunnel.com',
+    region_hostnames=('region1.argotunnel.com', 'region2.argotunnel.com'),
+    api='api.cloudflare.com',
+    update='update.cloudflare.com',
+)
+
+
+def name_sets(region, generation):
+    """The name sets to resolve for validated options, newest generation first.
+
+    The legacy page only ever described the global edge: option validation
+    refuses a regional legacy set before it gets here.
+    """
+    sets = []
+    if generation in ('v2', 'both'):
+        sets.append(_v2_names(region))
+    if generation in ('legacy', 'both'):
+        sets.append(LEGACY_NAMES)
+    return tuple(sets)

@@ -1,0 +1,184 @@
+# -*- coding: utf-8 -*-
+# Copyright: tunnelwall developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Concurrent DNS discovery of the tunnel edge, the way cloudflared does it.
+
+Every query of the first round (the SRV names, and A/AAAA of every host name
+known in advance) is in flight at once, so a normal lookup costs one round
+trip. A SRV target that was not known in advance is resolved as soon as its
+SRV answer arrives: at most a second round trip. Failures are values, not
+exceptions, so the caller sees every failed name at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import ssl
+
+import dns.asyncquery
+import dns.asyncresolver
+import dns.exception
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdatatype
+import dns.resolver
+
+ADDRESS_TYPES = {'ipv4': 'A', 'ipv6': 'AAAA'}
+
+
+@dataclasses.dataclass(frozen=True)
+class Answer:
+    """A successful answer: sorted records and the smallest TTL."""
+
+    name: str
+    rdtype: str
+    records: tuple
+    ttl: int
+    resolver: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Failure:
+    """A query that gave no usable answer, and why."""
+
+    name: str
+    rdtype: str
+    kind: str
+    detail: str
+    resolver: str
+
+    def __str__(self):
+        return '%s %s via %s: %s (%s)' % (self.rdtype, self.name, self.resolver, self.kind, self.detail)
+
+
+@dataclasses.dataclass(frozen=True)
+class SrvTarget:
+    priority: int
+    weight: int
+    port: int
+    target: str
+
+
+def _records(rrset):
+    if rrset.rdtype == dns.rdatatype.SRV:
+        return tuple(sorted(
+            (SrvTarget(r.priority, r.weight, r.port, r.target.to_text(omit_final_dot=True).lower())
+             for r in rrset),
+            key=lambda t: (t.priority, -t.weight, t.target, t.port)))
+    return tuple(sorted({r.address for r in rrset}))
+
+
+def _describe(nameservers, port):
+    def one(ns):
+        host = '[%s]' % ns if ':' in ns else ns
+        return '%s:%d' % (host, port)
+    return ', '.join(one(str(ns)) for ns in nameservers) or 'no nameserver'
+
+
+def _failure_kind(exc):
+    if isinstance(exc, dns.resolver.NXDOMAIN):
+        return 'NXDOMAIN'
+    if isinstance(exc, dns.resolver.NoAnswer):
+        return 'no answer'
+    if isinstance(exc, dns.exception.Timeout):
+        return 'timeout'
+    if isinstance(exc, dns.resolver.NoNameservers):
+        # Every nameserver answered with an error rcode (or failed outright):
+        # report the rcodes, which is what users grep for.
+        rcodes = sorted({str(err[3]) for err in exc.kwargs.get('errors', ()) if isinstance(err[3], str)})
+        return ', '.join(rcodes) or 'SERVFAIL'
+    if isinstance(exc, (ssl.SSLError, ssl.CertificateError)):
+        return 'TLS error'
+    if isinstance(exc, OSError):
+        return 'network error'
+    return 'error'
+
+
+class EdgeResolver:
+    """Sends the queries for one lookup, with the caller's resolver settings."""
+
+    def __init__(self, options):
+        self.options = options
+        self._resolver = dns.asyncresolver.Resolver(configure=not options.nameservers)
+        if options.nameservers:
+            self._resolver.nameservers = list(options.nameservers)
+            self._resolver.port = options.port
+        self._resolver.timeout = options.timeout
+        self._resolver.lifetime = options.lifetime
+        self._resolver.cache = None
+        self.description = _describe(self._resolver.nameservers, self._resolver.port)
+        self.dot_description = 'DNS-over-TLS %s (%s)' % (
+            _describe([options.dot_server], options.dot_port), options.dot_server_name)
+
+    async def query(self, name, rdtype):
+        try:
+            answer = await self._resolver.resolve(
+                dns.name.from_text(name), rdtype, tcp=self.options.tcp, search=False)
+        except Exception as exc:  # every failure becomes a finding, see the module docstring
+            return Failure(name, rdtype, _failure_kind(exc), str(exc) or type(exc).__name__, self.description)
+        return Answer(name, rdtype, _records(answer.rrset), answer.rrset.ttl, self.description)
+
+    async def query_over_tls(self, name, rdtype):
+        """cloudflared's fallback for the SRV query when the system resolver fails."""
+        opts = self.options
+        try:
+            response = await dns.asyncquery.tls(
+                dns.message.make_query(name, rdtype), opts.dot_server, timeout=opts.lifetime,
+                port=opts.dot_port, server_hostname=opts.dot_server_name, verify=opts.dot_ca_path or True)
+        except Exception as exc:  # a finding, like query()
+            return Failure(name, rdtype, _failure_kind(exc), str(exc) or type(exc).__name__, self.dot_description)
+        if response.rcode() != dns.rcode.NOERROR:
+            return Failure(name, rdtype, dns.rcode.to_text(response.rcode()), 'answer from the server',
+                           self.dot_description)
+        wanted = dns.rdatatype.from_text(rdtype)
+        for rrset in response.answer:
+            if rrset.rdtype == wanted and rrset.name == dns.name.from_text(name):
+                return Answer(name, rdtype, _records(rrset), rrset.ttl, self.dot_description)
+        return Failure(name, rdtype, 'no answer', 'the answer section has no %s record' % rdtype,
+                       self.dot_description)
+
+
+async def _discover(resolver, srv_names, hostnames, families):
+    results = {}
+    address_tasks = {}
+
+    def resolve_addresses(host):
+        for family in families:
+            key = (host, ADDRESS_TYPES[family])
+            if key not in address_tasks:
+                address_tasks[key] = asyncio.ensure_future(resolver.query(*key))
+
+    for host in hostnames:
+        resolve_addresses(host)
+
+    async def resolve_srv(srv):
+        result = await resolver.query(srv, 'SRV')
+        if isinstance(result, Failure) and resolver.options.dot_fallback:
+            result = await resolver.query_over_tls(srv, 'SRV')
+        results[(srv, 'SRV')] = result
+        if isinstance(result, Answer):
+            for target in result.records:
+                resolve_addresses(target.target)
+
+    await asyncio.gather(*(resolve_srv(srv) for srv in srv_names))
+    # resolve_srv may have added tasks while the others ran; gather them all.
+    while len(results) < len(srv_names) + len(address_tasks):
+        pending = [(key, task) for key, task in address_tasks.items() if key not in results]
+        for key, result in zip([k for k, _ in pending], await asyncio.gather(*(t for _, t in pending))):
+            results[key] = result
+    return results
+
+
+def discover(options, srv_names, hostnames):
+    """Resolve SRV names and host names concurrently.
+
+    Returns the resolver's description and ``{(name, rdtype): Answer | Failure}``
+    for every SRV name, every given host name, and every SRV target, in each
+    family of ``options``.
+    Raises ``dns.resolver.NoResolverConfiguration`` when no nameserver is
+    given and the system has none.
+    """
+    resolver = EdgeResolver(options)
+    return resolver.description, asyncio.run(_discover(resolver, srv_names, hostnames, options.families))
