@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import ipaddress
 import ssl
 
 import dns.asyncquery
@@ -67,7 +68,7 @@ def _records(rrset):
             (SrvTarget(r.priority, r.weight, r.port, r.target.to_text(omit_final_dot=True).lower())
              for r in rrset),
             key=lambda t: (t.priority, -t.weight, t.target, t.port)))
-    return tuple(sorted({r.address for r in rrset}))
+    return tuple(sorted({r.address for r in rrset}, key=ipaddress.ip_address))
 
 
 def _describe(nameservers, port):
