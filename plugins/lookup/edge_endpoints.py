@@ -26,6 +26,8 @@ description:
     so a fleet run resolves once. See O(cache).
   - Runs on the controller and needs C(dnspython) and C(netaddr) there. Managed hosts need nothing.
   - Takes no terms; C(query) returns a list holding the one plan.
+  - The main options can also be set for a whole play or group through the C(tunnelwall_edge_*) variables listed
+    with each option; an option given to the lookup itself wins.
 options:
   region:
     description:
@@ -47,6 +49,8 @@ options:
     type: str
     choices: [v2, legacy, both]
     default: v2
+    vars:
+      - name: tunnelwall_edge_generation
   purposes:
     description:
       - What the plan allows. V(tunnel) is always included; V(api) adds V(api.cloudflare.com) on TCP 443,
@@ -54,6 +58,8 @@ options:
     type: list
     elements: str
     default: [tunnel, api, update]
+    vars:
+      - name: tunnelwall_edge_purposes
   extra_hostnames:
     description:
       - Further host names the plan allows, with purpose V(extra), such as V(<team>.cloudflareaccess.com) or V(github.com).
@@ -62,6 +68,8 @@ options:
     type: list
     elements: raw
     default: []
+    vars:
+      - name: tunnelwall_edge_extra_hostnames
   ip_version:
     description:
       - Address families to resolve and allow.
@@ -69,6 +77,8 @@ options:
     type: str
     choices: ['both', '4', '6']
     default: both
+    vars:
+      - name: tunnelwall_edge_ip_version
   nameservers:
     description:
       - IPv4 or IPv6 address literals of the DNS servers to ask. Empty means the controller's C(/etc/resolv.conf).
@@ -101,6 +111,8 @@ options:
         use the normal resolver, as in C(cloudflared).
     type: bool
     default: false
+    vars:
+      - name: tunnelwall_edge_dot_fallback
   dot_server:
     description: Address of the DNS-over-TLS server for O(dot_fallback).
     type: str
@@ -123,10 +135,14 @@ options:
         a /24, at the price of allowing the whole block. 16 to 32.
     type: int
     default: 32
+    vars:
+      - name: tunnelwall_edge_prefix_v4
   prefix_v6:
     description: Like O(prefix_v4), for IPv6. 32 to 128, default V(128).
     type: int
     default: 128
+    vars:
+      - name: tunnelwall_edge_prefix_v6
   verify_ownership:
     description:
       - Fail when an address of a Cloudflare name lies outside the trusted ranges (a spoofed or hijacked answer).
@@ -151,6 +167,8 @@ options:
     type: str
     choices: [fail, catalog]
     default: fail
+    vars:
+      - name: tunnelwall_edge_on_dns_failure
   cache:
     description: Cache plans for the smallest TTL of their answers. Catalog plans are never cached.
     type: bool

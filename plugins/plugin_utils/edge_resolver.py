@@ -78,23 +78,24 @@ def _describe(nameservers, port):
     return ', '.join(one(str(ns)) for ns in nameservers) or 'no nameserver'
 
 
-def _failure_kind(exc):
+def _failure(exc, lifetime):
+    """``(kind, detail)`` of a failed query, short enough for one line per name."""
     if isinstance(exc, dns.resolver.NXDOMAIN):
-        return 'NXDOMAIN'
+        return 'NXDOMAIN', 'the name does not exist'
     if isinstance(exc, dns.resolver.NoAnswer):
-        return 'no answer'
+        return 'no answer', 'the name has no record of this type'
     if isinstance(exc, dns.exception.Timeout):
-        return 'timeout'
+        return 'timeout', 'no answer within %gs' % lifetime
     if isinstance(exc, dns.resolver.NoNameservers):
-        # Every nameserver answered with an error rcode (or failed outright):
-        # report the rcodes, which is what users grep for.
+        # Every nameserver answered with an error rcode: report the rcodes,
+        # which is what users grep for.
         rcodes = sorted({str(err[3]) for err in exc.kwargs.get('errors', ()) if isinstance(err[3], str)})
-        return ', '.join(rcodes) or 'SERVFAIL'
+        return ', '.join(rcodes) or 'SERVFAIL', 'every nameserver answered with an error'
     if isinstance(exc, (ssl.SSLError, ssl.CertificateError)):
-        return 'TLS error'
+        return 'TLS error', str(exc)
     if isinstance(exc, OSError):
-        return 'network error'
-    return 'error'
+        return 'network error', str(exc)
+    return 'error', str(exc) or type(exc).__name__
 
 
 class EdgeResolver:
@@ -118,7 +119,7 @@ class EdgeResolver:
             answer = await self._resolver.resolve(
                 dns.name.from_text(name), rdtype, tcp=self.options.tcp, search=False)
         except Exception as exc:  # every failure becomes a finding, see the module docstring
-            return Failure(name, rdtype, _failure_kind(exc), str(exc) or type(exc).__name__, self.description)
+            return Failure(name, rdtype, *_failure(exc, self.options.lifetime), resolver=self.description)
         return Answer(name, rdtype, _records(answer.rrset), answer.rrset.ttl, self.description)
 
     async def query_over_tls(self, name, rdtype):
@@ -129,7 +130,7 @@ class EdgeResolver:
                 dns.message.make_query(name, rdtype), opts.dot_server, timeout=opts.lifetime,
                 port=opts.dot_port, server_hostname=opts.dot_server_name, verify=opts.dot_ca_path or True)
         except Exception as exc:  # a finding, like query()
-            return Failure(name, rdtype, _failure_kind(exc), str(exc) or type(exc).__name__, self.dot_description)
+            return Failure(name, rdtype, *_failure(exc, opts.lifetime), resolver=self.dot_description)
         if response.rcode() != dns.rcode.NOERROR:
             return Failure(name, rdtype, dns.rcode.to_text(response.rcode()), 'answer from the server',
                            self.dot_description)

@@ -1,0 +1,111 @@
+# -*- coding: utf-8 -*-
+"""edge_endpoints as users run it: ansible-playbook and ansible-doc in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.support import edge_zone
+
+pytestmark = pytest.mark.playbook
+BIN = os.path.dirname(sys.executable)
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def ansible(tool, *args, env=None, cwd=None):
+    environment = dict(os.environ, ANSIBLE_NOCOLOR='1', ANSIBLE_FORCE_COLOR='0', **(env or {}))
+    return subprocess.run([os.path.join(BIN, tool), *args], capture_output=True, text=True, env=environment,
+                          cwd=cwd, timeout=300, check=False)
+
+
+def lab_vars(dns):
+    return json.dumps({'tunnelwall_edge_nameservers': [dns.address], 'tunnelwall_edge_dns_port': dns.port,
+                       'tunnelwall_edge_trusted_ranges': list(edge_zone.LAB_RANGES)})
+
+
+@pytest.fixture
+def home(tmp_path):
+    """A private ANSIBLE_HOME, so the plan cache starts empty."""
+    return {'ANSIBLE_HOME': str(tmp_path / 'ansible-home'), 'ANSIBLE_LOCAL_TEMP': str(tmp_path / 'ansible-home/tmp')}
+
+
+def test_lookup_gives_the_plan_and_query_a_list_of_one(dns, tmp_path, home):
+    out = tmp_path / 'plan.json'
+    playbook = tmp_path / 'play.yml'
+    playbook.write_text('''
+- hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - ansible.builtin.assert:
+        that:
+          - lookup('tunnelwall.cloudflared.edge_endpoints') is mapping
+          - query('tunnelwall.cloudflared.edge_endpoints') | length == 1
+          - query('tunnelwall.cloudflared.edge_endpoints')[0].version == 1
+    - ansible.builtin.copy:
+        content: "{{ lookup('tunnelwall.cloudflared.edge_endpoints', ip_version='4') | to_json }}"
+        dest: %s
+''' % out)
+    result = ansible('ansible-playbook', str(playbook), '-e', lab_vars(dns), env=home)
+    assert result.returncode == 0, result.stdout + result.stderr
+    plan = json.loads(out.read_text())
+    assert plan['source'] == 'dns' and plan['rules'][0]['ipv6'] == []
+
+
+def test_forked_workers_share_one_resolution(dns, tmp_path, home):
+    inventory = tmp_path / 'hosts.ini'
+    inventory.write_text('[fleet]\n%s\n\n[fleet:vars]\nansible_connection=local\nansible_python_interpreter=%s\n'
+                         % ('\n'.join('host%d' % n for n in range(6)), sys.executable))
+    playbook = tmp_path / 'play.yml'
+    playbook.write_text('''
+- hosts: fleet
+  gather_facts: false
+  tasks:
+    - ansible.builtin.set_fact:
+        plan: "{{ lookup('tunnelwall.cloudflared.edge_endpoints') }}"
+    - ansible.builtin.assert:
+        that: plan.endpoints | length == 4
+''')
+    dns.set(delay_ms=200)
+    result = ansible('ansible-playbook', '-i', str(inventory), '-f', '6', str(playbook), '-e', lab_vars(dns), env=home)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert 'ok=2' in result.stdout and result.stdout.count('ok=2') == 6
+    # One worker resolved (SRV + A/AAAA of four names); the five others read its plan.
+    assert len(dns.queries()) == 9
+
+
+def test_plan_playbook_prints_the_rules(dns, home):
+    result = ansible('ansible-playbook', 'tunnelwall.cloudflared.plan', '-e', lab_vars(dns), env=home)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert 'resolved from DNS at' in result.stdout
+    assert 'tunnel udp/7844 to 8 blocks: 198.51.100.11/32 198.51.100.12/31' in result.stdout
+
+
+def test_plan_playbook_says_when_it_falls_back_to_the_catalog(dns, home):
+    dns.set(faults={'*': 'servfail'})
+    result = ansible('ansible-playbook', 'tunnelwall.cloudflared.plan', '-e', lab_vars(dns),
+                     '-e', 'tunnelwall_edge_on_dns_failure=catalog', env=home)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "DNS FAILED: Cloudflare's PUBLISHED LIST taken" in result.stdout
+    assert 'SERVFAIL' in result.stderr + result.stdout
+    assert '198.41.192.7/32' in result.stdout
+
+
+def test_plan_playbook_fails_without_fallback(dns, home):
+    dns.set(faults={'*': 'nxdomain'})
+    result = ansible('ansible-playbook', 'tunnelwall.cloudflared.plan', '-e', lab_vars(dns), env=home)
+    assert result.returncode != 0
+    assert 'NXDOMAIN' in result.stdout + result.stderr
+
+
+def test_ansible_doc_renders_options_examples_and_return():
+    result = ansible('ansible-doc', '-t', 'lookup', 'tunnelwall.cloudflared.edge_endpoints')
+    assert result.returncode == 0, result.stderr
+    for text in ('_v2-origintunneld._tcp.argotunnel.com', 'trusted_ranges', 'on_dns_failure', 'EXAMPLES',
+                 "lookup('tunnelwall.cloudflared.edge_endpoints'", 'RETURN VALUES', 'resolved_at'):
+        assert text in result.stdout, text
