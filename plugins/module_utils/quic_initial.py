@@ -1,0 +1,251 @@
+# -*- coding: utf-8 -*-
+# Copyright: tunnelwall developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A QUIC version 1 client Initial, built with the standard library only.
+
+The probe proves that UDP 7844 reaches a QUIC server by sending what
+cloudflared sends first: a client Initial packet (RFC 9000, 17.2.2) carrying
+a TLS 1.3 ClientHello with the server name and ALPN ``argotunnel``,
+protected as RFC 9001 section 5 says (HKDF-derived keys, AES-128-GCM,
+header protection), padded to 1200 bytes. Any QUIC long-header packet that
+comes back addressed to our connection ID proves a QUIC server answered;
+nothing is decrypted.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import hashlib
+import hmac
+import os
+import struct
+
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.aes_gcm import (
+    AuthenticationError, aes_ecb_block, aes_gcm_decrypt, aes_gcm_encrypt)
+
+QUIC_V1 = 0x00000001
+# RFC 9001, 5.2.
+INITIAL_SALT_V1 = bytes.fromhex('38762cf7f55934b34d179ae6a4c80cadccbb7f0a')
+MIN_INITIAL_DATAGRAM = 1200
+AEAD_TAG = 16
+
+
+def hkdf_extract(salt, key_material):
+    return hmac.new(salt, key_material, hashlib.sha256).digest()
+
+
+def hkdf_expand_label(secret, label, length, context=b''):
+    """TLS 1.3 HKDF-Expand-Label (RFC 8446, 7.1) with SHA-256."""
+    full_label = b'tls13 ' + label
+    info = struct.pack('>HB', length, len(full_label)) + full_label + struct.pack('B', len(context)) + context
+    output, block, counter = b'', b'', 1
+    while len(output) < length:
+        block = hmac.new(secret, block + info + struct.pack('B', counter), hashlib.sha256).digest()
+        output += block
+        counter += 1
+    return output[:length]
+
+
+def initial_keys(destination_cid, side=b'client in'):
+    """(key, iv, hp) protecting Initial packets of one side (RFC 9001, 5.2)."""
+    initial_secret = hkdf_extract(INITIAL_SALT_V1, destination_cid)
+    secret = hkdf_expand_label(initial_secret, side, 32)
+    return (hkdf_expand_label(secret, b'quic key', 16), hkdf_expand_label(secret, b'quic iv', 12),
+            hkdf_expand_label(secret, b'quic hp', 16))
+
+
+def varint(value):
+    """QUIC variable-length integer (RFC 9000, 16)."""
+    if value < 0x40:
+        return struct.pack('>B', value)
+    if value < 0x4000:
+        return struct.pack('>H', value | 0x4000)
+    if value < 0x40000000:
+        return struct.pack('>I', value | 0x80000000)
+    return struct.pack('>Q', value | 0xC000000000000000)
+
+
+def protect(header, payload, packet_number, keys, pn_length):
+    """Encrypt ``payload`` and mask ``header``, whose last ``pn_length`` bytes are the packet number."""
+    key, iv, hp = keys
+    nonce = (int.from_bytes(iv, 'big') ^ packet_number).to_bytes(12, 'big')
+    sealed = aes_gcm_encrypt(key, nonce, payload, header)
+    # The sample starts 4 bytes after the start of the packet number (RFC 9001, 5.4.2).
+    sample_offset = 4 - pn_length
+    mask = aes_ecb_block(hp, sealed[sample_offset:sample_offset + 16])
+    first = header[0] ^ (mask[0] & (0x0F if header[0] & 0x80 else 0x1F))
+    pn_start = len(header) - pn_length
+    masked_pn = bytes(b ^ m for b, m in zip(header[pn_start:], mask[1:1 + pn_length]))
+    return bytes([first]) + header[1:pn_start] + masked_pn + sealed
+
+
+def _extension(kind, body):
+    return struct.pack('>HH', kind, len(body)) + body
+
+
+def _vector(body, length_bytes):
+    return len(body).to_bytes(length_bytes, 'big') + body
+
+
+def client_hello(server_name, alpn, source_cid, random=None, key_share=None):
+    """A TLS 1.3 ClientHello handshake message as QUIC carries it (RFC 9001, 4.1)."""
+    random = os.urandom(32) if random is None else random
+    # Any 32 bytes are an X25519 public key the server can compute with; no
+    # private key is ever needed because the handshake is never completed.
+    key_share = os.urandom(32) if key_share is None else key_share
+    host = server_name.encode('ascii')
+    transport_parameters = (
+        varint(0x0f) + _vector(source_cid, 1)              # initial_source_connection_id
+        + varint(0x04) + _vector(varint(1048576), 1)       # initial_max_data
+        + varint(0x01) + _vector(varint(30000), 1)         # max_idle_timeout (ms)
+        + varint(0x03) + _vector(varint(1452), 1)          # max_udp_payload_size
+    )
+    extensions = b''.join((
+        _extension(0x0000, _vector(b'\x00' + _vector(host, 2), 2)),                 # server_name
+        _extension(0x000a, _vector(struct.pack('>3H', 0x001d, 0x0017, 0x0018), 2)),  # supported_groups
+        _extension(0x0010, _vector(_vector(alpn.encode('ascii'), 1), 2)),         # ALPN
+        _extension(0x000d, _vector(struct.pack('>5H', 0x0403, 0x0804, 0x0401, 0x0503, 0x0805), 2)),  # signature_algorithms
+        _extension(0x0033, _vector(struct.pack('>HH', 0x001d, 32) + key_share, 2)),  # key_share
+        _extension(0x002b, _vector(struct.pack('>H', 0x0304), 1)),                 # supported_versions: TLS 1.3
+        _extension(0x002d, _vector(b'\x01', 1)),                                   # psk_key_exchange_modes
+        _extension(0x0039, transport_parameters),                                  # quic_transport_parameters
+    ))
+    body = (struct.pack('>H', 0x0303) + random + _vector(b'', 1)
+            + _vector(struct.pack('>3H', 0x1301, 0x1302, 0x1303), 2)  # TLS_AES_128_GCM_SHA256, ...
+            + _vector(b'\x00', 1) + _vector(extensions, 2))
+    return b'\x01' + len(body).to_bytes(3, 'big') + body
+
+
+def initial_datagram(server_name, alpn='argotunnel', destination_cid=None, source_cid=None):
+    """A protected client Initial padded to 1200 bytes, with its connection IDs.
+
+    Returns ``(datagram, destination_cid, source_cid)``; fresh random
+    connection IDs unless given.
+    """
+    destination_cid = os.urandom(8) if destination_cid is None else destination_cid
+    source_cid = os.urandom(8) if source_cid is None else source_cid
+    hello = client_hello(server_name, alpn, source_cid)
+    crypto_frame = b'\x06' + varint(0) + varint(len(hello)) + hello
+    packet_number, pn_length = 0, 4
+    prefix = (bytes([0xC0 | (pn_length - 1)]) + struct.pack('>I', QUIC_V1)
+              + _vector(destination_cid, 1) + _vector(source_cid, 1) + varint(0))  # no token
+    # Pad with PADDING frames (zero bytes) so the datagram is exactly 1200 bytes;
+    # the Length field is always 2 bytes here (between 64 and 16383).
+    payload_length = MIN_INITIAL_DATAGRAM - len(prefix) - 2 - pn_length - AEAD_TAG
+    payload = crypto_frame.ljust(payload_length, b'\0')
+    header = prefix + varint(pn_length + len(payload) + AEAD_TAG) + packet_number.to_bytes(pn_length, 'big')
+    packet = protect(header, payload, packet_number, initial_keys(destination_cid), pn_length)
+    return packet, destination_cid, source_cid
+
+
+def read_varint(data, offset):
+    """``(value, next offset)`` of the QUIC varint at ``offset``."""
+    length = 1 << (data[offset] >> 6)
+    value = data[offset] & 0x3F
+    for byte in data[offset + 1:offset + length]:
+        value = (value << 8) | byte
+    if offset + length > len(data):
+        raise ValueError('truncated varint')
+    return value, offset + length
+
+
+LONG_PACKET_TYPES = {0: 'initial', 1: '0-rtt', 2: 'handshake', 3: 'retry'}
+# TLS alerts arrive as CRYPTO_ERROR 0x100 + alert (RFC 9001, 4.8).
+TLS_ALERTS = {40: 'handshake_failure', 70: 'protocol_version', 80: 'internal_error', 112: 'unrecognized_name',
+              120: 'no_application_protocol'}
+
+
+def _frames(payload):
+    """Yield ``(kind, value)`` for the frames a server Initial carries."""
+    offset = 0
+    while offset < len(payload):
+        frame_type, offset = read_varint(payload, offset)
+        if frame_type in (0x00, 0x01):  # PADDING, PING
+            continue
+        if frame_type in (0x02, 0x03):  # ACK
+            _, offset = read_varint(payload, offset)  # largest acknowledged
+            _, offset = read_varint(payload, offset)  # delay
+            ranges, offset = read_varint(payload, offset)
+            _, offset = read_varint(payload, offset)  # first range
+            for _ in range(2 * ranges + (3 if frame_type == 0x03 else 0)):
+                _, offset = read_varint(payload, offset)
+            continue
+        if frame_type == 0x06:  # CRYPTO
+            _, offset = read_varint(payload, offset)
+            length, offset = read_varint(payload, offset)
+            yield 'crypto', payload[offset:offset + length]
+            offset += length
+            continue
+        if frame_type in (0x1C, 0x1D):  # CONNECTION_CLOSE
+            code, offset = read_varint(payload, offset)
+            if frame_type == 0x1C:
+                _, offset = read_varint(payload, offset)
+            length, offset = read_varint(payload, offset)
+            yield 'close', (code, payload[offset:offset + length].decode('utf-8', 'replace'))
+            return
+        return  # a frame an Initial does not carry: stop rather than guess
+
+
+def read_answer(datagram, destination_cid, source_cid):
+    """What a server's first datagram says about the handshake.
+
+    Returns a dict with ``packet`` (initial, handshake, retry,
+    version_negotiation or None when the datagram is not an answer to us),
+    ``server_hello`` (the server accepted our ClientHello: ALPN and TLS
+    version agreed) and ``close`` (``(error code, reason)`` when the server
+    closed the connection instead, e.g. on an ALPN mismatch).
+    """
+    answer = {'packet': None, 'server_hello': False, 'close': None}
+    if not is_answer(datagram, source_cid):
+        return answer
+    if struct.unpack('>I', datagram[1:5])[0] == 0:
+        answer['packet'] = 'version_negotiation'
+        return answer
+    answer['packet'] = LONG_PACKET_TYPES[(datagram[0] >> 4) & 0x03]
+    if answer['packet'] != 'initial':
+        return answer
+    try:
+        offset = 6 + datagram[5]
+        offset += 1 + datagram[offset]                # source connection ID
+        token_length, offset = read_varint(datagram, offset)
+        length, pn_offset = read_varint(datagram, offset + token_length)
+        key, iv, hp = initial_keys(destination_cid, b'server in')
+        mask = aes_ecb_block(hp, datagram[pn_offset + 4:pn_offset + 20])
+        first = datagram[0] ^ (mask[0] & 0x0F)
+        pn_length = (first & 0x03) + 1
+        packet_number = int.from_bytes(bytes(b ^ m for b, m in zip(datagram[pn_offset:pn_offset + pn_length],
+                                                                      mask[1:])), 'big')
+        header = bytes([first]) + datagram[1:pn_offset] + packet_number.to_bytes(pn_length, 'big')
+        nonce = (int.from_bytes(iv, 'big') ^ packet_number).to_bytes(12, 'big')
+        payload = aes_gcm_decrypt(key, nonce, datagram[pn_offset + pn_length:pn_offset + length], header)
+        for kind, value in _frames(payload):
+            if kind == 'crypto' and value[:1] == b'\x02':
+                answer['server_hello'] = True
+            elif kind == 'close':
+                answer['close'] = value
+    except (IndexError, ValueError, AuthenticationError):
+        # Not decryptable with our Initial keys: still a QUIC answer, just not a readable one.
+        pass
+    return answer
+
+
+def describe_close(close):
+    code, reason = close
+    if 0x100 <= code <= 0x1FF:
+        alert = TLS_ALERTS.get(code - 0x100, 'alert %d' % (code - 0x100))
+        return 'closed by the server: TLS %s%s' % (alert, ' (%s)' % reason if reason else '')
+    return 'closed by the server: error 0x%x%s' % (code, ' (%s)' % reason if reason else '')
+
+
+def is_answer(datagram, source_cid):
+    """True when ``datagram`` starts with a QUIC long-header packet for our connection.
+
+    A server answers a client Initial with its own Initial (and Handshake),
+    a Retry, or a Version Negotiation: all long-header packets whose
+    Destination Connection ID is the client's Source Connection ID.
+    """
+    if len(datagram) < 7 or not datagram[0] & 0x80:
+        return False
+    dcid_length = datagram[5]
+    return datagram[6:6 + dcid_length] == source_cid
