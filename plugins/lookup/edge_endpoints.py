@@ -6,7 +6,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 name: edge_endpoints
-author: tunnelwall developers
+author: tunnelwall developers (@tunnelwall)
 short_description: Resolve the Cloudflare Tunnel edge into one egress plan
 version_added: 0.1.0
 description:
@@ -245,6 +245,11 @@ _raw:
       description: When the plan was resolved (UTC, ISO 8601). A cached plan keeps its original time.
       type: str
       sample: "2026-11-27T10:00:00Z"
+    srv_names:
+      description: The SRV records the tunnel endpoints come from; the probe asks them again from each host.
+      type: list
+      elements: str
+      sample: [_v2-origintunneld._tcp.argotunnel.com]
     endpoints:
       description: One entry per host name.
       type: list
@@ -276,20 +281,11 @@ import os
 
 from ansible import constants as C
 from ansible.errors import AnsibleLookupError
-from ansible.module_utils.common.text.converters import to_native
 from ansible.plugins.lookup import LookupBase
 from ansible.utils.display import Display
 
-try:
-    import dns.resolver  # noqa: F401, pylint: disable=unused-import
-    import netaddr  # noqa: F401, pylint: disable=unused-import
-except ImportError as exc:
-    MISSING_LIBRARY = exc
-else:
-    MISSING_LIBRARY = None
-
-if MISSING_LIBRARY is None:
-    from ansible_collections.tunnelwall.cloudflared.plugins.plugin_utils import edge_lookup, edge_options, plan_cache
+from ansible_collections.tunnelwall.cloudflared.plugins.plugin_utils import (
+    edge_lookup, edge_options, edge_resolver, egress_plan, plan_cache)
 
 display = Display()
 
@@ -297,9 +293,11 @@ display = Display()
 class LookupModule(LookupBase):
 
     def run(self, terms, variables=None, **kwargs):
-        if MISSING_LIBRARY is not None:
-            raise AnsibleLookupError(
-                'edge_endpoints needs dnspython and netaddr on the controller: %s' % to_native(MISSING_LIBRARY))
+        missing = [name for name, present in (('dnspython', edge_resolver.HAS_DNSPYTHON),
+                                              ('netaddr', egress_plan.HAS_NETADDR)) if not present]
+        if missing:
+            raise AnsibleLookupError('edge_endpoints needs %s on the controller (pip install %s)'
+                                     % (' and '.join(missing), ' '.join(missing)))
         if terms:
             raise AnsibleLookupError('edge_endpoints takes no terms, only options (got %r)' % (terms,))
         self.set_options(var_options=variables, direct=kwargs)

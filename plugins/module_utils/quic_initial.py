@@ -156,6 +156,12 @@ TLS_ALERTS = {40: 'handshake_failure', 70: 'protocol_version', 80: 'internal_err
               120: 'no_application_protocol'}
 
 
+def _skip_varints(data, offset, count):
+    for dummy in range(count):
+        offset = read_varint(data, offset)[1]
+    return offset
+
+
 def _frames(payload):
     """Yield ``(kind, value)`` for the frames a server Initial carries."""
     offset = 0
@@ -163,16 +169,13 @@ def _frames(payload):
         frame_type, offset = read_varint(payload, offset)
         if frame_type in (0x00, 0x01):  # PADDING, PING
             continue
-        if frame_type in (0x02, 0x03):  # ACK
-            _, offset = read_varint(payload, offset)  # largest acknowledged
-            _, offset = read_varint(payload, offset)  # delay
+        if frame_type in (0x02, 0x03):  # ACK: largest, delay, range count, first range, ranges, ECN counts
+            offset = _skip_varints(payload, offset, 2)
             ranges, offset = read_varint(payload, offset)
-            _, offset = read_varint(payload, offset)  # first range
-            for _ in range(2 * ranges + (3 if frame_type == 0x03 else 0)):
-                _, offset = read_varint(payload, offset)
+            offset = _skip_varints(payload, offset, 1 + 2 * ranges + (3 if frame_type == 0x03 else 0))
             continue
-        if frame_type == 0x06:  # CRYPTO
-            _, offset = read_varint(payload, offset)
+        if frame_type == 0x06:  # CRYPTO: offset, length, data
+            offset = _skip_varints(payload, offset, 1)
             length, offset = read_varint(payload, offset)
             yield 'crypto', payload[offset:offset + length]
             offset += length
@@ -180,7 +183,7 @@ def _frames(payload):
         if frame_type in (0x1C, 0x1D):  # CONNECTION_CLOSE
             code, offset = read_varint(payload, offset)
             if frame_type == 0x1C:
-                _, offset = read_varint(payload, offset)
+                offset = _skip_varints(payload, offset, 1)  # the frame type that caused it
             length, offset = read_varint(payload, offset)
             yield 'close', (code, payload[offset:offset + length].decode('utf-8', 'replace'))
             return
@@ -214,8 +217,8 @@ def read_answer(datagram, destination_cid, source_cid):
         mask = aes_ecb_block(hp, datagram[pn_offset + 4:pn_offset + 20])
         first = datagram[0] ^ (mask[0] & 0x0F)
         pn_length = (first & 0x03) + 1
-        packet_number = int.from_bytes(bytes(b ^ m for b, m in zip(datagram[pn_offset:pn_offset + pn_length],
-                                                                      mask[1:])), 'big')
+        masked = datagram[pn_offset:pn_offset + pn_length]
+        packet_number = int.from_bytes(bytes(b ^ m for b, m in zip(masked, mask[1:])), 'big')
         header = bytes([first]) + datagram[1:pn_offset] + packet_number.to_bytes(pn_length, 'big')
         nonce = (int.from_bytes(iv, 'big') ^ packet_number).to_bytes(12, 'big')
         payload = aes_gcm_decrypt(key, nonce, datagram[pn_offset + pn_length:pn_offset + length], header)

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import datetime
 
-import dns.resolver
-
 from ansible.errors import AnsibleLookupError
 from ansible_collections.tunnelwall.cloudflared.plugins.plugin_utils import (
     cloudflare_catalog, edge_resolver, egress_plan, plan_cache)
@@ -40,7 +38,7 @@ def resolve_plan(options, warn, now=_utc_now):
     try:
         resolver, results = edge_resolver.discover(options, egress_plan.srv_names(options), hostnames)
         plan, ttl = egress_plan.plan_from_dns(options, results, resolved_at)
-    except (egress_plan.DnsFailed, dns.resolver.NoResolverConfiguration) as exc:
+    except (egress_plan.DnsFailed, edge_resolver.NoResolverConfigured) as exc:
         if options.on_dns_failure != 'catalog':
             raise AnsibleLookupError(str(exc)) from exc
         plan, left_out = egress_plan.plan_from_catalog(options, resolved_at)

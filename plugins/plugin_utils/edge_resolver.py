@@ -17,14 +17,19 @@ import dataclasses
 import ipaddress
 import ssl
 
-import dns.asyncquery
-import dns.asyncresolver
-import dns.exception
-import dns.message
-import dns.name
-import dns.rcode
-import dns.rdatatype
-import dns.resolver
+try:
+    import dns.asyncquery
+    import dns.asyncresolver
+    import dns.exception
+    import dns.message
+    import dns.name
+    import dns.rcode
+    import dns.rdatatype
+    import dns.resolver
+except ImportError:  # the lookup tells the user to install dnspython before it gets here
+    HAS_DNSPYTHON = False
+else:
+    HAS_DNSPYTHON = True
 
 ADDRESS_TYPES = {'ipv4': 'A', 'ipv6': 'AAAA'}
 
@@ -98,12 +103,19 @@ def _failure(exc, lifetime):
     return 'error', str(exc) or type(exc).__name__
 
 
+class NoResolverConfigured(Exception):
+    """No nameserver was given and the controller has no /etc/resolv.conf."""
+
+
 class EdgeResolver:
     """Sends the queries for one lookup, with the caller's resolver settings."""
 
     def __init__(self, options):
         self.options = options
-        self._resolver = dns.asyncresolver.Resolver(configure=not options.nameservers)
+        try:
+            self._resolver = dns.asyncresolver.Resolver(configure=not options.nameservers)
+        except dns.resolver.NoResolverConfiguration as exc:
+            raise NoResolverConfigured('no nameservers given and none configured on the controller: %s' % exc)
         if options.nameservers:
             self._resolver.nameservers = list(options.nameservers)
             self._resolver.port = options.port
@@ -167,9 +179,9 @@ async def _discover(resolver, srv_names, hostnames, families):
     await asyncio.gather(*(resolve_srv(srv) for srv in srv_names))
     # resolve_srv may have added tasks while the others ran; gather them all.
     while len(results) < len(srv_names) + len(address_tasks):
-        pending = [(key, task) for key, task in address_tasks.items() if key not in results]
-        for key, result in zip([k for k, _ in pending], await asyncio.gather(*(t for _, t in pending))):
-            results[key] = result
+        pending = [key for key in address_tasks if key not in results]
+        answers = await asyncio.gather(*(address_tasks[key] for key in pending))
+        results.update(zip(pending, answers))
     return results
 
 
@@ -179,8 +191,8 @@ def discover(options, srv_names, hostnames):
     Returns the resolver's description and ``{(name, rdtype): Answer | Failure}``
     for every SRV name, every given host name, and every SRV target, in each
     family of ``options``.
-    Raises ``dns.resolver.NoResolverConfiguration`` when no nameserver is
-    given and the system has none.
+    Raises NoResolverConfigured when no nameserver is given and the
+    controller has none.
     """
     resolver = EdgeResolver(options)
     return resolver.description, asyncio.run(_discover(resolver, srv_names, hostnames, options.families))

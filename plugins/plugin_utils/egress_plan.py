@@ -11,7 +11,12 @@ answered in.
 
 from __future__ import annotations
 
-import netaddr
+try:
+    import netaddr
+except ImportError:  # the lookup tells the user to install netaddr before it gets here
+    HAS_NETADDR = False
+else:
+    HAS_NETADDR = True
 
 from ansible.errors import AnsibleLookupError
 from ansible_collections.tunnelwall.cloudflared.plugins.plugin_utils import cloudflare_catalog, edge_names
@@ -231,6 +236,8 @@ def _plan(options, source, resolved_at, endpoints):
         'generation': options.generation,
         'source': source,
         'resolved_at': resolved_at,
+        # The probe asks the same SRV questions from each host.
+        'srv_names': srv_names(options),
         'endpoints': endpoints,
         'rules': build_rules(endpoints, options),
     }

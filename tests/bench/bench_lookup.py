@@ -95,7 +95,7 @@ def _run(workdir, name, template, dns, runs):
                '-e', 'ansible_python_interpreter=%s' % sys.executable]
     env = dict(os.environ, ANSIBLE_LOCALHOST_WARNING='False')
     inner, outer, addresses = [], [], None
-    for _ in range(runs):
+    for dummy in range(runs):
         started = time.monotonic()
         result = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
         outer.append(time.monotonic() - started)
@@ -117,7 +117,7 @@ lookup = lookup_loader.get('tunnelwall.cloudflared.edge_endpoints')
 loaded = time.perf_counter()
 options = dict(nameservers=[sys.argv[1]], port=int(sys.argv[2]), trusted_ranges=json.loads(sys.argv[3]), cache=False)
 runs = []
-for _ in range(int(sys.argv[4])):
+for dummy in range(int(sys.argv[4])):
     begin = time.perf_counter()
     lookup.run([], variables={}, **options)
     runs.append(time.perf_counter() - begin)
@@ -139,7 +139,7 @@ def main(runs):
     dns = DnsServer(workdir, listen=('127.0.0.1',)).start()
     try:
         dns.set(delay_ms=DELAY_MS)
-        baseline, baseline_wall, _ = _run(workdir, 'baseline', BASELINE_PLAYBOOK, dns, runs)
+        baseline, baseline_wall, dummy = _run(workdir, 'baseline', BASELINE_PLAYBOOK, dns, runs)
         dig, dig_wall, dig_addresses = _run(workdir, 'dig', DIG_PLAYBOOK, dns, runs)
         edge, edge_wall, edge_addresses = _run(workdir, 'edge_endpoints', EDGE_PLAYBOOK, dns, runs)
         load, resolution = _in_process(dns, runs)

@@ -35,6 +35,7 @@ def test_default_plan_is_the_global_v2_edge_with_api_and_update(lookup, dns):
     assert plan['version'] == 1
     assert (plan['region'], plan['generation'], plan['source']) == ('global', 'v2', 'dns')
     assert re.fullmatch(r'\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ', plan['resolved_at'])
+    assert plan['srv_names'] == [V2]
     assert hostnames(plan) == ['region1.v2.argotunnel.com', 'region2.v2.argotunnel.com',
                                'api.cloudflare.com', 'update.argotunnel.com']
     region1 = plan['endpoints'][0]
@@ -74,6 +75,7 @@ def test_legacy_generation_is_exactly_the_original_page(lookup, dns):
 
 def test_both_generations_are_merged_without_duplicates(lookup, dns):
     plan = lookup(generation='both')
+    assert plan['srv_names'] == [V2, '_origintunneld._tcp.argotunnel.com']
     assert hostnames(plan) == ['region1.argotunnel.com', 'region1.v2.argotunnel.com', 'region2.argotunnel.com',
                                'region2.v2.argotunnel.com', 'api.cloudflare.com', 'update.argotunnel.com',
                                'update.cloudflare.com']

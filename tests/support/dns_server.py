@@ -159,7 +159,7 @@ async def serve(args):
     loop = asyncio.get_running_loop()
     ports = {}
     for host in args.listen:
-        udp, _ = await loop.create_datagram_endpoint(lambda: _Udp(authority), local_addr=(host, args.port))
+        udp, dummy = await loop.create_datagram_endpoint(lambda: _Udp(authority), local_addr=(host, args.port))
         port = udp.get_extra_info('sockname')[1]
         await asyncio.start_server(_stream_handler(authority, 'tcp'), host, port)
         ports[host] = port

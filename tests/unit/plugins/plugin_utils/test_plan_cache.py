@@ -71,12 +71,12 @@ def test_forked_workers_compute_once(tmp_path):
     results = context.Queue()
     markers = tmp_path / 'computed'
     markers.mkdir()
-    workers = [context.Process(target=_worker, args=(str(tmp_path / 'cache'), str(markers), results)) for _ in range(5)]
+    workers = [context.Process(target=_worker, args=(str(tmp_path / 'cache'), str(markers), results)) for dummy in range(5)]
     for worker in workers:
         worker.start()
     for worker in workers:
         worker.join(10)
-    answers = [results.get(timeout=5) for _ in workers]
+    answers = [results.get(timeout=5) for dummy in workers]
     assert len(os.listdir(markers)) == 1
-    assert len({origin for origin, _ in answers}) == 1
-    assert sorted(hit for _, hit in answers) == [False, True, True, True, True]
+    assert len({origin for origin, hit in answers}) == 1
+    assert sorted(hit for origin, hit in answers) == [False, True, True, True, True]
