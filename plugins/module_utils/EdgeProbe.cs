@@ -1,0 +1,276 @@
+// Copyright: tunnelwall developers
+// GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+//
+// The I/O half of win_edge_probe: TCP connects, TLS handshakes and QUIC datagrams,
+// all at once, each bounded by one timeout. The controller builds the QUIC Initial
+// datagrams and reads the answers (plugin_utils/windows_probe.py); this code only
+// sends bytes and returns the bytes that came back, base64-encoded.
+// C# 5 only: Windows PowerShell 5.1 compiles it with the .NET Framework compiler.
+using System;
+using System.Collections;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.Net;
+using System.Net.Security;
+using System.Net.Sockets;
+using System.Security.Authentication;
+using System.Security.Cryptography.X509Certificates;
+using System.Threading;
+using System.Threading.Tasks;
+
+namespace ansible_collections.tunnelwall.cloudflared.plugins.module_utils.EdgeProbe
+{
+    public class Prober
+    {
+        // SslProtocols.Tls13 is missing from older .NET Framework enums; its value is stable.
+        private const SslProtocols Tls12And13 = SslProtocols.Tls12 | (SslProtocols)12288;
+
+        private readonly int timeoutMs;
+        private readonly bool validateCerts;
+        private readonly X509Certificate2Collection trustedRoots;
+        private readonly SemaphoreSlim slots;
+
+        public Prober(int timeoutMs, int concurrency, bool validateCerts, string caPath)
+        {
+            this.timeoutMs = timeoutMs;
+            this.validateCerts = validateCerts;
+            this.slots = new SemaphoreSlim(Math.Max(1, concurrency));
+            if (!String.IsNullOrEmpty(caPath))
+            {
+                trustedRoots = new X509Certificate2Collection();
+                trustedRoots.Import(caPath);
+            }
+        }
+
+        public static List<string> RoutableFamilies(IList targets)
+        {
+            // Connecting a UDP socket sends nothing; it only asks the routing table.
+            List<string> families = new List<string>();
+            foreach (string family in new string[] { "ipv4", "ipv6" })
+            {
+                foreach (IDictionary target in targets)
+                {
+                    if ((string)target["family"] != family)
+                        continue;
+                    try
+                    {
+                        using (Socket socket = new Socket(AddressFamilyOf(family), SocketType.Dgram, ProtocolType.Udp))
+                        {
+                            socket.Connect(IPAddress.Parse((string)target["address"]), 7844);
+                        }
+                        families.Add(family);
+                    }
+                    catch (SocketException)
+                    {
+                    }
+                    break;
+                }
+            }
+            return families;
+        }
+
+        public List<Hashtable> Run(IList targets)
+        {
+            List<Task<List<Hashtable>>> probes = new List<Task<List<Hashtable>>>();
+            foreach (IDictionary target in targets)
+                probes.Add(ProbeOne(target));
+            Task.WaitAll(probes.ToArray());
+            List<Hashtable> rows = new List<Hashtable>();
+            foreach (Task<List<Hashtable>> probe in probes)
+                rows.AddRange(probe.Result);
+            return rows;
+        }
+
+        private static AddressFamily AddressFamilyOf(string family)
+        {
+            return family == "ipv6" ? AddressFamily.InterNetworkV6 : AddressFamily.InterNetwork;
+        }
+
+        private static Hashtable Row(IDictionary target, string check, bool ok, string errorKind, string message, Stopwatch watch)
+        {
+            Hashtable row = new Hashtable();
+            row["id"] = target["id"];
+            row["check"] = check;
+            row["ok"] = ok;
+            row["error_kind"] = errorKind;
+            row["message"] = message;
+            row["latency_ms"] = (int)watch.ElapsedMilliseconds;
+            return row;
+        }
+
+        private static string SocketErrorKind(SocketException error, bool udp)
+        {
+            switch (error.SocketErrorCode)
+            {
+                case SocketError.TimedOut:
+                    return "timeout";
+                case SocketError.ConnectionRefused:
+                    return "refused";
+                // Windows reports an ICMP port unreachable on a UDP socket as a reset.
+                case SocketError.ConnectionReset:
+                    return udp ? "refused" : "reset";
+                case SocketError.HostUnreachable:
+                case SocketError.NetworkUnreachable:
+                case SocketError.AddressNotAvailable:
+                    return "unreachable";
+                case SocketError.AccessDenied:
+                    return "blocked_locally";
+                default:
+                    return "error";
+            }
+        }
+
+        private static SocketException FindSocketError(Exception error)
+        {
+            for (Exception current = error; current != null; current = current.InnerException)
+            {
+                AggregateException aggregate = current as AggregateException;
+                if (aggregate != null && aggregate.InnerExceptions.Count > 0)
+                    return FindSocketError(aggregate.InnerExceptions[0]);
+                SocketException socketError = current as SocketException;
+                if (socketError != null)
+                    return socketError;
+            }
+            return null;
+        }
+
+        private async Task<List<Hashtable>> ProbeOne(IDictionary target)
+        {
+            await slots.WaitAsync().ConfigureAwait(false);
+            try
+            {
+                if ((string)target["protocol"] == "udp")
+                    return new List<Hashtable> { await Quic(target).ConfigureAwait(false) };
+                return await Stream(target).ConfigureAwait(false);
+            }
+            finally
+            {
+                slots.Release();
+            }
+        }
+
+        private async Task<List<Hashtable>> Stream(IDictionary target)
+        {
+            Stopwatch watch = Stopwatch.StartNew();
+            List<Hashtable> rows = new List<Hashtable>();
+            IList checks = (IList)target["checks"];
+            int port = Convert.ToInt32(target["port"]);
+            using (TcpClient client = new TcpClient(AddressFamilyOf((string)target["family"])))
+            {
+                Task connect = client.ConnectAsync(IPAddress.Parse((string)target["address"]), port);
+                string failure = null;
+                string kind = null;
+                if (await Task.WhenAny(connect, Task.Delay(timeoutMs)).ConfigureAwait(false) != connect)
+                {
+                    kind = "timeout";
+                    failure = String.Format("TCP {0}: no answer within {1}ms (dropped?)", port, timeoutMs);
+                }
+                else if (connect.IsFaulted)
+                {
+                    SocketException error = FindSocketError(connect.Exception);
+                    kind = error == null ? "error" : SocketErrorKind(error, false);
+                    failure = String.Format("TCP {0}: {1}", port, error == null ? connect.Exception.GetBaseException().Message : error.Message);
+                }
+                if (failure != null)
+                {
+                    foreach (string check in checks)
+                        rows.Add(Row(target, check, false, kind, check == "tcp" ? failure : "no TCP connection: " + failure, watch));
+                    return rows;
+                }
+                if (checks.Contains("tcp"))
+                    rows.Add(Row(target, "tcp", true, null, "connected", watch));
+                foreach (string check in checks)
+                {
+                    if (check == "tls" || check == "https")
+                        rows.Add(await Handshake(client, target, check, watch).ConfigureAwait(false));
+                }
+            }
+            return rows;
+        }
+
+        private async Task<Hashtable> Handshake(TcpClient client, IDictionary target, string check, Stopwatch watch)
+        {
+            string serverName = (string)target["server_name"];
+            SslPolicyErrors policyErrors = SslPolicyErrors.None;
+            RemoteCertificateValidationCallback validate = delegate(object sender, X509Certificate certificate, X509Chain chain, SslPolicyErrors errors)
+            {
+                policyErrors = errors;
+                return !validateCerts || Trusted(certificate, errors);
+            };
+            Stopwatch handshakeWatch = Stopwatch.StartNew();
+            using (SslStream tls = new SslStream(client.GetStream(), false, validate))
+            {
+                Task handshake = tls.AuthenticateAsClientAsync(serverName, null, Tls12And13, false);
+                int remaining = Math.Max(50, timeoutMs - (int)watch.ElapsedMilliseconds);
+                if (await Task.WhenAny(handshake, Task.Delay(remaining)).ConfigureAwait(false) != handshake)
+                    return Row(target, check, false, "timeout", "TLS handshake: no answer (dropped?)", handshakeWatch);
+                if (handshake.IsFaulted)
+                {
+                    Exception error = handshake.Exception.GetBaseException();
+                    if (error is AuthenticationException && policyErrors != SslPolicyErrors.None)
+                        return Row(target, check, false, "tls_certificate", String.Format("certificate not valid for {0}: {1}", serverName, policyErrors), handshakeWatch);
+                    SocketException socketError = FindSocketError(handshake.Exception);
+                    if (socketError != null)
+                        return Row(target, check, false, SocketErrorKind(socketError, false), "TLS handshake: " + socketError.Message, handshakeWatch);
+                    return Row(target, check, false, "tls", "TLS handshake failed: " + error.Message, handshakeWatch);
+                }
+                return Row(target, check, true, null, String.Format("{0} with SNI {1}", tls.SslProtocol, serverName), handshakeWatch);
+            }
+        }
+
+        private bool Trusted(X509Certificate certificate, SslPolicyErrors errors)
+        {
+            if (errors == SslPolicyErrors.None)
+                return true;
+            // With ca_path, a chain that only fails for an unknown root is fine when that root is ours.
+            if (trustedRoots == null || (errors & ~SslPolicyErrors.RemoteCertificateChainErrors) != SslPolicyErrors.None)
+                return false;
+            using (X509Chain chain = new X509Chain())
+            {
+                chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
+                chain.ChainPolicy.VerificationFlags = X509VerificationFlags.AllowUnknownCertificateAuthority;
+                chain.ChainPolicy.ExtraStore.AddRange(trustedRoots);
+                if (!chain.Build(new X509Certificate2(certificate)))
+                    return false;
+                X509Certificate2 root = chain.ChainElements[chain.ChainElements.Count - 1].Certificate;
+                foreach (X509Certificate2 trusted in trustedRoots)
+                {
+                    if (trusted.Thumbprint == root.Thumbprint)
+                        return true;
+                }
+                return false;
+            }
+        }
+
+        private async Task<Hashtable> Quic(IDictionary target)
+        {
+            Stopwatch watch = Stopwatch.StartNew();
+            int port = Convert.ToInt32(target["port"]);
+            byte[] datagram = Convert.FromBase64String((string)target["datagram"]);
+            using (UdpClient udp = new UdpClient(AddressFamilyOf((string)target["family"])))
+            {
+                try
+                {
+                    udp.Connect(IPAddress.Parse((string)target["address"]), port);
+                    await udp.SendAsync(datagram, datagram.Length).ConfigureAwait(false);
+                    Task<UdpReceiveResult> receive = udp.ReceiveAsync();
+                    if (await Task.WhenAny(receive, Task.Delay(timeoutMs)).ConfigureAwait(false) != receive)
+                        return Row(target, "quic", false, "timeout", String.Format("UDP {0}: no QUIC answer within {1}ms (dropped?)", port, timeoutMs), watch);
+                    if (receive.IsFaulted)
+                    {
+                        SocketException error = FindSocketError(receive.Exception);
+                        return Row(target, "quic", false, error == null ? "error" : SocketErrorKind(error, true),
+                                   String.Format("UDP {0}: {1}", port, receive.Exception.GetBaseException().Message), watch);
+                    }
+                    Hashtable row = Row(target, "quic", true, null, "answered", watch);
+                    row["answer"] = Convert.ToBase64String(receive.Result.Buffer);
+                    return row;
+                }
+                catch (SocketException error)
+                {
+                    return Row(target, "quic", false, SocketErrorKind(error, true), String.Format("UDP {0}: {1}", port, error.Message), watch);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,181 @@
+# -*- coding: utf-8 -*-
+# Copyright: tunnelwall developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A small stub resolver (RFC 1035) for managed hosts, standard library only.
+
+``socket.getaddrinfo`` cannot ask for SRV records, and cloudflared's first
+query is a SRV query; the probe asks the host's own nameservers
+(``/etc/resolv.conf``) the same questions cloudflared asks.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import errno
+import ipaddress
+import os
+import socket
+import struct
+import time
+
+TYPES = {'A': 1, 'AAAA': 28, 'CNAME': 5, 'SRV': 33}
+TYPE_NAMES = dict((number, name) for name, number in TYPES.items())
+RCODES = {0: 'NOERROR', 1: 'FORMERR', 2: 'SERVFAIL', 3: 'NXDOMAIN', 4: 'NOTIMP', 5: 'REFUSED'}
+
+
+def read_resolv_conf(path='/etc/resolv.conf'):
+    """The nameserver addresses of a resolv.conf, in order; [] when there are none."""
+    nameservers = []
+    try:
+        with open(path) as handle:
+            for line in handle:
+                fields = line.split('#', 1)[0].split(';', 1)[0].split()
+                if len(fields) >= 2 and fields[0] == 'nameserver':
+                    try:
+                        nameservers.append(str(ipaddress.ip_address(fields[1].split('%', 1)[0])))
+                    except ValueError:
+                        continue
+    except (IOError, OSError):
+        return []
+    return nameservers
+
+
+def encode_name(name):
+    out = b''
+    for label in name.rstrip('.').split('.'):
+        raw = label.encode('idna') if label else b''
+        if not raw or len(raw) > 63:
+            raise ValueError('invalid DNS name %r' % name)
+        out += struct.pack('B', len(raw)) + raw
+    return out + b'\0'
+
+
+def build_query(name, qtype, query_id):
+    """A recursive query for one name and type."""
+    return struct.pack('>HHHHHH', query_id, 0x0100, 1, 0, 0, 0) + encode_name(name) + struct.pack('>HH', TYPES[qtype], 1)
+
+
+def _read_name(message, offset, depth=0):
+    labels = []
+    while True:
+        if depth > 20 or offset >= len(message):
+            raise ValueError('malformed name')
+        length = message[offset]
+        if length & 0xC0 == 0xC0:  # compression pointer
+            pointer = struct.unpack('>H', message[offset:offset + 2])[0] & 0x3FFF
+            labels.append(_read_name(message, pointer, depth + 1)[0])
+            return '.'.join(l for l in labels if l), offset + 2
+        offset += 1
+        if not length:
+            return '.'.join(labels), offset
+        labels.append(message[offset:offset + length].decode('ascii', 'replace').lower())
+        offset += length
+
+
+def parse_response(message, query_id):
+    """``(rcode name, truncated, answers)``; answers are (name, type, ttl, value) tuples.
+
+    A and AAAA values are address strings, SRV values (priority, weight,
+    port, target) tuples, CNAME values names. Other types are skipped.
+    """
+    if len(message) < 12:
+        raise ValueError('short DNS message')
+    response_id, flags, questions, answer_count = struct.unpack('>HHHH', message[:8])
+    if response_id != query_id or not flags & 0x8000:
+        raise ValueError('not the answer to our query')
+    offset = 12
+    for dummy in range(questions):
+        offset = _read_name(message, offset)[1] + 4
+    answers = []
+    for dummy in range(answer_count):
+        name, offset = _read_name(message, offset)
+        rtype, dummy, ttl, length = struct.unpack('>HHIH', message[offset:offset + 10])
+        offset += 10
+        data = message[offset:offset + length]
+        if rtype == TYPES['A'] and length == 4:
+            answers.append((name, 'A', ttl, socket.inet_ntop(socket.AF_INET, data)))
+        elif rtype == TYPES['AAAA'] and length == 16:
+            answers.append((name, 'AAAA', ttl, socket.inet_ntop(socket.AF_INET6, data)))
+        elif rtype == TYPES['SRV']:
+            priority, weight, port = struct.unpack('>HHH', data[:6])
+            answers.append((name, 'SRV', ttl, (priority, weight, port, _read_name(message, offset + 6)[0])))
+        elif rtype == TYPES['CNAME']:
+            answers.append((name, 'CNAME', ttl, _read_name(message, offset)[0]))
+        offset += length
+    return RCODES.get(flags & 0x0F, 'RCODE%d' % (flags & 0x0F)), bool(flags & 0x0200), answers
+
+
+def _exchange(nameserver, port, payload, timeout, tcp):
+    family = socket.AF_INET6 if ':' in nameserver else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM if tcp else socket.SOCK_DGRAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect((nameserver, port))
+        if not tcp:
+            sock.send(payload)
+            return sock.recv(65535)
+        sock.sendall(struct.pack('>H', len(payload)) + payload)
+        data = b''
+        while len(data) < 2 or len(data) < 2 + struct.unpack('>H', data[:2])[0]:
+            chunk = sock.recv(65535)
+            if not chunk:
+                raise socket.error(errno.ECONNRESET, 'connection closed mid-answer')
+            data += chunk
+        return data[2:]
+    finally:
+        sock.close()
+
+
+def error_kind(exc):
+    """One word for why a socket operation failed; the probe uses the same words."""
+    if isinstance(exc, socket.timeout):
+        return 'timeout'
+    number = getattr(exc, 'errno', None)
+    if number == errno.ECONNREFUSED:
+        return 'refused'
+    if number in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EADDRNOTAVAIL):
+        return 'unreachable'
+    if number in (errno.EPERM, errno.EACCES):
+        return 'blocked_locally'
+    if number == errno.ECONNRESET:
+        return 'reset'
+    return 'error'
+
+
+def resolve(name, qtype, nameservers, timeout, port=53):
+    """Ask each nameserver in turn until one answers; never raises.
+
+    Returns a dict: ``ok``, ``rcode``, ``answers`` (values of ``qtype``,
+    after CNAMEs), ``ttl``, ``nameserver``, ``error_kind``, ``message`` and
+    ``latency_ms``.
+    """
+    started = time.time()
+    result = {'name': name, 'type': qtype, 'ok': False, 'rcode': None, 'answers': [], 'ttl': None,
+              'nameserver': None, 'error_kind': 'no_nameserver', 'message': 'no nameserver in resolv.conf'}
+    for nameserver in nameservers:
+        query_id = struct.unpack('>H', os.urandom(2))[0]
+        payload = build_query(name, qtype, query_id)
+        result['nameserver'] = nameserver
+        try:
+            rcode, truncated, answers = parse_response(_exchange(nameserver, port, payload, timeout, False), query_id)
+            if truncated:
+                rcode, truncated, answers = parse_response(_exchange(nameserver, port, payload, timeout, True), query_id)
+        except (socket.error, socket.timeout, ValueError, struct.error) as exc:
+            result.update(error_kind=error_kind(exc) if not isinstance(exc, (ValueError, struct.error)) else 'malformed',
+                          message='%s: %s' % (nameserver, exc or 'timed out'))
+            continue
+        values = [a for a in answers if a[1] == qtype]
+        result.update(rcode=rcode, answers=sorted(set(a[3] for a in values)),
+                      ttl=min([a[2] for a in values]) if values else None)
+        if rcode == 'NOERROR' and values:
+            result.update(ok=True, error_kind=None, message='')
+            break
+        # 'refused' already means an ICMP or TCP refusal: a REFUSED answer gets its own word.
+        kind = {'NOERROR': 'no_answer', 'REFUSED': 'dns_refused'}.get(rcode, rcode.lower())
+        result.update(error_kind=kind,
+                      message='%s answered %s%s' % (nameserver, rcode, '' if values or rcode != 'NOERROR' else ' with no %s record' % qtype))
+        if rcode in ('NXDOMAIN', 'NOERROR'):
+            break  # an authoritative "no": asking the next server would not change it
+    result['latency_ms'] = int((time.time() - started) * 1000)
+    return result

@@ -1,0 +1,207 @@
+# -*- coding: utf-8 -*-
+# Copyright: tunnelwall developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""From probe results to what a user acts on: DNS drift, a summary, a protocol, and what to open.
+
+Pure functions of plain data: the POSIX module and the Windows action
+plugin share them, so both report the same way.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from concurrent.futures import ThreadPoolExecutor
+
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import dns_client
+
+ADDRESS_TYPES = {'ipv4': 'A', 'ipv6': 'AAAA'}
+
+
+def dns_questions(plan, families):
+    """The questions cloudflared's host asks: the SRV names and A/AAAA of every host name."""
+    questions = [(name, 'SRV') for name in plan.get('srv_names') or []]
+    for endpoint in plan['endpoints']:
+        questions.extend((endpoint['hostname'], ADDRESS_TYPES[family]) for family in families)
+    return questions
+
+
+def resolve_all(questions, nameservers, timeout):
+    """Every question at once, through the host's own nameservers."""
+    if not questions:
+        return []
+    with ThreadPoolExecutor(max_workers=min(32, len(questions))) as pool:
+        return list(pool.map(lambda q: dns_client.resolve(q[0], q[1], nameservers, timeout), questions))
+
+
+def dns_findings(plan, families, nameservers, answers):
+    """What the host's DNS says that the plan does not, and the reverse.
+
+    A host that cannot resolve is a finding, not an error: cloudflared on
+    it would fail the same way.
+    """
+    findings = []
+    if not nameservers:
+        findings.append({'kind': 'no_resolver', 'message': 'no nameserver in resolv.conf: cloudflared cannot resolve its edge'})
+    by_question = dict(((a['name'], a['type']), a) for a in answers)
+    planned_hosts = set(e['hostname'] for e in plan['endpoints'])
+    for answer in answers:
+        if not answer['ok'] and nameservers:
+            findings.append({'kind': 'unresolvable', 'name': answer['name'], 'type': answer['type'],
+                             'error_kind': answer['error_kind'], 'message': answer['message']})
+        if answer['type'] == 'SRV' and answer['ok']:
+            for target in sorted(set(t[3] for t in answer['answers']) - planned_hosts):
+                findings.append({'kind': 'srv_target_not_in_plan', 'name': answer['name'], 'hostname': target,
+                                 'message': '%s names %s, which the plan lacks' % (answer['name'], target)})
+    for endpoint in plan['endpoints']:
+        for family in families:
+            answer = by_question.get((endpoint['hostname'], ADDRESS_TYPES[family]))
+            if not answer or not answer['ok']:
+                continue
+            seen, planned = set(answer['answers']), set(endpoint.get(family) or [])
+            for kind, addresses in (('not_in_plan', seen - planned), ('not_seen', planned - seen)):
+                if addresses:
+                    findings.append({
+                        'kind': kind, 'hostname': endpoint['hostname'], 'family': family,
+                        'addresses': sorted(addresses),
+                        'message': ('this host resolves %s to %s, which the plan lacks' if kind == 'not_in_plan'
+                                    else 'the plan has %s at %s, which this host does not see')
+                        % (endpoint['hostname'], ', '.join(sorted(addresses)))})
+    return findings
+
+
+def summarize(results):
+    """Counts per purpose, check, protocol and family, in a stable order."""
+    groups = {}
+    for result in results:
+        key = (result['purpose'], result['check'], result['protocol'], result['family'])
+        group = groups.setdefault(key, {'purpose': key[0], 'check': key[1], 'protocol': key[2], 'family': key[3],
+                                        'ok': 0, 'failed': 0, 'total': 0})
+        group['ok' if result['ok'] else 'failed'] += 1
+        group['total'] += 1
+    return [groups[key] for key in sorted(groups)]
+
+
+def _tunnel_hosts(results, check):
+    """{hostname: (ok count, total)} for one tunnel check."""
+    hosts = {}
+    for result in results:
+        if result['purpose'] == 'tunnel' and result['check'] == check:
+            ok, total = hosts.get(result['hostname'], (0, 0))
+            hosts[result['hostname']] = (ok + int(result['ok']), total + 1)
+    return hosts
+
+
+def _protocol_state(results, check):
+    hosts = _tunnel_hosts(results, check)
+    answered = sorted(h for h, counts in hosts.items() if counts[0])
+    silent = sorted(h for h, counts in hosts.items() if not counts[0])
+    return hosts, answered, silent
+
+
+def _http2_check(results):
+    return 'tls' if any(r['check'] == 'tls' for r in results) else 'tcp'
+
+
+def recommend(results):
+    """``(protocol, reason)``: quic when QUIC answers, else http2 when TCP 7844 (and TLS) does, else none.
+
+    That is cloudflared's own order with ``--protocol auto``: QUIC first,
+    HTTP/2 over TCP 7844 when QUIC fails.
+    """
+    quic_hosts, quic_ok, quic_silent = _protocol_state(results, 'quic')
+    http2_check = _http2_check(results)
+    http2_hosts, http2_ok, http2_silent = _protocol_state(results, http2_check)
+    if quic_ok:
+        reason = 'QUIC handshakes answered by %s' % _counts(quic_hosts, quic_ok)
+        if quic_silent:
+            reason += '; no QUIC answer from %s: fewer regions, less redundancy' % ', '.join(quic_silent)
+        return 'quic', reason
+    if http2_ok:
+        reason = '%s on TCP 7844 succeeded with %s' % ('TLS' if http2_check == 'tls' else 'TCP connect',
+                                                       _counts(http2_hosts, http2_ok))
+        if quic_hosts:
+            reason += ', but no QUIC answer on UDP 7844: cloudflared falls back to http2'
+        if http2_silent:
+            reason += '; %s did not answer' % ', '.join(http2_silent)
+        return 'http2', reason
+    if not quic_hosts and not http2_hosts:
+        return 'none', 'no tunnel address was probed'
+    return 'none', 'no tunnel address answered on UDP 7844 (QUIC) or TCP 7844 (%s)' % http2_check.upper()
+
+
+def _counts(hosts, names):
+    return ', '.join('%s (%d/%d addresses)' % (name, hosts[name][0], hosts[name][1]) for name in names)
+
+
+def _what_to_open(plan, failed, families):
+    """The plan's destinations for the failed (purpose, protocol, port) groups, or the failed addresses."""
+    lines = []
+    groups = sorted(set((r['purpose'], r['protocol'], r['port']) for r in failed))
+    for purpose, protocol, port in groups:
+        rule = next((r for r in (plan or {}).get('rules', []) if (r['purpose'], r['protocol'], r['port'])
+                     == (purpose, protocol, port)), None)
+        if rule:
+            destinations = [cidr for family in families for cidr in rule.get(family, [])]
+        else:
+            destinations = sorted(set(r['address'] for r in failed if (r['purpose'], r['protocol'], r['port'])
+                                      == (purpose, protocol, port)))
+        lines.append('open outbound %s %d to %s (%s)' % (protocol.upper(), port, ', '.join(destinations), purpose))
+    return lines
+
+
+def _failure_lines(failed):
+    by_kind = {}
+    for result in failed:
+        key = (result['check'], result['protocol'], result['port'], result['error_kind'])
+        by_kind.setdefault(key, []).append(result['address'])
+    return ['%s %s/%d %s: %s' % (check, protocol, port, kind, ', '.join(addresses))
+            for (check, protocol, port, kind), addresses in sorted(by_kind.items())]
+
+
+def unmet_requirements(require, results, findings, plan, families):
+    """One message per requirement that the results do not meet, saying what failed and what to open."""
+    protocol = recommend(results)[0]
+    unmet = []
+
+    def failures(predicate):
+        return [r for r in results if predicate(r) and not r['ok']]
+
+    checks = {
+        'any_tunnel': (protocol != 'none', failures(lambda r: r['purpose'] == 'tunnel')),
+        'quic': (any(r['ok'] for r in results if r['check'] == 'quic'), failures(lambda r: r['check'] == 'quic')),
+        'http2': (any(r['ok'] for r in results if r['purpose'] == 'tunnel' and r['check'] == _http2_check(results)),
+                  failures(lambda r: r['purpose'] == 'tunnel' and r['protocol'] == 'tcp')),
+    }
+    for purpose in ('api', 'update'):
+        mine = [r for r in results if r['purpose'] == purpose]
+        hosts = set(r['hostname'] for r in mine)
+        # Every host name of the purpose must answer on at least one address, with every check.
+        met = bool(mine) and all(any(r['ok'] for r in mine if r['hostname'] == h and r['check'] == c)
+                                 for h in hosts for c in set(r['check'] for r in mine))
+        checks[purpose] = (met, failures(lambda r, p=purpose: r['purpose'] == p))
+    bad_dns = [f for f in findings if f['kind'] in ('no_resolver', 'unresolvable')]
+    for requirement in require:
+        if requirement == 'dns':
+            if bad_dns:
+                unmet.append('dns: %s' % '; '.join(f['message'] for f in bad_dns))
+            continue
+        met, failed = checks[requirement]
+        if met:
+            continue
+        if not failed:
+            unmet.append('%s: nothing to probe (the plan or the checks leave it out)' % requirement)
+            continue
+        unmet.append('%s: %s. To fix: %s' % (requirement, '; '.join(_failure_lines(failed)),
+                                             '; '.join(_what_to_open(plan, failed, families))))
+    return unmet
+
+
+def report(require, plan, families, results, nameservers, answers, asked_dns):
+    """The module's whole return value (without ``changed``), and the unmet requirements in it."""
+    findings = dns_findings(plan, families, nameservers, answers) if asked_dns else []
+    protocol, reason = recommend(results)
+    unmet = unmet_requirements(require, results, findings, plan, families)
+    return dict(results=results, summary=summarize(results), families=families, recommended_protocol=protocol,
+                recommendation_reason=reason, unmet_requirements=unmet,
+                dns=dict(nameservers=nameservers if asked_dns else [], answers=answers, findings=findings))

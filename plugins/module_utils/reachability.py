@@ -1,0 +1,217 @@
+# -*- coding: utf-8 -*-
+# Copyright: tunnelwall developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What edge_probe does on a managed host, as small functions of plain data.
+
+Targets come from the egress plan (or are given explicitly); every probe
+runs in its own thread with one deadline, so the wall time is about one
+timeout whatever the number of targets. Every failure is classified:
+``timeout`` (a silent drop), ``refused`` and ``unreachable`` (an active
+rejection: TCP RST, ICMP), ``blocked_locally`` (this host's own firewall),
+``tls``/``tls_certificate`` (something answered, but not the edge), and
+QUIC's own ``quic_closed``/``quic_version``.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import socket
+import ssl
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import dns_client, quic_initial
+
+CHECKS = ('dns', 'tcp', 'tls', 'quic', 'https')
+REQUIREMENTS = ('any_tunnel', 'quic', 'http2', 'api', 'update', 'dns')
+FAMILIES = ('ipv4', 'ipv6')
+SOCKET_FAMILY = {'ipv4': socket.AF_INET, 'ipv6': socket.AF_INET6}
+HTTPS_PORT = 443
+
+
+def _target(endpoint, address, family, protocol, checks, server_name):
+    return {'hostname': endpoint['hostname'], 'purpose': endpoint['purpose'], 'address': address,
+            'family': family, 'port': endpoint['port'], 'protocol': protocol, 'checks': checks,
+            'server_name': server_name}
+
+
+def _checks_for(endpoint, protocol, checks):
+    if protocol == 'udp':
+        # Only the tunnel speaks a protocol we can prove over UDP (QUIC).
+        return ['quic'] if 'quic' in checks and endpoint['purpose'] == 'tunnel' else []
+    wanted = ['tcp'] if 'tcp' in checks else []
+    if endpoint['purpose'] == 'tunnel' and 'tls' in checks:
+        wanted.append('tls')
+    elif endpoint['purpose'] != 'tunnel' and endpoint['port'] == HTTPS_PORT and 'https' in checks:
+        wanted.append('https')
+    return wanted
+
+
+def plan_targets(plan, checks, purposes, families, server_names):
+    """One target per address, protocol and port of the plan's endpoints."""
+    targets = []
+    for endpoint in plan['endpoints']:
+        if purposes and endpoint['purpose'] not in purposes:
+            continue
+        for protocol in endpoint['protocols']:
+            wanted = _checks_for(endpoint, protocol, checks)
+            if not wanted:
+                continue
+            if endpoint['purpose'] == 'tunnel':
+                server_name = server_names.get(protocol) or endpoint.get('server_names', {}).get(protocol)
+            else:
+                server_name = server_names.get(endpoint['hostname']) or endpoint['hostname']
+            for family in families:
+                for address in endpoint.get(family, []):
+                    targets.append(_target(endpoint, address, family, protocol, wanted, server_name))
+    return targets
+
+
+def explicit_targets(items):
+    """Targets from the module's ``targets`` option (already validated)."""
+    targets = []
+    for item in items:
+        check = item['check']
+        endpoint = {'hostname': item.get('hostname') or item['address'], 'purpose': item.get('purpose') or 'extra',
+                    'port': item['port']}
+        protocol = 'udp' if check == 'quic' else 'tcp'
+        checks = [check] if check in ('tcp', 'quic') else ['tcp', check]
+        family = 'ipv6' if ':' in item['address'] else 'ipv4'
+        targets.append(_target(endpoint, item['address'], family, protocol, checks, item.get('server_name')))
+    return targets
+
+
+def routable_families(addresses_by_family):
+    """The families this host has a route for: connecting a UDP socket sends nothing but asks the routing table."""
+    families = []
+    for family in FAMILIES:
+        addresses = addresses_by_family.get(family) or []
+        if not addresses:
+            continue
+        sock = socket.socket(SOCKET_FAMILY[family], socket.SOCK_DGRAM)
+        try:
+            sock.connect((addresses[0], 7844))
+            families.append(family)
+        except (socket.error, OSError):
+            pass
+        finally:
+            sock.close()
+    return families
+
+
+def _result(target, check, ok, error_kind, message, started):
+    """One row of the module's ``results``."""
+    return {'hostname': target['hostname'], 'purpose': target['purpose'], 'address': target['address'],
+            'family': target['family'], 'port': target['port'], 'protocol': target['protocol'], 'check': check,
+            'server_name': target['server_name'] if check in ('tls', 'https', 'quic') else None,
+            'ok': ok, 'error_kind': error_kind, 'message': message,
+            'latency_ms': int(round((time.time() - started) * 1000))}
+
+
+def tls_context(validate_certs, ca_path):
+    if not validate_certs:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    return ssl.create_default_context(cafile=ca_path)
+
+
+def probe_stream(target, timeout, context):
+    """TCP connect, then (if asked) a TLS handshake on the same connection, within one deadline."""
+    deadline = time.time() + timeout
+    results = []
+    started = time.time()
+    sock = socket.socket(SOCKET_FAMILY[target['family']], socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        try:
+            sock.connect((target['address'], target['port']))
+        except (socket.error, socket.timeout, OSError) as exc:
+            kind = dns_client.error_kind(exc)
+            message = 'TCP %d: %s' % (target['port'], 'no answer within %gs (dropped?)' % timeout if kind == 'timeout' else exc)
+            return [_result(target, check, False, kind, message if check == 'tcp' else 'no TCP connection: ' + message,
+                            started) for check in target['checks']]
+        if 'tcp' in target['checks']:
+            results.append(_result(target, 'tcp', True, None, 'connected', started))
+        for check in target['checks']:
+            if check in ('tls', 'https'):
+                results.append(_handshake(sock, target, check, context, deadline, started))
+    finally:
+        sock.close()
+    return results
+
+
+def _handshake(sock, target, check, context, deadline, started):
+    handshake_started = time.time()
+    sock.settimeout(max(deadline - handshake_started, 0.05))
+    try:
+        tls = context.wrap_socket(sock, server_hostname=target['server_name'])
+    except ssl.SSLCertVerificationError as exc:
+        return _result(target, check, False, 'tls_certificate', 'certificate not valid for %s: %s'
+                       % (target['server_name'], exc.verify_message or exc), handshake_started)
+    except ssl.SSLError as exc:
+        return _result(target, check, False, 'tls', 'TLS handshake failed: %s' % (exc.reason or exc), handshake_started)
+    except (socket.error, socket.timeout, OSError) as exc:
+        kind = dns_client.error_kind(exc)
+        return _result(target, check, False, kind, 'TLS handshake: %s' % ('no answer (dropped?)' if kind == 'timeout' else exc),
+                       handshake_started)
+    version = tls.version()
+    tls.close()
+    return _result(target, check, True, None, '%s with SNI %s' % (version, target['server_name']), handshake_started)
+
+
+def probe_quic(target, timeout):
+    """Send a QUIC v1 Initial and wait for the server's first answer."""
+    started = time.time()
+    datagram, dcid, scid = quic_initial.initial_datagram(target['server_name'] or 'quic.cftunnel.com')
+    sock = socket.socket(SOCKET_FAMILY[target['family']], socket.SOCK_DGRAM)
+    deadline = started + timeout
+    try:
+        try:
+            # A connected UDP socket turns an ICMP port unreachable into ECONNREFUSED.
+            sock.connect((target['address'], target['port']))
+            sock.send(datagram)
+            while True:
+                sock.settimeout(max(deadline - time.time(), 0.001))
+                answer = quic_initial.read_answer(sock.recv(65535), dcid, scid)
+                if answer['packet']:
+                    break
+        except (socket.error, socket.timeout, OSError) as exc:
+            kind = dns_client.error_kind(exc)
+            message = ('UDP %d: no QUIC answer within %gs (dropped?)' % (target['port'], timeout) if kind == 'timeout'
+                       else 'UDP %d: %s' % (target['port'], exc))
+            return _result(target, 'quic', False, kind, message, started)
+    finally:
+        sock.close()
+    return _result(target, 'quic', *interpret_quic_answer(answer), started=started)
+
+
+def interpret_quic_answer(answer):
+    """``(ok, error_kind, message)`` for a server's first answer (see quic_initial.read_answer)."""
+    if answer['close']:
+        return False, 'quic_closed', quic_initial.describe_close(answer['close'])
+    if answer['packet'] == 'version_negotiation':
+        return False, 'quic_version', 'the server does not speak QUIC version 1'
+    if answer['server_hello'] or answer['packet'] in ('retry', 'handshake'):
+        return True, None, 'QUIC handshake answered (%s, ALPN accepted)' % answer['packet']
+    return True, None, 'a QUIC %s packet came back' % answer['packet']
+
+
+def run_probes(targets, timeout, concurrency, context, dns_job=None):
+    """Every probe at once (at most ``concurrency`` threads); returns (results, dns job's value)."""
+    jobs = []
+    workers = max(1, min(concurrency, len(targets) + (1 if dns_job else 0)))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        dns_future = pool.submit(dns_job) if dns_job else None
+        for target in targets:
+            if target['protocol'] == 'udp':
+                jobs.append(pool.submit(probe_quic, target, timeout))
+            else:
+                jobs.append(pool.submit(probe_stream, target, timeout, context))
+        results = []
+        for job in jobs:
+            value = job.result()
+            results.extend(value if isinstance(value, list) else [value])
+        return results, dns_future.result() if dns_future else None

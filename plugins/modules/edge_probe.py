@@ -1,0 +1,186 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: tunnelwall developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: edge_probe
+short_description: Prove from a host what of the Cloudflare Tunnel edge it can reach
+version_added: 0.1.0
+author: tunnelwall developers (@tunnelwall)
+description:
+  - Answers the question users have before installing C(cloudflared) - will it connect from this host, over which
+    protocol, and if not, what is blocked? - on every host of a fleet at once.
+  - Probes every address of the egress plan concurrently - TCP connect, a TLS handshake with the tunnel's server name on
+    TCP 7844, a real QUIC handshake on UDP 7844 (a QUIC version 1 Initial carrying a TLS 1.3 ClientHello with ALPN
+    V(argotunnel), protected as RFC 9001 says), and TLS on TCP 443 to the API and update hosts - and asks the host's
+    own nameservers the plan's DNS questions.
+  - A silent drop (timeout), an active rejection (V(refused), V(unreachable)), the host's own firewall
+    (V(blocked_locally)) and something that answers but is not the edge (V(tls), V(tls_certificate),
+    V(quic_closed)) are told apart, each with its latency.
+  - Needs only the Python standard library on the host (AES-GCM for QUIC is done in Python when the C(cryptography)
+    package is missing). Read-only; runs fully in check mode and never reports a change.
+extends_documentation_fragment:
+  - tunnelwall.cloudflared.edge_probe
+  - tunnelwall.cloudflared.attributes_read_only
+options:
+  resolv_conf:
+    description: Resolver configuration whose nameservers the V(dns) check asks.
+    type: path
+    default: /etc/resolv.conf
+notes:
+  - C(nc -u) cannot prove UDP reachability - a dropped datagram looks like success. Only a QUIC answer does.
+  - The QUIC check completes the server's first flight (ServerHello) and stops; no connection is established.
+seealso:
+  - module: tunnelwall.cloudflared.win_edge_probe
+  - plugin: tunnelwall.cloudflared.edge_endpoints
+    plugin_type: lookup
+"""
+
+EXAMPLES = r"""
+- name: Resolve the egress plan once
+  ansible.builtin.set_fact:
+    egress_plan: "{{ lookup('tunnelwall.cloudflared.edge_endpoints') }}"
+  run_once: true
+
+- name: Prove what each host reaches; fail when no tunnel protocol works
+  tunnelwall.cloudflared.edge_probe:
+    plan: "{{ egress_plan }}"
+  register: probe
+
+- name: Say which protocol cloudflared should use
+  ansible.builtin.debug:
+    msg: "{{ probe.recommended_protocol }}: {{ probe.recommendation_reason }}"
+
+- name: Insist on QUIC and the API, IPv6 only, 2 seconds
+  tunnelwall.cloudflared.edge_probe:
+    plan: "{{ egress_plan }}"
+    ip_version: '6'
+    timeout: 2
+    require: [quic, api]
+
+- name: Probe two addresses without a plan
+  tunnelwall.cloudflared.edge_probe:
+    targets:
+      - {address: 198.41.192.7, port: 7844, check: quic, server_name: quic.cftunnel.com}
+      - {address: 198.41.192.7, port: 7844, check: tls, server_name: h2.cftunnel.com}
+    require: []
+"""
+
+RETURN = r"""
+results:
+  description: One entry per target and check.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - hostname: region1.v2.argotunnel.com
+      purpose: tunnel
+      address: 198.41.192.7
+      family: ipv4
+      port: 7844
+      protocol: udp
+      check: quic
+      server_name: quic.cftunnel.com
+      ok: false
+      error_kind: timeout
+      message: "UDP 7844: no QUIC answer within 3s (dropped?)"
+      latency_ms: 3001
+summary:
+  description: Counts of ok and failed results per purpose, check, protocol and family.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {purpose: tunnel, check: quic, protocol: udp, family: ipv4, ok: 20, failed: 0, total: 20}
+recommended_protocol:
+  description: V(quic), V(http2) or V(none), in cloudflared's own order of preference.
+  returned: always
+  type: str
+  sample: quic
+recommendation_reason:
+  description: Why, naming the host names that answered and those that did not.
+  returned: always
+  type: str
+  sample: "QUIC handshakes answered by region1.v2.argotunnel.com (10/10 addresses), region2.v2.argotunnel.com (10/10 addresses)"
+families:
+  description: The address families probed.
+  returned: always
+  type: list
+  elements: str
+  sample: [ipv4, ipv6]
+dns:
+  description: What the host's own resolver says.
+  returned: always
+  type: dict
+  contains:
+    nameservers:
+      description: The nameservers asked.
+      type: list
+      elements: str
+    answers:
+      description: One entry per question, with C(ok), C(rcode), C(answers), C(error_kind), C(message), C(latency_ms).
+      type: list
+      elements: dict
+    findings:
+      description:
+        - C(no_resolver), C(unresolvable), C(not_in_plan) (the host sees addresses the plan lacks), C(not_seen)
+          (the plan has addresses the host does not see) and C(srv_target_not_in_plan).
+      type: list
+      elements: dict
+unmet_requirements:
+  description: One message per requirement of O(require) that failed, naming what failed and what to open.
+  returned: always
+  type: list
+  elements: str
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import dns_client, probe_report, reachability
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.probe_options import (
+    PROBE_ARGUMENT_SPEC, families_for, validate_probe_params)
+
+
+def main():
+    argument_spec = dict(PROBE_ARGUMENT_SPEC, resolv_conf=dict(type='path', default='/etc/resolv.conf'))
+    module = AnsibleModule(argument_spec=argument_spec, mutually_exclusive=[('plan', 'targets')],
+                           required_one_of=[('plan', 'targets')], supports_check_mode=True)
+    params = module.params
+    problem = validate_probe_params(params)
+    if problem:
+        module.fail_json(msg=problem)
+    if params['ca_path'] and not os.path.isfile(params['ca_path']):
+        module.fail_json(msg='ca_path=%s: no such file' % params['ca_path'])
+
+    plan = params['plan']
+    checks = params['checks'] or list(reachability.CHECKS)
+    families = families_for(params, reachability.routable_families)
+    if plan:
+        targets = reachability.plan_targets(plan, checks, params['purposes'], families, params['server_names'])
+    else:
+        targets = reachability.explicit_targets(params['targets'])
+
+    nameservers = dns_client.read_resolv_conf(params['resolv_conf'])
+    questions = probe_report.dns_questions(plan, families) if plan and 'dns' in checks else []
+
+    def ask_dns():
+        return probe_report.resolve_all(questions, nameservers, params['timeout'])
+
+    context = reachability.tls_context(params['validate_certs'], params['ca_path'])
+    results, answers = reachability.run_probes(targets, params['timeout'], params['concurrency'], context,
+                                               ask_dns if questions else None)
+    output = probe_report.report(params['require'], plan, families, results, nameservers, answers or [], bool(questions))
+    output['changed'] = False
+    if output['unmet_requirements']:
+        module.fail_json(msg='edge_probe: not met: %s' % ' | '.join(output['unmet_requirements']), **output)
+    module.exit_json(**output)
+
+
+if __name__ == '__main__':
+    main()

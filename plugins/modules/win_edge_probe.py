@@ -1,0 +1,92 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: tunnelwall developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+# This file holds only the documentation: the module is win_edge_probe.ps1, behind
+# the win_edge_probe action plugin.
+
+DOCUMENTATION = r"""
+module: win_edge_probe
+short_description: Prove from a Windows host what of the Cloudflare Tunnel edge it can reach
+version_added: 0.1.0
+author: tunnelwall developers (@tunnelwall)
+description:
+  - The Windows twin of M(tunnelwall.cloudflared.edge_probe), with the same options and the same return values.
+  - DNS through C(Resolve-DnsName) (SRV included), TCP and TLS through .NET, QUIC by sending a QUIC version 1 Initial
+    datagram, all concurrently, each bounded by O(timeout).
+  - Windows PowerShell 5.1 has no AES-GCM, which QUIC Initial protection needs. So an action plugin builds every
+    Initial datagram on the controller (the same Python code M(tunnelwall.cloudflared.edge_probe) runs on POSIX hosts),
+    the host sends them and returns what came back, and the controller reads the answers and writes the report. The
+    host needs nothing but PowerShell 5.1 or later.
+extends_documentation_fragment:
+  - tunnelwall.cloudflared.edge_probe
+attributes:
+  check_mode:
+    description: Runs fully in check mode; it never changes anything.
+    support: full
+  diff_mode:
+    description: Nothing to diff.
+    support: none
+  platform:
+    description: Target operating system.
+    support: full
+    platforms: windows
+  action:
+    description: An action plugin builds the QUIC datagrams and reads the answers on the controller.
+    support: full
+notes:
+  - Not tested on Windows in this project's CI, which has no PowerShell runtime; the tests parse the PowerShell and C#
+    sources and run the controller's half (the datagrams it builds, the report it writes from a module result) for real.
+  - The V(dns) check uses the DNS servers Windows is configured with (C(Get-DnsClientServerAddress)).
+seealso:
+  - module: tunnelwall.cloudflared.edge_probe
+"""
+
+EXAMPLES = r"""
+- name: Prove what each Windows host reaches
+  tunnelwall.cloudflared.win_edge_probe:
+    plan: "{{ lookup('tunnelwall.cloudflared.edge_endpoints') }}"
+  register: probe
+
+- name: Insist on QUIC
+  tunnelwall.cloudflared.win_edge_probe:
+    plan: "{{ egress_plan }}"
+    require: [quic]
+"""
+
+RETURN = r"""
+results:
+  description: One entry per target and check, as M(tunnelwall.cloudflared.edge_probe) returns them.
+  returned: always
+  type: list
+  elements: dict
+summary:
+  description: Counts of ok and failed results per purpose, check, protocol and family.
+  returned: always
+  type: list
+  elements: dict
+recommended_protocol:
+  description: V(quic), V(http2) or V(none).
+  returned: always
+  type: str
+  sample: quic
+recommendation_reason:
+  description: Why.
+  returned: always
+  type: str
+families:
+  description: The address families probed.
+  returned: always
+  type: list
+  elements: str
+dns:
+  description: What the host's resolver says; see M(tunnelwall.cloudflared.edge_probe).
+  returned: always
+  type: dict
+unmet_requirements:
+  description: One message per requirement of O(require) that failed.
+  returned: always
+  type: list
+  elements: str
+"""

@@ -1,0 +1,157 @@
+# -*- coding: utf-8 -*-
+"""Pure functions of the probe: targets, DNS drift, summary, recommendation, requirements."""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import probe_options, probe_report, reachability
+
+PLAN = {
+    'version': 1,
+    'srv_names': ['_v2-origintunneld._tcp.argotunnel.com'],
+    'endpoints': [
+        {'hostname': 'region1.v2.argotunnel.com', 'purpose': 'tunnel', 'port': 7844, 'protocols': ['tcp', 'udp'],
+         'server_names': {'tcp': 'h2.cftunnel.com', 'udp': 'quic.cftunnel.com'},
+         'ipv4': ['198.51.100.11', '198.51.100.12'], 'ipv6': ['2001:db8:e::11']},
+        {'hostname': 'region2.v2.argotunnel.com', 'purpose': 'tunnel', 'port': 7844, 'protocols': ['tcp', 'udp'],
+         'server_names': {'tcp': 'h2.cftunnel.com', 'udp': 'quic.cftunnel.com'},
+         'ipv4': ['198.51.100.21'], 'ipv6': []},
+        {'hostname': 'api.cloudflare.com', 'purpose': 'api', 'port': 443, 'protocols': ['tcp'],
+         'server_names': {'tcp': 'api.cloudflare.com'}, 'ipv4': ['198.51.100.80'], 'ipv6': []},
+    ],
+    'rules': [
+        {'purpose': 'tunnel', 'protocol': 'tcp', 'port': 7844, 'ipv4': ['198.51.100.11/32', '198.51.100.12/31'], 'ipv6': []},
+        {'purpose': 'tunnel', 'protocol': 'udp', 'port': 7844, 'ipv4': ['198.51.100.11/32', '198.51.100.12/31'], 'ipv6': []},
+        {'purpose': 'api', 'protocol': 'tcp', 'port': 443, 'ipv4': ['198.51.100.80/32'], 'ipv6': []},
+    ],
+}
+
+
+def result(hostname, address, check, ok, purpose='tunnel', error_kind=None, port=7844):
+    protocol = 'udp' if check == 'quic' else 'tcp'
+    return {'hostname': hostname, 'purpose': purpose, 'address': address, 'family': 'ipv4', 'port': port,
+            'protocol': protocol, 'check': check, 'ok': ok, 'error_kind': None if ok else (error_kind or 'timeout')}
+
+
+def test_plan_targets_apply_the_right_checks_and_server_names():
+    targets = reachability.plan_targets(PLAN, list(reachability.CHECKS), None, ['ipv4', 'ipv6'], {})
+    by_key = {(t['address'], t['protocol']): t for t in targets}
+    assert len(targets) == 2 * 4 + 1
+    assert by_key[('198.51.100.11', 'tcp')]['checks'] == ['tcp', 'tls']
+    assert by_key[('198.51.100.11', 'tcp')]['server_name'] == 'h2.cftunnel.com'
+    assert by_key[('2001:db8:e::11', 'udp')]['checks'] == ['quic']
+    assert by_key[('2001:db8:e::11', 'udp')]['server_name'] == 'quic.cftunnel.com'
+    assert by_key[('198.51.100.80', 'tcp')]['checks'] == ['tcp', 'https']
+    assert by_key[('198.51.100.80', 'tcp')]['server_name'] == 'api.cloudflare.com'
+
+
+def test_plan_targets_filter_by_purpose_family_check_and_override_sni():
+    targets = reachability.plan_targets(PLAN, ['quic'], ['tunnel'], ['ipv4'], {'udp': 'other.example'})
+    assert [(t['address'], t['checks'], t['server_name']) for t in targets] == [
+        ('198.51.100.11', ['quic'], 'other.example'), ('198.51.100.12', ['quic'], 'other.example'),
+        ('198.51.100.21', ['quic'], 'other.example')]
+
+
+def test_quic_is_recommended_when_it_answers():
+    results = [result('region1.v2.argotunnel.com', '198.51.100.11', 'quic', True),
+               result('region2.v2.argotunnel.com', '198.51.100.21', 'quic', False),
+               result('region1.v2.argotunnel.com', '198.51.100.11', 'tls', True)]
+    protocol, reason = probe_report.recommend(results)
+    assert protocol == 'quic'
+    assert 'region1.v2.argotunnel.com (1/1 addresses)' in reason and 'no QUIC answer from region2' in reason
+
+
+def test_http2_when_only_tcp_answers_and_none_when_nothing_does():
+    results = [result('region1.v2.argotunnel.com', '198.51.100.11', 'quic', False),
+               result('region1.v2.argotunnel.com', '198.51.100.11', 'tls', True)]
+    assert probe_report.recommend(results)[0] == 'http2'
+    results[1]['ok'] = False
+    assert probe_report.recommend(results)[0] == 'none'
+
+
+def test_unmet_requirements_name_what_failed_and_what_to_open():
+    results = [result('region1.v2.argotunnel.com', '198.51.100.11', 'quic', False),
+               result('region1.v2.argotunnel.com', '198.51.100.12', 'quic', False, error_kind='refused'),
+               result('region1.v2.argotunnel.com', '198.51.100.11', 'tls', True),
+               result('api.cloudflare.com', '198.51.100.80', 'https', False, purpose='api', port=443)]
+    unmet = probe_report.unmet_requirements(['any_tunnel', 'quic', 'api'], results, [], PLAN, ['ipv4'])
+    assert len(unmet) == 2
+    assert unmet[0].startswith('quic: quic udp/7844 refused: 198.51.100.12; quic udp/7844 timeout: 198.51.100.11')
+    assert 'open outbound UDP 7844 to 198.51.100.11/32, 198.51.100.12/31 (tunnel)' in unmet[0]
+    assert unmet[1].startswith('api: https tcp/443 timeout: 198.51.100.80')
+    assert 'open outbound TCP 443 to 198.51.100.80/32 (api)' in unmet[1]
+
+
+def test_dns_requirement_uses_findings():
+    findings = [{'kind': 'unresolvable', 'message': 'SERVFAIL from 198.51.100.53'}]
+    assert probe_report.unmet_requirements(['dns'], [], findings, PLAN, ['ipv4']) == ['dns: SERVFAIL from 198.51.100.53']
+    assert probe_report.unmet_requirements(['dns'], [], [{'kind': 'not_in_plan', 'message': 'x'}], PLAN, ['ipv4']) == []
+
+
+def answer(name, qtype, values, ok=True):
+    return {'name': name, 'type': qtype, 'ok': ok, 'answers': values, 'error_kind': None if ok else 'servfail',
+            'message': '' if ok else 'SERVFAIL'}
+
+
+def test_dns_drift_both_ways_and_unknown_srv_targets():
+    answers = [
+        answer('_v2-origintunneld._tcp.argotunnel.com', 'SRV',
+               [(1, 1, 7844, 'region1.v2.argotunnel.com'), (1, 1, 7844, 'region9.v2.argotunnel.com')]),
+        answer('region1.v2.argotunnel.com', 'A', ['198.51.100.11', '198.51.100.14']),
+        answer('region2.v2.argotunnel.com', 'A', ['198.51.100.21']),
+        answer('api.cloudflare.com', 'A', [], ok=False),
+    ]
+    findings = probe_report.dns_findings(PLAN, ['ipv4'], ['198.51.100.53'], answers)
+    kinds = sorted((f['kind'], f.get('hostname') or f.get('name')) for f in findings)
+    assert kinds == [('not_in_plan', 'region1.v2.argotunnel.com'), ('not_seen', 'region1.v2.argotunnel.com'),
+                     ('srv_target_not_in_plan', 'region9.v2.argotunnel.com'), ('unresolvable', 'api.cloudflare.com')]
+    drift = {f['kind']: f['addresses'] for f in findings if 'addresses' in f}
+    assert drift == {'not_in_plan': ['198.51.100.14'], 'not_seen': ['198.51.100.12']}
+
+
+def test_no_nameserver_is_a_finding():
+    assert probe_report.dns_findings(PLAN, ['ipv4'], [], [])[0]['kind'] == 'no_resolver'
+
+
+def test_summary_counts_per_group():
+    results = [result('r1', '198.51.100.11', 'quic', True), result('r1', '198.51.100.12', 'quic', False)]
+    assert probe_report.summarize(results) == [
+        {'purpose': 'tunnel', 'check': 'quic', 'protocol': 'udp', 'family': 'ipv4', 'ok': 1, 'failed': 1, 'total': 2}]
+
+
+def params(**values):
+    base = {'plan': None, 'targets': None, 'timeout': 3.0, 'concurrency': 10, 'server_names': {}, 'ip_version': 'auto'}
+    base.update(values)
+    return base
+
+
+@pytest.mark.parametrize('values, message', [
+    ({'plan': PLAN, 'timeout': 0}, 'timeout=0'),
+    ({'plan': PLAN, 'timeout': -2.0}, 'timeout=-2.0'),
+    ({'plan': PLAN, 'concurrency': 0}, 'concurrency=0'),
+    ({'plan': dict(PLAN, version=2)}, 'plan: version 2'),
+    ({'plan': dict(PLAN, endpoints=[])}, 'plan: no endpoints'),
+    ({'plan': dict(PLAN, endpoints=[{'hostname': 'x'}])}, 'plan: endpoints[0] lacks purpose, port, protocols'),
+    ({'plan': dict(PLAN, endpoints=[dict(PLAN['endpoints'][0], ipv4=['not-an-ip'])])}, "ipv4='not-an-ip'"),
+    ({'plan': PLAN, 'server_names': {'tpc': 'x'}}, 'server_names: tpc'),
+    ({'targets': [{'address': '1.2.3', 'port': 1, 'check': 'tcp'}]}, "targets[0].address='1.2.3'"),
+    ({'targets': [{'address': '198.51.100.1', 'port': 70000, 'check': 'tcp'}]}, 'targets[0].port=70000'),
+    ({'targets': [{'address': '198.51.100.1', 'port': 7844, 'check': 'quic'}]}, 'check=quic needs a server_name'),
+    ({'targets': []}, 'targets: empty'),
+])
+def test_bad_probe_options_are_named(values, message):
+    problem = probe_options.validate_probe_params(params(**values))
+    assert problem is not None and message in problem, problem
+
+
+def test_good_options_pass_and_families_follow_ip_version():
+    assert probe_options.validate_probe_params(params(plan=PLAN)) is None
+    assert probe_options.families_for(params(plan=PLAN, ip_version='6'), None) == ['ipv6']
+    seen = {}
+
+    def routable(addresses):
+        seen.update(addresses)
+        return ['ipv4']
+    assert probe_options.families_for(params(plan=PLAN), routable) == ['ipv4']
+    assert seen['ipv6'] == ['2001:db8:e::11']

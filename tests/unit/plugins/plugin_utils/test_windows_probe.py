@@ -1,0 +1,91 @@
+# -*- coding: utf-8 -*-
+"""The controller's half of win_edge_probe, for real: the datagrams it builds and the report it writes."""
+
+from __future__ import annotations
+
+import base64
+
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import aes_gcm, quic_initial
+from ansible_collections.tunnelwall.cloudflared.plugins.plugin_utils import windows_probe
+
+from tests.unit.plugins.module_utils.test_probe_report import PLAN
+from tests.unit.plugins.module_utils.test_quic_initial import A3_PROTECTED, CLIENT_DCID
+
+
+def params(**values):
+    base = {'plan': PLAN, 'targets': None, 'checks': None, 'purposes': None, 'ip_version': 'auto', 'timeout': 2.5,
+            'concurrency': 64, 'validate_certs': True, 'ca_path': None, 'server_names': {}, 'require': ['any_tunnel']}
+    base.update(values)
+    return base
+
+
+def decrypt_client_initial(datagram, dcid):
+    key, iv, hp = quic_initial.initial_keys(dcid)
+    pn_offset = 6 + datagram[5] + 1 + datagram[6 + datagram[5]] + 1 + 2
+    mask = aes_gcm.aes_ecb_block(hp, datagram[pn_offset + 4:pn_offset + 20])
+    first = datagram[0] ^ (mask[0] & 0x0F)
+    header = bytes([first]) + datagram[1:pn_offset] + bytes(b ^ m for b, m in zip(datagram[pn_offset:pn_offset + 4], mask[1:]))
+    return aes_gcm.aes_gcm_decrypt(key, iv, datagram[pn_offset + 4:], header)
+
+
+def test_prepare_gives_windows_every_target_and_a_sealed_initial_per_quic_target():
+    prepared = windows_probe.prepare(params())
+    assert prepared['timeout_ms'] == 2500 and prepared['ip_version'] == 'auto'
+    targets = prepared['targets']
+    assert [t['id'] for t in targets] == list(range(len(targets)))
+    quic = [t for t in targets if t['protocol'] == 'udp']
+    # ip_version=auto: both families are prepared; the host drops those it has no route for.
+    assert sorted(t['address'] for t in quic) == ['198.51.100.11', '198.51.100.12', '198.51.100.21', '2001:db8:e::11']
+    assert len({t['dcid'] for t in quic}) == len(quic), 'every target needs its own connection ID'
+    for target in quic:
+        datagram = base64.b64decode(target['datagram'])
+        assert len(datagram) == 1200
+        payload = decrypt_client_initial(datagram, bytes.fromhex(target['dcid']))
+        assert b'quic.cftunnel.com' in payload and b'argotunnel' in payload
+    assert {'name': '_v2-origintunneld._tcp.argotunnel.com', 'type': 'SRV'} in prepared['dns_questions']
+    assert {'name': 'api.cloudflare.com', 'type': 'AAAA'} in prepared['dns_questions']
+
+
+def test_prepare_with_one_family_and_no_dns():
+    prepared = windows_probe.prepare(params(ip_version='6', checks=['quic', 'tcp']))
+    assert {t['family'] for t in prepared['targets']} == {'ipv6'}
+    assert prepared['dns_questions'] == []
+
+
+def fixed_datagram(server_name):
+    # The RFC 9001 connection: the server's A.3 Initial then answers this target.
+    return b'\xc0' + bytes(1199), CLIENT_DCID, b''
+
+
+def test_report_reads_a_real_server_initial_and_classifies_the_rest():
+    prepared = windows_probe.prepare(params(checks=['quic', 'tls', 'dns'], purposes=['tunnel'], ip_version='4'),
+                                     build_datagram=fixed_datagram)
+    quic = [t for t in prepared['targets'] if t['protocol'] == 'udp']
+    tls = [t for t in prepared['targets'] if t['protocol'] == 'tcp']
+    module_result = {
+        'families': ['ipv4'],
+        'results': [
+            {'id': quic[0]['id'], 'check': 'quic', 'ok': True, 'answer': base64.b64encode(A3_PROTECTED).decode(),
+             'latency_ms': 12},
+            {'id': quic[1]['id'], 'check': 'quic', 'ok': True, 'answer': base64.b64encode(b'\x40junk').decode()},
+            {'id': quic[2]['id'], 'check': 'quic', 'ok': False, 'error_kind': 'timeout', 'message': 'no answer'},
+        ] + [{'id': t['id'], 'check': 'tls', 'ok': False, 'error_kind': 'refused', 'message': 'refused'} for t in tls],
+        'dns': {'nameservers': ['198.51.100.53'], 'answers': [
+            {'name': '_v2-origintunneld._tcp.argotunnel.com', 'type': 'SRV', 'ok': True,
+             'answers': [[1, 1, 7844, 'region1.v2.argotunnel.com'], [1, 1, 7844, 'region2.v2.argotunnel.com']]},
+            {'name': 'region1.v2.argotunnel.com', 'type': 'A', 'ok': True, 'answers': ['198.51.100.11', '198.51.100.12']},
+            {'name': 'region2.v2.argotunnel.com', 'type': 'A', 'ok': False, 'answers': [], 'error_kind': 'servfail',
+             'message': 'SERVFAIL'},
+        ]},
+    }
+    output = windows_probe.report(params(require=['quic']), prepared, module_result)
+    rows = {(r['address'], r['check']): r for r in output['results']}
+    assert rows[(quic[0]['address'], 'quic')]['ok'] is True
+    assert 'handshake answered' in rows[(quic[0]['address'], 'quic')]['message']
+    assert rows[(quic[1]['address'], 'quic')]['error_kind'] == 'quic_not_ours'
+    assert rows[(quic[2]['address'], 'quic')]['error_kind'] == 'timeout'
+    assert output['recommended_protocol'] == 'quic'
+    assert output['unmet_requirements'] == []
+    assert [f['kind'] for f in output['dns']['findings']] == ['unresolvable']
+    failed = windows_probe.report(params(require=['http2']), prepared, module_result)
+    assert failed['unmet_requirements'][0].startswith('http2: tls tcp/7844 refused')
