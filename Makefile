@@ -60,7 +60,7 @@ PIP_SPEC_core219 := -r requirements.txt -r requirements-dev.txt ansible-core~=2.
 # No pin for latest: a fresh venv gets the newest ansible-core that runs on its
 # Python (and that ansible-lint accepts).
 PIP_SPEC_latest := -r requirements.txt -r requirements-dev.txt ansible-core
-PIP_SPEC_bench := -r requirements.txt ansible
+PIP_SPEC_bench := -r requirements.txt ansible aioquic trustme cryptography
 
 # The environment every test, lint, demo and bench command runs in: the only
 # collections Ansible can see are the installed copy in .build/collections
@@ -304,11 +304,28 @@ unit: $(addprefix unit-,$(VENVS))
 integration: $(addprefix integration-,$(VENVS))
 $(addprefix unit-,$(VENVS)): unit-%: venv-% collection
 	$(call run_pytest,$*,tests/unit)
-$(addprefix integration-,$(VENVS)): integration-%: venv-% collection
+$(addprefix integration-,$(VENVS)): integration-%: venv-% collection debian-packages
 	$(call run_pytest,$*,tests/integration)
 # Unit and integration tests in one pytest run per venv (what `make test` uses).
-$(addprefix pytest-,$(VENVS)): pytest-%: venv-% collection
+$(addprefix pytest-,$(VENVS)): pytest-%: venv-% collection debian-packages
 	$(call run_pytest,$*,tests/unit tests/integration)
+
+# The lab (tests/lab) runs managed hosts with real firewalld and ufw in network
+# namespaces: it needs these Debian packages and root. Install only what is
+# missing. A policy-rc.d that forbids service starts is kept in place during the
+# install, so that installing firewalld or ufw never starts them on this machine
+# (its own firewall must never change); one we put there is removed afterwards.
+DEBIAN_PACKAGES := $(shell grep -v '^\s*\(#\|$$\)' tests/lab/requirements-debian.txt 2>/dev/null)
+.PHONY: debian-packages
+debian-packages:
+	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ]; then echo "the lab needs root and these Debian packages: $$missing" >&2; exit 1; fi; \
+	echo ">>> apt-get install $$missing"; \
+	guard=; if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; guard=1; fi; \
+	rc=0; { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; } || rc=$$?; \
+	if [ -n "$$guard" ]; then rm -f /usr/sbin/policy-rc.d; fi; \
+	exit $$rc
 
 # ---------------------------------------------------------------------------
 # Everything, in CI order. Fails fast; pytest with the latest venv runs last so
@@ -341,6 +358,9 @@ bench: venv-bench collection
 # ---------------------------------------------------------------------------
 .PHONY: clean distclean pythons help FORCE
 clean:
+	# A lab left up by hand lives in .build/lab: take it down before removing its state.
+	if [ -e $(BUILD_DIR)/lab/state.json ] && [ -x $(VENV_DIR)/latest/bin/python ]; then \
+		$(VENV_DIR)/latest/bin/python -m tests.lab down; fi
 	rm -rf $(BUILD_DIR)
 distclean: clean
 	rm -rf $(VENV_DIR)

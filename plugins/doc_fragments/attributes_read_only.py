@@ -7,7 +7,7 @@ from __future__ import annotations
 
 class ModuleDocFragment:
 
-    # Attributes of a module that only reads.
+    # Attributes of a module that only reads; each module adds its platform.
     DOCUMENTATION = r"""
 attributes:
   check_mode:
@@ -16,8 +16,4 @@ attributes:
   diff_mode:
     description: Nothing to diff.
     support: none
-  platform:
-    description: Target operating system.
-    support: full
-    platforms: posix
 """

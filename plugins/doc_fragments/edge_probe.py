@@ -72,9 +72,11 @@ options:
     type: float
     default: 3.0
   concurrency:
-    description: Probes in flight at once.
+    description:
+      - Probes in flight at once. A probe of a dropped address holds its slot for O(timeout), so the default covers
+        200 addresses with TCP and QUIC each in one round.
     type: int
-    default: 256
+    default: 512
   validate_certs:
     description: Validate the TLS certificates the edge presents (against the system store or O(ca_path)).
     type: bool

@@ -23,7 +23,7 @@ PROBE_ARGUMENT_SPEC = dict(
     purposes=dict(type='list', elements='str', choices=['tunnel', 'api', 'update', 'extra']),
     ip_version=dict(type='str', default='auto', choices=['auto', '4', '6', 'both']),
     timeout=dict(type='float', default=3.0),
-    concurrency=dict(type='int', default=256),
+    concurrency=dict(type='int', default=512),
     validate_certs=dict(type='bool', default=True),
     ca_path=dict(type='path'),
     server_names=dict(type='dict', default={}),

@@ -27,6 +27,11 @@ description:
 extends_documentation_fragment:
   - tunnelwall.cloudflared.edge_probe
   - tunnelwall.cloudflared.attributes_read_only
+attributes:
+  platform:
+    description: Target operating system.
+    support: full
+    platforms: posix
 options:
   resolv_conf:
     description: Resolver configuration whose nameservers the V(dns) check asks.

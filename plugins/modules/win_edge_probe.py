@@ -21,13 +21,8 @@ description:
     host needs nothing but PowerShell 5.1 or later.
 extends_documentation_fragment:
   - tunnelwall.cloudflared.edge_probe
+  - tunnelwall.cloudflared.attributes_read_only
 attributes:
-  check_mode:
-    description: Runs fully in check mode; it never changes anything.
-    support: full
-  diff_mode:
-    description: Nothing to diff.
-    support: none
   platform:
     description: Target operating system.
     support: full

@@ -1,5 +1,5 @@
 # -*- coding: utf-8 -*-
-"""Fixtures: one real DNS server (and one DNS-over-TLS server) per session."""
+"""Fixtures: one real DNS server (and one DNS-over-TLS server) per session, and the lab (tests/lab/fixtures.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import trustme
 from ansible.plugins.loader import lookup_loader
 from ansible.utils.display import Display
 
+from tests.lab.fixtures import *  # noqa: F401,F403 pylint: disable=wildcard-import,unused-wildcard-import
 from tests.support import edge_zone
 from tests.support.dns_fixture import DnsServer
 

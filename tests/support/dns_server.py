@@ -73,6 +73,8 @@ class Authority:
 
     @property
     def delay(self):
+        # Re-read first: the answer to the first query after a change must already follow it.
+        self._reload()
         return self.state.get('delay_ms', 0) / 1000.0
 
     def respond(self, wire, transport, client):

@@ -1,0 +1,124 @@
+# -*- coding: utf-8 -*-
+"""The managed hosts: reachable by Ansible, their firewall running, their namespaces private."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import yaml
+
+from tests.lab import config
+from tests.support import edge_zone
+
+
+def _ansible(lab, tmp_path, *args):
+    """Run the ad-hoc `ansible` of this venv against the lab; return {host: result} from the tree callback."""
+    tree = tmp_path / 'tree'
+    env = dict(os.environ, ANSIBLE_HOME=str(tmp_path / 'ansible-home'), ANSIBLE_LOCAL_TEMP=str(tmp_path / 'ansible-tmp'),
+               ANSIBLE_LOAD_CALLBACK_PLUGINS='1', ANSIBLE_CALLBACKS_ENABLED='ansible.builtin.tree',
+               ANSIBLE_CALLBACK_TREE_DIR=str(tree))
+    env.pop('ANSIBLE_CONFIG', None)
+    ansible = os.path.join(os.path.dirname(sys.executable), 'ansible')
+    result = subprocess.run([ansible, '-i', lab.inventory, 'lab'] + list(args), capture_output=True, text=True, env=env,
+                            timeout=120, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    results = {}
+    for name in os.listdir(tree):
+        with open(tree / name, encoding='utf-8') as handle:
+            results[name] = json.load(handle)
+    return results
+
+
+def test_inventory_groups_hosts_by_backend_with_the_lab_variables(lab):
+    with open(lab.inventory, encoding='utf-8') as handle:
+        inventory = yaml.safe_load(handle)
+    group = inventory['all']['children']['lab']
+    for backend in config.BACKENDS:
+        hosts = (group['children'][backend] or {}).get('hosts') or {}
+        assert sorted(hosts) == lab.hosts_with(backend)
+        for name, host in hosts.items():
+            assert host['ansible_host'] == lab.hosts[name]['ipv4']
+    variables = group['vars']
+    assert variables['ansible_user'] == 'root' and os.path.exists(variables['ansible_ssh_private_key_file'])
+    assert variables['ansible_python_interpreter'] == '/usr/bin/python3'
+    assert 'StrictHostKeyChecking=no' in variables['ansible_ssh_common_args']
+    assert 'UserKnownHostsFile=/dev/null' in variables['ansible_ssh_common_args']
+    assert variables['tunnelwall_edge_nameservers'] == [lab.nameservers[0]]
+    assert variables['tunnelwall_edge_trusted_ranges'] == ['198.51.100.0/24', '2001:db8::/32']
+    assert variables['tunnelwall_lab_ca'] == lab.ca and os.path.exists(lab.ca)
+    assert variables['tunnelwall_lab_decoy'] == edge_zone.DECOY
+
+
+def test_ansible_ping_reaches_every_host(lab, tmp_path):
+    results = _ansible(lab, tmp_path, '-m', 'ansible.builtin.ping')
+    assert sorted(results) == sorted(lab.hosts)
+    for name, result in results.items():
+        assert result.get('ping') == 'pong' and not result.get('failed') and not result.get('unreachable'), (name, result)
+    # Ansible's remote temp files stayed in the lab, not in the machine's /root.
+    assert all(os.path.isdir(os.path.join(lab.hosts[n]['dir'], 'ansible-tmp')) for n in lab.hosts)
+
+
+def test_ansible_facts_see_the_hosts_own_network(lab, tmp_path):
+    results = _ansible(lab, tmp_path, '-m', 'ansible.builtin.setup', '-a', 'gather_subset=!all,network')
+    for name, host in lab.hosts.items():
+        facts = results[name]['ansible_facts']
+        assert facts['ansible_default_ipv4']['address'] == host['ipv4']
+        assert facts['ansible_default_ipv4']['gateway'] == '203.0.113.129'
+        assert facts['ansible_default_ipv6']['address'] == host['ipv6']
+
+
+def test_firewalld_runs_on_firewalld_hosts(lab):
+    assert lab.hosts_with('firewalld')
+    for name in lab.hosts_with('firewalld'):
+        assert lab.exec(name, ['firewall-cmd', '--state']).stdout.strip() == 'running'
+        assert lab.exec(name, ['firewall-cmd', '--get-default-zone']).stdout.strip() == 'public'
+        assert 'table inet firewalld' in lab.exec(name, ['nft', 'list', 'tables']).stdout
+    for name in lab.hosts_with('ufw') + lab.hosts_with('none'):
+        assert lab.exec(name, ['firewall-cmd', '--state']).stdout.strip() != 'running'
+
+
+def test_ufw_is_active_with_its_default_policies(lab):
+    assert lab.hosts_with('ufw')
+    for name in lab.hosts_with('ufw'):
+        status = lab.exec(name, ['ufw', 'status', 'verbose'], check=True).stdout
+        assert 'Status: active' in status
+        assert 'Default: deny (incoming), allow (outgoing), disabled (routed)' in status
+    for name in lab.hosts_with('firewalld') + lab.hosts_with('none'):
+        assert 'Status: inactive' in lab.exec(name, ['ufw', 'status'], check=True).stdout
+
+
+def test_none_hosts_have_no_firewall(lab):
+    assert lab.hosts_with('none')
+    for name in lab.hosts_with('none'):
+        assert lab.exec(name, ['nft', 'list', 'ruleset'], check=True).stdout.strip() == ''
+
+
+def test_hosts_have_private_mounts_resolver_and_routes(lab):
+    for name, host in lab.hosts.items():
+        mounts = {line.split()[4] for line in lab.exec(name, ['cat', '/proc/self/mountinfo'], check=True).stdout.splitlines()}
+        for path in ('/run', '/etc/resolv.conf', '/etc/ufw', '/etc/default/ufw', '/etc/firewalld'):
+            assert path in mounts, (name, path)
+        assert lab.exec(name, ['hostname']).stdout.strip() == name
+        resolv = lab.exec(name, ['cat', '/etc/resolv.conf']).stdout
+        assert 'nameserver 198.51.100.253' in resolv and 'nameserver 2001:db8:e::253' in resolv
+        assert lab.exec(name, ['ip', 'route', 'show', 'default']).stdout.split()[:3] == ['default', 'via', '203.0.113.129']
+        assert lab.exec(name, ['ip', '-6', 'route', 'show', 'default']).stdout.split()[:3] == ['default', 'via', '2001:db8:ffff:1::1']
+        addresses = lab.exec(name, ['ip', '-br', 'addr', 'show', 'eth0']).stdout
+        assert host['ipv4'] in addresses and host['ipv6'] in addresses
+    # What the hosts see is theirs: the machine's own files are not the hosts' copies.
+    with open('/etc/resolv.conf', encoding='utf-8') as handle:
+        assert '198.51.100.253' not in handle.read()
+
+
+def test_cli_exec_and_status(lab, lab_cli):
+    name = sorted(lab.hosts)[0]
+    result = lab_cli(lab.dir, 'exec', name, '--', 'hostname')
+    assert result.returncode == 0 and result.stdout.strip() == name
+    assert lab_cli(lab.dir, 'exec', name, '--', 'false').returncode == 1
+    status = lab_cli(lab.dir, 'status', '--json')
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)['healthy'] is True
+    assert lab_cli(lab.dir, 'exec', 'nosuchhost', '--', 'true').returncode == 2

@@ -1,0 +1,186 @@
+# -*- coding: utf-8 -*-
+"""edge_probe run by Ansible over SSH on lab hosts, against the fake edge, with faults switched on and off."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.lab import config
+
+BIN = os.path.dirname(sys.executable)
+HOST = 'none1'  # a lab host without a firewall of its own: only the edge's faults decide
+REPO = config.REPO
+
+
+@pytest.fixture(scope='module')
+def plan(lab_session, edge_endpoints):
+    return edge_endpoints.run([], variables={}, nameservers=lab_session.nameservers, trusted_ranges=config.TRUSTED_RANGES,
+                              cache=False)[0]
+
+
+def run_module(lab, module, args, host=HOST, check=False):
+    """Run one module on a lab host with ad-hoc ``ansible``; return its result, failed or not."""
+    command = [os.path.join(BIN, 'ansible'), host, '-i', lab.inventory, '-m', module, '-a', json.dumps(args), '-o']
+    command += ['--check'] if check else []
+    env = dict(os.environ, ANSIBLE_NOCOLOR='1', ANSIBLE_LOAD_CALLBACK_PLUGINS='0')
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, check=False, cwd=REPO)
+    for line in result.stdout.splitlines():
+        if line.startswith(host + ' | ') and ' => ' in line:
+            status, output = line.split(' => ', 1)
+            return dict(json.loads(output), failed=' | FAILED' in status)
+    raise AssertionError('no result from %s:\n%s\n%s' % (host, result.stdout, result.stderr))
+
+
+def probe(lab, plan, check=False, **args):
+    args.setdefault('ca_path', lab.ca)
+    args.setdefault('timeout', 1.5)
+    return run_module(lab, 'tunnelwall.cloudflared.edge_probe', dict(args, plan=plan), check=check)
+
+
+def rows(result, **where):
+    return [r for r in result['results'] if all(r[k] == v for k, v in where.items())]
+
+
+def kinds(result, **where):
+    return {r['error_kind'] for r in rows(result, **where)}
+
+
+def test_all_open_everything_answers_and_quic_is_recommended(lab, plan):
+    result = probe(lab, plan)
+    assert not result['failed'], result.get('msg')
+    assert result['changed'] is False
+    assert result['families'] == ['ipv4', 'ipv6']
+    assert result['results'] and all(r['ok'] for r in result['results']), [r for r in result['results'] if not r['ok']]
+    addresses = sum((len(e['ipv4']) + len(e['ipv6']) for e in plan['endpoints'] if e['purpose'] == 'tunnel'), 0)
+    assert len(rows(result, check='quic')) == addresses
+    assert len(rows(result, check='tls')) == addresses
+    assert {r['check'] for r in rows(result, purpose='api')} == {'tcp', 'https'}
+    assert result['recommended_protocol'] == 'quic'
+    assert 'region1.v2.argotunnel.com (6/6 addresses)' in result['recommendation_reason']
+    assert result['dns']['findings'] == []
+    assert {a['name'] for a in result['dns']['answers'] if a['ok']} >= {'_v2-origintunneld._tcp.argotunnel.com'}
+    assert all(r['message'].startswith('QUIC handshake answered') for r in rows(result, check='quic'))
+
+
+def test_udp_dropped_quic_times_out_and_http2_is_recommended(lab, plan):
+    lab.fault('udp7844', 'drop')
+    result = probe(lab, plan)
+    assert not result['failed'], result.get('msg')
+    assert kinds(result, check='quic') == {'timeout'}
+    assert all(r['latency_ms'] >= 1400 for r in rows(result, check='quic'))
+    assert all(r['ok'] for r in rows(result, check='tls'))
+    assert result['recommended_protocol'] == 'http2'
+    assert 'no QUIC answer on UDP 7844' in result['recommendation_reason']
+
+
+def test_udp_rejected_fails_fast_as_refused(lab, plan):
+    lab.fault('udp7844', 'reject')
+    result = probe(lab, plan)
+    assert kinds(result, check='quic') == {'refused'}
+    assert all(r['latency_ms'] < 500 for r in rows(result, check='quic'))
+    assert result['recommended_protocol'] == 'http2'
+
+
+def test_tcp_dropped_udp_open_still_quic(lab, plan):
+    lab.fault('tcp7844', 'drop')
+    result = probe(lab, plan)
+    assert kinds(result, check='tcp', purpose='tunnel') == {'timeout'}
+    assert kinds(result, check='tls') == {'timeout'}
+    assert all(r['ok'] for r in rows(result, check='quic'))
+    assert result['recommended_protocol'] == 'quic'
+
+
+def test_everything_blocked_fails_naming_what_to_open(lab, plan):
+    lab.fault('udp7844', 'drop')
+    lab.fault('tcp7844', 'reject')
+    result = probe(lab, plan)
+    assert result['failed'] is True
+    assert result['recommended_protocol'] == 'none'
+    assert kinds(result, check='tcp', purpose='tunnel') == {'refused'}
+    message = result['msg']
+    assert message.startswith('edge_probe: not met: any_tunnel:')
+    assert 'open outbound UDP 7844 to 198.51.100.11/32' in message
+    assert 'open outbound TCP 7844 to 198.51.100.11/32' in message
+    assert '2001:db8:e::11/128' in message
+
+
+def test_api_down_fails_only_api_and_its_requirement(lab, plan):
+    lab.fault('api', 'drop')
+    result = probe(lab, plan)
+    assert not result['failed'], result.get('msg')
+    assert kinds(result, purpose='api') == {'timeout'}
+    assert all(r['ok'] for r in rows(result, purpose='tunnel'))
+    failed = probe(lab, plan, require=['api'])
+    assert failed['failed'] is True
+    assert failed['unmet_requirements'][0].startswith('api: ')
+    assert 'open outbound TCP 443 to 198.51.100.80/32, 2001:db8:e::80/128 (api)' in failed['msg']
+
+
+def test_ipv6_only(lab, plan):
+    result = probe(lab, plan, ip_version='6')
+    assert result['families'] == ['ipv6']
+    assert {r['family'] for r in result['results']} == {'ipv6'}
+    assert all(r['ok'] for r in result['results'])
+    assert all(a['type'] != 'A' for a in result['dns']['answers'])
+
+
+def test_wrong_sni_and_untrusted_ca_are_tls_errors(lab, plan):
+    wrong = probe(lab, plan, checks=['tls'], server_names={'tcp': 'wrong.example.org'}, require=[])
+    assert kinds(wrong, check='tls') == {'tls_certificate'}
+    assert 'wrong.example.org' in rows(wrong, check='tls')[0]['message']
+    untrusted = probe(lab, plan, checks=['tls', 'https'], ca_path=None, require=[])
+    assert kinds(untrusted, check='tls') == {'tls_certificate'} and kinds(untrusted, check='https') == {'tls_certificate'}
+    # Without validation the same handshakes succeed: the edge is there, only trust is missing.
+    relaxed = probe(lab, plan, checks=['tls'], ca_path=None, validate_certs=False)
+    assert all(r['ok'] for r in relaxed['results'])
+
+
+def test_dns_blocked_on_the_host_is_a_finding(lab, plan):
+    lab.fault('dns', 'timeout')
+    result = probe(lab, plan)
+    assert not result['failed'], result.get('msg')  # probing by address still works
+    findings = result['dns']['findings']
+    assert findings and {f['kind'] for f in findings} == {'unresolvable'}
+    assert {f['error_kind'] for f in findings} == {'timeout'}
+    failed = probe(lab, plan, require=['dns'])
+    assert failed['failed'] is True and failed['unmet_requirements'][0].startswith('dns: ')
+
+
+def test_dns_rotation_shows_drift_both_ways(lab, plan):
+    lab.fault('dns', 'rotate')
+    result = probe(lab, plan, checks=['dns'], require=[])
+    drift = {(f['kind'], f['hostname'], f['family']) for f in result['dns']['findings']}
+    assert ('not_in_plan', 'region1.v2.argotunnel.com', 'ipv4') in drift
+    assert ('not_seen', 'region1.v2.argotunnel.com', 'ipv6') in drift
+
+
+def test_one_region_down_still_quic_with_less_redundancy(lab, plan):
+    lab.fault('region', 'region2', 'drop')
+    result = probe(lab, plan, purposes=['tunnel'])
+    assert result['recommended_protocol'] == 'quic'
+    assert 'no QUIC answer from region2.v2.argotunnel.com' in result['recommendation_reason']
+    assert kinds(result, hostname='region2.v2.argotunnel.com') == {'timeout'}
+
+
+def test_check_mode_gives_the_same_results(lab, plan):
+    lab.fault('udp7844', 'reject')
+    normal = probe(lab, plan, checks=['quic', 'tls'])
+    checked = probe(lab, plan, checks=['quic', 'tls'], check=True)
+
+    def outcome(result):
+        return sorted((r['address'], r['check'], r['ok'], r['error_kind']) for r in result['results'])
+    assert outcome(checked) == outcome(normal)
+    assert checked['recommended_protocol'] == normal['recommended_protocol'] == 'http2'
+
+
+def test_bad_input_fails_naming_the_option(lab, plan):
+    result = probe(lab, plan, timeout=0)
+    assert result['failed'] is True and 'timeout=0' in result['msg']
+    result = run_module(lab, 'tunnelwall.cloudflared.edge_probe', {'targets': [
+        {'address': '198.51.100.11', 'port': 7844, 'check': 'quic'}]})
+    assert result['failed'] is True and 'needs a server_name' in result['msg']
