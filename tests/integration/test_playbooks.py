@@ -109,3 +109,14 @@ def test_ansible_doc_renders_options_examples_and_return():
     for text in ('_v2-origintunneld._tcp.argotunnel.com', 'trusted_ranges', 'on_dns_failure', 'EXAMPLES',
                  "lookup('tunnelwall.cloudflared.edge_endpoints'", 'RETURN VALUES', 'resolved_at'):
         assert text in result.stdout, text
+
+
+@pytest.mark.parametrize('module, texts', [
+    ('tunnelwall.cloudflared.edge_probe', ('QUIC', 'recommended_protocol', 'require', 'tunnelwall.cloudflared.edge_probe:')),
+    ('tunnelwall.cloudflared.win_edge_probe', ('PowerShell 5.1', 'action plugin', 'tunnelwall.cloudflared.win_edge_probe:')),
+])
+def test_ansible_doc_renders_the_modules(module, texts):
+    result = ansible('ansible-doc', module)
+    assert result.returncode == 0, result.stderr
+    for text in texts + ('EXAMPLES', 'RETURN VALUES', 'ca_path'):
+        assert text in result.stdout, text
