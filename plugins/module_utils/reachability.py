@@ -118,14 +118,14 @@ def tls_context(validate_certs, ca_path):
     return ssl.create_default_context(cafile=ca_path)
 
 
-def probe_stream(target, timeout, context):
-    """TCP connect, then (if asked) a TLS handshake on the same connection, within one deadline."""
-    deadline = time.time() + timeout
-    results = []
+def probe_stream(target, timeout, context, deadline=None):
+    """TCP connect, then (if asked) a TLS handshake on the same connection, by one deadline."""
     started = time.time()
+    deadline = deadline or started + timeout
+    results = []
     sock = socket.socket(SOCKET_FAMILY[target['family']], socket.SOCK_STREAM)
     try:
-        sock.settimeout(timeout)
+        sock.settimeout(max(deadline - started, 0.05))
         try:
             sock.connect((target['address'], target['port']))
         except (socket.error, socket.timeout, OSError) as exc:
@@ -162,12 +162,12 @@ def _handshake(sock, target, check, context, deadline, started):
     return _result(target, check, True, None, '%s with SNI %s' % (version, target['server_name']), handshake_started)
 
 
-def probe_quic(target, timeout):
-    """Send a QUIC v1 Initial and wait for the server's first answer."""
+def probe_quic(target, timeout, deadline=None):
+    """Send a QUIC v1 Initial and wait for the server's first answer, until the deadline."""
     started = time.time()
+    deadline = deadline or started + timeout
     datagram, dcid, scid = quic_initial.initial_datagram(target['server_name'] or 'quic.cftunnel.com')
     sock = socket.socket(SOCKET_FAMILY[target['family']], socket.SOCK_DGRAM)
-    deadline = started + timeout
     try:
         try:
             # A connected UDP socket turns an ICMP port unreachable into ECONNREFUSED.
@@ -200,16 +200,23 @@ def interpret_quic_answer(answer):
 
 
 def run_probes(targets, timeout, concurrency, context, dns_job=None):
-    """Every probe at once (at most ``concurrency`` threads); returns (results, dns job's value)."""
+    """Every probe at once (at most ``concurrency`` threads); returns (results, dns job's value).
+
+    The probes that fit in the first round share one deadline, so starting
+    hundreds of threads does not stretch the run past one timeout; a probe
+    that has to wait for a free thread gets its own full timeout.
+    """
     jobs = []
     workers = max(1, min(concurrency, len(targets) + (1 if dns_job else 0)))
+    deadline = time.time() + timeout
     with ThreadPoolExecutor(max_workers=workers) as pool:
         dns_future = pool.submit(dns_job) if dns_job else None
-        for target in targets:
+        for index, target in enumerate(targets):
+            shared = deadline if index + (1 if dns_job else 0) < workers else None
             if target['protocol'] == 'udp':
-                jobs.append(pool.submit(probe_quic, target, timeout))
+                jobs.append(pool.submit(probe_quic, target, timeout, shared))
             else:
-                jobs.append(pool.submit(probe_stream, target, timeout, context))
+                jobs.append(pool.submit(probe_stream, target, timeout, context, shared))
         results = []
         for job in jobs:
             value = job.result()

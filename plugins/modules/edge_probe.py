@@ -137,6 +137,11 @@ dns:
           (the plan has addresses the host does not see) and C(srv_target_not_in_plan).
       type: list
       elements: dict
+elapsed_ms:
+  description: How long the probes took on the host, in milliseconds (about O(timeout) when something is dropped).
+  returned: always
+  type: int
+  sample: 2013
 unmet_requirements:
   description: One message per requirement of O(require) that failed, naming what failed and what to open.
   returned: always
@@ -145,6 +150,7 @@ unmet_requirements:
 """
 
 import os
+import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import dns_client, probe_report, reachability
@@ -178,10 +184,11 @@ def main():
         return probe_report.resolve_all(questions, nameservers, params['timeout'])
 
     context = reachability.tls_context(params['validate_certs'], params['ca_path'])
+    started = time.time()
     results, answers = reachability.run_probes(targets, params['timeout'], params['concurrency'], context,
                                                ask_dns if questions else None)
     output = probe_report.report(params['require'], plan, families, results, nameservers, answers or [], bool(questions))
-    output['changed'] = False
+    output.update(changed=False, elapsed_ms=int((time.time() - started) * 1000))
     if output['unmet_requirements']:
         module.fail_json(msg='edge_probe: not met: %s' % ' | '.join(output['unmet_requirements']), **output)
     module.exit_json(**output)
