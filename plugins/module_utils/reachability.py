@@ -110,6 +110,7 @@ def _result(target, check, ok, error_kind, message, started):
 
 
 def tls_context(validate_certs, ca_path):
+    """One client context for every handshake: the system store, or ``ca_path``, or no validation."""
     if not validate_certs:
         context = ssl.create_default_context()
         context.check_hostname = False
