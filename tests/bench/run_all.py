@@ -13,7 +13,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from tests.bench import bench_lookup, bench_probe  # noqa: E402  pylint: disable=wrong-import-position
+from tests.bench import bench_firewall, bench_lookup, bench_probe  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def main():
@@ -21,8 +21,9 @@ def main():
     # The probe benchmark runs in the lab: root, network namespaces, a few minutes.
     if os.geteuid() == 0:
         bench_probe.main(int(os.environ.get('BENCH_PROBE_RUNS', '3')))
+        bench_firewall.main(int(os.environ.get('BENCH_FIREWALL_RUNS', '2')))
     else:
-        print('\n== probe: skipped, the lab needs root ==')
+        print('\n== probe and firewall: skipped, the lab needs root ==')
     return 0
 
 

@@ -1,0 +1,342 @@
+# -*- coding: utf-8 -*-
+# Copyright: tunnelwall developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Plan and apply ufw egress rules as one transaction: locks, backup, files, iptables-restore, rollback.
+
+The text work is in ufw_rules; this file does the I/O. Commands run through a ``run(argv, data=None)`` callable
+returning ``(rc, stdout, stderr)`` (AnsibleModule.run_command fits), and every path hangs off ``root``, so the
+whole transaction, rollback included, runs in the unit tests on real files in a temporary directory.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import tempfile
+import time
+
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import ufw_rules
+
+LOCK_TIMEOUT = 120.0
+FAMILY_FILES = {'ipv4': 'etc/ufw/user.rules', 'ipv6': 'etc/ufw/user6.rules'}
+RESTORE = {'ipv4': 'iptables-restore', 'ipv6': 'ip6tables-restore'}
+
+
+class UfwError(Exception):
+    """A failure with a message for the user; ``details`` go into the module's result."""
+
+    def __init__(self, message, **details):
+        super(UfwError, self).__init__(message)
+        self.details = details
+
+
+class UfwPaths(object):
+    """Where ufw keeps what this module reads and writes, below ``root`` (``/`` on a real host)."""
+
+    def __init__(self, name, root='/', backup_dir=None):
+        def at(relative):
+            return os.path.join(root, relative)
+        self.conf = at('etc/ufw/ufw.conf')
+        self.defaults = at('etc/default/ufw')
+        self.rules = dict((family, at(path)) for family, path in FAMILY_FILES.items())
+        # `ufw default` rewrites these (log prefixes), so they are part of what a rollback restores.
+        self.after = (at('etc/ufw/after.rules'), at('etc/ufw/after6.rules'))
+        # Next to ufw's own configuration, which it describes: a restore of /etc/ufw restores it too.
+        self.state = at('etc/ufw/%s-egress.json' % name)
+        self.ufw_lock = at('run/ufw.lock')
+        # One lock for every run of the module, whatever its name: they all edit the same two files.
+        self.module_lock = at('run/tunnelwall-ufw_egress.lock')
+        # /run: the backup belongs to this boot's live firewall, as the transaction it protects does.
+        self.backup_dir = backup_dir or at('run/tunnelwall/ufw_egress/%s' % name)
+
+    def backed_up(self):
+        return [self.rules['ipv4'], self.rules['ipv6'], self.defaults] + list(self.after) + [self.state]
+
+
+def read_text(path):
+    try:
+        with open(path, 'r') as handle:
+            return handle.read()
+    except (IOError, OSError) as error:
+        if error.errno == errno.ENOENT:
+            return None
+        raise
+
+
+def write_atomic(path, text):
+    """Write through a temporary file and rename, keeping the mode; in place when the file is a mount point.
+
+    A rename onto a file bind-mounted over (as /etc/default/ufw can be in containers) fails with EBUSY;
+    ufw itself writes such files in place, and so do we then.
+    """
+    directory = os.path.dirname(path)
+    mode = os.stat(path).st_mode & 0o7777 if os.path.exists(path) else 0o640
+    handle, temporary = tempfile.mkstemp(prefix='.tunnelwall-', dir=directory)
+    try:
+        with os.fdopen(handle, 'w') as out:
+            out.write(text)
+        os.chmod(temporary, mode)
+        try:
+            os.rename(temporary, path)
+        except OSError as error:
+            if error.errno not in (errno.EBUSY, errno.EXDEV):
+                raise
+            write_in_place(path, text)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+
+
+def write_in_place(path, text):
+    with open(path, 'w') as out:
+        out.write(text)
+
+
+@contextlib.contextmanager
+def file_lock(path, use_lockf, what, timeout=LOCK_TIMEOUT):
+    """An exclusive lock, waited for up to ``timeout`` seconds.
+
+    ufw locks /run/ufw.lock with fcntl.lockf; two runs of this module serialise on their own flock.
+    """
+    handle = open(path, 'a')
+    lock = fcntl.lockf if use_lockf else fcntl.flock
+    deadline = time.time() + timeout
+    try:
+        while True:
+            try:
+                lock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except (IOError, OSError) as error:
+                if error.errno not in (errno.EAGAIN, errno.EACCES) or time.time() > deadline:
+                    raise UfwError('%s (%s) still held after %ds: another ufw run is stuck?' % (what, path, timeout))
+                time.sleep(0.05)
+        yield
+    finally:
+        handle.close()  # closing releases either kind of lock
+
+
+class UfwEgress(object):
+    """One reconciliation: ``plan()`` reads and decides, ``apply()`` writes, loads and, on failure, rolls back."""
+
+    def __init__(self, params, run, binaries, root='/', resolvers=None, backup_dir=None):
+        self.params = params
+        self.name = params['name']
+        self.run = run
+        self.binaries = binaries
+        self.paths = UfwPaths(self.name, root, backup_dir)
+        self.resolvers = resolvers or []
+        self.warnings = []
+        self.original = {}
+        self.wanted = []
+        self.result = {}
+        self.state_text = None
+
+    # -- reading and deciding ----------------------------------------------------------------------------------
+    def read(self):
+        texts = dict((path, read_text(path)) for path in self.paths.backed_up() + [self.paths.conf])
+        for path in (self.paths.rules['ipv4'], self.paths.rules['ipv6'], self.paths.defaults, self.paths.conf):
+            if texts[path] is None:
+                raise UfwError('%s is missing: is ufw installed?' % path)
+        return texts
+
+    def remembered(self, texts):
+        text = texts[self.paths.state]
+        if text is None:
+            return None
+        try:
+            state = json.loads(text)
+            if state['original_policy'] in ufw_rules.POLICY_TARGETS and state['set_policy'] in ufw_rules.POLICY_TARGETS:
+                return {'original_policy': state['original_policy'], 'set_policy': state['set_policy']}
+        except (ValueError, KeyError, TypeError):
+            pass
+        raise UfwError('%s: not a state file this module wrote; remove it if nothing else uses it' % self.paths.state)
+
+    def plan(self):
+        """Read everything under ufw's lock and work out the change; nothing is written."""
+        with file_lock(self.paths.ufw_lock, True, "ufw's lock"):
+            texts = self.read()
+        self.original = texts
+        defaults = texts[self.paths.defaults]
+        enabled = ufw_rules.ufw_enabled(texts[self.paths.conf])
+        ipv6 = ufw_rules.ipv6_enabled(defaults)
+        try:
+            wanted = ufw_rules.desired_rules(self.params, self.resolvers)
+            policy_before = ufw_rules.output_policy(defaults)
+        except ValueError as error:
+            raise UfwError(str(error))
+        if not enabled and self.params['state'] == 'present' and self.params.get('on_inactive', 'fail') == 'fail':
+            raise UfwError('ufw is installed but inactive (ENABLED=no in %s), so rules would protect nothing: enable it '
+                           '(`ufw enable`, after allowing incoming SSH) or set on_inactive=configure to only write its files'
+                           % self.paths.conf)
+        missing = [RESTORE[f] for f in self.families(ipv6) if enabled and not self.binaries.get(RESTORE[f])]
+        if missing:
+            raise UfwError('%s not found: ufw is enabled but its iptables tools are missing' % ', '.join(missing))
+        if not ipv6:
+            skipped = [r for r in wanted if r.family == 'ipv6']
+            if skipped:
+                self.warnings.append('IPV6=no in %s: ufw does not manage IPv6, so %d IPv6 rule(s) were not written and '
+                                     'IPv6 egress stays as the system leaves it' % (self.paths.defaults, len(skipped)))
+            wanted = [r for r in wanted if r.family == 'ipv4']
+        self.wanted = wanted
+        remembered = self.remembered(texts)
+        policy_after, state_after = ufw_rules.desired_policy(policy_before, self.params['default_deny'], self.params['state'],
+                                                             remembered)
+        added, removed, before_rules, after_rules = [], [], [], []
+        for family in self.families(ipv6):
+            path = self.paths.rules[family]
+            try:
+                before_rules += ufw_rules.owned_rules(texts[path], family, self.name, path)
+                new_text, family_added, family_removed = ufw_rules.reconcile_file(texts[path], family, wanted, self.name, path)
+                after_rules += ufw_rules.owned_rules(new_text, family, self.name, path)
+            except ValueError as error:
+                raise UfwError(str(error))
+            added += family_added
+            removed += family_removed
+        state_text = None if state_after is None else json.dumps(dict(state_after, module='tunnelwall.cloudflared.ufw_egress'),
+                                                                 sort_keys=True) + '\n'
+        if state_after == remembered:
+            state_text = texts[self.paths.state]
+        self.result = {
+            'changed': bool(added or removed or policy_after != policy_before or state_text != texts[self.paths.state]),
+            'added': [ufw_rules.rule_dict(r) for r in added],
+            'removed': [ufw_rules.rule_dict(r) for r in removed],
+            'policy': {'before': policy_before, 'after': policy_after},
+            'rule_count': len(after_rules),
+            'ufw': {'enabled': enabled, 'ipv6': ipv6},
+            'diff': {'before_header': 'ufw egress rules of %s' % self.name, 'after_header': 'ufw egress rules of %s' % self.name,
+                     'before': ufw_rules.diff_text(before_rules, policy_before),
+                     'after': ufw_rules.diff_text(after_rules, policy_after)},
+        }
+        self.state_text = state_text
+        return self.result
+
+    @staticmethod
+    def families(ipv6):
+        return ('ipv4', 'ipv6') if ipv6 else ('ipv4',)
+
+    # -- applying ----------------------------------------------------------------------------------------------
+    def command(self, argv, data=None, what=None):
+        rc, out, err = self.run(argv, data=data)
+        if rc != 0:
+            raise UfwError('%s failed (rc=%d): %s' % (what or ' '.join(argv), rc, (err or out).strip()))
+        return out
+
+    def backup(self):
+        """Copy every file the apply may change to the backup directory (the copy kept in memory does the rollback;
+        this one is for a person after a crash)."""
+        try:
+            if not os.path.isdir(self.paths.backup_dir):
+                os.makedirs(self.paths.backup_dir, 0o700)
+            for path, text in self.original.items():
+                target = os.path.join(self.paths.backup_dir, os.path.basename(path))
+                # A file that did not exist is backed up as NAME.absent; a previous run's other form goes.
+                stale, target = (target + '.absent', target) if text is not None else (target, target + '.absent')
+                if os.path.exists(stale):
+                    os.unlink(stale)
+                write_atomic(target, text or '')
+        except (IOError, OSError) as error:
+            raise UfwError('cannot back up ufw files to %s: %s; nothing was changed' % (self.paths.backup_dir, error))
+
+    def set_policy(self, policy, progress):
+        # ufw rewrites /etc/default/ufw, user*.rules and after*.rules and reloads; it takes ufw's lock itself,
+        # so ours must not be held here.
+        progress['policy'] = True
+        self.command([self.binaries['ufw'], 'default', policy, 'outgoing'], what='ufw default %s outgoing' % policy)
+
+    def write_rules(self, enabled, ipv6, progress):
+        """Reconcile the files again under ufw's lock (`ufw default` may have rewritten them), test, write, load."""
+        with file_lock(self.paths.ufw_lock, True, "ufw's lock"):
+            texts = {}
+            for family in self.families(ipv6):
+                path = self.paths.rules[family]
+                current = read_text(path)
+                texts[family] = ufw_rules.reconcile_file(current, family, self.wanted, self.name, path)[0]
+                if texts[family] == current:
+                    del texts[family]
+            if enabled:
+                # iptables-restore --test asks the kernel too: a rule it would reject (say, a hand-written line of
+                # the user's referring to a missing set) fails here, before anything changes.
+                for family, text in texts.items():
+                    self.command([self.binaries[RESTORE[family]], '-n', '--test'], data=text,
+                                 what='%s --test of the new %s' % (RESTORE[family], self.paths.rules[family]))
+            for family, text in texts.items():
+                write_atomic(self.paths.rules[family], text)
+            if enabled:
+                for family in texts:
+                    # -n: flush and refill only the chains user*.rules declares, in one transaction, as ufw does
+                    # itself; a failed restore changed nothing, so only the families loaded need loading again.
+                    self.command([self.binaries[RESTORE[family]], '-n', self.paths.rules[family]])
+                    progress['loaded'].append(family)
+
+    def reconcile(self, check_mode):
+        """plan() and, unless in check mode, apply(), holding the module's lock so concurrent runs take turns."""
+        with file_lock(self.paths.module_lock, False, 'the lock of ufw_egress'):
+            result = self.plan()
+            if result['changed'] and not check_mode:
+                result = self.apply()
+        return result
+
+    def apply(self):
+        """Make the planned change; on any failure put every file back, reload, and raise UfwError."""
+        enabled, ipv6 = self.result['ufw']['enabled'], self.result['ufw']['ipv6']
+        progress = {'policy': False, 'loaded': []}
+        # The rollback restores what the files hold now, had a ufw command changed them since plan().
+        with file_lock(self.paths.ufw_lock, True, "ufw's lock"):
+            self.original = self.read()
+        self.backup()
+        try:
+            self.change(enabled, ipv6, progress)
+        except (UfwError, IOError, OSError) as error:
+            problems = self.rollback(progress, enabled, ipv6)
+            outcome = 'rolled back: every ufw file and the live rules are as before' if not problems else \
+                'ROLLBACK INCOMPLETE: %s; the backup is in %s' % ('; '.join(problems), self.paths.backup_dir)
+            raise UfwError('%s; %s' % (error, outcome), rolled_back=not problems, backup_dir=self.paths.backup_dir)
+        return dict(self.result, backup_dir=self.paths.backup_dir)
+
+    def change(self, enabled, ipv6, progress):
+        before, after = self.result['policy']['before'], self.result['policy']['after']
+        # Opening up (putting allow back) goes first and denying goes last, so no moment has the deny without
+        # the allowances. Established connections, such as this SSH session, pass either way: ufw's
+        # before*.rules accept RELATED,ESTABLISHED output ahead of every rule and policy.
+        if after != before and after == 'allow':
+            self.set_policy(after, progress)
+        self.write_rules(enabled, ipv6, progress)
+        if after != before and after != 'allow':
+            self.set_policy(after, progress)
+        if self.state_text != self.original[self.paths.state]:
+            if self.state_text is None:
+                os.unlink(self.paths.state)
+            else:
+                write_atomic(self.paths.state, self.state_text)
+
+    def rollback(self, progress, enabled, ipv6):
+        """Put back every file that differs from the copy read at the start; reload what was loaded."""
+        problems = []
+        for path, text in self.original.items():
+            try:
+                if read_text(path) == text:
+                    continue
+                if text is None:
+                    os.unlink(path)
+                else:
+                    write_in_place(path, text)
+            except (IOError, OSError) as error:
+                problems.append('restoring %s: %s' % (path, error))
+        if not enabled:
+            return problems
+        try:
+            if progress['policy']:
+                # `ufw default` reloaded everything; only a full reload puts its chains back as they were.
+                self.command([self.binaries['ufw'], 'reload'])
+            else:
+                for family in progress['loaded']:
+                    if family in self.families(ipv6):
+                        self.command([self.binaries[RESTORE[family]], '-n', self.paths.rules[family]])
+        except UfwError as error:
+            problems.append(str(error))
+        return problems

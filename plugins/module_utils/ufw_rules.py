@@ -1,0 +1,362 @@
+# -*- coding: utf-8 -*-
+# Copyright: tunnelwall developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""ufw egress rules as text: validate the options, render rules in ufw's own file format, parse and edit the files.
+
+Pure functions of strings and plain data (no I/O), so every decision of ufw_egress is unit-tested.
+ufw keeps its rules in /etc/ufw/user.rules and user6.rules: between ``### RULES ###`` and ``### END RULES ###``,
+each rule is a block of a ``### tuple ###`` line (what ``ufw status`` shows and ``ufw delete`` matches) and the
+``-A`` lines iptables-restore loads. Writing these blocks ourselves, exactly as ufw would, lets one
+``iptables-restore -n`` load any number of rules instead of one ufw process per rule.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import binascii
+import collections
+import ipaddress
+import re
+
+RULES_START = '### RULES ###'
+RULES_END = '### END RULES ###'
+TUPLE_MARK = '### tuple ### '
+TUPLE_RE = re.compile(r'^### tuple ### (?P<body>.*?)(?: comment=(?P<hex>[0-9a-fA-F]*))?\s*$')
+# ufw refuses quotes in comments; a tag of these characters is safe in the file and in `ufw status`.
+TAG_PART_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$')
+PROTOCOLS = ('tcp', 'udp')
+FAMILIES = ('ipv4', 'ipv6')
+# /etc/default/ufw spells the outgoing policy as the iptables target; ufw's command line as a word.
+POLICY_WORDS = {'ACCEPT': 'allow', 'DROP': 'deny', 'REJECT': 'reject'}
+POLICY_TARGETS = dict((word, target) for target, word in POLICY_WORDS.items())
+CHAINS = {'ipv4': 'ufw-user-output', 'ipv6': 'ufw6-user-output'}
+ANY_SOURCE = {'ipv4': '0.0.0.0/0', 'ipv6': '::/0'}
+
+UfwRule = collections.namedtuple('UfwRule', 'family protocol port destination comment')
+Block = collections.namedtuple('Block', 'blanks lines comment')
+RulesFile = collections.namedtuple('RulesFile', 'head blocks trailing tail')
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# options
+# ----------------------------------------------------------------------------------------------------------------
+def normalize_destination(value, family, where):
+    """A CIDR or address as ufw writes it: host routes without a prefix, networks canonical (compressed IPv6).
+
+    ``where`` names the option for the message; host bits set are an error, not silently widened as ufw would.
+    """
+    text = str(value).strip()
+    try:
+        network = ipaddress.ip_network(text, strict=True)
+    except ValueError as error:
+        if 'has host bits set' in str(error):
+            wider = ipaddress.ip_network(text, strict=False)
+            raise ValueError('%s=%r: host bits set; did you mean %s?' % (where, value, wider))
+        raise ValueError('%s=%r: not an IPv4 or IPv6 address or CIDR' % (where, value))
+    expected = 4 if family == 'ipv4' else 6
+    if network.version != expected:
+        raise ValueError('%s=%r: an IPv%d destination where IPv%d is expected' % (where, value, network.version, expected))
+    if network.prefixlen == 0:
+        raise ValueError('%s=%r: a default route would allow everything; leave default_deny off instead' % (where, value))
+    if network.prefixlen == network.max_prefixlen:
+        return str(network.network_address)
+    return str(network)
+
+
+def family_of(value):
+    """``ipv4`` or ``ipv6`` for a destination whose family the option does not say (extra_allow, dns_servers)."""
+    return 'ipv6' if ':' in str(value) else 'ipv4'
+
+
+def _check_port(port, where):
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise ValueError('%s=%r: expected a port from 1 to 65535' % (where, port))
+
+
+def _check_protocol(protocol, where):
+    if protocol not in PROTOCOLS:
+        raise ValueError('%s=%r: expected one of %s' % (where, protocol, ', '.join(PROTOCOLS)))
+
+
+def tag(name, purpose):
+    return '%s:%s' % (name, purpose)
+
+
+def desired_rules(params, resolvers):
+    """The rules the options ask for, deduplicated, in a stable order; ValueError names the bad option and value.
+
+    ``resolvers`` are the host's nameservers (used when DNS is allowed and O(dns_servers) is not given).
+    """
+    name = params['name']
+    if not isinstance(name, str) or not TAG_PART_RE.match(name):
+        raise ValueError('name=%r: expected 1 to 64 letters, digits, "_", "." or "-", starting with a letter or digit' % (name,))
+    if params.get('state', 'present') == 'absent':
+        return []
+    wanted = []
+    for index, rule in enumerate(params.get('rules') or []):
+        where = 'rules[%d]' % index
+        purpose = rule.get('purpose')
+        if not isinstance(purpose, str) or not TAG_PART_RE.match(purpose):
+            raise ValueError('%s.purpose=%r: expected letters, digits, "_", "." or "-" (it becomes the comment %s:PURPOSE)'
+                             % (where, purpose, name))
+        _check_protocol(rule.get('protocol'), where + '.protocol')
+        _check_port(rule.get('port'), where + '.port')
+        for family in FAMILIES:
+            for position, value in enumerate(rule.get(family) or []):
+                destination = normalize_destination(value, family, '%s.%s[%d]' % (where, family, position))
+                wanted.append(UfwRule(family, rule['protocol'], rule['port'], destination, tag(name, purpose)))
+    for index, extra in enumerate(params.get('extra_allow') or []):
+        where = 'extra_allow[%d]' % index
+        _check_protocol(extra.get('protocol'), where + '.protocol')
+        _check_port(extra.get('port'), where + '.port')
+        if not extra.get('destinations'):
+            raise ValueError('%s.destinations=%r: expected at least one address or CIDR' % (where, extra.get('destinations')))
+        for position, value in enumerate(extra['destinations']):
+            family = family_of(value)
+            destination = normalize_destination(value, family, '%s.destinations[%d]' % (where, position))
+            wanted.append(UfwRule(family, extra['protocol'], extra['port'], destination, tag(name, 'extra')))
+    if dns_allowed(params):
+        servers = params.get('dns_servers')
+        where = 'dns_servers' if servers else 'allow_dns'
+        servers = servers if servers else resolvers
+        if not servers:
+            raise ValueError('allow_dns=true: no nameserver to allow (none in resolv.conf but loopback ones); '
+                             'set dns_servers, or allow_dns=false if the host needs no DNS')
+        for position, value in enumerate(servers):
+            family = family_of(value)
+            label = '%s[%d]' % (where, position) if where == 'dns_servers' else 'allow_dns: resolv.conf nameserver'
+            destination = normalize_destination(value, family, label)
+            for protocol in ('udp', 'tcp'):
+                wanted.append(UfwRule(family, protocol, 53, destination, tag(name, 'dns')))
+    if params.get('default_deny') and not any(
+            rule.get('ipv4') or rule.get('ipv6') for rule in params.get('rules') or []):
+        raise ValueError('default_deny=true with no destination in rules: cloudflared could reach nothing; '
+                         'pass the egress plan\'s rules')
+    return unique(wanted)
+
+
+def dns_allowed(params):
+    """O(allow_dns) defaults to O(default_deny): DNS needs an allowance only when outgoing traffic is denied."""
+    if params.get('allow_dns') is None:
+        return bool(params.get('default_deny'))
+    return bool(params['allow_dns'])
+
+
+def unique(rules):
+    seen = set()
+    result = []
+    for rule in rules:
+        if rule not in seen:
+            seen.add(rule)
+            result.append(rule)
+    return result
+
+
+def resolvers_from(resolv_conf_servers, systemd_servers):
+    """Nameservers a default-deny host must reach: loopback ones (a local stub such as systemd-resolved,
+    reachable anyway since ufw accepts output on lo) are replaced by the stub's upstream servers."""
+    result = []
+    local = False
+    for server in resolv_conf_servers:
+        if ipaddress.ip_address(server).is_loopback:
+            local = True
+        elif server not in result:
+            result.append(server)
+    if local:
+        result.extend(s for s in systemd_servers if s not in result and not ipaddress.ip_address(s).is_loopback)
+    return result
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# ufw's file format
+# ----------------------------------------------------------------------------------------------------------------
+def hex_comment(comment):
+    """ufw stores a comment as the lowercase hex of its UTF-8 bytes."""
+    return binascii.hexlify(comment.encode('utf-8')).decode('ascii')
+
+
+def decode_comment(text):
+    try:
+        return binascii.unhexlify(text).decode('utf-8')
+    except (binascii.Error, TypeError, ValueError):
+        return None
+
+
+def tuple_text(rule):
+    """The tuple ufw writes for ``ufw allow out to DST port PORT proto PROTO comment C``."""
+    return 'allow %s %d %s any %s out' % (rule.protocol, rule.port, rule.destination, ANY_SOURCE[rule.family])
+
+
+def render_block(rule):
+    """The lines of one rule, byte for byte as the ufw command line writes them."""
+    return ('%s%s comment=%s' % (TUPLE_MARK, tuple_text(rule), hex_comment(rule.comment)),
+            '-A %s -p %s -d %s --dport %d -j ACCEPT' % (CHAINS[rule.family], rule.protocol, rule.destination, rule.port))
+
+
+def parse_rules_file(text, path='user.rules'):
+    """Split a user*.rules file into the text before the rules, the rule blocks, and the rest.
+
+    A block keeps the blank lines before it, so removing it leaves the file as ufw would have written it.
+    Lines between blocks that are no rule (a hand-written ``-A`` line) become blocks without a tuple: kept verbatim.
+    """
+    lines = text.split('\n')
+    try:
+        start = lines.index(RULES_START)
+        end = lines.index(RULES_END, start)
+    except ValueError:
+        raise ValueError('%s: no "%s" ... "%s" section; is this a ufw rules file?' % (path, RULES_START, RULES_END))
+    blocks = []
+    blanks = []
+    current = None
+    for line in lines[start + 1:end]:
+        match = TUPLE_RE.match(line)
+        if match:
+            comment = decode_comment(match.group('hex')) if match.group('hex') is not None else None
+            current = Block(tuple(blanks), [line], comment)
+            blocks.append(current)
+            blanks = []
+        elif not line.strip():
+            blanks.append(line)
+            current = None
+        elif current is not None:
+            current.lines.append(line)
+        else:
+            current = Block(tuple(blanks), [line], None)
+            blocks.append(current)
+            blanks = []
+    blocks = [Block(b.blanks, tuple(b.lines), b.comment) for b in blocks]
+    return RulesFile(tuple(lines[:start + 1]), blocks, tuple(blanks), tuple(lines[end:]))
+
+
+def render_rules_file(parsed):
+    lines = list(parsed.head)
+    for block in parsed.blocks:
+        lines.extend(block.blanks)
+        lines.extend(block.lines)
+    lines.extend(parsed.trailing)
+    lines.extend(parsed.tail)
+    return '\n'.join(lines)
+
+
+def owned(block, name):
+    return block.comment is not None and block.comment.startswith(name + ':')
+
+
+def block_rule(block, family):
+    """The rule an owned block stands for (for reports), or None when its tuple is not an outgoing allow."""
+    match = TUPLE_RE.match(block.lines[0])
+    fields = match.group('body').split() if match else []
+    if len(fields) != 7 or fields[0] != 'allow' or fields[6] != 'out':
+        return UfwRule(family, None, None, match.group('body') if match else block.lines[0], block.comment)
+    port = int(fields[2]) if fields[2].isdigit() else fields[2]
+    return UfwRule(family, fields[1], port, fields[3], block.comment)
+
+
+def reconcile_file(text, family, wanted, name, path='user.rules'):
+    """Edit one rules file so the owned blocks are exactly ``wanted`` (rules of this family).
+
+    Returns (new_text, added, removed). Blocks without our tag stay verbatim and in place. Owned blocks that are
+    still wanted stay where they are; stale ones go; missing ones are inserted after the last owned block kept
+    (or at the end), so the group keeps its position relative to the user's own rules. A block counts as
+    present only when every line matches what we render, so a hand-edited owned rule is replaced.
+    """
+    parsed = parse_rules_file(text, path)
+    wanted_blocks = collections.OrderedDict((render_block(r), r) for r in wanted if r.family == family)
+    kept = []
+    removed = []
+    present = set()
+    insert_at = None
+    for block in parsed.blocks:
+        if owned(block, name):
+            if block.lines in wanted_blocks and block.lines not in present:
+                present.add(block.lines)
+                kept.append(block)
+                insert_at = len(kept)
+            else:
+                removed.append(block_rule(block, family))
+            continue
+        kept.append(block)
+    added = [rule for lines, rule in wanted_blocks.items() if lines not in present]
+    new_blocks = [Block(('',), lines, rule.comment) for lines, rule in wanted_blocks.items() if lines not in present]
+    position = len(kept) if insert_at is None else insert_at
+    kept[position:position] = new_blocks
+    if not added and not removed:
+        return text, [], []
+    return render_rules_file(RulesFile(parsed.head, kept, parsed.trailing, parsed.tail)), added, removed
+
+
+def owned_rules(text, family, name, path='user.rules'):
+    """The owned rules of one file, as rules, in file order."""
+    return [block_rule(b, family) for b in parse_rules_file(text, path).blocks if owned(b, name)]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# /etc/default/ufw, ufw.conf and the state file
+# ----------------------------------------------------------------------------------------------------------------
+def read_assignments(text):
+    """KEY=value lines of a shell-style configuration file (quotes removed)."""
+    values = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith('#') or '=' not in line:
+            continue
+        key, value = line.split('=', 1)
+        values[key.strip()] = value.strip().strip('"').strip("'")
+    return values
+
+
+def output_policy(defaults_text):
+    """The outgoing policy word (allow, deny, reject) of /etc/default/ufw."""
+    target = read_assignments(defaults_text).get('DEFAULT_OUTPUT_POLICY', 'ACCEPT').upper()
+    if target not in POLICY_WORDS:
+        raise ValueError('/etc/default/ufw: DEFAULT_OUTPUT_POLICY=%r is none of %s' % (target, ', '.join(POLICY_WORDS)))
+    return POLICY_WORDS[target]
+
+
+def ipv6_enabled(defaults_text):
+    return read_assignments(defaults_text).get('IPV6', 'yes').lower() == 'yes'
+
+
+def ufw_enabled(conf_text):
+    return read_assignments(conf_text).get('ENABLED', 'no').lower() == 'yes'
+
+
+def desired_policy(current, default_deny, state, remembered):
+    """The outgoing policy to end with, and the state file's new content (None: remove it).
+
+    ``remembered`` is the state file's content: the policy found before this module first denied outgoing
+    traffic, and the policy it set. Deny or reject already in place satisfies default_deny, and stays the
+    user's own: only a policy this module set is ever put back.
+    """
+    deny = default_deny and state == 'present'
+    if deny:
+        if current in ('deny', 'reject'):
+            return current, remembered
+        original = remembered['original_policy'] if remembered else current
+        return 'deny', {'original_policy': original, 'set_policy': 'deny'}
+    if remembered:
+        if current == remembered.get('set_policy'):
+            return remembered['original_policy'], None
+        # Someone changed the policy since we set it: theirs wins, and we forget ours.
+        return current, None
+    return current, remembered
+
+
+def diff_text(rules, policy):
+    """A readable listing of the owned rules and the outgoing policy, for --diff."""
+    lines = ['default outgoing policy: %s' % policy]
+    for rule in rules:
+        lines.append(describe(rule))
+    return '\n'.join(lines) + '\n'
+
+
+def describe(rule):
+    if rule.protocol is None:
+        return '%s  # %s (not an outgoing allow rule)' % (rule.destination, rule.comment)
+    return 'allow out %s/%s to %s  # %s' % (rule.protocol, rule.port, rule.destination, rule.comment)
+
+
+def rule_dict(rule):
+    return {'family': rule.family, 'protocol': rule.protocol, 'port': rule.port, 'destination': rule.destination,
+            'comment': rule.comment}

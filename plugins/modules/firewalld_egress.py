@@ -1,0 +1,438 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: tunnelwall developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: firewalld_egress
+short_description: Allow exactly the egress plan's destinations in firewalld, and optionally nothing else
+version_added: 0.1.0
+author: tunnelwall developers (@tunnelwall)
+description:
+  - Reconciles, in one call, a firewalld policy from the ingress zone C(HOST) to the egress zone C(ANY), named
+    C(NAME-egress), with one C(hash:net) ipset per purpose and address family (C(NAME-tunnel-v4), C(NAME-tunnel-v6),
+    C(NAME-api-v4) ...) and one rich rule per (purpose, protocol, port, family) accepting C(destination ipset=...).
+  - It adds what is missing, removes what is stale and touches nothing it does not own. It owns the policy C(NAME-egress)
+    and every ipset named C(NAME-PURPOSE-v4), C(NAME-PURPOSE-v6), C(NAME-PURPOSE-PROTOCOLPORT-v4) or
+    C(NAME-PURPOSE-PROTOCOLPORT-v6); do not give your own objects such names. Your own zones, rich rules, policies and
+    ipsets are never changed.
+  - When the rules of one purpose do not all have the same destinations, each of its (protocol, port) gets its own ipset
+    (C(NAME-PURPOSE-tcp443-v4)), so nothing is allowed that was not asked for.
+  - Overlapping and adjacent CIDRs are merged first (firewalld's interval sets refuse overlapping entries).
+    Entries and rules are compared as sets, so a second run reports no change and runs no changing command.
+  - With O(default_deny=true) the policy also holds the rule C(rule priority="32767" reject), which firewalld evaluates
+    after every allow rule of the policy; connections already established (the Ansible session itself) and loopback
+    traffic keep working, because firewalld accepts them before any policy. Neighbour discovery (IPv6) and, with
+    O(allow_dns), DNS to the host's resolvers are allowed as well.
+  - Fast - the state is read over D-Bus with C(dbus-send) (milliseconds), ipset entries are replaced atomically with
+    one D-Bus call per ipset, rich rules are added in one C(firewall-cmd) call and removed in another.
+    Policies and ipsets can only be created in firewalld's permanent configuration, so new objects are written as XML
+    files into C(/etc/firewalld/policies) and C(/etc/firewalld/ipsets) (firewalld's own format) and firewalld is
+    reloaded once.
+  - On any failure the module puts its own files back as they were and reloads firewalld, so neither the runtime nor
+    the permanent configuration is left half-applied, and fails saying so.
+  - Two runs on one host wait for each other (a lock in C(/run)).
+attributes:
+  check_mode:
+    description: Reads firewalld's state only and reports the exact change.
+    support: full
+  diff_mode:
+    description: Shows the policy's rich rules and every owned ipset's entries before and after.
+    support: full
+  platform:
+    description: Target operating system.
+    support: full
+    platforms: posix
+options:
+  rules:
+    description:
+      - What to allow - the C(rules) of the egress plan from the P(tunnelwall.cloudflared.edge_endpoints#lookup) lookup,
+        one entry per (purpose, protocol, port).
+      - Required with O(state=present) (an empty list removes every allow rule the module made).
+    type: list
+    elements: dict
+    suboptions:
+      purpose:
+        description: V(tunnel), V(api), V(update), V(extra) or another lower-case word; names the ipsets.
+        type: str
+        required: true
+      protocol:
+        description: Transport protocol.
+        type: str
+        choices: [tcp, udp]
+        required: true
+      port:
+        description: Destination port, 1 to 65535.
+        type: int
+        required: true
+      ipv4:
+        description: IPv4 destinations as CIDRs (V(198.51.100.7/32)) or addresses; host bits must be clear.
+        type: list
+        elements: str
+        default: []
+      ipv6:
+        description: IPv6 destinations as CIDRs (V(2001:db8::7/128)) or addresses; host bits must be clear.
+        type: list
+        elements: str
+        default: []
+  name:
+    description:
+      - Prefix of every object the module owns - the policy C(NAME-egress) and the ipsets C(NAME-PURPOSE-v4/v6).
+      - ASCII letters, digits, C(-) and C(_), at most 11 characters (firewalld allows 18 for a policy name).
+      - Two different names make two independent sets of objects.
+    type: str
+    default: tunnelwall
+  default_deny:
+    description:
+      - Reject every other new outgoing connection of the host (C(rule priority="32767" reject) in the policy), with
+        ICMP administratively prohibited, so programs fail at once instead of timing out.
+      - Established connections and loopback keep working; IPv6 neighbour discovery is allowed.
+      - Refused when O(rules) hold no V(tunnel) destination, which would cut the host off from the tunnel edge.
+      - Other outgoing traffic the host may need (NTP, package mirrors, a DHCP client that uses UDP sockets, monitoring)
+        must be listed in O(extra_allow).
+    type: bool
+    default: false
+  allow_dns:
+    description:
+      - With O(default_deny=true), allow UDP and TCP 53 to the host's resolvers - O(dns_servers) or else the
+        C(nameserver) lines of O(resolv_conf). Loopback resolvers need no rule (firewalld lets loopback out);
+        when there are only loopback ones, the upstream servers of systemd-resolved
+        (C(/run/systemd/resolve/resolv.conf)) are allowed instead.
+      - Without O(default_deny) nothing is denied, so no DNS rule is written.
+    type: bool
+    default: true
+  dns_servers:
+    description: The resolvers O(allow_dns) allows, instead of those of O(resolv_conf).
+    type: list
+    elements: str
+  resolv_conf:
+    description: Where O(allow_dns) reads the host's resolvers.
+    type: path
+    default: /etc/resolv.conf
+  extra_allow:
+    description:
+      - More destinations to allow, for example an NTP server or a package mirror under O(default_deny).
+        Each becomes a rich rule with C(destination address=...) (merged CIDRs), in the same policy.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      protocol:
+        description: Transport protocol.
+        type: str
+        choices: [tcp, udp]
+        required: true
+      port:
+        description: Destination port, 1 to 65535.
+        type: int
+        required: true
+      destinations:
+        description: IPv4 and IPv6 CIDRs or addresses (no host names - the host's firewall cannot resolve them).
+        type: list
+        elements: str
+        required: true
+  permanent:
+    description:
+      - V(true) - make the runtime and the permanent configuration both exactly as asked (they survive a reload and a
+        reboot).
+      - V(false) - change only the runtime configuration, which a reload throws away. Objects firewalld can only create
+        permanently (the policy, a new ipset) are first created empty in the permanent configuration, which changes no
+        traffic. This is the first half of "apply, verify, then persist or revert" - see the notes.
+      - Ignored with O(state=absent) and O(state=reverted).
+    type: bool
+    default: true
+  state:
+    description:
+      - V(present) - reconcile as described.
+      - V(absent) - delete every object the module owns (policy, ipsets, their files and firewalld's C(.xml.old) backups
+        of them) and reload firewalld; the ruleset is as before the first run.
+      - V(reverted) - throw away what a O(permanent=false) run changed - reload firewalld, which restores the permanent
+        configuration - and delete the empty objects such a run created. Nothing happens (changed=false) when the runtime
+        already equals the permanent configuration.
+    type: str
+    choices: [present, absent, reverted]
+    default: present
+notes:
+  - The contract for the P(tunnelwall.cloudflared.egress_firewall#role) role (and anyone who wants a verified change) -
+    (1) run with O(permanent=false); (2) verify, for example with M(tunnelwall.cloudflared.edge_probe);
+    (3) on success run again with the same options and O(permanent=true), which writes the same content to the permanent
+    configuration without reloading (no connection is touched); on failure run with O(state=reverted) (same O(name)),
+    which restores the previous state exactly. Until step 3, a reload or a reboot also reverts.
+  - A reload - when objects are created or deleted, with O(state=absent) and O(state=reverted), and when rolling back -
+    also discards runtime-only changes other tools made to firewalld. firewalld keeps established connections over a reload.
+  - Needs root (firewalld's D-Bus interface), C(dbus-send) (D-Bus's tools, installed with firewalld) and firewalld 0.9
+    or later (policies). The configuration directory is C(/etc/firewalld).
+  - Check mode reads firewalld's state only (D-Bus queries) and reports the exact change; diff mode shows the policy's
+    rich rules and every owned ipset's entries before and after (the runtime, and the permanent configuration too with
+    O(permanent=true)).
+seealso:
+  - module: tunnelwall.cloudflared.edge_probe
+  - plugin: tunnelwall.cloudflared.edge_endpoints
+    plugin_type: lookup
+  - name: firewalld policies
+    description: Policy objects, the ingress zone HOST and the egress zone ANY.
+    link: https://firewalld.org/documentation/concepts.html
+"""
+
+EXAMPLES = r"""
+- name: Resolve the egress plan once
+  ansible.builtin.set_fact:
+    egress_plan: "{{ lookup('tunnelwall.cloudflared.edge_endpoints') }}"
+  run_once: true
+
+- name: Allow cloudflared's destinations (nothing is denied yet)
+  tunnelwall.cloudflared.firewalld_egress:
+    rules: "{{ egress_plan.rules }}"
+
+- name: Allow only cloudflared, DNS and an NTP server; reject everything else going out
+  tunnelwall.cloudflared.firewalld_egress:
+    rules: "{{ egress_plan.rules }}"
+    default_deny: true
+    extra_allow:
+      - {protocol: udp, port: 123, destinations: [203.0.113.123]}
+
+- name: Apply to the runtime configuration only
+  tunnelwall.cloudflared.firewalld_egress:
+    rules: "{{ egress_plan.rules }}"
+    default_deny: true
+    permanent: false
+
+- name: Verify from the host
+  tunnelwall.cloudflared.edge_probe:
+    plan: "{{ egress_plan }}"
+  register: probe
+  ignore_errors: true
+
+- name: Persist when verified
+  tunnelwall.cloudflared.firewalld_egress:
+    rules: "{{ egress_plan.rules }}"
+    default_deny: true
+  when: probe is succeeded
+
+- name: Otherwise throw the runtime change away
+  tunnelwall.cloudflared.firewalld_egress:
+    state: reverted
+  when: probe is failed
+
+- name: Remove everything the module made
+  tunnelwall.cloudflared.firewalld_egress:
+    state: absent
+"""
+
+RETURN = r"""
+policy:
+  description: The name of the policy the module owns.
+  returned: always
+  type: str
+  sample: tunnelwall-egress
+ipsets:
+  description: The ipsets the module owns after the run (with O(state=present), the ones the rules need).
+  returned: always
+  type: list
+  elements: str
+  sample: [tunnelwall-api-v4, tunnelwall-tunnel-v4, tunnelwall-tunnel-v6]
+rich_rules:
+  description: The policy's rich rules after the run, in firewalld's canonical form, sorted.
+  returned: always
+  type: list
+  elements: str
+  sample:
+    - rule family="ipv4" destination ipset="tunnelwall-tunnel-v4" port port="7844" protocol="tcp" accept
+    - rule priority="32767" reject
+added:
+  description: What the run added to the runtime configuration (would add, in check mode).
+  returned: always
+  type: dict
+  contains:
+    entries:
+      description: Per ipset, the entries added.
+      type: dict
+      sample: {tunnelwall-tunnel-v4: [198.51.100.14]}
+    rich_rules:
+      description: Rich rules added.
+      type: list
+      elements: str
+removed:
+  description: What the run removed from the runtime configuration (would remove, in check mode).
+  returned: always
+  type: dict
+  contains:
+    entries:
+      description: Per ipset, the entries removed.
+      type: dict
+      sample: {tunnelwall-tunnel-v4: [198.51.100.13]}
+    rich_rules:
+      description: Rich rules removed.
+      type: list
+      elements: str
+reloaded:
+  description: Whether firewalld was (would be) reloaded.
+  returned: always
+  type: bool
+nameservers:
+  description: The resolvers O(allow_dns) allowed.
+  returned: always
+  type: list
+  elements: str
+  sample: [203.0.113.53]
+commands:
+  description:
+    - The changing operations in order (C(firewall-cmd) and C(dbus-send) calls, files written and removed); in check mode,
+      the steps that would run. Empty when nothing changed.
+  returned: always
+  type: list
+  elements: list
+firewalld_version:
+  description: The version of the firewalld the module talked to.
+  returned: always
+  type: str
+  sample: 1.3.3
+"""
+
+import contextlib
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import firewalld_policy as fp
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.firewalld_client import Firewalld, FirewalldError, run_lock
+
+LOCK = '/run/tunnelwall-firewalld_egress.lock'
+RESOLVED_UPSTREAM = '/run/systemd/resolve/resolv.conf'
+
+
+def read_text(path):
+    try:
+        with open(path) as stream:
+            return stream.read()
+    except (IOError, OSError):
+        return ''
+
+
+def nameservers_for(module):
+    params = module.params
+    if not (params['default_deny'] and params['allow_dns']) or params['state'] != 'present':
+        return []
+    if params['dns_servers']:
+        return [s.split('%')[0] for s in params['dns_servers']]
+    servers = fp.read_nameservers(read_text(params['resolv_conf']))
+    if not fp.dns_rules(servers):
+        # Only loopback resolvers (systemd-resolved's stub): what must get out is its upstream servers.
+        servers += fp.read_nameservers(read_text(RESOLVED_UPSTREAM))
+    if not fp.dns_rules(servers):
+        module.fail_json(msg='allow_dns: no usable nameserver in %s (found %s); pass dns_servers, or allow_dns=false if the '
+                             'host needs no DNS' % (params['resolv_conf'], ', '.join(servers) or 'none'))
+    return servers
+
+
+def plan(module, firewalld, desired):
+    """(steps, before view, after view, permanent before/after views or None)."""
+    params = module.params
+    name = params['name']
+    runtime = firewalld.read(name, permanent=False)
+    permanent = firewalld.read(name, permanent=True)
+    before = fp.state_view(runtime['policy'], runtime['ipsets'])
+    before_p = fp.state_view(permanent['policy'], permanent['ipsets'])
+    empty = {'policy': None, 'ipsets': {}}
+    if params['state'] == 'absent':
+        steps = fp.plan_absent(runtime, permanent, firewalld.owned_files(name))
+        return steps, before, empty, (before_p, empty)
+    if params['state'] == 'reverted':
+        steps = fp.plan_revert(name, runtime, permanent)
+        removed = [s[1].split('/', 1)[1][:-4] for s in steps if s[0] == 'remove_file']
+        after = fp.state_view(None if fp.policy_name(name) in removed else permanent['policy'],
+                              dict((n, s) for n, s in permanent['ipsets'].items() if n not in removed))
+        return steps, before, after, (before_p, after)
+    steps = fp.plan_present(desired, runtime, permanent, params['permanent'])
+    after = fp.desired_view(desired)
+    if params['permanent']:
+        return steps, before, after, (before_p, after)
+    # The runtime cannot delete an ipset: a stale one stays, empty and unused, until a reload.
+    for stale in set(runtime['ipsets']) | set(permanent['ipsets']):
+        after['ipsets'].setdefault(stale, [])
+    return steps, before, after, None
+
+
+def main():
+    argument_spec = dict(
+        rules=dict(type='list', elements='dict', options=dict(
+            purpose=dict(type='str', required=True),
+            protocol=dict(type='str', required=True, choices=['tcp', 'udp']),
+            port=dict(type='int', required=True),
+            ipv4=dict(type='list', elements='str', default=[]),
+            ipv6=dict(type='list', elements='str', default=[]),
+        )),
+        name=dict(type='str', default='tunnelwall'),
+        default_deny=dict(type='bool', default=False),
+        allow_dns=dict(type='bool', default=True),
+        dns_servers=dict(type='list', elements='str'),
+        resolv_conf=dict(type='path', default='/etc/resolv.conf'),
+        extra_allow=dict(type='list', elements='dict', default=[], options=dict(
+            protocol=dict(type='str', required=True, choices=['tcp', 'udp']),
+            port=dict(type='int', required=True),
+            destinations=dict(type='list', elements='str', required=True),
+        )),
+        permanent=dict(type='bool', default=True),
+        state=dict(type='str', default='present', choices=['present', 'absent', 'reverted']),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, required_if=[('state', 'present', ('rules',))],
+                           supports_check_mode=True)
+    params = module.params
+    problem = fp.validate_params(params)
+    if problem:
+        module.fail_json(msg=problem)
+    nameservers = nameservers_for(module)
+    desired = fp.desired_state(params['name'], params['rules'] or [], params['default_deny'], nameservers, params['extra_allow'])
+
+    def run(argv):
+        return module.run_command(argv, environ_update={'LANG': 'C', 'LC_ALL': 'C'})
+
+    firewalld = Firewalld(run)
+    result = dict(changed=False, policy=fp.policy_name(params['name']), nameservers=nameservers, reloaded=False, commands=[])
+    try:
+        dummy, version = firewalld.state()
+        result['firewalld_version'] = version
+        # Check mode changes nothing, so it need not wait for a run that does.
+        with run_lock(LOCK) if not module.check_mode else contextlib.nullcontext():
+            steps, before, after, permanent_views = plan(module, firewalld, desired)
+            if steps and not module.check_mode:
+                firewalld.transaction(params['name'], steps)
+    except FirewalldError as error:
+        module.fail_json(msg='firewalld_egress: %s' % error, commands=[list(c) for c in firewalld.commands], **_partial(result))
+
+    added, removed = fp.summarize(before, after)
+    result.update(changed=bool(steps), added=added, removed=removed, ipsets=sorted(after['ipsets']),
+                  rich_rules=sorted(after['policy']['rich_rules']) if after['policy'] else [],
+                  reloaded=any(s[0] == 'reload' for s in steps),
+                  commands=[list(c) for c in firewalld.commands] if not module.check_mode else [_describe(s) for s in steps])
+    if module._diff:
+        result['diff'] = [dict(before=before, after=after, before_header='firewalld runtime', after_header='firewalld runtime')]
+        if permanent_views:
+            result['diff'].append(dict(before=permanent_views[0], after=permanent_views[1],
+                                       before_header='firewalld permanent', after_header='firewalld permanent'))
+    module.exit_json(**result)
+
+
+def _describe(step):
+    """A planned step as a list of words, for check mode's ``commands``."""
+    kind = step[0]
+    if kind == 'write_file':
+        return ['write', os.path.join('/etc/firewalld', step[1])]
+    if kind == 'remove_file':
+        return ['remove', os.path.join('/etc/firewalld', step[1])]
+    if kind == 'set_entries':
+        return ['set_entries', step[1], step[2]] + list(step[3])
+    if kind in ('add_rules', 'remove_rules'):
+        return [kind, step[1], step[2]] + list(step[3])
+    return [kind]
+
+
+def _partial(result):
+    return dict((k, v) for k, v in result.items() if k != 'commands')
+
+
+if __name__ == '__main__':
+    main()

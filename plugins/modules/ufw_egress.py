@@ -1,0 +1,291 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: tunnelwall developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: ufw_egress
+short_description: Allow exactly the Cloudflare Tunnel egress plan in ufw, and optionally deny all other outgoing traffic
+version_added: 0.1.0
+author: tunnelwall developers (@tunnelwall)
+description:
+  - Reconciles, in one call, the outgoing allow rules C(cloudflared) needs - the O(rules) of the egress plan from the
+    P(tunnelwall.cloudflared.edge_endpoints#lookup) lookup - with the rules ufw has. Missing rules are added, stale ones
+    removed, and rules this module does not own are never touched.
+  - Every rule it owns carries the ufw comment C(NAME:PURPOSE) (see O(name)), so C(ufw status) shows where it comes
+    from. Ownership is decided by that comment alone.
+  - Fast, whatever the number of rules - no ufw process per rule. The module writes C(/etc/ufw/user.rules) and
+    C(/etc/ufw/user6.rules) itself, byte for byte as the ufw command line would, and loads them with one
+    C(iptables-restore -n) and one C(ip6tables-restore -n), which replace ufw's user chains atomically without dropping
+    a packet. C(ufw status), C(ufw delete) and C(ufw reload) keep working on these rules as on any other.
+  - One transaction. ufw's own lock (C(/run/ufw.lock)) is held while the files are read, written and loaded, and a
+    module lock serialises concurrent runs. The files are backed up first; the new rules are checked with
+    C(iptables-restore --test) before anything is written; on any failure every file is put back and the previous rules
+    are loaded again, so the firewall is never left half applied.
+  - With O(default_deny), the default outgoing policy becomes V(deny) after the allowances are in place, with
+    C(ufw default deny outgoing) (run only when the policy changes). ufw accepts established and related traffic
+    and loopback ahead of every rule, so running connections - the Ansible SSH session among them - survive.
+  - The outgoing policy found before the module first denied is remembered in C(/etc/ufw/NAME-egress.json), next to
+    the ufw configuration it describes, and put back by O(state=absent) or O(default_deny=false).
+attributes:
+  check_mode:
+    description: Computes the exact change (rules to add and remove, the policy) and writes nothing.
+    support: full
+  diff_mode:
+    description: The owned rules and the default outgoing policy, before and after.
+    support: full
+  platform:
+    description: Target operating system.
+    support: full
+    platforms: posix
+options:
+  rules:
+    description:
+      - What to allow - the C(rules) of the egress plan. One ufw rule per destination is written, for the rule's protocol
+        and port, with the comment C(NAME:PURPOSE).
+      - Destinations are addresses or CIDR blocks without host bits. A host is written without its prefix, as ufw does.
+      - Ignored with O(state=absent).
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      purpose:
+        description: What the rule is for (V(tunnel), V(api), V(update) ...); part of the comment. Letters, digits, C(_), C(.) and C(-).
+        type: str
+        required: true
+      protocol:
+        description: Transport protocol.
+        type: str
+        choices: [tcp, udp]
+        required: true
+      port:
+        description: Destination port, 1 to 65535.
+        type: int
+        required: true
+      ipv4:
+        description: IPv4 destinations.
+        type: list
+        elements: str
+        default: []
+      ipv6:
+        description: IPv6 destinations. Skipped with a warning when ufw's IPv6 support is off (C(IPV6=no) in C(/etc/default/ufw)).
+        type: list
+        elements: str
+        default: []
+  name:
+    description:
+      - Tag of every rule this module owns - its comment is C(NAME:PURPOSE). Runs with different names own different rules.
+      - Letters, digits, C(_), C(.) and C(-), at most 64.
+    type: str
+    default: tunnelwall
+  default_deny:
+    description:
+      - Set ufw's default outgoing policy to V(deny), so only the allowed destinations, DNS (see O(allow_dns)),
+        loopback and established connections get out.
+      - A policy of V(deny) or V(reject) already in place counts as denying and is left as it is.
+      - V(false) puts back the policy this module replaced, if it replaced one; otherwise the policy is not touched.
+      - Refused when O(rules) has no destination at all, as the host could then not reach the tunnel edge.
+    type: bool
+    default: false
+  allow_dns:
+    description:
+      - Allow UDP and TCP 53 to the host's nameservers, tagged C(NAME:dns). Without it a default-deny host cannot
+        resolve the edge.
+      - The nameservers are those of C(/etc/resolv.conf); loopback ones (a local stub such as systemd-resolved, reachable
+        anyway) are replaced by the stub's upstream servers from C(/run/systemd/resolve/resolv.conf). O(dns_servers) overrides them.
+      - Default is the value of O(default_deny).
+    type: bool
+  dns_servers:
+    description: Nameserver addresses to allow instead of those of C(/etc/resolv.conf). Used only when DNS is allowed.
+    type: list
+    elements: str
+  extra_allow:
+    description: More outgoing destinations to allow, tagged C(NAME:extra), for example a proxy or a monitoring host.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      protocol:
+        description: Transport protocol.
+        type: str
+        choices: [tcp, udp]
+        required: true
+      port:
+        description: Destination port, 1 to 65535.
+        type: int
+        required: true
+      destinations:
+        description: IPv4 or IPv6 addresses or CIDR blocks.
+        type: list
+        elements: str
+        required: true
+  state:
+    description:
+      - V(present) makes the owned rules exactly those asked for.
+      - V(absent) removes every owned rule and puts back the outgoing policy this module replaced.
+    type: str
+    choices: [present, absent]
+    default: present
+  on_inactive:
+    description:
+      - What to do when ufw is installed but not enabled (C(ENABLED=no) in C(/etc/ufw/ufw.conf)), where rules protect nothing.
+      - V(fail) fails and changes nothing, so a host that looks protected but is not is never reported as done.
+      - V(configure) writes ufw's files only (rules and policy); they take effect at C(ufw enable). Nothing is loaded.
+      - O(state=absent) always works on an inactive ufw.
+    type: str
+    choices: [fail, configure]
+    default: fail
+notes:
+  - Needs root, and ufw 0.36 or later (its file format). Tested with ufw 0.36.2 on Debian 12.
+  - New rules are placed after the module's existing rules, or at the end of ufw's rules when it has none, so they keep
+    their place relative to the user's own rules. ufw applies the first match, so a C(deny out) rule of the user
+    placed before them wins.
+  - A rule is present only when its lines are exactly what the module writes; an owned rule edited by hand is replaced.
+    A user's own rule for the same destination is left alone and does not replace the owned one.
+  - The files are backed up to C(/run/tunnelwall/ufw_egress/NAME/) before every change (see RV(backup_dir)).
+seealso:
+  - plugin: tunnelwall.cloudflared.edge_endpoints
+    plugin_type: lookup
+  - module: tunnelwall.cloudflared.edge_probe
+  - name: ufw manual
+    description: The ufw command line and its files.
+    link: https://manpages.debian.org/bookworm/ufw/ufw.8.en.html
+"""
+
+EXAMPLES = r"""
+- name: Resolve the egress plan once
+  ansible.builtin.set_fact:
+    egress_plan: "{{ lookup('tunnelwall.cloudflared.edge_endpoints') }}"
+  run_once: true
+
+- name: Allow exactly what cloudflared needs and deny every other outgoing connection
+  tunnelwall.cloudflared.ufw_egress:
+    rules: "{{ egress_plan.rules }}"
+    default_deny: true
+  become: true
+
+- name: Also allow a proxy, and DNS only to two given resolvers
+  tunnelwall.cloudflared.ufw_egress:
+    rules: "{{ egress_plan.rules }}"
+    default_deny: true
+    dns_servers: [203.0.113.53, 2001:db8::53]
+    extra_allow:
+      - {protocol: tcp, port: 3128, destinations: [203.0.113.10]}
+  become: true
+
+- name: Remove every rule of the module and put back the original outgoing policy
+  tunnelwall.cloudflared.ufw_egress:
+    state: absent
+  become: true
+"""
+
+RETURN = r"""
+added:
+  description: Owned rules added (or, in check mode, that would be).
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {family: ipv4, protocol: udp, port: 7844, destination: 198.41.192.7, comment: "tunnelwall:tunnel"}
+removed:
+  description: Owned rules removed (or that would be), in the same form as RV(added).
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {family: ipv6, protocol: tcp, port: 7844, destination: "2606:4700:a0::1", comment: "tunnelwall:tunnel"}
+policy:
+  description: ufw's default outgoing policy (V(allow), V(deny) or V(reject)) before and after.
+  returned: always
+  type: dict
+  sample: {before: allow, after: deny}
+rule_count:
+  description: Number of rules the module owns afterwards, both families.
+  returned: always
+  type: int
+  sample: 42
+ufw:
+  description: What the module found - whether ufw is enabled and manages IPv6.
+  returned: always
+  type: dict
+  sample: {enabled: true, ipv6: true}
+diff:
+  description: The owned rules and the outgoing policy before and after, one line each (shown with C(--diff)).
+  returned: always
+  type: dict
+  sample:
+    before: "default outgoing policy: allow\n"
+    after: "default outgoing policy: deny\nallow out tcp/7844 to 198.41.192.7  # tunnelwall:tunnel\n"
+backup_dir:
+  description: Where the ufw files were copied before the change (in the result of a failed run too).
+  returned: changed and not check mode, or failed during the change
+  type: str
+  sample: /run/tunnelwall/ufw_egress/tunnelwall
+rolled_back:
+  description: In a failed run, whether every file and the live rules were put back as they were.
+  returned: failed during the change
+  type: bool
+  sample: true
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import dns_client, ufw_apply, ufw_rules
+
+SBIN = ['/usr/sbin', '/sbin']
+SYSTEMD_RESOLV_CONF = '/run/systemd/resolve/resolv.conf'
+
+ARGUMENT_SPEC = dict(
+    rules=dict(type='list', elements='dict', default=[], options=dict(
+        purpose=dict(type='str', required=True),
+        protocol=dict(type='str', required=True, choices=['tcp', 'udp']),
+        port=dict(type='int', required=True),
+        ipv4=dict(type='list', elements='str', default=[]),
+        ipv6=dict(type='list', elements='str', default=[]),
+    )),
+    name=dict(type='str', default='tunnelwall'),
+    default_deny=dict(type='bool', default=False),
+    allow_dns=dict(type='bool'),
+    dns_servers=dict(type='list', elements='str'),
+    extra_allow=dict(type='list', elements='dict', default=[], options=dict(
+        protocol=dict(type='str', required=True, choices=['tcp', 'udp']),
+        port=dict(type='int', required=True),
+        destinations=dict(type='list', elements='str', required=True),
+    )),
+    state=dict(type='str', default='present', choices=['present', 'absent']),
+    on_inactive=dict(type='str', default='fail', choices=['fail', 'configure']),
+)
+
+
+def main():
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    if os.geteuid() != 0:
+        module.fail_json(msg='ufw_egress changes the firewall and must run as root (become: true)')
+    binaries = dict((command, module.get_bin_path(command, opt_dirs=SBIN)) for command in ('ufw', 'iptables-restore', 'ip6tables-restore'))
+    if not binaries['ufw']:
+        module.fail_json(msg='ufw is not installed (no ufw command in PATH, /usr/sbin or /sbin)')
+    resolvers = ufw_rules.resolvers_from(dns_client.read_resolv_conf('/etc/resolv.conf'),
+                                         dns_client.read_resolv_conf(SYSTEMD_RESOLV_CONF))
+
+    def run(argv, data=None):
+        return module.run_command(argv, data=data, binary_data=True, environ_update={'LANG': 'C', 'LC_ALL': 'C'})
+
+    job = ufw_apply.UfwEgress(module.params, run, binaries, resolvers=resolvers)
+    try:
+        result = job.reconcile(module.check_mode)
+    except ufw_apply.UfwError as error:
+        for warning in job.warnings:
+            module.warn(warning)
+        module.fail_json(msg='ufw_egress: %s' % error, **error.details)
+    for warning in job.warnings:
+        module.warn(warning)
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()

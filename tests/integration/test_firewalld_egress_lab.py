@@ -1,0 +1,361 @@
+# -*- coding: utf-8 -*-
+"""firewalld_egress run by Ansible over SSH on the lab's firewalld hosts, proven with packets and `nft list ruleset`.
+
+Only fw1 and fw2 are touched (reset before and after each test); no fault is switched on.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from tests.lab import config
+from tests.support.edge_zone import DECOY
+
+BIN = os.path.dirname(sys.executable)
+HOST = 'fw1'
+MINE = ['fw1', 'fw2']
+MODULE = 'tunnelwall.cloudflared.firewalld_egress'
+API_V4, UPDATE_V4 = '198.51.100.80', '198.51.100.81'
+
+
+@pytest.fixture(scope='module')
+def plan(lab_session, edge_endpoints):
+    plan = edge_endpoints.run([], variables={}, nameservers=lab_session.nameservers, trusted_ranges=config.TRUSTED_RANGES,
+                              cache=False)[0]
+    purposes = {rule['purpose'] for rule in plan['rules']}
+    assert {'tunnel', 'api', 'update'} <= purposes, plan['rules']
+    return plan
+
+
+@pytest.fixture
+def fw(lab):
+    """The lab with fw1 and fw2's firewalld as `up` left them, before and after the test."""
+    lab.reset_firewalls(MINE)
+    yield lab
+    lab.reset_firewalls(MINE)
+
+
+def run_module(lab, args, host=HOST, check=False, diff=False, module=MODULE):
+    command = [os.path.join(BIN, 'ansible'), host, '-i', lab.inventory, '-m', module, '-a', json.dumps(args), '-o']
+    # The callbacks drop a result's diff below verbosity 3; the result line stays one line.
+    command += (['--check'] if check else []) + (['--diff', '-vvv'] if diff else [])
+    env = dict(os.environ, ANSIBLE_NOCOLOR='1', ANSIBLE_LOAD_CALLBACK_PLUGINS='0')
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, check=False, cwd=config.REPO)
+    for line in result.stdout.splitlines():
+        if line.startswith(host + ' | ') and ' => ' in line:
+            status, output = line.split(' => ', 1)
+            return dict(json.loads(output), failed=' | FAILED' in status or ' | UNREACHABLE' in status)
+    raise AssertionError('no result from %s:\n%s\n%s' % (host, result.stdout, result.stderr))
+
+
+def apply(lab, plan, host=HOST, check=False, diff=False, **args):
+    return run_module(lab, dict(args, rules=plan['rules']), host=host, check=check, diff=diff)
+
+
+def ok(result):
+    assert not result['failed'], result.get('msg')
+    return result
+
+
+def nft(lab, host=HOST):
+    """The host's whole ruleset, counters masked (firewalld adds none, but a byte-exact comparison must not depend on it)."""
+    text = lab.exec(host, ['nft', 'list', 'ruleset'], check=True).stdout
+    return re.sub(r'counter packets \d+ bytes \d+', 'counter', text)
+
+
+def nft_sorted(lab, host=HOST):
+    """The ruleset with each chain's lines sorted: rich rules land in nft in insertion order, which differs between
+    a runtime change and a reload of the same permanent content."""
+    return sorted(nft(lab, host).splitlines())
+
+
+def etc_firewalld(lab, host=HOST):
+    """{relative path: sha256} of the host's /etc/firewalld."""
+    root = os.path.join(lab.hosts[host]['dir'], 'etc', 'firewalld')
+    found = {}
+    for directory, dummy, files in os.walk(root):
+        for name in files:
+            path = os.path.join(directory, name)
+            with open(path, 'rb') as stream:
+                found[os.path.relpath(path, root)] = hashlib.sha256(stream.read()).hexdigest()
+    return found
+
+
+def fwcmd(lab, *args, host=HOST):
+    return lab.exec(host, ['firewall-cmd'] + list(args), check=True).stdout
+
+
+def reaches(lab, host, address, port, protocol='tcp'):
+    if protocol == 'quic':
+        return lab.probe(host, 'quic', address, port, 'quic.cftunnel.com', timeout=1.5)['ok']
+    return lab.probe(host, 'connect', address, port, *(['--udp'] if protocol == 'udp' else []), timeout=1.5)['ok']
+
+
+def tunnel(plan, family='ipv4'):
+    return [a for e in plan['endpoints'] if e['purpose'] == 'tunnel' for a in e[family]]
+
+
+def entries(plan, purpose, family):
+    """The ipset entries a purpose's rule should give: its CIDRs, hosts without /32 or /128, sorted."""
+    rule = [r for r in plan['rules'] if r['purpose'] == purpose][0]
+    return [re.sub('/(32|128)$', '', c) for c in rule[family]]
+
+
+def ansible_ping(lab, host=HOST):
+    return run_module(lab, {'data': 'pong'}, host=host, module='ansible.builtin.ping')
+
+
+def test_default_deny_allows_exactly_the_plan_and_absent_restores(fw, plan):
+    before_nft, before_files = nft(fw), etc_firewalld(fw)
+    v4, v6 = tunnel(plan), tunnel(plan, 'ipv6')
+    # Without our firewall the decoy answers: a refusal later is this host's firewall, not the edge.
+    assert reaches(fw, HOST, DECOY['ipv4'], 7844) and reaches(fw, HOST, API_V4, 7844)
+
+    result = ok(apply(fw, plan, default_deny=True))
+    assert result['changed'] is True and result['reloaded'] is True
+    assert result['policy'] == 'tunnelwall-egress'
+    assert result['ipsets'] == ['tunnelwall-api-v4', 'tunnelwall-api-v6', 'tunnelwall-tunnel-v4', 'tunnelwall-tunnel-v6',
+                                'tunnelwall-update-v4', 'tunnelwall-update-v6']
+    assert result['nameservers'] == list(config.DNS_HOST_ADDRESSES)
+    assert result['added']['entries']['tunnelwall-tunnel-v4'] == entries(plan, 'tunnel', 'ipv4')
+    assert result['added']['entries']['tunnelwall-api-v6'] == entries(plan, 'api', 'ipv6')
+    assert 'rule priority="32767" reject' in result['rich_rules']
+
+    # Allowed, with packets: TCP and QUIC on 7844 to the edge (both families), 443 to api and update.
+    for address in (v4[0], v4[-1], v6[0], v6[-1]):
+        assert reaches(fw, HOST, address, 7844), address
+    assert reaches(fw, HOST, v4[0], 7844, 'quic') and reaches(fw, HOST, v6[-1], 7844, 'quic')
+    assert reaches(fw, HOST, API_V4, 443) and reaches(fw, HOST, UPDATE_V4, 443)
+    # DNS through the host's own resolver.
+    resolved = fw.probe(HOST, 'resolve', 'region1.v2.argotunnel.com')
+    assert resolved['ok'] and v4[0] in resolved['addresses'], resolved
+    # Denied: the decoy on any port, 7844 on the api address, 443 on a tunnel address.
+    for address, port in ((DECOY['ipv4'], 7844), (DECOY['ipv6'], 7844), (DECOY['ipv4'], 443), (API_V4, 7844), (v4[0], 443)):
+        assert not reaches(fw, HOST, address, port), (address, port)
+    assert not reaches(fw, HOST, DECOY['ipv4'], 7844, 'udp')
+    # SSH from the controller: the session of every run, and a new one.
+    assert ok(ansible_ping(fw))['ping'] == 'pong'
+    # The other firewalld host is not affected.
+    assert reaches(fw, 'fw2', DECOY['ipv4'], 7844)
+
+    again = ok(apply(fw, plan, default_deny=True))
+    assert again['changed'] is False and again['commands'] == [] and again['reloaded'] is False
+    assert again['added'] == {'entries': {}, 'rich_rules': []} and again['removed'] == {'entries': {}, 'rich_rules': []}
+
+    gone = ok(run_module(fw, {'state': 'absent'}))
+    assert gone['changed'] is True and gone['reloaded'] is True
+    assert nft(fw) == before_nft
+    assert etc_firewalld(fw) == before_files
+    assert reaches(fw, HOST, DECOY['ipv4'], 7844)
+    assert ok(run_module(fw, {'state': 'absent'}))['changed'] is False
+
+
+def test_check_and_diff_mode_report_the_change_and_touch_nothing(fw, plan):
+    before_nft, before_files = nft(fw), etc_firewalld(fw)
+    checked = ok(apply(fw, plan, check=True, diff=True, default_deny=True))
+    assert checked['changed'] is True
+    assert ['reload'] in checked['commands']
+    runtime_diff = checked['diff'][0]
+    assert runtime_diff['before'] == {'policy': None, 'ipsets': {}}
+    assert 'rule priority="32767" reject' in runtime_diff['after']['policy']['rich_rules']
+    assert runtime_diff['after']['ipsets']['tunnelwall-tunnel-v4'] == entries(plan, 'tunnel', 'ipv4')
+    assert checked['diff'][1]['before_header'] == 'firewalld permanent'
+    assert nft(fw) == before_nft and etc_firewalld(fw) == before_files
+
+    applied = ok(apply(fw, plan, default_deny=True))
+    assert applied['added'] == checked['added'] and applied['rich_rules'] == checked['rich_rules']
+    applied_nft, applied_files = nft(fw), etc_firewalld(fw)
+
+    # A rotation and default_deny switched off, in check mode: reported exactly, nothing changes.
+    rotated = rotate(plan)
+    checked = ok(apply(fw, rotated, check=True, diff=True, default_deny=False))
+    assert checked['changed'] is True
+    assert checked['removed']['entries']['tunnelwall-tunnel-v4'] == [tunnel(plan)[0]]
+    assert checked['added']['entries']['tunnelwall-tunnel-v4'] == ['198.51.100.31']
+    assert 'rule priority="32767" reject' in checked['removed']['rich_rules']
+    assert not any(c[0] in ('reload', 'write') for c in checked['commands'])  # an update in place, no reload
+    assert checked['diff'][0]['before']['ipsets']['tunnelwall-tunnel-v4'] != checked['diff'][0]['after']['ipsets']['tunnelwall-tunnel-v4']
+    assert nft(fw) == applied_nft and etc_firewalld(fw) == applied_files
+
+
+def rotate(plan):
+    """The plan after a DNS rotation: region1's first address gone, 198.51.100.31 (served by the lab edge) new."""
+    rotated = copy.deepcopy(plan)
+    dropped = tunnel(plan)[0] + '/32'
+    for rule in rotated['rules']:
+        if rule['purpose'] == 'tunnel':
+            assert dropped in rule['ipv4'], rule
+            rule['ipv4'] = sorted([c for c in rule['ipv4'] if c != dropped] + ['198.51.100.31/32'])
+    return rotated
+
+
+def test_rotation_removes_the_stale_and_adds_the_new(fw, plan):
+    ok(apply(fw, plan, default_deny=True))
+    dropped = tunnel(plan)[0]
+    assert reaches(fw, HOST, dropped, 7844) and not reaches(fw, HOST, '198.51.100.31', 7844)
+    rotated = rotate(plan)
+
+    result = ok(apply(fw, rotated, default_deny=True))
+    assert result['changed'] is True and result['reloaded'] is False
+    assert result['added'] == {'entries': {'tunnelwall-tunnel-v4': ['198.51.100.31']}, 'rich_rules': []}
+    assert result['removed'] == {'entries': {'tunnelwall-tunnel-v4': [dropped]}, 'rich_rules': []}
+    # One atomic D-Bus call per layer for the ipset; no rich rule touched.
+    assert [c[2].rsplit('.', 1)[-1] for c in result['commands']] == ['setEntries', 'setEntries']
+    assert not reaches(fw, HOST, dropped, 7844) and reaches(fw, HOST, '198.51.100.31', 7844)
+    assert reaches(fw, HOST, '198.51.100.31', 7844, 'quic')
+    for layer in ([], ['--permanent']):
+        entries = fwcmd(fw, *layer, '--ipset=tunnelwall-tunnel-v4', '--get-entries').split()
+        assert '198.51.100.31' in entries and dropped not in entries, (layer, entries)
+    # The permanent configuration says the same: a reload changes nothing that matters.
+    runtime = nft_sorted(fw)
+    fwcmd(fw, '--reload')
+    assert nft_sorted(fw) == runtime
+    assert ok(apply(fw, rotated, default_deny=True))['changed'] is False
+
+    # A purpose dropped from the plan: its ipsets and rules go, in both layers.
+    no_update = dict(rotated, rules=[r for r in rotated['rules'] if r['purpose'] != 'update'])
+    result = ok(apply(fw, no_update, default_deny=True))
+    assert result['changed'] is True and 'tunnelwall-update-v4' not in result['ipsets']
+    assert not reaches(fw, HOST, UPDATE_V4, 443) and reaches(fw, HOST, API_V4, 443)
+    assert 'tunnelwall-update-v4' not in fwcmd(fw, '--get-ipsets').split()
+    assert 'tunnelwall-update-v4' not in fwcmd(fw, '--permanent', '--get-ipsets').split()
+
+
+def test_objects_of_the_user_survive_every_run(fw, plan):
+    # The user's own rich rule in the public zone, their own policy, and an ipset whose name shares the prefix.
+    fwcmd(fw, '--permanent', '--zone=public', '--add-rich-rule=rule family="ipv4" source address="203.0.113.7" port port="8080" protocol="tcp" accept')
+    fwcmd(fw, '--permanent', '--new-policy=mine')
+    fwcmd(fw, '--permanent', '--policy=mine', '--add-ingress-zone=HOST')
+    fwcmd(fw, '--permanent', '--policy=mine', '--add-egress-zone=ANY')
+    fwcmd(fw, '--permanent', '--policy=mine', '--add-rich-rule=rule family="ipv4" destination address="203.0.113.9" port port="25" protocol="tcp" accept')
+    fwcmd(fw, '--permanent', '--new-ipset=tunnelwall-notes', '--type=hash:ip')
+    fwcmd(fw, '--permanent', '--ipset=tunnelwall-notes', '--add-entry=203.0.113.1')
+    fwcmd(fw, '--reload')
+    before_nft, before_files = nft(fw), etc_firewalld(fw)
+
+    def user_objects_intact():
+        for layer in ([], ['--permanent']):
+            assert 'source address="203.0.113.7"' in fwcmd(fw, *layer, '--zone=public', '--list-rich-rules'), layer
+            assert 'destination address="203.0.113.9"' in fwcmd(fw, *layer, '--policy=mine', '--list-rich-rules'), layer
+            assert fwcmd(fw, *layer, '--ipset=tunnelwall-notes', '--get-entries').split() == ['203.0.113.1'], layer
+
+    ok(apply(fw, plan, default_deny=True))
+    user_objects_intact()
+    ok(apply(fw, rotate(plan), default_deny=True, permanent=False))
+    user_objects_intact()
+    ok(run_module(fw, {'state': 'reverted'}))
+    user_objects_intact()
+    ok(run_module(fw, {'state': 'absent'}))
+    user_objects_intact()
+    assert nft(fw) == before_nft and etc_firewalld(fw) == before_files
+
+
+def test_runtime_first_then_revert_or_persist(fw, plan):
+    before_nft, before_files = nft(fw), etc_firewalld(fw)
+    result = ok(apply(fw, plan, default_deny=True, permanent=False))
+    assert result['changed'] is True
+    assert not reaches(fw, HOST, DECOY['ipv4'], 7844) and reaches(fw, HOST, tunnel(plan)[0], 7844)
+    # Only empty skeletons are permanent: no rule, no entry.
+    assert fwcmd(fw, '--permanent', '--policy=tunnelwall-egress', '--list-rich-rules').strip() == ''
+    assert fwcmd(fw, '--permanent', '--ipset=tunnelwall-tunnel-v4', '--get-entries').strip() == ''
+    assert ok(apply(fw, plan, default_deny=True, permanent=False))['changed'] is False
+
+    reverted = ok(run_module(fw, {'state': 'reverted'}))
+    assert reverted['changed'] is True and reverted['reloaded'] is True
+    assert nft(fw) == before_nft and etc_firewalld(fw) == before_files
+    assert reaches(fw, HOST, DECOY['ipv4'], 7844)
+    assert ok(run_module(fw, {'state': 'reverted'}))['changed'] is False
+
+    # Runtime, then persist: no reload, same content permanently; a reload keeps the deny.
+    ok(apply(fw, plan, default_deny=True, permanent=False))
+    persisted = ok(apply(fw, plan, default_deny=True))
+    assert persisted['changed'] is True and persisted['reloaded'] is False
+    assert persisted['added'] == {'entries': {}, 'rich_rules': []}  # the runtime already had it
+    runtime = nft_sorted(fw)
+    fwcmd(fw, '--reload')
+    assert nft_sorted(fw) == runtime
+    assert not reaches(fw, HOST, DECOY['ipv4'], 7844)
+
+    # A runtime-only rotation on top of a persisted state, reverted: back to the persisted state exactly.
+    persisted_nft = nft(fw)
+    rotated = ok(apply(fw, rotate(plan), default_deny=True, permanent=False))
+    assert rotated['changed'] is True and reaches(fw, HOST, '198.51.100.31', 7844)
+    ok(run_module(fw, {'state': 'reverted'}))
+    assert nft(fw) == persisted_nft and not reaches(fw, HOST, '198.51.100.31', 7844)
+
+
+def test_a_failure_midway_restores_the_previous_state(fw, plan):
+    """A real failure: /etc/firewalld/ipsets is read-only (as on a read-only /etc), so firewalld cannot write the permanent
+    ipset after the runtime already changed. The module must put everything back."""
+    ok(apply(fw, plan, default_deny=True))
+    before_nft, before_files = nft(fw), etc_firewalld(fw)
+    ipsets = '/etc/firewalld/ipsets'
+    fw.exec(HOST, ['sh', '-c', 'mount --bind %s %s && mount -o remount,ro,bind %s' % (ipsets, ipsets, ipsets)], check=True)
+    try:
+        result = apply(fw, rotate(plan), default_deny=False)
+    finally:
+        fw.exec(HOST, ['umount', ipsets], check=True)
+    assert result['failed'] is True
+    assert 'rolled back' in result['msg'] and 'setEntries' in result['msg'], result['msg']
+    assert any('setEntries' in ' '.join(c) for c in result['commands'])  # the runtime had changed before the failure
+    assert nft(fw) == before_nft
+    assert etc_firewalld(fw) == before_files
+    assert not reaches(fw, HOST, DECOY['ipv4'], 7844) and reaches(fw, HOST, tunnel(plan)[0], 7844)
+
+
+def test_two_runs_at_once_do_not_corrupt_each_other(fw, plan):
+    results = []
+    threads = [threading.Thread(target=lambda p=p: results.append(apply(fw, p, default_deny=True))) for p in (plan, plan)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(not r['failed'] for r in results), [r.get('msg') for r in results]
+    assert sorted(r['changed'] for r in results) == [False, True]
+    assert ok(apply(fw, plan, default_deny=True))['changed'] is False
+
+
+def test_bad_input_fails_naming_option_and_value_and_changes_nothing(fw, plan):
+    before_nft = nft(fw)
+    cases = [
+        ({'name': 'much-too-long-name'}, "name='much-too-long-name'"),
+        ({'name': 'bad name'}, "name='bad name'"),
+        ({'rules': [dict(plan['rules'][0], ipv4=['198.51.100.300/32'])]}, "rules[0].ipv4: '198.51.100.300/32'"),
+        ({'rules': [dict(plan['rules'][0], port=0)]}, 'rules[0].port=0'),
+        ({'rules': [dict(plan['rules'][0], protocol='icmp')]}, 'protocol'),
+        ({'extra_allow': [{'protocol': 'udp', 'port': 123, 'destinations': ['ntp.example.org']}]}, "'ntp.example.org'"),
+        ({'default_deny': True, 'rules': [r for r in plan['rules'] if r['purpose'] != 'tunnel']}, 'default_deny=true'),
+    ]
+    for args, expected in cases:
+        result = run_module(fw, dict({'rules': plan['rules']}, **args))
+        assert result['failed'] is True and expected in result['msg'], (args, result['msg'])
+    assert nft(fw) == before_nft
+
+
+def test_timing_40_destinations(fw):
+    """Not an assertion of speed: prints first apply and rerun wall times for 40 destinations (20 IPv4, 20 IPv6)."""
+    v4 = ['198.51.100.%d/32' % (100 + 2 * n) for n in range(20)]
+    v6 = ['2001:db8:e::%x/128' % (0x100 + 2 * n) for n in range(20)]
+    rules = [{'purpose': 'tunnel', 'protocol': p, 'port': 7844, 'ipv4': v4[:10], 'ipv6': v6[:10]} for p in ('tcp', 'udp')]
+    rules += [{'purpose': 'api', 'protocol': 'tcp', 'port': 443, 'ipv4': v4[10:15], 'ipv6': v6[10:15]},
+              {'purpose': 'update', 'protocol': 'tcp', 'port': 443, 'ipv4': v4[15:], 'ipv6': v6[15:]}]
+    times = {}
+    for label in ('first apply', 'rerun'):
+        started = time.monotonic()
+        result = ok(run_module(fw, {'rules': rules, 'default_deny': True}))
+        times[label] = time.monotonic() - started
+        assert result['changed'] is (label == 'first apply')
+    started = time.monotonic()
+    ok(ansible_ping(fw))
+    times['ansible ping (overhead)'] = time.monotonic() - started
+    print('\nfirewalld_egress, 40 destinations: ' + ', '.join('%s %.2fs' % item for item in times.items()))

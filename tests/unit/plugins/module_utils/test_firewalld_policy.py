@@ -1,0 +1,326 @@
+# -*- coding: utf-8 -*-
+"""firewalld_egress's pure functions, and its transaction against a fake firewalld (rollback, not running)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import firewalld_policy as fp
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.firewalld_client import Firewalld, FirewalldError
+
+RULES = [
+    {'purpose': 'tunnel', 'protocol': 'tcp', 'port': 7844, 'ipv4': ['198.51.100.11/32', '198.51.100.12/31'], 'ipv6': ['2001:db8:e::11/128']},
+    {'purpose': 'tunnel', 'protocol': 'udp', 'port': 7844, 'ipv4': ['198.51.100.11/32', '198.51.100.12/31'], 'ipv6': ['2001:db8:e::11/128']},
+    {'purpose': 'api', 'protocol': 'tcp', 'port': 443, 'ipv4': ['198.51.100.80/32'], 'ipv6': []},
+]
+
+
+def params(**overrides):
+    base = {'name': 'tunnelwall', 'rules': RULES, 'default_deny': False, 'dns_servers': None, 'extra_allow': [], 'state': 'present'}
+    base.update(overrides)
+    return base
+
+
+def test_rules_render_in_firewalld_canonical_form():
+    assert fp.render_rule(fp.allow_rule('ipv4', 'ipset', 'tw-tunnel-v4', 7844, 'tcp')) == \
+        'rule family="ipv4" destination ipset="tw-tunnel-v4" port port="7844" protocol="tcp" accept'
+    assert fp.render_rule(fp.allow_rule('ipv6', 'address', '2001:db8:e::253', 53, 'udp')) == \
+        'rule family="ipv6" destination address="2001:db8:e::253" port port="53" protocol="udp" accept'
+    assert fp.render_rule(fp.icmp_rule('ipv6', 'neighbour-solicitation')) == 'rule family="ipv6" icmp-type name="neighbour-solicitation" accept'
+    assert fp.render_rule(fp.reject_rule()) == 'rule priority="32767" reject'
+
+
+def test_policy_xml_reads_back_to_the_same_rules():
+    rules = fp.desired_state('tw', RULES, default_deny=True, nameservers=['203.0.113.53'])['rules']
+    text = fp.policy_xml(rules)
+    assert '<ingress-zone name="HOST"/>' in text and '<egress-zone name="ANY"/>' in text and 'target="CONTINUE"' in text
+    assert fp._rules_of_xml(text) == [fp.render_rule(r) for r in rules]
+    ipset = fp.ipset_xml('inet6', ['2001:db8::/64'])
+    assert '<option name="family" value="inet6"/>' in ipset and '<entry>2001:db8::/64</entry>' in ipset
+
+
+def test_desired_state_one_ipset_per_purpose_and_family():
+    desired = fp.desired_state('tw', RULES)
+    assert desired['policy'] == 'tw-egress'
+    assert desired['ipsets'] == {
+        'tw-tunnel-v4': {'family': 'inet', 'entries': ['198.51.100.11', '198.51.100.12/31']},
+        'tw-tunnel-v6': {'family': 'inet6', 'entries': ['2001:db8:e::11']},
+        'tw-api-v4': {'family': 'inet', 'entries': ['198.51.100.80']},
+    }
+    rendered = [fp.render_rule(r) for r in desired['rules']]
+    assert len(rendered) == 5 and 'rule priority="32767" reject' not in rendered
+    assert 'rule family="ipv6" destination ipset="tw-tunnel-v6" port port="7844" protocol="udp" accept' in rendered
+
+
+def test_overlapping_cidrs_are_merged_and_differing_destinations_split_the_ipset():
+    rules = [{'purpose': 'extra', 'protocol': 'tcp', 'port': 443, 'ipv4': ['203.0.113.0/25', '203.0.113.128/25', '203.0.113.7/32'], 'ipv6': []},
+             {'purpose': 'extra', 'protocol': 'tcp', 'port': 22, 'ipv4': ['203.0.113.9/32'], 'ipv6': []}]
+    desired = fp.desired_state('tw', rules)
+    assert desired['ipsets'] == {'tw-extra-tcp443-v4': {'family': 'inet', 'entries': ['203.0.113.0/24']},
+                                 'tw-extra-tcp22-v4': {'family': 'inet', 'entries': ['203.0.113.9']}}
+
+
+def test_default_deny_adds_dns_ndp_and_the_reject_last():
+    desired = fp.desired_state('tw', RULES, default_deny=True, nameservers=['127.0.0.53', '203.0.113.53', 'fe80::1'],
+                               extra_allow=[{'protocol': 'udp', 'port': 123, 'destinations': ['203.0.113.123', '203.0.113.122/31']}])
+    rendered = [fp.render_rule(r) for r in desired['rules']]
+    assert rendered[-1] == 'rule priority="32767" reject'
+    assert 'rule family="ipv4" destination address="203.0.113.53" port port="53" protocol="tcp" accept' in rendered
+    assert 'rule family="ipv6" destination address="fe80::1" port port="53" protocol="udp" accept' in rendered
+    assert not any('127.0.0.53' in r for r in rendered)  # loopback leaves before any policy
+    assert 'rule family="ipv4" destination address="203.0.113.122/31" port port="123" protocol="udp" accept' in rendered
+    assert sum('icmp-type' in r for r in rendered) == 3
+
+
+@pytest.mark.parametrize('overrides, expected', [
+    ({'name': ''}, "name='': must not be empty"),
+    ({'name': 'tw egress'}, "name='tw egress': only ASCII"),
+    ({'name': 'twelve-chars'}, "name='twelve-chars': at most 11 characters"),
+    ({'name': 'tw/x'}, "name='tw/x'"),
+    ({'rules': [dict(RULES[0], port=0)]}, 'rules[0].port=0: expected a port number'),
+    ({'rules': [dict(RULES[0], port=70000)]}, 'rules[0].port=70000'),
+    ({'rules': [dict(RULES[0], protocol='icmp')]}, "rules[0].protocol='icmp': expected one of tcp, udp"),
+    ({'rules': [dict(RULES[0], purpose='Tunnel!')]}, "rules[0].purpose='Tunnel!'"),
+    ({'rules': [RULES[0], dict(RULES[1], ipv4=['198.51.100.300/32'])]}, "rules[1].ipv4: '198.51.100.300/32' is not a valid ipv4 CIDR"),
+    ({'rules': [dict(RULES[0], ipv4=['198.51.100.11/24'])]}, "rules[0].ipv4: '198.51.100.11/24' is not a valid ipv4 CIDR (198.51.100.11/24 has host bits set)"),
+    ({'rules': [dict(RULES[0], ipv4=['2001:db8::1/128'])]}, "rules[0].ipv4: '2001:db8::1/128' is an IPv6 network in the ipv4 list"),
+    ({'rules': [dict(RULES[0], ipv6=['198.51.100.1'])]}, "rules[0].ipv6: '198.51.100.1' is an IPv4 network in the ipv6 list"),
+    ({'rules': [dict(RULES[0], ipv4='198.51.100.1')]}, "rules[0].ipv4='198.51.100.1': expected a list"),
+    ({'dns_servers': ['dns.example.org']}, "dns_servers: 'dns.example.org' is not an IPv4 or IPv6 address"),
+    ({'extra_allow': [{'protocol': 'tcp', 'port': 25, 'destinations': []}]}, 'extra_allow[0].destinations: empty'),
+    ({'extra_allow': [{'protocol': 'tcp', 'port': 25, 'destinations': ['mail.example.org']}]}, "extra_allow[0].destinations: 'mail.example.org'"),
+    ({'extra_allow': [{'protocol': 'sctp', 'port': 25, 'destinations': ['203.0.113.1']}]}, "extra_allow[0].protocol='sctp'"),
+    ({'rules': [dict(RULES[0], purpose='a_really_long_purpose')]}, "ipset name 'tunnelwall-a_really_long_purpose-tcp7844-v4' would exceed 31"),
+    ({'default_deny': True, 'rules': [RULES[2]]}, 'default_deny=true with no tunnel destinations'),
+])
+def test_bad_input_names_option_and_value(overrides, expected):
+    problem = fp.validate_params(params(**overrides))
+    assert problem is not None and expected in problem, problem
+
+
+def test_good_input_passes():
+    assert fp.validate_params(params(default_deny=True, dns_servers=['203.0.113.53', 'fe80::1%eth0'])) is None
+    assert fp.validate_params(params(name='a_b-1', rules=[], state='absent')) is None
+
+
+def test_ownership_is_by_name_pattern_only():
+    names = ['tw-tunnel-v4', 'tw-api-v6', 'tw-extra-tcp443-v4', 'tw-notes', 'tw-x-tunnel-v4', 'twx-tunnel-v4', 'tw-Tunnel-v4', 'other']
+    assert fp.owned_ipsets('tw', names) == ['tw-api-v6', 'tw-extra-tcp443-v4', 'tw-tunnel-v4']
+    assert fp.owned_file('tw', 'tw-egress.xml') and fp.owned_file('tw', 'tw-tunnel-v4.xml.old')
+    assert not fp.owned_file('tw', 'tw-egress-2.xml') and not fp.owned_file('tw', 'tw-tunnel-v4.xml~')
+
+
+def test_read_nameservers():
+    text = '# comment\nnameserver 203.0.113.53\nnameserver fe80::1%eth0\nnameserver bogus\nsearch lab\nnameserver 203.0.113.53\n'
+    assert fp.read_nameservers(text) == ['203.0.113.53', 'fe80::1']
+
+
+DBUS_POLICY = '''method return time=1795778927.151399 sender=:1.0 -> destination=:1.12 serial=730 reply_serial=2
+   array [
+      dict entry(
+         string "target"
+         variant             string "CONTINUE"
+      )
+      dict entry(
+         string "masquerade"
+         variant             boolean false
+      )
+      dict entry(
+         string "rich_rules"
+         variant             array [
+               string "rule family="ipv4" destination ipset="tw-tunnel-v4" port port="7844" protocol="tcp" accept"
+               string "rule priority="32767" reject"
+            ]
+      )
+      dict entry(
+         string "priority"
+         variant             int32 -1
+      )
+      dict entry(
+         string "ingress_zones"
+         variant             array [
+               string "HOST"
+            ]
+      )
+      dict entry(
+         string "egress_zones"
+         variant             array [
+               string "ANY"
+            ]
+      )
+   ]
+'''
+
+DBUS_IPSET = '''method return time=1795778932.302012 sender=:1.0 -> destination=:1.13 serial=734 reply_serial=2
+   struct {
+      string ""
+      string ""
+      string ""
+      string "hash:net"
+      array [
+         dict entry(
+            string "family"
+            string "inet"
+         )
+      ]
+      array [
+         string "198.51.100.11/32"
+         string "198.51.100.0/30"
+      ]
+   }
+'''
+
+
+def test_parse_dbus_send_output():
+    settings = fp.parse_dbus_reply(DBUS_POLICY)
+    assert settings['priority'] == -1 and settings['masquerade'] is False
+    policy = fp.policy_from_settings(settings)
+    assert policy == {'target': 'CONTINUE', 'ingress_zones': ['HOST'], 'egress_zones': ['ANY'], 'rich_rules': [
+        'rule family="ipv4" destination ipset="tw-tunnel-v4" port port="7844" protocol="tcp" accept', 'rule priority="32767" reject']}
+    ipset = fp.ipset_from_settings(fp.parse_dbus_reply(DBUS_IPSET))
+    assert ipset == {'type': 'hash:net', 'family': 'inet', 'entries': ['198.51.100.11/32', '198.51.100.0/30']}
+    assert fp.parse_dbus_reply('method return time=1 sender=:1.0\n   array [\n   ]\n') == []
+    assert fp.parse_dbus_reply('method return\n   object path "/org/fedoraproject/FirewallD1/config/ipset/0"\n') == \
+        '/org/fedoraproject/FirewallD1/config/ipset/0'
+    assert fp.parse_dbus_reply('method return\n   variant       string "RUNNING"\n') == 'RUNNING'
+    with pytest.raises(ValueError):
+        fp.parse_dbus_reply('method return\n   unix_fd 3\n')
+
+
+def layer(desired, rules=None, entries=None):
+    """A layer holding ``desired`` (optionally with other rules or entries)."""
+    policy = {'target': 'CONTINUE', 'ingress_zones': ['HOST'], 'egress_zones': ['ANY'],
+              'rich_rules': rules if rules is not None else [fp.render_rule(r) for r in desired['rules']]}
+    ipsets = {n: {'type': 'hash:net', 'family': s['family'], 'entries': list((entries or {}).get(n, s['entries']))}
+              for n, s in desired['ipsets'].items()}
+    return {'policy': policy, 'ipsets': ipsets}
+
+
+EMPTY = {'policy': None, 'ipsets': {}}
+
+
+def test_plan_first_run_writes_files_and_reloads_once():
+    desired = fp.desired_state('tw', RULES, default_deny=True, nameservers=['203.0.113.53'])
+    steps = fp.plan_present(desired, EMPTY, EMPTY, persist=True)
+    assert [s[0] for s in steps] == ['write_file'] * 4 + ['reload']
+    assert sorted(s[1] for s in steps[:4]) == [
+        'ipsets/tw-api-v4.xml', 'ipsets/tw-tunnel-v4.xml', 'ipsets/tw-tunnel-v6.xml', 'policies/tw-egress.xml']
+
+
+def test_plan_is_empty_when_both_layers_hold_the_desired_state():
+    desired = fp.desired_state('tw', RULES, default_deny=True, nameservers=['203.0.113.53'])
+    same = layer(desired, entries={'tw-tunnel-v4': ['198.51.100.12/31', '198.51.100.11/32']})  # other spelling, other order
+    assert fp.plan_present(desired, same, same, persist=True) == []
+    assert fp.plan_present(desired, same, EMPTY, persist=False) == []
+
+
+def test_plan_rotation_updates_entries_in_place_in_both_layers():
+    desired = fp.desired_state('tw', RULES)
+    old = layer(desired, entries={'tw-tunnel-v4': ['198.51.100.11', '198.51.100.9']})
+    steps = fp.plan_present(desired, old, old, persist=True)
+    assert steps == [('set_entries', 'runtime', 'tw-tunnel-v4', ['198.51.100.11', '198.51.100.12/31']),
+                     ('set_entries', 'permanent', 'tw-tunnel-v4', ['198.51.100.11', '198.51.100.12/31'])]
+
+
+def test_plan_default_deny_switched_on_adds_the_reject_after_the_allows():
+    before = fp.desired_state('tw', RULES)
+    after = fp.desired_state('tw', RULES, default_deny=True, nameservers=['203.0.113.53'])
+    steps = fp.plan_present(after, layer(before), layer(before), persist=False)
+    assert [s[0] for s in steps] == ['add_rules', 'add_rules']
+    assert steps[1] == ('add_rules', 'runtime', 'tw-egress', ['rule priority="32767" reject'])
+    assert 'rule priority="32767" reject' not in steps[0][3]
+    # ... and switched off again: one removal call, in the runtime and the permanent configuration.
+    steps = fp.plan_present(before, layer(after), layer(after), persist=True)
+    assert [s[:2] for s in steps] == [('remove_rules', 'runtime'), ('remove_rules', 'permanent')]
+
+
+def test_plan_runtime_only_creates_skeletons_then_fills_the_runtime():
+    desired = fp.desired_state('tw', RULES)
+    steps = fp.plan_present(desired, EMPTY, EMPTY, persist=False)
+    kinds = [s[0] for s in steps]
+    assert kinds[:5] == ['write_file'] * 4 + ['reload']
+    assert all('<entry>' not in s[2] and '<rule' not in s[2] for s in steps[:4])  # empty: no traffic changes
+    assert kinds[5:] == ['set_entries'] * 3 + ['add_rules']
+    assert all(s[1] == 'runtime' for s in steps[5:])
+
+
+def test_plan_stale_purpose_is_deleted_when_persisting_and_emptied_in_the_runtime():
+    full = fp.desired_state('tw', RULES)
+    no_api = fp.desired_state('tw', RULES[:2])
+    persist = fp.plan_present(no_api, layer(full), layer(full), persist=True)
+    assert ('remove_file', 'ipsets/tw-api-v4.xml') in persist and persist[-1] == ('reload',)
+    runtime = fp.plan_present(no_api, layer(full), layer(full), persist=False)
+    assert ('set_entries', 'runtime', 'tw-api-v4', []) in runtime
+    assert runtime.index(('set_entries', 'runtime', 'tw-api-v4', [])) > [s[0] for s in runtime].index('remove_rules')
+
+
+def test_plan_revert_and_absent():
+    desired = fp.desired_state('tw', RULES)
+    skeleton = layer(desired, rules=[], entries={n: [] for n in desired['ipsets']})
+    steps = fp.plan_revert('tw', layer(desired), skeleton)
+    assert sorted(s[1] for s in steps if s[0] == 'remove_file') == [
+        'ipsets/tw-api-v4.xml', 'ipsets/tw-tunnel-v4.xml', 'ipsets/tw-tunnel-v6.xml', 'policies/tw-egress.xml']
+    assert steps[-1] == ('reload',)
+    assert fp.plan_revert('tw', layer(desired), layer(desired)) == []
+    assert fp.plan_absent(EMPTY, EMPTY, []) == []
+    assert fp.plan_absent(layer(desired), layer(desired), ['policies/tw-egress.xml']) == [
+        ('remove_file', 'policies/tw-egress.xml'), ('reload',)]
+
+
+def test_summarize():
+    before = {'policy': {'target': 'CONTINUE', 'rich_rules': ['a', 'b']}, 'ipsets': {'s': ['198.51.100.1', '198.51.100.2']}}
+    after = {'policy': {'target': 'CONTINUE', 'rich_rules': ['b', 'c']}, 'ipsets': {'s': ['198.51.100.2', '198.51.100.3'], 't': ['::1']}}
+    added, removed = fp.summarize(before, after)
+    assert added == {'entries': {'s': ['198.51.100.3'], 't': ['::1']}, 'rich_rules': ['c']}
+    assert removed == {'entries': {'s': ['198.51.100.1']}, 'rich_rules': ['a']}
+
+
+class FakeFirewalld:
+    """Answers dbus-send and firewall-cmd like firewalld would, failing the command named by ``fail``."""
+
+    def __init__(self, fail=None, state='RUNNING'):
+        self.fail = fail
+        self.state = state
+        self.calls = []
+
+    def __call__(self, argv):
+        self.calls.append(argv)
+        joined = ' '.join(argv)
+        if self.fail and self.fail in joined:
+            return 1, '', 'Error: simulated failure of %s' % self.fail
+        if 'Properties.Get' in joined:
+            if self.state is None:
+                return 1, '', 'Error org.freedesktop.DBus.Error.ServiceUnknown: The name org.fedoraproject.FirewallD1 was not provided'
+            value = self.state if 'string:state' in joined else '1.3.3'
+            return 0, 'method return\n   variant       string "%s"\n' % value, ''
+        return 0, 'method return\n', ''
+
+
+def test_transaction_failure_restores_the_files_and_reloads(tmp_path):
+    config = tmp_path / 'firewalld'
+    (config / 'ipsets').mkdir(parents=True)
+    (config / 'policies').mkdir()
+    (config / 'ipsets' / 'tw-tunnel-v4.xml').write_text('old tunnel\n')
+    (config / 'ipsets' / 'mine.xml').write_text('the user\'s\n')
+    fake = FakeFirewalld(fail='--add-rich-rule')
+    firewalld = Firewalld(fake, str(config))
+    steps = [('write_file', 'ipsets/tw-tunnel-v4.xml', 'new tunnel\n'), ('write_file', 'policies/tw-egress.xml', 'new policy\n'),
+             ('add_rules', 'runtime', 'tw-egress', ['rule priority="32767" reject']), ('reload',)]
+    with pytest.raises(FirewalldError) as error:
+        firewalld.transaction('tw', steps)
+    assert 'rolled back' in str(error.value) and 'simulated failure' in str(error.value)
+    assert (config / 'ipsets' / 'tw-tunnel-v4.xml').read_text() == 'old tunnel\n'
+    assert not (config / 'policies' / 'tw-egress.xml').exists()
+    assert (config / 'ipsets' / 'mine.xml').read_text() == 'the user\'s\n'
+    assert fake.calls[-1][-1].endswith('.reload')  # the rollback reloads: runtime = the restored permanent config
+    assert not [f for f in os.listdir(config / 'ipsets') if f.startswith('.tunnelwall.')]
+
+
+def test_firewalld_not_running_is_a_clear_error():
+    with pytest.raises(FirewalldError, match='firewalld is not running or cannot be reached over D-Bus'):
+        Firewalld(FakeFirewalld(state=None)).state()
+    with pytest.raises(FirewalldError, match=r'firewalld is not running \(state FAILED\)'):
+        Firewalld(FakeFirewalld(state='FAILED')).state()
+    assert Firewalld(FakeFirewalld()).state() == ('RUNNING', '1.3.3')
