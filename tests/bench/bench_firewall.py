@@ -46,7 +46,7 @@ UFW_LOOP = '''    - name: One community.general.ufw call per rule
         to_port: "7844"
         proto: "{{{{ item.1 }}}}"
         comment: "bench:tunnel"
-      loop: "{{{{ {addresses} | product(['tcp', 'udp']) | list }}}}"
+      loop: '{{{{ {addresses} | product(["tcp", "udp"]) | list }}}}'
 '''
 
 UFW_EGRESS = '''    - name: One ufw_egress call
@@ -61,7 +61,7 @@ FIREWALLD_LOOP = '''    - name: One ansible.posix.firewalld call per rule
         permanent: true
         immediate: true
         state: enabled
-      loop: "{{{{ {addresses} | product(['tcp', 'udp']) | list }}}}"
+      loop: '{{{{ {addresses} | product(["tcp", "udp"]) | list }}}}'
 '''
 
 FIREWALLD_EGRESS = '''    - name: One firewalld_egress call
