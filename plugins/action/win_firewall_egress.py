@@ -11,22 +11,19 @@ from __future__ import annotations
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
 
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.egress_spec import EXTRA_ALLOW_SPEC, REQUIRED_IF, RULES_SPEC
 from ansible_collections.tunnelwall.cloudflared.plugins.plugin_utils import windows_firewall
 
 MODULE = 'tunnelwall.cloudflared.win_firewall_egress'
 
 ARGUMENT_SPEC = dict(
-    rules=dict(type='list', elements='dict', default=[]),
+    rules=RULES_SPEC,
     name=dict(type='str', default='tunnelwall cloudflared'),
     default_deny=dict(type='bool', default=False),
     profiles=dict(type='list', elements='str', default=list(windows_firewall.PROFILES)),
     allow_dns=dict(type='bool', default=True),
     dns_servers=dict(type='list', elements='str', default=[]),
-    extra_allow=dict(type='list', elements='dict', default=[], options=dict(
-        protocol=dict(type='str', required=True, choices=['tcp', 'udp']),
-        port=dict(type='int', required=True),
-        destinations=dict(type='list', elements='str', required=True),
-    )),
+    extra_allow=EXTRA_ALLOW_SPEC,
     state=dict(type='str', default='present', choices=['present', 'absent']),
 )
 
@@ -37,7 +34,7 @@ class ActionModule(ActionBase):
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
-        validation = ArgumentSpecValidator(ARGUMENT_SPEC).validate(self._task.args)
+        validation = ArgumentSpecValidator(ARGUMENT_SPEC, required_if=REQUIRED_IF).validate(self._task.args)
         if validation.error_messages:
             return dict(result, failed=True, msg='win_firewall_egress: %s' % '; '.join(validation.error_messages))
         try:

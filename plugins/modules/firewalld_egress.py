@@ -20,6 +20,7 @@ description:
     and every ipset named C(NAME-PURPOSE-v4), C(NAME-PURPOSE-v6), C(NAME-PURPOSE-PROTOCOLPORT-v4) or
     C(NAME-PURPOSE-PROTOCOLPORT-v6); do not give your own objects such names. Your own zones, rich rules, policies and
     ipsets are never changed.
+  - Each O(extra_allow) entry becomes a rich rule with C(destination address=...) (merged CIDRs) in the same policy.
   - When the rules of one purpose do not all have the same destinations, each of its (protocol, port) gets its own ipset
     (C(NAME-PURPOSE-tcp443-v4)), so nothing is allowed that was not asked for.
   - Overlapping and adjacent CIDRs are merged first (firewalld's interval sets refuse overlapping entries).
@@ -47,38 +48,9 @@ attributes:
     description: Target operating system.
     support: full
     platforms: posix
+extends_documentation_fragment:
+  - tunnelwall.cloudflared.egress_rules
 options:
-  rules:
-    description:
-      - What to allow - the C(rules) of the egress plan from the P(tunnelwall.cloudflared.edge_endpoints#lookup) lookup,
-        one entry per (purpose, protocol, port).
-      - Required with O(state=present) (an empty list removes every allow rule the module made).
-    type: list
-    elements: dict
-    suboptions:
-      purpose:
-        description: V(tunnel), V(api), V(update), V(extra) or another lower-case word; names the ipsets.
-        type: str
-        required: true
-      protocol:
-        description: Transport protocol.
-        type: str
-        choices: [tcp, udp]
-        required: true
-      port:
-        description: Destination port, 1 to 65535.
-        type: int
-        required: true
-      ipv4:
-        description: IPv4 destinations as CIDRs (V(198.51.100.7/32)) or addresses; host bits must be clear.
-        type: list
-        elements: str
-        default: []
-      ipv6:
-        description: IPv6 destinations as CIDRs (V(2001:db8::7/128)) or addresses; host bits must be clear.
-        type: list
-        elements: str
-        default: []
   name:
     description:
       - Prefix of every object the module owns - the policy C(NAME-egress) and the ipsets C(NAME-PURPOSE-v4/v6).
@@ -113,28 +85,6 @@ options:
     description: Where O(allow_dns) reads the host's resolvers.
     type: path
     default: /etc/resolv.conf
-  extra_allow:
-    description:
-      - More destinations to allow, for example an NTP server or a package mirror under O(default_deny).
-        Each becomes a rich rule with C(destination address=...) (merged CIDRs), in the same policy.
-    type: list
-    elements: dict
-    default: []
-    suboptions:
-      protocol:
-        description: Transport protocol.
-        type: str
-        choices: [tcp, udp]
-        required: true
-      port:
-        description: Destination port, 1 to 65535.
-        type: int
-        required: true
-      destinations:
-        description: IPv4 and IPv6 CIDRs or addresses (no host names - the host's firewall cannot resolve them).
-        type: list
-        elements: str
-        required: true
   permanent:
     description:
       - V(true) - make the runtime and the permanent configuration both exactly as asked (they survive a reload and a
@@ -298,6 +248,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import firewalld_policy as fp
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.egress_spec import EXTRA_ALLOW_SPEC, REQUIRED_IF, RULES_SPEC
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.firewalld_client import Firewalld, FirewalldError, run_lock
 
 LOCK = '/run/tunnelwall-firewalld_egress.lock'
@@ -358,28 +309,17 @@ def plan(module, firewalld, desired):
 
 def main():
     argument_spec = dict(
-        rules=dict(type='list', elements='dict', options=dict(
-            purpose=dict(type='str', required=True),
-            protocol=dict(type='str', required=True, choices=['tcp', 'udp']),
-            port=dict(type='int', required=True),
-            ipv4=dict(type='list', elements='str', default=[]),
-            ipv6=dict(type='list', elements='str', default=[]),
-        )),
+        rules=RULES_SPEC,
         name=dict(type='str', default='tunnelwall'),
         default_deny=dict(type='bool', default=False),
         allow_dns=dict(type='bool', default=True),
         dns_servers=dict(type='list', elements='str'),
         resolv_conf=dict(type='path', default='/etc/resolv.conf'),
-        extra_allow=dict(type='list', elements='dict', default=[], options=dict(
-            protocol=dict(type='str', required=True, choices=['tcp', 'udp']),
-            port=dict(type='int', required=True),
-            destinations=dict(type='list', elements='str', required=True),
-        )),
+        extra_allow=EXTRA_ALLOW_SPEC,
         permanent=dict(type='bool', default=True),
         state=dict(type='str', default='present', choices=['present', 'absent', 'reverted']),
     )
-    module = AnsibleModule(argument_spec=argument_spec, required_if=[('state', 'present', ('rules',))],
-                           supports_check_mode=True)
+    module = AnsibleModule(argument_spec=argument_spec, required_if=REQUIRED_IF, supports_check_mode=True)
     params = module.params
     problem = fp.validate_params(params)
     if problem:

@@ -17,7 +17,10 @@ description:
     P(tunnelwall.cloudflared.edge_endpoints#lookup) lookup - with the rules ufw has. Missing rules are added, stale ones
     removed, and rules this module does not own are never touched.
   - Every rule it owns carries the ufw comment C(NAME:PURPOSE) (see O(name)), so C(ufw status) shows where it comes
-    from. Ownership is decided by that comment alone.
+    from. Ownership is decided by that comment alone. One ufw rule is written per destination of O(rules), for the
+    rule's protocol and port (a host without its prefix, as ufw writes it); O(extra_allow) rules are tagged
+    C(NAME:extra). IPv6 destinations are skipped with a warning when ufw's IPv6 support is off (C(IPV6=no) in
+    C(/etc/default/ufw)).
   - Fast, whatever the number of rules - no ufw process per rule. The module writes C(/etc/ufw/user.rules) and
     C(/etc/ufw/user6.rules) itself, byte for byte as the ufw command line would, and loads them with one
     C(iptables-restore -n) and one C(ip6tables-restore -n), which replace ufw's user chains atomically without dropping
@@ -42,40 +45,9 @@ attributes:
     description: Target operating system.
     support: full
     platforms: posix
+extends_documentation_fragment:
+  - tunnelwall.cloudflared.egress_rules
 options:
-  rules:
-    description:
-      - What to allow - the C(rules) of the egress plan. One ufw rule per destination is written, for the rule's protocol
-        and port, with the comment C(NAME:PURPOSE).
-      - Destinations are addresses or CIDR blocks without host bits. A host is written without its prefix, as ufw does.
-      - Ignored with O(state=absent).
-    type: list
-    elements: dict
-    default: []
-    suboptions:
-      purpose:
-        description: What the rule is for (V(tunnel), V(api), V(update) ...); part of the comment. Letters, digits, C(_), C(.) and C(-).
-        type: str
-        required: true
-      protocol:
-        description: Transport protocol.
-        type: str
-        choices: [tcp, udp]
-        required: true
-      port:
-        description: Destination port, 1 to 65535.
-        type: int
-        required: true
-      ipv4:
-        description: IPv4 destinations.
-        type: list
-        elements: str
-        default: []
-      ipv6:
-        description: IPv6 destinations. Skipped with a warning when ufw's IPv6 support is off (C(IPV6=no) in C(/etc/default/ufw)).
-        type: list
-        elements: str
-        default: []
   name:
     description:
       - Tag of every rule this module owns - its comment is C(NAME:PURPOSE). Runs with different names own different rules.
@@ -103,26 +75,6 @@ options:
     description: Nameserver addresses to allow instead of those of C(/etc/resolv.conf). Used only when DNS is allowed.
     type: list
     elements: str
-  extra_allow:
-    description: More outgoing destinations to allow, tagged C(NAME:extra), for example a proxy or a monitoring host.
-    type: list
-    elements: dict
-    default: []
-    suboptions:
-      protocol:
-        description: Transport protocol.
-        type: str
-        choices: [tcp, udp]
-        required: true
-      port:
-        description: Destination port, 1 to 65535.
-        type: int
-        required: true
-      destinations:
-        description: IPv4 or IPv6 addresses or CIDR blocks.
-        type: list
-        elements: str
-        required: true
   state:
     description:
       - V(present) makes the owned rules exactly those asked for.
@@ -236,34 +188,25 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import dns_client, ufw_apply, ufw_rules
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.egress_spec import EXTRA_ALLOW_SPEC, REQUIRED_IF, RULES_SPEC
 
 SBIN = ['/usr/sbin', '/sbin']
 SYSTEMD_RESOLV_CONF = '/run/systemd/resolve/resolv.conf'
 
 ARGUMENT_SPEC = dict(
-    rules=dict(type='list', elements='dict', default=[], options=dict(
-        purpose=dict(type='str', required=True),
-        protocol=dict(type='str', required=True, choices=['tcp', 'udp']),
-        port=dict(type='int', required=True),
-        ipv4=dict(type='list', elements='str', default=[]),
-        ipv6=dict(type='list', elements='str', default=[]),
-    )),
+    rules=RULES_SPEC,
     name=dict(type='str', default='tunnelwall'),
     default_deny=dict(type='bool', default=False),
     allow_dns=dict(type='bool'),
     dns_servers=dict(type='list', elements='str'),
-    extra_allow=dict(type='list', elements='dict', default=[], options=dict(
-        protocol=dict(type='str', required=True, choices=['tcp', 'udp']),
-        port=dict(type='int', required=True),
-        destinations=dict(type='list', elements='str', required=True),
-    )),
+    extra_allow=EXTRA_ALLOW_SPEC,
     state=dict(type='str', default='present', choices=['present', 'absent']),
     on_inactive=dict(type='str', default='fail', choices=['fail', 'configure']),
 )
 
 
 def main():
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, required_if=REQUIRED_IF, supports_check_mode=True)
     if os.geteuid() != 0:
         module.fail_json(msg='ufw_egress changes the firewall and must run as root (become: true)')
     binaries = dict((command, module.get_bin_path(command, opt_dirs=SBIN)) for command in ('ufw', 'iptables-restore', 'ip6tables-restore'))

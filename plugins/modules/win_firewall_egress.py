@@ -22,12 +22,9 @@ description:
   - An action plugin validates the options and computes the wanted rules on the controller; the host needs
     PowerShell 5.1 and the NetSecurity module that ships with Windows.
   - On any error the default actions, the rules this run added and the rules it changed are put back.
+extends_documentation_fragment:
+  - tunnelwall.cloudflared.egress_rules
 options:
-  rules:
-    description: The egress plan's C(rules) (purpose, protocol, port, ipv4, ipv6), as the P(tunnelwall.cloudflared.edge_endpoints#lookup) lookup returns them.
-    type: list
-    elements: dict
-    default: []
   name:
     description: Group of the rules this module owns; every rule's display name starts with it.
     type: str
@@ -50,26 +47,6 @@ options:
     type: list
     elements: str
     default: []
-  extra_allow:
-    description: Further destinations to allow.
-    type: list
-    elements: dict
-    default: []
-    suboptions:
-      protocol:
-        description: V(tcp) or V(udp).
-        type: str
-        required: true
-        choices: [tcp, udp]
-      port:
-        description: Remote port.
-        type: int
-        required: true
-      destinations:
-        description: Addresses or networks in CIDR form.
-        type: list
-        elements: str
-        required: true
   state:
     description: V(absent) removes the group's rules and gives back the default outbound actions.
     type: str
