@@ -321,7 +321,7 @@ def test_two_runs_at_once_do_not_corrupt_each_other(ufw_lab, plan):
     lab = ufw_lab
     host = 'ufw2'
     jobs = [{'rules': plan['rules'], 'name': 'tunnelwall'},
-            {'name': 'other', 'extra_allow': [{'protocol': 'tcp', 'port': 9, 'destinations': [DECOY4, DECOY6]}]}]
+            {'name': 'other', 'rules': [], 'extra_allow': [{'protocol': 'tcp', 'port': 9, 'destinations': [DECOY4, DECOY6]}]}]
     with ThreadPoolExecutor(max_workers=2) as pool:
         results = list(pool.map(lambda args: run_module(lab, host, args), jobs))
     assert all(r['changed'] and not r['failed'] for r in results), results
