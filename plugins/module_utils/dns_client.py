@@ -22,10 +22,12 @@ import time
 TYPES = {'A': 1, 'AAAA': 28, 'CNAME': 5, 'SRV': 33}
 TYPE_NAMES = dict((number, name) for name, number in TYPES.items())
 RCODES = {0: 'NOERROR', 1: 'FORMERR', 2: 'SERVFAIL', 3: 'NXDOMAIN', 4: 'NOTIMP', 5: 'REFUSED'}
+# systemd-resolved's upstream servers, behind its 127.0.0.53 stub.
+SYSTEMD_RESOLV_CONF = '/run/systemd/resolve/resolv.conf'
 
 
 def read_resolv_conf(path='/etc/resolv.conf'):
-    """The nameserver addresses of a resolv.conf, in order; [] when there are none."""
+    """The nameserver addresses of a resolv.conf, in order, each once; [] when there are none."""
     nameservers = []
     try:
         with open(path) as handle:
@@ -33,9 +35,11 @@ def read_resolv_conf(path='/etc/resolv.conf'):
                 fields = line.split('#', 1)[0].split(';', 1)[0].split()
                 if len(fields) >= 2 and fields[0] == 'nameserver':
                     try:
-                        nameservers.append(str(ipaddress.ip_address(fields[1].split('%', 1)[0])))
+                        address = str(ipaddress.ip_address(fields[1].split('%', 1)[0]))
                     except ValueError:
                         continue
+                    if address not in nameservers:
+                        nameservers.append(address)
     except (IOError, OSError):
         return []
     return nameservers

@@ -269,22 +269,6 @@ def collapse(networks):
     return sorted(ipaddress.collapse_addresses(networks))
 
 
-def read_nameservers(text):
-    """Nameserver addresses of a resolv.conf text, scope suffixes (fe80::1%eth0) dropped."""
-    servers = []
-    for line in text.splitlines():
-        fields = line.split()
-        if len(fields) >= 2 and fields[0] == 'nameserver':
-            address = fields[1].split('%')[0]
-            try:
-                ipaddress.ip_address(address)
-            except ValueError:
-                continue
-            if address not in servers:
-                servers.append(address)
-    return servers
-
-
 def dns_rules(servers):
     """UDP and TCP 53 to each resolver; loopback ones are skipped, firewalld lets loopback traffic out before any policy."""
     rules = []

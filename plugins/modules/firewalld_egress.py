@@ -247,20 +247,11 @@ import contextlib
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import firewalld_policy as fp
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import dns_client, firewalld_policy as fp
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.egress_spec import EXTRA_ALLOW_SPEC, REQUIRED_IF, RULES_SPEC
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.firewalld_client import Firewalld, FirewalldError, run_lock
 
 LOCK = '/run/tunnelwall-firewalld_egress.lock'
-RESOLVED_UPSTREAM = '/run/systemd/resolve/resolv.conf'
-
-
-def read_text(path):
-    try:
-        with open(path) as stream:
-            return stream.read()
-    except (IOError, OSError):
-        return ''
 
 
 def nameservers_for(module):
@@ -269,10 +260,10 @@ def nameservers_for(module):
         return []
     if params['dns_servers']:
         return [s.split('%')[0] for s in params['dns_servers']]
-    servers = fp.read_nameservers(read_text(params['resolv_conf']))
+    servers = dns_client.read_resolv_conf(params['resolv_conf'])
     if not fp.dns_rules(servers):
         # Only loopback resolvers (systemd-resolved's stub): what must get out is its upstream servers.
-        servers += fp.read_nameservers(read_text(RESOLVED_UPSTREAM))
+        servers += dns_client.read_resolv_conf(dns_client.SYSTEMD_RESOLV_CONF)
     if not fp.dns_rules(servers):
         module.fail_json(msg='allow_dns: no usable nameserver in %s (found %s); pass dns_servers, or allow_dns=false if the '
                              'host needs no DNS' % (params['resolv_conf'], ', '.join(servers) or 'none'))

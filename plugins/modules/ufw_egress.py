@@ -191,7 +191,6 @@ from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import dns_
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.egress_spec import EXTRA_ALLOW_SPEC, REQUIRED_IF, RULES_SPEC
 
 SBIN = ['/usr/sbin', '/sbin']
-SYSTEMD_RESOLV_CONF = '/run/systemd/resolve/resolv.conf'
 
 ARGUMENT_SPEC = dict(
     rules=RULES_SPEC,
@@ -213,7 +212,7 @@ def main():
     if not binaries['ufw']:
         module.fail_json(msg='ufw is not installed (no ufw command in PATH, /usr/sbin or /sbin)')
     resolvers = ufw_rules.resolvers_from(dns_client.read_resolv_conf('/etc/resolv.conf'),
-                                         dns_client.read_resolv_conf(SYSTEMD_RESOLV_CONF))
+                                         dns_client.read_resolv_conf(dns_client.SYSTEMD_RESOLV_CONF))
 
     def run(argv, data=None):
         return module.run_command(argv, data=data, binary_data=True, environ_update={'LANG': 'C', 'LC_ALL': 'C'})

@@ -65,6 +65,6 @@ def test_empty_answer_is_no_answer(dns):
 def test_resolv_conf_parsing(tmp_path):
     conf = tmp_path / 'resolv.conf'
     conf.write_text('# lab\nsearch example\nnameserver 198.51.100.53\nnameserver 2001:db8:e::53 # v6\n'
-                    'nameserver fe80::1%eth0\nnameserver not-an-ip\noptions ndots:2\n')
+                    'nameserver fe80::1%eth0\nnameserver not-an-ip\noptions ndots:2\nnameserver 198.51.100.53\n')
     assert dns_client.read_resolv_conf(str(conf)) == ['198.51.100.53', '2001:db8:e::53', 'fe80::1']
     assert dns_client.read_resolv_conf(str(tmp_path / 'missing')) == []

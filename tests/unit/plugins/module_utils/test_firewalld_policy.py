@@ -112,11 +112,6 @@ def test_ownership_is_by_name_pattern_only():
     assert not fp.owned_file('tw', 'tw-egress-2.xml') and not fp.owned_file('tw', 'tw-tunnel-v4.xml~')
 
 
-def test_read_nameservers():
-    text = '# comment\nnameserver 203.0.113.53\nnameserver fe80::1%eth0\nnameserver bogus\nsearch lab\nnameserver 203.0.113.53\n'
-    assert fp.read_nameservers(text) == ['203.0.113.53', 'fe80::1']
-
-
 DBUS_POLICY = '''method return time=1795778927.151399 sender=:1.0 -> destination=:1.12 serial=730 reply_serial=2
    array [
       dict entry(
