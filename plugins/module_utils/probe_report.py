@@ -13,7 +13,7 @@ __metaclass__ = type
 
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import dns_client
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import dns_client, reachability
 
 ADDRESS_TYPES = {'ipv4': 'A', 'ipv6': 'AAAA'}
 
@@ -24,6 +24,16 @@ def dns_questions(plan, families):
     for endpoint in plan['endpoints']:
         questions.extend((endpoint['hostname'], ADDRESS_TYPES[family]) for family in families)
     return questions
+
+
+def probe_work(params, families):
+    """``(targets, dns questions)`` of a probe run: from the plan, or the explicit targets (no DNS then)."""
+    plan = params['plan']
+    checks = params['checks'] or list(reachability.CHECKS)
+    if not plan:
+        return reachability.explicit_targets(params['targets']), []
+    targets = reachability.plan_targets(plan, checks, params['purposes'], families, params['server_names'])
+    return targets, dns_questions(plan, families) if 'dns' in checks else []
 
 
 def resolve_all(questions, nameservers, timeout):

@@ -170,15 +170,9 @@ def main():
         module.fail_json(msg='ca_path=%s: no such file' % params['ca_path'])
 
     plan = params['plan']
-    checks = params['checks'] or list(reachability.CHECKS)
     families = families_for(params, reachability.routable_families)
-    if plan:
-        targets = reachability.plan_targets(plan, checks, params['purposes'], families, params['server_names'])
-    else:
-        targets = reachability.explicit_targets(params['targets'])
-
+    targets, questions = probe_report.probe_work(params, families)
     nameservers = dns_client.read_resolv_conf(params['resolv_conf'])
-    questions = probe_report.dns_questions(plan, families) if plan and 'dns' in checks else []
 
     def ask_dns():
         return probe_report.resolve_all(questions, nameservers, params['timeout'])

@@ -26,20 +26,13 @@ def candidate_families(ip_version):
 
 def prepare(params, build_datagram=quic_initial.initial_datagram):
     """The arguments of the Windows module: targets with their datagrams, and the DNS questions."""
-    plan = params['plan']
-    checks = params['checks'] or list(reachability.CHECKS)
-    families = candidate_families(params['ip_version'])
-    if plan:
-        targets = reachability.plan_targets(plan, checks, params['purposes'], families, params['server_names'])
-    else:
-        targets = reachability.explicit_targets(params['targets'])
+    targets, questions = probe_report.probe_work(params, candidate_families(params['ip_version']))
     for index, target in enumerate(targets):
         target['id'] = index
         if target['protocol'] == 'udp':
             datagram, destination_cid, source_cid = build_datagram(target['server_name'] or 'quic.cftunnel.com')
             target.update(datagram=base64.b64encode(datagram).decode('ascii'), dcid=destination_cid.hex(),
                           scid=source_cid.hex())
-    questions = probe_report.dns_questions(plan, families) if plan and 'dns' in checks else []
     return {
         'targets': targets,
         'dns_questions': [{'name': name, 'type': qtype} for name, qtype in questions],
