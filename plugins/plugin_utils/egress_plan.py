@@ -167,9 +167,13 @@ def build_rules(endpoints, options):
     return rules
 
 
+def _trusted_sets(options):
+    return {family: netaddr.IPSet(str(n) for n in networks) for family, networks in options.ranges.items()}
+
+
 def ownership_violations(endpoints, options, resolver):
     """Addresses of Cloudflare names that lie outside the trusted ranges."""
-    trusted = {family: netaddr.IPSet(str(n) for n in networks) for family, networks in options.ranges.items()}
+    trusted = _trusted_sets(options)
     verified = {e.hostname for e in options.extra_hostnames if e.verify_ownership}
     violations = []
     for endpoint in endpoints:
@@ -184,7 +188,7 @@ def ownership_violations(endpoints, options, resolver):
 
 def widened_beyond_trust(rules, options):
     """Blocks that prefix_v4/prefix_v6 widened past the trusted ranges."""
-    trusted = {family: netaddr.IPSet(str(n) for n in networks) for family, networks in options.ranges.items()}
+    trusted = _trusted_sets(options)
     return sorted({block for rule in rules for family in FAMILIES for block in rule[family]
                    if not netaddr.IPSet([block]).issubset(trusted[family])})
 
