@@ -142,16 +142,6 @@ def _gmul(x, table):
     return z
 
 
-def _gmul_bitwise(x, y):
-    """Reference multiplication (NIST SP 800-38D, Algorithm 1): slow, used to build and check tables."""
-    z, v = 0, y
-    for i in range(127, -1, -1):
-        if (x >> i) & 1:
-            z ^= v
-        v = (v >> 1) ^ _R if v & 1 else v >> 1
-    return z
-
-
 def _make_reduce_table():
     # Shifting z right by 4 drops its low nibble; each dropped bit b (0..3, LSB first)
     # folds back as R shifted right by (3 - b).

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import aes_gcm, quic_initial
@@ -77,6 +79,23 @@ def test_gcm_round_trip_and_tag_check(aes_path):
     assert aes_gcm.aes_gcm_decrypt(bytes(16), bytes(12), sealed, b'aad') == b'tunnelwall'
     with pytest.raises(aes_gcm.AuthenticationError):
         aes_gcm.aes_gcm_decrypt(bytes(16), bytes(12), sealed, b'other aad')
+
+
+def gmul_reference(x, y):
+    """GF(2^128) multiplication bit by bit, as NIST SP 800-38D Algorithm 1 states it."""
+    z, v = 0, y
+    for i in range(127, -1, -1):
+        if (x >> i) & 1:
+            z ^= v
+        v = (v >> 1) ^ (0xE1 << 120) if v & 1 else v >> 1
+    return z
+
+
+def test_ghash_four_bit_tables_match_the_reference_multiplication():
+    for seed in range(200):
+        x = int.from_bytes(hashlib.sha256(b'x%d' % seed).digest()[:16], 'big')
+        y = int.from_bytes(hashlib.sha256(b'y%d' % seed).digest()[:16], 'big')
+        assert aes_gcm._gmul(x, aes_gcm._ghash_table(y)) == gmul_reference(x, y)
 
 
 def test_both_aes_paths_agree(monkeypatch):
