@@ -45,6 +45,27 @@ def read_resolv_conf(path='/etc/resolv.conf'):
     return nameservers
 
 
+def resolvers_to_allow(resolv_conf_servers, stub_upstream_servers):
+    """The nameservers a default-deny host must be able to reach.
+
+    Loopback ones (a local stub such as systemd-resolved) are reachable anyway - every firewall lets loopback out -
+    but the stub itself must reach its upstream servers, so those (from /run/systemd/resolve/resolv.conf) come in
+    whenever a loopback resolver is listed. Scope ids (fe80::1%eth0) are dropped; duplicates too.
+    """
+    result = []
+    local = False
+    for server in resolv_conf_servers:
+        server = server.split('%')[0]
+        if ipaddress.ip_address(server).is_loopback:
+            local = True
+        elif server not in result:
+            result.append(server)
+    if local:
+        result.extend(s for s in (u.split('%')[0] for u in stub_upstream_servers)
+                      if s not in result and not ipaddress.ip_address(s).is_loopback)
+    return result
+
+
 def encode_name(name):
     out = b''
     for label in name.rstrip('.').split('.'):

@@ -15,6 +15,7 @@ __metaclass__ = type
 import contextlib
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import tempfile
@@ -25,6 +26,9 @@ from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import ufw_
 LOCK_TIMEOUT = 120.0
 FAMILY_FILES = {'ipv4': 'etc/ufw/user.rules', 'ipv6': 'etc/ufw/user6.rules'}
 RESTORE = {'ipv4': 'iptables-restore', 'ipv6': 'ip6tables-restore'}
+# In the backup directory: the digests of the files as the last successful change left them. Its presence means
+# "the backup is the state before that change", which is what state=reverted puts back.
+APPLIED = 'applied.json'
 
 
 class UfwError(Exception):
@@ -90,6 +94,10 @@ def write_atomic(path, text):
     finally:
         if os.path.exists(temporary):
             os.unlink(temporary)
+
+
+def digest(text):
+    return None if text is None else hashlib.sha256(text.encode('utf-8')).hexdigest()
 
 
 def write_in_place(path, text):
@@ -201,17 +209,9 @@ class UfwEgress(object):
                                                                  sort_keys=True) + '\n'
         if state_after == remembered:
             state_text = texts[self.paths.state]
-        self.result = {
-            'changed': bool(added or removed or policy_after != policy_before or state_text != texts[self.paths.state]),
-            'added': [ufw_rules.rule_dict(r) for r in added],
-            'removed': [ufw_rules.rule_dict(r) for r in removed],
-            'policy': {'before': policy_before, 'after': policy_after},
-            'rule_count': len(after_rules),
-            'ufw': {'enabled': enabled, 'ipv6': ipv6},
-            'diff': {'before_header': 'ufw egress rules of %s' % self.name, 'after_header': 'ufw egress rules of %s' % self.name,
-                     'before': ufw_rules.diff_text(before_rules, policy_before),
-                     'after': ufw_rules.diff_text(after_rules, policy_after)},
-        }
+        changed = bool(added or removed or policy_after != policy_before or state_text != texts[self.paths.state])
+        self.result = self.outcome(changed, added, removed, before_rules, after_rules, (policy_before, policy_after),
+                                   (enabled, ipv6))
         self.state_text = state_text
         return self.result
 
@@ -232,6 +232,9 @@ class UfwEgress(object):
         try:
             if not os.path.isdir(self.paths.backup_dir):
                 os.makedirs(self.paths.backup_dir, 0o700)
+            # From here on the backup describes the change being made, not the previous one.
+            if os.path.exists(self.applied_path):
+                os.unlink(self.applied_path)
             for path, text in self.original.items():
                 target = os.path.join(self.paths.backup_dir, os.path.basename(path))
                 # A file that did not exist is backed up as NAME.absent; a previous run's other form goes.
@@ -296,7 +299,101 @@ class UfwEgress(object):
             outcome = 'rolled back: every ufw file and the live rules are as before' if not problems else \
                 'ROLLBACK INCOMPLETE: %s; the backup is in %s' % ('; '.join(problems), self.paths.backup_dir)
             raise UfwError('%s; %s' % (error, outcome), rolled_back=not problems, backup_dir=self.paths.backup_dir)
+        self.record_applied()
         return dict(self.result, backup_dir=self.paths.backup_dir)
+
+    @property
+    def applied_path(self):
+        return os.path.join(self.paths.backup_dir, APPLIED)
+
+    def record_applied(self):
+        """Remember what the change left, so that a revert can tell whether anything touched the files since."""
+        digests = dict((path, digest(read_text(path))) for path in self.paths.backed_up())
+        try:
+            write_atomic(self.applied_path, json.dumps(digests, sort_keys=True) + '\n')
+        except (IOError, OSError) as error:
+            self.warnings.append('cannot record the change in %s (%s): state=reverted will not be able to undo it'
+                                 % (self.applied_path, error))
+
+    def backed_up_texts(self):
+        texts = {}
+        for path in self.paths.backed_up():
+            copy = os.path.join(self.paths.backup_dir, os.path.basename(path))
+            texts[path] = None if os.path.exists(copy + '.absent') else read_text(copy)
+        return texts
+
+    def revert(self, check_mode):
+        """Undo the last change the module made under this name, from its backup.
+
+        Only when ufw's files are still exactly as that change left them: otherwise something else changed them
+        since, and putting the backup back would undo that too. Nothing recorded (no change since boot, or
+        already reverted) means nothing to do.
+        """
+        with file_lock(self.paths.module_lock, False, 'the lock of ufw_egress'):
+            with file_lock(self.paths.ufw_lock, True, "ufw's lock"):
+                current = self.read()
+            text = read_text(self.applied_path)
+            enabled = ufw_rules.ufw_enabled(current[self.paths.conf])
+            ipv6 = ufw_rules.ipv6_enabled(current[self.paths.defaults])
+            if text is None:
+                return self.revert_result(current, current, enabled, ipv6, changed=False)
+            try:
+                recorded = json.loads(text)
+            except ValueError:
+                raise UfwError('%s is not a record this module wrote; nothing was reverted' % self.applied_path)
+            touched = sorted(path for path in self.paths.backed_up() if digest(current[path]) != recorded.get(path))
+            if touched:
+                raise UfwError('not reverting: %s changed since the last ufw_egress run (name=%s); putting the backup '
+                               'in %s back would undo that too' % (', '.join(touched), self.name, self.paths.backup_dir))
+            backup = self.backed_up_texts()
+            if any(backup[path] is None for path in (self.paths.rules['ipv4'], self.paths.rules['ipv6'], self.paths.defaults)):
+                raise UfwError('the backup in %s is incomplete; nothing was reverted' % self.paths.backup_dir)
+            result = self.revert_result(current, backup, enabled, ipv6, changed=True)
+            if check_mode:
+                return result
+            self.original = backup
+            policy_changed = result['policy']['before'] != result['policy']['after']
+            progress = {'policy': policy_changed, 'loaded': list(self.families(ipv6))}
+            problems = self.rollback(progress, enabled, ipv6)
+            if problems:
+                raise UfwError('revert incomplete: %s; the backup is in %s' % ('; '.join(problems), self.paths.backup_dir),
+                               backup_dir=self.paths.backup_dir)
+            os.unlink(self.applied_path)
+        return dict(result, backup_dir=self.paths.backup_dir)
+
+    def revert_result(self, current, target, enabled, ipv6, changed):
+        """The result of a revert from ``current`` to ``target`` (both: path -> text), in the form plan() gives."""
+        def owned(texts):
+            rules = []
+            for family in self.families(ipv6):
+                path = self.paths.rules[family]
+                rules += ufw_rules.owned_rules(texts[path], family, self.name, path)
+            return rules
+        try:
+            before_rules, after_rules = owned(current), owned(target)
+            policy_before = ufw_rules.output_policy(current[self.paths.defaults])
+            policy_after = ufw_rules.output_policy(target[self.paths.defaults])
+        except ValueError as error:
+            raise UfwError(str(error))
+        added = [r for r in after_rules if r not in before_rules]
+        removed = [r for r in before_rules if r not in after_rules]
+        return self.outcome(changed, added, removed, before_rules, after_rules, (policy_before, policy_after),
+                            (enabled, ipv6))
+
+    def outcome(self, changed, added, removed, before_rules, after_rules, policies, ufw_state):
+        """The module's result: what changes, the owned rules and the policy before and after, as a diff too."""
+        header = 'ufw egress rules of %s' % self.name
+        return {
+            'changed': changed,
+            'added': [ufw_rules.rule_dict(r) for r in added],
+            'removed': [ufw_rules.rule_dict(r) for r in removed],
+            'policy': {'before': policies[0], 'after': policies[1]},
+            'rule_count': len(after_rules),
+            'ufw': {'enabled': ufw_state[0], 'ipv6': ufw_state[1]},
+            'diff': {'before_header': header, 'after_header': header,
+                     'before': ufw_rules.diff_text(before_rules, policies[0]),
+                     'after': ufw_rules.diff_text(after_rules, policies[1])},
+        }
 
     def change(self, enabled, ipv6, progress):
         before, after = self.result['policy']['before'], self.result['policy']['after']

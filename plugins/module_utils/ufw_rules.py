@@ -153,21 +153,6 @@ def unique(rules):
     return result
 
 
-def resolvers_from(resolv_conf_servers, systemd_servers):
-    """Nameservers a default-deny host must reach: loopback ones (a local stub such as systemd-resolved,
-    reachable anyway since ufw accepts output on lo) are replaced by the stub's upstream servers."""
-    result = []
-    local = False
-    for server in resolv_conf_servers:
-        if ipaddress.ip_address(server).is_loopback:
-            local = True
-        elif server not in result:
-            result.append(server)
-    if local:
-        result.extend(s for s in systemd_servers if s not in result and not ipaddress.ip_address(s).is_loopback)
-    return result
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # ufw's file format
 # ----------------------------------------------------------------------------------------------------------------

@@ -72,8 +72,8 @@ options:
     description:
       - With O(default_deny=true), allow UDP and TCP 53 to the host's resolvers - O(dns_servers) or else the
         C(nameserver) lines of O(resolv_conf). Loopback resolvers need no rule (firewalld lets loopback out);
-        when there are only loopback ones, the upstream servers of systemd-resolved
-        (C(/run/systemd/resolve/resolv.conf)) are allowed instead.
+        when one is listed (a local stub), the upstream servers of systemd-resolved
+        (C(/run/systemd/resolve/resolv.conf)) are allowed too, as the stub must reach them.
       - Without O(default_deny) nothing is denied, so no DNS rule is written.
     type: bool
     default: true
@@ -260,13 +260,11 @@ def nameservers_for(module):
         return []
     if params['dns_servers']:
         return [s.split('%')[0] for s in params['dns_servers']]
-    servers = dns_client.read_resolv_conf(params['resolv_conf'])
-    if not fp.dns_rules(servers):
-        # Only loopback resolvers (systemd-resolved's stub): what must get out is its upstream servers.
-        servers += dns_client.read_resolv_conf(dns_client.SYSTEMD_RESOLV_CONF)
-    if not fp.dns_rules(servers):
-        module.fail_json(msg='allow_dns: no usable nameserver in %s (found %s); pass dns_servers, or allow_dns=false if the '
-                             'host needs no DNS' % (params['resolv_conf'], ', '.join(servers) or 'none'))
+    servers = dns_client.resolvers_to_allow(dns_client.read_resolv_conf(params['resolv_conf']),
+                                            dns_client.read_resolv_conf(dns_client.SYSTEMD_RESOLV_CONF))
+    if not servers:
+        module.fail_json(msg='allow_dns: no usable nameserver in %s or %s; pass dns_servers, or allow_dns=false if the '
+                             'host needs no DNS' % (params['resolv_conf'], dns_client.SYSTEMD_RESOLV_CONF))
     return servers
 
 

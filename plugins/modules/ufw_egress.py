@@ -79,8 +79,12 @@ options:
     description:
       - V(present) makes the owned rules exactly those asked for.
       - V(absent) removes every owned rule and puts back the outgoing policy this module replaced.
+      - V(reverted) undoes the last change a run with this O(name) made, from its backup in RV(backup_dir) - files,
+        outgoing policy and live rules - provided ufw's files are still exactly as that run left them (otherwise it
+        fails and changes nothing). Nothing to undo (no change since boot, or already reverted) gives changed=false.
+        This is how the P(tunnelwall.cloudflared.egress_firewall#role) role rolls back a change whose verification failed.
     type: str
-    choices: [present, absent]
+    choices: [present, absent, reverted]
     default: present
   on_inactive:
     description:
@@ -98,7 +102,8 @@ notes:
     placed before them wins.
   - A rule is present only when its lines are exactly what the module writes; an owned rule edited by hand is replaced.
     A user's own rule for the same destination is left alone and does not replace the owned one.
-  - The files are backed up to C(/run/tunnelwall/ufw_egress/NAME/) before every change (see RV(backup_dir)).
+  - The files are backed up to C(/run/tunnelwall/ufw_egress/NAME/) before every change (see RV(backup_dir)), and
+    the digests of what the change left are recorded there for O(state=reverted).
 seealso:
   - plugin: tunnelwall.cloudflared.edge_endpoints
     plugin_type: lookup
@@ -127,6 +132,11 @@ EXAMPLES = r"""
     dns_servers: [203.0.113.53, 2001:db8::53]
     extra_allow:
       - {protocol: tcp, port: 3128, destinations: [203.0.113.10]}
+  become: true
+
+- name: Undo that change (for example because cloudflared could no longer reach the edge)
+  tunnelwall.cloudflared.ufw_egress:
+    state: reverted
   become: true
 
 - name: Remove every rule of the module and put back the original outgoing policy
@@ -199,7 +209,7 @@ ARGUMENT_SPEC = dict(
     allow_dns=dict(type='bool'),
     dns_servers=dict(type='list', elements='str'),
     extra_allow=EXTRA_ALLOW_SPEC,
-    state=dict(type='str', default='present', choices=['present', 'absent']),
+    state=dict(type='str', default='present', choices=['present', 'absent', 'reverted']),
     on_inactive=dict(type='str', default='fail', choices=['fail', 'configure']),
 )
 
@@ -211,7 +221,7 @@ def main():
     binaries = dict((command, module.get_bin_path(command, opt_dirs=SBIN)) for command in ('ufw', 'iptables-restore', 'ip6tables-restore'))
     if not binaries['ufw']:
         module.fail_json(msg='ufw is not installed (no ufw command in PATH, /usr/sbin or /sbin)')
-    resolvers = ufw_rules.resolvers_from(dns_client.read_resolv_conf('/etc/resolv.conf'),
+    resolvers = dns_client.resolvers_to_allow(dns_client.read_resolv_conf('/etc/resolv.conf'),
                                          dns_client.read_resolv_conf(dns_client.SYSTEMD_RESOLV_CONF))
 
     def run(argv, data=None):
@@ -219,7 +229,10 @@ def main():
 
     job = ufw_apply.UfwEgress(module.params, run, binaries, resolvers=resolvers)
     try:
-        result = job.reconcile(module.check_mode)
+        if module.params['state'] == 'reverted':
+            result = job.revert(module.check_mode)
+        else:
+            result = job.reconcile(module.check_mode)
     except ufw_apply.UfwError as error:
         for warning in job.warnings:
             module.warn(warning)

@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import ufw_apply, ufw_rules
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import dns_client, ufw_apply, ufw_rules
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.ufw_rules import UfwRule
 
 HEAD4 = """*filter
@@ -167,9 +167,10 @@ def test_dns_defaults_to_default_deny_and_dns_servers_override_the_resolvers():
 
 
 def test_loopback_resolvers_are_replaced_by_the_stubs_upstream_servers():
-    assert ufw_rules.resolvers_from(['127.0.0.53'], ['203.0.113.1', '203.0.113.1', '::1']) == ['203.0.113.1']
-    assert ufw_rules.resolvers_from(['203.0.113.9', '::1'], []) == ['203.0.113.9']
-    assert ufw_rules.resolvers_from(['203.0.113.9'], ['203.0.113.1']) == ['203.0.113.9']
+    assert dns_client.resolvers_to_allow(['127.0.0.53'], ['203.0.113.1', '203.0.113.1', '::1']) == ['203.0.113.1']
+    assert dns_client.resolvers_to_allow(['203.0.113.9', '::1'], []) == ['203.0.113.9']
+    assert dns_client.resolvers_to_allow(['203.0.113.9'], ['203.0.113.1']) == ['203.0.113.9']
+    assert dns_client.resolvers_to_allow(['fe80::1%eth0', '127.0.0.53'], ['203.0.113.1']) == ['fe80::1', '203.0.113.1']
 
 
 def test_state_absent_wants_nothing():
@@ -440,3 +441,46 @@ def test_missing_ufw_files_fail_clearly(root):
     os.unlink(str(root / 'etc/ufw/user6.rules'))
     with pytest.raises(ufw_apply.UfwError, match=r'user6\.rules is missing: is ufw installed\?'):
         job(root, Commands(root)).plan()
+
+
+def test_reverted_undoes_exactly_the_last_change_once(root):
+    before = snapshot(root)
+    first = job(root, Commands(root), default_deny=True)
+    first.plan()
+    first.apply()
+    checked = job(root, Commands(root), state='reverted').revert(check_mode=True)
+    assert checked['changed'] is True and checked['policy'] == {'before': 'deny', 'after': 'allow'}
+    assert len(checked['removed']) == 7 and checked['added'] == [] and checked['rule_count'] == 0
+    commands = Commands(root)
+    reverted = job(root, commands, state='reverted').revert(check_mode=False)
+    assert reverted['removed'] == checked['removed']
+    # The policy changed, so only ufw's full reload puts the chains back; the stand-in leaves a trace in LOGGING.
+    assert commands.calls == ['ufw reload']
+    assert snapshot(root) == before
+    again = job(root, Commands(root), state='reverted').revert(check_mode=False)
+    assert again['changed'] is False and again['removed'] == []
+
+
+def test_reverted_reloads_only_the_rules_when_the_policy_stays(root):
+    job(root, Commands(root), default_deny=True).reconcile(check_mode=False)
+    after_deny = snapshot(root)
+    second = job(root, Commands(root), default_deny=True, extra_allow=[{'protocol': 'udp', 'port': 123, 'destinations': ['203.0.113.123']}])
+    second.reconcile(check_mode=False)
+    commands = Commands(root)
+    reverted = job(root, commands, state='reverted').revert(check_mode=False)
+    assert [r['destination'] for r in reverted['removed']] == ['203.0.113.123']
+    assert reverted['policy'] == {'before': 'deny', 'after': 'deny'}
+    assert commands.calls == ['iptables-restore -n %s/etc/ufw/user.rules' % root,
+                              'ip6tables-restore -n %s/etc/ufw/user6.rules' % root]
+    assert snapshot(root) == after_deny
+
+
+def test_reverted_refuses_when_the_files_changed_since_the_run(root):
+    job(root, Commands(root), default_deny=True).reconcile(check_mode=False)
+    rules = root / 'etc/ufw/user.rules'
+    rules.write_text(rules.read_text().replace('### END RULES ###', '# edited by hand\n### END RULES ###'))
+    edited = snapshot(root)
+    commands = Commands(root)
+    with pytest.raises(ufw_apply.UfwError, match=r'not reverting: .*user\.rules changed since the last ufw_egress run'):
+        job(root, commands, state='reverted').revert(check_mode=False)
+    assert snapshot(root) == edited and commands.calls == []

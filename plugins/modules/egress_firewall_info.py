@@ -1,0 +1,101 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: tunnelwall developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: egress_firewall_info
+short_description: Find which firewall manages a Linux host's egress - a running firewalld or ufw
+version_added: 0.1.0
+description:
+  - Reports whether firewalld is installed and running (asked over D-Bus, as M(tunnelwall.cloudflared.firewalld_egress)
+    talks to it) and whether ufw is installed and enabled, and which of them the
+    P(tunnelwall.cloudflared.egress_firewall#role) role would use with C(egress_firewall_backend=auto).
+  - Changes nothing. Linux only; the role recognises Windows hosts by their connection.
+author:
+  - tunnelwall developers
+extends_documentation_fragment:
+  - tunnelwall.cloudflared.attributes_read_only
+options: {}
+attributes:
+  platform:
+    description: Target operating system.
+    support: full
+    platforms: posix
+notes:
+  - A running firewalld is chosen before ufw, because it owns the ruleset while it runs. An inactive ufw is still chosen
+    (when firewalld is not running), so that M(tunnelwall.cloudflared.ufw_egress) can say it is inactive.
+seealso:
+  - module: tunnelwall.cloudflared.firewalld_egress
+  - module: tunnelwall.cloudflared.ufw_egress
+"""
+
+EXAMPLES = r"""
+- name: Which firewall would the role use?
+  tunnelwall.cloudflared.egress_firewall_info:
+  register: found
+
+- name: Say it
+  ansible.builtin.debug:
+    msg: "{{ found.backend | default('none', true) }}: {{ found.description }}"
+"""
+
+RETURN = r"""
+backend:
+  description: V(firewalld), V(ufw), or null when neither is usable.
+  returned: always
+  type: str
+  sample: firewalld
+description:
+  description: What was found, in one line.
+  returned: always
+  type: str
+  sample: "firewalld installed but not running (state FAILED); ufw not installed"
+firewalld:
+  description: What was found of firewalld.
+  returned: always
+  type: dict
+  sample: {installed: true, running: true, version: 1.3.3, detail: RUNNING}
+ufw:
+  description: What was found of ufw.
+  returned: always
+  type: dict
+  sample: {installed: true, enabled: false}
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import firewall_backend, ufw_rules
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.firewalld_client import Firewalld, FirewalldError
+
+SBIN = ['/usr/sbin', '/sbin']
+
+
+def read_text(path):
+    try:
+        with open(path, 'r') as handle:
+            return handle.read()
+    except (IOError, OSError):
+        return None
+
+
+def main():
+    module = AnsibleModule(argument_spec={}, supports_check_mode=True)
+    firewalld = {'installed': bool(module.get_bin_path('firewalld', opt_dirs=SBIN) or module.get_bin_path('firewall-cmd')),
+                 'running': False, 'version': None, 'detail': 'not installed'}
+    if firewalld['installed']:
+        try:
+            firewalld['detail'], firewalld['version'] = Firewalld(module.run_command).state()
+            firewalld['running'] = True
+        except FirewalldError as error:
+            firewalld['detail'] = str(error)
+    ufw_binary = module.get_bin_path('ufw', opt_dirs=SBIN)
+    conf = read_text(firewall_backend.UFW_CONF)
+    ufw = {'installed': bool(ufw_binary) and conf is not None, 'enabled': conf is not None and ufw_rules.ufw_enabled(conf)}
+    found = {'firewalld': firewalld, 'ufw': ufw}
+    module.exit_json(changed=False, backend=firewall_backend.choose(found), description=firewall_backend.describe(found), **found)
+
+
+if __name__ == '__main__':
+    main()
