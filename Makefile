@@ -9,6 +9,7 @@
 #   make lint         ansible-lint (production profile) and antsibull-changelog lint
 #   make unit         pytest tests/unit in both venvs
 #   make integration  pytest tests/integration in both venvs
+#   make molecule     molecule test of every scenario in extensions/molecule (lab hosts; root)
 #   make demo         resolve the egress plan (tunnelwall.cloudflared.plan), falling back to the published list
 #   make bench        tests/bench/run_all.py in .venv/bench (PyPI "ansible", i.e. with community.general)
 #   make collection   build the collection tarball and install it into .build/collections
@@ -332,7 +333,16 @@ debian-packages:
 # the last line printed is pytest's summary.
 # ---------------------------------------------------------------------------
 .PHONY: test
-test: venvs collection sanity lint pytest-core219 pytest-latest
+test: venvs collection sanity lint pytest-core219 molecule pytest-latest
+
+# molecule (latest venv) from the collection's root, which is how it finds extensions/molecule; the role comes
+# from the installed collection. Its working files go to .build/molecule (ANSIBLE_HOME), and the lab it creates
+# uses the same namespaces as the tests' lab, so it runs between the pytest runs, never beside them.
+.PHONY: molecule
+molecule: venv-latest collection debian-packages
+	cd $(ROOT) && PATH=$(VENV_DIR)/latest/bin:$$PATH $(TEST_ENV) ANSIBLE_HOME=$(BUILD_DIR)/molecule \
+		ANSIBLE_REMOTE_TMP=$(BUILD_DIR)/molecule/remote-tmp ANSIBLE_NOCOLOR=1 NO_COLOR=1 \
+		molecule test --all
 
 # ---------------------------------------------------------------------------
 # Demo and bench

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
 from tests.support import edge_zone
 
@@ -120,3 +121,24 @@ def test_ansible_doc_renders_the_modules(module, texts):
     assert result.returncode == 0, result.stderr
     for text in texts + ('EXAMPLES', 'RETURN VALUES', 'ca_path'):
         assert text in result.stdout, text
+
+
+def test_ansible_doc_lists_every_module_of_the_collection():
+    result = ansible('ansible-doc', '--list', 'tunnelwall.cloudflared', '--json')
+    assert result.returncode == 0, result.stderr
+    shipped = {os.path.splitext(name)[0] for name in os.listdir(os.path.join(REPO, 'plugins', 'modules'))}
+    listed = {name.split('.')[-1] for name in json.loads(result.stdout)}
+    assert listed == shipped, (listed, shipped)
+    for module in sorted(shipped):
+        page = ansible('ansible-doc', 'tunnelwall.cloudflared.' + module)
+        assert page.returncode == 0 and 'EXAMPLES' in page.stdout and 'RETURN VALUES' in page.stdout, (module, page.stderr)
+
+
+def test_ansible_doc_shows_the_roles_argument_specs():
+    result = ansible('ansible-doc', '-t', 'role', 'tunnelwall.cloudflared.egress_firewall')
+    assert result.returncode == 0, result.stderr
+    with open(os.path.join(REPO, 'roles', 'egress_firewall', 'meta', 'argument_specs.yml'), encoding='utf-8') as handle:
+        options = yaml.safe_load(handle)['argument_specs']['main']['options']
+    assert len(options) >= 15
+    for name in options:
+        assert name in result.stdout, name
