@@ -17,8 +17,8 @@ MODES = ('drop', 'reject')
 DNS_KINDS = ('servfail', 'nxdomain', 'refused', 'timeout', 'spoof')
 
 USAGE = """faults:
-  udp7844 drop|reject            QUIC to every edge address (reject: ICMP port unreachable)
-  tcp7844 drop|reject            TCP 7844 to every edge address (reject: TCP reset)
+  udp7844 drop|reject [HOST]     QUIC to every edge address, from every host or one (reject: ICMP port unreachable)
+  tcp7844 drop|reject [HOST]     TCP 7844 to every edge address, from every host or one (reject: TCP reset)
   region NAME [drop|reject]      TCP and UDP to one region's addresses (reject: TCP reset, ICMP prohibited)
   api [drop|reject]              TCP 443 to api.cloudflare.com
   update [drop|reject]           TCP 443 to update.argotunnel.com and update.cloudflare.com
@@ -39,9 +39,9 @@ def parse(args):
         raise FaultError('which fault?\n' + USAGE)
     name, rest = args[0], args[1:]
     if name in ('udp7844', 'tcp7844'):
-        if len(rest) != 1 or rest[0] not in MODES:
-            raise FaultError('%s takes drop or reject' % name)
-        return [name, rest[0]]
+        if len(rest) not in (1, 2) or rest[0] not in MODES:
+            raise FaultError('%s takes drop or reject, and optionally a host' % name)
+        return [name] + rest  # the lab adds the host's addresses (only it knows them)
     if name == 'region':
         if not 1 <= len(rest) <= 2 or (len(rest) == 2 and rest[1] not in MODES):
             raise FaultError('region takes NAME [drop|reject]')
@@ -105,10 +105,13 @@ def nft_rules(faults):
     udp_reject = 'reject with icmpx type port-unreachable'
     for fault in faults:
         name = fault[0]
-        if name == 'udp7844':
-            rules.append('udp dport %d counter %s' % (config.TUNNEL_PORT, 'drop' if fault[1] == 'drop' else udp_reject))
-        elif name == 'tcp7844':
-            rules.append('tcp dport %d counter %s' % (config.TUNNEL_PORT, 'drop' if fault[1] == 'drop' else tcp_reject))
+        if name in ('udp7844', 'tcp7844'):
+            protocol = name[:3]
+            verdict = 'drop' if fault[1] == 'drop' else (udp_reject if protocol == 'udp' else tcp_reject)
+            # [name, mode] for every host; [name, mode, HOST, ipv4, ipv6] for one host's packets only.
+            sources = [''] if len(fault) == 2 else ['ip saddr %s ' % fault[3], 'ip6 saddr %s ' % fault[4]]
+            for source in sources:
+                rules.append('%s%s dport %d counter %s' % (source, protocol, config.TUNNEL_PORT, verdict))
         elif name == 'region':
             # A region that is down answers nothing at all, on any port: a dead data centre, or (reject)
             # one that says no at once. "Host unreachable" would not do for reject: UDP sockets ignore it

@@ -587,6 +587,10 @@ class Lab:
         """Switch a fault on (see faults.USAGE); faults add up until reset()."""
         self._require_up()
         fault = faultlib.parse(args)
+        if fault[0] in ('udp7844', 'tcp7844') and len(fault) == 3:
+            if fault[2] not in self.hosts:
+                raise faultlib.FaultError('%s: no host %r in the lab (%s)' % (fault[0], fault[2], ', '.join(sorted(self.hosts))))
+            fault += [self.hosts[fault[2]]['ipv4'], self.hosts[fault[2]]['ipv6']]
         active = [f for f in self.state.get('faults', []) if not self._replaces(fault, f)] + [fault]
         self._apply_faults(active)
         return fault
@@ -598,6 +602,8 @@ class Lab:
             return False
         if new[0] == 'region':
             return new[1] == old[1]
+        if new[0] in ('udp7844', 'tcp7844'):  # per host: the same host, or both for every host
+            return new[2:3] == old[2:3]
         if new[0] == 'dns':
             if new[1] in ('rotate', 'delay') or old[1] in ('rotate', 'delay'):
                 return new[1] == old[1]

@@ -61,6 +61,21 @@ def test_udp7844_drop_and_reject(lab, host, address):
     assert _quic(lab, host, address)['ok']
 
 
+@pytest.mark.parametrize('address', ['198.51.100.13', '2001:db8:e::23'])
+def test_udp7844_blocked_for_one_host_only(lab, address):
+    blocked, other = sorted(lab.hosts)[:2]
+    lab.fault('udp7844', 'drop', blocked)
+    assert _dropped(_quic(lab, blocked, address))
+    assert _quic(lab, other, address)['ok'], 'the other hosts keep QUIC'
+    assert _tls(lab, blocked, address)['ok'], 'TCP 7844 must still work'
+    lab.fault('udp7844', 'reject')  # every host now; replaces nothing of the per-host fault
+    assert len(lab.state['faults']) == 2 and _refused(_quic(lab, other, address))
+    with pytest.raises(ValueError, match="no host 'nosuch' in the lab"):
+        lab.fault('udp7844', 'drop', 'nosuch')
+    lab.reset()
+    assert _quic(lab, blocked, address)['ok']
+
+
 @pytest.mark.parametrize('address', ['198.51.100.12', '2001:db8:e::22'])
 def test_tcp7844_drop_and_reject(lab, host, address):
     lab.fault('tcp7844', 'drop')
