@@ -10,7 +10,8 @@
 #   make unit         pytest tests/unit in both venvs
 #   make integration  pytest tests/integration in both venvs
 #   make molecule     molecule test of every scenario in extensions/molecule (lab hosts; root)
-#   make demo         resolve the egress plan (tunnelwall.cloudflared.plan), falling back to the published list
+#   make demo         root: site playbook on a lab (2 firewalld, 2 ufw, QUIC blocked on ufw1) + report; KEEP_LAB=1 keeps it
+#                     not root: resolve the egress plan only (tunnelwall.cloudflared.plan)
 #   make bench        tests/bench/run_all.py in .venv/bench (PyPI "ansible", i.e. with community.general)
 #   make collection   build the collection tarball and install it into .build/collections
 #   make venvs        create/refresh .venv/core219 and .venv/latest
@@ -347,12 +348,34 @@ molecule: venv-latest collection debian-packages
 # ---------------------------------------------------------------------------
 # Demo and bench
 # ---------------------------------------------------------------------------
-.PHONY: demo bench
+.PHONY: demo demo-plan demo-lab bench
 demo: venv-latest collection
-	# The demo asks for the catalog fallback so that it shows a plan even offline; the
-	# lookup says loudly when it uses it (source=catalog).
+	@if [ "$$(id -u)" = 0 ]; then $(MAKE) demo-lab; else \
+		echo ">>> not root: the lab (hosts with real firewalls) needs root - showing the plan only"; \
+		$(MAKE) demo-plan; fi
+
+# The plan only: asks for the catalog fallback so that it shows a plan even offline; the lookup says loudly when
+# it uses it (source=catalog).
+demo-plan: venv-latest collection
 	cd $(ROOT) && PATH=$(VENV_DIR)/latest/bin:$$PATH $(TEST_ENV) ANSIBLE_LOCALHOST_WARNING=False \
 		ansible-playbook tunnelwall.cloudflared.plan -e tunnelwall_edge_on_dns_failure=catalog
+
+# The main job, as root: a lab with two firewalld and two ufw hosts, UDP 7844 blocked for ufw1, the site playbook
+# with default deny against it, the fleet report. The lab goes down afterwards unless KEEP_LAB=1.
+DEMO_LAB := $(BUILD_DIR)/demo-lab
+DEMO_REPORT := $(BUILD_DIR)/demo-report
+demo-lab: venv-latest collection debian-packages
+	cd $(ROOT) && export PATH=$(VENV_DIR)/latest/bin:$$PATH $(TEST_ENV) ANSIBLE_NOCOLOR=1; \
+	lab() { python -m tests.lab --dir $(DEMO_LAB) "$$@"; }; \
+	[ "$(KEEP_LAB)" = 1 ] || trap 'lab down >/dev/null' EXIT; \
+	lab up --replace --hosts firewalld:2,ufw:2 && lab fault udp7844 drop ufw1 && \
+	echo ">>> UDP 7844 (QUIC) is blocked for ufw1 only; running tunnelwall.cloudflared.site" && \
+	ansible-playbook tunnelwall.cloudflared.site -i $(DEMO_LAB)/inventory.yml \
+		-e egress_firewall_default_deny=true -e '{"egress_firewall_probe_ca_path": "{{ tunnelwall_lab_ca }}"}' \
+		-e tunnelwall_report_dir=$(DEMO_REPORT) | tail -n 12 && \
+	echo && sed -n '/^\*\*/p; /^| Host/,/^$$/p' $(DEMO_REPORT)/tunnelwall-fleet-report.md && \
+	echo ">>> report: $(DEMO_REPORT)/tunnelwall-fleet-report.html (.md, .json)" && \
+	if [ "$(KEEP_LAB)" = 1 ]; then echo ">>> lab kept up: python -m tests.lab --dir $(DEMO_LAB) down"; fi
 
 # The bench venv's "ansible" package carries community.general etc. in its
 # site-packages, so here the sys.path scan stays on; the collection under test

@@ -1,0 +1,100 @@
+# -*- coding: utf-8 -*-
+"""The shipped playbooks (site, check, remove) run with ansible-playbook against the lab, as users run them."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.lab import config
+
+BIN = os.path.dirname(sys.executable)
+RECAP = re.compile(r'^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)', re.MULTILINE)
+LAB_VARS = ['-e', '{"egress_firewall_probe_ca_path": "{{ tunnelwall_lab_ca }}", "egress_firewall_probe_timeout": 1.5}']
+
+
+@pytest.fixture
+def fleet(lab_pristine):
+    yield lab_pristine
+
+
+def playbook(lab, tmp_path, name, *args, targets='fw1:fw2:ufw1:ufw2'):
+    """Run tunnelwall.cloudflared.NAME; return (rc, output, recap, report JSON or None)."""
+    report_dir = tmp_path / 'report'
+    # A private ANSIBLE_HOME: the lookup's plan cache starts empty, so every run resolves (and is counted).
+    env = dict(os.environ, ANSIBLE_NOCOLOR='1', ANSIBLE_SHOW_CUSTOM_STATS='1', ANSIBLE_HOME=str(tmp_path / 'home'))
+    command = [os.path.join(BIN, 'ansible-playbook'), 'tunnelwall.cloudflared.' + name, '-i', lab.inventory,
+               '-e', 'tunnelwall_targets=' + targets, '-e', 'tunnelwall_report_dir=%s' % report_dir] + LAB_VARS + list(args)
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, check=False, cwd=config.REPO)
+    output = result.stdout + result.stderr
+    recap = {m.group(1): {'changed': int(m.group(3)), 'failed': int(m.group(5))} for m in RECAP.finditer(result.stdout)}
+    report = report_dir / 'tunnelwall-fleet-report.json'
+    return result.returncode, output, recap, json.loads(report.read_text()) if report.exists() else None
+
+
+def rulesets(lab):
+    return {host: sorted(re.sub(r'counter packets \d+ bytes \d+', 'counter',
+                                lab.exec(host, ['nft', 'list', 'ruleset'], check=True).stdout).splitlines())
+            for host in ('fw1', 'fw2', 'ufw1', 'ufw2')}
+
+
+def rows(report):
+    return {row['host']: row for row in report['rows']}
+
+
+def test_check_site_and_remove_on_a_fleet_with_quic_blocked_on_one_host(fleet, tmp_path):
+    lab = fleet
+    before = rulesets(lab)
+    lab.fault('udp7844', 'drop', 'ufw1')
+
+    rc, output, recap, report = playbook(lab, tmp_path, 'check')
+    assert rc == 0, output
+    assert all(recap[h]['changed'] == 0 for h in ('fw1', 'fw2', 'ufw1', 'ufw2')), recap
+    assert rulesets(lab) == before
+    by_host = rows(report)
+    assert sorted(by_host) == ['fw1', 'fw2', 'ufw1', 'ufw2']
+    assert by_host['ufw1']['state'] == 'failing' and by_host['ufw1']['protocol'] == 'http2'
+    assert all(by_host[h]['state'] == 'ok' and by_host[h]['protocol'] == 'quic' for h in ('fw1', 'fw2', 'ufw2'))
+    assert 'tunnelwall_fleet' in output  # set_stats, shown as custom stats (AWX keeps them as artifacts)
+
+    rc, output, recap, dummy = playbook(lab, tmp_path, 'site', '-e', 'egress_firewall_default_deny=true', '--check', '--diff')
+    assert rc == 0, output
+    assert recap['fw1']['changed'] > 0 and recap['ufw1']['changed'] > 0
+    assert '+default outgoing policy: deny' in output
+    assert rulesets(lab) == before
+
+    rc, output, recap, report = playbook(lab, tmp_path, 'site', '-e', 'egress_firewall_default_deny=true')
+    assert rc == 0, output  # QUIC blocked on ufw1: HTTP/2 still reaches the edge, so any_tunnel is met
+    applied = rulesets(lab)
+    assert all(applied[h] != before[h] for h in before)
+    by_host = rows(report)
+    assert by_host['ufw1']['state'] == 'failing' and by_host['ufw1']['protocol'] == 'http2'
+    assert by_host['fw1']['state'] == 'ok'
+
+    rc, output, recap, dummy = playbook(lab, tmp_path, 'site', '-e', 'egress_firewall_default_deny=true')
+    assert rc == 0 and all(recap[h]['changed'] == 0 for h in ('fw1', 'fw2', 'ufw1', 'ufw2')), output
+
+    rc, output, recap, dummy = playbook(lab, tmp_path, 'remove', '--check')
+    assert rc == 0 and rulesets(lab) == applied, output
+    rc, output, recap, dummy = playbook(lab, tmp_path, 'remove')
+    assert rc == 0 and all(recap[h]['changed'] > 0 for h in ('fw1', 'fw2', 'ufw1', 'ufw2')), output
+    assert rulesets(lab) == before
+
+
+def test_the_plan_is_resolved_once_whatever_the_number_of_hosts(fleet, tmp_path):
+    lab = fleet
+    counts = {}
+    for targets in ('fw1', 'fw1:fw2:ufw1:ufw2'):
+        lab.dns.clear_log()
+        rc, output, dummy, report = playbook(lab, tmp_path / targets.replace(':', '-'), 'check', targets=targets)
+        assert rc == 0, output
+        assert len(report['rows']) == len(targets.split(':'))
+        hosts = {h['ipv4'] for h in lab.hosts.values()} | {h['ipv6'] for h in lab.hosts.values()}
+        # The hosts' own DNS checks come from their addresses; the rest is the controller's lookup.
+        counts[targets] = len([q for q in lab.dns.queries() if q['client'] not in hosts])
+    assert counts['fw1'] > 0 and counts['fw1'] == counts['fw1:fw2:ufw1:ufw2'], counts
