@@ -1,0 +1,192 @@
+# -*- coding: utf-8 -*-
+# Copyright: tunnelwall developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""fleet_report: write the fleet's probe results as Markdown, HTML and JSON on the controller.
+
+Everything happens here; there is no module to run on a host. The task runs
+once per play whatever its hosts (BYPASS_HOST_LOOP, like add_host), since
+it reports on all of them. The rows, cells and renderings come from
+plugins/plugin_utils/fleet_report.py.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible.module_utils.common.text.converters import to_text
+from ansible.module_utils.errors import UnsupportedError
+from ansible.plugins.action import ActionBase
+
+from ansible_collections.tunnelwall.cloudflared.plugins.plugin_utils import fleet_report
+
+ARGUMENT_SPEC = dict(
+    results=dict(type='dict'),
+    probe_var=dict(type='str'),
+    hosts=dict(type='list', elements='str'),
+    dest=dict(type='path', required=True),
+    formats=dict(type='list', elements='str', choices=list(fleet_report.FORMATS), default=list(fleet_report.FORMATS)),
+    basename=dict(type='str', default='tunnelwall-fleet-report'),
+    plan=dict(type='dict'),
+)
+BASENAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9._-]*')
+# New files get the usual mode of a report others read; a file that exists keeps its own.
+NEW_FILE_MODE = 0o644
+PLAIN_TYPES = ((str, 'str'), (bool, 'bool'), (int, 'int'), (float, 'float'), (list, 'list'), (Mapping, 'dict'))
+
+
+class OptionError(Exception):
+    """A bad option value; the message names the option and the value."""
+
+
+def _described(value):
+    """``str 'oops'``: the kind of a wrong value and its start (Ansible's own str/dict/list subclasses named plainly)."""
+    kind = next((name for cls, name in PLAIN_TYPES if isinstance(value, cls)), type(value).__name__)
+    text = str(value)
+    return '%s %r' % (kind, text if len(text) <= 60 else text[:57] + '...')
+
+
+def _utc_now():
+    return datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
+
+
+def _read(path):
+    try:
+        with open(path, encoding='utf-8') as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as error:
+        raise OptionError('dest: cannot read %s: %s' % (path, error)) from error
+
+
+def _write_atomically(path, content):
+    """Write beside the file, then rename over it: a reader never sees half a report."""
+    try:
+        mode = os.stat(path).st_mode & 0o7777
+    except FileNotFoundError:
+        mode = NEW_FILE_MODE
+    handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix='.%s.' % os.path.basename(path))
+    try:
+        with os.fdopen(handle, 'w', encoding='utf-8') as stream:
+            stream.write(content)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
+
+
+class ActionModule(ActionBase):
+
+    TRANSFERS_FILES = False
+    BYPASS_HOST_LOOP = True
+    _supports_check_mode = True
+    _supports_async = False
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        task_vars = task_vars or {}
+        validation = ArgumentSpecValidator(ARGUMENT_SPEC, mutually_exclusive=[('results', 'probe_var')],
+                                           required_one_of=[('results', 'probe_var')],
+                                           required_by={'hosts': 'probe_var'}).validate(self._task.args)
+        if validation.error_messages:
+            # An unknown option's message is only "NAME. Supported parameters include: ..."; say what it is.
+            messages = [('unsupported option %s' % error) if isinstance(error, UnsupportedError) else str(error)
+                        for error in validation.errors]
+            return dict(result, failed=True, msg='fleet_report: %s' % '; '.join(messages))
+        params = validation.validated_parameters
+        # Relative to where ansible-playbook runs; absolute in what the task returns and says.
+        params['dest'] = os.path.abspath(params['dest'])
+        try:
+            self._check(params)
+            probe_results = self._probe_results(params, task_vars)
+            outputs = self._outputs(params, probe_results)
+        except OptionError as error:
+            return dict(result, failed=True, msg='fleet_report: %s' % error)
+
+        report, paths, pending = outputs['report'], outputs['paths'], outputs['pending']
+        if pending and not self._task.check_mode:
+            try:
+                os.makedirs(params['dest'], exist_ok=True)
+                for name in pending:
+                    _write_atomically(paths[name], outputs['contents'][name])
+            except OSError as error:
+                return dict(result, failed=True, msg='fleet_report: cannot write to dest=%s: %s' % (params['dest'], error))
+        verb = 'would write' if self._task.check_mode else 'wrote'
+        result.update(
+            changed=bool(pending), report=report, paths=paths, stats=fleet_report.fleet_stats(report),
+            updated=pending,
+            msg='%s; %s' % (fleet_report.totals_line(report),
+                            '%s %s' % (verb, ', '.join(paths[name] for name in pending)) if pending
+                            else 'the report on disk is up to date'))
+        if self._task.diff and pending:
+            result['diff'] = [{'before_header': paths[name], 'after_header': paths[name],
+                               'before': outputs['old'][name] or '', 'after': outputs['contents'][name]}
+                              for name in pending]
+        return result
+
+    @staticmethod
+    def _check(params):
+        if not params['formats']:
+            raise OptionError('formats: empty; choose one or more of %s' % ', '.join(fleet_report.FORMATS))
+        if not BASENAME.fullmatch(params['basename']):
+            raise OptionError("basename=%r: expected a file name without directory or extension (letters, digits, "
+                              "'.', '_', '-', starting with a letter or digit)" % params['basename'])
+        if os.path.exists(params['dest']) and not os.path.isdir(params['dest']):
+            raise OptionError('dest=%s: exists and is not a directory' % params['dest'])
+        plan = params['plan']
+        if plan is not None and (plan.get('version') != 1 or 'source' not in plan):
+            raise OptionError('plan: expected the egress plan of the tunnelwall.cloudflared.edge_endpoints lookup '
+                              '(version 1, with source and resolved_at); got keys %s' % ', '.join(sorted(map(str, plan))))
+        if params['probe_var'] is not None and not params['probe_var'].isidentifier():
+            raise OptionError('probe_var=%r: expected the name of a registered variable' % params['probe_var'])
+
+    @staticmethod
+    def _probe_results(params, task_vars):
+        """``[(host, its registered probe result or None)]``, in the order to report them."""
+        if params['results'] is not None:
+            if not params['results']:
+                raise OptionError('results: empty; no host to report on')
+            for host, value in params['results'].items():
+                if value is not None and not isinstance(value, Mapping):
+                    raise OptionError('results[%r]: expected the registered result of edge_probe (a dict) or null, got %s'
+                                      % (to_text(host), _described(value)))
+            return [(to_text(host), value) for host, value in params['results'].items()]
+        hosts = params['hosts'] if params['hosts'] is not None else task_vars.get('ansible_play_hosts_all') or []
+        if not hosts:
+            raise OptionError('hosts: empty; no host to report on')
+        hostvars = task_vars.get('hostvars') or {}
+        probe_results = []
+        for host in hosts:
+            if host not in hostvars:
+                raise OptionError('hosts: %r is not in the inventory' % host)
+            variables = hostvars[host]
+            value = variables[params['probe_var']] if params['probe_var'] in variables else None
+            if value is not None and not isinstance(value, Mapping):
+                raise OptionError('probe_var=%s: on %s it is %s, not a registered edge_probe result'
+                                  % (params['probe_var'], host, _described(value)))
+            probe_results.append((host, value))
+        return probe_results
+
+    @staticmethod
+    def _outputs(params, probe_results):
+        """The report, its renderings, and which of them differ from the files on disk."""
+        rows = [fleet_report.host_row(host, value) for host, value in probe_results]
+        report = fleet_report.fleet_report(rows, _utc_now(), params['plan'])
+        formats = [name for name in fleet_report.FORMATS if name in params['formats']]
+        paths = dict((name, os.path.join(params['dest'], params['basename'] + fleet_report.EXTENSIONS[name]))
+                     for name in formats)
+        contents = dict((name, fleet_report.RENDERERS[name](report)) for name in formats)
+        old = dict((name, _read(paths[name])) for name in formats)
+        pending = [name for name in formats if not fleet_report.same_content(old[name], contents[name])]
+        return {'report': report, 'paths': paths, 'contents': contents, 'old': old, 'pending': pending}

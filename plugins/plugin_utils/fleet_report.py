@@ -1,0 +1,447 @@
+# -*- coding: utf-8 -*-
+# Copyright: tunnelwall developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The fleet report: one row per host, one column per check, from edge_probe results.
+
+Pure functions of plain data, so that they can be tested on the results
+the real probe report produces; the fleet_report action plugin only reads
+the registered results and writes the files.
+
+A report is a dict: ``columns`` (only those some host probed), ``rows`` (one
+per host, in the order given), ``totals``, ``protocols`` and, when given,
+``plan`` (where the egress plan came from). Every cell is
+``{state, text}`` with state ok (all answered), partial (some answered),
+failed (none answered), skipped (not probed on that host) or unreachable
+(the host has no probe result at all).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import json
+import re
+from collections.abc import Mapping
+
+REPORT_VERSION = 1
+FORMATS = ('markdown', 'html', 'json')
+EXTENSIONS = {'markdown': '.md', 'html': '.html', 'json': '.json'}
+FAMILIES = ('ipv4', 'ipv6')
+FAMILY_LABELS = {'ipv4': 'IPv4', 'ipv6': 'IPv6'}
+HOST_STATES = ('ok', 'failing', 'unreachable')
+TITLE = 'Cloudflare Tunnel egress: fleet report'
+
+# (id prefix, label, purpose, checks in order of preference). A column counts the first of its
+# checks that the host probed: the api and update hosts get a TCP connect and then HTTPS on the
+# same connection, and HTTPS is what proves the service; TCP alone counts when only it was probed.
+CHECK_COLUMNS = (
+    ('tcp', 'TCP 7844', 'tunnel', ('tcp',)),
+    ('tls', 'TLS 7844', 'tunnel', ('tls',)),
+    ('quic', 'QUIC 7844', 'tunnel', ('quic',)),
+    ('api', 'api 443', 'api', ('https', 'tcp')),
+    ('update', 'update 443', 'update', ('https', 'tcp')),
+)
+COLUMNS = [{'id': 'dns', 'label': 'DNS', 'family': None, 'purpose': None, 'checks': ()}] + [
+    {'id': '%s_%s' % (prefix, family), 'label': label, 'family': family, 'purpose': purpose, 'checks': checks}
+    for family in FAMILIES for prefix, label, purpose, checks in CHECK_COLUMNS]
+
+# DNS findings that mean the host cannot resolve at all or in part; the others are drift
+# between the plan (resolved on the controller) and what the host itself sees.
+DNS_FAILURES = ('no_resolver', 'unresolvable')
+# probe_report.unmet_requirements ends a message with what to open after this mark.
+FIX_MARK = '. To fix: '
+# Every time stamp a report holds (generated_at, the plan's resolved_at): see same_content().
+TIMESTAMP = re.compile(r'\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?')
+
+
+def _cell(state, text=''):
+    return {'state': state, 'text': text}
+
+
+def _count_cell(ok, total):
+    if not total:
+        return _cell('skipped')
+    return _cell('ok' if ok == total else 'partial' if ok else 'failed', '%d/%d' % (ok, total))
+
+
+def _check_cell(column, summary, results):
+    """The cell of one probe column, from the summary's counts and the failed results' error kinds."""
+    for check in column['checks']:
+        groups = [g for g in summary if (g.get('purpose'), g.get('check'), g.get('family'))
+                  == (column['purpose'], check, column['family'])]
+        if not groups:
+            continue
+        cell = _count_cell(sum(g.get('ok', 0) for g in groups), sum(g.get('total', 0) for g in groups))
+        errors = {}
+        for result in results:
+            if (result.get('purpose'), result.get('check'), result.get('family')) == \
+                    (column['purpose'], check, column['family']) and not result.get('ok'):
+                kind = result.get('error_kind') or 'error'
+                errors[kind] = errors.get(kind, 0) + 1
+        if errors:
+            cell['errors'] = dict(sorted(errors.items()))
+        return cell
+    return _cell('skipped')
+
+
+def _dns_cell(dns):
+    """DNS: how many of the host's questions were answered; drift from the plan makes it partial."""
+    answers = [a for a in dns.get('answers') or [] if isinstance(a, Mapping)]
+    findings = [f for f in dns.get('findings') or [] if isinstance(f, Mapping)]
+    if not answers and not findings:
+        return _cell('skipped')
+    ok = sum(1 for answer in answers if answer.get('ok'))
+    kinds = [finding.get('kind') for finding in findings]
+    if 'no_resolver' in kinds:
+        return _cell('failed', 'no resolver')
+    cell = _count_cell(ok, len(answers))
+    drift = sum(1 for kind in kinds if kind not in DNS_FAILURES)
+    if drift:
+        # The host resolves differently from the plan the firewall is built from: worth a look.
+        cell['state'] = 'failed' if cell['state'] == 'failed' else 'partial'
+        cell['text'] = ('%s, ' % cell['text'] if cell['text'] else '') + '%d drift' % drift
+    return cell
+
+
+def _problem_line(column, cell):
+    label = column_title(column)
+    if column['id'] == 'dns':
+        return None  # the findings themselves say what is wrong
+    line = '%s: %s answered' % (label, cell['text'])
+    if cell.get('errors'):
+        line += ', ' + ', '.join('%d %s' % (count, kind) for kind, count in cell['errors'].items())
+    return line
+
+
+def column_title(column):
+    """``QUIC 7844 IPv4``; ``DNS``."""
+    return column['label'] + (' ' + FAMILY_LABELS[column['family']] if column['family'] else '')
+
+
+def _no_result_message(result):
+    if not isinstance(result, Mapping):
+        return 'no probe result: the host was not probed (unreachable before the probe, or not in the play)'
+    message = str(result.get('msg') or '').strip()
+    if result.get('unreachable'):
+        return 'unreachable: %s' % (message or 'no connection')
+    if result.get('skipped'):
+        return 'not probed: the probe task was skipped%s' % (
+            ' (%s)' % result['skip_reason'] if result.get('skip_reason') else '')
+    if result.get('failed'):
+        return 'the probe failed before probing: %s' % (message or 'no message')
+    return 'not an edge_probe result (it has no summary)'
+
+
+def _unreachable_row(hostname, result):
+    return {'host': hostname, 'state': 'unreachable', 'message': _no_result_message(result), 'protocol': None,
+            'reason': None, 'cells': dict((column['id'], _cell('unreachable')) for column in COLUMNS),
+            'failing': [], 'problems': [], 'to_open': [], 'unmet': []}
+
+
+def host_row(hostname, probe_result):
+    """One host's row, from its registered edge_probe (or win_edge_probe) result.
+
+    A result without a summary (host unreachable, probe skipped or failed
+    before it probed, or no result at all) is an ``unreachable`` row with
+    the reason in ``message``; a probe that failed because a requirement
+    was not met still has its results and is an ordinary ``failing`` row.
+    """
+    if not isinstance(probe_result, Mapping) or probe_result.get('unreachable') \
+            or not isinstance(probe_result.get('summary'), list):
+        return _unreachable_row(hostname, probe_result)
+    summary = [g for g in probe_result['summary'] if isinstance(g, Mapping)]
+    results = [r for r in probe_result.get('results') or [] if isinstance(r, Mapping)]
+    dns = probe_result.get('dns') if isinstance(probe_result.get('dns'), Mapping) else {}
+    unmet = [str(message) for message in probe_result.get('unmet_requirements') or []]
+
+    cells, failing, problems = {}, [], []
+    for column in COLUMNS:
+        cell = _dns_cell(dns) if column['id'] == 'dns' else _check_cell(column, summary, results)
+        cells[column['id']] = cell
+        if cell['state'] in ('failed', 'partial'):
+            failing.append(column['id'])
+            line = _problem_line(column, cell)
+            if line:
+                problems.append(line)
+    problems.extend('DNS: %s' % finding.get('message') for finding in dns.get('findings') or []
+                    if isinstance(finding, Mapping))
+
+    to_open = []
+    for message in unmet:
+        if FIX_MARK in message:
+            for fix in message.split(FIX_MARK, 1)[1].split('; '):
+                if fix not in to_open:
+                    to_open.append(fix)
+        elif not message.startswith('dns: '):  # a DNS requirement repeats the findings listed above
+            problems.append('requirement not met: %s' % message)
+    protocol = probe_result.get('recommended_protocol')
+    if probe_result.get('failed') and not unmet:
+        problems.append('the probe failed: %s' % (probe_result.get('msg') or 'no message'))
+    # protocol none needs no test of its own: the tunnel columns probed then all failed.
+    state = 'failing' if failing or unmet or probe_result.get('failed') else 'ok'
+    return {'host': hostname, 'state': state, 'message': None, 'protocol': protocol,
+            'reason': probe_result.get('recommendation_reason'), 'cells': cells, 'failing': failing,
+            'problems': problems, 'to_open': to_open, 'unmet': unmet}
+
+
+def fleet_report(rows, generated_at, plan=None):
+    """The report of a fleet: the columns some host probed, the rows, the totals, where the plan came from."""
+    rows = list(rows)
+    shown = [c for c in COLUMNS if any(row['cells'].get(c['id'], {}).get('state') not in (None, 'skipped', 'unreachable')
+                                       for row in rows)]
+    totals = {'hosts': len(rows)}
+    totals.update((state, sum(1 for row in rows if row['state'] == state)) for state in HOST_STATES)
+    protocols = {}
+    for row in rows:
+        if row['protocol']:
+            protocols[row['protocol']] = protocols.get(row['protocol'], 0) + 1
+    report = {
+        'version': REPORT_VERSION,
+        'title': TITLE,
+        'generated_at': generated_at,
+        'plan': None,
+        'columns': [{'id': c['id'], 'label': c['label'], 'family': c['family']} for c in shown],
+        # Only the shown columns' cells: an IPv4-only fleet has no IPv6 column in any row.
+        'rows': [dict(row, cells=dict((c['id'], row['cells'].get(c['id'], _cell('skipped'))) for c in shown))
+                 for row in rows],
+        'totals': totals,
+        'protocols': dict(sorted(protocols.items())),
+    }
+    if plan:
+        report['plan'] = dict((key, plan.get(key)) for key in ('source', 'resolved_at', 'region', 'generation'))
+    return report
+
+
+def fleet_stats(report):
+    """A compact summary for ansible.builtin.set_stats: per host its state, protocol and failing checks."""
+    hosts = {}
+    for row in report['rows']:
+        entry = {'state': row['state'], 'protocol': row['protocol'], 'failing': list(row['failing'])}
+        if row['message']:
+            entry['message'] = row['message']
+        hosts[row['host']] = entry
+    return {'generated_at': report['generated_at'], 'totals': dict(report['totals']), 'hosts': hosts}
+
+
+def totals_line(report):
+    """``3 hosts: 1 ok, 1 failing, 1 unreachable``."""
+    totals = report['totals']
+    return '%d host%s: %d ok, %d failing, %d unreachable' % (
+        totals['hosts'], '' if totals['hosts'] == 1 else 's', totals['ok'], totals['failing'], totals['unreachable'])
+
+
+PLAN_SOURCES = {'dns': 'DNS', 'catalog': "Cloudflare's published list"}
+
+
+def _plan_line(plan):
+    if not plan:
+        return None
+    source = PLAN_SOURCES.get(plan.get('source'), plan.get('source') or 'an unknown source')
+    line = 'Egress plan from %s, resolved at %s' % (source, plan.get('resolved_at') or 'an unknown time')
+    extra = ', '.join('%s %s' % (key, plan[key]) for key in ('region', 'generation') if plan.get(key))
+    if extra:
+        line += ' (%s)' % extra
+    if plan.get('source') == 'catalog':
+        line += ': DNS failed when the plan was made, so the probe checked the published addresses, not what DNS gives today'
+    return line
+
+
+def _protocols_line(report):
+    if not report['protocols']:
+        return None
+    return 'Recommended protocol: %s' % ', '.join('%s %d' % item for item in report['protocols'].items())
+
+
+def _needs_attention(report):
+    return [row for row in report['rows'] if row['state'] != 'ok']
+
+
+# ----------------------------------------------------------------------------------------------
+# Markdown
+# ----------------------------------------------------------------------------------------------
+# Backslash-escape what Markdown (and GitHub's tables) would read as markup; newlines would end
+# a table row, so every run of white space becomes one space.
+MARKDOWN_SPECIAL = re.compile(r'([\\`*_\[\]<>|#~])')
+MARKDOWN_MARKS = {'ok': '✅', 'failed': '❌', 'failing': '❌', 'partial': '⚠️', 'skipped': '➖', 'unreachable': '⛔'}
+
+
+def _md(text):
+    return MARKDOWN_SPECIAL.sub(r'\\\1', ' '.join(str(text).split()))
+
+
+def _md_cell(cell):
+    return ('%s %s' % (MARKDOWN_MARKS[cell['state']], _md(cell['text']))).strip()
+
+
+def render_markdown(report):
+    """The report as GitHub-flavoured Markdown: totals, one table row per host, then what to fix."""
+    lines = ['# %s' % _md(report['title']), '', '- Generated %s' % _md(report['generated_at'])]
+    lines += ['- %s' % _md(line) for line in (_plan_line(report['plan']), _protocols_line(report)) if line]
+    lines += ['', '**%s**' % _md(totals_line(report)), '']
+    header = ['Host', 'State', 'Protocol'] + [column_title(c) for c in report['columns']]
+    lines.append('| %s |' % ' | '.join(_md(h) for h in header))
+    lines.append('|' + ' --- |' * len(header))
+    for row in report['rows']:
+        cells = [_md(row['host']), '%s %s' % (MARKDOWN_MARKS[row['state']], row['state']), _md(row['protocol'] or '')]
+        cells += [_md_cell(row['cells'][c['id']]) for c in report['columns']]
+        lines.append('| %s |' % ' | '.join(cells))
+    lines += ['', '## What to fix', '']
+    attention = _needs_attention(report)
+    if not attention:
+        lines += ['Every host reaches what it probed: nothing to fix.', '']
+    for row in attention:
+        lines += ['### %s: %s %s' % (_md(row['host']), MARKDOWN_MARKS[row['state']], row['state']), '']
+        if row['message']:
+            lines.append('- %s' % _md(row['message']))
+        if row['protocol']:
+            lines.append('- Recommended protocol %s: %s' % (_md(row['protocol']), _md(row['reason'] or '')))
+        lines += ['- %s' % _md(problem) for problem in row['problems']]
+        lines += ['- **To open:** %s' % _md(fix) for fix in row['to_open']]
+        lines.append('')
+    lines.append('Legend: ✅ all answered, ⚠️ some answered, ❌ none answered, ➖ not probed on that host, '
+                 '⛔ no probe result for the host.')
+    return '\n'.join(lines) + '\n'
+
+
+# ----------------------------------------------------------------------------------------------
+# HTML
+# ----------------------------------------------------------------------------------------------
+# One self-contained page: inline CSS, no script, nothing loaded from elsewhere. The Content
+# Security Policy says so to the browser too (the style is allowed by its hash), so a page that
+# ever did load something would show it as a console error instead of loading it silently.
+CSS = """\
+:root { color-scheme: light; --ok: #1a7f37; --failed: #cf222e; --partial: #9a6700; --skipped: #6e7781;
+  --unreachable: #6639ba; --line: #d0d7de; }
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 1.5rem; color: #1f2328; }
+h1 { font-size: 1.45rem; margin: 0 0 .3rem; }
+h2 { font-size: 1.15rem; margin: 1.6rem 0 .6rem; }
+h3 { font-size: 1rem; margin: 1rem 0 .3rem; }
+.meta { color: #59636e; margin: .15rem 0; }
+.totals { display: flex; flex-wrap: wrap; gap: .4rem; margin: 1rem 0; }
+.badge { display: inline-block; padding: .1rem .6rem; border-radius: 1rem; color: #fff; font-weight: 600;
+  background: var(--skipped); white-space: nowrap; }
+.badge.all { background: #24292f; }
+.badge.ok { background: var(--ok); }
+.badge.failing, .badge.failed { background: var(--failed); }
+.badge.partial { background: var(--partial); }
+.badge.unreachable { background: var(--unreachable); }
+.scroll { overflow-x: auto; }
+table { border-collapse: collapse; }
+th, td { border: 1px solid var(--line); padding: .3rem .55rem; text-align: center; white-space: nowrap; }
+thead th { background: #f6f8fa; }
+tbody th { text-align: left; font-weight: 600; }
+td.cell.ok { background: #dafbe1; color: #116329; }
+td.cell.failed { background: #ffebe9; color: #a40e26; font-weight: 600; }
+td.cell.partial { background: #fff8c5; color: #7d4e00; font-weight: 600; }
+td.cell.skipped { color: var(--skipped); }
+td.cell.unreachable { background: #fbefff; color: var(--unreachable); }
+section.host { border-left: 4px solid var(--failed); padding: .1rem 0 .1rem .9rem; margin: .8rem 0; }
+section.host.unreachable { border-color: var(--unreachable); }
+section.host ul { margin: .3rem 0; padding-left: 1.2rem; }
+li.open { font-weight: 600; }
+.legend { color: #59636e; margin-top: 1.6rem; }
+"""
+CELL_SYMBOLS = {'ok': '✓', 'failed': '✗', 'partial': '◐', 'skipped': '–', 'unreachable': '?'}
+CELL_HINTS = {'ok': 'all answered', 'failed': 'none answered', 'partial': 'some answered',
+              'skipped': 'not probed on this host', 'unreachable': 'no probe result for this host'}
+
+
+def _e(text):
+    return html.escape('' if text is None else str(text), quote=True)
+
+
+def _content_security_policy():
+    digest = base64.b64encode(hashlib.sha256(CSS.encode('utf-8')).digest()).decode('ascii')
+    return "default-src 'none'; style-src 'sha256-%s'; base-uri 'none'; form-action 'none'" % digest
+
+
+def _html_cell(cell, title):
+    hint = CELL_HINTS[cell['state']]
+    if cell.get('errors'):
+        hint += ': ' + ', '.join('%d %s' % (count, kind) for kind, count in cell['errors'].items())
+    text = ('%s %s' % (CELL_SYMBOLS[cell['state']], cell['text'])).strip()
+    return '<td class="cell %s" title="%s">%s</td>' % (_e(cell['state']), _e('%s: %s' % (title, hint)), _e(text))
+
+
+def _html_head_rows(columns):
+    """Two header rows: the address families span their checks."""
+    first = ['<th scope="col" rowspan="2">Host</th>', '<th scope="col" rowspan="2">State</th>',
+             '<th scope="col" rowspan="2">Protocol</th>']
+    second = []
+    for column in columns:
+        if not column['family']:
+            first.append('<th scope="col" rowspan="2">%s</th>' % _e(column['label']))
+    for family in FAMILIES:
+        mine = [c for c in columns if c['family'] == family]
+        if mine:
+            first.append('<th scope="colgroup" colspan="%d">%s</th>' % (len(mine), _e(FAMILY_LABELS[family])))
+            second.extend('<th scope="col">%s</th>' % _e(c['label']) for c in mine)
+    return '<tr>%s</tr>\n<tr>%s</tr>' % (''.join(first), ''.join(second))
+
+
+def _html_columns(columns):
+    """The columns in the order the header shows them: DNS first, then each family's checks."""
+    return [c for c in columns if not c['family']] + [c for f in FAMILIES for c in columns if c['family'] == f]
+
+
+def render_html(report):
+    """The report as one self-contained HTML5 page (inline CSS, no script, no external resource)."""
+    columns = _html_columns(report['columns'])
+    totals = report['totals']
+    out = ['<!doctype html>', '<html lang="en">', '<head>', '<meta charset="utf-8">',
+           '<meta name="viewport" content="width=device-width, initial-scale=1">',
+           '<meta http-equiv="Content-Security-Policy" content="%s">' % _e(_content_security_policy()),
+           '<title>%s</title>' % _e('%s (%s)' % (report['title'], totals_line(report))),
+           '<style>%s</style>' % CSS, '</head>', '<body>', '<header>', '<h1>%s</h1>' % _e(report['title']),
+           '<p class="meta">Generated <time datetime="%s">%s</time></p>' % ((_e(report['generated_at']),) * 2)]
+    for line in (_plan_line(report['plan']), _protocols_line(report)):
+        if line:
+            out.append('<p class="meta">%s</p>' % _e(line))
+    out.append('<p class="totals" id="totals"><span class="badge all">%d hosts</span> '
+               '<span class="badge ok">%d ok</span> <span class="badge failing">%d failing</span> '
+               '<span class="badge unreachable">%d unreachable</span></p>'
+               % (totals['hosts'], totals['ok'], totals['failing'], totals['unreachable']))
+    out += ['</header>', '<main>', '<div class="scroll">', '<table id="fleet">', '<thead>', _html_head_rows(columns),
+            '</thead>', '<tbody>']
+    for index, row in enumerate(report['rows']):
+        host = ('<a href="#host-%d">%s</a>' % (index, _e(row['host'])) if row['state'] != 'ok' else _e(row['host']))
+        cells = ''.join(_html_cell(row['cells'][c['id']], '%s %s' % (row['host'], column_title(c))) for c in columns)
+        out.append('<tr class="%s"><th scope="row">%s</th><td><span class="badge %s">%s</span></td><td>%s</td>%s</tr>'
+                   % (_e(row['state']), host, _e(row['state']), _e(row['state']), _e(row['protocol'] or ''), cells))
+    out += ['</tbody>', '</table>', '</div>', '<h2>What to fix</h2>']
+    attention = _needs_attention(report)
+    if not attention:
+        out.append('<p>Every host reaches what it probed: nothing to fix.</p>')
+    for index, row in enumerate(report['rows']):
+        if row['state'] == 'ok':
+            continue
+        items = ['<li>%s</li>' % _e(row['message'])] if row['message'] else []
+        if row['protocol']:
+            items.append('<li>Recommended protocol <strong>%s</strong>: %s</li>' % (_e(row['protocol']), _e(row['reason'] or '')))
+        items += ['<li>%s</li>' % _e(problem) for problem in row['problems']]
+        items += ['<li class="open">To open: %s</li>' % _e(fix) for fix in row['to_open']]
+        out += ['<section class="host %s" id="host-%d">' % (_e(row['state']), index),
+                '<h3>%s <span class="badge %s">%s</span></h3>' % (_e(row['host']), _e(row['state']), _e(row['state'])),
+                '<ul>%s</ul>' % ''.join(items), '</section>']
+    out += ['<p class="legend">%s</p>' % ' · '.join('%s %s' % (_e(CELL_SYMBOLS[s]), _e(CELL_HINTS[s])) for s in CELL_SYMBOLS),
+            '</main>', '</body>', '</html>']
+    return '\n'.join(out) + '\n'
+
+
+def render_json(report):
+    """The report as JSON, keys sorted so that the same report is always the same text."""
+    return json.dumps(report, indent=2, sort_keys=True, ensure_ascii=False, default=str) + '\n'
+
+
+RENDERERS = {'markdown': render_markdown, 'html': render_html, 'json': render_json}
+
+
+def same_content(old, new):
+    """Whether two renderings say the same thing apart from their time stamps.
+
+    The report carries when it was generated (and when the plan was
+    resolved), which differ on every run; comparing with them masked lets a
+    rerun over an unchanged fleet leave the files alone and report no change.
+    """
+    return old is not None and TIMESTAMP.sub('<time>', old) == TIMESTAMP.sub('<time>', new)
