@@ -14,8 +14,7 @@ description:
     talks to it) and whether ufw is installed and enabled, and which of them the
     P(tunnelwall.cloudflared.egress_firewall#role) role would use with C(egress_firewall_backend=auto).
   - Changes nothing. Linux only; the role recognises Windows hosts by their connection.
-author:
-  - tunnelwall developers
+author: tunnelwall developers (@tunnelwall)
 extends_documentation_fragment:
   - tunnelwall.cloudflared.attributes_read_only
 options: {}

@@ -197,7 +197,7 @@ rolled_back:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import dns_client, ufw_apply, ufw_rules
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import dns_client, ufw_apply
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.egress_spec import EXTRA_ALLOW_SPEC, REQUIRED_IF, RULES_SPEC
 
 SBIN = ['/usr/sbin', '/sbin']
@@ -222,7 +222,7 @@ def main():
     if not binaries['ufw']:
         module.fail_json(msg='ufw is not installed (no ufw command in PATH, /usr/sbin or /sbin)')
     resolvers = dns_client.resolvers_to_allow(dns_client.read_resolv_conf('/etc/resolv.conf'),
-                                         dns_client.read_resolv_conf(dns_client.SYSTEMD_RESOLV_CONF))
+                                              dns_client.read_resolv_conf(dns_client.SYSTEMD_RESOLV_CONF))
 
     def run(argv, data=None):
         return module.run_command(argv, data=data, binary_data=True, environ_update={'LANG': 'C', 'LC_ALL': 'C'})

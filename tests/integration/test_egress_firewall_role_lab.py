@@ -18,7 +18,7 @@ from tests.lab import config
 from tests.support.edge_zone import DECOY
 
 BIN = os.path.dirname(sys.executable)
-HOSTS = ['fw2', 'ufw2']
+HOSTS = ('fw2', 'ufw2')
 API_V4, UPDATE_V4, API_V6 = '198.51.100.80', '198.51.100.81', '2001:db8:e::80'
 RECAP = re.compile(r'^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)', re.MULTILINE)
 PLAYBOOK = '''
