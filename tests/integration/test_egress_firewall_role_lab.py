@@ -113,7 +113,10 @@ def test_default_deny_allows_exactly_the_plan_on_firewalld_and_ufw_and_a_rerun_c
 def test_check_and_diff_mode_show_the_change_and_leave_the_ruleset_unchanged(hosts, tmp_path):
     lab = hosts
     before = {host: ruleset(lab, host) for host in HOSTS}
-    rc, output, recap = play(lab, tmp_path, '-e', 'egress_firewall_default_deny=true', '--check', '--diff')
+    # Answers as an AWX survey gives them: strings, a multiple choice one item per line.
+    survey = '{"egress_firewall_default_deny": "true", "egress_firewall_purposes": "tunnel\\napi\\n update",' \
+             ' "egress_firewall_require": "any_tunnel, api"}'
+    rc, output, recap = play(lab, tmp_path, '-e', survey, '--check', '--diff')
     assert rc == 0, output
     assert all(recap[host]['changed'] > 0 for host in HOSTS), recap
     assert '+default outgoing policy: deny' in output  # ufw's diff
@@ -153,6 +156,10 @@ def test_a_default_deny_without_tunnel_destinations_is_refused_before_any_change
     assert {host: ruleset(lab, host) for host in HOSTS} == before
     rc, output, dummy = play(lab, tmp_path, '-e', 'egress_firewall_backend=nftables')
     assert rc != 0 and "egress_firewall_backend" in output and 'nftables' in output, output
+    rc, output, dummy = play(lab, tmp_path, '-e', '{"egress_firewall_purposes": "tunnel\\n api,\\nmail"}')
+    assert rc != 0 and 'egress_firewall_purposes=' in output, output
+    assert 'unknown mail (choose from tunnel, api, update, extra). Nothing was changed.' in output, output
+    assert {host: ruleset(lab, host) for host in HOSTS} == before
 
 
 def test_the_backend_is_detected_on_each_host(hosts):
