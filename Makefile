@@ -334,7 +334,7 @@ debian-packages:
 # the last line printed is pytest's summary.
 # ---------------------------------------------------------------------------
 .PHONY: test
-test: venvs collection sanity lint pytest-core219 molecule pytest-latest
+test: venvs collection sanity lint packaging pytest-core219 molecule pytest-latest
 
 # molecule (latest venv) from the collection's root, which is how it finds extensions/molecule; the role comes
 # from the installed collection. Its working files go to .build/molecule (ANSIBLE_HOME), and the lab it creates
@@ -385,6 +385,8 @@ bench: venv-bench collection
 		ANSIBLE_COLLECTIONS_PATH=$(COLLECTIONS_DIR) ANSIBLE_HOME=$(BUILD_DIR)/ansible-home \
 		PYTHONPATH=$(COLLECTIONS_DIR) TUNNELWALL_COLLECTION_DIR=$(COLLECTION_DIR) \
 		$(VENV_DIR)/bench/bin/python tests/bench/run_all.py
+
+include mk/packaging.mk
 
 # ---------------------------------------------------------------------------
 # Housekeeping
