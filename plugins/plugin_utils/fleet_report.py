@@ -177,7 +177,9 @@ def host_row(hostname, probe_result):
             problems.append('requirement not met: %s' % message)
     protocol = probe_result.get('recommended_protocol')
     if probe_result.get('failed') and not unmet:
-        problems.append('the probe failed: %s' % (probe_result.get('msg') or 'no message'))
+        # The probe's own error, or what the site playbook adds when the change failed for another reason
+        # (no firewall found, a module error): the message names its source.
+        problems.append(probe_result.get('msg') or 'the probe failed without a message')
     # protocol none needs no test of its own: the tunnel columns probed then all failed.
     state = 'failing' if failing or unmet or probe_result.get('failed') else 'ok'
     return {'host': hostname, 'state': state, 'message': None, 'protocol': protocol,
