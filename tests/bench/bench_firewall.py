@@ -14,29 +14,13 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 
+from tests.bench.timed import timed_task
 from tests.lab import config
 from tests.lab.lab import Lab
 
 ADDRESSES = 20
-
-PLAYBOOK = '''
-- hosts: {host}
-  gather_facts: false
-  tasks:
-    - name: Open the SSH connection before timing
-      ansible.builtin.ping:
-    - ansible.builtin.set_fact:
-        started: "{{{{ now().timestamp() }}}}"
-{task}
-    - ansible.builtin.copy:
-        dest: "{out}"
-        content: "{{{{ {{'seconds': now().timestamp() - (started | float)}} | to_json }}}}"
-      delegate_to: localhost
-'''
 
 UFW_LOOP = '''    - name: One community.general.ufw call per rule
       community.general.ufw:
@@ -71,16 +55,7 @@ FIREWALLD_EGRESS = '''    - name: One firewalld_egress call
 
 
 def _time(lab, workdir, host, name, task):
-    out = os.path.join(workdir, name + '.json')
-    playbook = os.path.join(workdir, name + '.yml')
-    with open(playbook, 'w', encoding='utf-8') as handle:
-        handle.write(PLAYBOOK.format(host=host, task=task, out=out))
-    command = [os.path.join(os.path.dirname(sys.executable), 'ansible-playbook'), '-i', lab.inventory, playbook]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    if result.returncode:
-        raise SystemExit('%s failed:\n%s%s' % (name, result.stdout[-3000:], result.stderr[-2000:]))
-    with open(out, encoding='utf-8') as handle:
-        return json.load(handle)['seconds']
+    return timed_task(lab, workdir, host, name, task)[0]
 
 
 def _apply_and_rerun(lab, workdir, host, name, task, runs):

@@ -14,31 +14,14 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 
+from tests.bench.timed import timed_task
 from tests.lab import config
 from tests.lab.lab import Lab
 
 TIMEOUT = 2
 HOST = 'none1'
-
-PLAYBOOK = '''
-- hosts: {host}
-  gather_facts: false
-  tasks:
-    - name: Open the SSH connection before timing
-      ansible.builtin.ping:
-    - ansible.builtin.set_fact:
-        started: "{{{{ now().timestamp() }}}}"
-{task}
-    - ansible.builtin.copy:
-        dest: "{out}"
-        content: "{{{{ {{'seconds': now().timestamp() - (started | float),
-                       'module_ms': probe.elapsed_ms | default(None)}} | to_json }}}}"
-      delegate_to: localhost
-{check}'''
 
 WAIT_FOR = '''    - name: TCP 7844, one address after another
       ansible.builtin.wait_for:
@@ -66,22 +49,9 @@ EDGE_PROBE_CHECK = '''    - name: Half of the addresses answered, with TCP, TLS 
 
 def _time(lab, workdir, name, task, runs, check=''):
     """Median task time and median time the module reported for itself (None for wait_for)."""
-    out = os.path.join(workdir, name + '.json')
-    playbook = os.path.join(workdir, name + '.yml')
-    with open(playbook, 'w', encoding='utf-8') as handle:
-        handle.write(PLAYBOOK.format(host=HOST, task=task, out=out, check=check))
-    command = [os.path.join(os.path.dirname(sys.executable), 'ansible-playbook'), '-i', lab.inventory, playbook]
-    times, module_times = [], []
-    for dummy in range(runs):
-        result = subprocess.run(command, capture_output=True, text=True, check=False)
-        if result.returncode:
-            raise SystemExit('%s failed:\n%s%s' % (name, result.stdout[-3000:], result.stderr[-2000:]))
-        with open(out, encoding='utf-8') as handle:
-            report = json.load(handle)
-        times.append(report['seconds'])
-        if report['module_ms'] is not None:
-            module_times.append(report['module_ms'] / 1000.0)
-    return statistics.median(times), statistics.median(module_times) if module_times else None
+    measured = [timed_task(lab, workdir, HOST, name, task, check) for dummy in range(runs)]
+    module_times = [module for dummy, module in measured if module is not None]
+    return statistics.median(t for t, dummy in measured), statistics.median(module_times) if module_times else None
 
 
 def _targets(addresses):
