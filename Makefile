@@ -393,9 +393,10 @@ include mk/packaging.mk
 # ---------------------------------------------------------------------------
 .PHONY: clean distclean pythons help FORCE
 clean:
-	# A lab left up by hand lives in .build/lab: take it down before removing its state.
-	if [ -e $(BUILD_DIR)/lab/state.json ] && [ -x $(VENV_DIR)/latest/bin/python ]; then \
-		$(VENV_DIR)/latest/bin/python -m tests.lab down; fi
+	# A lab left up (by hand, make demo KEEP_LAB=1, an interrupted bench) lives under .build: take it down first.
+	for dir in $(BUILD_DIR)/lab $(DEMO_LAB) $(BUILD_DIR)/bench-lab; do \
+		if [ -e $$dir/state.json ] && [ -x $(VENV_DIR)/latest/bin/python ]; then \
+			$(VENV_DIR)/latest/bin/python -m tests.lab --dir $$dir down; fi; done
 	rm -rf $(BUILD_DIR)
 distclean: clean
 	rm -rf $(VENV_DIR)
