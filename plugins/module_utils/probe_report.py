@@ -16,6 +16,10 @@ from concurrent.futures import ThreadPoolExecutor
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import dns_client, reachability
 
 ADDRESS_TYPES = {'ipv4': 'A', 'ipv6': 'AAAA'}
+# An unmet requirement's message ends with what to open, after this mark, separated like this; what_to_open()
+# reads it back (the fleet report lists it per host).
+FIX_MARK = '. To fix: '
+FIX_SEPARATOR = '; '
 
 
 def dns_questions(plan, families):
@@ -202,9 +206,16 @@ def unmet_requirements(require, results, findings, plan, families):
         if not failed:
             unmet.append('%s: nothing to probe (the plan or the checks leave it out)' % requirement)
             continue
-        unmet.append('%s: %s. To fix: %s' % (requirement, '; '.join(_failure_lines(failed)),
-                                             '; '.join(_what_to_open(plan, failed, families))))
+        unmet.append('%s: %s%s%s' % (requirement, '; '.join(_failure_lines(failed)), FIX_MARK,
+                                     FIX_SEPARATOR.join(_what_to_open(plan, failed, families))))
     return unmet
+
+
+def what_to_open(message):
+    """The destinations to open that an unmet requirement's message ends with (see unmet_requirements), or []."""
+    if FIX_MARK not in message:
+        return []
+    return message.split(FIX_MARK, 1)[1].split(FIX_SEPARATOR)
 
 
 def report(require, plan, families, results, nameservers, answers, asked_dns):

@@ -24,6 +24,8 @@ import json
 import re
 from collections.abc import Mapping
 
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import probe_report
+
 REPORT_VERSION = 1
 FORMATS = ('markdown', 'html', 'json')
 EXTENSIONS = {'markdown': '.md', 'html': '.html', 'json': '.json'}
@@ -49,8 +51,6 @@ COLUMNS = [{'id': 'dns', 'label': 'DNS', 'family': None, 'purpose': None, 'check
 # DNS findings that mean the host cannot resolve at all or in part; the others are drift
 # between the plan (resolved on the controller) and what the host itself sees.
 DNS_FAILURES = ('no_resolver', 'unresolvable')
-# probe_report.unmet_requirements ends a message with what to open after this mark.
-FIX_MARK = '. To fix: '
 # Every time stamp a report holds (generated_at, the plan's resolved_at): see same_content().
 TIMESTAMP = re.compile(r'\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?')
 
@@ -169,11 +169,11 @@ def host_row(hostname, probe_result):
 
     to_open = []
     for message in unmet:
-        if FIX_MARK in message:
-            for fix in message.split(FIX_MARK, 1)[1].split('; '):
-                if fix not in to_open:
-                    to_open.append(fix)
-        elif not message.startswith('dns: '):  # a DNS requirement repeats the findings listed above
+        fixes = probe_report.what_to_open(message)
+        for fix in fixes:
+            if fix not in to_open:
+                to_open.append(fix)
+        if not fixes and not message.startswith('dns: '):  # a DNS requirement repeats the findings listed above
             problems.append('requirement not met: %s' % message)
     protocol = probe_result.get('recommended_protocol')
     if probe_result.get('failed') and not unmet:
