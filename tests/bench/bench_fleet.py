@@ -49,8 +49,7 @@ def _site(lab, workdir, run):
     busy = _busy_seconds() - busy
     if result.returncode:
         raise SystemExit('site playbook failed:\n%s%s' % (result.stdout[-3000:], result.stderr[-2000:]))
-    hosts = {h['ipv4'] for h in lab.hosts.values()} | {h['ipv6'] for h in lab.hosts.values()}
-    return seconds, busy, len([q for q in lab.dns.queries() if q['client'] not in hosts])
+    return seconds, busy, len(lab.controller_queries())
 
 
 def main(runs):

@@ -15,12 +15,12 @@ import threading
 import pytest
 
 from tests.lab import config
+from tests.support.ansible_output import play_recap
 from tests.support.edge_zone import DECOY
 
 BIN = os.path.dirname(sys.executable)
 HOSTS = ('fw2', 'ufw2')
 API_V4, UPDATE_V4, API_V6 = '198.51.100.80', '198.51.100.81', '2001:db8:e::80'
-RECAP = re.compile(r'^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)', re.MULTILINE)
 PLAYBOOK = '''
 - name: Apply the egress_firewall role
   hosts: {hosts}
@@ -48,8 +48,7 @@ def play(lab, tmp_path, *args, hosts=HOSTS):
     result = subprocess.run([os.path.join(BIN, 'ansible-playbook'), '-i', lab.inventory, str(playbook)] + list(args),
                             capture_output=True, text=True, env=env, timeout=600, check=False, cwd=config.REPO)
     output = result.stdout + result.stderr
-    recap = {m.group(1): {'ok': int(m.group(2)), 'changed': int(m.group(3)), 'failed': int(m.group(5))}
-             for m in RECAP.finditer(result.stdout)}
+    recap = play_recap(result.stdout)
     assert set(recap) == set(hosts), output
     return result.returncode, output, recap
 
@@ -57,7 +56,7 @@ def play(lab, tmp_path, *args, hosts=HOSTS):
 def ruleset(lab, host):
     """What the kernel enforces (nft, counters masked; lines sorted, as a reload may order a chain's rules
     differently from runtime changes with the same content) and the firewall's files, by content."""
-    text = re.sub(r'counter packets \d+ bytes \d+', 'counter', lab.exec(host, ['nft', 'list', 'ruleset'], check=True).stdout)
+    text = lab.nft_ruleset(host)
     etc = 'firewalld' if host.startswith('fw') else 'ufw'
     files = lab.exec(host, ['sh', '-c', 'cd /etc/%s && find . -type f | sort | xargs sha256sum' % etc], check=True).stdout
     return sorted(text.splitlines()), files

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 
 import pytest
 
 from tests.lab import config
+from tests.support.ansible_output import play_recap
 
 BIN = os.path.dirname(sys.executable)
-RECAP = re.compile(r'^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)', re.MULTILINE)
 LAB_VARS = ['-e', '{"egress_firewall_probe_ca_path": "{{ tunnelwall_lab_ca }}", "egress_firewall_probe_timeout": 1.5}']
 
 
@@ -32,15 +31,13 @@ def playbook(lab, tmp_path, name, *args, targets='fw1:fw2:ufw1:ufw2'):
                '-e', 'tunnelwall_targets=' + targets, '-e', 'tunnelwall_report_dir=%s' % report_dir] + LAB_VARS + list(args)
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, check=False, cwd=config.REPO)
     output = result.stdout + result.stderr
-    recap = {m.group(1): {'changed': int(m.group(3)), 'failed': int(m.group(5))} for m in RECAP.finditer(result.stdout)}
+    recap = play_recap(result.stdout)
     report = report_dir / 'tunnelwall-fleet-report.json'
     return result.returncode, output, recap, json.loads(report.read_text()) if report.exists() else None
 
 
 def rulesets(lab):
-    return {host: sorted(re.sub(r'counter packets \d+ bytes \d+', 'counter',
-                                lab.exec(host, ['nft', 'list', 'ruleset'], check=True).stdout).splitlines())
-            for host in ('fw1', 'fw2', 'ufw1', 'ufw2')}
+    return {host: sorted(lab.nft_ruleset(host).splitlines()) for host in ('fw1', 'fw2', 'ufw1', 'ufw2')}
 
 
 def rows(report):
@@ -94,9 +91,8 @@ def test_the_plan_is_resolved_once_whatever_the_number_of_hosts(fleet, tmp_path)
         rc, output, dummy, report = playbook(lab, tmp_path / targets.replace(':', '-'), 'check', targets=targets)
         assert rc == 0, output
         assert len(report['rows']) == len(targets.split(':'))
-        hosts = {h['ipv4'] for h in lab.hosts.values()} | {h['ipv6'] for h in lab.hosts.values()}
-        # The hosts' own DNS checks come from their addresses; the rest is the controller's lookup.
-        counts[targets] = len([q for q in lab.dns.queries() if q['client'] not in hosts])
+        # The hosts' own DNS checks come from their addresses and are left out.
+        counts[targets] = len(lab.controller_queries())
     assert counts['fw1'] > 0 and counts['fw1'] == counts['fw1:fw2:ufw1:ufw2'], counts
 
 

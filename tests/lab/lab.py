@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -646,6 +647,16 @@ class Lab:
         message = dns.message.make_query(name, rdtype)
         ask = dns.query.tcp if tcp else dns.query.udp
         return ask(message, server or self.nameservers[0], port=53, timeout=timeout)
+
+    def controller_queries(self):
+        """The DNS query log without the lab hosts' own queries: what the controller (the lookup) asked."""
+        hosts = {h['ipv4'] for h in self.hosts.values()} | {h['ipv6'] for h in self.hosts.values()}
+        return [query for query in self.dns.queries() if query['client'] not in hosts]
+
+    def nft_ruleset(self, host):
+        """The host's whole nft ruleset, packet counters masked (a byte-exact comparison must not depend on them)."""
+        text = self.exec(host, ['nft', 'list', 'ruleset'], check=True).stdout
+        return re.sub(r'counter packets \d+ bytes \d+', 'counter', text)
 
     def probe(self, host, *args, timeout=2.0):
         """Run tests/lab/probes.py inside a host and return its JSON result.
