@@ -1,11 +1,16 @@
 # -*- coding: utf-8 -*-
 # Copyright: tunnelwall developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Argument specs every firewall module shares (documented in doc_fragments/egress_rules.py)."""
+"""Argument specs every firewall module shares (documented in doc_fragments/egress_rules.py).
+
+AnsibleModule checks only types here; egress_request.build gives every option its one meaning and its range checks.
+"""
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
+
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.probe_run import VERIFY_SPEC
 
 RULES_SPEC = dict(type='list', elements='dict', options=dict(
     purpose=dict(type='str', required=True),
@@ -20,6 +25,18 @@ EXTRA_ALLOW_SPEC = dict(type='list', elements='dict', default=[], options=dict(
     port=dict(type='int', required=True),
     destinations=dict(type='list', elements='str', required=True),
 ))
+
+# The transaction: verification in the same module run, the dead-man revert and the host-wide lock.
+TRANSACTION_SPEC = dict(
+    name=dict(type='str', default='tunnelwall'),
+    default_deny=dict(type='bool', default=False),
+    allow_dns=dict(type='bool', default=True),
+    dns_servers=dict(type='list', elements='str'),
+    resolv_conf=dict(type='path', default='/etc/resolv.conf'),
+    verify=VERIFY_SPEC,
+    confirm_timeout=dict(type='int', default=300),
+    lock_timeout=dict(type='int', default=120),
+)
 
 # Without rules a present state would silently remove every allow rule: ask for them.
 REQUIRED_IF = [('state', 'present', ('rules',))]

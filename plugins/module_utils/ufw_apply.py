@@ -18,10 +18,9 @@ import fcntl
 import hashlib
 import json
 import os
-import tempfile
 import time
 
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import ufw_rules
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_revert, ufw_rules
 
 LOCK_TIMEOUT = 120.0
 FAMILY_FILES = {'ipv4': 'etc/ufw/user.rules', 'ipv6': 'etc/ufw/user6.rules'}
@@ -73,27 +72,8 @@ def read_text(path):
 
 
 def write_atomic(path, text):
-    """Write through a temporary file and rename, keeping the mode; in place when the file is a mount point.
-
-    A rename onto a file bind-mounted over (as /etc/default/ufw can be in containers) fails with EBUSY;
-    ufw itself writes such files in place, and so do we then.
-    """
-    directory = os.path.dirname(path)
-    mode = os.stat(path).st_mode & 0o7777 if os.path.exists(path) else 0o640
-    handle, temporary = tempfile.mkstemp(prefix='.tunnelwall-', dir=directory)
-    try:
-        with os.fdopen(handle, 'w') as out:
-            out.write(text)
-        os.chmod(temporary, mode)
-        try:
-            os.rename(temporary, path)
-        except OSError as error:
-            if error.errno not in (errno.EBUSY, errno.EXDEV):
-                raise
-            write_in_place(path, text)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+    """Write durably (fsynced, renamed into place, directory fsynced), keeping the mode; new files get 0640."""
+    egress_revert.write_durably(path, text, None if os.path.exists(path) else 0o640)
 
 
 def digest(text):
@@ -400,16 +380,17 @@ class UfwEgress(object):
         # Opening up (putting allow back) goes first and denying goes last, so no moment has the deny without
         # the allowances. Established connections, such as this SSH session, pass either way: ufw's
         # before*.rules accept RELATED,ESTABLISHED output ahead of every rule and policy.
+        # The state file names the policy to give back: it is written (durably) before the policy it records is
+        # replaced, so a run killed in between never leaves a deny that state=absent cannot undo.
+        if self.state_text != self.original[self.paths.state] and self.state_text is not None:
+            egress_revert.write_durably(self.paths.state, self.state_text)
         if after != before and after == 'allow':
             self.set_policy(after, progress)
         self.write_rules(enabled, ipv6, progress)
         if after != before and after != 'allow':
             self.set_policy(after, progress)
-        if self.state_text != self.original[self.paths.state]:
-            if self.state_text is None:
-                os.unlink(self.paths.state)
-            else:
-                write_atomic(self.paths.state, self.state_text)
+        if self.state_text is None and self.original[self.paths.state] is not None:
+            os.unlink(self.paths.state)
 
     def rollback(self, progress, enabled, ipv6):
         """Put back every file that differs from the copy read at the start; reload what was loaded."""

@@ -319,7 +319,8 @@ def desired_policy(current, default_deny, state, remembered):
         if current in ('deny', 'reject'):
             return current, remembered
         original = remembered['original_policy'] if remembered else current
-        return 'deny', {'original_policy': original, 'set_policy': 'deny'}
+        # reject, not deny: a blocked program gets an error at once instead of waiting for its timeout.
+        return 'reject', {'original_policy': original, 'set_policy': 'reject'}
     if remembered:
         if current == remembered.get('set_policy'):
             return remembered['original_policy'], None

@@ -243,34 +243,17 @@ firewalld_version:
   sample: 1.3.3
 """
 
-import contextlib
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import dns_client, firewalld_policy as fp
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.egress_spec import EXTRA_ALLOW_SPEC, REQUIRED_IF, RULES_SPEC
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.firewalld_client import Firewalld, FirewalldError, run_lock
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import (
+    dns_client, egress_request, egress_transaction, firewalld_policy as fp, probe_run)
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.egress_spec import (
+    EXTRA_ALLOW_SPEC, REQUIRED_IF, RULES_SPEC, TRANSACTION_SPEC)
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.firewalld_client import Firewalld, FirewalldError
 
-LOCK = '/run/tunnelwall-firewalld_egress.lock'
-
-
-def nameservers_for(module):
-    params = module.params
-    if not (params['default_deny'] and params['allow_dns']) or params['state'] != 'present':
-        return []
-    if params['dns_servers']:
-        return [s.split('%')[0] for s in params['dns_servers']]
-    servers = dns_client.resolvers_to_allow(dns_client.read_resolv_conf(params['resolv_conf']),
-                                            dns_client.read_resolv_conf(dns_client.SYSTEMD_RESOLV_CONF))
-    if not servers:
-        module.fail_json(msg='allow_dns: no usable nameserver in %s or %s; pass dns_servers, or allow_dns=false if the '
-                             'host needs no DNS' % (params['resolv_conf'], dns_client.SYSTEMD_RESOLV_CONF))
-    return servers
-
-
-def plan(module, firewalld, desired):
+def plan(params, firewalld, desired):
     """(steps, before view, after view, permanent before/after views or None)."""
-    params = module.params
     name = params['name']
     runtime = firewalld.read(name, permanent=False)
     permanent = firewalld.read(name, permanent=True)
@@ -296,47 +279,114 @@ def plan(module, firewalld, desired):
     return steps, before, after, None
 
 
+class FirewalldBackend(object):
+    """firewalld_egress as an egress_transaction backend: apply to the runtime, commit to the permanent config.
+
+    Until the commit a reload - the restore - gives back the permanent configuration; the files the runtime apply
+    may create (empty objects) and those the commit writes (with firewalld's .xml.old backups) are recorded.
+    """
+
+    def __init__(self, firewalld, params, desired, check_mode):
+        self.firewalld = firewalld
+        self.params = params
+        self.desired = desired
+        self.check_mode = check_mode
+        self.record_path = os.path.join(firewalld.config_dir, 'tunnelwall-pending.json')
+        self.steps = []
+        self.views = None
+
+    def plan(self):
+        self.steps, before, after, permanent_views = plan(self.params, self.firewalld, self.desired)
+        self.views = (before, after, permanent_views)
+        return {'changed': bool(self.steps)}
+
+    def files(self):
+        name = self.params['name']
+        objects = set(self.firewalld.owned_files(name))
+        if self.desired:
+            objects.add('policies/%s.xml' % self.desired['policy'])
+            objects.update('ipsets/%s.xml' % ipset for ipset in self.desired['ipsets'])
+        paths = set()
+        for path in objects:
+            path = path[:-4] if path.endswith('.old') else path
+            paths.update((os.path.join(self.firewalld.config_dir, path), os.path.join(self.firewalld.config_dir, path + '.old')))
+        return sorted(paths)
+
+    def reload_commands(self):
+        return [['firewall-cmd', '--reload']]
+
+    def apply(self):
+        steps = self.steps
+        if self.params['state'] == 'present' and self.params['permanent']:
+            # The runtime first: verification judges it, and a reload (the restore) throws it away.
+            runtime = self.firewalld.read(self.params['name'], permanent=False)
+            permanent = self.firewalld.read(self.params['name'], permanent=True)
+            steps = fp.plan_present(self.desired, runtime, permanent, False)
+        self.firewalld.transaction(self.params['name'], steps)
+
+    def commit(self):
+        if self.params['state'] == 'present' and self.params['permanent']:
+            steps = plan(self.params, self.firewalld, self.desired)[0]
+            self.firewalld.transaction(self.params['name'], steps)
+
+
 def main():
     argument_spec = dict(
+        TRANSACTION_SPEC,
         rules=RULES_SPEC,
-        name=dict(type='str', default='tunnelwall'),
-        default_deny=dict(type='bool', default=False),
-        allow_dns=dict(type='bool', default=True),
-        dns_servers=dict(type='list', elements='str'),
-        resolv_conf=dict(type='path', default='/etc/resolv.conf'),
         extra_allow=EXTRA_ALLOW_SPEC,
         permanent=dict(type='bool', default=True),
         state=dict(type='str', default='present', choices=['present', 'absent', 'reverted']),
     )
     module = AnsibleModule(argument_spec=argument_spec, required_if=REQUIRED_IF, supports_check_mode=True)
     params = module.params
-    problem = fp.validate_params(params)
+    try:
+        request = egress_request.build(params, 'firewalld')
+        verify_params = probe_run.probe_params(params['verify']) if params['verify'] else None
+        problem = probe_run.check(verify_params) if verify_params else None
+        problem = problem and 'verify.' + problem
+    except egress_request.RequestError as error:
+        module.fail_json(msg='firewalld_egress: %s' % error)
+    normalised = dict(params, name=request.name, rules=egress_request.as_rule_dicts(request),
+                      extra_allow=egress_request.as_extra_dicts(request), default_deny=request.default_deny)
+    problem = problem or fp.validate_params(normalised)
     if problem:
-        module.fail_json(msg=problem)
-    nameservers = nameservers_for(module)
-    desired = fp.desired_state(params['name'], params['rules'] or [], params['default_deny'], nameservers, params['extra_allow'])
+        module.fail_json(msg='firewalld_egress: %s' % problem)
+    try:
+        nameservers = list(egress_request.nameservers(request, dns_client.read_resolv_conf(request.resolv_conf),
+                                                      dns_client.read_resolv_conf(dns_client.SYSTEMD_RESOLV_CONF)))
+    except egress_request.RequestError as error:
+        module.fail_json(msg='firewalld_egress: %s' % error)
+    desired = fp.desired_state(request.name, normalised['rules'], request.default_deny, nameservers,
+                               normalised['extra_allow']) if request.state == 'present' else None
 
     def run(argv):
         return module.run_command(argv, environ_update={'LANG': 'C', 'LC_ALL': 'C'})
 
     firewalld = Firewalld(run)
-    result = dict(changed=False, policy=fp.policy_name(params['name']), nameservers=nameservers, reloaded=False, commands=[])
+    result = dict(changed=False, policy=fp.policy_name(request.name), nameservers=nameservers, reloaded=False, commands=[])
+    backend = FirewalldBackend(firewalld, normalised, desired, module.check_mode)
     try:
         dummy, version = firewalld.state()
         result['firewalld_version'] = version
-        # Check mode changes nothing, so it need not wait for a run that does.
-        with run_lock(LOCK) if not module.check_mode else contextlib.nullcontext():
-            steps, before, after, permanent_views = plan(module, firewalld, desired)
-            if steps and not module.check_mode:
-                firewalld.transaction(params['name'], steps)
-    except FirewalldError as error:
-        module.fail_json(msg='firewalld_egress: %s' % error, commands=[list(c) for c in firewalld.commands], **_partial(result))
-
+        verify = probe_run.verifier(params['verify'], request.resolv_conf)[1] if verify_params else None
+        outcome = egress_transaction.run(backend, request, verify, module.check_mode,
+                                         which=lambda name: module.get_bin_path(name, opt_dirs=['/usr/sbin', '/sbin']),
+                                         command=run)
+    except (FirewalldError, egress_transaction.TransactionError) as error:
+        details = getattr(error, 'details', {})
+        module.fail_json(msg='firewalld_egress: %s' % error, commands=[list(c) for c in firewalld.commands],
+                         **dict(_partial(result), **details))
+    steps = backend.steps
+    before, after, permanent_views = backend.views
     added, removed = fp.summarize(before, after)
     result.update(changed=bool(steps), added=added, removed=removed, ipsets=sorted(after['ipsets']),
                   rich_rules=sorted(after['policy']['rich_rules']) if after['policy'] else [],
-                  reloaded=any(s[0] == 'reload' for s in steps),
+                  reloaded=any(s[0] == 'reload' for s in steps), verification=outcome.get('verification'),
+                  transaction=outcome.get('transaction'),
                   commands=[list(c) for c in firewalld.commands] if not module.check_mode else [_describe(s) for s in steps])
+    if outcome['transaction'].get('settled'):
+        module.warn(outcome['transaction']['settled'])
     if module._diff:
         result['diff'] = [dict(before=before, after=after, before_header='firewalld runtime', after_header='firewalld runtime')]
         if permanent_views:

@@ -118,7 +118,7 @@ def test_check_and_diff_mode_show_the_change_and_leave_the_ruleset_unchanged(hos
     rc, output, recap = play(lab, tmp_path, '-e', survey, '--check', '--diff')
     assert rc == 0, output
     assert all(recap[host]['changed'] > 0 for host in HOSTS), recap
-    assert '+default outgoing policy: deny' in output  # ufw's diff
+    assert '+default outgoing policy: reject' in output  # ufw's diff
     assert '+allow out udp/7844 to 198.51.100.' in output
     assert 'rule priority=\\"32767\\" reject' in output or 'rule priority="32767" reject' in output  # firewalld's diff
     assert {host: ruleset(lab, host) for host in HOSTS} == before

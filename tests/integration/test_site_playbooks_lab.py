@@ -62,7 +62,7 @@ def test_check_site_and_remove_on_a_fleet_with_quic_blocked_on_one_host(fleet, t
     rc, output, recap, dummy = playbook(lab, tmp_path, 'site', '-e', 'egress_firewall_default_deny=true', '--check', '--diff')
     assert rc == 0, output
     assert recap['fw1']['changed'] > 0 and recap['ufw1']['changed'] > 0
-    assert '+default outgoing policy: deny' in output
+    assert '+default outgoing policy: reject' in output
     assert rulesets(lab) == before
 
     rc, output, recap, report = playbook(lab, tmp_path, 'site', '-e', 'egress_firewall_default_deny=true')

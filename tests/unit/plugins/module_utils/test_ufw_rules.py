@@ -222,7 +222,7 @@ def test_policy_is_read_from_etc_default_ufw():
 
 
 @pytest.mark.parametrize('current, default_deny, state, remembered, expected', [
-    ('allow', True, 'present', None, ('deny', {'original_policy': 'allow', 'set_policy': 'deny'})),
+    ('allow', True, 'present', None, ('reject', {'original_policy': 'allow', 'set_policy': 'reject'})),
     ('deny', True, 'present', {'original_policy': 'allow', 'set_policy': 'deny'},
      ('deny', {'original_policy': 'allow', 'set_policy': 'deny'})),
     # Deny or reject of the user's own satisfies default_deny and is never put back.
@@ -313,14 +313,14 @@ def test_apply_writes_tests_loads_denies_last_and_remembers_the_policy(root):
     commands = Commands(root)
     run = job(root, commands, default_deny=True)
     planned = run.plan()
-    assert planned['changed'] and planned['policy'] == {'before': 'allow', 'after': 'deny'}
+    assert planned['changed'] and planned['policy'] == {'before': 'allow', 'after': 'reject'}
     assert len(planned['added']) == 5 + 2 and planned['rule_count'] == 7
     assert planned['diff']['before'] == 'default outgoing policy: allow\n'
     assert 'allow out udp/53 to 198.51.100.253  # tunnelwall:dns' in planned['diff']['after']
     run.apply()
     assert commands.calls == ['iptables-restore -n --test', 'ip6tables-restore -n --test',
                               'iptables-restore -n %s/etc/ufw/user.rules' % root,
-                              'ip6tables-restore -n %s/etc/ufw/user6.rules' % root, 'ufw default deny outgoing']
+                              'ip6tables-restore -n %s/etc/ufw/user6.rules' % root, 'ufw default reject outgoing']
     assert json.loads((root / 'etc/ufw/tunnelwall-egress.json').read_text())['original_policy'] == 'allow'
     assert 'tunnelwall lab: controller ssh' not in (root / 'etc/ufw/user.rules').read_text()  # hex, not text
     assert USER_SSH in (root / 'etc/ufw/user.rules').read_text()
@@ -339,12 +339,12 @@ def test_absent_opens_first_then_removes_and_leaves_the_files_as_they_were(root)
     commands = Commands(root)
     absent = job(root, commands, state='absent')
     planned = absent.plan()
-    assert planned['policy'] == {'before': 'deny', 'after': 'allow'} and planned['rule_count'] == 0
+    assert planned['policy'] == {'before': 'reject', 'after': 'allow'} and planned['rule_count'] == 0
     absent.apply()
     assert commands.calls[0] == 'ufw default allow outgoing'
     after = snapshot(root)
     # The stand-in `ufw default` leaves a trace in LOGGING; everything else is back, the state file gone.
-    assert {k: v.replace('# policy deny\n', '').replace('# policy allow\n', '') for k, v in after.items()} == before
+    assert {k: v.replace('# policy reject\n', '').replace('# policy allow\n', '') for k, v in after.items()} == before
 
 
 def test_check_mode_reports_the_change_and_writes_nothing(root):
@@ -365,12 +365,12 @@ def test_a_failed_policy_change_restores_files_and_reloads_the_previous_rules(ro
     run.plan()
     with pytest.raises(ufw_apply.UfwError) as error:
         run.apply()
-    assert 'ufw default deny outgoing failed (rc=2)' in str(error.value)
+    assert 'ufw default reject outgoing failed (rc=2)' in str(error.value)
     assert 'rolled back: every ufw file and the live rules are as before' in str(error.value)
     assert error.value.details['rolled_back'] is True
     assert snapshot(root) == before
     # What a failed `ufw default` did to the live rules is unknown: only ufw's full reload of the restored files is sure.
-    assert commands.calls[-2:] == ['ufw default deny outgoing', 'ufw reload']
+    assert commands.calls[-2:] == ['ufw default reject outgoing', 'ufw reload']
 
 
 def test_a_rejected_ruleset_fails_before_anything_is_written(root):
@@ -414,7 +414,7 @@ def test_inactive_ufw_fails_unless_asked_to_only_write_files(root):
     run = job(root, commands, on_inactive='configure', default_deny=True)
     run.plan()
     run.apply()
-    assert commands.calls == ['ufw default deny outgoing']  # files only: nothing loaded
+    assert commands.calls == ['ufw default reject outgoing']  # files only: nothing loaded
     assert len(ufw_rules.owned_rules((root / 'etc/ufw/user.rules').read_text(), 'ipv4', 'tunnelwall')) == 6
     assert job(root, Commands(root), state='absent').plan()['changed'] is True
 
@@ -449,7 +449,7 @@ def test_reverted_undoes_exactly_the_last_change_once(root):
     first.plan()
     first.apply()
     checked = job(root, Commands(root), state='reverted').revert(check_mode=True)
-    assert checked['changed'] is True and checked['policy'] == {'before': 'deny', 'after': 'allow'}
+    assert checked['changed'] is True and checked['policy'] == {'before': 'reject', 'after': 'allow'}
     assert len(checked['removed']) == 7 and checked['added'] == [] and checked['rule_count'] == 0
     commands = Commands(root)
     reverted = job(root, commands, state='reverted').revert(check_mode=False)
@@ -469,7 +469,7 @@ def test_reverted_reloads_only_the_rules_when_the_policy_stays(root):
     commands = Commands(root)
     reverted = job(root, commands, state='reverted').revert(check_mode=False)
     assert [r['destination'] for r in reverted['removed']] == ['203.0.113.123']
-    assert reverted['policy'] == {'before': 'deny', 'after': 'deny'}
+    assert reverted['policy'] == {'before': 'reject', 'after': 'reject'}
     assert commands.calls == ['iptables-restore -n %s/etc/ufw/user.rules' % root,
                               'ip6tables-restore -n %s/etc/ufw/user6.rules' % root]
     assert snapshot(root) == after_deny

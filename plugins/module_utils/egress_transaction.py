@@ -1,0 +1,286 @@
+# -*- coding: utf-8 -*-
+# Copyright: tunnelwall developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The egress change as one transaction on the host: lock, record, arm, apply, verify, commit or restore.
+
+``run()`` takes a backend (firewalld, ufw) that can plan, apply and commit a change of its firewall, and does, in one
+process and under one host-wide lock:
+
+1. settle what a previous run left pending (it died before confirming): restore it now;
+2. plan; in check mode, or with nothing to change and nothing to verify, stop there;
+3. record the previous content of every file the change may touch, durably (fsync), *before* the first change;
+4. arm the dead-man revert: a transient systemd timer where systemd runs the host, else a detached process in its
+   own session; either runs egress_revert after ``confirm_timeout`` seconds unless the record is gone by then;
+5. apply; verify from this host with the probe code; on success commit (firewalld: make it permanent), remove the
+   record and cancel the timer - the confirmation; on any failure restore at once with the same code the dead-man uses.
+
+A SIGKILL of this process, of ansible-playbook or of the SSH connection at any point after 3. leaves the record
+behind: the dead-man restores it within ``confirm_timeout`` seconds, and the next run restores it first.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import errno
+import fcntl
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_revert
+
+RUN_DIR = '/run/tunnelwall'
+LOCK_NAME = 'egress.lock'
+PROGRAM_NAME = 'revert.py'
+LOG_NAME = 'revert.log'
+UNIT_PREFIX = 'tunnelwall-revert-'
+
+
+class TransactionError(Exception):
+    """The change failed or was refused; ``details`` go into the module's result."""
+
+    def __init__(self, message, **details):
+        super(TransactionError, self).__init__(message)
+        self.details = details
+
+
+class HostLock(object):
+    """The host-wide lock of every egress transaction, whatever the backend or name; says who holds it."""
+
+    def __init__(self, run_dir, timeout, holder):
+        self.path = os.path.join(run_dir, LOCK_NAME)
+        self.timeout = timeout
+        self.holder = holder
+        self.handle = None
+
+    def __enter__(self):
+        if not os.path.isdir(os.path.dirname(self.path)):
+            os.makedirs(os.path.dirname(self.path), 0o700)
+        self.handle = open(self.path, 'a+')
+        deadline = time.time() + self.timeout
+        waited = False
+        while True:
+            try:
+                fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except (IOError, OSError) as error:
+                if error.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                if time.time() >= deadline:
+                    self.handle.seek(0)
+                    holder = self.handle.read().strip() or 'unknown'
+                    self.handle.close()
+                    raise TransactionError('another egress change holds the host-wide lock %s (%s); waited %ds '
+                                           '(lock_timeout) and changed nothing' % (self.path, holder, self.timeout))
+                waited = True
+                time.sleep(0.1)
+        self.waited = waited
+        self.handle.seek(0)
+        self.handle.truncate()
+        self.handle.write('pid %d, %s, since %s\n' % (os.getpid(), self.holder, time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())))
+        self.handle.flush()
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.seek(0)
+        self.handle.truncate()
+        self.handle.close()  # closing releases the lock
+
+
+def revert_source():
+    """egress_revert's own source, to be written on the host as a program that outlives this process."""
+    loader = getattr(egress_revert, '__loader__', None)
+    source = None
+    if loader is not None and hasattr(loader, 'get_source'):
+        try:
+            source = loader.get_source(egress_revert.__name__)
+        except (ImportError, IOError, OSError):
+            source = None
+    if source is None:
+        with open(egress_revert.__file__.replace('.pyc', '.py')) as handle:
+            source = handle.read()
+    # Ansible's collection loader gives bytes, zipimport (AnsiballZ) and the file loader text.
+    return source.decode('utf-8') if isinstance(source, bytes) else source
+
+
+def systemd_running(which):
+    """True where systemd is PID 1 (sd_booted's test) and systemd-run is installed."""
+    return os.path.isdir('/run/systemd/system') and which('systemd-run') is not None
+
+
+class DeadMan(object):
+    """Arms and cancels the revert of one pending record."""
+
+    def __init__(self, run_dir, record_path, record_id, timeout, python, which, run):
+        self.run_dir = run_dir
+        self.record_path = record_path
+        self.record_id = record_id
+        self.timeout = timeout
+        self.python = python
+        self.which = which
+        self.run = run
+        self.how = None
+        self.unit = UNIT_PREFIX + record_id
+        self.pid = None
+
+    def argv(self):
+        program = os.path.join(self.run_dir, PROGRAM_NAME)
+        egress_revert.write_durably(program, revert_source(), 0o700)
+        return [self.python, program, self.record_path, self.record_id, os.path.join(self.run_dir, LOCK_NAME),
+                os.path.join(self.run_dir, LOG_NAME)]
+
+    def arm(self):
+        argv = self.argv()
+        if systemd_running(self.which):
+            rc, out, err = self.run([self.which('systemd-run'), '--unit=' + self.unit, '--collect', '--quiet',
+                                     '--on-active=%ds' % self.timeout, '--timer-property=AccuracySec=1s',
+                                     '--description=tunnelwall: restore the firewall unless the change is confirmed'] + argv)
+            if rc == 0:
+                self.how = 'systemd'
+                return
+            raise TransactionError('cannot arm the revert with systemd-run (rc=%s): %s; nothing was changed' % (rc, (err or out).strip()))
+        # No systemd: a process in its own session, detached from this one's stdio, survives this module, the SSH
+        # session and the controller. It polls the record and ends by itself once the change is confirmed.
+        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                   close_fds=True, cwd='/', start_new_session=True)
+        self.pid = process.pid
+        self.how = 'process'
+
+    def describe(self):
+        return {'how': self.how, 'unit': self.unit + '.timer' if self.how == 'systemd' else None, 'pid': self.pid,
+                'confirm_timeout': self.timeout}
+
+    def cancel(self):
+        cancel(self.describe(), self.record_id, self.run, self.which)
+
+
+def cancel(armed, record_id, run, which):
+    """Stop the timer or the process of a record that is gone; harmless when it has ended already."""
+    if not armed:
+        return
+    if armed.get('how') == 'systemd' and which('systemctl'):
+        run([which('systemctl'), 'stop', armed['unit']])
+    elif armed.get('pid'):
+        pid = armed['pid']
+        try:
+            with open('/proc/%d/cmdline' % pid, 'rb') as handle:
+                mine = record_id.encode('ascii') in handle.read()
+        except (IOError, OSError):
+            mine = False
+        if mine:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except OSError:
+                pass
+
+
+def settle_pending(record_path, run, which):
+    """Restore what a run that died left pending (we hold the lock, so it is not running) and cancel its revert."""
+    record = egress_revert.read_record(record_path)
+    if record is None:
+        return None
+    restored, message = egress_revert.restore(record_path, _runner(run))
+    cancel(record.get('armed'), record['id'], run, which)
+    return 'a previous run (%s, started %s) never confirmed its change: %s' % (
+        record['id'], record.get('started', '?'), message)
+
+
+def _runner(run):
+    def reload(argv):
+        rc, out, err = run(argv)
+        return rc, (err or out or '')
+    return reload
+
+
+def run(backend, request, verify=None, check_mode=False, run_dir=RUN_DIR, python=None, which=None, command=None):
+    """One transaction; returns the backend's result with ``verification`` and ``transaction`` added.
+
+    ``backend`` has ``record_path``, ``plan()`` -> result dict (with ``changed``), ``files()`` -> paths the change may
+    write, ``reload_commands()``, ``apply()`` and ``commit()``. ``verify()`` -> (ok, output, message) or None.
+    ``command(argv)`` -> (rc, out, err) runs programs; ``which(name)`` finds them. Raises TransactionError.
+    """
+    python = python or sys.executable
+    which = which or shutil.which
+    info = {'confirm_timeout': request.confirm_timeout, 'armed': None, 'settled': None, 'restored': False}
+    if check_mode:
+        result = backend.plan()
+        return dict(result, verification=None, transaction=info)
+    holder = 'tunnelwall %s egress change, name %s' % (request.backend, request.name)
+    with HostLock(run_dir, request.lock_timeout, holder) as held:
+        info['waited_for_lock'] = held.waited
+        info['settled'] = settle_pending(backend.record_path, command, which)
+        result = backend.plan()
+        if not result['changed']:
+            return _verified(dict(result, transaction=info), verify, restore=None)
+        record_id = '%d-%d' % (int(time.time() * 1000), os.getpid())
+        record = {'id': record_id, 'backend': request.backend, 'name': request.name, 'pid': os.getpid(),
+                  'started': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
+                  'deadline': time.time() + request.confirm_timeout,
+                  'files': dict((path, egress_revert.read_text(path)) for path in backend.files()),
+                  'reload': backend.reload_commands(), 'applied': None, 'armed': None}
+        try:
+            egress_revert.write_durably(backend.record_path, json.dumps(record), 0o600)
+        except (IOError, OSError) as error:
+            raise TransactionError('cannot record the state before the change in %s (%s); nothing was changed'
+                                   % (backend.record_path, error))
+        deadman = None
+        if request.confirm_timeout:
+            deadman = DeadMan(run_dir, backend.record_path, record_id, request.confirm_timeout, python, which, command)
+            try:
+                deadman.arm()
+            except (TransactionError, OSError) as error:
+                egress_revert.remove_durably(backend.record_path)
+                raise TransactionError('cannot arm the dead-man revert (%s); nothing was changed' % error)
+            record['armed'] = info['armed'] = deadman.describe()
+            egress_revert.write_durably(backend.record_path, json.dumps(record), 0o600)
+
+        def restore(why):
+            restored, message = egress_revert.restore(backend.record_path, _runner(command))
+            if deadman:
+                deadman.cancel()
+            info['restored'] = restored
+            return message
+
+        try:
+            backend.apply()
+        except Exception as error:  # any failure of the change itself: restore, then report it
+            message = restore('apply failed')
+            details = dict(getattr(error, 'details', {}) or {})
+            details.update(transaction=info, rolled_back=info['restored'])
+            raise TransactionError('%s; %s' % (error, message), **details)
+        record['applied'] = dict((path, egress_revert.digest(egress_revert.read_text(path))) for path in record['files'])
+        egress_revert.write_durably(backend.record_path, json.dumps(record), 0o600)
+        result = _verified(dict(result, transaction=info), verify, restore)
+        try:
+            backend.commit()
+        except Exception as error:
+            message = restore('commit failed')
+            raise TransactionError('%s; %s' % (error, message), transaction=info, rolled_back=info['restored'])
+        egress_revert.remove_durably(backend.record_path)
+        if deadman:
+            deadman.cancel()
+        info['confirmed'] = True
+        return result
+
+
+def _verified(result, verify, restore):
+    """Add the verification to ``result``; when it fails, restore (if a change was made) and raise."""
+    if verify is None:
+        result['verification'] = None
+        return result
+    ok, output, message = verify()
+    result['verification'] = output
+    if ok:
+        return result
+    if restore is None:
+        raise TransactionError('verification failed - %s. Nothing was changed by this run.' % message,
+                               verification=output, rolled_back=False, transaction=result['transaction'])
+    outcome = restore('verification failed')
+    raise TransactionError('verification failed after applying the rules - %s. Rolled back: %s.' % (message, outcome),
+                           verification=output, rolled_back=result['transaction']['restored'],
+                           transaction=result['transaction'])
