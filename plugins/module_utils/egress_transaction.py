@@ -239,7 +239,7 @@ def run(backend, request, verify=None, check_mode=False, run_dir=RUN_DIR, python
             record['armed'] = info['armed'] = deadman.describe()
             egress_revert.write_durably(backend.record_path, json.dumps(record), 0o600)
 
-        def restore(why):
+        def restore():
             restored, message = egress_revert.restore(backend.record_path, _runner(command))
             if deadman:
                 deadman.cancel()
@@ -249,8 +249,16 @@ def run(backend, request, verify=None, check_mode=False, run_dir=RUN_DIR, python
         try:
             backend.apply()
         except Exception as error:  # any failure of the change itself: restore, then report it
-            message = restore('apply failed')
             details = dict(getattr(error, 'details', {}) or {})
+            if details.get('rolled_back'):
+                # The backend put back exactly what it changed (and only that): a second, coarser restore (a full
+                # reload) would also load what was on disk but not live before the run.
+                egress_revert.remove_durably(backend.record_path)
+                if deadman:
+                    deadman.cancel()
+                info['restored'] = True
+                raise TransactionError(str(error), **dict(details, transaction=info))
+            message = restore()
             details.update(transaction=info, rolled_back=info['restored'])
             raise TransactionError('%s; %s' % (error, message), **details)
         record['applied'] = dict((path, egress_revert.digest(egress_revert.read_text(path))) for path in record['files'])
@@ -259,7 +267,7 @@ def run(backend, request, verify=None, check_mode=False, run_dir=RUN_DIR, python
         try:
             backend.commit()
         except Exception as error:
-            message = restore('commit failed')
+            message = restore()
             raise TransactionError('%s; %s' % (error, message), transaction=info, rolled_back=info['restored'])
         egress_revert.remove_durably(backend.record_path)
         if deadman:
@@ -280,7 +288,7 @@ def _verified(result, verify, restore):
     if restore is None:
         raise TransactionError('verification failed - %s. Nothing was changed by this run.' % message,
                                verification=output, rolled_back=False, transaction=result['transaction'])
-    outcome = restore('verification failed')
+    outcome = restore()
     raise TransactionError('verification failed after applying the rules - %s. Rolled back: %s.' % (message, outcome),
                            verification=output, rolled_back=result['transaction']['restored'],
                            transaction=result['transaction'])

@@ -33,7 +33,11 @@ LOCK_TIMEOUT = 120.0
 
 
 class FirewalldError(Exception):
-    """A failure with a message for the user."""
+    """A failure with a message for the user; ``details`` go into the module's result."""
+
+    def __init__(self, message, **details):
+        super(FirewalldError, self).__init__(message)
+        self.details = details
 
 
 class Firewalld(object):
@@ -213,7 +217,7 @@ class Firewalld(object):
             except (FirewalldError, OSError) as second:
                 raise FirewalldError('%s; rolling back failed too: %s (check firewall-cmd --list-all-policies)' % (error, second))
             raise FirewalldError('%s; rolled back: the owned files were restored and firewalld reloaded, so the '
-                                 'runtime and permanent configuration are as before this run' % error)
+                                 'runtime and permanent configuration are as before this run' % error, rolled_back=True)
 
 
 @contextlib.contextmanager

@@ -50,41 +50,8 @@ attributes:
     platforms: posix
 extends_documentation_fragment:
   - tunnelwall.cloudflared.egress_rules
+  - tunnelwall.cloudflared.egress_rules.transaction
 options:
-  name:
-    description:
-      - Prefix of every object the module owns - the policy C(NAME-egress) and the ipsets C(NAME-PURPOSE-v4/v6).
-      - ASCII letters, digits, C(-) and C(_), at most 11 characters (firewalld allows 18 for a policy name).
-      - Two different names make two independent sets of objects.
-    type: str
-    default: tunnelwall
-  default_deny:
-    description:
-      - Reject every other new outgoing connection of the host (C(rule priority="32767" reject) in the policy), with
-        ICMP administratively prohibited, so programs fail at once instead of timing out.
-      - Established connections and loopback keep working; IPv6 neighbour discovery is allowed.
-      - Refused when O(rules) hold no V(tunnel) destination, which would cut the host off from the tunnel edge.
-      - Other outgoing traffic the host may need (NTP, package mirrors, a DHCP client that uses UDP sockets, monitoring)
-        must be listed in O(extra_allow).
-    type: bool
-    default: false
-  allow_dns:
-    description:
-      - With O(default_deny=true), allow UDP and TCP 53 to the host's resolvers - O(dns_servers) or else the
-        C(nameserver) lines of O(resolv_conf). Loopback resolvers need no rule (firewalld lets loopback out);
-        when one is listed (a local stub), the upstream servers of systemd-resolved
-        (C(/run/systemd/resolve/resolv.conf)) are allowed too, as the stub must reach them.
-      - Without O(default_deny) nothing is denied, so no DNS rule is written.
-    type: bool
-    default: true
-  dns_servers:
-    description: The resolvers O(allow_dns) allows, instead of those of O(resolv_conf).
-    type: list
-    elements: str
-  resolv_conf:
-    description: Where O(allow_dns) reads the host's resolvers.
-    type: path
-    default: /etc/resolv.conf
   permanent:
     description:
       - V(true) - make the runtime and the permanent configuration both exactly as asked (they survive a reload and a
@@ -107,11 +74,9 @@ options:
     choices: [present, absent, reverted]
     default: present
 notes:
-  - The contract for the P(tunnelwall.cloudflared.egress_firewall#role) role (and anyone who wants a verified change) -
-    (1) run with O(permanent=false); (2) verify, for example with M(tunnelwall.cloudflared.edge_probe);
-    (3) on success run again with the same options and O(permanent=true), which writes the same content to the permanent
-    configuration without reloading (no connection is touched); on failure run with O(state=reverted) (same O(name)),
-    which restores the previous state exactly. Until step 3, a reload or a reboot also reverts.
+  - With O(permanent=true) the transaction applies to the runtime first, verifies (O(verify)), and only then writes the
+    permanent configuration, so until the confirmation a reload or a reboot also reverts. O(permanent=false) never
+    commits to the permanent configuration; O(state=reverted) then throws the runtime change away.
   - A reload - when objects are created or deleted, with O(state=absent) and O(state=reverted), and when rolling back -
     also discards runtime-only changes other tools made to firewalld. firewalld keeps established connections over a reload.
   - Needs root (firewalld's D-Bus interface), C(dbus-send) (D-Bus's tools, installed with firewalld) and firewalld 0.9
@@ -174,6 +139,22 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+verification:
+  description:
+    - The probe's result after the change (the keys M(tunnelwall.cloudflared.edge_probe) returns), when O(verify) was
+      given and not in check mode; also in the result of a run whose verification failed.
+  returned: when verified
+  type: dict
+  sample: {recommended_protocol: quic, unmet_requirements: []}
+transaction:
+  description:
+    - How the change ran on the host - C(confirm_timeout), C(armed) (the dead-man revert - C(how) V(systemd) or
+      V(process), C(unit), C(pid)), C(waited_for_lock), C(settled) (what a dead earlier run left pending and this run
+      restored first), C(restored) and C(confirmed).
+  returned: always
+  type: dict
+  sample: {confirm_timeout: 300, armed: {how: process, pid: 4242, unit: null, confirm_timeout: 300}, confirmed: true,
+           restored: false, settled: null, waited_for_lock: false}
 policy:
   description: The name of the policy the module owns.
   returned: always

@@ -29,8 +29,8 @@ description:
     module lock serialises concurrent runs. The files are backed up first; the new rules are checked with
     C(iptables-restore --test) before anything is written; on any failure every file is put back and the previous rules
     are loaded again, so the firewall is never left half applied.
-  - With O(default_deny), the default outgoing policy becomes V(deny) after the allowances are in place, with
-    C(ufw default deny outgoing) (run only when the policy changes). ufw accepts established and related traffic
+  - With O(default_deny), the default outgoing policy becomes V(reject) after the allowances are in place, with
+    C(ufw default reject outgoing) (run only when the policy changes). ufw accepts established and related traffic
     and loopback ahead of every rule, so running connections - the Ansible SSH session among them - survive.
   - The outgoing policy found before the module first denied is remembered in C(/etc/ufw/NAME-egress.json), next to
     the ufw configuration it describes, and put back by O(state=absent) or O(default_deny=false).
@@ -47,34 +47,8 @@ attributes:
     platforms: posix
 extends_documentation_fragment:
   - tunnelwall.cloudflared.egress_rules
+  - tunnelwall.cloudflared.egress_rules.transaction
 options:
-  name:
-    description:
-      - Tag of every rule this module owns - its comment is C(NAME:PURPOSE). Runs with different names own different rules.
-      - Letters, digits, C(_), C(.) and C(-), at most 64.
-    type: str
-    default: tunnelwall
-  default_deny:
-    description:
-      - Set ufw's default outgoing policy to V(deny), so only the allowed destinations, DNS (see O(allow_dns)),
-        loopback and established connections get out.
-      - A policy of V(deny) or V(reject) already in place counts as denying and is left as it is.
-      - V(false) puts back the policy this module replaced, if it replaced one; otherwise the policy is not touched.
-      - Refused when O(rules) has no destination at all, as the host could then not reach the tunnel edge.
-    type: bool
-    default: false
-  allow_dns:
-    description:
-      - Allow UDP and TCP 53 to the host's nameservers, tagged C(NAME:dns). Without it a default-deny host cannot
-        resolve the edge.
-      - The nameservers are those of C(/etc/resolv.conf); loopback ones (a local stub such as systemd-resolved, reachable
-        anyway) are replaced by the stub's upstream servers from C(/run/systemd/resolve/resolv.conf). O(dns_servers) overrides them.
-      - Default is the value of O(default_deny).
-    type: bool
-  dns_servers:
-    description: Nameserver addresses to allow instead of those of C(/etc/resolv.conf). Used only when DNS is allowed.
-    type: list
-    elements: str
   state:
     description:
       - V(present) makes the owned rules exactly those asked for.
@@ -82,7 +56,7 @@ options:
       - V(reverted) undoes the last change a run with this O(name) made, from its backup in RV(backup_dir) - files,
         outgoing policy and live rules - provided ufw's files are still exactly as that run left them (otherwise it
         fails and changes nothing). Nothing to undo (no change since boot, or already reverted) gives changed=false.
-        This is how the P(tunnelwall.cloudflared.egress_firewall#role) role rolls back a change whose verification failed.
+        The P(tunnelwall.cloudflared.egress_firewall#role) role no longer needs it - O(verify) restores in the same run.
     type: str
     choices: [present, absent, reverted]
     default: present
@@ -146,6 +120,22 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+verification:
+  description:
+    - The probe's result after the change (the keys M(tunnelwall.cloudflared.edge_probe) returns), when O(verify) was
+      given and not in check mode; also in the result of a run whose verification failed.
+  returned: when verified
+  type: dict
+  sample: {recommended_protocol: quic, unmet_requirements: []}
+transaction:
+  description:
+    - How the change ran on the host - C(confirm_timeout), C(armed) (the dead-man revert - C(how) V(systemd) or
+      V(process), C(unit), C(pid)), C(waited_for_lock), C(settled) (what a dead earlier run left pending and this run
+      restored first), C(restored) and C(confirmed).
+  returned: always
+  type: dict
+  sample: {confirm_timeout: 300, armed: {how: process, pid: 4242, unit: null, confirm_timeout: 300}, confirmed: true,
+           restored: false, settled: null, waited_for_lock: false}
 added:
   description: Owned rules added (or, in check mode, that would be).
   returned: always

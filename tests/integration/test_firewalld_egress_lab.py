@@ -328,11 +328,11 @@ def test_bad_input_fails_naming_option_and_value_and_changes_nothing(fw, plan):
     cases = [
         ({'name': 'much-too-long-name'}, "name='much-too-long-name'"),
         ({'name': 'bad name'}, "name='bad name'"),
-        ({'rules': [dict(plan['rules'][0], ipv4=['198.51.100.300/32'])]}, "rules[0].ipv4: '198.51.100.300/32'"),
+        ({'rules': [dict(plan['rules'][0], ipv4=['198.51.100.300/32'])]}, "rules[0].ipv4[0]='198.51.100.300/32'"),
         ({'rules': [dict(plan['rules'][0], port=0)]}, 'rules[0].port=0'),
         ({'rules': [dict(plan['rules'][0], protocol='icmp')]}, 'protocol'),
         ({'extra_allow': [{'protocol': 'udp', 'port': 123, 'destinations': ['ntp.example.org']}]}, "'ntp.example.org'"),
-        ({'default_deny': True, 'rules': [r for r in plan['rules'] if r['purpose'] != 'tunnel']}, 'default_deny=true'),
+        ({'default_deny': True, 'rules': [r for r in plan['rules'] if r['purpose'] != 'tunnel']}, 'default_deny=True: no tunnel destination'),
     ]
     for args, expected in cases:
         result = run_module(fw, dict({'rules': plan['rules']}, **args))
