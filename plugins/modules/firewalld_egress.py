@@ -233,6 +233,7 @@ from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.egress_spec
     EXTRA_ALLOW_SPEC, REQUIRED_IF, RULES_SPEC, TRANSACTION_SPEC)
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.firewalld_client import Firewalld, FirewalldError
 
+
 def plan(params, firewalld, desired):
     """(steps, before view, after view, permanent before/after views or None)."""
     name = params['name']
