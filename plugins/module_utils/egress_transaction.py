@@ -146,7 +146,8 @@ class DeadMan(object):
             raise TransactionError('cannot arm the revert with systemd-run (rc=%s): %s; nothing was changed' % (rc, (err or out).strip()))
         # No systemd: a process in its own session, detached from this one's stdio, survives this module, the SSH
         # session and the controller. It polls the record and ends by itself once the change is confirmed.
-        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        # run_command waits for its child; this one must outlive the module, in a session of its own.
+        process = subprocess.Popen(argv,  # pylint: disable=ansible-bad-function stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                    close_fds=True, cwd='/', start_new_session=True)
         self.pid = process.pid
         self.how = 'process'
