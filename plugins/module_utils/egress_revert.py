@@ -146,8 +146,9 @@ def restore(record_path, run=None):
 def _run(argv):
     try:
         # This also runs as a program of its own, with no AnsibleModule and so no run_command.
-        process = subprocess.Popen(argv, stdout=subprocess.PIPE,  # pylint: disable=ansible-bad-function stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   env=dict(os.environ, LANG='C', LC_ALL='C'))
+        process = subprocess.Popen(  # pylint: disable=ansible-bad-function
+            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=dict(os.environ, LANG='C', LC_ALL='C'))
         output = process.communicate()[0]
     except OSError as error:
         return 127, str(error)

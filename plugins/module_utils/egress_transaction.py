@@ -147,8 +147,9 @@ class DeadMan(object):
         # No systemd: a process in its own session, detached from this one's stdio, survives this module, the SSH
         # session and the controller. It polls the record and ends by itself once the change is confirmed.
         # run_command waits for its child; this one must outlive the module, in a session of its own.
-        process = subprocess.Popen(argv,  # pylint: disable=ansible-bad-function stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                   close_fds=True, cwd='/', start_new_session=True)
+        process = subprocess.Popen(  # pylint: disable=ansible-bad-function
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            close_fds=True, cwd='/', start_new_session=True)
         self.pid = process.pid
         self.how = 'process'
 
