@@ -353,7 +353,7 @@ def main():
         result['firewalld_version'] = version
         verify = probe_run.verifier(params['verify'], request.resolv_conf)[1] if verify_params else None
         outcome = egress_transaction.run(backend, request, verify, module.check_mode,
-                                         which=lambda name: module.get_bin_path(name, opt_dirs=['/usr/sbin', '/sbin']),
+                                         which=module.get_bin_path,
                                          command=run)
     except (FirewalldError, egress_transaction.TransactionError) as error:
         details = getattr(error, 'details', {})

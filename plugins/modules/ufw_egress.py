@@ -191,8 +191,6 @@ from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import dns_
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.egress_spec import (
     EXTRA_ALLOW_SPEC, REQUIRED_IF, RULES_SPEC, TRANSACTION_SPEC)
 
-SBIN = ['/usr/sbin', '/sbin']
-
 ARGUMENT_SPEC = dict(
     TRANSACTION_SPEC,
     rules=RULES_SPEC,
@@ -239,7 +237,8 @@ def main():
         module.fail_json(msg='ufw_egress: verify.%s' % problem)
     if os.geteuid() != 0:
         module.fail_json(msg='ufw_egress changes the firewall and must run as root (become: true)')
-    binaries = dict((command, module.get_bin_path(command, opt_dirs=SBIN)) for command in ('ufw', 'iptables-restore', 'ip6tables-restore'))
+    # PATH first, then /sbin, /usr/sbin and /usr/local/sbin (get_bin_path adds them): the host's own PATH wins.
+    binaries = dict((command, module.get_bin_path(command)) for command in ('ufw', 'iptables-restore', 'ip6tables-restore'))
     if not binaries['ufw']:
         module.fail_json(msg='ufw is not installed (no ufw command in PATH, /usr/sbin or /sbin)')
 
@@ -261,7 +260,7 @@ def main():
         else:
             verify = probe_run.verifier(params['verify'], request.resolv_conf)[1] if verify_params else None
             result = egress_transaction.run(UfwBackend(job), request, verify, module.check_mode,
-                                            which=lambda name: module.get_bin_path(name, opt_dirs=SBIN),
+                                            which=module.get_bin_path,
                                             command=lambda argv: module.run_command(argv, environ_update={'LANG': 'C', 'LC_ALL': 'C'}))
     except (ufw_apply.UfwError, egress_transaction.TransactionError) as error:
         for warning in job.warnings:

@@ -1,5 +1,5 @@
 # -*- coding: utf-8 -*-
-"""tunnelwall.cloudflared.site on 1, 4 and 16 lab hosts with forks 8: wall time, time per host, DNS queries.
+"""tunnelwall.cloudflared.site on 1, 4 and 16 lab hosts with forks 8: wall time, time per host, DNS queries, module runs.
 
 Each size gets a lab of its own (half firewalld, half ufw; 1 = one firewalld host). A run is the whole site
 playbook with default deny - resolve, probe, apply, verify, persist, report - on firewalls as the lab made them,
@@ -7,12 +7,16 @@ with an empty plan cache. The DNS queries counted are the controller's (the host
 their addresses and are left out): resolving once per play means the same number whatever the fleet's size.
 With forks 8 the floor for 16 hosts is twice the time of one - when the hosts have CPUs of their own. In the lab
 they share the machine's with the controller, so the machine's busy CPU time per run is printed too: divided by
-the number of cores it is a second floor, which a CPU-bound run cannot beat.
+the number of cores it is a second floor, which a CPU-bound run cannot beat. Module executions per host are counted
+from ansible-playbook -vvv: every module run on a host is one SSH exec of its Python (pipelining), so that count is
+what each host paid in AnsiballZ runs.
 """
 
 from __future__ import annotations
 
+import collections
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -24,6 +28,8 @@ from tests.lab.lab import Lab
 
 SIZES = {1: 'firewalld:1', 4: 'firewalld:2,ufw:2', 16: 'firewalld:8,ufw:8'}
 FORKS = 8
+# With pipelining a module run is one `ssh ... '/bin/sh -c '"'"'PYTHON && sleep 0'"'"''` on its host.
+MODULE_EXEC = re.compile(r"^<(?P<host>[^>]+)> SSH: EXEC .*python[0-9.]*['\"]* && sleep 0", re.M)
 
 
 def _busy_seconds():
@@ -39,7 +45,7 @@ def _site(lab, workdir, run):
     command = [os.path.join(os.path.dirname(sys.executable), 'ansible-playbook'), 'tunnelwall.cloudflared.site',
                '-i', lab.inventory, '-f', str(FORKS), '-e', 'egress_firewall_default_deny=true',
                '-e', '{"egress_firewall_probe_ca_path": "{{ tunnelwall_lab_ca }}"}',
-               '-e', 'tunnelwall_report_dir=%s' % os.path.join(workdir, 'report')]
+               '-e', 'tunnelwall_report_dir=%s' % os.path.join(workdir, 'report'), '-vvv']
     lab.dns.clear_log()
     busy = _busy_seconds()
     started = time.monotonic()
@@ -49,7 +55,9 @@ def _site(lab, workdir, run):
     busy = _busy_seconds() - busy
     if result.returncode:
         raise SystemExit('site playbook failed:\n%s%s' % (result.stdout[-3000:], result.stderr[-2000:]))
-    return seconds, busy, len(lab.controller_queries())
+    runs = collections.Counter(match.group('host') for match in MODULE_EXEC.finditer(result.stdout))
+    per_host = sorted(set(runs.values())) or [0]
+    return seconds, busy, len(lab.controller_queries()), per_host
 
 
 def main(runs):
@@ -59,22 +67,25 @@ def main(runs):
         lab = Lab(os.path.join(config.REPO, '.build', 'bench-lab'))
         lab.up(spec)
         try:
-            times, busy, queries = [], [], set()
+            times, busy, queries, executions = [], [], set(), set()
             for run in range(runs):
                 lab.reset_firewalls()
-                seconds, cpu, count = _site(lab, workdir, run)
+                seconds, cpu, count, per_host = _site(lab, workdir, run)
+                executions.update(per_host)
                 times.append(seconds)
                 busy.append(cpu)
                 queries.add(count)
-            figures[size] = (statistics.median(times), statistics.median(busy), queries)
+            figures[size] = (statistics.median(times), statistics.median(busy), queries, executions)
         finally:
             lab.down()
     print('\n== fleet: tunnelwall.cloudflared.site, default deny, forks %d, median of %d runs ==' % (FORKS, runs))
     cores = os.cpu_count()
-    print('%-6s %10s %10s %14s %12s %18s' % ('hosts', 'wall', 'per host', 'DNS queries', 'vs 1 host',
-                                             'machine CPU busy'))
-    for size, (seconds, busy, queries) in figures.items():
+    print('%-6s %10s %10s %14s %16s %12s %14s %18s' % ('hosts', 'wall', 'per host', 'DNS queries', 'module runs/host',
+                                                        'vs 1 host', 'CPU-s/host', 'machine CPU busy'))
+    for size, (seconds, busy, queries, executions) in figures.items():
         counted = '/'.join(str(count) for count in sorted(queries))
-        print('%-6d %9.1fs %9.2fs %14s %11.2fx %9.1f CPU-s (>= %.1fs on %d cores)'
-              % (size, seconds, seconds / size, counted, seconds / figures[1][0], busy, busy / cores, cores))
+        modules = '/'.join(str(count) for count in sorted(executions))
+        print('%-6d %9.1fs %9.2fs %14s %16s %11.2fx %13.2fs %9.1f CPU-s (>= %.1fs on %d cores)'
+              % (size, seconds, seconds / size, counted, modules, seconds / figures[1][0], busy / size, busy,
+                 busy / cores, cores))
     print('16 hosts / 1 host: %.2fx (floor with forks %d: 2x; goal < 3x)' % (figures[16][0] / figures[1][0], FORKS))

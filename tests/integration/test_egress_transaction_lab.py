@@ -194,9 +194,39 @@ def test_sigkill_to_ansible_playbook_leaves_the_host_as_before_within_the_confir
     wait_for(lambda: not revert_processes(lab), 5, 'the revert process to end')
 
 
+@pytest.mark.parametrize('kill_when', ['before', 'after'])
+def test_a_run_killed_around_the_policy_change_never_leaves_a_deny_all(hosts, plan, kill_when):
+    """A ufw stand-in kills the module just before, or just after, `ufw default reject outgoing`; the dead-man is off.
+
+    The next run - state=absent - restores what the dead run left pending, then removes: the original policy is back."""
+    lab, host = hosts, HOSTS['ufw']
+    wrapper = ('#!/bin/sh\n'
+               'if [ "$1" = default ] && [ "$3" = outgoing ]; then\n'
+               '  if [ %(kill)s = before ]; then kill -9 $PPID; exit 1; fi\n'
+               '  /usr/sbin/ufw "$@"; rc=$?\n'
+               '  kill -9 $PPID; exit $rc\n'
+               'fi\n'
+               'exec /usr/sbin/ufw "$@"\n') % {'kill': kill_when}
+    lab.exec(host, ['sh', '-c', 'mkdir -p %s && cat > %s/ufw && chmod 755 %s/ufw' % (STANDIN, STANDIN, STANDIN)],
+             stdin=wrapper, check=True)
+    before = state(lab, host)
+    process = ansible(lab, host, MODULES['ufw'], args_for('ufw', plan, lab, confirm_timeout=0),
+                      playbook_env={'PATH': STANDIN + ':' + config.HOST_PATH})
+    process.communicate(timeout=120)
+    assert pending(lab, 'ufw') is not None  # killed mid-change
+    policy = lab.exec(host, ['ufw', 'status', 'verbose']).stdout
+    assert ('reject (outgoing)' in policy) == (kill_when == 'after')
+    removed = result_of(ansible(lab, host, MODULES['ufw'], {'state': 'absent'}), host)
+    assert not removed['failed'], removed
+    assert removed['transaction']['settled'].startswith('a previous run')
+    assert state(lab, host) == before
+    assert 'allow (outgoing)' in lab.exec(host, ['ufw', 'status', 'verbose']).stdout
+
+
 def test_overlapping_runs_wait_for_each_other_and_the_failing_one_never_undoes_the_other(hosts, plan):
     lab, host = hosts, HOSTS['firewalld']
-    silent = '198.51.100.99'  # the decoy; dropped at the edge for this test, so verifying against it hangs
+    # One tunnel address, allowed by the rules but dropped at the edge: verifying against it alone hangs.
+    silent = [e for e in plan['endpoints'] if e['purpose'] == 'tunnel'][0]['ipv4'][0]
     lab.fault('addresses', 'drop', silent)
     doomed_plan = dict(plan, endpoints=[dict(e, ipv4=[silent], ipv6=[]) for e in plan['endpoints'] if e['purpose'] == 'tunnel'])
     first = ansible(lab, host, MODULES['firewalld'], args_for('firewalld', plan, lab, verify=dict(plan=doomed_plan, timeout=20, ca_path=lab.ca)))
@@ -207,7 +237,8 @@ def test_overlapping_runs_wait_for_each_other_and_the_failing_one_never_undoes_t
     assert first_result['failed'] and 'verification failed' in first_result['msg'], first_result
     assert first_result['rolled_back'] is True
     assert not second_result['failed'], second_result['msg']
-    assert second_result['transaction']['waited_for_lock'] is True
+    assert second_result['transaction']['waited_for_lock'] is True, (first_result.get('verification', {}).get('elapsed_ms'),
+                                                                      first_result['msg'])
     rules = lab.exec(host, ['firewall-cmd', '--policy=tunnelwall-egress', '--list-rich-rules'], check=True).stdout
     assert 'address="%s"' % config.DNS_HOST_ADDRESSES[0] in rules and 'port="9"' in rules  # the second change survived
     assert pending(lab, 'firewalld') is None
