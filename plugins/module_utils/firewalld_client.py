@@ -17,19 +17,100 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import contextlib
-import errno
-import fcntl
 import os
 import tempfile
-import time
 
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import firewalld_policy as fp
 
 BUS = 'org.fedoraproject.FirewallD1'
 PATH = '/org/fedoraproject/FirewallD1'
 CONFIG_PATH = PATH + '/config'
-LOCK_TIMEOUT = 120.0
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# reading firewalld's answers
+# ----------------------------------------------------------------------------------------------------------------
+class _DbusReply:
+    """A parser of ``dbus-send --print-reply`` output: strings, numbers, booleans, object paths, variants,
+    arrays, dict entries and structs, nested. dbus-send prints strings unescaped, so a string is
+    everything between the first and the last double quote of its line."""
+
+    def __init__(self, text):
+        self.lines = [line.strip() for line in text.splitlines() if line.strip()]
+        if self.lines and self.lines[0].startswith('method return'):
+            self.lines.pop(0)
+        self.pos = 0
+
+    def values(self):
+        values = []
+        while self.pos < len(self.lines):
+            values.append(self.value(self.take()))
+        return values
+
+    def take(self):
+        line = self.lines[self.pos]
+        self.pos += 1
+        return line
+
+    def value(self, line):
+        if line.startswith('variant'):
+            return self.value(line[len('variant'):].strip())
+        if line.startswith('array ['):
+            return self.container(line, ']', 'array [')
+        if line.startswith('struct {'):
+            return tuple(self.container(line, '}', 'struct {'))
+        if line.startswith('dict entry('):
+            key = self.value(self.take())
+            value = self.value(self.take())
+            closing = self.take()
+            if closing != ')':
+                raise ValueError('dbus-send output: expected ")" after a dict entry, got %r' % closing)
+            return (key, value)
+        kind, dummy, rest = line.partition(' ')
+        if kind in ('string', 'object') or line.startswith('object path'):
+            return rest[rest.index('"') + 1:rest.rindex('"')]
+        if kind == 'boolean':
+            return rest == 'true'
+        if kind in ('int16', 'int32', 'int64', 'uint16', 'uint32', 'uint64', 'byte'):
+            return int(rest)
+        if kind == 'double':
+            return float(rest)
+        raise ValueError('dbus-send output: cannot read %r' % line)
+
+    def container(self, line, closer, opener):
+        """Items up to the closing line; an array made only of dict entries becomes a dict."""
+        items = []
+        dict_entries = 0
+        if line[len(opener):].strip() == closer:
+            return items
+        while True:
+            line = self.take()
+            if line == closer:
+                break
+            dict_entries += line.startswith('dict entry(')
+            items.append(self.value(line))
+        if opener == 'array [' and items and dict_entries == len(items):
+            return dict(items)
+        return items
+
+
+def parse_dbus_reply(text):
+    """The first value of a ``dbus-send --print-reply`` answer (arrays of dict entries become dicts)."""
+    values = _DbusReply(text).values()
+    return values[0] if values else None
+
+
+def policy_from_settings(settings):
+    """getPolicySettings / config.policy.getSettings (a dict) -> the parts the module compares."""
+    return {'target': settings.get('target', 'CONTINUE'), 'rich_rules': list(settings.get('rich_rules') or []),
+            'ingress_zones': list(settings.get('ingress_zones') or []), 'egress_zones': list(settings.get('egress_zones') or [])}
+
+
+def ipset_from_settings(settings):
+    """getIPSetSettings / config.ipset.getSettings (version, short, description, type, options, entries) -> a dict."""
+    options = settings[4] if isinstance(settings[4], dict) else {}
+    return {'type': settings[3], 'family': options.get('family', 'inet'), 'entries': list(settings[5])}
+
 
 
 class FirewalldError(Exception):
@@ -57,7 +138,7 @@ class Firewalld(object):
         rc, out, err = self.run(argv)
         if rc != 0:
             raise FirewalldError('%s: %s' % (method.rsplit('.', 1)[-1], (err or out).strip()))
-        return fp.parse_dbus_reply(out)
+        return parse_dbus_reply(out)
 
     def firewall_cmd(self, args):
         argv = ['firewall-cmd'] + args
@@ -104,13 +185,13 @@ class Firewalld(object):
                 settings = self.dbus(self._config_path('Policy', policy_name), BUS + '.config.policy.getSettings')
             else:
                 settings = self.dbus(PATH, BUS + '.policy.getPolicySettings', 'string:' + policy_name)
-            layer['policy'] = fp.policy_from_settings(settings)
+            layer['policy'] = policy_from_settings(settings)
         for ipset in fp.owned_ipsets(name, ipsets):
             if permanent:
                 settings = self.dbus(self._config_path('IPSet', ipset), BUS + '.config.ipset.getSettings')
             else:
                 settings = self.dbus(PATH, BUS + '.ipset.getIPSetSettings', 'string:' + ipset)
-            layer['ipsets'][ipset] = fp.ipset_from_settings(settings)
+            layer['ipsets'][ipset] = ipset_from_settings(settings)
         return layer
 
     def _config_path(self, kind, obj):
@@ -132,7 +213,7 @@ class Firewalld(object):
     # ------------------------------------------------------------------------------------------------------------
     def apply(self, steps):
         for step in steps:
-            getattr(self, '_step_' + step[0])(*step[1:])
+            getattr(self, '_step_' + step.kind)(*step[1:])
 
     def _step_write_file(self, path, text):
         target = os.path.join(self.config_dir, path)
@@ -218,25 +299,3 @@ class Firewalld(object):
                 raise FirewalldError('%s; rolling back failed too: %s (check firewall-cmd --list-all-policies)' % (error, second))
             raise FirewalldError('%s; rolled back: the owned files were restored and firewalld reloaded, so the '
                                  'runtime and permanent configuration are as before this run' % error, rolled_back=True)
-
-
-@contextlib.contextmanager
-def run_lock(path, timeout=LOCK_TIMEOUT):
-    """One run of the module at a time on a host: two runs interleaving their reads and writes would corrupt each other."""
-    directory = os.path.dirname(path)
-    if not os.path.isdir(directory):
-        os.makedirs(directory, 0o755)
-    with open(path, 'a') as handle:
-        deadline = time.time() + timeout
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except (IOError, OSError) as error:
-                if error.errno not in (errno.EAGAIN, errno.EACCES) or time.time() > deadline:
-                    raise FirewalldError('another firewalld_egress run holds %s (waited %ds)' % (path, timeout))
-                time.sleep(0.1)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -35,6 +35,38 @@ DESCRIPTION = 'Managed by tunnelwall.cloudflared.firewalld_egress; changes made 
 
 Rule = collections.namedtuple('Rule', 'family destination_kind destination port protocol icmp_type action priority')
 
+# The steps of a change plan, one record type per kind. ``kind`` names the firewalld_client method that carries the
+# step out (``_step_KIND``), so a step is also the tuple (KIND, arguments...) that method takes.
+WriteFile = collections.namedtuple('WriteFile', 'kind path text')            # path relative to /etc/firewalld
+RemoveFile = collections.namedtuple('RemoveFile', 'kind path')
+Reload = collections.namedtuple('Reload', 'kind')
+SetEntries = collections.namedtuple('SetEntries', 'kind layer ipset entries')  # layer: runtime or permanent
+ChangeRules = collections.namedtuple('ChangeRules', 'kind layer policy rules')  # kind: add_rules or remove_rules
+
+
+def write_file(path, text):
+    return WriteFile('write_file', path, text)
+
+
+def remove_file(path):
+    return RemoveFile('remove_file', path)
+
+
+def reload_step():
+    return Reload('reload')
+
+
+def set_entries(layer, ipset, entries):
+    return SetEntries('set_entries', layer, ipset, entries)
+
+
+def add_rules(layer, policy, rules):
+    return ChangeRules('add_rules', layer, policy, rules)
+
+
+def remove_rules(layer, policy, rules):
+    return ChangeRules('remove_rules', layer, policy, rules)
+
 
 def allow_rule(family, destination_kind, destination, port, protocol):
     return Rule(family, destination_kind, destination, port, protocol, None, 'accept', None)
@@ -332,91 +364,6 @@ def desired_state(name, rules, default_deny=False, nameservers=None, extra_allow
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# reading firewalld's answers
-# ----------------------------------------------------------------------------------------------------------------
-class _DbusReply:
-    """A parser of ``dbus-send --print-reply`` output: strings, numbers, booleans, object paths, variants,
-    arrays, dict entries and structs, nested. dbus-send prints strings unescaped, so a string is
-    everything between the first and the last double quote of its line."""
-
-    def __init__(self, text):
-        self.lines = [line.strip() for line in text.splitlines() if line.strip()]
-        if self.lines and self.lines[0].startswith('method return'):
-            self.lines.pop(0)
-        self.pos = 0
-
-    def values(self):
-        values = []
-        while self.pos < len(self.lines):
-            values.append(self.value(self.take()))
-        return values
-
-    def take(self):
-        line = self.lines[self.pos]
-        self.pos += 1
-        return line
-
-    def value(self, line):
-        if line.startswith('variant'):
-            return self.value(line[len('variant'):].strip())
-        if line.startswith('array ['):
-            return self.container(line, ']', 'array [')
-        if line.startswith('struct {'):
-            return tuple(self.container(line, '}', 'struct {'))
-        if line.startswith('dict entry('):
-            key = self.value(self.take())
-            value = self.value(self.take())
-            closing = self.take()
-            if closing != ')':
-                raise ValueError('dbus-send output: expected ")" after a dict entry, got %r' % closing)
-            return (key, value)
-        kind, dummy, rest = line.partition(' ')
-        if kind in ('string', 'object') or line.startswith('object path'):
-            return rest[rest.index('"') + 1:rest.rindex('"')]
-        if kind == 'boolean':
-            return rest == 'true'
-        if kind in ('int16', 'int32', 'int64', 'uint16', 'uint32', 'uint64', 'byte'):
-            return int(rest)
-        if kind == 'double':
-            return float(rest)
-        raise ValueError('dbus-send output: cannot read %r' % line)
-
-    def container(self, line, closer, opener):
-        """Items up to the closing line; an array made only of dict entries becomes a dict."""
-        items = []
-        dict_entries = 0
-        if line[len(opener):].strip() == closer:
-            return items
-        while True:
-            line = self.take()
-            if line == closer:
-                break
-            dict_entries += line.startswith('dict entry(')
-            items.append(self.value(line))
-        if opener == 'array [' and items and dict_entries == len(items):
-            return dict(items)
-        return items
-
-
-def parse_dbus_reply(text):
-    """The first value of a ``dbus-send --print-reply`` answer (arrays of dict entries become dicts)."""
-    values = _DbusReply(text).values()
-    return values[0] if values else None
-
-
-def policy_from_settings(settings):
-    """getPolicySettings / config.policy.getSettings (a dict) -> the parts the module compares."""
-    return {'target': settings.get('target', 'CONTINUE'), 'rich_rules': list(settings.get('rich_rules') or []),
-            'ingress_zones': list(settings.get('ingress_zones') or []), 'egress_zones': list(settings.get('egress_zones') or [])}
-
-
-def ipset_from_settings(settings):
-    """getIPSetSettings / config.ipset.getSettings (version, short, description, type, options, entries) -> a dict."""
-    options = settings[4] if isinstance(settings[4], dict) else {}
-    return {'type': settings[3], 'family': options.get('family', 'inet'), 'entries': list(settings[5])}
-
-
-# ----------------------------------------------------------------------------------------------------------------
 # the change plan
 # ----------------------------------------------------------------------------------------------------------------
 def state_view(policy, ipsets):
@@ -489,18 +436,18 @@ def _layer_steps(changes, layer_name, reject, policy):
     for name, (add, dummy, after) in sorted(changes['entries'].items()):
         if add:
             # New addresses go in before any rule that needs them (an atomic replace drops the stale ones with it).
-            steps.append(('set_entries', layer_name, name, after))
+            steps.append(set_entries(layer_name, name, after))
     if changes['remove_rules']:
-        steps.append(('remove_rules', layer_name, policy, changes['remove_rules']))
+        steps.append(remove_rules(layer_name, policy, changes['remove_rules']))
     allows = [r for r in changes['add_rules'] if r != reject]
     if allows:
-        steps.append(('add_rules', layer_name, policy, allows))
+        steps.append(add_rules(layer_name, policy, allows))
     if reject in changes['add_rules']:
-        steps.append(('add_rules', layer_name, policy, [reject]))
+        steps.append(add_rules(layer_name, policy, [reject]))
     for name, (add, dummy, after) in sorted(changes['entries'].items()):
         if not add:
             # Only removals (or emptying a stale ipset): after the rules that used it are gone.
-            steps.append(('set_entries', layer_name, name, after))
+            steps.append(set_entries(layer_name, name, after))
     return steps
 
 
@@ -542,8 +489,7 @@ def _rules_of_xml(content):
 def plan_present(desired, runtime, permanent, persist):
     """Steps that make the owned objects exactly ``desired``: in the runtime and, when ``persist``, the permanent config.
 
-    Steps: ('write_file', path, text), ('remove_file', path), ('reload',), ('set_entries', layer, ipset, entries),
-    ('remove_rules', layer, policy, rules), ('add_rules', layer, policy, rules). A file path is relative to /etc/firewalld.
+    Steps are the records above (WriteFile, RemoveFile, Reload, SetEntries, ChangeRules).
     """
     reject = render_rule(reject_rule())
     steps = []
@@ -557,10 +503,10 @@ def plan_present(desired, runtime, permanent, persist):
             keep = [p for p in sorted(files) if _unchanged(permanent, p, files[p])]
             for path in sorted(files):
                 if path not in keep:
-                    steps.append(('write_file', path, files[path]))
+                    steps.append(write_file(path, files[path]))
             for obj in stale_p:
-                steps.append(('remove_file', 'ipsets/%s.xml' % obj))
-            steps.append(('reload',))
+                steps.append(remove_file('ipsets/%s.xml' % obj))
+            steps.append(reload_step())
             return steps
         steps += _layer_steps(layer_changes(desired, runtime), 'runtime', reject, desired['policy'])
         steps += _layer_steps(layer_changes(desired, permanent), 'permanent', reject, desired['policy'])
@@ -569,8 +515,8 @@ def plan_present(desired, runtime, permanent, persist):
     if missing_r:
         missing_p, dummy = structural(desired, permanent)
         files = _files_for(desired, missing_p, False)
-        steps += [('write_file', path, files[path]) for path in sorted(files)]
-        steps.append(('reload',))
+        steps += [write_file(path, files[path]) for path in sorted(files)]
+        steps.append(reload_step())
         runtime = after_files(permanent, files, [])
     steps += _layer_steps(layer_changes(desired, runtime, keep_stale=True), 'runtime', reject, desired['policy'])
     return steps
@@ -591,9 +537,9 @@ def _unchanged(layer, path, content):
 
 def plan_absent(runtime, permanent, files):
     """Delete every owned object: their files (and firewalld's .xml.old backups), then one reload."""
-    steps = [('remove_file', path) for path in sorted(files)]
+    steps = [remove_file(path) for path in sorted(files)]
     if runtime['policy'] is not None or runtime['ipsets'] or permanent['policy'] is not None or permanent['ipsets'] or steps:
-        steps.append(('reload',))
+        steps.append(reload_step())
     return steps
 
 
@@ -609,11 +555,11 @@ def plan_revert(name, runtime, permanent):
     used = ' '.join(policy['rich_rules']) if policy else ''
     for obj, ipset in sorted(permanent['ipsets'].items()):
         if not ipset['entries'] and ('ipset="%s"' % obj) not in used:
-            steps.append(('remove_file', 'ipsets/%s.xml' % obj))
+            steps.append(remove_file('ipsets/%s.xml' % obj))
     if policy is not None and not policy['rich_rules']:
-        steps.append(('remove_file', 'policies/%s.xml' % policy_name(name)))
+        steps.append(remove_file('policies/%s.xml' % policy_name(name)))
     if steps or state_view(runtime['policy'], runtime['ipsets']) != state_view(policy, permanent['ipsets']):
-        steps.append(('reload',))
+        steps.append(reload_step())
     return steps
 
 

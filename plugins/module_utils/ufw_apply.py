@@ -61,14 +61,7 @@ class UfwPaths(object):
         return [self.rules['ipv4'], self.rules['ipv6'], self.defaults] + list(self.after) + [self.state]
 
 
-def read_text(path):
-    try:
-        with open(path, 'r') as handle:
-            return handle.read()
-    except (IOError, OSError) as error:
-        if error.errno == errno.ENOENT:
-            return None
-        raise
+read_text = egress_revert.read_text  # a file's text, or None when it does not exist
 
 
 def write_atomic(path, text):
@@ -418,3 +411,28 @@ class UfwEgress(object):
         except UfwError as error:
             problems.append(str(error))
         return problems
+
+
+class UfwBackend(object):
+    """ufw_apply's job as an egress_transaction backend: ufw has no runtime layer, so commit has nothing to do."""
+
+    def __init__(self, job):
+        self.job = job
+        # Next to ufw's configuration, which it restores (a reboot keeps it, as it keeps ufw's files).
+        self.record_path = os.path.join(os.path.dirname(job.paths.conf), 'tunnelwall-pending.json')
+
+    def plan(self):
+        return self.job.plan()
+
+    def files(self):
+        return self.job.paths.backed_up()
+
+    def reload_commands(self):
+        # ufw reload loads every file back into the live rules; an inactive ufw has nothing live to reload.
+        return [[self.job.binaries['ufw'], 'reload']] if self.job.result['ufw']['enabled'] else []
+
+    def apply(self):
+        self.job.result = self.job.apply()
+
+    def commit(self):
+        pass

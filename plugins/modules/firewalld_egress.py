@@ -224,175 +224,57 @@ firewalld_version:
   sample: 1.3.3
 """
 
-import os
-
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import (
-    dns_client, egress_request, egress_transaction, firewalld_policy as fp, probe_run)
+    egress_module, egress_request, egress_transaction, firewalld_apply, firewalld_policy as fp)
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.egress_spec import (
     EXTRA_ALLOW_SPEC, REQUIRED_IF, RULES_SPEC, TRANSACTION_SPEC)
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.firewalld_client import Firewalld, FirewalldError
 
-
-def plan(params, firewalld, desired):
-    """(steps, before view, after view, permanent before/after views or None)."""
-    name = params['name']
-    runtime = firewalld.read(name, permanent=False)
-    permanent = firewalld.read(name, permanent=True)
-    before = fp.state_view(runtime['policy'], runtime['ipsets'])
-    before_p = fp.state_view(permanent['policy'], permanent['ipsets'])
-    empty = {'policy': None, 'ipsets': {}}
-    if params['state'] == 'absent':
-        steps = fp.plan_absent(runtime, permanent, firewalld.owned_files(name))
-        return steps, before, empty, (before_p, empty)
-    if params['state'] == 'reverted':
-        steps = fp.plan_revert(name, runtime, permanent)
-        removed = [s[1].split('/', 1)[1][:-4] for s in steps if s[0] == 'remove_file']
-        after = fp.state_view(None if fp.policy_name(name) in removed else permanent['policy'],
-                              dict((n, s) for n, s in permanent['ipsets'].items() if n not in removed))
-        return steps, before, after, (before_p, after)
-    steps = fp.plan_present(desired, runtime, permanent, params['permanent'])
-    after = fp.desired_view(desired)
-    if params['permanent']:
-        return steps, before, after, (before_p, after)
-    # The runtime cannot delete an ipset: a stale one stays, empty and unused, until a reload.
-    for stale in set(runtime['ipsets']) | set(permanent['ipsets']):
-        after['ipsets'].setdefault(stale, [])
-    return steps, before, after, None
+ARGUMENT_SPEC = dict(
+    TRANSACTION_SPEC,
+    rules=RULES_SPEC,
+    extra_allow=EXTRA_ALLOW_SPEC,
+    permanent=dict(type='bool', default=True),
+    state=dict(type='str', default='present', choices=['present', 'absent', 'reverted']),
+)
 
 
-class FirewalldBackend(object):
-    """firewalld_egress as an egress_transaction backend: apply to the runtime, commit to the permanent config.
+def render_problem(params):
+    """What firewalld cannot render (its object names' length limits), for a request that is otherwise fine."""
+    def check(request):
+        return fp.validate_params(normalised(params, request))
+    return check
 
-    Until the commit a reload - the restore - gives back the permanent configuration; the files the runtime apply
-    may create (empty objects) and those the commit writes (with firewalld's .xml.old backups) are recorded.
-    """
 
-    def __init__(self, firewalld, params, desired, check_mode):
-        self.firewalld = firewalld
-        self.params = params
-        self.desired = desired
-        self.check_mode = check_mode
-        self.record_path = os.path.join(firewalld.config_dir, 'tunnelwall-pending.json')
-        self.steps = []
-        self.views = None
-
-    def plan(self):
-        self.steps, before, after, permanent_views = plan(self.params, self.firewalld, self.desired)
-        self.views = (before, after, permanent_views)
-        return {'changed': bool(self.steps)}
-
-    def files(self):
-        name = self.params['name']
-        objects = set(self.firewalld.owned_files(name))
-        if self.desired:
-            objects.add('policies/%s.xml' % self.desired['policy'])
-            objects.update('ipsets/%s.xml' % ipset for ipset in self.desired['ipsets'])
-        paths = set()
-        for path in objects:
-            path = path[:-4] if path.endswith('.old') else path
-            paths.update((os.path.join(self.firewalld.config_dir, path), os.path.join(self.firewalld.config_dir, path + '.old')))
-        return sorted(paths)
-
-    def reload_commands(self):
-        return [['firewall-cmd', '--reload']]
-
-    def apply(self):
-        steps = self.steps
-        if self.params['state'] == 'present' and self.params['permanent']:
-            # The runtime first: verification judges it, and a reload (the restore) throws it away.
-            runtime = self.firewalld.read(self.params['name'], permanent=False)
-            permanent = self.firewalld.read(self.params['name'], permanent=True)
-            steps = fp.plan_present(self.desired, runtime, permanent, False)
-        self.firewalld.transaction(self.params['name'], steps)
-
-    def commit(self):
-        if self.params['state'] == 'present' and self.params['permanent']:
-            steps = plan(self.params, self.firewalld, self.desired)[0]
-            self.firewalld.transaction(self.params['name'], steps)
+def normalised(params, request):
+    return dict(params, name=request.name, rules=egress_request.as_rule_dicts(request),
+                extra_allow=egress_request.as_extra_dicts(request), default_deny=request.default_deny)
 
 
 def main():
-    argument_spec = dict(
-        TRANSACTION_SPEC,
-        rules=RULES_SPEC,
-        extra_allow=EXTRA_ALLOW_SPEC,
-        permanent=dict(type='bool', default=True),
-        state=dict(type='str', default='present', choices=['present', 'absent', 'reverted']),
-    )
-    module = AnsibleModule(argument_spec=argument_spec, required_if=REQUIRED_IF, supports_check_mode=True)
-    params = module.params
-    try:
-        request = egress_request.build(params, 'firewalld')
-        verify_params = probe_run.probe_params(params['verify']) if params['verify'] else None
-        problem = probe_run.check(verify_params) if verify_params else None
-        problem = problem and 'verify.' + problem
-    except egress_request.RequestError as error:
-        module.fail_json(msg='firewalld_egress: %s' % error)
-    normalised = dict(params, name=request.name, rules=egress_request.as_rule_dicts(request),
-                      extra_allow=egress_request.as_extra_dicts(request), default_deny=request.default_deny)
-    problem = problem or fp.validate_params(normalised)
-    if problem:
-        module.fail_json(msg='firewalld_egress: %s' % problem)
-    try:
-        nameservers = list(egress_request.nameservers(request, dns_client.read_resolv_conf(request.resolv_conf),
-                                                      dns_client.read_resolv_conf(dns_client.SYSTEMD_RESOLV_CONF)))
-    except egress_request.RequestError as error:
-        module.fail_json(msg='firewalld_egress: %s' % error)
-    desired = fp.desired_state(request.name, normalised['rules'], request.default_deny, nameservers,
-                               normalised['extra_allow']) if request.state == 'present' else None
-
-    def run(argv):
-        return module.run_command(argv, environ_update={'LANG': 'C', 'LC_ALL': 'C'})
-
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, required_if=REQUIRED_IF, supports_check_mode=True)
+    request, verify, nameservers = egress_module.prepare(module, 'firewalld', 'firewalld_egress',
+                                                         render_problem(module.params))
+    params = normalised(module.params, request)
+    desired = fp.desired_state(request.name, params['rules'], request.default_deny, nameservers,
+                               params['extra_allow']) if request.state == 'present' else None
+    run = egress_module.command_runner(module)
     firewalld = Firewalld(run)
-    result = dict(changed=False, policy=fp.policy_name(request.name), nameservers=nameservers, reloaded=False, commands=[])
-    backend = FirewalldBackend(firewalld, normalised, desired, module.check_mode)
+    backend = firewalld_apply.FirewalldBackend(firewalld, params, desired)
+    result = dict(changed=False, policy=fp.policy_name(request.name), nameservers=nameservers, reloaded=False)
     try:
-        dummy, version = firewalld.state()
-        result['firewalld_version'] = version
-        verify = probe_run.verifier(params['verify'], request.resolv_conf)[1] if verify_params else None
-        outcome = egress_transaction.run(backend, request, verify, module.check_mode,
-                                         which=module.get_bin_path,
+        dummy, result['firewalld_version'] = firewalld.state()
+        outcome = egress_transaction.run(backend, request, verify, module.check_mode, which=module.get_bin_path,
                                          command=run)
     except (FirewalldError, egress_transaction.TransactionError) as error:
-        details = getattr(error, 'details', {})
         module.fail_json(msg='firewalld_egress: %s' % error, commands=[list(c) for c in firewalld.commands],
-                         **dict(_partial(result), **details))
-    steps = backend.steps
-    before, after, permanent_views = backend.views
-    added, removed = fp.summarize(before, after)
-    result.update(changed=bool(steps), added=added, removed=removed, ipsets=sorted(after['ipsets']),
-                  rich_rules=sorted(after['policy']['rich_rules']) if after['policy'] else [],
-                  reloaded=any(s[0] == 'reload' for s in steps), verification=outcome.get('verification'),
-                  transaction=outcome.get('transaction'),
-                  commands=[list(c) for c in firewalld.commands] if not module.check_mode else [_describe(s) for s in steps])
+                         **dict(result, **error.details))
     if outcome['transaction'].get('settled'):
         module.warn(outcome['transaction']['settled'])
-    if module._diff:
-        result['diff'] = [dict(before=before, after=after, before_header='firewalld runtime', after_header='firewalld runtime')]
-        if permanent_views:
-            result['diff'].append(dict(before=permanent_views[0], after=permanent_views[1],
-                                       before_header='firewalld permanent', after_header='firewalld permanent'))
+    result.update(firewalld_apply.result(backend, firewalld.commands, module.check_mode, module._diff),
+                  verification=outcome['verification'], transaction=outcome['transaction'])
     module.exit_json(**result)
-
-
-def _describe(step):
-    """A planned step as a list of words, for check mode's ``commands``."""
-    kind = step[0]
-    if kind == 'write_file':
-        return ['write', os.path.join('/etc/firewalld', step[1])]
-    if kind == 'remove_file':
-        return ['remove', os.path.join('/etc/firewalld', step[1])]
-    if kind == 'set_entries':
-        return ['set_entries', step[1], step[2]] + list(step[3])
-    if kind in ('add_rules', 'remove_rules'):
-        return [kind, step[1], step[2]] + list(step[3])
-    return [kind]
-
-
-def _partial(result):
-    return dict((k, v) for k, v in result.items() if k != 'commands')
 
 
 if __name__ == '__main__':

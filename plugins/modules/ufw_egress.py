@@ -187,7 +187,7 @@ rolled_back:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import dns_client, egress_request, egress_transaction, probe_run, ufw_apply
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_module, egress_request, egress_transaction, ufw_apply
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.egress_spec import (
     EXTRA_ALLOW_SPEC, REQUIRED_IF, RULES_SPEC, TRANSACTION_SPEC)
 
@@ -200,41 +200,9 @@ ARGUMENT_SPEC = dict(
 )
 
 
-class UfwBackend(object):
-    """ufw_apply's job as an egress_transaction backend: ufw has no runtime layer, so commit has nothing to do."""
-
-    def __init__(self, job, root='/'):
-        self.job = job
-        self.record_path = os.path.join(root, 'etc/ufw/tunnelwall-pending.json')
-
-    def plan(self):
-        return self.job.plan()
-
-    def files(self):
-        return self.job.paths.backed_up()
-
-    def reload_commands(self):
-        # ufw reload loads every file back into the live rules; an inactive ufw has nothing live to reload.
-        return [[self.job.binaries['ufw'], 'reload']] if self.job.result['ufw']['enabled'] else []
-
-    def apply(self):
-        self.job.result = self.job.apply()
-
-    def commit(self):
-        pass
-
-
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, required_if=REQUIRED_IF, supports_check_mode=True)
-    params = module.params
-    try:
-        request = egress_request.build(params, 'ufw')
-        verify_params = probe_run.probe_params(params['verify']) if params['verify'] else None
-        problem = probe_run.check(verify_params) if verify_params else None
-    except egress_request.RequestError as error:
-        module.fail_json(msg='ufw_egress: %s' % error)
-    if problem:
-        module.fail_json(msg='ufw_egress: verify.%s' % problem)
+    request, verify, servers = egress_module.prepare(module, 'ufw', 'ufw_egress')
     if os.geteuid() != 0:
         module.fail_json(msg='ufw_egress changes the firewall and must run as root (become: true)')
     # PATH first, then /sbin, /usr/sbin and /usr/local/sbin (get_bin_path adds them): the host's own PATH wins.
@@ -243,33 +211,25 @@ def main():
         module.fail_json(msg='ufw is not installed (no ufw command in PATH, /usr/sbin or /sbin)')
 
     def run(argv, data=None):
-        return module.run_command(argv, data=data, binary_data=True, environ_update={'LANG': 'C', 'LC_ALL': 'C'})
+        return module.run_command(argv, data=data, binary_data=True, environ_update=egress_module.C_ENV)
 
-    try:
-        servers = egress_request.nameservers(request, dns_client.read_resolv_conf(request.resolv_conf),
-                                             dns_client.read_resolv_conf(dns_client.SYSTEMD_RESOLV_CONF))
-    except egress_request.RequestError as error:
-        module.fail_json(msg='ufw_egress: %s' % error)
     job = ufw_apply.UfwEgress(dict(name=request.name, state=request.state, default_deny=request.default_deny,
-                                   allow_dns=bool(servers), dns_servers=list(servers), on_inactive=params['on_inactive'],
+                                   allow_dns=bool(servers), dns_servers=servers, on_inactive=module.params['on_inactive'],
                                    rules=egress_request.as_rule_dicts(request), extra_allow=egress_request.as_extra_dicts(request)),
                               run, binaries)
     try:
         if request.state == 'reverted':
             result = job.revert(module.check_mode)
         else:
-            verify = probe_run.verifier(params['verify'], request.resolv_conf)[1] if verify_params else None
-            result = egress_transaction.run(UfwBackend(job), request, verify, module.check_mode,
-                                            which=module.get_bin_path,
-                                            command=lambda argv: module.run_command(argv, environ_update={'LANG': 'C', 'LC_ALL': 'C'}))
+            result = egress_transaction.run(ufw_apply.UfwBackend(job), request, verify, module.check_mode,
+                                            which=module.get_bin_path, command=egress_module.command_runner(module))
     except (ufw_apply.UfwError, egress_transaction.TransactionError) as error:
         for warning in job.warnings:
             module.warn(warning)
         module.fail_json(msg='ufw_egress: %s' % error, **error.details)
-    for warning in job.warnings:
-        module.warn(warning)
-    if result.get('transaction', {}).get('settled'):
-        module.warn(result['transaction']['settled'])
+    for warning in job.warnings + [result.get('transaction', {}).get('settled')]:
+        if warning:
+            module.warn(warning)
     module.exit_json(**result)
 
 

@@ -142,3 +142,16 @@ def test_ansible_doc_shows_the_roles_argument_specs():
     assert len(options) >= 15
     for name in options:
         assert name in result.stdout, name
+
+
+def test_check_resolves_the_plan_with_the_roles_lookup_options(dns, tmp_path, home):
+    """egress_firewall_lookup_options reach the plan the site and check playbooks resolve ({region: us} is not the
+    global edge). The probe itself goes nowhere useful here (no lab): only the plan in the report is looked at."""
+    report = tmp_path / 'report'
+    extra = {'egress_firewall_lookup_options': {'region': 'us'}, 'tunnelwall_report_dir': str(report),
+             'egress_firewall_probe_timeout': 0.2, 'ansible_python_interpreter': sys.executable}
+    result = ansible('ansible-playbook', 'tunnelwall.cloudflared.check', '-i', 'localhost,', '-c', 'local',
+                     '-e', lab_vars(dns), '-e', json.dumps(extra), env=home, cwd=str(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    written = json.loads((report / 'tunnelwall-fleet-report.json').read_text())
+    assert written['plan']['region'] == 'us', written['plan']

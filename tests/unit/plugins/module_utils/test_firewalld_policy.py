@@ -8,6 +8,7 @@ import os
 import pytest
 
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import firewalld_policy as fp
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import firewalld_client
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.firewalld_client import Firewalld, FirewalldError
 
 RULES = [
@@ -169,19 +170,19 @@ DBUS_IPSET = '''method return time=1795778932.302012 sender=:1.0 -> destination=
 
 
 def test_parse_dbus_send_output():
-    settings = fp.parse_dbus_reply(DBUS_POLICY)
+    settings = firewalld_client.parse_dbus_reply(DBUS_POLICY)
     assert settings['priority'] == -1 and settings['masquerade'] is False
-    policy = fp.policy_from_settings(settings)
+    policy = firewalld_client.policy_from_settings(settings)
     assert policy == {'target': 'CONTINUE', 'ingress_zones': ['HOST'], 'egress_zones': ['ANY'], 'rich_rules': [
         'rule family="ipv4" destination ipset="tw-tunnel-v4" port port="7844" protocol="tcp" accept', 'rule priority="32767" reject']}
-    ipset = fp.ipset_from_settings(fp.parse_dbus_reply(DBUS_IPSET))
+    ipset = firewalld_client.ipset_from_settings(firewalld_client.parse_dbus_reply(DBUS_IPSET))
     assert ipset == {'type': 'hash:net', 'family': 'inet', 'entries': ['198.51.100.11/32', '198.51.100.0/30']}
-    assert fp.parse_dbus_reply('method return time=1 sender=:1.0\n   array [\n   ]\n') == []
-    assert fp.parse_dbus_reply('method return\n   object path "/org/fedoraproject/FirewallD1/config/ipset/0"\n') == \
+    assert firewalld_client.parse_dbus_reply('method return time=1 sender=:1.0\n   array [\n   ]\n') == []
+    assert firewalld_client.parse_dbus_reply('method return\n   object path "/org/fedoraproject/FirewallD1/config/ipset/0"\n') == \
         '/org/fedoraproject/FirewallD1/config/ipset/0'
-    assert fp.parse_dbus_reply('method return\n   variant       string "RUNNING"\n') == 'RUNNING'
+    assert firewalld_client.parse_dbus_reply('method return\n   variant       string "RUNNING"\n') == 'RUNNING'
     with pytest.raises(ValueError):
-        fp.parse_dbus_reply('method return\n   unix_fd 3\n')
+        firewalld_client.parse_dbus_reply('method return\n   unix_fd 3\n')
 
 
 def layer(desired, rules=None, entries=None):

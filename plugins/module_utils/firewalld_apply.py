@@ -1,0 +1,124 @@
+# -*- coding: utf-8 -*-
+# Copyright: tunnelwall developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""firewalld_egress's change as an egress_transaction backend, and its result (ufw_apply is ufw's twin).
+
+The pure planning is in firewalld_policy, the I/O in firewalld_client; this file joins them: what to change, how
+to apply it to the runtime and commit it to the permanent configuration, which files a restore must cover, and
+the module's result and diff.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import firewalld_policy as fp
+
+RECORD_NAME = 'tunnelwall-pending.json'
+
+
+def plan_change(params, firewalld, desired):
+    """(steps, before view, after view, permanent before/after views or None)."""
+    name = params['name']
+    runtime = firewalld.read(name, permanent=False)
+    permanent = firewalld.read(name, permanent=True)
+    before = fp.state_view(runtime['policy'], runtime['ipsets'])
+    before_p = fp.state_view(permanent['policy'], permanent['ipsets'])
+    empty = {'policy': None, 'ipsets': {}}
+    if params['state'] == 'absent':
+        steps = fp.plan_absent(runtime, permanent, firewalld.owned_files(name))
+        return steps, before, empty, (before_p, empty)
+    if params['state'] == 'reverted':
+        steps = fp.plan_revert(name, runtime, permanent)
+        removed = [s.path.split('/', 1)[1][:-4] for s in steps if s.kind == 'remove_file']
+        after = fp.state_view(None if fp.policy_name(name) in removed else permanent['policy'],
+                              dict((n, s) for n, s in permanent['ipsets'].items() if n not in removed))
+        return steps, before, after, (before_p, after)
+    steps = fp.plan_present(desired, runtime, permanent, params['permanent'])
+    after = fp.desired_view(desired)
+    if params['permanent']:
+        return steps, before, after, (before_p, after)
+    # The runtime cannot delete an ipset: a stale one stays, empty and unused, until a reload.
+    for stale in set(runtime['ipsets']) | set(permanent['ipsets']):
+        after['ipsets'].setdefault(stale, [])
+    return steps, before, after, None
+
+
+class FirewalldBackend(object):
+    """Apply to the runtime, commit to the permanent configuration.
+
+    Until the commit a reload - the restore - gives back the permanent configuration; the files the runtime apply
+    may create (empty objects) and those the commit writes (with firewalld's .xml.old backups) are recorded.
+    """
+
+    def __init__(self, firewalld, params, desired):
+        self.firewalld = firewalld
+        self.params = params
+        self.desired = desired
+        self.record_path = os.path.join(firewalld.config_dir, RECORD_NAME)
+        self.steps = []
+        self.views = None
+
+    def plan(self):
+        self.steps, before, after, permanent_views = plan_change(self.params, self.firewalld, self.desired)
+        self.views = (before, after, permanent_views)
+        return {'changed': bool(self.steps)}
+
+    def files(self):
+        objects = set(self.firewalld.owned_files(self.params['name']))
+        if self.desired:
+            objects.add('policies/%s.xml' % self.desired['policy'])
+            objects.update('ipsets/%s.xml' % ipset for ipset in self.desired['ipsets'])
+        paths = set()
+        for path in objects:
+            path = os.path.join(self.firewalld.config_dir, path[:-4] if path.endswith('.old') else path)
+            paths.update((path, path + '.old'))
+        return sorted(paths)
+
+    def reload_commands(self):
+        return [['firewall-cmd', '--reload']]
+
+    def _committing(self):
+        return self.params['state'] == 'present' and self.params['permanent']
+
+    def apply(self):
+        steps = self.steps
+        if self._committing():
+            # The runtime first: verification judges it, and a reload (the restore) throws it away.
+            runtime = self.firewalld.read(self.params['name'], permanent=False)
+            permanent = self.firewalld.read(self.params['name'], permanent=True)
+            steps = fp.plan_present(self.desired, runtime, permanent, False)
+        self.firewalld.transaction(self.params['name'], steps)
+
+    def commit(self):
+        if self._committing():
+            self.firewalld.transaction(self.params['name'], plan_change(self.params, self.firewalld, self.desired)[0])
+
+
+def describe_step(step):
+    """A planned step as a list of words, for check mode's ``commands``."""
+    if step.kind in ('write_file', 'remove_file'):
+        return [step.kind.split('_')[0], os.path.join('/etc/firewalld', step.path)]
+    if step.kind == 'set_entries':
+        return [step.kind, step.layer, step.ipset] + list(step.entries)
+    if step.kind in ('add_rules', 'remove_rules'):
+        return [step.kind, step.layer, step.policy] + list(step.rules)
+    return [step.kind]
+
+
+def result(backend, commands, check_mode, diff):
+    """The module's result once the transaction is done: what changed, the objects, the commands, the diff."""
+    before, after, permanent_views = backend.views
+    added, removed = fp.summarize(before, after)
+    out = dict(changed=bool(backend.steps), added=added, removed=removed, ipsets=sorted(after['ipsets']),
+               rich_rules=sorted(after['policy']['rich_rules']) if after['policy'] else [],
+               reloaded=any(s.kind == 'reload' for s in backend.steps),
+               commands=[describe_step(s) for s in backend.steps] if check_mode else [list(c) for c in commands])
+    if diff:
+        out['diff'] = [dict(before=before, after=after, before_header='firewalld runtime', after_header='firewalld runtime')]
+        if permanent_views:
+            out['diff'].append(dict(before=permanent_views[0], after=permanent_views[1],
+                                    before_header='firewalld permanent', after_header='firewalld permanent'))
+    return out
