@@ -113,7 +113,12 @@ if (-not $module.CheckMode) {
         $module.ExitJson()
     }
     if ($pending) {
-        $message = & $restoreScript -Id $pending.id
+        try {
+            $message = & $restoreScript -Id $pending.id
+        }
+        catch {
+            $module.FailJson("win_firewall_egress: a previous run ($($pending.id)) left an unconfirmed change that cannot be restored: $($_.Exception.Message); nothing was changed", $_)
+        }
         $module.Result.transaction.settled = "a previous run ($($pending.id), started $($pending.started)) never confirmed its change: $message"
         $module.Warn($module.Result.transaction.settled)
     }
