@@ -16,7 +16,7 @@ description:
     and port of the egress plan with all its remote addresses, and reconciles the whole group in one call - adds what is
     missing, updates what changed, removes what is stale, and touches no rule outside the group.
   - With O(default_deny=true) the default outbound action of O(profiles) becomes C(Block); the action found before is
-    kept in the registry and given back with O(state=absent) or O(default_deny=false). Windows can only B(block) (drop):
+    kept in the registry and given back with O(state=absent) or O(default_deny=false). Windows can only B(block) (drop) -
     a blocked program waits for its timeout, where the Linux modules reject.
   - The change is one transaction in one task - the action plugin validates the options with the request model the
     Linux modules use (the same message for the same bad request), then the host records the group's rules and the

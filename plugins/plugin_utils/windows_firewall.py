@@ -174,9 +174,9 @@ def restore_summary(record):
 
 
 def busy_message(busy, waited):
-    return ('another egress change holds the host-wide lock: change %s of group %r, started %s, unconfirmed until %s; '
-            'waited %ds (lock_timeout) and changed nothing' % (busy.get('id'), busy.get('group'), busy.get('started'),
-                                                                busy.get('expires'), waited))
+    text = ('another egress change holds the host-wide lock: change %s of group %r, started %s, unconfirmed until %s; '
+            'waited %ds (lock_timeout) and changed nothing')
+    return text % (busy.get('id'), busy.get('group'), busy.get('started'), busy.get('expires'), waited)
 
 
 def verify_output(params, execute):
@@ -258,8 +258,8 @@ def run(request, prepared, probe_params, execute, check_mode=False, sleep=time.s
 def _left_to_deadman(info):
     armed = info.get('armed')
     if armed:
-        return 'the scheduled task %s%s restores the previous state at %s' % (armed.get('task_path'), armed.get('task_name'),
-                                                                         armed.get('at'))
+        return 'the scheduled task %s%s restores the previous state at %s' % (
+            armed.get('task_path'), armed.get('task_name'), armed.get('at'))
     return 'no dead-man revert was armed (confirm_timeout=0): the change stays until the next run'
 
 
