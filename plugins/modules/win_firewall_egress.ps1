@@ -44,7 +44,12 @@ $restoreScript = {
     if (-not $text) { return 'nothing was pending' }
     $record = ConvertFrom-Json -InputObject $text
     if ($Id -and $record.id -ne $Id) { return "the pending change is $($record.id), not $Id; left alone" }
-    Get-NetFirewallRule -Group $record.group -ErrorAction SilentlyContinue | Remove-NetFirewallRule
+    # The outbound actions first (usually Allow again), the recorded rules next, the current ones last: no moment
+    # blocks with fewer allow rules than before or after.
+    $current = @(Get-NetFirewallRule -Group $record.group -ErrorAction SilentlyContinue)
+    foreach ($entry in $record.outbound.PSObject.Properties) {
+        Set-NetFirewallProfile -Name $entry.Name -DefaultOutboundAction $entry.Value
+    }
     foreach ($rule in @($record.rules)) {
         $addresses = @($rule.addresses)
         if ($addresses.Count -eq 0) { $addresses = @('Any') }
@@ -53,9 +58,7 @@ $restoreScript = {
             -Protocol ([string]$rule.protocol).ToUpperInvariant() -RemotePort $port -RemoteAddress $addresses `
             -Profile $rule.profiles -Enabled $rule.enabled -Description 'Managed by tunnelwall.cloudflared' | Out-Null
     }
-    foreach ($entry in $record.outbound.PSObject.Properties) {
-        Set-NetFirewallProfile -Name $entry.Name -DefaultOutboundAction $entry.Value
-    }
+    $current | Remove-NetFirewallRule
     if ($record.saved) {
         New-Item -Path $record.saved_key -Force | Out-Null
         foreach ($entry in $record.saved.PSObject.Properties) {
@@ -84,14 +87,23 @@ Function Remove-Pending {
     Unregister-ScheduledTask -TaskPath $txn.task_path -TaskName $txn.task_name -Confirm:$false -ErrorAction SilentlyContinue
 }
 
+# A record that is gone was restored already - by the scheduled task when apply and verification took longer than
+# confirm_timeout: the confirmation must not claim a change that is no longer there.
+$gone = "change $id is no longer pending: the scheduled task restored it already (is confirm_timeout shorter than the apply and the verification?)"
 if ($prepared.action -eq 'confirm') {
+    $pending = Get-Pending
+    $module.Result.confirmed = [bool]($pending -and $pending.id -eq $id)
+    if (-not $module.Result.confirmed) { $module.Result.message = $gone }
     Remove-Pending
-    $module.Result.confirmed = $true
     $module.ExitJson()
 }
 if ($prepared.action -eq 'restore') {
     $pending = Get-Pending
     $module.Result.restored = [bool]($pending -and $pending.id -eq $id)
+    if (-not $module.Result.restored) {
+        $module.Result.message = $gone
+        $module.ExitJson()
+    }
     try {
         $module.Result.message = & $restoreScript -Id $id
     }

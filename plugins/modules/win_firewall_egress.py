@@ -210,7 +210,9 @@ transaction:
            armed: {how: scheduled_task, task_path: "\\tunnelwall\\", task_name: egress revert 3f2a9c0d1e4b,
                    at: "2026-11-29T10:05:00.0000000+00:00", confirm_timeout: 300}}
 rolled_back:
-  description: Whether the recorded state was put back, in the result of a run whose verification failed.
+  description:
+    - Whether the host is back at the recorded state after a failed verification - restored by this run
+      (C(transaction.restored)), or already by its scheduled task when the verification outlasted O(confirm_timeout).
   returned: when verification failed
   type: bool
 """

@@ -238,21 +238,27 @@ def run(request, prepared, probe_params, execute, check_mode=False, sleep=time.s
                                 % message, **dict(result, changed=False))
     if ok:
         confirmed = execute(MODULE, {'prepared': finish_args(prepared, request, txid, 'confirm')})
-        if confirmed.get('failed') or confirmed.get('unreachable') or not confirmed.get('confirmed'):
+        if confirmed.get('failed') or confirmed.get('unreachable'):
             raise TransactionFailed('win_firewall_egress: verified, but the confirmation failed (%s); %s' % (
-                confirmed.get('msg') or confirmed.get('message') or 'not confirmed', _left_to_deadman(info)),
-                **result)
+                confirmed.get('msg') or 'no answer', _left_to_deadman(info)), **result)
+        if not confirmed.get('confirmed'):
+            raise TransactionFailed('win_firewall_egress: verified, but not confirmed - %s' % (
+                confirmed.get('message') or 'the change was no longer pending'), **dict(result, rolled_back=True))
         info['confirmed'] = True
         return result
     restored = execute(MODULE, {'prepared': finish_args(prepared, request, txid, 'restore')})
-    if restored.get('failed') or restored.get('unreachable') or not restored.get('restored'):
-        outcome = 'ROLLBACK FAILED (%s); %s' % (restored.get('msg') or restored.get('message') or 'nothing restored',
-                                                _left_to_deadman(info))
+    # rolled_back says whether the host is back at the recorded state, by this run or by its scheduled task.
+    rolled_back = False
+    if restored.get('failed') or restored.get('unreachable'):
+        outcome = 'ROLLBACK FAILED (%s); %s' % (restored.get('msg') or 'the restore failed', _left_to_deadman(info))
+    elif not restored.get('restored'):
+        rolled_back = True
+        outcome = 'nothing by this run - %s' % (restored.get('message') or 'no change of this run was pending')
     else:
-        info['restored'] = True
+        rolled_back = info['restored'] = True
         outcome = restore_summary(result.get('previous'))
     raise TransactionFailed('win_firewall_egress: verification failed after applying the rules - %s. Rolled back: %s.'
-                            % (message, outcome), **dict(result, rolled_back=info['restored']))
+                            % (message, outcome), **dict(result, rolled_back=rolled_back))
 
 
 def _left_to_deadman(info):

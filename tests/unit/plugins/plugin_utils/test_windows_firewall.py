@@ -156,8 +156,9 @@ PREVIOUS = {'group': 'tunnelwall cloudflared', 'outbound': {'Domain': 'Allow', '
 class Host:
     """Answers the module runs as the Windows modules would; records every call."""
 
-    def __init__(self, probe_ok=True, changed=True, busy=0, fail=None):
+    def __init__(self, probe_ok=True, changed=True, busy=0, fail=None, gone=False):
         self.calls = []
+        self.gone = gone  # the scheduled task fired before the verdict: the record is gone
         self.probe_ok = probe_ok
         self.changed = changed
         self.busy = busy
@@ -182,6 +183,9 @@ class Host:
                                     'armed': {'how': 'scheduled_task', 'task_path': txn['task_path'],
                                               'task_name': txn['task_name'], 'at': '2026-11-29T00:10:00Z'}
                                     if self.changed and txn['confirm_timeout'] else None}}
+        if self.gone:
+            return {'changed': False, action.replace('confirm', 'confirmed').replace('restore', 'restored'): False,
+                    'message': 'change 0123456789ab is no longer pending: the scheduled task restored it already'}
         if action == 'confirm':
             return {'changed': False, 'confirmed': True}
         return {'changed': True, 'restored': True, 'message': 'restored'}
@@ -309,6 +313,19 @@ def test_a_verified_change_whose_confirmation_is_lost_fails_naming_the_scheduled
     with pytest.raises(wf.TransactionFailed, match=r'verified, but the confirmation failed \(WinRM timeout\); the '
                                                    r'scheduled task .* restores the previous state'):
         transact(host)
+
+
+def test_a_change_the_scheduled_task_restored_before_the_verdict_is_neither_confirmed_nor_restored_twice():
+    with pytest.raises(wf.TransactionFailed) as failed:
+        transact(Host(gone=True))
+    assert str(failed.value) == ('win_firewall_egress: verified, but not confirmed - change 0123456789ab is no longer '
+                                 'pending: the scheduled task restored it already')
+    assert failed.value.details['rolled_back'] is True
+    with pytest.raises(wf.TransactionFailed) as failed:
+        transact(Host(gone=True, probe_ok=False))
+    assert str(failed.value).endswith('Rolled back: nothing by this run - change 0123456789ab is no longer pending: the '
+                                      'scheduled task restored it already.')
+    assert failed.value.details['rolled_back'] is True and failed.value.details['transaction']['restored'] is False
 
 
 def test_restore_summary():
