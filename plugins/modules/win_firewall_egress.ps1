@@ -40,8 +40,10 @@ $restoreScript = {
     param([string]$Id)
     $ErrorActionPreference = 'Stop'
     $pendingKey = 'HKLM:\SOFTWARE\tunnelwall\egress'
-    $text = (Get-ItemProperty -LiteralPath $pendingKey -ErrorAction SilentlyContinue).pending
-    if (-not $text) { return 'nothing was pending' }
+    # -Name: no object at all when the value is missing (no missing property to read, strict mode or not).
+    $item = Get-ItemProperty -LiteralPath $pendingKey -Name pending -ErrorAction SilentlyContinue
+    if (-not $item) { return 'nothing was pending' }
+    $text = $item.pending
     $record = ConvertFrom-Json -InputObject $text
     if ($Id -and $record.id -ne $Id) { return "the pending change is $($record.id), not $Id; left alone" }
     # The outbound actions first (usually Allow again), the recorded rules next, the current ones last: no moment
@@ -74,8 +76,8 @@ $restoreScript = {
 }
 
 Function Get-Pending {
-    $text = (Get-ItemProperty -LiteralPath $pendingKey -ErrorAction SilentlyContinue).pending
-    if ($text) { ConvertFrom-Json -InputObject $text } else { $null }
+    $item = Get-ItemProperty -LiteralPath $pendingKey -Name pending -ErrorAction SilentlyContinue
+    if ($item) { ConvertFrom-Json -InputObject $item.pending } else { $null }
 }
 
 Function Remove-Pending {
