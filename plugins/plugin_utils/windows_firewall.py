@@ -122,7 +122,7 @@ def build_request(params):
 def prepare(request, profiles):
     """The Windows module's ``prepared`` argument for applying the request (without its transaction part)."""
     return {'group': group_name(request.name), 'rules': desired_rules(request) if request.state == 'present' else [],
-            'default_deny': request.default_deny, 'profiles': list(profiles), 'state': request.state}
+            'default_deny': request.default_deny, 'profiles': list(dict.fromkeys(profiles)), 'state': request.state}
 
 
 def verify_params(options):
