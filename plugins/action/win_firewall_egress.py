@@ -1,29 +1,38 @@
 # -*- coding: utf-8 -*-
 # Copyright: tunnelwall developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""win_firewall_egress: validate and compute the wanted rules here, reconcile them on Windows.
+"""win_firewall_egress: the whole egress transaction in one task - validate here, apply, verify, confirm or restore.
 
-See plugins/plugin_utils/windows_firewall.py for the split.
+See plugins/plugin_utils/windows_firewall.py for the split and the sequence.
 """
 
 from __future__ import annotations
 
+from ansible.errors import AnsibleConnectionFailure
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.egress_spec import EXTRA_ALLOW_SPEC, REQUIRED_IF, RULES_SPEC
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.egress_spec import (
+    EXTRA_ALLOW_SPEC, REQUIRED_IF, RULES_SPEC, TRANSACTION_SPEC)
 from ansible_collections.tunnelwall.cloudflared.plugins.plugin_utils import windows_firewall
 
-MODULE = 'tunnelwall.cloudflared.win_firewall_egress'
+VERIFY_SPEC = dict(TRANSACTION_SPEC['verify'], options=dict(
+    TRANSACTION_SPEC['verify']['options'],
+    # A path on the Windows host: type path would expand ~ and variables on the controller.
+    ca_path=dict(type='str'),
+))
 
 ARGUMENT_SPEC = dict(
     rules=RULES_SPEC,
-    name=dict(type='str', default='tunnelwall cloudflared'),
-    default_deny=dict(type='bool', default=False),
-    profiles=dict(type='list', elements='str', default=list(windows_firewall.PROFILES)),
-    allow_dns=dict(type='bool', default=True),
-    dns_servers=dict(type='list', elements='str', default=[]),
     extra_allow=EXTRA_ALLOW_SPEC,
+    name=dict(type='str', default='tunnelwall'),
+    default_deny=dict(type='bool', default=False),
+    allow_dns=dict(type='bool', default=True),
+    dns_servers=dict(type='list', elements='str'),
+    profiles=dict(type='list', elements='str', default=list(windows_firewall.PROFILES)),
+    verify=VERIFY_SPEC,
+    confirm_timeout=dict(type='int', default=300),
+    lock_timeout=dict(type='int', default=120),
     state=dict(type='str', default='present', choices=['present', 'absent']),
 )
 
@@ -37,9 +46,25 @@ class ActionModule(ActionBase):
         validation = ArgumentSpecValidator(ARGUMENT_SPEC, required_if=REQUIRED_IF).validate(self._task.args)
         if validation.error_messages:
             return dict(result, failed=True, msg='win_firewall_egress: %s' % '; '.join(validation.error_messages))
+        params = validation.validated_parameters
         try:
-            prepared = windows_firewall.prepare(validation.validated_parameters)
+            request, warning = windows_firewall.build_request(params)
+            probe_params = windows_firewall.verify_params(params['verify'])
         except windows_firewall.RuleError as error:
             return dict(result, failed=True, msg='win_firewall_egress: %s' % error)
-        result.update(self._execute_module(module_name=MODULE, module_args={'prepared': prepared}, task_vars=task_vars))
+        prepared = windows_firewall.prepare(request, params['profiles'])
+
+        def execute(module, module_args):
+            try:
+                return self._execute_module(module_name=module, module_args=module_args, task_vars=task_vars)
+            except AnsibleConnectionFailure as error:
+                # Lost between apply and confirmation: the result must still say what the scheduled task will do.
+                return {'unreachable': True, 'msg': 'connection lost: %s' % error}
+
+        try:
+            result.update(windows_firewall.run(request, prepared, probe_params, execute, check_mode=self._task.check_mode))
+        except windows_firewall.TransactionFailed as error:
+            result.update(error.details, failed=True, msg=str(error))
+        if warning:
+            result['warnings'] = list(result.get('warnings') or []) + [warning]
         return result

@@ -5,9 +5,12 @@
 
 #AnsibleRequires -CSharpUtil Ansible.Basic
 
-# Runs behind the win_firewall_egress action plugin, which validates the options and
-# computes the wanted rules (canonical CIDR addresses, sorted). This module reads the
-# rules of one group, reconciles them, and sets the default outbound action.
+# Runs behind the win_firewall_egress action plugin, which validates the options, computes the wanted rules
+# (canonical CIDR addresses, sorted) and drives the transaction: prepared.action is
+#   apply   - settle a change a dead run left, read and record the group's rules and the default outbound actions,
+#             arm the dead-man scheduled task, reconcile; confirm at once when nothing will verify;
+#   confirm - the change was verified: remove the record and the scheduled task;
+#   restore - verification failed: put the record back (the same script the scheduled task runs).
 
 $spec = @{
     options = @{
@@ -19,8 +22,121 @@ $module = [Ansible.Basic.AnsibleModule]::Create($args, $spec)
 $prepared = $module.Params.prepared
 $group = [string]$prepared.group
 $profiles = @($prepared.profiles)
+$txn = $prepared.transaction
+$id = [string]$txn.id
+if ($id -notmatch '^[0-9a-f]{12}$') {
+    # The id goes into the scheduled task's command line: nothing but what the action plugin makes.
+    $module.FailJson("win_firewall_egress: transaction id '$id' is not 12 hex digits")
+}
 # Where the outbound action found before the first default_deny is kept, for state=absent.
 $stateKey = 'HKLM:\SOFTWARE\tunnelwall\cloudflared\' + ($group -replace '[^A-Za-z0-9 _.-]', '_')
+# One pending change per host, whatever the group: the host-wide lock of the transaction. HKLM only admins write.
+$pendingKey = 'HKLM:\SOFTWARE\tunnelwall\egress'
+
+# The restore, self-contained: the module runs it when a change fails, and the dead-man scheduled task runs the same
+# text (-EncodedCommand). It puts back the recorded rules of the group and the outbound actions, then removes the
+# record and the task; an error stops it before the record goes, so the next run restores again.
+$restoreScript = {
+    param([string]$Id)
+    $ErrorActionPreference = 'Stop'
+    $pendingKey = 'HKLM:\SOFTWARE\tunnelwall\egress'
+    # -Name: no object at all when the value is missing (no missing property to read, strict mode or not).
+    $item = Get-ItemProperty -LiteralPath $pendingKey -Name pending -ErrorAction SilentlyContinue
+    if (-not $item) { return 'nothing was pending' }
+    $text = $item.pending
+    $record = ConvertFrom-Json -InputObject $text
+    if ($Id -and $record.id -ne $Id) { return "the pending change is $($record.id), not $Id; left alone" }
+    # The outbound actions first (usually Allow again), the recorded rules next, the current ones last: no moment
+    # blocks with fewer allow rules than before or after.
+    $current = @(Get-NetFirewallRule -Group $record.group -ErrorAction SilentlyContinue)
+    foreach ($entry in $record.outbound.PSObject.Properties) {
+        Set-NetFirewallProfile -Name $entry.Name -DefaultOutboundAction $entry.Value
+    }
+    foreach ($rule in @($record.rules)) {
+        $addresses = @($rule.addresses)
+        if ($addresses.Count -eq 0) { $addresses = @('Any') }
+        $port = if ($rule.port) { [string]$rule.port } else { 'Any' }
+        New-NetFirewallRule -DisplayName $rule.display_name -Group $record.group -Direction Outbound -Action Allow `
+            -Protocol ([string]$rule.protocol).ToUpperInvariant() -RemotePort $port -RemoteAddress $addresses `
+            -Profile $rule.profiles -Enabled $rule.enabled -Description 'Managed by tunnelwall.cloudflared' | Out-Null
+    }
+    $current | Remove-NetFirewallRule
+    if ($record.saved) {
+        New-Item -Path $record.saved_key -Force | Out-Null
+        foreach ($entry in $record.saved.PSObject.Properties) {
+            New-ItemProperty -LiteralPath $record.saved_key -Name $entry.Name -Value $entry.Value -Force | Out-Null
+        }
+    }
+    elseif (Test-Path -LiteralPath $record.saved_key) {
+        Remove-Item -LiteralPath $record.saved_key -Force
+    }
+    Remove-ItemProperty -LiteralPath $pendingKey -Name pending
+    Unregister-ScheduledTask -TaskPath $record.task_path -TaskName $record.task_name -Confirm:$false -ErrorAction SilentlyContinue
+    "restored the $(@($record.rules).Count) rule(s) of group '$($record.group)' and the default outbound actions"
+}
+
+Function Get-Pending {
+    $item = Get-ItemProperty -LiteralPath $pendingKey -Name pending -ErrorAction SilentlyContinue
+    if ($item) { ConvertFrom-Json -InputObject $item.pending } else { $null }
+}
+
+Function Remove-Pending {
+    <# The confirmation: the record and its scheduled task go, if they are this run's. #>
+    $pending = Get-Pending
+    if ($pending -and $pending.id -eq $id) {
+        Remove-ItemProperty -LiteralPath $pendingKey -Name pending
+    }
+    Unregister-ScheduledTask -TaskPath $txn.task_path -TaskName $txn.task_name -Confirm:$false -ErrorAction SilentlyContinue
+}
+
+# A record that is gone was restored already - by the scheduled task when apply and verification took longer than
+# confirm_timeout: the confirmation must not claim a change that is no longer there.
+$gone = "change $id is no longer pending: the scheduled task restored it already (is confirm_timeout shorter than the apply and the verification?)"
+if ($prepared.action -eq 'confirm') {
+    $pending = Get-Pending
+    $module.Result.confirmed = [bool]($pending -and $pending.id -eq $id)
+    if (-not $module.Result.confirmed) { $module.Result.message = $gone }
+    Remove-Pending
+    $module.ExitJson()
+}
+if ($prepared.action -eq 'restore') {
+    $pending = Get-Pending
+    $module.Result.restored = [bool]($pending -and $pending.id -eq $id)
+    if (-not $module.Result.restored) {
+        $module.Result.message = $gone
+        $module.ExitJson()
+    }
+    try {
+        $module.Result.message = & $restoreScript -Id $id
+    }
+    catch {
+        $module.FailJson("win_firewall_egress: the restore failed: $($_.Exception.Message); the record stays for the scheduled task and the next run", $_)
+    }
+    $module.Result.changed = $module.Result.restored
+    $module.ExitJson()
+}
+
+$now = [DateTimeOffset]::UtcNow
+$module.Result.transaction = @{ settled = $null; armed = $null; confirmed = $false }
+if (-not $module.CheckMode) {
+    $pending = Get-Pending
+    if ($pending -and [long]$pending.expires -gt $now.ToUnixTimeSeconds()) {
+        # Another run's change waits for its verdict: the action plugin waits (lock_timeout) and asks again.
+        $module.Result.busy = @{ id = $pending.id; group = $pending.group; started = $pending.started
+            expires = [DateTimeOffset]::FromUnixTimeSeconds([long]$pending.expires).ToString('o') }
+        $module.ExitJson()
+    }
+    if ($pending) {
+        try {
+            $message = & $restoreScript -Id $pending.id
+        }
+        catch {
+            $module.FailJson("win_firewall_egress: a previous run ($($pending.id)) left an unconfirmed change that cannot be restored: $($_.Exception.Message); nothing was changed", $_)
+        }
+        $module.Result.transaction.settled = "a previous run ($($pending.id), started $($pending.started)) never confirmed its change: $message"
+        $module.Warn($module.Result.transaction.settled)
+    }
+}
 
 Function ConvertTo-CanonicalAddress {
     <# Windows gives 198.51.100.7 for /32 and 198.51.100.0/255.255.255.0 for /24; compare in CIDR form. #>
@@ -51,7 +167,7 @@ Function ConvertTo-CanonicalAddress {
 }
 
 Function Get-GroupRule {
-    <# The group's rules as plain data, keyed by display name. #>
+    <# The group's rules as plain data, keyed by display name: what is compared, recorded and restored. #>
     $found = @{}
     foreach ($rule in @(Get-NetFirewallRule -Group $group -ErrorAction SilentlyContinue)) {
         $ports = $rule | Get-NetFirewallPortFilter
@@ -83,7 +199,6 @@ $wanted = @{}
 foreach ($rule in @($prepared.rules)) {
     $wanted[$rule.display_name] = $rule
 }
-$profileText = ($profiles | Sort-Object) -join ', '
 
 $toAdd = @($wanted.Keys | Where-Object { -not $before.ContainsKey($_) } | Sort-Object)
 $toRemove = @($before.Keys | Where-Object { -not $wanted.ContainsKey($_) } | Sort-Object)
@@ -99,14 +214,21 @@ $actionsAfter = @{}
 foreach ($name in $actionsBefore.Keys) {
     $actionsAfter[$name] = $actionsBefore[$name]
 }
+$saved = $null
+if (Test-Path -LiteralPath $stateKey) {
+    $savedItem = Get-ItemProperty -LiteralPath $stateKey
+    $saved = @{}
+    foreach ($name in @('Domain', 'Private', 'Public')) {
+        if ($savedItem.PSObject.Properties.Name -contains $name) { $saved[$name] = [string]$savedItem.$name }
+    }
+}
 if ($prepared.state -eq 'present' -and $prepared.default_deny) {
     foreach ($name in $profiles) { $actionsAfter[$name] = 'Block' }
 }
-elseif (Test-Path -LiteralPath $stateKey) {
+elseif ($saved) {
     # Not (or no longer) denying: give back what the profiles had before we set Block.
-    $saved = Get-ItemProperty -LiteralPath $stateKey
     foreach ($name in $profiles) {
-        if ($saved.PSObject.Properties.Name -contains $name) { $actionsAfter[$name] = [string]$saved.$name }
+        if ($saved.ContainsKey($name)) { $actionsAfter[$name] = $saved[$name] }
     }
 }
 $policyChanges = @($profiles | Where-Object { $actionsAfter[$_] -ne $actionsBefore[$_] })
@@ -116,32 +238,72 @@ $module.Result.removed = $toRemove
 $module.Result.updated = $toUpdate
 $module.Result.outbound_action = @{ before = $actionsBefore; after = $actionsAfter }
 $module.Result.changed = ($toAdd.Count + $toRemove.Count + $toUpdate.Count + $policyChanges.Count) -gt 0
-$module.Diff.before = @{ rules = @($before.Keys | Sort-Object | ForEach-Object { $before[$_] }); outbound_action = $actionsBefore }
+$previousRules = @($before.Keys | Sort-Object | ForEach-Object { $before[$_] })
+$module.Result.previous = @{ group = $group; rules = $previousRules; outbound = $actionsBefore }
+$module.Diff.before = @{ rules = $previousRules; outbound_action = $actionsBefore }
 $module.Diff.after = @{ rules = @($wanted.Keys | Sort-Object | ForEach-Object { $wanted[$_] }); outbound_action = $actionsAfter }
 
 if ($module.CheckMode -or -not $module.Result.changed) {
     $module.ExitJson()
 }
 
+# Record before the first change; arm the dead-man before the first change too. The record outlives this process
+# in the registry until the confirmation or a restore removes it.
+$timeout = [int]$txn.confirm_timeout
+# With confirm_timeout=0 nothing fires; the next run takes a record older than the default 300 s for a dead run's.
+$expires = $now.AddSeconds([Math]::Max(1, $(if ($timeout -gt 0) { $timeout } else { 300 })))
+$record = @{
+    id = $id; group = $group; started = $now.ToString('o'); expires = $expires.ToUnixTimeSeconds()
+    rules = $previousRules; outbound = $actionsBefore; saved_key = $stateKey; saved = $saved
+    task_path = [string]$txn.task_path; task_name = [string]$txn.task_name
+}
+New-Item -Path $pendingKey -Force | Out-Null
+New-ItemProperty -LiteralPath $pendingKey -Name pending -Value (ConvertTo-Json -InputObject $record -Depth 5 -Compress) -Force | Out-Null
+
+if ($timeout -gt 0) {
+    try {
+        $command = "& { $restoreScript } -Id '$id'"
+        $encoded = [Convert]::ToBase64String([System.Text.Encoding]::Unicode.GetBytes($command))
+        $powershell = Join-Path -Path $env:SystemRoot -ChildPath 'System32\WindowsPowerShell\v1.0\powershell.exe'
+        $task = @{
+            TaskPath = $txn.task_path
+            TaskName = $txn.task_name
+            Description = "tunnelwall: restore the firewall group '$group' unless change $id is confirmed"
+            Action = New-ScheduledTaskAction -Execute $powershell -Argument "-NoProfile -NonInteractive -ExecutionPolicy Bypass -EncodedCommand $encoded"
+            Trigger = New-ScheduledTaskTrigger -Once -At $expires.LocalDateTime
+            Principal = New-ScheduledTaskPrincipal -UserId 'NT AUTHORITY\SYSTEM' -LogonType ServiceAccount -RunLevel Highest
+            # StartWhenAvailable: a host that was down at the deadline restores as soon as it is up again.
+            Settings = New-ScheduledTaskSettingsSet -StartWhenAvailable -AllowStartIfOnBatteries -DontStopIfGoingOnBatteries `
+                -ExecutionTimeLimit (New-TimeSpan -Minutes 10)
+        }
+        Register-ScheduledTask @task -Force -ErrorAction Stop | Out-Null
+    }
+    catch {
+        Remove-ItemProperty -LiteralPath $pendingKey -Name pending
+        $module.FailJson("win_firewall_egress: cannot arm the dead-man revert (scheduled task): $($_.Exception.Message); nothing was changed", $_)
+    }
+    $module.Result.transaction.armed = @{
+        how = 'scheduled_task'; task_path = $txn.task_path; task_name = $txn.task_name; at = $expires.ToString('o')
+        confirm_timeout = $timeout
+    }
+}
+
 # Allow rules go in before the default action blocks, and come out after it is given back,
 # so the host never passes through a state that blocks the tunnel.
-$done = @()
 try {
     foreach ($key in $toAdd) {
         $rule = $wanted[$key]
-        $made = New-NetFirewallRule -DisplayName $key -Group $group -Direction Outbound -Action Allow `
+        New-NetFirewallRule -DisplayName $key -Group $group -Direction Outbound -Action Allow `
             -Protocol $rule.protocol.ToUpperInvariant() -RemotePort ([string]$rule.port) `
-            -RemoteAddress @($rule.addresses) -Profile $profiles -Description 'Managed by tunnelwall.cloudflared' -ErrorAction Stop
-        $done += , @('added', $made.Name)
+            -RemoteAddress @($rule.addresses) -Profile $profiles -Description 'Managed by tunnelwall.cloudflared' -ErrorAction Stop | Out-Null
     }
     foreach ($key in $toUpdate) {
         $rule = $wanted[$key]
         Set-NetFirewallRule -Name $before[$key].name -Enabled True -Protocol $rule.protocol.ToUpperInvariant() `
             -RemotePort ([string]$rule.port) -RemoteAddress @($rule.addresses) -ErrorAction Stop
-        $done += , @('updated', $key)
     }
     if ($policyChanges.Count -gt 0) {
-        if ($actionsAfter.Values -contains 'Block' -and -not (Test-Path -LiteralPath $stateKey)) {
+        if ($actionsAfter.Values -contains 'Block' -and -not $saved) {
             New-Item -Path $stateKey -Force | Out-Null
             foreach ($name in $profiles) {
                 New-ItemProperty -LiteralPath $stateKey -Name $name -Value $actionsBefore[$name] -Force | Out-Null
@@ -150,7 +312,7 @@ try {
         foreach ($name in $policyChanges) {
             Set-NetFirewallProfile -Name $name -DefaultOutboundAction $actionsAfter[$name] -ErrorAction Stop
         }
-        if (-not ($actionsAfter.Values -contains 'Block') -and (Test-Path -LiteralPath $stateKey)) {
+        if (-not ($actionsAfter.Values -contains 'Block') -and $saved) {
             Remove-Item -LiteralPath $stateKey -Force
         }
     }
@@ -159,20 +321,20 @@ try {
     }
 }
 catch {
-    # Never half-applied: put back the default actions, remove what this run added, restore what it changed.
-    foreach ($name in $actionsBefore.Keys) {
-        Set-NetFirewallProfile -Name $name -DefaultOutboundAction $actionsBefore[$name] -ErrorAction SilentlyContinue
+    $failure = $_
+    try {
+        $message = & $restoreScript -Id $id
+        $module.Result.transaction.restored = $true
     }
-    foreach ($step in $done) {
-        if ($step[0] -eq 'added') {
-            Remove-NetFirewallRule -Name $step[1] -ErrorAction SilentlyContinue
-        }
-        else {
-            $old = $before[$step[1]]
-            Set-NetFirewallRule -Name $old.name -Protocol $old.protocol.ToUpperInvariant() -RemotePort $old.port `
-                -RemoteAddress @($old.addresses) -ErrorAction SilentlyContinue
-        }
+    catch {
+        $message = "RESTORE FAILED ($($_.Exception.Message)); the scheduled task and the next run try again"
     }
-    $module.FailJson("win_firewall_egress: $($_.Exception.Message); the previous rules and default actions were restored", $_)
+    $module.FailJson("win_firewall_egress: $($failure.Exception.Message); $message", $failure)
+}
+
+if (-not $txn.verify) {
+    # Nothing will probe: the change is confirmed as soon as it is applied.
+    Remove-Pending
+    $module.Result.transaction.confirmed = $true
 }
 $module.ExitJson()

@@ -8,29 +8,47 @@
 
 DOCUMENTATION = r"""
 module: win_firewall_egress
-short_description: Allow exactly the egress plan in the Windows firewall, optionally block the rest
+short_description: Allow exactly the egress plan in the Windows firewall, optionally block the rest, verified
 version_added: 0.1.0
 author: tunnelwall developers (@tunnelwall)
 description:
-  - Keeps one group of outbound allow rules in the Windows firewall, one rule per purpose, protocol and port of the
-    egress plan with all its remote addresses, and reconciles the whole group in one call - adds what is missing,
-    updates what changed, removes what is stale, and touches no rule outside the group.
+  - Keeps one group of outbound allow rules in the Windows firewall, C(NAME cloudflared), one rule per purpose, protocol
+    and port of the egress plan with all its remote addresses, and reconciles the whole group in one call - adds what is
+    missing, updates what changed, removes what is stale, and touches no rule outside the group.
   - With O(default_deny=true) the default outbound action of O(profiles) becomes C(Block); the action found before is
-    kept in the registry and given back with O(state=absent) or O(default_deny=false).
+    kept in the registry and given back with O(state=absent) or O(default_deny=false). Windows can only B(block) (drop) -
+    a blocked program waits for its timeout, where the Linux modules reject.
+  - The change is one transaction in one task - the action plugin validates the options with the request model the
+    Linux modules use (the same message for the same bad request), then the host records the group's rules and the
+    default outbound actions (registry, C(HKLM:\SOFTWARE\tunnelwall\egress)), arms the dead-man revert, applies;
+    the controller verifies with the probe of M(tunnelwall.cloudflared.win_edge_probe) (O(verify)), then confirms (the
+    record and the scheduled task are removed) or restores the record and fails.
+  - The dead-man revert is a one-shot scheduled task (C(\tunnelwall\egress revert ID), running as SYSTEM) that
+    restores the recorded state after O(confirm_timeout) seconds unless the confirmation removed it first; so a
+    cancelled job, a dead controller or a lost WinRM connection between apply and confirmation cannot leave an
+    unverified change for longer. A host that was down at that moment restores as soon as it is up.
+  - One change per host at a time - the record is the host-wide lock. A run that finds another run's change still
+    unconfirmed waits up to O(lock_timeout) seconds; one that finds a change whose deadline passed (its run died)
+    restores it first.
   - Windows rewrites addresses (V(198.51.100.7/32) reads back as V(198.51.100.7), a V(/24) as a dotted mask); both
     sides are compared in CIDR form, so a second run changes nothing.
-  - An action plugin validates the options and computes the wanted rules on the controller; the host needs
-    PowerShell 5.1 and the NetSecurity module that ships with Windows.
-  - On any error the default actions, the rules this run added and the rules it changed are put back.
+  - The host needs PowerShell 5.1 and the NetSecurity and ScheduledTasks modules that ship with Windows.
 extends_documentation_fragment:
   - tunnelwall.cloudflared.egress_rules
 options:
   name:
-    description: Group of the rules this module owns; every rule's display name starts with it.
+    description:
+      - The name the rule group is made from - the group is C(NAME cloudflared), every rule's display name starts with it.
+      - ASCII letters, digits, C(-) and C(_), starting with a letter or digit, at most 64 characters; the whole string is
+        checked (a trailing newline is refused), which also keeps the wildcards of C(Get-NetFirewallRule -Group) out.
+      - The group itself (V(tunnelwall cloudflared)), the option's meaning before, is still accepted, with a warning.
     type: str
-    default: tunnelwall cloudflared
+    default: tunnelwall
   default_deny:
-    description: Block every other outbound connection in O(profiles). Refused when the rules hold no tunnel rule.
+    description:
+      - Block every other new outbound connection in O(profiles); established connections (the WinRM session) stay.
+      - Refused, changing nothing, when O(rules) hold no V(tunnel) destination - the same check and message as the
+        Linux modules.
     type: bool
     default: false
   profiles:
@@ -39,14 +57,61 @@ options:
     elements: str
     default: [Domain, Private, Public]
   allow_dns:
-    description: With O(default_deny), also allow UDP and TCP 53 to O(dns_servers).
+    description:
+      - With O(default_deny), also allow UDP and TCP 53 to O(dns_servers). Without O(default_deny) no DNS rule is
+        written (DNS gets out anyway), as on Linux.
     type: bool
     default: true
   dns_servers:
-    description: The resolvers Windows uses; needed with O(default_deny) and O(allow_dns).
+    description:
+      - The resolvers Windows uses - addresses, without zone ids. Needed with O(default_deny) and O(allow_dns) (the
+        controller cannot read the host's resolvers before the change).
     type: list
     elements: str
-    default: []
+  verify:
+    description:
+      - Probe the tunnel edge from the host after applying, in the same task (the probe of
+        M(tunnelwall.cloudflared.win_edge_probe)), before the change is confirmed. When O(verify.require) is not met the
+        recorded state is restored at once and the task fails, saying what was unreachable and what was restored.
+      - Without it there is no verification; the change is confirmed as soon as it is applied (one module run).
+      - Skipped in check mode.
+    type: dict
+    suboptions:
+      plan:
+        description: The egress plan to probe (the P(tunnelwall.cloudflared.edge_endpoints#lookup) lookup's result).
+        type: dict
+        required: true
+      require:
+        description: What must work - see the C(require) option of M(tunnelwall.cloudflared.win_edge_probe).
+        type: list
+        elements: str
+        choices: [any_tunnel, quic, http2, api, update, dns]
+        default: [any_tunnel]
+      timeout:
+        description: Seconds each probe waits.
+        type: float
+        default: 5.0
+      ca_path:
+        description: CA bundle on the Windows host for the TLS checks instead of the system store.
+        type: str
+      validate_certs:
+        description: Check the edge's certificates.
+        type: bool
+        default: true
+  confirm_timeout:
+    description:
+      - Seconds after which the scheduled task restores the state before this run unless the run confirmed its change
+        (commit confirmed). Armed before the first change, removed by the confirmation.
+      - V(0) turns it off; a run that died then leaves its change until the next run, which restores it first once 300
+        seconds have passed. At most 86400.
+    type: int
+    default: 300
+  lock_timeout:
+    description:
+      - Seconds to wait while another run's change on the host is still unconfirmed. Past it the task fails, naming that
+        change, and changes nothing.
+    type: int
+    default: 120
   state:
     description: V(absent) removes the group's rules and gives back the default outbound actions.
     type: str
@@ -54,7 +119,7 @@ options:
     default: present
 attributes:
   check_mode:
-    description: Reports the exact change and changes nothing.
+    description: Reports the exact change and changes nothing (no record, no scheduled task, no verification).
     support: full
   diff_mode:
     description: The group's rules and the default outbound actions before and after.
@@ -64,21 +129,34 @@ attributes:
     support: full
     platforms: windows
   action:
-    description: An action plugin validates the options and computes the wanted rules on the controller.
+    description: An action plugin validates the options, computes the wanted rules, builds the probe's QUIC datagrams
+      and drives the transaction on the controller.
     support: full
 notes:
   - Not run on Windows in this project's CI, which has no PowerShell runtime; the tests parse the PowerShell and run the
-    controller's half (validation, the rules handed to the host) for real.
+    controller's half for real - validation, the rules, the transaction's calls (apply, probe, confirm or restore) and
+    the arguments of each against a recording host. The scheduled task, the registry record and the restore have never
+    run.
+  - The transaction spans several module runs (apply, probe, confirm or restore) because the QUIC datagrams are built on
+    the controller; what protects the host between them is on the host - the record and the scheduled task.
+  - The dead-man revert puts back the whole group and the default outbound actions as recorded; it does not check
+    whether someone else changed them after this run's apply.
 seealso:
   - module: tunnelwall.cloudflared.win_edge_probe
+  - module: tunnelwall.cloudflared.firewalld_egress
+  - module: tunnelwall.cloudflared.ufw_egress
 """
 
 EXAMPLES = r"""
-- name: Allow exactly the tunnel edge, the API and the update host, block the rest
+- name: Allow exactly the tunnel edge, the API and the update host, block the rest - verified, or restored
   tunnelwall.cloudflared.win_firewall_egress:
     rules: "{{ egress_plan.rules }}"
     default_deny: true
     dns_servers: [10.0.0.53]
+    verify:
+      plan: "{{ egress_plan }}"
+      require: [any_tunnel]
+    confirm_timeout: 300
 
 - name: Remove the rules and give back the default outbound action
   tunnelwall.cloudflared.win_firewall_egress:
@@ -107,4 +185,34 @@ outbound_action:
   returned: always
   type: dict
   sample: {before: {Public: Allow}, after: {Public: Block}}
+previous:
+  description:
+    - The state the host recorded before the change and restores on failure - the group, its rules (display name,
+      protocol, port, addresses, profiles, enabled) and the default outbound action per profile.
+  returned: always
+  type: dict
+  sample: {group: tunnelwall cloudflared, rules: [], outbound: {Domain: Allow, Public: Allow}}
+verification:
+  description:
+    - The probe's result after the change (the keys M(tunnelwall.cloudflared.win_edge_probe) returns), when O(verify)
+      was given and not in check mode; also in the result of a run whose verification failed.
+  returned: when verified
+  type: dict
+  sample: {recommended_protocol: quic, unmet_requirements: []}
+transaction:
+  description:
+    - How the change ran - C(id), C(confirm_timeout), C(armed) (the dead-man revert - C(how) V(scheduled_task),
+      C(task_path), C(task_name), C(at)), C(waited_for_lock), C(settled) (what a dead earlier run left pending and this
+      run restored first), C(restored) and C(confirmed).
+  returned: always
+  type: dict
+  sample: {id: 3f2a9c0d1e4b, confirm_timeout: 300, confirmed: true, restored: false, settled: null, waited_for_lock: false,
+           armed: {how: scheduled_task, task_path: "\\tunnelwall\\", task_name: egress revert 3f2a9c0d1e4b,
+                   at: "2026-11-29T10:05:00.0000000+00:00", confirm_timeout: 300}}
+rolled_back:
+  description:
+    - Whether the host is back at the recorded state after a failed verification - restored by this run
+      (C(transaction.restored)), or already by its scheduled task when the verification outlasted O(confirm_timeout).
+  returned: when verification failed
+  type: bool
 """

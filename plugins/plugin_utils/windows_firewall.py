@@ -1,105 +1,274 @@
 # -*- coding: utf-8 -*-
 # Copyright: tunnelwall developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The controller's half of win_firewall_egress: from the plan's rules to the Windows rules wanted.
+"""The controller's half of win_firewall_egress: the request, the Windows rules wanted, and the transaction.
 
-Validation and the rule set are computed here, in Python the tests run; the
-PowerShell module only reads the group's rules, compares and applies. Windows
-rewrites addresses (``198.51.100.7/32`` comes back as ``198.51.100.7``,
-``/24`` as ``198.51.100.0/255.255.255.0``): the desired addresses are sent in
-the canonical form ``canonical_address`` gives, and the module brings what
-Windows returns to the same form before comparing.
+Validation is egress_request's, the same as the Linux modules' (one message for one bad request); the rule set is
+computed here, in Python the tests run; the PowerShell module only reads the group's rules, records them, arms and
+disarms the dead-man scheduled task, applies and restores. Windows rewrites addresses (``198.51.100.7/32`` comes back
+as ``198.51.100.7``, ``/24`` as ``198.51.100.0/255.255.255.0``): the desired addresses are sent in canonical CIDR
+form and the module brings what Windows returns to the same form before comparing.
+
+The transaction spans several module runs (apply, win_edge_probe, confirm or restore) because the QUIC datagrams
+are built here; what keeps a dead controller from leaving an unverified change is on the host: the previous state
+is recorded there and a one-shot scheduled task restores it after ``confirm_timeout`` seconds unless the
+confirmation removes it first. ``run`` drives the calls through an ``execute(module, args)`` callable, so the whole
+sequence is unit-tested without a host.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import time
+import uuid
 
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_request, probe_run
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.probe_options import validate_probe_params
+from ansible_collections.tunnelwall.cloudflared.plugins.plugin_utils import windows_probe
+
+MODULE = 'tunnelwall.cloudflared.win_firewall_egress'
+PROBE_MODULE = 'tunnelwall.cloudflared.win_edge_probe'
 PROTOCOLS = ('tcp', 'udp')
 PROFILES = ('Domain', 'Private', 'Public')
+# The rule group is NAME plus this suffix: the role always wrote "NAME cloudflared", so hosts keep their group.
+GROUP_SUFFIX = ' cloudflared'
+# Where the dead-man scheduled tasks live (Task Scheduler folder); one per pending change, named after its id.
+TASK_PATH = '\\tunnelwall\\'
+TASK_PREFIX = 'egress revert '
+# How often a run waits for another run's pending change to be confirmed (the host-wide lock).
+LOCK_POLL = 3.0
 
 
 class RuleError(ValueError):
     """Bad input, with a message naming the option and the value."""
 
 
+class TransactionFailed(Exception):
+    """The transaction failed; ``details`` go into the task's result next to ``msg``."""
+
+    def __init__(self, message, **details):
+        super().__init__(message)
+        self.details = details
+
+
 def canonical_address(text):
     """``198.51.100.7`` / ``198.51.100.7/32`` / ``198.51.100.0/255.255.255.0`` -> ``198.51.100.7/32`` etc."""
-    network = ipaddress.ip_network(str(text).strip(), strict=True)
-    return str(network)
+    return str(ipaddress.ip_network(str(text).strip(), strict=True))
 
 
-def _addresses(option, values):
-    out = []
-    for value in values or []:
-        try:
-            out.append(ipaddress.ip_network(str(value).strip(), strict=True))
-        except ValueError as error:
-            raise RuleError('%s: %r is not an address or a network without host bits (%s)' % (option, value, error))
-    # Sorted and without duplicates, so a second run compares equal.
-    return [str(n) for n in sorted(set(out), key=lambda n: (n.version, n))]
+def _sorted(addresses):
+    # Sorted, both families, so the module's comparison with what Windows reads back is stable across runs.
+    networks = {ipaddress.ip_network(a) for a in addresses}
+    return [str(n) for n in sorted(networks, key=lambda n: (n.version, n))]
 
 
-def _port(option, value):
-    try:
-        port = int(value)
-    except (TypeError, ValueError):
-        port = None
-    if port is None or isinstance(value, bool) or not 1 <= port <= 65535:
-        raise RuleError('%s: port %r is not between 1 and 65535' % (option, value))
-    return port
+def group_name(name):
+    return name + GROUP_SUFFIX
 
 
-def _protocol(option, value):
-    protocol = str(value).lower()
-    if protocol not in PROTOCOLS:
-        raise RuleError('%s: protocol %r is not tcp or udp' % (option, value))
-    return protocol
+def module_name(name):
+    """The ``name`` option as egress_request checks it, and a warning when the old spelling was used.
+
+    Until issue 10 the option was the group itself ("tunnelwall cloudflared"); a space is not a valid name, so that
+    spelling is read as the name it was derived from - the same group on the host.
+    """
+    if isinstance(name, str) and name.endswith(GROUP_SUFFIX) and name != GROUP_SUFFIX.strip():
+        short = name[:-len(GROUP_SUFFIX)]
+        return short, ('win_firewall_egress: name=%r is the rule group; the option is now the name the group is made '
+                       'from - use name=%r (the same group, %r)' % (name, short, name))
+    return name, None
 
 
-def desired_rules(params):
-    """One outbound allow rule per (purpose, protocol, port), named after the group."""
-    group = params['name']
-    wanted = {}
+def desired_rules(request):
+    """One outbound allow rule per (purpose, protocol, port) of the request, with its display name.
 
-    def add(purpose, protocol, port, addresses, option):
-        key = (purpose, _protocol(option, protocol), _port(option, port))
-        rule = wanted.setdefault(key, {'purpose': key[0], 'protocol': key[1], 'port': key[2], 'addresses': []})
-        rule['addresses'] = _addresses(option, rule['addresses'] + list(addresses))
-
-    for index, rule in enumerate(params['rules'] or []):
-        option = 'rules[%d]' % index
-        addresses = list(rule.get('ipv4') or []) + list(rule.get('ipv6') or [])
-        if not addresses:
-            raise RuleError('%s: no ipv4 or ipv6 destinations' % option)
-        add(rule.get('purpose') or 'tunnel', rule.get('protocol'), rule.get('port'), addresses, option)
-    if params['default_deny'] and params['allow_dns']:
-        servers = params['dns_servers'] or []
-        if not servers:
-            raise RuleError('allow_dns: no dns_servers given; list the resolvers Windows uses, or set allow_dns: false')
+    A rule without destinations is left out: on Windows a rule with no remote address allows every address.
+    """
+    group = group_name(request.name)
+    wanted = []
+    for rule in request.rules:
+        if rule.ipv4 or rule.ipv6:
+            wanted.append((rule.purpose, rule.protocol, rule.port, rule.ipv4 + rule.ipv6))
+    if request.allow_dns:
         for protocol in PROTOCOLS:
-            add('dns', protocol, 53, ['%s' % s for s in servers], 'dns_servers')
-    for index, extra in enumerate(params['extra_allow'] or []):
-        add('extra', extra.get('protocol'), extra.get('port'), extra.get('destinations') or [], 'extra_allow[%d]' % index)
-    out = []
-    for key in sorted(wanted):
-        rule = wanted[key]
-        rule['display_name'] = '%s: %s %s/%d' % (group, rule['purpose'], rule['protocol'], rule['port'])
-        out.append(rule)
-    return out
+            wanted.append(('dns', protocol, 53, request.dns_servers))
+    for extra in request.extra_allow:
+        wanted.append(('extra', extra.protocol, extra.port, extra.ipv4 + extra.ipv6))
+    merged = {}
+    for purpose, protocol, port, addresses in wanted:
+        merged.setdefault((purpose, protocol, port), []).extend(addresses)
+    return [{'purpose': purpose, 'protocol': protocol, 'port': port, 'addresses': _sorted(merged[(purpose, protocol, port)]),
+             'display_name': '%s: %s %s/%d' % (group, purpose, protocol, port)}
+            for purpose, protocol, port in sorted(merged)]
 
 
-def prepare(params):
-    """The Windows module's arguments, or RuleError."""
-    name = params['name']
-    if not name or len(name) > 100 or any(c in name for c in '|\\"'):
-        raise RuleError('name: %r must be 1 to 100 characters without | \\ or "' % name)
-    unknown = [p for p in params['profiles'] if p not in PROFILES]
-    if unknown:
-        raise RuleError('profiles: %s is not one of %s' % (', '.join(unknown), ', '.join(PROFILES)))
-    rules = desired_rules(params) if params['state'] == 'present' else []
-    if params['state'] == 'present' and params['default_deny'] and not any(r['purpose'] == 'tunnel' for r in rules):
-        raise RuleError('default_deny: refusing to block all outbound traffic without a tunnel rule: cloudflared could '
-                        'never reach its edge')
-    return {'group': name, 'rules': rules, 'default_deny': params['default_deny'], 'profiles': list(params['profiles']),
-            'state': params['state']}
+def build_request(params):
+    """(Request, warning or None) from the action's validated options; RuleError names the option."""
+    name, warning = module_name(params.get('name'))
+    try:
+        request = egress_request.build(dict(params, name=name), 'windows')
+    except egress_request.RequestError as error:
+        raise RuleError(str(error))
+    if request.allow_dns and not request.dns_servers:
+        # Linux reads resolv.conf; Windows has none the controller could read, so the resolvers must be given.
+        raise RuleError('allow_dns=True: default_deny on Windows needs dns_servers (the resolvers Windows uses), or '
+                        'allow_dns=false if the host needs no DNS')
+    unknown = [p for p in params.get('profiles') or () if p not in PROFILES]
+    if unknown or not params.get('profiles'):
+        raise RuleError('profiles=%r: expected one or more of %s' % (params.get('profiles'), ', '.join(PROFILES)))
+    return request, warning
+
+
+def prepare(request, profiles):
+    """The Windows module's ``prepared`` argument for applying the request (without its transaction part)."""
+    return {'group': group_name(request.name), 'rules': desired_rules(request) if request.state == 'present' else [],
+            'default_deny': request.default_deny, 'profiles': list(dict.fromkeys(profiles)), 'state': request.state}
+
+
+def verify_params(options):
+    """The probe's parameters for ``verify`` (win_edge_probe's defaults filled in), or RuleError naming the option.
+
+    ca_path is a path on the Windows host: it is not looked for here (probe_run.check would look on the controller).
+    """
+    if not options:
+        return None
+    params = probe_run.probe_params(options)
+    problem = validate_probe_params(params)
+    if problem:
+        raise RuleError('verify.%s' % problem)
+    return params
+
+
+def new_id():
+    return uuid.uuid4().hex[:12]
+
+
+def transaction_args(request, txid, verifying):
+    """What the module needs to record, arm and confirm: the id, the scheduled task and whether to wait for a verdict.
+
+    ``verify`` false: nothing will probe after the apply, so the module confirms at once (one module run).
+    """
+    return {'id': txid, 'confirm_timeout': request.confirm_timeout, 'task_path': TASK_PATH, 'task_name': TASK_PREFIX + txid,
+            'verify': bool(verifying)}
+
+
+def apply_args(prepared, request, txid, verifying):
+    return dict(prepared, action='apply', transaction=transaction_args(request, txid, verifying))
+
+
+def finish_args(prepared, request, txid, action):
+    """``confirm`` (remove the record and the scheduled task) or ``restore`` (put the record back, then the same)."""
+    return {'group': prepared['group'], 'profiles': prepared['profiles'], 'state': prepared['state'], 'rules': [],
+            'default_deny': False, 'action': action, 'transaction': transaction_args(request, txid, False)}
+
+
+def restore_summary(record):
+    """What a restore of ``record`` (``previous``: the state the module recorded before applying) puts back."""
+    if not record:
+        return 'nothing to restore'
+    rules = record.get('rules') or []
+    actions = record.get('outbound') or {}
+    return 'the %d rule(s) of group %r as before and the default outbound action%s %s' % (
+        len(rules), record.get('group'), '' if len(actions) == 1 else 's',
+        ', '.join('%s=%s' % (profile, actions[profile]) for profile in sorted(actions)) or '(unchanged)')
+
+
+def busy_message(busy, waited):
+    text = ('another egress change holds the host-wide lock: change %s of group %r, started %s, unconfirmed until %s; '
+            'waited %ds (lock_timeout) and changed nothing')
+    return text % (busy.get('id'), busy.get('group'), busy.get('started'), busy.get('expires'), waited)
+
+
+def verify_output(params, execute):
+    """(ok, the probe's output, the unmet requirements as one line) from win_edge_probe's module."""
+    prepared = windows_probe.prepare(params)
+    raw = execute(PROBE_MODULE, {'prepared': prepared})
+    if raw.get('failed') or raw.get('unreachable'):
+        message = raw.get('msg') or 'the probe failed'
+        return False, dict(raw, unmet_requirements=[message]), message
+    output = windows_probe.report(params, prepared, raw)
+    unmet = output['unmet_requirements']
+    return not unmet, output, ' | '.join(unmet)
+
+
+def _module_failed(result, what):
+    message = result.get('msg') or '%s failed' % what
+    return message if message.startswith('win_firewall_egress') else 'win_firewall_egress: %s' % message
+
+
+def run(request, prepared, probe_params, execute, check_mode=False, sleep=time.sleep, clock=time.monotonic, make_id=new_id):
+    """The whole transaction; returns the task's result or raises TransactionFailed.
+
+    1. apply: the module settles a change a dead run left (its deadline passed), reads the group's rules and the
+       default outbound actions, records them in the registry, arms the scheduled task, applies - and, when nothing
+       will verify, confirms at once. Another run's live pending change makes it answer ``busy``: wait, up to
+       ``lock_timeout``, and try again.
+    2. verify with win_edge_probe (only after a change; with no change, a failure changes nothing);
+    3. confirm (remove the record and the task), or restore the record and fail.
+    """
+    txid = make_id()
+    verifying = probe_params is not None and not check_mode and request.state == 'present'
+    args = apply_args(prepared, request, txid, verifying)
+    started = clock()
+    waited = False
+    while True:
+        result = execute(MODULE, {'prepared': args})
+        if result.get('failed') or result.get('unreachable'):
+            raise TransactionFailed(_module_failed(result, 'apply'), **_carry(result))
+        if not result.get('busy'):
+            break
+        if clock() - started >= request.lock_timeout:
+            raise TransactionFailed('win_firewall_egress: %s' % busy_message(result['busy'], request.lock_timeout),
+                                    changed=False, transaction={'id': txid, 'waited_for_lock': True})
+        waited = True
+        sleep(LOCK_POLL)
+    info = dict(result.get('transaction') or {}, id=txid, confirm_timeout=request.confirm_timeout, waited_for_lock=waited,
+                restored=False)
+    info.setdefault('armed', None)
+    info.setdefault('settled', None)
+    result = dict(result, transaction=info, verification=None)
+    if not verifying:
+        return result  # the module confirmed at once (transaction.confirmed), or changed nothing
+    ok, output, message = verify_output(probe_params, execute)
+    result['verification'] = output
+    if not result.get('changed'):
+        if ok:
+            return result
+        raise TransactionFailed('win_firewall_egress: verification failed - %s. Nothing was changed by this run.'
+                                % message, **dict(result, changed=False))
+    if ok:
+        confirmed = execute(MODULE, {'prepared': finish_args(prepared, request, txid, 'confirm')})
+        if confirmed.get('failed') or confirmed.get('unreachable'):
+            raise TransactionFailed('win_firewall_egress: verified, but the confirmation failed (%s); %s' % (
+                confirmed.get('msg') or 'no answer', _left_to_deadman(info)), **result)
+        if not confirmed.get('confirmed'):
+            raise TransactionFailed('win_firewall_egress: verified, but not confirmed - %s' % (
+                confirmed.get('message') or 'the change was no longer pending'), **dict(result, rolled_back=True))
+        info['confirmed'] = True
+        return result
+    restored = execute(MODULE, {'prepared': finish_args(prepared, request, txid, 'restore')})
+    # rolled_back says whether the host is back at the recorded state, by this run or by its scheduled task.
+    rolled_back = False
+    if restored.get('failed') or restored.get('unreachable'):
+        outcome = 'ROLLBACK FAILED (%s); %s' % (restored.get('msg') or 'the restore failed', _left_to_deadman(info))
+    elif not restored.get('restored'):
+        rolled_back = True
+        outcome = 'nothing by this run - %s' % (restored.get('message') or 'no change of this run was pending')
+    else:
+        rolled_back = info['restored'] = True
+        outcome = restore_summary(result.get('previous'))
+    raise TransactionFailed('win_firewall_egress: verification failed after applying the rules - %s. Rolled back: %s.'
+                            % (message, outcome), **dict(result, rolled_back=rolled_back))
+
+
+def _left_to_deadman(info):
+    armed = info.get('armed')
+    if armed:
+        return 'the scheduled task %s%s restores the previous state at %s' % (
+            armed.get('task_path'), armed.get('task_name'), armed.get('at'))
+    return 'no dead-man revert was armed (confirm_timeout=0): the change stays until the next run'
+
+
+def _carry(result):
+    """What a failed module result says besides its message (diff, record, transaction)."""
+    return dict((key, value) for key, value in result.items() if key not in ('failed', 'msg', 'exception'))

@@ -1,11 +1,11 @@
 # -*- coding: utf-8 -*-
-"""The egress_firewall role's Windows branch: what it hands win_firewall_egress and win_edge_probe.
+"""The egress_firewall role's Windows branch: one task, and what its action hands the Windows modules.
 
 No Windows and no PowerShell runtime exist here, so the role runs against a host Ansible takes for Windows
-(`ansible_shell_type: powershell`) from a copy of the installed collection in which the two Windows action
-plugins record their arguments instead of reaching a host: win_firewall_egress runs its real validation and
-preparation (plugin_utils/windows_firewall.py) and records the prepared arguments the PowerShell module would
-get; win_edge_probe records its options and answers as a probe would - met, or not met - as the test says.
+(`ansible_shell_type: powershell`) from a copy of the installed collection in which win_firewall_egress's action
+plugin is the real one - its validation, rules, QUIC datagrams and transaction run for real - except that its module
+runs are recorded and answered as the PowerShell modules would answer: apply (with the state it recorded),
+win_edge_probe (every check answering, or none), confirm and restore. The task's final result is recorded too.
 """
 
 from __future__ import annotations
@@ -27,28 +27,37 @@ FIREWALL_RECORDER = '''
 import json, os
 from ansible_collections.tunnelwall.cloudflared.plugins.action._win_firewall_egress_real import ActionModule as Real
 
+PREVIOUS = {'group': 'tunnelwall cloudflared', 'rules': [], 'outbound': {'Domain': 'Allow', 'Public': 'Allow'}}
+
+
+def record(entry):
+    with open(os.environ['TW_RECORD'], 'a') as handle:
+        handle.write(json.dumps(entry) + '\\n')
+
 
 class ActionModule(Real):
-    def _execute_module(self, module_name=None, module_args=None, task_vars=None, **kwargs):
-        with open(os.environ['TW_RECORD'], 'a') as handle:
-            handle.write(json.dumps({'module': module_name, 'args': module_args}) + '\\n')
-        return {'changed': True}
-'''
-
-PROBE_RECORDER = '''
-import json, os
-from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
-from ansible.plugins.action import ActionBase
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.probe_options import PROBE_ARGUMENT_SPEC
-
-
-class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
-        params = ArgumentSpecValidator(PROBE_ARGUMENT_SPEC).validate(self._task.args).validated_parameters
-        with open(os.environ['TW_RECORD'], 'a') as handle:
-            handle.write(json.dumps({'module': 'win_edge_probe', 'args': params}) + '\\n')
-        unmet = json.loads(os.environ['TW_PROBE_UNMET'])
-        return {'changed': False, 'failed': bool(unmet), 'unmet_requirements': unmet, 'summary': [], 'results': []}
+        result = super().run(tmp, task_vars)
+        record({'module': 'result', 'args': result})
+        return result
+
+    def _execute_module(self, module_name=None, module_args=None, task_vars=None, **kwargs):
+        record({'module': module_name, 'args': module_args})
+        prepared = module_args['prepared']
+        if module_name.endswith('win_edge_probe'):
+            ok = os.environ['TW_PROBE_OK'] == '1'
+            rows = [{'id': t['id'], 'check': c, 'ok': ok and c != 'quic', 'error_kind': None if ok and c != 'quic' else 'timeout',
+                     'message': 'no answer'} for t in prepared['targets'] for c in t['checks']]
+            return {'families': ['ipv4', 'ipv6'], 'results': rows, 'dns': {'nameservers': [], 'answers': []}}
+        txn = prepared['transaction']
+        if prepared['action'] == 'confirm':
+            return {'changed': False, 'confirmed': True}
+        if prepared['action'] == 'restore':
+            return {'changed': True, 'restored': True, 'message': 'restored'}
+        return {'changed': True, 'added': [r['display_name'] for r in prepared['rules']], 'removed': [], 'updated': [],
+                'previous': PREVIOUS, 'transaction': {'settled': None, 'confirmed': not txn['verify'], 'armed': {
+                    'how': 'scheduled_task', 'task_path': txn['task_path'], 'task_name': txn['task_name'],
+                    'at': '2026-11-29T00:10:00+00:00', 'confirm_timeout': txn['confirm_timeout']}}}
 '''
 
 PLAYBOOK = '''
@@ -57,27 +66,28 @@ PLAYBOOK = '''
   roles:
     - role: tunnelwall.cloudflared.egress_firewall
       vars:
+        egress_firewall_state: %(state)s
         egress_firewall_default_deny: true
         egress_firewall_dns_servers: [203.0.113.53]
         egress_firewall_purposes: tunnel, api
         egress_firewall_windows_profiles: [Domain, Public]
+        egress_firewall_confirm_timeout: 90
 '''
 
 
 @pytest.fixture
 def windows_collection(tmp_path):
-    """A copy of the installed collection whose Windows action plugins record instead of running."""
+    """A copy of the installed collection whose win_firewall_egress action records its module runs."""
     installed = os.path.join(os.environ['ANSIBLE_COLLECTIONS_PATH'].split(os.pathsep)[0], *COLLECTION)
     copy = tmp_path / 'collections'
     shutil.copytree(installed, copy.joinpath(*COLLECTION))
     actions = copy.joinpath(*COLLECTION, 'plugins', 'action')
     (actions / 'win_firewall_egress.py').rename(actions / '_win_firewall_egress_real.py')
     (actions / 'win_firewall_egress.py').write_text(FIREWALL_RECORDER)
-    (actions / 'win_edge_probe.py').write_text(PROBE_RECORDER)
     return copy
 
 
-def run_role(tmp_path, collections, dns, unmet=()):
+def run_role(tmp_path, collections, dns, probe_ok=True, state='present'):
     record = tmp_path / 'record.jsonl'
     record.write_text('')
     inventory = tmp_path / 'inventory.yml'
@@ -86,41 +96,67 @@ def run_role(tmp_path, collections, dns, unmet=()):
         'tunnelwall_edge_nameservers': [dns.address], 'tunnelwall_edge_dns_port': dns.port,
         'tunnelwall_edge_trusted_ranges': list(edge_zone.LAB_RANGES)}}}}))
     playbook = tmp_path / 'play.yml'
-    playbook.write_text(PLAYBOOK)
+    playbook.write_text(PLAYBOOK % {'state': state})
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(collections), PYTHONPATH=str(collections), ANSIBLE_NOCOLOR='1',
-               ANSIBLE_HOME=str(tmp_path / 'home'), TW_RECORD=str(record), TW_PROBE_UNMET=json.dumps(list(unmet)))
+               ANSIBLE_HOME=str(tmp_path / 'home'), TW_RECORD=str(record), TW_PROBE_OK='1' if probe_ok else '0')
     result = subprocess.run([os.path.join(BIN, 'ansible-playbook'), '-i', str(inventory), str(playbook)],
                             capture_output=True, text=True, env=env, timeout=300, check=False)
     calls = [json.loads(line) for line in record.read_text().splitlines()]
     return result.returncode, result.stdout + result.stderr, calls
 
 
-def test_the_role_hands_windows_the_plans_rules_then_verifies(tmp_path, windows_collection, dns):
+def steps(calls):
+    return [c['args']['prepared'].get('action') if c['module'].endswith('win_firewall_egress')
+            else c['module'].rsplit('.', 1)[-1] for c in calls]
+
+
+def test_one_task_applies_the_plans_rules_verifies_and_confirms(tmp_path, windows_collection, dns):
     rc, output, calls = run_role(tmp_path, windows_collection, dns)
     assert rc == 0, output
-    assert [c['module'] for c in calls] == ['tunnelwall.cloudflared.win_firewall_egress', 'win_edge_probe'], calls
+    assert steps(calls) == ['apply', 'win_edge_probe', 'confirm', 'result'], calls
+    # One task on the host side of the role: no probe task, no rescue juggling.
+    assert output.count('TASK [tunnelwall.cloudflared.egress_firewall : Apply, verify and confirm') == 1, output
+    assert 'Probe the tunnel edge' not in output and 'Lift the default' not in output
     prepared = calls[0]['args']['prepared']
     assert prepared['group'] == 'tunnelwall cloudflared' and prepared['state'] == 'present'
     assert prepared['default_deny'] is True and prepared['profiles'] == ['Domain', 'Public']
+    txn = prepared['transaction']
+    assert txn['confirm_timeout'] == 90 and txn['verify'] is True and txn['task_path'] == '\\tunnelwall\\'
+    assert txn['task_name'] == 'egress revert ' + txn['id']
     purposes = {rule['purpose'] for rule in prepared['rules']}
     assert purposes == {'tunnel', 'api', 'dns'}, prepared['rules']  # update left out by egress_firewall_purposes
     tunnel = [rule for rule in prepared['rules'] if rule['purpose'] == 'tunnel']
     assert {rule['protocol'] for rule in tunnel} == {'tcp', 'udp'} and all(rule['port'] == 7844 for rule in tunnel)
     assert '198.51.100.11/32' in tunnel[0]['addresses'] and '2001:db8:e::11/128' in tunnel[0]['addresses']
     assert [r['addresses'] for r in prepared['rules'] if r['purpose'] == 'dns'][0] == ['203.0.113.53/32']
-    probe = calls[1]['args']
-    assert probe['require'] == ['any_tunnel']
-    assert {e['purpose'] for e in probe['plan']['endpoints']} == {'tunnel', 'api'}
+    # The probe runs on what the role allows, with datagrams built on the controller.
+    probe = calls[1]['args']['prepared']
+    assert {t['purpose'] for t in probe['targets']} == {'tunnel', 'api'}
+    assert any(t.get('datagram') for t in probe['targets'] if t['protocol'] == 'udp')
+    assert calls[2]['args']['prepared']['transaction']['id'] == txn['id']
+    result = calls[3]['args']
+    assert result['verification']['unmet_requirements'] == [] and result['verification']['recommended_protocol'] == 'http2'
+    assert result['transaction']['confirmed'] is True and result['transaction']['armed']['how'] == 'scheduled_task'
 
 
-def test_a_failed_verification_on_windows_lifts_the_default_block_and_fails(tmp_path, windows_collection, dns):
-    unmet = ['any_tunnel: quic udp/7844 timeout: 198.51.100.11. To fix: open outbound UDP 7844 to 198.51.100.11/32 (tunnel)']
-    rc, output, calls = run_role(tmp_path, windows_collection, dns, unmet=unmet)
+def test_a_failed_verification_restores_what_the_host_recorded_and_fails(tmp_path, windows_collection, dns):
+    rc, output, calls = run_role(tmp_path, windows_collection, dns, probe_ok=False)
     assert rc != 0
-    assert [c['module'] for c in calls] == ['tunnelwall.cloudflared.win_firewall_egress', 'win_edge_probe',
-                                            'tunnelwall.cloudflared.win_firewall_egress'], calls
-    lifted = calls[2]['args']['prepared']
-    assert lifted['default_deny'] is False and lifted['rules'] == [r for r in calls[0]['args']['prepared']['rules']
-                                                                   if r['purpose'] != 'dns']
-    assert 'egress_firewall on winhost (windows): verification failed after applying the rules - any_tunnel: quic' in output
-    assert 'The default outbound block was lifted; the allow rules stay.' in output
+    assert steps(calls) == ['apply', 'win_edge_probe', 'restore', 'result'], calls
+    assert calls[2]['args']['prepared']['transaction']['id'] == calls[0]['args']['prepared']['transaction']['id']
+    assert ('egress_firewall on winhost (windows): win_firewall_egress: verification failed after applying the rules '
+            '- any_tunnel') in output
+    assert ("Rolled back: the 0 rule(s) of group 'tunnelwall cloudflared' as before and the default outbound actions "
+            'Domain=Allow, Public=Allow.') in output
+    result = calls[3]['args']
+    assert result['failed'] is True and result['rolled_back'] is True and result['transaction']['restored'] is True
+    assert result['verification']['unmet_requirements']
+
+
+def test_absent_is_one_module_run_without_verification(tmp_path, windows_collection, dns):
+    rc, output, calls = run_role(tmp_path, windows_collection, dns, state='absent')
+    assert rc == 0, output
+    assert steps(calls) == ['apply', 'result'], calls
+    prepared = calls[0]['args']['prepared']
+    assert prepared['state'] == 'absent' and prepared['rules'] == [] and prepared['transaction']['verify'] is False
+    assert calls[1]['args']['verification'] is None and calls[1]['args']['transaction']['confirmed'] is True

@@ -1,11 +1,20 @@
 # -*- coding: utf-8 -*-
-"""What win_firewall_egress's action plugin hands the Windows host, for real."""
+"""What win_firewall_egress's action plugin hands the Windows host, and the transaction it drives, for real.
+
+The host is a recording fake (``Host``): it answers the module runs as the PowerShell module would, so the sequence
+(apply, probe, confirm or restore), the arguments of each run and the task's result are checked without Windows.
+"""
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
-from ansible_collections.tunnelwall.cloudflared.plugins.plugin_utils import windows_firewall
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_request
+from ansible_collections.tunnelwall.cloudflared.plugins.plugin_utils import windows_firewall as wf
+
+from tests.unit.plugins.module_utils.test_probe_report import PLAN
 
 RULES = [
     {'purpose': 'tunnel', 'protocol': 'tcp', 'port': 7844, 'ipv4': ['198.51.100.12/31', '198.51.100.11/32'], 'ipv6': ['2001:db8:e::11/128']},
@@ -15,33 +24,60 @@ RULES = [
 
 
 def params(**values):
-    base = {'rules': RULES, 'name': 'tunnelwall cloudflared', 'default_deny': False, 'profiles': ['Domain', 'Private', 'Public'],
-            'allow_dns': True, 'dns_servers': [], 'extra_allow': [], 'state': 'present'}
+    """The action's options after its argument spec (the defaults it fills in)."""
+    base = {'rules': RULES, 'name': 'tunnelwall', 'default_deny': False, 'profiles': ['Domain', 'Private', 'Public'],
+            'allow_dns': True, 'dns_servers': None, 'extra_allow': [], 'state': 'present', 'verify': None,
+            'confirm_timeout': 300, 'lock_timeout': 120}
     base.update(values)
     return base
 
 
+def prepared_for(**values):
+    request, warning = wf.build_request(params(**values))
+    return wf.prepare(request, params(**values)['profiles'])
+
+
+# --- the request and the rules -----------------------------------------------------------------------------------
+
 def test_one_rule_per_purpose_protocol_and_port_with_sorted_canonical_addresses():
-    prepared = windows_firewall.prepare(params())
+    prepared = prepared_for()
     assert [r['display_name'] for r in prepared['rules']] == [
         'tunnelwall cloudflared: api tcp/443', 'tunnelwall cloudflared: tunnel tcp/7844', 'tunnelwall cloudflared: tunnel udp/7844']
     tcp = prepared['rules'][1]
     assert tcp['addresses'] == ['198.51.100.11/32', '198.51.100.12/31', '2001:db8:e::11/128']
     assert prepared['group'] == 'tunnelwall cloudflared' and prepared['state'] == 'present'
+    assert prepared_for(profiles=['Public', 'Domain', 'Public'])['profiles'] == ['Public', 'Domain']
 
 
-def test_default_deny_adds_dns_to_the_given_resolvers():
-    prepared = windows_firewall.prepare(params(default_deny=True, dns_servers=['198.51.100.253', '2001:db8:e::253']))
+def test_the_old_spelling_of_the_group_still_names_the_same_group_with_a_warning():
+    request, warning = wf.build_request(params(name='tunnelwall cloudflared'))
+    assert request.name == 'tunnelwall'
+    assert wf.prepare(request, ['Public'])['group'] == 'tunnelwall cloudflared'
+    assert "use name='tunnelwall'" in warning
+    assert wf.build_request(params())[1] is None
+
+
+def test_default_deny_adds_dns_to_the_given_resolvers_and_no_dns_without_it():
+    prepared = prepared_for(default_deny=True, dns_servers=['198.51.100.253', '2001:db8:e::253'])
+    assert prepared['default_deny'] is True
     dns = [r for r in prepared['rules'] if r['purpose'] == 'dns']
     assert [(r['protocol'], r['port'], r['addresses']) for r in dns] == [
         ('tcp', 53, ['198.51.100.253/32', '2001:db8:e::253/128']), ('udp', 53, ['198.51.100.253/32', '2001:db8:e::253/128'])]
+    # One meaning everywhere: DNS rules only under a default deny.
+    assert not [r for r in prepared_for(dns_servers=['198.51.100.253'])['rules'] if r['purpose'] == 'dns']
+
+
+def test_a_rule_without_destinations_is_left_out_as_windows_would_read_it_as_any_address():
+    prepared = prepared_for(rules=RULES + [{'purpose': 'update', 'protocol': 'tcp', 'port': 443, 'ipv4': [], 'ipv6': []}])
+    assert 'update' not in {r['purpose'] for r in prepared['rules']}
+    assert all(r['addresses'] for r in prepared['rules'])
 
 
 def test_extra_allow_and_absent():
-    prepared = windows_firewall.prepare(params(extra_allow=[{'protocol': 'tcp', 'port': 22, 'destinations': ['203.0.113.0/24']}]))
+    prepared = prepared_for(extra_allow=[{'protocol': 'tcp', 'port': 22, 'destinations': ['203.0.113.0/24']}])
     extra = [r for r in prepared['rules'] if r['purpose'] == 'extra']
     assert [(r['display_name'], r['addresses']) for r in extra] == [('tunnelwall cloudflared: extra tcp/22', ['203.0.113.0/24'])]
-    assert windows_firewall.prepare(params(state='absent'))['rules'] == []
+    assert prepared_for(state='absent', rules=None)['rules'] == []
 
 
 @pytest.mark.parametrize('text, canonical', [
@@ -49,22 +85,251 @@ def test_extra_allow_and_absent():
     ('198.51.100.0/255.255.255.0', '198.51.100.0/24'), ('2001:db8::11', '2001:db8::11/128'),
 ])
 def test_windows_address_forms_compare_equal(text, canonical):
-    assert windows_firewall.canonical_address(text) == canonical
+    assert wf.canonical_address(text) == canonical
+
+
+# The same bad request gives the Windows action the message the Linux modules give (egress_request's).
+SAME_AS_LINUX = [
+    {'default_deny': True, 'dns_servers': ['203.0.113.53'], 'rules': [RULES[2]]},
+    {'rules': [dict(RULES[0], ipv6=['fe80::1%eth0'])]},
+    {'name': 'tunnelwall\n'},
+    {'name': 'tunnel*'},
+    {'name': 'a[b]'},
+    {'name': 'tunnel?'},
+    {'rules': [dict(RULES[0], purpose='tunnel\n')]},
+    {'rules': [dict(RULES[0], port=0)]},
+    {'rules': [dict(RULES[0], ipv4=['198.51.100.1/24'])]},
+    {'dns_servers': ['fe80::53%2'], 'default_deny': True},
+    {'extra_allow': [{'protocol': 'tcp', 'port': 22, 'destinations': ['nowhere']}]},
+    {'confirm_timeout': -1},
+    {'confirm_timeout': 86401},
+    {'lock_timeout': 99999},
+]
+
+
+@pytest.mark.parametrize('values', SAME_AS_LINUX, ids=lambda v: repr(v)[:40])
+def test_bad_input_gets_the_linux_modules_message(values):
+    with pytest.raises(egress_request.RequestError) as linux:
+        egress_request.build(params(**values), 'ufw')
+    with pytest.raises(wf.RuleError) as windows:
+        wf.build_request(params(**values))
+    assert str(windows.value) == str(linux.value)
+
+
+def test_the_messages_name_the_option():
+    with pytest.raises(wf.RuleError, match=r"^default_deny=True: no tunnel destination in rules"):
+        wf.build_request(params(default_deny=True, dns_servers=['203.0.113.53'], rules=[RULES[2]]))
+    with pytest.raises(wf.RuleError, match=r"^rules\[0\]\.ipv6\[0\]='fe80::1%eth0': an IPv6 zone id"):
+        wf.build_request(params(rules=[dict(RULES[0], ipv6=['fe80::1%eth0'])]))
+    with pytest.raises(wf.RuleError, match=r"^name='tunnelwall\\n': expected ASCII letters"):
+        wf.build_request(params(name='tunnelwall\n'))
 
 
 @pytest.mark.parametrize('values, message', [
-    ({'rules': [dict(RULES[0], port=0)]}, 'rules[0]: port 0'),
-    ({'rules': [dict(RULES[0], port='https')]}, "rules[0]: port 'https'"),
-    ({'rules': [dict(RULES[0], protocol='icmp')]}, "rules[0]: protocol 'icmp'"),
-    ({'rules': [dict(RULES[0], ipv4=['198.51.100.1/24'])]}, "rules[0]: '198.51.100.1/24'"),
-    ({'rules': [dict(RULES[0], ipv4=[], ipv6=[])]}, 'rules[0]: no ipv4 or ipv6 destinations'),
-    ({'name': 'a|b'}, "name: 'a|b'"),
-    ({'profiles': ['Public', 'Office']}, 'profiles: Office'),
-    ({'default_deny': True}, 'allow_dns: no dns_servers'),
-    ({'default_deny': True, 'allow_dns': False, 'rules': [RULES[2]]}, 'default_deny: refusing'),
-    ({'extra_allow': [{'protocol': 'tcp', 'port': 22, 'destinations': ['nowhere']}]}, "extra_allow[0]: 'nowhere'"),
+    ({'default_deny': True}, 'allow_dns=True: default_deny on Windows needs dns_servers'),
+    ({'profiles': ['Public', 'Office']}, "profiles=['Public', 'Office']: expected one or more of Domain, Private, Public"),
+    ({'profiles': []}, 'profiles=[]'),
+    ({'name': 'x' * 65}, 'at most 64 characters for windows'),
 ])
-def test_bad_input_is_named(values, message):
-    with pytest.raises(windows_firewall.RuleError) as error:
-        windows_firewall.prepare(params(**values))
+def test_windows_only_refusals_name_the_option(values, message):
+    with pytest.raises(wf.RuleError) as error:
+        wf.build_request(params(**values))
     assert message in str(error.value)
+
+
+def test_verify_options_get_the_probes_defaults_and_bad_ones_are_named():
+    probe = wf.verify_params({'plan': PLAN, 'require': ['quic'], 'timeout': 2.0, 'ca_path': 'C:\\certs\\ca.pem',
+                              'validate_certs': True})
+    assert probe['require'] == ['quic'] and probe['ip_version'] == 'auto' and probe['ca_path'] == 'C:\\certs\\ca.pem'
+    assert wf.verify_params(None) is None
+    with pytest.raises(wf.RuleError, match=r'^verify\.'):
+        wf.verify_params({'plan': {'rules': []}, 'require': ['any_tunnel'], 'timeout': 2.0, 'ca_path': None,
+                          'validate_certs': True})
+
+
+# --- the transaction ---------------------------------------------------------------------------------------------
+
+PREVIOUS = {'group': 'tunnelwall cloudflared', 'outbound': {'Domain': 'Allow', 'Public': 'Allow'},
+            'rules': [{'display_name': 'tunnelwall cloudflared: tunnel tcp/7844', 'protocol': 'tcp', 'port': '7844',
+                       'addresses': ['198.51.100.11/32'], 'profiles': 'Domain, Public', 'enabled': 'True'}]}
+
+
+class Host:
+    """Answers the module runs as the Windows modules would; records every call."""
+
+    def __init__(self, probe_ok=True, changed=True, busy=0, fail=None, gone=False):
+        self.calls = []
+        self.gone = gone  # the scheduled task fired before the verdict: the record is gone
+        self.probe_ok = probe_ok
+        self.changed = changed
+        self.busy = busy
+        self.fail = fail or {}
+
+    def __call__(self, module, args):
+        self.calls.append((module, args))
+        prepared = args['prepared']
+        if module == wf.PROBE_MODULE:
+            return self.probe(prepared)
+        action = prepared['action']
+        if action in self.fail:
+            return {'failed': True, 'msg': self.fail[action]}
+        if action == 'apply':
+            if self.busy:
+                self.busy -= 1
+                return {'changed': False, 'busy': {'id': 'a1b2c3d4e5f6', 'group': 'other cloudflared',
+                                                   'started': '2026-11-29T00:00:00Z', 'expires': '2026-11-29T00:05:00Z'}}
+            txn = prepared['transaction']
+            return {'changed': self.changed, 'added': ['x'] if self.changed else [], 'previous': PREVIOUS,
+                    'transaction': {'settled': None, 'confirmed': self.changed and not txn['verify'],
+                                    'armed': {'how': 'scheduled_task', 'task_path': txn['task_path'],
+                                              'task_name': txn['task_name'], 'at': '2026-11-29T00:10:00Z'}
+                                    if self.changed and txn['confirm_timeout'] else None}}
+        if self.gone:
+            return {'changed': False, action.replace('confirm', 'confirmed').replace('restore', 'restored'): False,
+                    'message': 'change 0123456789ab is no longer pending: the scheduled task restored it already'}
+        if action == 'confirm':
+            return {'changed': False, 'confirmed': True}
+        return {'changed': True, 'restored': True, 'message': 'restored'}
+
+    def probe(self, prepared):
+        # A QUIC target answering nothing and a TLS target answering (or not): enough for any_tunnel.
+        rows = [{'id': t['id'], 'check': check, 'ok': self.probe_ok and check != 'quic',
+                 'error_kind': None if self.probe_ok and check != 'quic' else 'timeout', 'message': 'no answer'}
+                for t in prepared['targets'] for check in t['checks']]
+        return {'families': ['ipv4', 'ipv6'], 'results': rows, 'dns': {'nameservers': [], 'answers': []}}
+
+    def actions(self):
+        return [args['prepared'].get('action', 'probe') if module == wf.MODULE else 'probe' for module, args in self.calls]
+
+
+def transact(host, check_mode=False, verify=True, **values):
+    request, dummy = wf.build_request(params(**values))
+    prepared = wf.prepare(request, params(**values)['profiles'])
+    probe = wf.verify_params({'plan': PLAN, 'require': ['any_tunnel'], 'timeout': 1.0}) if verify else None
+    slept = []
+    clock = iter(range(0, 10000, 3))
+    result = wf.run(request, prepared, probe, host, check_mode=check_mode, sleep=slept.append,
+                    clock=lambda: next(clock), make_id=lambda: '0123456789ab')
+    return result, slept
+
+
+def test_a_verified_change_is_applied_probed_and_confirmed():
+    host = Host()
+    result, dummy = transact(host, default_deny=True, dns_servers=['203.0.113.53'], confirm_timeout=120)
+    assert host.actions() == ['apply', 'probe', 'confirm']
+    apply = host.calls[0][1]['prepared']
+    assert apply['transaction'] == {'id': '0123456789ab', 'confirm_timeout': 120, 'task_path': '\\tunnelwall\\',
+                                    'task_name': 'egress revert 0123456789ab', 'verify': True}
+    assert apply['default_deny'] is True and apply['group'] == 'tunnelwall cloudflared'
+    assert apply['profiles'] == ['Domain', 'Private', 'Public']
+    # The probe gets real QUIC Initials built here (PowerShell 5.1 has no AES-GCM).
+    quic = [t for t in host.calls[1][1]['prepared']['targets'] if t['protocol'] == 'udp']
+    assert quic and all(len(base64.b64decode(t['datagram'])) == 1200 for t in quic)
+    confirm = host.calls[2][1]['prepared']
+    assert confirm['transaction']['id'] == '0123456789ab' and confirm['transaction']['task_name'] == apply['transaction']['task_name']
+    assert result['verification']['unmet_requirements'] == []
+    assert result['transaction']['confirmed'] is True and result['transaction']['restored'] is False
+    assert result['transaction']['armed']['task_name'] == 'egress revert 0123456789ab'
+
+
+def test_a_failed_verification_restores_the_record_and_fails_like_linux():
+    host = Host(probe_ok=False)
+    with pytest.raises(wf.TransactionFailed) as failed:
+        transact(host, default_deny=True, dns_servers=['203.0.113.53'])
+    assert host.actions() == ['apply', 'probe', 'restore']
+    restore = host.calls[2][1]['prepared']
+    assert restore['action'] == 'restore' and restore['transaction']['id'] == '0123456789ab'
+    message = str(failed.value)
+    assert message.startswith('win_firewall_egress: verification failed after applying the rules - any_tunnel')
+    assert message.endswith("Rolled back: the 1 rule(s) of group 'tunnelwall cloudflared' as before and the default "
+                            'outbound actions Domain=Allow, Public=Allow.')
+    details = failed.value.details
+    assert details['rolled_back'] is True and details['transaction']['restored'] is True
+    assert details['verification']['unmet_requirements']
+
+
+def test_a_restore_that_fails_says_so_and_names_the_scheduled_task():
+    host = Host(probe_ok=False, fail={'restore': 'WinRM connection lost'})
+    with pytest.raises(wf.TransactionFailed) as failed:
+        transact(host)
+    message = str(failed.value)
+    assert 'Rolled back: ROLLBACK FAILED (WinRM connection lost); the scheduled task \\tunnelwall\\egress revert ' \
+           '0123456789ab restores the previous state at 2026-11-29T00:10:00Z.' in message
+    assert failed.value.details['rolled_back'] is False
+
+
+def test_without_verify_the_module_confirms_in_the_same_run():
+    host = Host()
+    result, dummy = transact(host, verify=False)
+    assert host.actions() == ['apply']
+    assert host.calls[0][1]['prepared']['transaction']['verify'] is False
+    assert result['verification'] is None and result['transaction']['confirmed'] is True
+
+
+def test_check_mode_only_plans():
+    host = Host()
+    result, dummy = transact(host, check_mode=True)
+    assert host.actions() == ['apply'] and host.calls[0][1]['prepared']['transaction']['verify'] is False
+    assert result['verification'] is None
+
+
+def test_no_change_still_verifies_and_a_failure_says_nothing_changed():
+    host = Host(changed=False, probe_ok=False)
+    with pytest.raises(wf.TransactionFailed, match=r'verification failed - any_tunnel.*Nothing was changed by this run\.$'):
+        transact(host)
+    assert host.actions() == ['apply', 'probe']
+
+
+def test_confirm_timeout_zero_arms_nothing_and_a_lost_restore_says_the_change_stays():
+    host = Host(probe_ok=False, fail={'restore': 'unreachable'})
+    with pytest.raises(wf.TransactionFailed, match='no dead-man revert was armed .confirm_timeout=0.'):
+        transact(host, confirm_timeout=0)
+    assert host.calls[0][1]['prepared']['transaction']['confirm_timeout'] == 0
+
+
+def test_another_runs_pending_change_is_waited_for_then_named():
+    host = Host(busy=2)
+    result, slept = transact(host)
+    assert host.actions() == ['apply', 'apply', 'apply', 'probe', 'confirm']
+    assert slept == [wf.LOCK_POLL, wf.LOCK_POLL] and result['transaction']['waited_for_lock'] is True
+    host = Host(busy=1000)
+    with pytest.raises(wf.TransactionFailed) as failed:
+        transact(host, lock_timeout=10)
+    assert str(failed.value) == (
+        "win_firewall_egress: another egress change holds the host-wide lock: change a1b2c3d4e5f6 of group "
+        "'other cloudflared', started 2026-11-29T00:00:00Z, unconfirmed until 2026-11-29T00:05:00Z; waited 10s "
+        "(lock_timeout) and changed nothing")
+    assert 'probe' not in host.actions()
+
+
+def test_a_failed_apply_is_reported_as_the_module_said_it():
+    host = Host(fail={'apply': "win_firewall_egress: Access is denied; restored the 0 rule(s) of group 'x'"})
+    with pytest.raises(wf.TransactionFailed, match=r"^win_firewall_egress: Access is denied; restored"):
+        transact(host)
+    assert host.actions() == ['apply']
+
+
+def test_a_verified_change_whose_confirmation_is_lost_fails_naming_the_scheduled_task():
+    host = Host(fail={'confirm': 'WinRM timeout'})
+    with pytest.raises(wf.TransactionFailed, match=r'verified, but the confirmation failed \(WinRM timeout\); the '
+                                                   r'scheduled task .* restores the previous state'):
+        transact(host)
+
+
+def test_a_change_the_scheduled_task_restored_before_the_verdict_is_neither_confirmed_nor_restored_twice():
+    with pytest.raises(wf.TransactionFailed) as failed:
+        transact(Host(gone=True))
+    assert str(failed.value) == ('win_firewall_egress: verified, but not confirmed - change 0123456789ab is no longer '
+                                 'pending: the scheduled task restored it already')
+    assert failed.value.details['rolled_back'] is True
+    with pytest.raises(wf.TransactionFailed) as failed:
+        transact(Host(gone=True, probe_ok=False))
+    assert str(failed.value).endswith('Rolled back: nothing by this run - change 0123456789ab is no longer pending: the '
+                                      'scheduled task restored it already.')
+    assert failed.value.details['rolled_back'] is True and failed.value.details['transaction']['restored'] is False
+
+
+def test_restore_summary():
+    assert wf.restore_summary(None) == 'nothing to restore'
+    assert wf.restore_summary({'group': 'g', 'rules': [], 'outbound': {'Public': 'Block'}}) == \
+        "the 0 rule(s) of group 'g' as before and the default outbound action Public=Block"

@@ -1,0 +1,101 @@
+# -*- coding: utf-8 -*-
+"""win_firewall_egress.ps1 cannot run here; what can be checked from its syntax tree is checked.
+
+The dead-man scheduled task runs the module's ``$restoreScript`` as an -EncodedCommand in a fresh powershell.exe, so
+that script block must use no variable of the module (they do not exist there) and must fit a Windows command line.
+"""
+
+from __future__ import annotations
+
+import base64
+import pathlib
+import re
+
+import tree_sitter
+import tree_sitter_powershell
+
+from ansible_collections.tunnelwall.cloudflared.plugins.plugin_utils import windows_firewall as wf
+
+MODULE = pathlib.Path(__file__).resolve().parents[2] / 'plugins' / 'modules' / 'win_firewall_egress.ps1'
+AUTOMATIC = {'$_', '$true', '$false', '$null'}
+# CreateProcess takes at most 32767 characters of command line; the task's action is one.
+COMMAND_LINE_LIMIT = 32767
+POWERSHELL = 'C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe'
+
+
+def _walk(node):
+    yield node
+    for child in node.children:
+        yield from _walk(child)
+
+
+def script_block(source, name):
+    """The text and the node of the script block assigned to ``$name``."""
+    tree = tree_sitter.Parser(tree_sitter.Language(tree_sitter_powershell.language())).parse(source)
+    for node in _walk(tree.root_node):
+        if node.type == 'assignment_expression' and source[node.start_byte:node.end_byte].startswith(b'$' + name.encode() + b' '):
+            block = next(n for n in _walk(node) if n.type == 'script_block')
+            return source[block.start_byte:block.end_byte].decode(), block
+    raise AssertionError('no $%s = { ... } in the source' % name)
+
+
+def foreign_variables(source, block):
+    """Variables the block reads but neither declares (param, assignment, foreach) nor gets from PowerShell."""
+    def text(node):
+        return source[node.start_byte:node.end_byte].decode().strip().lower()
+
+    used, defined = set(), set(AUTOMATIC)
+    for node in _walk(block):
+        if node.type == 'variable' and not text(node).startswith('$env:'):
+            used.add(text(node))
+        elif node.type == 'assignment_expression':
+            defined.add(text(node.children[0]))
+        elif node.type == 'foreach_statement':
+            defined.update(text(c) for c in node.children if c.type == 'variable')
+        elif node.type == 'param_block':
+            defined.update(text(n) for n in _walk(node) if n.type == 'variable')
+    return sorted(used - defined)
+
+
+def test_the_restore_the_scheduled_task_runs_uses_none_of_the_modules_variables():
+    source = MODULE.read_bytes()
+    dummy, block = script_block(source, 'restoreScript')
+    assert foreign_variables(source, block) == []
+
+
+def test_a_module_variable_in_the_restore_would_be_caught():
+    source = b"$group = 'g'\n$restoreScript = {\n    param([string]$Id)\n    $x = 1\n    Get-NetFirewallRule -Group $group\n}\n"
+    dummy, block = script_block(source, 'restoreScript')
+    assert foreign_variables(source, block) == ['$group']
+
+
+def test_the_scheduled_tasks_command_line_fits_windows_limit():
+    source = MODULE.read_bytes()
+    inner, dummy = script_block(source, 'restoreScript')
+    # "$restoreScript" in a string is the block's text without its braces; the module wraps it as below.
+    command = "& { %s } -Id '%s'" % (inner[1:-1], wf.new_id())
+    encoded = base64.b64encode(command.encode('utf-16-le')).decode('ascii')
+    line = '"%s" -NoProfile -NonInteractive -ExecutionPolicy Bypass -EncodedCommand %s' % (POWERSHELL, encoded)
+    assert len(line) < COMMAND_LINE_LIMIT // 2, len(line)  # and room to grow
+    assert "\"& { $restoreScript } -Id '$id'\"" in MODULE.read_text(), 'the module no longer builds the command this way'
+
+
+def test_the_module_accepts_exactly_the_ids_the_controller_makes():
+    text = MODULE.read_text()
+    pattern = re.search(r"\$id -notmatch '([^']+)'", text).group(1)
+    assert all(re.match(pattern, wf.new_id()) for dummy in range(50))
+    for bad in ("0123456789ab'; Remove-Item C:\\ -Recurse; '", '0123456789AB', '0123456789a', ''):
+        assert not re.match(pattern, bad), bad
+
+
+def test_the_restore_and_the_module_use_the_same_record_and_the_actions_the_controller_sends():
+    text = MODULE.read_text()
+    keys = set(re.findall(r"\$pendingKey = '([^']+)'", text))
+    assert keys == {'HKLM:\\SOFTWARE\\tunnelwall\\egress'}, keys
+    assert len(re.findall(r"\$pendingKey = '", text)) == 2  # the module's and the restore's own copy
+    for action in ('confirm', 'restore'):
+        assert "$prepared.action -eq '%s'" % action in text
+    # Every field of the transaction the module reads is one the controller sends, and the other way round.
+    request = wf.egress_request.build({'rules': [], 'confirm_timeout': 60}, 'windows')
+    sent = set(wf.transaction_args(request, wf.new_id(), True))
+    assert set(re.findall(r'\$txn\.(\w+)', text)) == sent, sent
