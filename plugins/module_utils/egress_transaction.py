@@ -246,7 +246,10 @@ def run(backend, request, verify=None, check_mode=False, run_dir=RUN_DIR, python
             if deadman:
                 deadman.cancel()
             info['restored'] = restored
-            return message
+            info['restore_message'] = message
+            if message.startswith('restored the state'):  # egress_revert's word for a complete restore
+                return 'Rolled back: the firewall is as before this run'
+            return 'ROLLBACK INCOMPLETE: %s' % message
 
         try:
             backend.apply()
@@ -262,7 +265,7 @@ def run(backend, request, verify=None, check_mode=False, run_dir=RUN_DIR, python
                 raise TransactionError(str(error), **dict(details, transaction=info))
             message = restore()
             details.update(transaction=info, rolled_back=info['restored'])
-            raise TransactionError('%s; %s' % (error, message), **details)
+            raise TransactionError('%s. %s.' % (error, message), **details)
         record['applied'] = dict((path, egress_revert.digest(egress_revert.read_text(path))) for path in record['files'])
         egress_revert.write_durably(backend.record_path, json.dumps(record), 0o600)
         result = _verified(dict(result, transaction=info), verify, restore)
@@ -270,7 +273,7 @@ def run(backend, request, verify=None, check_mode=False, run_dir=RUN_DIR, python
             backend.commit()
         except Exception as error:
             message = restore()
-            raise TransactionError('%s; %s' % (error, message), transaction=info, rolled_back=info['restored'])
+            raise TransactionError('%s. %s.' % (error, message), transaction=info, rolled_back=info['restored'])
         egress_revert.remove_durably(backend.record_path)
         if deadman:
             deadman.cancel()
@@ -291,6 +294,6 @@ def _verified(result, verify, restore):
         raise TransactionError('verification failed - %s. Nothing was changed by this run.' % message,
                                verification=output, rolled_back=False, transaction=result['transaction'])
     outcome = restore()
-    raise TransactionError('verification failed after applying the rules - %s. Rolled back: %s.' % (message, outcome),
+    raise TransactionError('verification failed after applying the rules - %s. %s.' % (message, outcome),
                            verification=output, rolled_back=result['transaction']['restored'],
                            transaction=result['transaction'])

@@ -144,7 +144,7 @@ def test_a_failed_verification_restores_what_the_host_recorded_and_fails(tmp_pat
     assert rc != 0
     assert steps(calls) == ['apply', 'win_edge_probe', 'restore', 'result'], calls
     assert calls[2]['args']['prepared']['transaction']['id'] == calls[0]['args']['prepared']['transaction']['id']
-    assert ('egress_firewall on winhost (windows): win_firewall_egress: verification failed after applying the rules '
+    assert ('egress_firewall on winhost (windows): verification failed after applying the rules '
             '- any_tunnel') in output
     assert ("Rolled back: the 0 rule(s) of group 'tunnelwall cloudflared' as before and the default outbound actions "
             'Domain=Allow, Public=Allow.') in output

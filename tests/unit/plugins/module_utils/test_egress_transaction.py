@@ -100,7 +100,9 @@ def test_a_verified_change_is_committed_and_its_revert_disarmed(root):
 def test_a_failed_verification_restores_at_once(root):
     with pytest.raises(tx.TransactionError) as error:
         start(root, 'new\n', lambda: (False, {'unmet': ['any_tunnel']}, 'any_tunnel: timeout'))
-    assert 'verification failed after applying the rules - any_tunnel: timeout. Rolled back: restored' in str(error.value)
+    assert str(error.value) == ('verification failed after applying the rules - any_tunnel: timeout. '
+                                'Rolled back: the firewall is as before this run.')
+    assert error.value.details['transaction']['restore_message'].startswith('restored the state before run')
     assert error.value.details['rolled_back'] is True and error.value.details['verification'] == {'unmet': ['any_tunnel']}
     assert open(os.path.join(root, 'rules')).read() == 'old\n'
     assert open(os.path.join(root, 'reloads')).read() == 'reloaded\n'

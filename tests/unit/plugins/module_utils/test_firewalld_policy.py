@@ -302,8 +302,8 @@ def test_transaction_failure_restores_the_files_and_reloads(tmp_path):
     (config / 'ipsets' / 'mine.xml').write_text('the user\'s\n')
     fake = FakeFirewalld(fail='--add-rich-rule')
     firewalld = Firewalld(fake, str(config))
-    steps = [('write_file', 'ipsets/tw-tunnel-v4.xml', 'new tunnel\n'), ('write_file', 'policies/tw-egress.xml', 'new policy\n'),
-             ('add_rules', 'runtime', 'tw-egress', ['rule priority="32767" reject']), ('reload',)]
+    steps = [fp.write_file('ipsets/tw-tunnel-v4.xml', 'new tunnel\n'), fp.write_file('policies/tw-egress.xml', 'new policy\n'),
+             fp.add_rules('runtime', 'tw-egress', ['rule priority="32767" reject']), fp.reload_step()]
     with pytest.raises(FirewalldError) as error:
         firewalld.transaction('tw', steps)
     assert 'rolled back' in str(error.value) and 'simulated failure' in str(error.value)
