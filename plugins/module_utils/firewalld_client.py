@@ -112,7 +112,6 @@ def ipset_from_settings(settings):
     return {'type': settings[3], 'family': options.get('family', 'inet'), 'entries': list(settings[5])}
 
 
-
 class FirewalldError(Exception):
     """A failure with a message for the user; ``details`` go into the module's result."""
 

@@ -80,8 +80,8 @@ def main(runs):
             lab.down()
     print('\n== fleet: tunnelwall.cloudflared.site, default deny, forks %d, median of %d runs ==' % (FORKS, runs))
     cores = os.cpu_count()
-    print('%-6s %10s %10s %14s %16s %12s %14s %18s' % ('hosts', 'wall', 'per host', 'DNS queries', 'module runs/host',
-                                                        'vs 1 host', 'CPU-s/host', 'machine CPU busy'))
+    header = ('hosts', 'wall', 'per host', 'DNS queries', 'module runs/host', 'vs 1 host', 'CPU-s/host', 'machine CPU busy')
+    print('%-6s %10s %10s %14s %16s %12s %14s %18s' % header)
     for size, (seconds, busy, queries, executions) in figures.items():
         counted = '/'.join(str(count) for count in sorted(queries))
         modules = '/'.join(str(count) for count in sorted(executions))
