@@ -199,6 +199,78 @@ def _runner(run):
     return reload
 
 
+class _Change(object):
+    """The part of a transaction that has touched the host: its pending record, its dead-man, restore and confirm."""
+
+    def __init__(self, backend, request, info, run_dir, python, which, command):
+        self.backend = backend
+        self.info = info
+        self.command = command
+        self.id = '%d-%d' % (int(time.time() * 1000), os.getpid())
+        self.record = {'id': self.id, 'backend': request.backend, 'name': request.name, 'pid': os.getpid(),
+                       'started': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
+                       'deadline': time.time() + request.confirm_timeout,
+                       'files': dict((path, egress_revert.read_text(path)) for path in backend.files()),
+                       'reload': backend.reload_commands(), 'applied': None, 'armed': None}
+        self.deadman = DeadMan(run_dir, backend.record_path, self.id, request.confirm_timeout, python, which,
+                               command) if request.confirm_timeout else None
+
+    def save(self):
+        egress_revert.write_durably(self.backend.record_path, json.dumps(self.record), 0o600)
+
+    def begin(self):
+        """Record the state before the change, durably, then arm the dead-man revert; nothing is changed yet."""
+        try:
+            self.save()
+        except (IOError, OSError) as error:
+            raise TransactionError('cannot record the state before the change in %s (%s); nothing was changed'
+                                   % (self.backend.record_path, error))
+        if self.deadman:
+            try:
+                self.deadman.arm()
+            except (TransactionError, OSError) as error:
+                egress_revert.remove_durably(self.backend.record_path)
+                raise TransactionError('cannot arm the dead-man revert (%s); nothing was changed' % error)
+            self.record['armed'] = self.info['armed'] = self.deadman.describe()
+            self.save()
+
+    def applied(self):
+        """Remember what the change left: the revert restores nothing over a later change of someone else's."""
+        self.record['applied'] = dict((path, egress_revert.digest(egress_revert.read_text(path)))
+                                      for path in self.record['files'])
+        self.save()
+
+    def end(self, restored, message=None):
+        """The record is gone (confirmed, or restored by the backend itself): stop the revert."""
+        if os.path.lexists(self.backend.record_path):
+            egress_revert.remove_durably(self.backend.record_path)
+        if self.deadman:
+            self.deadman.cancel()
+        self.info['restored'] = restored
+        if message:
+            self.info['restore_message'] = message
+
+    def restore(self):
+        """Restore now, with the dead-man's own code; the words for the module's message."""
+        restored, message = egress_revert.restore(self.backend.record_path, _runner(self.command))
+        self.end(restored, message)
+        if message.startswith('restored the state'):  # egress_revert's word for a complete restore
+            return 'Rolled back: the firewall is as before this run'
+        return 'ROLLBACK INCOMPLETE: %s' % message
+
+    def failed(self, error):
+        """A failure while changing: restore (unless the backend did, exactly) and raise it with the outcome."""
+        details = dict(getattr(error, 'details', {}) or {})
+        if details.get('rolled_back'):
+            # The backend put back exactly what it changed (and only that): a second, coarser restore (a full
+            # reload) would also load what was on disk but not live before the run.
+            self.end(True)
+            return TransactionError(str(error), **dict(details, transaction=self.info))
+        outcome = self.restore()
+        return TransactionError('%s. %s.' % (error, outcome), **dict(details, transaction=self.info,
+                                                                        rolled_back=self.info['restored']))
+
+
 def run(backend, request, verify=None, check_mode=False, run_dir=RUN_DIR, python=None, which=None, command=None):
     """One transaction; returns the backend's result with ``verification`` and ``transaction`` added.
 
@@ -206,82 +278,33 @@ def run(backend, request, verify=None, check_mode=False, run_dir=RUN_DIR, python
     write, ``reload_commands()``, ``apply()`` and ``commit()``. ``verify()`` -> (ok, output, message) or None.
     ``command(argv)`` -> (rc, out, err) runs programs; ``which(name)`` finds them. Raises TransactionError.
     """
-    python = python or sys.executable
-    which = which or shutil.which
     info = {'confirm_timeout': request.confirm_timeout, 'armed': None, 'settled': None, 'restored': False}
     if check_mode:
-        result = backend.plan()
-        return dict(result, verification=None, transaction=info)
+        return dict(backend.plan(), verification=None, transaction=info)
     holder = 'tunnelwall %s egress change, name %s' % (request.backend, request.name)
     with HostLock(run_dir, request.lock_timeout, holder) as held:
         info['waited_for_lock'] = held.waited
-        info['settled'] = settle_pending(backend.record_path, command, which)
-        result = backend.plan()
+        info['settled'] = settle_pending(backend.record_path, command, which or shutil.which)
+        result = dict(backend.plan(), transaction=info)
         if not result['changed']:
-            return _verified(dict(result, transaction=info), verify, restore=None)
-        record_id = '%d-%d' % (int(time.time() * 1000), os.getpid())
-        record = {'id': record_id, 'backend': request.backend, 'name': request.name, 'pid': os.getpid(),
-                  'started': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
-                  'deadline': time.time() + request.confirm_timeout,
-                  'files': dict((path, egress_revert.read_text(path)) for path in backend.files()),
-                  'reload': backend.reload_commands(), 'applied': None, 'armed': None}
-        try:
-            egress_revert.write_durably(backend.record_path, json.dumps(record), 0o600)
-        except (IOError, OSError) as error:
-            raise TransactionError('cannot record the state before the change in %s (%s); nothing was changed'
-                                   % (backend.record_path, error))
-        deadman = None
-        if request.confirm_timeout:
-            deadman = DeadMan(run_dir, backend.record_path, record_id, request.confirm_timeout, python, which, command)
-            try:
-                deadman.arm()
-            except (TransactionError, OSError) as error:
-                egress_revert.remove_durably(backend.record_path)
-                raise TransactionError('cannot arm the dead-man revert (%s); nothing was changed' % error)
-            record['armed'] = info['armed'] = deadman.describe()
-            egress_revert.write_durably(backend.record_path, json.dumps(record), 0o600)
-
-        def restore():
-            restored, message = egress_revert.restore(backend.record_path, _runner(command))
-            if deadman:
-                deadman.cancel()
-            info['restored'] = restored
-            info['restore_message'] = message
-            if message.startswith('restored the state'):  # egress_revert's word for a complete restore
-                return 'Rolled back: the firewall is as before this run'
-            return 'ROLLBACK INCOMPLETE: %s' % message
-
+            return _verified(result, verify, None)
+        change = _Change(backend, request, info, run_dir, python or sys.executable, which or shutil.which, command)
+        change.begin()
         try:
             backend.apply()
-        except Exception as error:  # any failure of the change itself: restore, then report it
-            details = dict(getattr(error, 'details', {}) or {})
-            if details.get('rolled_back'):
-                # The backend put back exactly what it changed (and only that): a second, coarser restore (a full
-                # reload) would also load what was on disk but not live before the run.
-                egress_revert.remove_durably(backend.record_path)
-                if deadman:
-                    deadman.cancel()
-                info['restored'] = True
-                raise TransactionError(str(error), **dict(details, transaction=info))
-            message = restore()
-            details.update(transaction=info, rolled_back=info['restored'])
-            raise TransactionError('%s. %s.' % (error, message), **details)
-        record['applied'] = dict((path, egress_revert.digest(egress_revert.read_text(path))) for path in record['files'])
-        egress_revert.write_durably(backend.record_path, json.dumps(record), 0o600)
-        result = _verified(dict(result, transaction=info), verify, restore)
-        try:
+            change.applied()
+            result = _verified(result, verify, change)
             backend.commit()
-        except Exception as error:
-            message = restore()
-            raise TransactionError('%s. %s.' % (error, message), transaction=info, rolled_back=info['restored'])
-        egress_revert.remove_durably(backend.record_path)
-        if deadman:
-            deadman.cancel()
+        except TransactionError:
+            raise
+        except Exception as error:  # any failure of the change, the probe or the commit: restore, then report it
+            raise change.failed(error)
+        change.end(False)
         info['confirmed'] = True
         return result
 
 
-def _verified(result, verify, restore):
+def _verified(result, verify, change):
     """Add the verification to ``result``; when it fails, restore (if a change was made) and raise."""
     if verify is None:
         result['verification'] = None
@@ -290,10 +313,10 @@ def _verified(result, verify, restore):
     result['verification'] = output
     if ok:
         return result
-    if restore is None:
+    if change is None:
         raise TransactionError('verification failed - %s. Nothing was changed by this run.' % message,
                                verification=output, rolled_back=False, transaction=result['transaction'])
-    outcome = restore()
+    outcome = change.restore()
     raise TransactionError('verification failed after applying the rules - %s. %s.' % (message, outcome),
                            verification=output, rolled_back=result['transaction']['restored'],
                            transaction=result['transaction'])

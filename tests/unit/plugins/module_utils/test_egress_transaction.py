@@ -172,3 +172,13 @@ def test_the_revert_program_runs_from_its_own_source():
     source = tx.revert_source()
     assert 'def wait_and_restore' in source and 'import ansible' not in source and 'from ansible' not in source
     compile(source, 'revert.py', 'exec')
+
+
+def test_a_probe_that_crashes_counts_as_a_failed_verification_and_restores(root):
+    def crash():
+        raise OSError('no socket for you')
+    with pytest.raises(tx.TransactionError) as error:
+        start(root, 'new\n', crash)
+    assert str(error.value) == 'no socket for you. Rolled back: the firewall is as before this run.'
+    assert error.value.details['rolled_back'] is True
+    assert open(os.path.join(root, 'rules')).read() == 'old\n' and not os.path.exists(os.path.join(root, 'pending.json'))
