@@ -28,3 +28,26 @@ def run_module(name, args):
         return json.loads(text)
     except ValueError:
         raise AssertionError('%s printed no JSON result:\n%s' % (name, text)) from None
+
+
+def run_action(name, args, check_mode=False, diff=False, task_vars=None):
+    """Run a controller-side action plugin of tunnelwall.cloudflared in this process, as a task would."""
+    # Imported here: only tests that run actions need the executor's objects.
+    import ansible.plugins.loader as plugin_loader
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.playbook.play_context import PlayContext
+    from ansible.playbook.task import Task
+    from ansible.template import Templar
+
+    task = Task()
+    task.action = 'tunnelwall.cloudflared.%s' % name
+    task.args = args
+    task.check_mode = check_mode
+    task.diff = diff
+    loader = DataLoader()
+    play_context = PlayContext()
+    connection = plugin_loader.connection_loader.get('local', play_context, None)
+    action = plugin_loader.action_loader.get(task.action, task=task, connection=connection, play_context=play_context,
+                                             loader=loader, templar=Templar(loader=loader),
+                                             shared_loader_obj=plugin_loader)
+    return action.run(task_vars=task_vars or {})
