@@ -35,7 +35,8 @@ ARGUMENT_SPEC = dict(
     basename=dict(type='str', default='tunnelwall-fleet-report'),
     plan=dict(type='dict'),
 )
-BASENAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9._-]*')
+BASENAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9._-]{0,199}')
+CONTROL = re.compile(r'[\x00-\x1f\x7f]')
 # New files get the usual mode of a report others read; a file that exists keeps its own.
 NEW_FILE_MODE = 0o644
 PLAIN_TYPES = ((str, 'str'), (bool, 'bool'), (int, 'int'), (float, 'float'), (list, 'list'), (Mapping, 'dict'))
@@ -141,6 +142,11 @@ class ActionModule(ActionBase):
                         for error in validation.errors]
             return dict(result, failed=True, msg='fleet_report: %s' % '; '.join(messages))
         params = validation.validated_parameters
+        # An empty dest would be the current directory, a control character (NUL, a trailing newline) a
+        # path nobody meant: refuse both before any file is touched.
+        if not params['dest'] or CONTROL.search(params['dest']):
+            return dict(result, failed=True, msg='fleet_report: dest=%r: expected a directory path without control '
+                                                 'characters' % params['dest'][:200])
         # Relative to where ansible-playbook runs; absolute in what the task returns and says.
         params['dest'] = os.path.abspath(params['dest'])
         try:
@@ -180,13 +186,13 @@ class ActionModule(ActionBase):
             raise OptionError('formats: empty; choose one or more of %s' % ', '.join(fleet_report.FORMATS))
         if not BASENAME.fullmatch(params['basename']):
             raise OptionError("basename=%r: expected a file name without directory or extension (letters, digits, "
-                              "'.', '_', '-', starting with a letter or digit)" % params['basename'])
+                              "'.', '_', '-', starting with a letter or digit; at most 200)" % params['basename'][:200])
         if os.path.exists(params['dest']):
             problem = directory_problem(params['dest'])
             if problem:
                 raise OptionError('dest=%s: %s' % (params['dest'], problem))
         plan = params['plan']
-        if plan is not None and (plan.get('version') != 1 or 'source' not in plan):
+        if plan is not None and (plan.get('version') != 1 or isinstance(plan.get('version'), bool) or 'source' not in plan):
             raise OptionError('plan: expected the egress plan of the tunnelwall.cloudflared.edge_endpoints lookup '
                               '(version 1, with source and resolved_at); got keys %s' % ', '.join(sorted(map(str, plan))))
         if params['probe_var'] is not None and not params['probe_var'].isidentifier():

@@ -307,6 +307,7 @@ class LookupModule(LookupBase):
                                      % (' and '.join(missing), ' '.join(missing)))
         if terms:
             raise AnsibleLookupError('edge_endpoints takes no terms, only options (got %r)' % (terms,))
+        edge_options.check_raw(kwargs)
         self.set_options(var_options=variables, direct=kwargs)
         options = edge_options.parse_options(self.get_option)
         if not options.verify_ownership:

@@ -39,6 +39,7 @@ PROTOCOLS = ('tcp', 'udp')
 FAMILY_VERSION = {'ipv4': 4, 'ipv6': 6}
 # ASCII letters, digits, '-' and '_': what a DNS query and an SNI can carry (an IDN goes in its xn-- form).
 LABEL = re.compile(r'[A-Za-z0-9_-]{1,63}\Z')
+CONTROL = re.compile(r'[\x00-\x1f\x7f]')
 
 
 def _shown(value):
@@ -161,6 +162,8 @@ def validate_probe_params(params):
     """The first problem with the options, as a message naming option and value; None when fine."""
     if params['timeout'] is None or not 0 < params['timeout'] <= 120:
         return 'timeout=%r: expected seconds greater than 0 and at most 120' % params['timeout']
+    if params.get('ca_path') and CONTROL.search(params['ca_path']):
+        return 'ca_path=%s: a path with control characters' % _shown(params['ca_path'])
     if params['concurrency'] < 1:
         return 'concurrency=%r: expected at least 1' % params['concurrency']
     server_names = params['server_names'] or {}

@@ -184,11 +184,37 @@ def _extra_hostnames(value):
 def _trusted_ranges(value):
     networks = []
     for item in _as_list('trusted_ranges', value):
+        if '%' in str(item):
+            _fail('trusted_ranges', item, 'expected a network in CIDR form without a zone id (%...)')
         try:
             networks.append(ipaddress.ip_network(str(item).strip(), strict=True))
         except ValueError as exc:
             _fail('trusted_ranges', item, 'expected a network in CIDR form without host bits (%s)' % exc)
     return tuple(sorted(set(networks), key=lambda n: (n.version, n)))
+
+
+def check_raw(direct):
+    """Checks Ansible's own option conversion would fail on with an exception rather than an error.
+
+    ansible-core converts a float option with float(), which raises OverflowError on an integer beyond a
+    float's range (timeout=10**400): refuse it here first, by name. Run on the options given to the lookup.
+    """
+    for name in ('timeout', 'lifetime'):
+        value = direct.get(name)
+        if isinstance(value, int) and not isinstance(value, bool):
+            try:
+                float(value)
+            except OverflowError:
+                _fail(name, value, 'expected a number of seconds greater than 0 and at most 300')
+    # ... and converts an int option with int(), which raises OverflowError on float('inf').
+    for name, (low, high) in dict(PREFIX_LIMITS, port=(1, 65535), dot_port=(1, 65535)).items():
+        value = direct.get(name)
+        if isinstance(value, float) and (value != value or abs(value) == float('inf')):
+            _integer(name, value, low, high)
+    # ansible-core reads any unknown string as false for a bool option (tcp=maybe is tcp=false): be strict.
+    for name in ('tcp', 'dot_fallback', 'verify_ownership', 'cache'):
+        if direct.get(name) is not None:
+            _boolean(name, direct[name])
 
 
 def parse_options(get):
