@@ -40,7 +40,7 @@ def read_resolv_conf(path='/etc/resolv.conf'):
                         continue
                     if address not in nameservers:
                         nameservers.append(address)
-    except (IOError, OSError):
+    except (IOError, OSError, ValueError):  # ValueError: a path with a NUL byte
         return []
     return nameservers
 
