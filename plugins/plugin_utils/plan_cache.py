@@ -155,7 +155,7 @@ def cached(directory, key, compute, clock=time.time, warn=None, check=None):
     warn = warn or (lambda message: None)
     try:
         private_directory(directory)
-    except (UntrustedCache, OSError) as error:
+    except (UntrustedCache, OSError, ValueError) as error:  # ValueError: a NUL in cache_dir
         _ignore(warn, error)
         return compute()[0], False
     path = os.path.join(directory, key + '.json')
