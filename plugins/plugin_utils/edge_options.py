@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import math
 
 from ansible.errors import AnsibleOptionsError
 from ansible_collections.tunnelwall.cloudflared.plugins.plugin_utils import cloudflare_catalog, edge_names
@@ -209,7 +210,7 @@ def check_raw(direct):
     # ... and converts an int option with int(), which raises OverflowError on float('inf').
     for name, (low, high) in dict(PREFIX_LIMITS, port=(1, 65535), dot_port=(1, 65535)).items():
         value = direct.get(name)
-        if isinstance(value, float) and (value != value or abs(value) == float('inf')):
+        if isinstance(value, float) and not math.isfinite(value):
             _integer(name, value, low, high)
     # ansible-core reads any unknown string as false for a bool option (tcp=maybe is tcp=false): be strict.
     for name in ('tcp', 'dot_fallback', 'verify_ownership', 'cache'):

@@ -55,11 +55,17 @@ SAMPLE = [('port', 65536), ('timeout', 10 ** 400), ('nameservers', ['fe80::1%eth
           ('extra_hostnames', ['b\u00fccher.example']), ('trusted_ranges', ['2001:db8::%eth0/32'])]
 
 
+def lookup_call(dns, option, value):
+    arguments = {'nameservers': json.dumps([dns.address]), 'port': str(dns.port)}
+    # timeout=10**400 as the integer literal a user would type; the rest as JSON, which Jinja reads too.
+    arguments[option] = str(value) if option == 'timeout' else json.dumps(value)
+    return "{{ lookup('tunnelwall.cloudflared.edge_endpoints', %s) }}" % ', '.join(
+        '%s=%s' % item for item in sorted(arguments.items()))
+
+
 def test_a_sample_through_ansible_playbook(dns, tmp_path):
-    tasks = [{'name': 'case %d' % index, 'ansible.builtin.set_fact': {
-        'plan': "{{ lookup('tunnelwall.cloudflared.edge_endpoints', nameservers=['%s'], port=%d, %s=%s) }}"
-                % (dns.address, dns.port, option, json.dumps(value) if option != 'timeout' else value)},
-        'ignore_errors': True, 'register': 'case%d' % index} for index, (option, value) in enumerate(SAMPLE)]
+    tasks = [{'name': 'case %d' % index, 'ansible.builtin.set_fact': {'plan': lookup_call(dns, option, value)},
+              'ignore_errors': True, 'register': 'case%d' % index} for index, (option, value) in enumerate(SAMPLE)]
     tasks.append({'ansible.builtin.copy': {'content': '{{ [%s] | to_json }}' % ', '.join(
         'case%d' % index for index in range(len(SAMPLE))), 'dest': str(tmp_path / 'results.json'), 'mode': '0600'}})
     (tmp_path / 'play.yml').write_text(json.dumps([{'hosts': 'localhost', 'gather_facts': False, 'tasks': tasks}]))
