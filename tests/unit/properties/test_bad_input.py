@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from tests.unit.properties.bad_inputs import PLUGINS, TABLE, options_for, problem
 
-EXAMPLES = int(os.environ.get('TW_EXAMPLES', '8'))
+EXAMPLES = int(os.environ.get('TW_EXAMPLES', '25'))
 TRIED = collections.Counter()
 
 
