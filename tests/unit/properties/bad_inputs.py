@@ -13,13 +13,27 @@ The rule every row is held to (tests/unit/properties/test_bad_input.py):
 no traceback, ever; a failure names the row's option (``names``); and unless
 ``may_pass`` says a normalised value is fine, the value must be refused.
 
-Adding a plugin (the firewall modules, say): write a runner (options dict ->
-Outcome; a module runs in-process with tests/support/module_runner.run_module,
-an action with run_action), add a ``Plugin`` to PLUGINS with valid base
-options that never touch the host, then add rows with ``plugin=`` its name.
-Every row also lands in docs/bad-input.md: run ``make bad-input-docs`` (which
-runs ``python tools/bad_input_table.py`` in the test environment) and commit
-the result; tests/unit/test_bad_input_doc.py fails while the page is stale.
+Adding a plugin (the firewall modules, say):
+
+1. write a runner: options dict -> Outcome. A module runs in-process with
+   tests/support/module_runner.run_module (AnsibleModule's real argument
+   handling; a refusal must come before the module reads or changes anything
+   on the host), an action plugin with run_action. Catch every exception into
+   ``_traceback()``: an exception is what this suite hunts;
+2. add a ``Plugin`` to PLUGINS: its name, valid base options (that, when a
+   ``may_pass`` value is accepted, touch nothing outside loopback or a temporary
+   directory), and the runner;
+3. add rows with ``plugin=`` that name: ``option`` is where the value goes
+   (``rules[].port`` steps into the first rule), ``values`` a strategy (the
+   helpers below: huge, unicode_text, with_control, with_newline, ZONED, out_of),
+   ``example`` one concrete bad value;
+4. regenerate docs/bad-input.md (``python tools/bad_input_table.py`` in the test
+   environment, see its docstring) and commit it; tests/unit/test_bad_input_doc.py
+   fails while the page is stale.
+
+For a firewall module that must also prove "nothing on the host changed when
+it failed", run it in a lab host (tests/integration, under the lab lock) and
+compare the ruleset before and after; the table's rows can be reused there.
 """
 
 from __future__ import annotations
