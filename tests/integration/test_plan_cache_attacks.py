@@ -70,6 +70,21 @@ def test_a_good_entry_is_used(cached_lookup, dns, warnings):
     assert not [w for w in warnings if 'cache' in w]
 
 
+@pytest.mark.parametrize('options', [
+    {'extra_hostnames': ['github.com', {'hostname': 'myteam.cloudflareaccess.com', 'port': 8443,
+                                        'protocols': ['udp', 'tcp'], 'verify_ownership': True}]},
+    {'generation': 'both', 'prefix_v4': 24, 'prefix_v6': 64},
+    {'verify_ownership': False, 'trusted_ranges': []},
+])
+def test_a_good_entry_of_other_options_is_used_too(cached_lookup, dns, warnings, options):
+    """The checks of a cached plan accept every plan the lookup itself writes."""
+    first = cached_lookup(**options)
+    dns.clear_log()
+    assert cached_lookup(**options) == first
+    assert dns.queries() == []
+    assert not [w for w in warnings if 'cache' in w]
+
+
 def test_directory_created_by_another_user_is_ignored(cached_lookup, cache_dir, dns, warnings):
     cache_dir.mkdir(mode=0o700)
     os.chown(cache_dir, NOBODY, NOBODY)
