@@ -21,6 +21,7 @@ ignored with a warning and the plan is resolved afresh.
 
 from __future__ import annotations
 
+import binascii
 import contextlib
 import errno
 import fcntl
@@ -29,7 +30,6 @@ import json
 import os
 import socket
 import stat
-import tempfile
 import time
 
 # One day. DNS TTLs of the edge are minutes; a longer TTL is a broken or
@@ -60,9 +60,11 @@ def _check_owned(info, what, path, kind):
 
 
 def private_directory(directory):
-    """Create ``directory`` 0700 if missing; raise UntrustedCache unless it is ours alone.
+    """Create ``directory`` 0700 if missing; return a descriptor of it, or raise UntrustedCache unless it is ours alone.
 
-    lstat, not stat: a symlink to a directory is refused, whoever owns its target.
+    Opened with O_NOFOLLOW (a symlink to a directory is refused, whoever owns its target) and checked with fstat on
+    that descriptor; every file below is then opened relative to it (dir_fd), so the directory cannot be swapped
+    for another between the check and the use.
     """
     parent = os.path.dirname(os.path.abspath(directory))
     os.makedirs(parent, exist_ok=True)
@@ -70,27 +72,35 @@ def private_directory(directory):
         os.mkdir(directory, 0o700)  # never follows a symlink at ``directory``: EEXIST
     except FileExistsError:
         pass
-    info = os.lstat(directory)
-    if stat.S_ISLNK(info.st_mode):
-        raise UntrustedCache('cache directory %s is a symbolic link' % directory)
-    _check_owned(info, 'cache directory', directory, stat.S_ISDIR)
-
-
-def _open_nofollow(path, flags, mode=0o600):
     try:
-        return os.open(path, flags | os.O_NOFOLLOW | getattr(os, 'O_CLOEXEC', 0), mode)
+        descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, 'O_CLOEXEC', 0))
+    except OSError as error:
+        if error.errno in (errno.ELOOP, errno.ENOTDIR) and os.path.islink(directory):
+            raise UntrustedCache('cache directory %s is a symbolic link' % directory) from error
+        raise
+    try:
+        _check_owned(os.fstat(descriptor), 'cache directory', directory, stat.S_ISDIR)
+    except BaseException:
+        os.close(descriptor)
+        raise
+    return descriptor
+
+
+def _open_nofollow(directory, name, flags, mode=0o600):
+    try:
+        return os.open(name, flags | os.O_NOFOLLOW | getattr(os, 'O_CLOEXEC', 0), mode, dir_fd=directory)
     except OSError as error:
         if error.errno == errno.ELOOP:
-            raise UntrustedCache('%s is a symbolic link' % path) from error
+            raise UntrustedCache('%s is a symbolic link' % name) from error
         raise
 
 
 @contextlib.contextmanager
-def _locked(path):
+def _locked(directory, name):
     # O_NONBLOCK: a FIFO planted as the lock would otherwise block the open forever.
-    descriptor = _open_nofollow(path, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK)
+    descriptor = _open_nofollow(directory, name, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK)
     try:
-        _check_owned(os.fstat(descriptor), 'cache lock', path, stat.S_ISREG)
+        _check_owned(os.fstat(descriptor), 'cache lock', name, stat.S_ISREG)
         fcntl.flock(descriptor, fcntl.LOCK_EX)
         try:
             yield
@@ -100,16 +110,14 @@ def _locked(path):
         os.close(descriptor)
 
 
-def _read(path, now):
+def _read(directory, name, now):
     """The cached plan, or None when there is none or it expired; UntrustedCache when it is not ours."""
     try:
-        descriptor = _open_nofollow(path, os.O_RDONLY | os.O_NONBLOCK)
-    except FileNotFoundError:
-        return None
-    except OSError:
+        descriptor = _open_nofollow(directory, name, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:  # missing, unreadable: nothing cached
         return None
     with os.fdopen(descriptor, encoding='utf-8') as handle:
-        _check_owned(os.fstat(handle.fileno()), 'cache entry', path, stat.S_ISREG)
+        _check_owned(os.fstat(handle.fileno()), 'cache entry', name, stat.S_ISREG)
         try:
             entry = json.load(handle)
         except ValueError:
@@ -119,22 +127,23 @@ def _read(path, now):
         return None
     if entry['expires'] - now > MAX_TTL:
         raise UntrustedCache('cache entry %s expires in %ds, more than the %ds any entry may live'
-                             % (path, int(min(entry['expires'] - now, 10 ** 12)), MAX_TTL))
+                             % (name, int(min(entry['expires'] - now, 10 ** 12)), MAX_TTL))
     if entry['expires'] <= now:
         return None
     return entry['plan']
 
 
-def _write(path, plan, expires):
-    # mkstemp creates the file 0600 with O_EXCL; the rename replaces a planted symlink, never follows it.
-    handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix='.plan-')
+def _write(directory, name, plan, expires):
+    # A new 0600 file (O_EXCL) renamed over the entry: the rename replaces a planted symlink, never follows it.
+    temporary = '.plan-%s' % binascii.hexlify(os.urandom(8)).decode()
+    descriptor = _open_nofollow(directory, temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
     try:
-        with os.fdopen(handle, 'w', encoding='utf-8') as stream:
+        with os.fdopen(descriptor, 'w', encoding='utf-8') as stream:
             json.dump({'expires': expires, 'plan': plan}, stream)
-        os.replace(temporary, path)
+        os.replace(temporary, name, src_dir_fd=directory, dst_dir_fd=directory)
     except BaseException:
         with contextlib.suppress(OSError):
-            os.unlink(temporary)
+            os.unlink(temporary, dir_fd=directory)
         raise
 
 
@@ -154,21 +163,23 @@ def cached(directory, key, compute, clock=time.time, warn=None, check=None):
     """
     warn = warn or (lambda message: None)
     try:
-        private_directory(directory)
+        descriptor = private_directory(directory)
     except (UntrustedCache, OSError, ValueError) as error:  # ValueError: a NUL in cache_dir
         _ignore(warn, error)
         return compute()[0], False
-    path = os.path.join(directory, key + '.json')
+    name = key + '.json'
+    path = os.path.join(directory, name)
     with contextlib.ExitStack() as stack:
+        stack.callback(os.close, descriptor)
         try:
-            stack.enter_context(_locked(path + '.lock'))
+            stack.enter_context(_locked(descriptor, name + '.lock'))
         except (UntrustedCache, OSError) as error:
-            _ignore(warn, error)
+            _ignore(warn, '%s in %s' % (error, directory))
             return compute()[0], False
         try:
-            plan = _read(path, clock())
+            plan = _read(descriptor, name, clock())
         except UntrustedCache as error:
-            _ignore(warn, error)
+            _ignore(warn, '%s in %s' % (error, directory))
             plan = None
         problem = check(plan) if plan is not None and check else None
         if problem:
@@ -178,5 +189,5 @@ def cached(directory, key, compute, clock=time.time, warn=None, check=None):
             return plan, True
         plan, ttl = compute()
         if ttl:
-            _write(path, plan, clock() + min(ttl, MAX_TTL))
+            _write(descriptor, name, plan, clock() + min(ttl, MAX_TTL))
         return plan, False
