@@ -12,8 +12,10 @@ plugins/plugin_utils/fleet_report.py.
 from __future__ import annotations
 
 import datetime
+import errno
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Mapping
 
@@ -33,7 +35,8 @@ ARGUMENT_SPEC = dict(
     basename=dict(type='str', default='tunnelwall-fleet-report'),
     plan=dict(type='dict'),
 )
-BASENAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9._-]*')
+BASENAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9._-]{0,199}')
+CONTROL = re.compile(r'[\x00-\x1f\x7f]')
 # New files get the usual mode of a report others read; a file that exists keeps its own.
 NEW_FILE_MODE = 0o644
 PLAIN_TYPES = ((str, 'str'), (bool, 'bool'), (int, 'int'), (float, 'float'), (list, 'list'), (Mapping, 'dict'))
@@ -55,19 +58,53 @@ def _utc_now():
 
 
 def _read(path):
+    """The report file as it is, for the change check and --diff; never through a symbolic link.
+
+    A link planted at the report's name would show any file the controller user can read as the diff's
+    "before" (and an O_NONBLOCK open keeps a planted FIFO from hanging the run).
+    """
     try:
-        with open(path, encoding='utf-8') as handle:
-            return handle.read()
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, 'O_CLOEXEC', 0))
     except FileNotFoundError:
         return None
-    except (OSError, UnicodeDecodeError) as error:
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise OptionError('dest: %s is a symbolic link; fleet_report neither follows nor replaces one '
+                              '(remove it, or choose another dest)' % path) from error
         raise OptionError('dest: cannot read %s: %s' % (path, error)) from error
+    with os.fdopen(descriptor, 'rb') as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise OptionError('dest: %s exists and is not a regular file' % path)
+        try:
+            return handle.read().decode('utf-8')
+        except (OSError, UnicodeDecodeError) as error:
+            raise OptionError('dest: cannot read %s: %s' % (path, error)) from error
+
+
+def directory_problem(path):
+    """Why ``path`` is no place for the report, or None.
+
+    Another user who can write to the directory can swap the report after it is written (or plant a link
+    before): refuse a directory writable by group or others, or owned by another user than this one or root.
+    A sticky /tmp is refused too: pick a directory of your own.
+    """
+    info = os.stat(path)
+    if not stat.S_ISDIR(info.st_mode):
+        return 'exists and is not a directory'
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return ('is writable by other users (mode %04o): another user could replace the report; '
+                'use a directory only you can write to' % stat.S_IMODE(info.st_mode))
+    if info.st_uid not in (0, os.geteuid()):
+        return 'is owned by uid %d, not by this user (uid %d)' % (info.st_uid, os.geteuid())
+    return None
 
 
 def _write_atomically(path, content):
     """Write beside the file, then rename over it: a reader never sees half a report."""
     try:
-        mode = os.stat(path).st_mode & 0o7777
+        info = os.lstat(path)
+        # A link's own mode is 0777: never copy it onto the report.
+        mode = stat.S_IMODE(info.st_mode) if stat.S_ISREG(info.st_mode) else NEW_FILE_MODE
     except FileNotFoundError:
         mode = NEW_FILE_MODE
     handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix='.%s.' % os.path.basename(path))
@@ -105,6 +142,11 @@ class ActionModule(ActionBase):
                         for error in validation.errors]
             return dict(result, failed=True, msg='fleet_report: %s' % '; '.join(messages))
         params = validation.validated_parameters
+        # An empty dest would be the current directory, a control character (NUL, a trailing newline) a
+        # path nobody meant: refuse both before any file is touched.
+        if not params['dest'] or CONTROL.search(params['dest']):
+            return dict(result, failed=True, msg='fleet_report: dest=%r: expected a directory path without control '
+                                                 'characters' % params['dest'][:200])
         # Relative to where ansible-playbook runs; absolute in what the task returns and says.
         params['dest'] = os.path.abspath(params['dest'])
         try:
@@ -117,7 +159,10 @@ class ActionModule(ActionBase):
         report, paths, pending = outputs['report'], outputs['paths'], outputs['pending']
         if pending and not self._task.check_mode:
             try:
-                os.makedirs(params['dest'], exist_ok=True)
+                os.makedirs(params['dest'], mode=0o755, exist_ok=True)
+                problem = directory_problem(params['dest'])
+                if problem:
+                    return dict(result, failed=True, msg='fleet_report: dest=%s %s' % (params['dest'], problem))
                 for name in pending:
                     _write_atomically(paths[name], outputs['contents'][name])
             except OSError as error:
@@ -141,11 +186,13 @@ class ActionModule(ActionBase):
             raise OptionError('formats: empty; choose one or more of %s' % ', '.join(fleet_report.FORMATS))
         if not BASENAME.fullmatch(params['basename']):
             raise OptionError("basename=%r: expected a file name without directory or extension (letters, digits, "
-                              "'.', '_', '-', starting with a letter or digit)" % params['basename'])
-        if os.path.exists(params['dest']) and not os.path.isdir(params['dest']):
-            raise OptionError('dest=%s: exists and is not a directory' % params['dest'])
+                              "'.', '_', '-', starting with a letter or digit; at most 200)" % params['basename'][:200])
+        if os.path.exists(params['dest']):
+            problem = directory_problem(params['dest'])
+            if problem:
+                raise OptionError('dest=%s: %s' % (params['dest'], problem))
         plan = params['plan']
-        if plan is not None and (plan.get('version') != 1 or 'source' not in plan):
+        if plan is not None and (plan.get('version') != 1 or isinstance(plan.get('version'), bool) or 'source' not in plan):
             raise OptionError('plan: expected the egress plan of the tunnelwall.cloudflared.edge_endpoints lookup '
                               '(version 1, with source and resolved_at); got keys %s' % ', '.join(sorted(map(str, plan))))
         if params['probe_var'] is not None and not params['probe_var'].isidentifier():

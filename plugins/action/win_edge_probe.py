@@ -8,11 +8,8 @@ See plugins/plugin_utils/windows_probe.py for why the work is split.
 
 from __future__ import annotations
 
-from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.probe_options import (
-    PROBE_ARGUMENT_SPEC, validate_probe_params)
 from ansible_collections.tunnelwall.cloudflared.plugins.plugin_utils import windows_probe
 
 MODULE = 'tunnelwall.cloudflared.win_edge_probe'
@@ -24,14 +21,9 @@ class ActionModule(ActionBase):
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
-        validator = ArgumentSpecValidator(PROBE_ARGUMENT_SPEC, mutually_exclusive=[('plan', 'targets')],
-                                          required_one_of=[('plan', 'targets')])
-        validation = validator.validate(self._task.args)
-        problem = ('; '.join(validation.error_messages) if validation.error_messages
-                   else validate_probe_params(validation.validated_parameters))
+        params, problem = windows_probe.validate(self._task.args)
         if problem:
             return dict(result, failed=True, msg='win_edge_probe: %s' % problem)
-        params = validation.validated_parameters
 
         prepared = windows_probe.prepare(params)
         module_result = self._execute_module(module_name=MODULE, module_args={'prepared': prepared},

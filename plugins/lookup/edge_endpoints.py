@@ -22,8 +22,8 @@ description:
     with the date they were taken. See O(verify_ownership) and O(trusted_ranges).
   - Any DNS failure fails the lookup, naming the name, the record type, the resolver and the cause, unless
     O(on_dns_failure=catalog). The lookup never returns an empty plan.
-  - Plans are cached in a file per set of options for the smallest TTL of their answers, shared by every forked worker,
-    so a fleet run resolves once. See O(cache).
+  - Plans are cached in a file per set of options for the smallest TTL of their answers (at most a day), shared by every
+    forked worker, so a fleet run resolves once. See O(cache).
   - Runs on the controller and needs C(dnspython) and C(netaddr) there. Managed hosts need nothing.
   - Takes no terms; C(query) returns a list holding the one plan.
   - The main options can also be set for a whole play or group through the C(tunnelwall_edge_*) variables listed
@@ -170,11 +170,18 @@ options:
     vars:
       - name: tunnelwall_edge_on_dns_failure
   cache:
-    description: Cache plans for the smallest TTL of their answers. Catalog plans are never cached.
+    description:
+      - Cache plans for the smallest TTL of their answers, CNAMEs included, and never longer than one day.
+        Catalog plans are never cached.
+      - A cached plan passes the ownership guard again before it is used.
     type: bool
     default: true
   cache_dir:
-    description: Directory of the cache. Default is C(tunnelwall-edge-endpoints) in Ansible's local temporary root.
+    description:
+      - Directory of the cache. Default is C(tunnelwall-edge-endpoints) in Ansible's local temporary root.
+      - Created with mode 0700. A directory that is a symbolic link, is owned by another user or is writable by other
+        users, and an entry or lock file that is a symbolic link or not the current user's, are ignored with a
+        warning and the plan is resolved afresh. Entries are keyed by the options, the user and the machine.
     type: path
 notes:
   - The well-known region names are resolved even when the SRV record does not name them, so that the plan covers both.
@@ -300,6 +307,7 @@ class LookupModule(LookupBase):
                                      % (' and '.join(missing), ' '.join(missing)))
         if terms:
             raise AnsibleLookupError('edge_endpoints takes no terms, only options (got %r)' % (terms,))
+        edge_options.check_raw(kwargs)
         self.set_options(var_options=variables, direct=kwargs)
         options = edge_options.parse_options(self.get_option)
         if not options.verify_ownership:
@@ -313,7 +321,8 @@ class LookupModule(LookupBase):
             return [resolve()[0]]
         directory = self.get_option('cache_dir') or os.path.join(
             os.path.dirname(C.DEFAULT_LOCAL_TMP), 'tunnelwall-edge-endpoints')
-        plan, hit = plan_cache.cached(directory, edge_lookup.cache_key(options), resolve)
+        plan, hit = plan_cache.cached(directory, edge_lookup.cache_key(options), resolve, warn=display.warning,
+                                      check=lambda cached: edge_lookup.cached_plan_problem(options, cached))
         if hit:
             display.vvv('edge_endpoints: plan resolved at %s taken from the cache in %s' % (plan['resolved_at'], directory))
         return [plan]

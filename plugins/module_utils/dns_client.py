@@ -40,7 +40,7 @@ def read_resolv_conf(path='/etc/resolv.conf'):
                         continue
                     if address not in nameservers:
                         nameservers.append(address)
-    except (IOError, OSError):
+    except (IOError, OSError, ValueError):  # ValueError: a path with a NUL byte
         return []
     return nameservers
 
@@ -131,6 +131,30 @@ def parse_response(message, query_id):
     return RCODES.get(flags & 0x0F, 'RCODE%d' % (flags & 0x0F)), bool(flags & 0x0200), answers
 
 
+def _is_reply_to(data, payload):
+    """Same ID, QR set, same question: anything else on the socket is a stray (late or spoofed) datagram."""
+    return len(data) >= 12 and data[:2] == payload[:2] and bool(data[2] & 0x80) \
+        and data[12:len(payload)].lower() == payload[12:].lower()
+
+
+def answers_for(name, qtype, answers):
+    """``(records of qtype owned by name or its CNAME chain, TTLs of that chain's CNAMEs)``.
+
+    A record whose owner is neither the question nor a name the CNAME chain
+    leads to answers another question (cache poisoning tries exactly that):
+    it is dropped.
+    """
+    owner = name.rstrip('.').lower()
+    chain_ttls = []
+    for dummy in range(16):  # a loop of CNAMEs ends here
+        cname = [a for a in answers if a[1] == 'CNAME' and a[0] == owner]
+        if not cname or qtype == 'CNAME':
+            break
+        chain_ttls.append(cname[0][2])
+        owner = cname[0][3].rstrip('.').lower()
+    return [a for a in answers if a[1] == qtype and a[0] == owner], chain_ttls
+
+
 def _exchange(nameserver, port, payload, timeout, tcp):
     family = socket.AF_INET6 if ':' in nameserver else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM if tcp else socket.SOCK_DGRAM)
@@ -139,7 +163,16 @@ def _exchange(nameserver, port, payload, timeout, tcp):
         sock.connect((nameserver, port))
         if not tcp:
             sock.send(payload)
-            return sock.recv(65535)
+            # Keep reading until our reply or the deadline: one stray datagram must not end the wait.
+            deadline = time.time() + timeout
+            while True:
+                data = sock.recv(65535)
+                if _is_reply_to(data, payload):
+                    return data
+                remaining = deadline - time.time()
+                if remaining <= 0:
+                    raise socket.timeout('timed out')
+                sock.settimeout(remaining)
         sock.sendall(struct.pack('>H', len(payload)) + payload)
         data = b''
         while len(data) < 2 or len(data) < 2 + struct.unpack('>H', data[:2])[0]:
@@ -179,20 +212,26 @@ def resolve(name, qtype, nameservers, timeout, port=53):
     result = {'name': name, 'type': qtype, 'ok': False, 'rcode': None, 'answers': [], 'ttl': None,
               'nameserver': None, 'error_kind': 'no_nameserver', 'message': 'no nameserver in resolv.conf'}
     for nameserver in nameservers:
-        query_id = struct.unpack('>H', os.urandom(2))[0]
-        payload = build_query(name, qtype, query_id)
         result['nameserver'] = nameserver
+        try:
+            # Inside the try: a name that cannot be encoded (a..b, a label of 64 bytes) is a result, not an exception.
+            query_id = struct.unpack('>H', os.urandom(2))[0]
+            payload = build_query(name, qtype, query_id)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            result.update(error_kind='invalid_name', message='cannot ask for %s %r: %s' % (qtype, name, exc))
+            break
         try:
             rcode, truncated, answers = parse_response(_exchange(nameserver, port, payload, timeout, False), query_id)
             if truncated:
                 rcode, truncated, answers = parse_response(_exchange(nameserver, port, payload, timeout, True), query_id)
-        except (socket.error, socket.timeout, ValueError, struct.error) as exc:
-            result.update(error_kind=error_kind(exc) if not isinstance(exc, (ValueError, struct.error)) else 'malformed',
+        except (socket.error, socket.timeout, ValueError, struct.error, IndexError) as exc:
+            malformed = isinstance(exc, (ValueError, struct.error, IndexError))
+            result.update(error_kind='malformed' if malformed else error_kind(exc),
                           message='%s: %s' % (nameserver, exc or 'timed out'))
             continue
-        values = [a for a in answers if a[1] == qtype]
+        values, chain_ttls = answers_for(name, qtype, answers)
         result.update(rcode=rcode, answers=sorted(set(a[3] for a in values)),
-                      ttl=min([a[2] for a in values]) if values else None)
+                      ttl=min([a[2] for a in values] + chain_ttls) if values else None)
         if rcode == 'NOERROR' and values:
             result.update(ok=True, error_kind=None, message='')
             break

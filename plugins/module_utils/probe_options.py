@@ -8,6 +8,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import ipaddress
+import re
 
 PROBE_ARGUMENT_SPEC = dict(
     plan=dict(type='dict'),
@@ -32,36 +33,128 @@ PROBE_ARGUMENT_SPEC = dict(
 )
 
 ENDPOINT_KEYS = ('hostname', 'purpose', 'port', 'protocols')
+PURPOSES = ('tunnel', 'api', 'update', 'extra')
+CHECKS = ('dns', 'tcp', 'tls', 'quic', 'https')
+PROTOCOLS = ('tcp', 'udp')
+FAMILY_VERSION = {'ipv4': 4, 'ipv6': 6}
+# ASCII letters, digits, '-' and '_': what a DNS query and an SNI can carry (an IDN goes in its xn-- form).
+LABEL = re.compile(r'[A-Za-z0-9_-]{1,63}\Z')
+CONTROL = re.compile(r'[\x00-\x1f\x7f]')
 
 
-def _plan_problem(plan):
-    if plan.get('version') != 1:
-        return 'plan: version %r is not an egress plan this collection reads (expected 1)' % plan.get('version')
+def _shown(value):
+    """repr of a value for a message, cut short: a 10,000-entry list is not repeated in full."""
+    text = repr(value)
+    return text if len(text) <= 120 else '%s... (%d characters)' % (text[:100], len(text))
+
+
+def hostname_problem(value):
+    """Why ``value`` is not a DNS host name the probe can ask for and send as SNI; None when it is."""
+    if not isinstance(value, str) or not value:
+        return 'expected a host name'
+    try:
+        value.encode('ascii')
+    except UnicodeError:
+        return 'expected an ASCII host name (an internationalised name in its xn-- form)'
+    labels = value.split('.')
+    if len(value) > 253 or not all(LABEL.match(label) for label in labels):
+        return "expected a host name: labels of 1 to 63 letters, digits, '-' or '_' separated by single dots"
+    return None
+
+
+def _port_problem(value):
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        return 'expected an integer from 1 to 65535'
+    return None
+
+
+def address_problem(value, version=None):
+    """Why ``value`` is not an address literal to connect to; None when it is."""
+    if not isinstance(value, str):
+        return 'expected an IPv4 or IPv6 address literal'
+    if '%' in value:
+        # Python 3.9+ parses fe80::1%eth0, 3.8 does not; a zone names an interface of one host, not an edge address.
+        return 'an IPv6 zone id (%...) has no place in an egress plan or target'
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        return 'expected an IPv4 or IPv6 address literal'
+    if version and address.version != version:
+        return 'expected an IPv%d address' % version
+    return None
+
+
+def _endpoint_problem(index, endpoint, server_names, checks):
+    where = 'plan: endpoints[%d]' % index
+    if not isinstance(endpoint, dict):
+        return '%s=%s: expected a dict' % (where, _shown(endpoint))
+    missing = [key for key in ENDPOINT_KEYS if key not in endpoint]
+    if missing:
+        return '%s lacks %s' % (where, ', '.join(missing))
+    problem = hostname_problem(endpoint['hostname'])
+    if problem:
+        return '%s.hostname=%s: %s' % (where, _shown(endpoint['hostname']), problem)
+    where = '%s (%s)' % (where, endpoint['hostname'])
+    if endpoint['purpose'] not in PURPOSES:
+        return '%s has purpose=%s: expected one of %s' % (where, _shown(endpoint['purpose']), ', '.join(PURPOSES))
+    if _port_problem(endpoint['port']):
+        return '%s has port=%s: %s' % (where, _shown(endpoint['port']), _port_problem(endpoint['port']))
+    protocols = endpoint['protocols']
+    if not isinstance(protocols, list) or not protocols or not all(p in PROTOCOLS for p in protocols):
+        return '%s has protocols=%s: expected a list of tcp, udp' % (where, _shown(protocols))
+    names = endpoint.get('server_names') or {}
+    if not isinstance(names, dict):
+        return '%s has server_names=%s: expected a dict of tcp, udp' % (where, _shown(names))
+    for protocol in protocols:
+        # A tunnel handshake needs the name to send as SNI; the module's server_names option may give it.
+        name = server_names.get(protocol) or names.get(protocol)
+        handshake = {'tcp': 'tls', 'udp': 'quic'}[protocol]
+        if endpoint['purpose'] == 'tunnel' and not name and handshake in checks:
+            return ('%s has no server_names.%s: a tunnel endpoint needs the name its %s handshake sends '
+                    '(or set the server_names option)' % (where, protocol, protocol))
+        if name is not None and hostname_problem(name):
+            return '%s has server_names.%s=%s: %s' % (where, protocol, _shown(name), hostname_problem(name))
+    for family in ('ipv4', 'ipv6'):
+        addresses = endpoint.get(family) or []
+        if not isinstance(addresses, list):
+            return '%s has %s=%s: expected a list of addresses' % (where, family, _shown(addresses))
+        for address in addresses:
+            problem = address_problem(address, FAMILY_VERSION[family])
+            if problem:
+                return '%s has %s=%s: %s' % (where, family, _shown(address), problem)
+    return None
+
+
+def _plan_problem(plan, server_names, checks):
+    if plan.get('version') != 1 or isinstance(plan.get('version'), bool):
+        return 'plan: version %s is not an egress plan this collection reads (expected 1)' % _shown(plan.get('version'))
     endpoints = plan.get('endpoints')
     if not isinstance(endpoints, list) or not endpoints:
         return 'plan: no endpoints; pass the whole result of the tunnelwall.cloudflared.edge_endpoints lookup'
+    srv_names = plan.get('srv_names') or []
+    if not isinstance(srv_names, list):
+        return 'plan: srv_names=%s: expected a list of names' % _shown(srv_names)
+    for index, name in enumerate(srv_names):
+        if hostname_problem(name):
+            return 'plan: srv_names[%d]=%s: %s' % (index, _shown(name), hostname_problem(name))
     for index, endpoint in enumerate(endpoints):
-        missing = [key for key in ENDPOINT_KEYS if key not in endpoint] if isinstance(endpoint, dict) else ENDPOINT_KEYS
-        if missing:
-            return 'plan: endpoints[%d] lacks %s' % (index, ', '.join(missing))
-        for family in ('ipv4', 'ipv6'):
-            for address in endpoint.get(family) or []:
-                try:
-                    ipaddress.ip_address(address)
-                except ValueError:
-                    return 'plan: endpoints[%d] (%s) has %s=%r, not an address' % (index, endpoint['hostname'], family, address)
+        problem = _endpoint_problem(index, endpoint, server_names, checks)
+        if problem:
+            return problem
     return None
 
 
 def _target_problem(index, target):
-    try:
-        ipaddress.ip_address(target['address'])
-    except ValueError:
-        return 'targets[%d].address=%r: expected an IPv4 or IPv6 address literal' % (index, target['address'])
-    if not 1 <= target['port'] <= 65535:
+    problem = address_problem(target['address'])
+    if problem:
+        return 'targets[%d].address=%s: %s' % (index, _shown(target['address']), problem)
+    if _port_problem(target['port']):
         return 'targets[%d].port=%r: expected 1 to 65535' % (index, target['port'])
     if target['check'] != 'tcp' and not target.get('server_name'):
         return 'targets[%d]: check=%s needs a server_name' % (index, target['check'])
+    for key in ('server_name', 'hostname'):
+        if target.get(key) is not None and hostname_problem(target[key]):
+            return 'targets[%d].%s=%s: %s' % (index, key, _shown(target[key]), hostname_problem(target[key]))
     return None
 
 
@@ -69,14 +162,24 @@ def validate_probe_params(params):
     """The first problem with the options, as a message naming option and value; None when fine."""
     if params['timeout'] is None or not 0 < params['timeout'] <= 120:
         return 'timeout=%r: expected seconds greater than 0 and at most 120' % params['timeout']
+    if params.get('ca_path') and CONTROL.search(params['ca_path']):
+        return 'ca_path=%s: a path with control characters' % _shown(params['ca_path'])
     if params['concurrency'] < 1:
         return 'concurrency=%r: expected at least 1' % params['concurrency']
-    unknown = sorted(set(params['server_names'] or {}) - {'tcp', 'udp'} - set(
-        e.get('hostname') for e in ((params['plan'] or {}).get('endpoints') or []) if isinstance(e, dict)))
+    server_names = params['server_names'] or {}
+    endpoints = (params['plan'] or {}).get('endpoints')
+    unknown = sorted(str(key) for key in set(server_names) - {'tcp', 'udp'} - set(
+        e.get('hostname') for e in (endpoints if isinstance(endpoints, list) else [])
+        if isinstance(e, dict) and isinstance(e.get('hostname'), str)))
     if unknown:
-        return 'server_names: %s is neither tcp, udp nor a host name of the plan' % ', '.join(unknown)
+        listed = ', '.join(unknown)
+        return 'server_names: %s is neither tcp, udp nor a host name of the plan' % (
+            listed if len(listed) <= 120 else listed[:100] + '... (%d names)' % len(unknown))
+    for key in sorted(server_names, key=str):
+        if hostname_problem(server_names[key]):
+            return 'server_names.%s=%s: %s' % (key, _shown(server_names[key]), hostname_problem(server_names[key]))
     if params['plan'] is not None:
-        return _plan_problem(params['plan'])
+        return _plan_problem(params['plan'], server_names, params.get('checks') or CHECKS)
     for index, target in enumerate(params['targets'] or []):
         problem = _target_problem(index, target)
         if problem:

@@ -51,6 +51,11 @@ options:
     description:
       - The directory on the controller to write the report to; created when missing. A relative path is relative
         to the directory C(ansible-playbook) runs in.
+      - Refused when it is writable by group or others (such as C(/tmp)) or owned by another user than the current
+        one or root, since another user could swap the report there.
+      - Each file is written to a temporary file in the same directory and renamed over the report. A report file
+        that is a symbolic link is refused, never followed, neither to read it for the change check and C(--diff)
+        nor to write it.
     type: path
     required: true
   formats:

@@ -17,6 +17,40 @@ def cache_key(options):
     return plan_cache.cache_key({'plan_version': egress_plan.PLAN_VERSION, 'options': options.cache_key()})
 
 
+def cached_plan_problem(options, plan):
+    """Why a plan read from the cache must not be used; None when it may.
+
+    The cache is a file, and a file can be planted or edited: the plan must be
+    one these options would produce (same region, generation and extra host
+    names, rules rebuilt from its endpoints), and it passes the same ownership
+    guard as a fresh one.
+    """
+    try:
+        if plan.get('version') != egress_plan.PLAN_VERSION or plan.get('source') != 'dns' \
+                or (plan.get('region'), plan.get('generation')) != (options.region, options.generation):
+            return 'not a DNS plan of region=%s generation=%s' % (options.region, options.generation)
+        endpoints = plan['endpoints']
+        extras = {(e.hostname, e.port, tuple(e.protocols)) for e in options.extra_hostnames}
+        for endpoint in endpoints:
+            if endpoint['purpose'] == 'extra':
+                if (endpoint['hostname'], endpoint['port'], tuple(endpoint['protocols'])) not in extras:
+                    return 'extra host name %s is not in extra_hostnames' % endpoint['hostname']
+            elif endpoint['purpose'] not in options.purposes:
+                return 'endpoint %s has purpose %r, not one of %s' % (
+                    endpoint['hostname'], endpoint['purpose'], ', '.join(options.purposes))
+            if not 1 <= endpoint['port'] <= 65535 or isinstance(endpoint['port'], bool):
+                return 'endpoint %s has port %r' % (endpoint['hostname'], endpoint['port'])
+        if options.verify_ownership:
+            violations = egress_plan.ownership_violations(endpoints, options, 'the cache')
+            if violations:
+                return 'addresses outside %s: %s' % (_trusted_description(options), '; '.join(violations[:5]))
+        if plan['rules'] != egress_plan.build_rules(endpoints, options):
+            return 'its rules are not the rules of its endpoints'
+    except Exception as exc:  # pylint: disable=broad-except  # any malformed entry is simply not used
+        return 'not a well-formed plan (%s: %s)' % (type(exc).__name__, exc)
+    return None
+
+
 def _trusted_description(options):
     if options.trusted_ranges:
         return 'trusted_ranges (%s)' % ', '.join(str(n) for n in options.trusted_ranges)

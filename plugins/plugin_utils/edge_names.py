@@ -11,6 +11,7 @@ and new. Everything here is data and pure functions; nothing touches DNS.
 from __future__ import annotations
 
 import dataclasses
+import re
 
 REGIONS = ('global', 'us', 'fed')
 GENERATIONS = ('v2', 'legacy', 'both')
@@ -23,6 +24,16 @@ HTTPS_PORT = 443
 TUNNEL_SERVER_NAMES = {'tcp': 'h2.cftunnel.com', 'udp': 'quic.cftunnel.com'}
 # cloudflared refuses to start with fewer SRV targets than this.
 MIN_SRV_TARGETS = 2
+
+
+# ASCII letters, digits, '-' and '_' (SRV owner names such as _tcp); IDNs go in their xn-- form.
+_LABEL = re.compile(r'[a-z0-9_-]{1,63}')
+
+
+def is_hostname(text):
+    """Whether ``text`` (lower case, no final dot) is a fully qualified DNS host name of at least two labels."""
+    labels = text.split('.') if isinstance(text, str) else []
+    return len(labels) >= 2 and len(text) <= 253 and all(_LABEL.fullmatch(label) for label in labels)
 
 
 @dataclasses.dataclass(frozen=True)

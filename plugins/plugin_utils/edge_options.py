@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import math
 
 from ansible.errors import AnsibleOptionsError
 from ansible_collections.tunnelwall.cloudflared.plugins.plugin_utils import cloudflare_catalog, edge_names
@@ -73,8 +74,14 @@ class EdgeOptions:
         return dataclasses.asdict(self) | {'trusted_ranges': [str(n) for n in self.trusted_ranges]}
 
 
+def _shown(value):
+    """The value as the error shows it: a 10,000-entry list is not repeated in full."""
+    text = repr(value)
+    return text if len(text) <= 200 else '%s... (%d characters)' % (text[:180], len(text))
+
+
 def _fail(option, value, expected):
-    raise AnsibleOptionsError('edge_endpoints: invalid %s=%r: %s' % (option, value, expected))
+    raise AnsibleOptionsError('edge_endpoints: invalid %s=%s: %s' % (option, _shown(value), expected))
 
 
 def _choice(option, value, choices):
@@ -109,7 +116,7 @@ def _integer(option, value, low, high):
 def _seconds(option, value):
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer too large for a float
         number = None
     if isinstance(value, bool) or number is None or not 0 < number <= 300:
         _fail(option, value, 'expected a number of seconds greater than 0 and at most 300')
@@ -128,18 +135,21 @@ def _boolean(option, value):
 
 
 def _ip_literal(option, value):
+    text = str(value).strip().strip('[]')
+    if '%' in text:
+        # Python 3.9+ parses fe80::1%eth0; a zone names an interface of the controller, not a server.
+        _fail(option, value, 'expected an IPv4 or IPv6 address literal without a zone id (%...)')
     try:
-        return str(ipaddress.ip_address(str(value).strip().strip('[]')))
+        return str(ipaddress.ip_address(text))
     except ValueError:
         return _fail(option, value, 'expected an IPv4 or IPv6 address literal')
 
 
 def _hostname(option, value):
     text = str(value).strip().rstrip('.').lower() if isinstance(value, str) else ''
-    labels = text.split('.')
-    if len(labels) < 2 or any(not label or len(label) > 63 for label in labels) \
-            or not all(c.isalnum() or c in '-_.' for c in text):
-        _fail(option, value, 'expected a fully qualified host name such as github.com')
+    if not edge_names.is_hostname(text):
+        _fail(option, value, 'expected a fully qualified host name such as github.com (ASCII letters, digits, '
+                             "'-' and '_'; an internationalised name in its xn-- form)")
     return text
 
 
@@ -158,7 +168,7 @@ def _extra_hostnames(value):
             _fail('extra_hostnames', item, 'expected a host name or a dict with hostname, port, protocols')
         unknown = set(entry) - {'hostname', 'port', 'protocols', 'verify_ownership'}
         if unknown:
-            _fail('extra_hostnames', item, 'unknown keys %s' % ', '.join(sorted(unknown)))
+            _fail('extra_hostnames', item, 'unknown keys %s' % ', '.join(sorted(map(str, unknown))))
         protocols = [_choice('extra_hostnames.protocols', p, ('tcp', 'udp'))
                      for p in _as_list('extra_hostnames.protocols', entry.get('protocols', ['tcp']))]
         if not protocols:
@@ -175,11 +185,37 @@ def _extra_hostnames(value):
 def _trusted_ranges(value):
     networks = []
     for item in _as_list('trusted_ranges', value):
+        if '%' in str(item):
+            _fail('trusted_ranges', item, 'expected a network in CIDR form without a zone id (%...)')
         try:
             networks.append(ipaddress.ip_network(str(item).strip(), strict=True))
         except ValueError as exc:
             _fail('trusted_ranges', item, 'expected a network in CIDR form without host bits (%s)' % exc)
     return tuple(sorted(set(networks), key=lambda n: (n.version, n)))
+
+
+def check_raw(direct):
+    """Checks Ansible's own option conversion would fail on with an exception rather than an error.
+
+    ansible-core converts a float option with float(), which raises OverflowError on an integer beyond a
+    float's range (timeout=10**400): refuse it here first, by name. Run on the options given to the lookup.
+    """
+    for name in ('timeout', 'lifetime'):
+        value = direct.get(name)
+        if isinstance(value, int) and not isinstance(value, bool):
+            try:
+                float(value)
+            except OverflowError:
+                _fail(name, value, 'expected a number of seconds greater than 0 and at most 300')
+    # ... and converts an int option with int(), which raises OverflowError on float('inf').
+    for name, (low, high) in dict(PREFIX_LIMITS, port=(1, 65535), dot_port=(1, 65535)).items():
+        value = direct.get(name)
+        if isinstance(value, float) and not math.isfinite(value):
+            _integer(name, value, low, high)
+    # ansible-core reads any unknown string as false for a bool option (tcp=maybe is tcp=false): be strict.
+    for name in ('tcp', 'dot_fallback', 'verify_ownership', 'cache'):
+        if direct.get(name) is not None:
+            _boolean(name, direct[name])
 
 
 def parse_options(get):

@@ -17,6 +17,8 @@ import dataclasses
 import ipaddress
 import ssl
 
+from ansible_collections.tunnelwall.cloudflared.plugins.plugin_utils import edge_names
+
 try:
     import dns.asyncquery
     import dns.asyncresolver
@@ -76,6 +78,22 @@ def _records(rrset):
     return tuple(sorted({r.address for r in rrset}, key=ipaddress.ip_address))
 
 
+def srv_problem(records):
+    """Why a SRV answer cannot go into a plan (a port no firewall rule can name, a target that is no host name).
+
+    cloudflared dials the port of the answer: port 0 (RFC 2782's "service not
+    available") or a target with binary labels is a broken or spoofed answer
+    that every module would refuse; naming it here says which name and which
+    resolver gave it. None when the answer is fine.
+    """
+    for target in records:
+        if not 1 <= target.port <= 65535:
+            return 'target %s has port %d; expected 1 to 65535' % (target.target, target.port)
+        if not edge_names.is_hostname(target.target):
+            return 'target %r is not a host name' % target.target
+    return None
+
+
 def _describe(nameservers, port):
     def one(ns):
         host = '[%s]' % ns if ':' in ns else ns
@@ -132,7 +150,16 @@ class EdgeResolver:
                 dns.name.from_text(name), rdtype, tcp=self.options.tcp, search=False)
         except Exception as exc:  # every failure becomes a finding, see the module docstring
             return Failure(name, rdtype, *_failure(exc, self.options.lifetime), resolver=self.description)
-        return Answer(name, rdtype, _records(answer.rrset), answer.rrset.ttl, self.description)
+        # The smallest TTL along the CNAME chain: a CNAME that expires first can point elsewhere.
+        return self._answer(name, rdtype, answer.rrset, answer.chaining_result.minimum_ttl, self.description)
+
+    @staticmethod
+    def _answer(name, rdtype, rrset, ttl, description):
+        records = _records(rrset)
+        problem = srv_problem(records) if rdtype == 'SRV' else None
+        if problem:
+            return Failure(name, rdtype, 'bad answer', problem, description)
+        return Answer(name, rdtype, records, ttl, description)
 
     async def query_over_tls(self, name, rdtype):
         """cloudflared's fallback for the SRV query when the system resolver fails."""
@@ -146,10 +173,9 @@ class EdgeResolver:
         if response.rcode() != dns.rcode.NOERROR:
             return Failure(name, rdtype, dns.rcode.to_text(response.rcode()), 'answer from the server',
                            self.dot_description)
-        wanted = dns.rdatatype.from_text(rdtype)
-        for rrset in response.answer:
-            if rrset.rdtype == wanted and rrset.name == dns.name.from_text(name):
-                return Answer(name, rdtype, _records(rrset), rrset.ttl, self.dot_description)
+        chain = response.resolve_chaining()
+        if chain.answer is not None:
+            return self._answer(name, rdtype, chain.answer, chain.minimum_ttl, self.dot_description)
         return Failure(name, rdtype, 'no answer', 'the answer section has no %s record' % rdtype,
                        self.dot_description)
 

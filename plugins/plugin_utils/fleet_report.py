@@ -55,6 +55,15 @@ DNS_FAILURES = ('no_resolver', 'unresolvable')
 TIMESTAMP = re.compile(r'\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?')
 
 
+def _items(value):
+    """The dicts of a list in a registered result; anything else (a hand-made or damaged result) counts as none."""
+    return [item for item in value if isinstance(item, Mapping)] if isinstance(value, list) else []
+
+
+def _count(value):
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
 def _cell(state, text=''):
     return {'state': state, 'text': text}
 
@@ -72,7 +81,7 @@ def _check_cell(column, summary, results):
                   == (column['purpose'], check, column['family'])]
         if not groups:
             continue
-        cell = _count_cell(sum(g.get('ok', 0) for g in groups), sum(g.get('total', 0) for g in groups))
+        cell = _count_cell(sum(_count(g.get('ok')) for g in groups), sum(_count(g.get('total')) for g in groups))
         errors = {}
         for result in results:
             if (result.get('purpose'), result.get('check'), result.get('family')) == \
@@ -87,8 +96,8 @@ def _check_cell(column, summary, results):
 
 def _dns_cell(dns):
     """DNS: how many of the host's questions were answered; drift from the plan makes it partial."""
-    answers = [a for a in dns.get('answers') or [] if isinstance(a, Mapping)]
-    findings = [f for f in dns.get('findings') or [] if isinstance(f, Mapping)]
+    answers = _items(dns.get('answers'))
+    findings = _items(dns.get('findings'))
     if not answers and not findings:
         return _cell('skipped')
     ok = sum(1 for answer in answers if answer.get('ok'))
@@ -150,10 +159,11 @@ def host_row(hostname, probe_result):
     if not isinstance(probe_result, Mapping) or probe_result.get('unreachable') \
             or not isinstance(probe_result.get('summary'), list):
         return _unreachable_row(hostname, probe_result)
-    summary = [g for g in probe_result['summary'] if isinstance(g, Mapping)]
-    results = [r for r in probe_result.get('results') or [] if isinstance(r, Mapping)]
+    summary = _items(probe_result['summary'])
+    results = _items(probe_result.get('results'))
     dns = probe_result.get('dns') if isinstance(probe_result.get('dns'), Mapping) else {}
-    unmet = [str(message) for message in probe_result.get('unmet_requirements') or []]
+    unmet = probe_result.get('unmet_requirements')
+    unmet = [str(message) for message in unmet] if isinstance(unmet, list) else []
 
     cells, failing, problems = {}, [], []
     for column in COLUMNS:
@@ -164,8 +174,7 @@ def host_row(hostname, probe_result):
             line = _problem_line(column, cell)
             if line:
                 problems.append(line)
-    problems.extend('DNS: %s' % finding.get('message') for finding in dns.get('findings') or []
-                    if isinstance(finding, Mapping))
+    problems.extend('DNS: %s' % finding.get('message') for finding in _items(dns.get('findings')))
 
     to_open = []
     for message in unmet:
@@ -176,6 +185,7 @@ def host_row(hostname, probe_result):
         if not fixes and not message.startswith('dns: '):  # a DNS requirement repeats the findings listed above
             problems.append('requirement not met: %s' % message)
     protocol = probe_result.get('recommended_protocol')
+    protocol = protocol if isinstance(protocol, str) else None  # a damaged result: no recommendation
     if probe_result.get('failed') and not unmet:
         # The probe's own error, or what the site playbook adds when the change failed for another reason
         # (no firewall found, a module error): the message names its source.
@@ -183,7 +193,7 @@ def host_row(hostname, probe_result):
     # protocol none needs no test of its own: the tunnel columns probed then all failed.
     state = 'failing' if failing or unmet or probe_result.get('failed') else 'ok'
     return {'host': hostname, 'state': state, 'message': None, 'protocol': protocol,
-            'reason': probe_result.get('recommendation_reason'), 'cells': cells, 'failing': failing,
+            'reason': str(probe_result.get('recommendation_reason') or '') or None, 'cells': cells, 'failing': failing,
             'problems': problems, 'to_open': to_open, 'unmet': unmet}
 
 

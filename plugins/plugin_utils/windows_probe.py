@@ -14,9 +14,23 @@ from __future__ import annotations
 
 import base64
 
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import probe_report, quic_initial, reachability
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.probe_options import (
+    PROBE_ARGUMENT_SPEC, validate_probe_params)
 
 BOTH_FAMILIES = ['ipv4', 'ipv6']
+
+
+def validate(args):
+    """``(params, problem)``: the task's arguments checked as edge_probe checks them, before anything is sent."""
+    validation = ArgumentSpecValidator(PROBE_ARGUMENT_SPEC, mutually_exclusive=[('plan', 'targets')],
+                                       required_one_of=[('plan', 'targets')]).validate(args)
+    if validation.error_messages:
+        return None, '; '.join(validation.error_messages)
+    params = validation.validated_parameters
+    return params, validate_probe_params(params)
 
 
 def candidate_families(ip_version):

@@ -68,3 +68,40 @@ def test_resolv_conf_parsing(tmp_path):
                     'nameserver fe80::1%eth0\nnameserver not-an-ip\noptions ndots:2\nnameserver 198.51.100.53\n')
     assert dns_client.read_resolv_conf(str(conf)) == ['198.51.100.53', '2001:db8:e::53', 'fe80::1']
     assert dns_client.read_resolv_conf(str(tmp_path / 'missing')) == []
+
+
+def cname_records(ttl_cname=60, ttl_target=300):
+    records = edge_zone.edge_records()
+    records['alias.argotunnel.com'] = {'CNAME': 'region1.v2.argotunnel.com', 'ttl': ttl_cname}
+    records['region1.v2.argotunnel.com']['ttl'] = ttl_target
+    return records
+
+
+def test_a_stray_reply_with_a_wrong_id_does_not_end_the_wait(dns):
+    dns.set(faults={'api.cloudflare.com/A': 'stray'})
+    result = ask(dns, 'api.cloudflare.com', 'A')
+    assert result['ok'], result
+    assert result['answers'] == edge_zone.lab_addresses('api.cloudflare.com')['A']
+    # The stray datagram really was sent before the answer.
+    assert [q['transport'] for q in dns.queries()] == ['udp-stray', 'udp']
+
+
+def test_records_of_another_owner_are_not_answers(dns):
+    dns.set(faults={'api.cloudflare.com/A': 'foreign_owner'})
+    result = ask(dns, 'api.cloudflare.com', 'A')
+    assert not result['ok'] and result['answers'] == [] and result['error_kind'] == 'no_answer'
+
+
+def test_a_cname_chain_is_followed_with_its_smallest_ttl(dns):
+    dns.set(records=cname_records(ttl_cname=60, ttl_target=300))
+    result = ask(dns, 'alias.argotunnel.com', 'A')
+    assert result['ok'] and result['answers'] == edge_zone.lab_addresses('region1.v2.argotunnel.com')['A']
+    assert result['ttl'] == 60
+
+
+@pytest.mark.parametrize('name', ['a..b', 'x' * 64 + '.argotunnel.com', '.', None, 'b\u00fccher..de', 42])
+def test_a_name_that_cannot_be_asked_is_a_result_not_an_exception(dns, name):
+    result = ask(dns, name, 'A')
+    assert not result['ok'] and result['error_kind'] == 'invalid_name'
+    assert repr(name) in result['message']
+    assert dns.queries() == []

@@ -390,3 +390,33 @@ def test_bad_input_names_option_and_value_and_sends_nothing(lookup, dns, options
 def test_terms_are_refused(edge_endpoints):
     with pytest.raises(AnsibleError, match='takes no terms'):
         edge_endpoints.run(['region1.v2.argotunnel.com'], variables={})
+
+
+def test_cache_lives_for_the_smallest_ttl_along_a_cname_chain(lookup, dns):
+    records = edge_zone.edge_records()
+    records['api-edge.cloudflare.com'] = dict(records['api.cloudflare.com'], ttl=300)
+    records['api.cloudflare.com'] = {'CNAME': 'api-edge.cloudflare.com', 'ttl': 1}
+    dns.set(records=records)
+    plan = lookup()
+    api = [e for e in plan['endpoints'] if e['hostname'] == 'api.cloudflare.com'][0]
+    assert api['ipv4'] == edge_zone.lab_addresses('api.cloudflare.com')['A']
+    assert api['ttl'] == 1
+    dns.clear_log()
+    time.sleep(1.2)
+    lookup()
+    assert ('api.cloudflare.com', 'A') in asked(dns)
+
+
+@pytest.mark.parametrize('target, port, problem', [
+    ('region2.v2.argotunnel.com', 0, 'target region2.v2.argotunnel.com has port 0; expected 1 to 65535'),
+    ('bad\\000label.argotunnel.com', 7844, "target 'bad\\\\000label.argotunnel.com' is not a host name"),
+])
+def test_a_bad_srv_answer_is_named_by_the_lookup(lookup, dns, target, port, problem):
+    records = edge_zone.edge_records()
+    records[V2]['SRV'][1] = [1, 1, port, target]
+    dns.set(records=records)
+    with pytest.raises(AnsibleError) as error:
+        lookup()
+    message = str(error.value)
+    assert 'SRV %s via 127.0.0.1:%d: bad answer' % (V2, dns.port) in message
+    assert problem in message

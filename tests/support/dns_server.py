@@ -7,8 +7,15 @@ faults at run time without restarting it::
 
     {"zones": ["argotunnel.com", ...],
      "records": {"region1.v2.argotunnel.com": {"A": [...], "AAAA": [...], "ttl": 300}, ...},
-     "faults": {"<name>" | "<name>/<TYPE>" | "*": "servfail" | "nxdomain" | "refused" | "timeout" | "spoof"},
+     "faults": {"<name>" | "<name>/<TYPE>" | "*": "servfail" | "nxdomain" | "refused" | "timeout" | "spoof"
+                | "stray" | "foreign_owner"},
      "delay_ms": 0}
+
+A record node may hold ``"CNAME": "target"``: the answer is then the CNAME
+(with the node's TTL) followed by the target's records, as an authoritative
+server gives a chain inside its zone. ``stray`` sends, over UDP, first a reply
+with a wrong query ID and then the right one; ``foreign_owner`` answers with
+records whose owner is another name than the question's.
 
 Every query is appended to a JSON-lines log (time, name, type, transport,
 client), which is how tests prove that a cached lookup sent nothing.
@@ -106,16 +113,39 @@ class Authority:
         elif name not in records:
             response.set_rcode(dns.rcode.NXDOMAIN)
         else:
+            owner = question.name
             node = records[name]
+            for dummy in range(8):  # a CNAME chain inside the zone, as an authoritative server answers it
+                if 'CNAME' not in node or rdtype == 'CNAME':
+                    break
+                target = dns.name.from_text(node['CNAME'])
+                response.answer.append(dns.rrset.from_text_list(
+                    owner, node.get('ttl', 300), dns.rdataclass.IN, dns.rdatatype.CNAME, [target.to_text()]))
+                owner, node = target, records.get(target.to_text(omit_final_dot=True).lower(), {})
             values = node.get(rdtype, [])
             if fault == 'spoof' and rdtype in SPOOFED:
                 values = [SPOOFED[rdtype]]
+            if fault == 'foreign_owner':
+                owner = dns.name.from_text('elsewhere.' + name)
             if values:
                 texts = [' '.join(str(p) for p in v) + ('.' if rdtype == 'SRV' else '') if isinstance(v, list)
                          else ('"%s"' % v if rdtype == 'TXT' else v) for v in values]
                 response.answer.append(dns.rrset.from_text_list(
-                    question.name, node.get('ttl', 300), dns.rdataclass.IN, question.rdtype, texts))
+                    owner, node.get('ttl', 300), dns.rdataclass.IN, question.rdtype, texts))
         return response.to_wire()
+
+    def stray(self, wire):
+        """A copy of the reply with a wrong query ID when the question's fault is ``stray``, else None."""
+        try:
+            query = dns.message.from_wire(wire)
+            question = query.question[0]
+        except Exception:  # garbage: respond() stays silent as well
+            return None
+        name = question.name.to_text(omit_final_dot=True).lower()
+        if self._fault(name, dns.rdatatype.to_text(question.rdtype)) != 'stray':
+            return None
+        reply = self.respond(wire, 'udp-stray', None)
+        return struct.pack('!H', (struct.unpack('!H', reply[:2])[0] + 1) & 0xFFFF) + reply[2:] if reply else None
 
 
 class _Udp(asyncio.DatagramProtocol):
@@ -131,6 +161,11 @@ class _Udp(asyncio.DatagramProtocol):
 
     async def _answer(self, data, addr):
         await asyncio.sleep(self.authority.delay)
+        stray = self.authority.stray(data)
+        if stray is not None:
+            # A late answer to an earlier query, or a blind spoofing attempt: the client must keep waiting.
+            self.transport.sendto(stray, addr)
+            await asyncio.sleep(0.05)
         reply = self.authority.respond(data, 'udp', addr[0])
         if reply is not None:
             self.transport.sendto(reply, addr)

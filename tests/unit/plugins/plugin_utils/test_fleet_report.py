@@ -412,3 +412,15 @@ def test_same_content_ignores_only_time_stamps(render):
     changed = render(fleet_report.fleet_report([fleet_report.host_row(h, r) for h, r in hosts], '2026-11-27T11:05:00Z', PLAN))
     assert not fleet_report.same_content(first, changed)
     assert not fleet_report.same_content(None, first)
+
+
+def test_a_damaged_result_is_a_row_not_a_traceback():
+    """Found by the bad-input suite: wrong types inside a registered result (hand-made, or set_fact gone wrong)."""
+    damaged = {'summary': [{'purpose': 'tunnel', 'check': 'tcp', 'family': 'ipv4', 'ok': 'x', 'total': None}],
+               'results': 5, 'unmet_requirements': 3, 'dns': {'findings': 7, 'answers': 'none'},
+               'recommended_protocol': {'quic': 1}, 'recommendation_reason': ['why']}
+    row = fleet_report.host_row('web1', damaged)
+    assert row['protocol'] is None and row['unmet'] == [] and row['state'] == 'ok'
+    report = fleet_report.fleet_report([row], '2026-11-28T00:00:00Z')
+    assert report['totals']['hosts'] == 1
+    assert 'web1' in fleet_report.render_markdown(report)

@@ -80,3 +80,31 @@ def test_forked_workers_compute_once(tmp_path):
     assert len(os.listdir(markers)) == 1
     assert len({origin for origin, hit in answers}) == 1
     assert sorted(hit for origin, hit in answers) == [False, True, True, True, True]
+
+
+def test_ttl_is_capped_at_a_day(tmp_path):
+    now = [1000.0]
+    compute = Counter(ttl=10 ** 9)
+    plan_cache.cached(str(tmp_path), 'k', compute, clock=lambda: now[0])
+    now[0] += plan_cache.MAX_TTL - 1
+    assert plan_cache.cached(str(tmp_path), 'k', compute, clock=lambda: now[0])[1] is True
+    now[0] += 2
+    assert plan_cache.cached(str(tmp_path), 'k', compute, clock=lambda: now[0])[1] is False
+
+
+def test_check_refuses_a_cached_plan_with_a_warning(tmp_path):
+    warnings = []
+    compute = Counter(ttl=60)
+    plan_cache.cached(str(tmp_path), 'k', compute)
+    plan, hit = plan_cache.cached(str(tmp_path), 'k', compute, warn=warnings.append,
+                                  check=lambda plan: 'planted' if plan == {'plan': 1} else None)
+    assert (plan, hit) == ({'plan': 2}, False)
+    assert warnings == ['edge_endpoints: ignoring the plan cache: cache entry %s: planted; resolving afresh'
+                        % os.path.join(str(tmp_path), 'k.json')]
+
+
+def test_a_fifo_as_lock_does_not_hang(tmp_path):
+    os.mkfifo(str(tmp_path / 'k.json.lock'))
+    warnings = []
+    assert plan_cache.cached(str(tmp_path), 'k', Counter(ttl=60), warn=warnings.append) == ({'plan': 1}, False)
+    assert 'not a regular file' in warnings[0]
