@@ -79,8 +79,13 @@ options:
     description:
       - Refuse every other new outgoing connection with a B(reject) (TCP reset or ICMP unreachable), so a blocked
         program fails at once instead of waiting for its timeout.
-      - What still gets out is loopback, established and related connections (the Ansible session itself), the allowed
-        destinations, O(extra_allow), DNS to the resolvers (see O(allow_dns)) and IPv6 neighbour discovery.
+      - "What still gets out: loopback; established and related connections (the Ansible session itself); the
+        destinations of O(rules) and O(extra_allow); DNS to the resolvers (O(allow_dns)); the DHCP client's renewals
+        (O(allow_dhcp)); IPv6 neighbour discovery (neighbour solicitation and advertisement, router solicitation - always);
+        IPv6 multicast listener reports (O(allow_mld)); the cloud instance metadata service only with O(allow_metadata).
+        Nothing else - not NTP (put your time servers in O(extra_allow)), not package mirrors, not a proxy."
+      - On a cloud VM, set O(allow_metadata=true) if cloud-init, an SSM or guest agent, or instance credentials are
+        used - default deny cuts the instance metadata service (169.254.169.254) too.
       - Refused, changing nothing, when O(rules) hold no V(tunnel) destination - the host could no longer reach the
         tunnel edge. The same with every backend.
     type: bool
@@ -92,6 +97,36 @@ options:
         (C(/run/systemd/resolve/resolv.conf)). Without O(default_deny) no DNS rule is written (DNS gets out anyway).
     type: bool
     default: true
+  allow_dhcp:
+    description:
+      - With O(default_deny=true), let the host's DHCP client renew its lease - UDP from port 68 to port 67 (DHCPv4) and
+        from port 546 to port 547 (DHCPv6), to any destination, broadcast 255.255.255.255 and ff02::1:2 included. Any
+        destination because a renewal is unicast to the server that gave the lease, which the module cannot know. The
+        client's source port is part of the rule where the firewall can say it (firewalld, ufw), so only a program
+        bound to the client port (root) gets through.
+      - Without it a host whose address comes from DHCP loses it when the lease runs out. Without O(default_deny)
+        no rule is written.
+    type: bool
+    default: true
+  allow_mld:
+    description:
+      - With O(default_deny=true), let IPv6 multicast listener messages out - ICMPv6 types 131, 132 and 143 (MLDv1
+        report and done, MLDv2 report), which connection tracking does not follow. Switches that snoop MLD stop
+        forwarding IPv6 multicast to a host that never reports, and neighbour discovery with it.
+      - ufw's own C(before6.rules) already let these out from link-local addresses whatever this option says (ufw
+        user rules cannot name ICMPv6 types); firewalld gets one rich rule per type. Without O(default_deny) no rule
+        is written.
+    type: bool
+    default: true
+  allow_metadata:
+    description:
+      - With O(default_deny=true), allow TCP 80 to the cloud instance metadata service, C(169.254.169.254) and AWS's
+        IPv6 endpoint C(fd00:ec2::254) - what cloud-init, SSM and guest agents and instance credential refresh use.
+      - Off by default - it hands out instance credentials, so it is allowed only when asked. Other providers'
+        endpoints (Azure's C(168.63.129.16) wire server, for one) go in O(extra_allow). Without O(default_deny) no
+        rule is written.
+    type: bool
+    default: false
   dns_servers:
     description: The resolvers O(allow_dns) allows instead of those of O(resolv_conf) - addresses, without zone ids.
     type: list

@@ -11,6 +11,10 @@ read. Backends only render a Request; they never interpret options themselves. T
 - DNS allowances exist only under a default deny (without one, DNS gets out anyway), to ``dns_servers`` or else to
   the host's resolvers read from ``resolv_conf`` (``nameservers()``, the only place that reads the host);
 - a default deny *rejects* on Linux (a blocked program fails at once instead of hanging); Windows can only block;
+- the host's own plumbing under a default deny, one meaning for every backend (``HOST_SERVICES``): ``allow_dhcp``
+  (default on) lets the DHCP client renew its lease, ``allow_mld`` (default on) lets IPv6 multicast listener reports
+  out, ``allow_metadata`` (default off) opens the cloud instance metadata service. Like ``allow_dns`` they mean
+  nothing without a default deny (everything gets out anyway), so the Request carries them already ANDed with it;
 - names and purposes match whole strings (``\\Z``: a trailing newline is refused), addresses have no zone id.
 
 Pure functions of plain data, standard library only (it runs on managed hosts and in the Windows action plugin).
@@ -44,7 +48,25 @@ DENY_ACTION = {'firewalld': 'reject', 'ufw': 'reject', 'nftables': 'reject', 'wi
 Rule = collections.namedtuple('Rule', 'purpose protocol port ipv4 ipv6')
 Extra = collections.namedtuple('Extra', 'protocol port ipv4 ipv6')
 Request = collections.namedtuple('Request', 'backend name state rules extra_allow default_deny deny_action allow_dns '
-                                            'dns_servers resolv_conf confirm_timeout lock_timeout')
+                                            'dns_servers resolv_conf confirm_timeout lock_timeout allow_dhcp allow_mld '
+                                            'allow_metadata')
+
+# What the host-service options allow, the same for every backend (each renders what its firewall can express).
+# DHCP: the client's own ports, to any destination - a renewal (RENEWING) is unicast to the server that gave the
+# lease, whose address the module cannot know; only the first lease and rebinding are broadcast (255.255.255.255,
+# ff02::1:2). Most clients send those broadcasts through a packet socket that no firewall sees, but renewals go
+# through an ordinary UDP socket and the output chain.
+DHCP = (('ipv4', 68, 67), ('ipv6', 546, 547))  # (family, client port, server port), UDP
+# MLD: what a listener sends - MLDv1 report (131) and done (132), MLDv2 report (143); switches that snoop MLD stop
+# forwarding multicast (neighbour discovery included) to a port whose host never reports. Conntrack does not track
+# these (they are neither requests nor answers), so "established, related" does not let them out.
+MLD_TYPES = (131, 132, 143)
+# The instance metadata service of the large clouds: 169.254.169.254 (AWS, Azure, GCP, OpenStack, Oracle,
+# DigitalOcean ...) and AWS's IPv6 endpoint fd00:ec2::254, plain HTTP on TCP 80 (IMDSv2's PUT included).
+METADATA = ('169.254.169.254/32', 'fd00:ec2::254/128')
+METADATA_PORT = 80
+# Option -> its default when not given (the module specs and the role say the same).
+HOST_SERVICES = (('allow_dhcp', True), ('allow_mld', True), ('allow_metadata', False))
 
 
 class RequestError(ValueError):
@@ -164,6 +186,7 @@ def build(params, backend):
     default_deny = bool(params.get('default_deny')) and state == 'present'
     allow_dns = params.get('allow_dns')
     allow_dns = True if allow_dns is None else bool(allow_dns)
+    services = dict((option, _flag(params, option, default)) for option, default in HOST_SERVICES)
     rules = extra = ()
     if state == 'present':
         if params.get('rules') is None:
@@ -190,7 +213,18 @@ def build(params, backend):
     confirm_timeout = check_seconds(params.get('confirm_timeout', 300), 'confirm_timeout', MAX_CONFIRM_TIMEOUT)
     lock_timeout = check_seconds(params.get('lock_timeout', 120), 'lock_timeout', MAX_LOCK_TIMEOUT)
     return Request(backend, name, state, rules, extra, default_deny, DENY_ACTION[backend], default_deny and allow_dns,
-                   dns_servers, resolv_conf, confirm_timeout, lock_timeout)
+                   dns_servers, resolv_conf, confirm_timeout, lock_timeout,
+                   **dict((option, default_deny and value) for option, value in services.items()))
+
+
+def _flag(params, option, default):
+    """A boolean option: None means its default; anything but a bool is refused (AnsibleModule converts "yes" first)."""
+    value = params.get(option)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        _fail(option, value, 'expected true or false')
+    return value
 
 
 def nameservers(request, resolv_conf_servers, stub_upstream_servers):
@@ -219,6 +253,13 @@ def as_rule_dicts(request):
     """The rules in the egress plan's shape (what the backends' renderers take), destinations normalised."""
     return [dict(purpose=r.purpose, protocol=r.protocol, port=r.port, ipv4=list(r.ipv4), ipv6=list(r.ipv6))
             for r in request.rules]
+
+
+def metadata_destinations(request):
+    """(ipv4, ipv6) of the metadata service when the request allows it, else two empty tuples."""
+    if not request.allow_metadata:
+        return (), ()
+    return _split_families(METADATA)
 
 
 def as_extra_dicts(request):

@@ -32,6 +32,10 @@ TRANSACTION_SPEC = dict(
     default_deny=dict(type='bool', default=False),
     allow_dns=dict(type='bool', default=True),
     dns_servers=dict(type='list', elements='str'),
+    # The host's own plumbing under a default deny (egress_request.HOST_SERVICES gives the same defaults).
+    allow_dhcp=dict(type='bool', default=True),
+    allow_mld=dict(type='bool', default=True),
+    allow_metadata=dict(type='bool', default=False),
     resolv_conf=dict(type='path', default='/etc/resolv.conf'),
     verify=VERIFY_SPEC,
     confirm_timeout=dict(type='int', default=300),

@@ -33,7 +33,17 @@ REJECT_PRIORITY = 32767
 NDP_TYPES = ('neighbour-advertisement', 'neighbour-solicitation', 'router-solicitation')
 DESCRIPTION = 'Managed by tunnelwall.cloudflared.firewalld_egress; changes made here are overwritten.'
 
-Rule = collections.namedtuple('Rule', 'family destination_kind destination port protocol icmp_type action priority')
+# source_port: (port, protocol) of a source-port element; l4: a protocol element's value (a rich rule has one element).
+Rule = collections.namedtuple('Rule', 'family destination_kind destination port protocol icmp_type action priority '
+                                      'source_port l4', defaults=(None, None))
+# DHCP client traffic: firewalld's rich rule takes one element, so it is the client's source port (68, 546), which
+# only root can bind, rather than the server port any user could send to; any destination (a renewal is unicast).
+DHCP_SOURCE_PORTS = {'ipv4': 68, 'ipv6': 546}
+# firewalld 1.3 knows no MLD icmptype (`firewall-cmd --get-icmptypes`; nftables.ICMP_TYPES_FRAGMENTS has none), so
+# MLD is allowed as ICMPv6 to multicast destinations: every MLD message goes to a multicast address (ff02::16,
+# ff02::2 or the group itself); what else matches (an echo request to a group) does not leave the link either.
+MULTICAST_V6 = 'ff00::/8'
+ICMPV6 = 'ipv6-icmp'
 
 # The steps of a change plan, one record type per kind. ``kind`` names the firewalld_client method that carries the
 # step out (``_step_KIND``), so a step is also the tuple (KIND, arguments...) that method takes.
@@ -76,6 +86,14 @@ def icmp_rule(family, icmp_type):
     return Rule(family, None, None, None, None, icmp_type, 'accept', None)
 
 
+def dhcp_rule(family):
+    return Rule(family, None, None, None, None, None, 'accept', None, (DHCP_SOURCE_PORTS[family], 'udp'), None)
+
+
+def mld_rule():
+    return Rule('ipv6', 'address', MULTICAST_V6, None, None, None, 'accept', None, None, ICMPV6)
+
+
 def reject_rule():
     return Rule(None, None, None, None, None, None, 'reject', REJECT_PRIORITY)
 
@@ -93,6 +111,10 @@ def render_rule(rule):
         parts.append('icmp-type name="%s"' % rule.icmp_type)
     if rule.port is not None:
         parts.append('port port="%d" protocol="%s"' % (rule.port, rule.protocol))
+    if rule.source_port:
+        parts.append('source-port port="%d" protocol="%s"' % rule.source_port)
+    if rule.l4:
+        parts.append('protocol value="%s"' % rule.l4)
     parts.append(rule.action)
     return ' '.join(parts)
 
@@ -111,6 +133,10 @@ def rule_xml(rule):
         lines.append('    <icmp-type name=%s/>' % quoteattr(rule.icmp_type))
     if rule.port is not None:
         lines.append('    <port port="%d" protocol=%s/>' % (rule.port, quoteattr(rule.protocol)))
+    if rule.source_port:
+        lines.append('    <source-port port="%d" protocol=%s/>' % (rule.source_port[0], quoteattr(rule.source_port[1])))
+    if rule.l4:
+        lines.append('    <protocol value=%s/>' % quoteattr(rule.l4))
     lines.append('    <%s/>' % rule.action)
     lines.append('  </rule>')
     return lines
@@ -328,8 +354,21 @@ def _group_rules(rules):
     return grouped
 
 
-def desired_state(name, rules, default_deny=False, nameservers=None, extra_allow=None):
+def host_service_rules(dhcp=False, mld=False, metadata=()):
+    """Rich rules for egress_request's host services: DHCP client, MLD, the metadata service (its addresses)."""
+    rules = [dhcp_rule(family) for family in FAMILIES] if dhcp else []
+    if mld:
+        rules.append(mld_rule())
+    for address in metadata:
+        network = ipaddress.ip_network(address)
+        rules.append(allow_rule('ipv%d' % network.version, 'address', entry_text(network), 80, 'tcp'))
+    return rules
+
+
+def desired_state(name, rules, default_deny=False, nameservers=None, extra_allow=None, services=None):
     """The objects and rules the module owns when it is done: {'policy', 'ipsets': {name: {family, entries}}, 'rules'}.
+
+    ``services``: host_service_rules' keyword arguments (dhcp, mld, metadata), used only with ``default_deny``.
 
     One ipset per purpose and family; when rules of one purpose differ in their destinations (it does not happen
     with the plan's tunnel rules) each (protocol, port) gets its own ipset, so nothing is allowed that was not asked.
@@ -355,6 +394,7 @@ def desired_state(name, rules, default_deny=False, nameservers=None, extra_allow
     if default_deny:
         allow.extend(dns_rules(nameservers or []))
         allow.extend(icmp_rule('ipv6', icmp_type) for icmp_type in NDP_TYPES)
+        allow.extend(host_service_rules(**(services or {})))
         allow.append(reject_rule())
     unique = []
     for rule in allow:
@@ -478,11 +518,15 @@ def _rules_of_xml(content):
         destination = re.search(r'<destination (ipset|address)="([^"]+)"/>', body)
         icmp = re.search(r'<icmp-type name="([^"]+)"/>', body)
         port = re.search(r'<port port="([0-9]+)" protocol="([^"]+)"/>', body)
+        source_port = re.search(r'<source-port port="([0-9]+)" protocol="([^"]+)"/>', body)
+        l4 = re.search(r'<protocol value="([^"]+)"/>', body)
         action = re.search(r'<(accept|reject|drop)/>', body).group(1)
         rules.append(render_rule(Rule(family.group(1) if family else None, destination.group(1) if destination else None,
                                       destination.group(2) if destination else None, int(port.group(1)) if port else None,
                                       port.group(2) if port else None, icmp.group(1) if icmp else None, action,
-                                      int(priority.group(1)) if priority else None)))
+                                      int(priority.group(1)) if priority else None,
+                                      (int(source_port.group(1)), source_port.group(2)) if source_port else None,
+                                      l4.group(1) if l4 else None)))
     return rules
 
 

@@ -33,7 +33,12 @@ POLICY_TARGETS = dict((word, target) for target, word in POLICY_WORDS.items())
 CHAINS = {'ipv4': 'ufw-user-output', 'ipv6': 'ufw6-user-output'}
 ANY_SOURCE = {'ipv4': '0.0.0.0/0', 'ipv6': '::/0'}
 
-UfwRule = collections.namedtuple('UfwRule', 'family protocol port destination comment')
+# source_port: the client port of a DHCP rule (ufw's "from any port 68"); None for every other rule.
+UfwRule = collections.namedtuple('UfwRule', 'family protocol port destination comment source_port', defaults=(None,))
+# egress_request's host services in ufw terms. DHCP: the client's source and the server's port, to any destination
+# (a renewal is unicast to the lease's server). MLD is not here: ufw user rules cannot name ICMPv6 types, and ufw's
+# own before6.rules already accept MLD reports and done messages (131, 132, 143) from link-local sources.
+DHCP_PORTS = {'ipv4': (68, 67), 'ipv6': (546, 547)}
 Block = collections.namedtuple('Block', 'blanks lines comment')
 RulesFile = collections.namedtuple('RulesFile', 'head blocks trailing tail')
 
@@ -129,6 +134,14 @@ def desired_rules(params, resolvers):
             destination = normalize_destination(value, family, label)
             for protocol in ('udp', 'tcp'):
                 wanted.append(UfwRule(family, protocol, 53, destination, tag(name, 'dns')))
+    if params.get('allow_dhcp'):
+        for family in FAMILIES:
+            client, server = DHCP_PORTS[family]
+            wanted.append(UfwRule(family, 'udp', server, ANY_SOURCE[family], tag(name, 'dhcp'), client))
+    for position, value in enumerate(params.get('metadata') or []):
+        family = family_of(value)
+        destination = normalize_destination(value, family, 'metadata[%d]' % position)
+        wanted.append(UfwRule(family, 'tcp', 80, destination, tag(name, 'metadata')))
     if params.get('default_deny') and not any(
             rule.get('ipv4') or rule.get('ipv6') for rule in params.get('rules') or []):
         raise ValueError('default_deny=true with no destination in rules: cloudflared could reach nothing; '
@@ -169,14 +182,18 @@ def decode_comment(text):
 
 
 def tuple_text(rule):
-    """The tuple ufw writes for ``ufw allow out to DST port PORT proto PROTO comment C``."""
-    return 'allow %s %d %s any %s out' % (rule.protocol, rule.port, rule.destination, ANY_SOURCE[rule.family])
+    """The tuple ufw writes for ``ufw allow out [from any port SPORT] to DST port PORT proto PROTO comment C``."""
+    source_port = 'any' if rule.source_port is None else '%d' % rule.source_port
+    return 'allow %s %d %s %s %s out' % (rule.protocol, rule.port, rule.destination, source_port, ANY_SOURCE[rule.family])
 
 
 def render_block(rule):
-    """The lines of one rule, byte for byte as the ufw command line writes them."""
+    """The lines of one rule, byte for byte as the ufw command line writes them (no -d for any destination)."""
+    destination = '' if rule.destination == ANY_SOURCE[rule.family] else ' -d %s' % rule.destination
+    source_port = '' if rule.source_port is None else ' --sport %d' % rule.source_port
     return ('%s%s comment=%s' % (TUPLE_MARK, tuple_text(rule), hex_comment(rule.comment)),
-            '-A %s -p %s -d %s --dport %d -j ACCEPT' % (CHAINS[rule.family], rule.protocol, rule.destination, rule.port))
+            '-A %s -p %s%s --dport %d%s -j ACCEPT' % (CHAINS[rule.family], rule.protocol, destination, rule.port,
+                                                      source_port))
 
 
 def parse_rules_file(text, path='user.rules'):
@@ -235,7 +252,7 @@ def block_rule(block, family):
     if len(fields) != 7 or fields[0] != 'allow' or fields[6] != 'out':
         return UfwRule(family, None, None, match.group('body') if match else block.lines[0], block.comment)
     port = int(fields[2]) if fields[2].isdigit() else fields[2]
-    return UfwRule(family, fields[1], port, fields[3], block.comment)
+    return UfwRule(family, fields[1], port, fields[3], block.comment, int(fields[4]) if fields[4].isdigit() else None)
 
 
 def reconcile_file(text, family, wanted, name, path='user.rules'):
@@ -340,9 +357,13 @@ def diff_text(rules, policy):
 def describe(rule):
     if rule.protocol is None:
         return '%s  # %s (not an outgoing allow rule)' % (rule.destination, rule.comment)
-    return 'allow out %s/%s to %s  # %s' % (rule.protocol, rule.port, rule.destination, rule.comment)
+    source = '' if rule.source_port is None else ' from port %d' % rule.source_port
+    return 'allow out %s/%s%s to %s  # %s' % (rule.protocol, rule.port, source, rule.destination, rule.comment)
 
 
 def rule_dict(rule):
-    return {'family': rule.family, 'protocol': rule.protocol, 'port': rule.port, 'destination': rule.destination,
-            'comment': rule.comment}
+    result = {'family': rule.family, 'protocol': rule.protocol, 'port': rule.port, 'destination': rule.destination,
+              'comment': rule.comment}
+    if rule.source_port is not None:
+        result['source_port'] = rule.source_port
+    return result

@@ -28,7 +28,10 @@ description:
   - With O(default_deny=true) the policy also holds the rule C(rule priority="32767" reject), which firewalld evaluates
     after every allow rule of the policy; connections already established (the Ansible session itself) and loopback
     traffic keep working, because firewalld accepts them before any policy. Neighbour discovery (IPv6) and, with
-    O(allow_dns), DNS to the host's resolvers are allowed as well.
+    O(allow_dns), DNS to the host's resolvers are allowed as well; O(allow_dhcp) adds
+    C(rule family="ipv4" source-port port="68" protocol="udp" accept) and its IPv6 twin (port 546), O(allow_mld)
+    C(rule family="ipv6" destination address="ff00::/8" protocol value="ipv6-icmp" accept) (firewalld 1.3 knows no MLD
+    icmptype), O(allow_metadata) TCP 80 to C(169.254.169.254) and C(fd00:ec2::254).
   - Fast - the state is read over D-Bus with C(dbus-send) (milliseconds), ipset entries are replaced atomically with
     one D-Bus call per ipset, rich rules are added in one C(firewall-cmd) call and removed in another.
     Policies and ipsets can only be created in firewalld's permanent configuration, so new objects are written as XML
@@ -257,8 +260,10 @@ def main():
     request, verify, nameservers = egress_module.prepare(module, 'firewalld', 'firewalld_egress',
                                                          render_problem(module.params))
     params = normalised(module.params, request)
+    services = dict(dhcp=request.allow_dhcp, mld=request.allow_mld,
+                    metadata=sum(egress_request.metadata_destinations(request), ()))
     desired = fp.desired_state(request.name, params['rules'], request.default_deny, nameservers,
-                               params['extra_allow']) if request.state == 'present' else None
+                               params['extra_allow'], services) if request.state == 'present' else None
     run = egress_module.command_runner(module)
     firewalld = Firewalld(run)
     backend = firewalld_apply.FirewalldBackend(firewalld, params, desired)

@@ -21,6 +21,10 @@ description:
     rule's protocol and port (a host without its prefix, as ufw writes it); O(extra_allow) rules are tagged
     C(NAME:extra). IPv6 destinations are skipped with a warning when ufw's IPv6 support is off (C(IPV6=no) in
     C(/etc/default/ufw)).
+  - Under O(default_deny), O(allow_dhcp) writes C(allow out proto udp from any port 68 to any port 67) and its IPv6 twin
+    (546 to 547), tagged C(NAME:dhcp); O(allow_metadata) TCP 80 to C(169.254.169.254) and C(fd00:ec2::254), tagged
+    C(NAME:metadata). O(allow_mld) writes nothing - ufw user rules cannot name ICMPv6 types, and ufw's own
+    C(before6.rules) already accept MLD (types 131, 132, 143) from link-local sources, whatever the option says.
   - Fast, whatever the number of rules - no ufw process per rule. The module writes C(/etc/ufw/user.rules) and
     C(/etc/ufw/user6.rules) itself, byte for byte as the ufw command line would, and loads them with one
     C(iptables-restore -n) and one C(ip6tables-restore -n), which replace ufw's user chains atomically without dropping
@@ -215,6 +219,7 @@ def main():
 
     job = ufw_apply.UfwEgress(dict(name=request.name, state=request.state, default_deny=request.default_deny,
                                    allow_dns=bool(servers), dns_servers=servers, on_inactive=module.params['on_inactive'],
+                                   allow_dhcp=request.allow_dhcp, metadata=sum(egress_request.metadata_destinations(request), ()),
                                    rules=egress_request.as_rule_dicts(request), extra_allow=egress_request.as_extra_dicts(request)),
                               run, binaries)
     try:

@@ -47,6 +47,13 @@ options:
   default_deny:
     description:
       - Block every other new outbound connection in O(profiles); established connections (the WinRM session) stay.
+      - "What still gets out: loopback; established connections; the destinations of O(rules) and O(extra_allow); DNS to
+        O(dns_servers) (O(allow_dns)); the cloud instance metadata service only with O(allow_metadata); and what the
+        enabled outbound rules of other groups allow - among them Windows' own B(Core Networking) rules, which let
+        DHCP, DHCPv6, neighbour discovery and multicast listener reports (MLD) out (see O(allow_dhcp), O(allow_mld)).
+        Nothing else - not NTP (put your time servers in O(extra_allow))."
+      - On a cloud VM, set O(allow_metadata=true) if cloud-init, a guest or SSM agent, or instance credentials are used -
+        a default deny cuts the instance metadata service (169.254.169.254) too.
       - Refused, changing nothing, when O(rules) hold no V(tunnel) destination - the same check and message as the
         Linux modules.
     type: bool
@@ -62,6 +69,28 @@ options:
         written (DNS gets out anyway), as on Linux.
     type: bool
     default: true
+  allow_dhcp:
+    description:
+      - With O(default_deny), DHCP and DHCPv6 client traffic must get out. Windows' built-in rules C(Core Networking -
+        Dynamic Host Configuration Protocol (DHCP-Out)) and C(... (DHCPV6-Out)), enabled by default, already allow it
+        (bound to the DHCP service and the client ports), so the module writes no rule of its own; V(false) does not
+        disable those built-in rules. Kept for the same request on every backend.
+    type: bool
+    default: true
+  allow_mld:
+    description:
+      - With O(default_deny), IPv6 multicast listener reports must get out. Windows' built-in C(Core Networking -
+        Multicast Listener Report (ICMPv6-Out)), C(... Report v2 ...) and C(... Done ...) rules, enabled by default,
+        already allow them, so the module writes no rule of its own; V(false) does not disable them.
+    type: bool
+    default: true
+  allow_metadata:
+    description:
+      - With O(default_deny), allow TCP 80 to the cloud instance metadata service, C(169.254.169.254) and
+        C(fd00:ec2::254) - one rule, C(NAME cloudflared: metadata tcp/80). Off by default (it hands out instance
+        credentials). Without O(default_deny) no rule is written.
+    type: bool
+    default: false
   dns_servers:
     description:
       - The resolvers Windows uses - addresses, without zone ids. Needed with O(default_deny) and O(allow_dns) (the

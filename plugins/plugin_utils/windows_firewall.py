@@ -94,6 +94,12 @@ def desired_rules(request):
             wanted.append(('dns', protocol, 53, request.dns_servers))
     for extra in request.extra_allow:
         wanted.append(('extra', extra.protocol, extra.port, extra.ipv4 + extra.ipv6))
+    # DHCP and MLD get no rule here: Windows' own Core Networking rules (DHCP-Out, DHCPV6-Out, Multicast Listener
+    # Report/Done ICMPv6-Out) already let them out under a default block, tied to the client service and ICMPv6 types,
+    # which is tighter than the remote-port rules this module can write.
+    ipv4, ipv6 = egress_request.metadata_destinations(request)
+    if ipv4 or ipv6:
+        wanted.append(('metadata', 'tcp', egress_request.METADATA_PORT, ipv4 + ipv6))
     merged = {}
     for purpose, protocol, port, addresses in wanted:
         merged.setdefault((purpose, protocol, port), []).extend(addresses)
