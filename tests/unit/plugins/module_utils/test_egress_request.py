@@ -74,3 +74,37 @@ def test_dns_is_allowed_only_under_default_deny_to_given_or_host_resolvers():
 def test_absent_needs_no_rules_and_never_denies():
     request = er.build({'state': 'absent', 'default_deny': True}, 'ufw')
     assert request.rules == () and not request.default_deny and not request.allow_dns
+
+
+# --- the host's own plumbing under a default deny (issue 13): DHCP, MLD, the metadata service ----------------------
+
+@pytest.mark.parametrize('backend', BACKENDS)
+def test_dhcp_and_mld_are_on_and_metadata_off_by_default_under_default_deny(backend):
+    request = build(backend, default_deny=True)
+    assert (request.allow_dhcp, request.allow_mld, request.allow_metadata) == (True, True, False)
+    assert er.metadata_destinations(request) == ((), ())
+
+
+@pytest.mark.parametrize('backend', BACKENDS)
+def test_host_services_mean_nothing_without_a_default_deny(backend):
+    # Like allow_dns: without a deny everything gets out anyway, so no backend writes a rule for them.
+    request = build(backend, allow_dhcp=True, allow_mld=True, allow_metadata=True)
+    assert (request.allow_dhcp, request.allow_mld, request.allow_metadata) == (False, False, False)
+    assert er.metadata_destinations(request) == ((), ())
+    absent = build(backend, state='absent', default_deny=True, allow_metadata=True)
+    assert not absent.allow_metadata and not absent.allow_dhcp
+
+
+def test_each_host_service_can_be_turned_off_or_on_alone():
+    request = build(default_deny=True, allow_dhcp=False, allow_mld=False, allow_metadata=True)
+    assert (request.allow_dhcp, request.allow_mld, request.allow_metadata) == (False, False, True)
+    assert er.metadata_destinations(request) == (('169.254.169.254/32',), ('fd00:ec2::254/128',))
+    # None is "not given": the default, as the module spec fills it in.
+    assert build(default_deny=True, allow_dhcp=None).allow_dhcp is True
+
+
+@pytest.mark.parametrize('option', ['allow_dhcp', 'allow_mld', 'allow_metadata'])
+@pytest.mark.parametrize('value', ['yes', 1, [], {'a': 1}])
+def test_a_host_service_option_that_is_no_bool_is_refused_naming_it(option, value):
+    with pytest.raises(er.RequestError, match='^%s=%s: expected true or false$' % (option, __import__('re').escape(repr(value)))):
+        build(default_deny=True, **{option: value})

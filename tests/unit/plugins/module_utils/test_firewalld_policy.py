@@ -73,6 +73,49 @@ def test_default_deny_adds_dns_ndp_and_the_reject_last():
     assert not any('127.0.0.53' in r for r in rendered)  # loopback leaves before any policy
     assert 'rule family="ipv4" destination address="203.0.113.122/31" port port="123" protocol="udp" accept' in rendered
     assert sum('icmp-type' in r for r in rendered) == 3
+    # Called without services (as before issue 13): no DHCP, MLD or metadata rule.
+    assert not any('source-port' in r or 'ipv6-icmp' in r or '169.254.169.254' in r for r in rendered)
+
+
+SERVICES = {'dhcp': True, 'mld': True, 'metadata': ('169.254.169.254/32', 'fd00:ec2::254/128')}
+DHCP4 = 'rule family="ipv4" source-port port="68" protocol="udp" accept'
+DHCP6 = 'rule family="ipv6" source-port port="546" protocol="udp" accept'
+MLD = 'rule family="ipv6" destination address="ff00::/8" protocol value="ipv6-icmp" accept'
+META4 = 'rule family="ipv4" destination address="169.254.169.254" port port="80" protocol="tcp" accept'
+META6 = 'rule family="ipv6" destination address="fd00:ec2::254" port port="80" protocol="tcp" accept'
+
+
+def test_host_services_render_as_rich_rules_before_the_reject():
+    rendered = [fp.render_rule(r) for r in fp.desired_state('tw', RULES, True, ['203.0.113.53'], [], SERVICES)['rules']]
+    for rule in (DHCP4, DHCP6, MLD, META4, META6):
+        assert rendered.count(rule) == 1
+        assert rendered.index(rule) < rendered.index('rule priority="32767" reject')
+    assert rendered[-1] == 'rule priority="32767" reject'
+
+
+@pytest.mark.parametrize('services, present, absent', [
+    ({'dhcp': True}, [DHCP4, DHCP6], [MLD, META4, META6]),
+    ({'mld': True}, [MLD], [DHCP4, DHCP6, META4]),
+    ({'metadata': ('169.254.169.254/32',)}, [META4], [DHCP4, MLD, META6]),
+    ({'dhcp': False, 'mld': False, 'metadata': ()}, [], [DHCP4, DHCP6, MLD, META4, META6]),
+])
+def test_each_host_service_adds_only_its_own_rules(services, present, absent):
+    rendered = [fp.render_rule(r) for r in fp.desired_state('tw', RULES, True, [], [], services)['rules']]
+    assert all(rule in rendered for rule in present)
+    assert not any(rule in rendered for rule in absent)
+
+
+def test_host_services_need_a_default_deny():
+    rendered = [fp.render_rule(r) for r in fp.desired_state('tw', RULES, False, [], [], SERVICES)['rules']]
+    assert not any(rule in rendered for rule in (DHCP4, DHCP6, MLD, META4, META6))
+
+
+def test_host_service_rules_survive_the_policy_file_round_trip():
+    # A reload reads the policy back from its XML: source-port and protocol elements must come back the same.
+    rules = fp.desired_state('tw', RULES, True, [], [], SERVICES)['rules']
+    text = fp.policy_xml(rules)
+    assert '<source-port port="68" protocol="udp"/>' in text and '<protocol value="ipv6-icmp"/>' in text
+    assert fp._rules_of_xml(text) == [fp.render_rule(r) for r in rules]
 
 
 @pytest.mark.parametrize('overrides, expected', [

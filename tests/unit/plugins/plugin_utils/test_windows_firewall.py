@@ -333,3 +333,29 @@ def test_restore_summary():
     assert wf.restore_summary(None) == 'nothing to restore'
     assert wf.restore_summary({'group': 'g', 'rules': [], 'outbound': {'Public': 'Block'}}) == \
         "the 0 rule(s) of group 'g' as before and the default outbound action Public=Block"
+
+
+# --- the host services under a default deny (issue 13) --------------------------------------------------------------
+
+def test_allow_metadata_adds_one_rule_for_both_endpoints_under_default_deny_only():
+    names = [r['display_name'] for r in prepared_for(default_deny=True, dns_servers=['203.0.113.53'],
+                                                    allow_metadata=True)['rules']]
+    assert 'tunnelwall cloudflared: metadata tcp/80' in names
+    rule = [r for r in prepared_for(default_deny=True, dns_servers=['203.0.113.53'], allow_metadata=True)['rules']
+            if r['purpose'] == 'metadata'][0]
+    assert rule['addresses'] == ['169.254.169.254/32', 'fd00:ec2::254/128'] and rule['protocol'] == 'tcp'
+    assert not [r for r in prepared_for(allow_metadata=True)['rules'] if r['purpose'] == 'metadata']
+    assert not [r for r in prepared_for(default_deny=True, dns_servers=['203.0.113.53'])['rules'] if r['purpose'] == 'metadata']
+
+
+def test_dhcp_and_mld_are_left_to_windows_core_networking_rules():
+    # Windows' own outbound Core Networking rules allow DHCP and MLD; the group gets no rule for them either way.
+    on = prepared_for(default_deny=True, dns_servers=['203.0.113.53'], allow_dhcp=True, allow_mld=True)['rules']
+    off = prepared_for(default_deny=True, dns_servers=['203.0.113.53'], allow_dhcp=False, allow_mld=False)['rules']
+    assert on == off
+    assert {r['purpose'] for r in on} == {'tunnel', 'api', 'dns'}
+
+
+def test_a_bad_host_service_option_gets_the_linux_message():
+    with pytest.raises(wf.RuleError, match="^allow_metadata='yes': expected true or false$"):
+        wf.build_request(params(default_deny=True, dns_servers=['203.0.113.53'], allow_metadata='yes'))
