@@ -86,9 +86,9 @@ options:
     default: true
   allow_metadata:
     description:
-      - With O(default_deny), allow TCP 80 to the cloud instance metadata service, C(169.254.169.254) and
+      - "With O(default_deny), allow TCP 80 to the cloud instance metadata service, C(169.254.169.254) and
         C(fd00:ec2::254) - one rule, C(NAME cloudflared: metadata tcp/80). Off by default (it hands out instance
-        credentials). Without O(default_deny) no rule is written.
+        credentials). Without O(default_deny) no rule is written."
     type: bool
     default: false
   dns_servers:
