@@ -338,11 +338,9 @@ def test_restore_summary():
 # --- the host services under a default deny (issue 13) --------------------------------------------------------------
 
 def test_allow_metadata_adds_one_rule_for_both_endpoints_under_default_deny_only():
-    names = [r['display_name'] for r in prepared_for(default_deny=True, dns_servers=['203.0.113.53'],
-                                                    allow_metadata=True)['rules']]
-    assert 'tunnelwall cloudflared: metadata tcp/80' in names
-    rule = [r for r in prepared_for(default_deny=True, dns_servers=['203.0.113.53'], allow_metadata=True)['rules']
-            if r['purpose'] == 'metadata'][0]
+    rules = prepared_for(default_deny=True, dns_servers=['203.0.113.53'], allow_metadata=True)['rules']
+    assert 'tunnelwall cloudflared: metadata tcp/80' in [r['display_name'] for r in rules]
+    rule = [r for r in rules if r['purpose'] == 'metadata'][0]
     assert rule['addresses'] == ['169.254.169.254/32', 'fd00:ec2::254/128'] and rule['protocol'] == 'tcp'
     assert not [r for r in prepared_for(allow_metadata=True)['rules'] if r['purpose'] == 'metadata']
     assert not [r for r in prepared_for(default_deny=True, dns_servers=['203.0.113.53'])['rules'] if r['purpose'] == 'metadata']
