@@ -1,9 +1,10 @@
 # -*- coding: utf-8 -*-
 """Under a default deny, the host's own plumbing (issue 13) proven with packets on the lab's firewalld and ufw hosts.
 
-- DHCP: datagrams from the client port (68, 546) to the server port (67, 547) - broadcast 255.255.255.255, ff02::1:2
-  and unicast to the gateway - reach a listener in the edge namespace with allow_dhcp (the default) and do not with
-  allow_dhcp=false; from another source port they never do.
+- DHCP: datagrams from the client port (68, 546) to the server port (67, 547) - ff02::1:2 and unicast to the
+  gateway - reach a listener in the edge namespace with allow_dhcp (the default) and do not with allow_dhcp=false;
+  from another source port they never do. A broadcast to 255.255.255.255 never reaches a socket there (the edge's
+  policy stops every non-lab destination in prerouting), so it is seen by the edge's "outside" counter instead.
 - MLD: joining a group makes the host's kernel send MLDv2 reports (ICMPv6 143); the host's own counters
   (/proc/net/snmp6: Icmp6OutType143 counts only what netfilter let out) say whether they left.
 - The metadata service: 169.254.169.254 and fd00:ec2::254 are not lab addresses (tests/lab/config.ASSIGNABLE), so no
@@ -116,10 +117,19 @@ def dhcp_sends(lab, host, cases):
 
 def dhcp_cases(lab, host):
     gw4, gw6 = gateways(lab, host)
-    return [['broadcast4', 'ipv4', 68, '255.255.255.255', 67], ['renew4', 'ipv4', 68, gw4, 67],
+    return [['renew4', 'ipv4', 68, gw4, 67],
             ['multicast6', 'ipv6', 546, 'ff02::1:2', 547], ['renew6', 'ipv6', 546, gw6, 547],
             # Not the client's port: no DHCP allowance lets this out.
             ['other4', 'ipv4', 40068, gw4, 67], ['other6', 'ipv6', 40546, gw6, 547]]
+
+
+def broadcast_left(lab, host, source_port):
+    """How many DHCPDISCOVER-like broadcasts (255.255.255.255:67 from ``source_port``) reached the edge."""
+    before = lab.counters()['outside']
+    errors = json.loads(lab.exec(host, ['python3', '-c', SENDER, json.dumps([['broadcast4', 'ipv4', source_port,
+                                                                                  '255.255.255.255', 67]])],
+                                 check=True).stdout.strip().splitlines()[-1])
+    return lab.counters()['outside'] - before, errors['broadcast4']
 
 
 def mld(lab, host):
@@ -154,18 +164,23 @@ def test_dhcp_renewals_get_out_under_default_deny_unless_turned_off(hosts, plan,
     # Without our firewall every datagram arrives: the listener and the sender work.
     errors, seen = dhcp_sends(hosts, host, cases)
     assert set(seen) == {c[0] for c in cases}, (errors, seen)
+    assert broadcast_left(hosts, host, 68) == (1, None)
 
     result = apply(hosts, plan, backend)
+    assert result['changed'] is True
     errors, seen = dhcp_sends(hosts, host, cases)
-    assert set(seen) == {'broadcast4', 'renew4', 'multicast6', 'renew6'}, (errors, seen)
+    assert set(seen) == {'renew4', 'multicast6', 'renew6'}, (errors, seen)
     assert seen['renew4'] == 68 and seen['renew6'] == 546
     assert errors['other4'] and errors['other6'], errors  # refused at once (reject), not silently dropped
+    assert broadcast_left(hosts, host, 68) == (1, None)
+    assert broadcast_left(hosts, host, 40068)[0] == 0
 
     apply(hosts, plan, backend, allow_dhcp=False)
     errors, seen = dhcp_sends(hosts, host, cases)
     assert seen == {}, (errors, seen)
     assert all(errors.values()), errors
-    assert result['changed'] is True
+    left, error = broadcast_left(hosts, host, 68)
+    assert left == 0 and error, error
 
 
 @pytest.mark.parametrize('backend', sorted(HOSTS))
