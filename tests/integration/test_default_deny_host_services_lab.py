@@ -17,6 +17,7 @@ Only fw1 and ufw1 are touched, reset before and after each test.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -222,8 +223,24 @@ def test_nothing_else_changes(hosts, plan):  # pylint: disable=redefined-outer-n
     apply(hosts, plan, 'firewalld', allow_metadata=True)
     with_all = hosts.nft_ruleset('fw1')
     assert with_all != without
+    # firewalld prints the new rich rules back exactly as the module renders them: a second run changes nothing.
+    again = apply(hosts, plan, 'firewalld', allow_metadata=True)
+    assert again['changed'] is False and again['commands'] == [], again
+    assert hosts.nft_ruleset('fw1') == with_all
     apply(hosts, plan, 'firewalld', allow_dhcp=False, allow_mld=False)
     assert hosts.nft_ruleset('fw1') == without
     added = [line.strip() for line in with_all.splitlines() if line not in without.splitlines()]
     assert added and all('udp sport' in line or 'ff00::/8' in line or '169.254.169.254' in line or 'fd00:ec2::254' in line
                          for line in added), added
+
+
+def test_ufw_lists_the_host_service_rules_and_a_second_run_changes_nothing(hosts, plan):  # pylint: disable=redefined-outer-name
+    first = apply(hosts, plan, 'ufw', allow_metadata=True)
+    assert {(r['comment'], r['port'], r.get('source_port')) for r in first['added'] if r['comment'] != 'tunnelwall:tunnel'
+            and r['comment'] in ('tunnelwall:dhcp', 'tunnelwall:metadata')} == {
+        ('tunnelwall:dhcp', 67, 68), ('tunnelwall:dhcp', 547, 546), ('tunnelwall:metadata', 80, None)}
+    # ufw itself reads the blocks back (its own status listing), with the client port and the comment.
+    status = hosts.exec('ufw1', ['ufw', 'status'], check=True).stdout
+    assert re.search(r'67/udp\s+ALLOW OUT\s+Anywhere 68/udp\s+# tunnelwall:dhcp', status), status
+    assert re.search(r'169\.254\.169\.254 80/tcp\s+ALLOW OUT\s+Anywhere\s+# tunnelwall:metadata', status), status
+    assert apply(hosts, plan, 'ufw', allow_metadata=True)['changed'] is False
