@@ -241,6 +241,7 @@ def test_ufw_lists_the_host_service_rules_and_a_second_run_changes_nothing(hosts
         ('tunnelwall:dhcp', 67, 68), ('tunnelwall:dhcp', 547, 546), ('tunnelwall:metadata', 80, None)}
     # ufw itself reads the blocks back (its own status listing), with the client port and the comment.
     status = hosts.exec('ufw1', ['ufw', 'status'], check=True).stdout
-    assert re.search(r'67/udp\s+ALLOW OUT\s+Anywhere 68/udp\s+# tunnelwall:dhcp', status), status
+    assert re.search(r'\n67/udp\s+ALLOW OUT\s+68/udp\s+# tunnelwall:dhcp\n', status), status
+    assert re.search(r'\n547/udp \(v6\)\s+ALLOW OUT\s+546/udp \(v6\)\s+# tunnelwall:dhcp\n', status), status
     assert re.search(r'169\.254\.169\.254 80/tcp\s+ALLOW OUT\s+Anywhere\s+# tunnelwall:metadata', status), status
     assert apply(hosts, plan, 'ufw', allow_metadata=True)['changed'] is False
