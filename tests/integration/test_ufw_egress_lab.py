@@ -82,6 +82,11 @@ def dns_rules():
     return {(protocol, 53, server, 'tunnelwall:dns') for server in RESOLVERS for protocol in ('udp', 'tcp')}
 
 
+def dhcp_rules():
+    """The DHCP client rules a default deny brings (allow_dhcp defaults to true; issue 13)."""
+    return {('udp', 67, '0.0.0.0/0', 'tunnelwall:dhcp'), ('udp', 547, '::/0', 'tunnelwall:dhcp')}
+
+
 def firewall_state(lab, host):
     """The live rules (both families, counters and dates masked) and ufw's files, by content."""
     state = {}
@@ -129,8 +134,8 @@ def test_default_deny_allows_exactly_the_plan_dns_and_ssh_proven_with_packets(uf
     assert not result['failed'], result.get('msg')
     assert result['changed'] is True
     assert result['policy'] == {'before': 'allow', 'after': 'reject'}
-    assert as_set(result['added']) == expanded(plan) | dns_rules()
-    assert result['removed'] == [] and result['rule_count'] == len(expanded(plan)) + 4
+    assert as_set(result['added']) == expanded(plan) | dns_rules() | dhcp_rules()
+    assert result['removed'] == [] and result['rule_count'] == len(expanded(plan)) + 4 + 2
     assert 'Default: deny (incoming), reject (outgoing)' in lab.exec(host, ['ufw', 'status', 'verbose']).stdout
 
     # The tunnel: TLS on TCP 7844 and a real QUIC handshake on UDP 7844, both families, every region.
@@ -253,8 +258,8 @@ def test_default_deny_false_puts_back_only_the_policy_the_module_replaced(ufw_la
     assert run_module(lab, host, {'rules': plan['rules'], 'default_deny': True})['changed']
     relaxed = run_module(lab, host, {'rules': plan['rules']})
     assert relaxed['changed'] is True and relaxed['policy'] == {'before': 'reject', 'after': 'allow'}
-    # allow_dns follows default_deny: the DNS allowances go with the deny.
-    assert as_set(relaxed['removed']) == dns_rules() and relaxed['added'] == []
+    # allow_dns and allow_dhcp follow default_deny: their allowances go with the deny.
+    assert as_set(relaxed['removed']) == dns_rules() | dhcp_rules() and relaxed['added'] == []
     assert reaches(lab, host, 'connect', DECOY4, 443)['ok']
     # A deny the user set themselves is theirs: neither default_deny=false nor absent lifts it.
     lab.exec(host, ['ufw', 'default', 'reject', 'outgoing'], check=True)
