@@ -108,3 +108,10 @@ def test_each_host_service_can_be_turned_off_or_on_alone():
 def test_a_host_service_option_that_is_no_bool_is_refused_naming_it(option, value):
     with pytest.raises(er.RequestError, match='^%s=%s: expected true or false$' % (option, __import__('re').escape(repr(value)))):
         build(default_deny=True, **{option: value})
+
+
+def test_every_backend_renders_the_same_dhcp_ports_as_the_request_model():
+    # One meaning: the backends' own tables are the request model's (family, client port, server port).
+    from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import firewalld_policy, ufw_rules
+    assert {family: client for family, client, dummy in er.DHCP} == firewalld_policy.DHCP_SOURCE_PORTS
+    assert {family: (client, server) for family, client, server in er.DHCP} == ufw_rules.DHCP_PORTS
