@@ -28,8 +28,8 @@ from tests.lab.lab import Lab
 
 SIZES = {1: 'firewalld:1', 4: 'firewalld:2,ufw:2', 16: 'firewalld:8,ufw:8'}
 FORKS = 8
-# With pipelining a module run is one `ssh ... '/bin/sh -c '"'"'PYTHON && sleep 0'"'"''` on its host.
-MODULE_EXEC = re.compile(r"^<(?P<host>[^>]+)> SSH: EXEC .*python[0-9.]*['\"]* && sleep 0", re.M)
+# With pipelining a module run is one `ssh ... '/bin/sh -c /usr/bin/python3'` on its host (the module on its stdin).
+MODULE_EXEC = re.compile(r"^<(?P<host>[^>]+)> SSH: EXEC ssh .*'/bin/sh -c [^']*python[0-9.]*[^']*'$", re.M)
 
 
 def _busy_seconds():
