@@ -178,7 +178,8 @@ def test_check_and_diff_mode_report_the_exact_change_and_leave_the_firewall_unto
     assert after_lines[0] == 'default outgoing policy: reject'
     assert 'allow out udp/7844 to 198.51.100.11  # tunnelwall:tunnel' in after_lines
     assert 'allow out tcp/443 to 2001:db8:e::80  # tunnelwall:api' in after_lines
-    assert len(after_lines) == 1 + len(expanded(plan)) + 4
+    assert len(after_lines) == 1 + len(expanded(plan)) + 4 + 2  # DNS, DHCP
+    assert 'allow out udp/67 from port 68 to 0.0.0.0/0  # tunnelwall:dhcp' in after_lines
     assert firewall_state(lab, host) == before
     assert reaches(lab, host, 'connect', DECOY4, 443)['ok']  # still open: nothing was denied
 
@@ -191,7 +192,7 @@ def test_check_and_diff_mode_report_the_exact_change_and_leave_the_firewall_unto
     live = firewall_state(lab, host)
     removal = run_module(lab, host, {'state': 'absent'}, check=True, diff=True)
     assert removal['changed'] is True and removal['policy'] == {'before': 'reject', 'after': 'allow'}
-    assert as_set(removal['removed']) == expanded(plan) | dns_rules()
+    assert as_set(removal['removed']) == expanded(plan) | dns_rules() | dhcp_rules()
     assert removal['diff']['after'] == 'default outgoing policy: allow\n'
     assert firewall_state(lab, host) == live
     assert_refused(lab, host, DECOY4, 443)
@@ -246,7 +247,7 @@ def test_absent_restores_the_original_rules_files_and_policy_exactly(ufw_lab, pl
     assert not removed['failed'], removed.get('msg')
     assert removed['changed'] is True and removed['policy'] == {'before': 'reject', 'after': 'allow'}
     assert removed['added'] == [] and removed['rule_count'] == 0
-    assert len(removed['removed']) == len(expanded(plan)) + 4 + 1
+    assert len(removed['removed']) == len(expanded(plan)) + 4 + 2 + 1  # DNS, DHCP, the extra allowance
     assert firewall_state(lab, host) == original
     assert reaches(lab, host, 'connect', DECOY4, 443)['ok']
     assert run_module(lab, host, {'state': 'absent'})['changed'] is False
