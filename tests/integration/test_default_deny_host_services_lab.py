@@ -127,9 +127,9 @@ def dhcp_cases(lab, host):
 def broadcast_left(lab, host, source_port):
     """How many DHCPDISCOVER-like broadcasts (255.255.255.255:67 from ``source_port``) reached the edge."""
     before = lab.counters()['outside']
-    errors = json.loads(lab.exec(host, ['python3', '-c', SENDER, json.dumps([['broadcast4', 'ipv4', source_port,
-                                                                                  '255.255.255.255', 67]])],
-                                 check=True).stdout.strip().splitlines()[-1])
+    case = [['broadcast4', 'ipv4', source_port, '255.255.255.255', 67]]
+    sent = lab.exec(host, ['python3', '-c', SENDER, json.dumps(case)], check=True).stdout
+    errors = json.loads(sent.strip().splitlines()[-1])
     return lab.counters()['outside'] - before, errors['broadcast4']
 
 
