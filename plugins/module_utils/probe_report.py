@@ -136,12 +136,25 @@ def recommend(results):
                                                        _counts(http2_hosts, http2_ok))
         if quic_hosts:
             reason += ', but no QUIC answer on UDP 7844: cloudflared falls back to http2'
+            reason += _quic_loss_cause(results)
         if http2_silent:
             reason += '; %s did not answer' % ', '.join(http2_silent)
         return 'http2', reason
     if not quic_hosts and not http2_hosts:
         return 'none', 'no tunnel address was probed'
     return 'none', 'no tunnel address answered on UDP 7844 (QUIC) or TCP 7844 (%s)' % http2_check.upper()
+
+
+QUIC_LOSS_CAUSES = {
+    'quic_size': ' (packet size / path MTU: only datagrams smaller than cloudflared\'s Initials got through)',
+    'quic_multi_initial': ' (only the first Initial of a connection got through: cloudflared\'s ClientHello needs more)',
+}
+
+
+def _quic_loss_cause(results):
+    """Why QUIC failed when smaller attempts proved the port open (see reachability.interpret_quic_attempts)."""
+    kinds = sorted(set(r['error_kind'] for r in results if r['check'] == 'quic' and not r['ok']) & set(QUIC_LOSS_CAUSES))
+    return ''.join(QUIC_LOSS_CAUSES[kind] for kind in kinds)
 
 
 def _counts(hosts, names):

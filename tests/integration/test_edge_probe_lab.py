@@ -78,6 +78,37 @@ def test_udp_dropped_quic_times_out_and_http2_is_recommended(lab, plan):
     assert 'no QUIC answer on UDP 7844' in result['recommendation_reason']
 
 
+def test_datagrams_just_below_cloudflareds_initials_fail_quic_with_the_size(lab, plan):
+    # cloudflared pads its Initials to 1232 bytes (IPv4) and 1252 (IPv6); 1231 lets only smaller ones through.
+    lab.fault('quic-size', '1231')
+    result = probe(lab, plan, purposes=['tunnel'])
+    assert not result['failed'], result.get('msg')
+    assert kinds(result, check='quic') == {'quic_size'}
+    messages = {r['family']: r['message'] for r in rows(result, check='quic')}
+    assert "cloudflared's 1232-byte UDP datagrams (1260-byte IPv4 packets" in messages['ipv4']
+    assert "cloudflared's 1252-byte UDP datagrams (1300-byte IPv6 packets" in messages['ipv6']
+    assert all('packet size / path MTU' in m for m in messages.values())
+    assert result['recommended_protocol'] == 'http2'
+    assert 'packet size / path MTU' in result['recommendation_reason']
+
+
+def test_datagrams_above_cloudflareds_initials_pass(lab, plan):
+    lab.fault('quic-size', '1252')
+    result = probe(lab, plan, purposes=['tunnel'], checks=['quic'])
+    assert all(r['ok'] for r in result['results']), [r for r in result['results'] if not r['ok']]
+    assert {(r['family'], r['initial_size'], r['initials']) for r in result['results']} == {
+        ('ipv4', 1232, 2), ('ipv6', 1252, 2)}
+    assert result['recommended_protocol'] == 'quic'
+
+
+def test_only_the_first_initial_of_a_flow_passing_fails_quic(lab, plan):
+    lab.fault('quic-split')
+    result = probe(lab, plan, purposes=['tunnel'])
+    assert kinds(result, check='quic') == {'quic_multi_initial'}
+    assert all('drops the second Initial' in r['message'] for r in rows(result, check='quic'))
+    assert result['recommended_protocol'] == 'http2'
+
+
 def test_udp_rejected_fails_fast_as_refused(lab, plan):
     lab.fault('udp7844', 'reject')
     result = probe(lab, plan)
