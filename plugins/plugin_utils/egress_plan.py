@@ -36,13 +36,16 @@ class DnsFailed(AnsibleLookupError):
         self.failures = failures
 
 
-def _endpoint(hostname, purpose, port, protocols, server_names):
+def _endpoint(hostname, purpose, port, protocols, server_names, tls_server_names=None):
+    # server_names: the one name per protocol the probe sends; tls_server_names: every name cloudflared may send.
     return {
         'hostname': hostname,
         'purpose': purpose,
         'port': port,
         'protocols': list(protocols),
         'server_names': dict(server_names),
+        'tls_server_names': dict((p, list(names)) for p, names in (tls_server_names or
+                                                                    dict((p, [n]) for p, n in server_names.items())).items()),
         'ipv4': [],
         'ipv6': [],
         'ttl': None,
@@ -65,11 +68,12 @@ def wanted_endpoints(options, srv_answers=None):
         region_port = ports.pop() if len(ports) == 1 else edge_names.TUNNEL_PORT
         tunnel = [(t.target, t.port) for t in targets] + [(h, region_port) for h in names.region_hostnames]
         for hostname, port in tunnel:
-            endpoints.append(_endpoint(hostname, 'tunnel', port, PROTOCOL_ORDER, edge_names.TUNNEL_SERVER_NAMES))
-        for purpose in ('api', 'update'):
+            endpoints.append(_endpoint(hostname, 'tunnel', port, PROTOCOL_ORDER, edge_names.TUNNEL_SERVER_NAMES,
+                                       edge_names.TUNNEL_TLS_SERVER_NAMES))
+        for purpose, hostnames in (('api', (names.api,)), ('update', names.updates)):
             if purpose in options.purposes:
-                hostname = getattr(names, purpose)
-                endpoints.append(_endpoint(hostname, purpose, edge_names.HTTPS_PORT, ('tcp',), {'tcp': hostname}))
+                for hostname in hostnames:
+                    endpoints.append(_endpoint(hostname, purpose, edge_names.HTTPS_PORT, ('tcp',), {'tcp': hostname}))
     for extra in options.extra_hostnames:
         endpoints.append(_endpoint(extra.hostname, 'extra', extra.port, extra.protocols,
                                    {'tcp': extra.hostname} if 'tcp' in extra.protocols else {}))

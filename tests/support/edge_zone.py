@@ -44,6 +44,7 @@ _LAB_HOSTS = {
     'region1.argotunnel.com': (11, 12, 13),
     'region2.argotunnel.com': (21, 22, 23),
     'api.cloudflare.com': (80,),
+    'api.fed.cloudflare.com': (83,),
     'update.argotunnel.com': (81,),
     'update.cloudflare.com': (82,),
     'myteam.cloudflareaccess.com': (91,),
