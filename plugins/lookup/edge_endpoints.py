@@ -17,7 +17,7 @@ description:
     of every SRV target and of the well-known region names, so that an allow-list survives a change of SRV targets,
     and of the API host (V(api.cloudflare.com), or V(api.fed.cloudflare.com) with O(region=fed), as C(cloudflared)
     uses with a FedRAMP token) and the update host when asked for.
-  - Each tunnel endpoint lists under C(tls_server_names) every TLS server name (SNI) C(cloudflared) may send to it:
+  - Each tunnel endpoint lists under C(tls_server_names) every TLS server name (SNI) C(cloudflared) may send to it -
     V(h2.cftunnel.com) (http2), V(quic.cftunnel.com) (quic) and V(probe.cftunnel.com) (the start-up pre-checks of
     C(cloudflared) 2026.5 and later, over both protocols), for firewalls that filter by SNI.
   - All queries are sent at once; a lookup costs one DNS round trip (two if the SRV record names a host that was not

@@ -22,12 +22,20 @@ FIX_MARK = '. To fix: '
 FIX_SEPARATOR = '; '
 
 
+# TXT questions cloudflared 2026 asks through the host's resolver, besides SRV and A/AAAA:
+# cfd-features.argotunnel.com (features/: datagram version, the pre-checks kill switch; asked hourly) and
+# protocol-v2.argotunnel.com (connection/protocol.go: the QUIC rollout percentage, with --protocol auto and no
+# token). Either may be absent (NXDOMAIN, no TXT) - cloudflared then uses its defaults - but a question that gets
+# no answer at all (a timeout, REFUSED, SERVFAIL) is a resolver that filters by name: a finding.
+TXT_QUESTIONS = (('cfd-features.argotunnel.com', 'TXT'), ('protocol-v2.argotunnel.com', 'TXT'))
+
+
 def dns_questions(plan, families):
-    """The questions cloudflared's host asks: the SRV names and A/AAAA of every host name."""
+    """The questions cloudflared's host asks: the SRV names, A/AAAA of every host name, and cloudflared's TXT names."""
     questions = [(name, 'SRV') for name in plan.get('srv_names') or []]
     for endpoint in plan['endpoints']:
         questions.extend((endpoint['hostname'], ADDRESS_TYPES[family]) for family in families)
-    return questions
+    return questions + list(TXT_QUESTIONS)
 
 
 def probe_work(params, families):
@@ -60,6 +68,14 @@ def dns_findings(plan, families, nameservers, answers):
     by_question = dict(((a['name'], a['type']), a) for a in answers)
     planned_hosts = set(e['hostname'] for e in plan['endpoints'])
     for answer in answers:
+        if answer['type'] == 'TXT':
+            answer['state'] = dns_client.answer_state(answer)
+            if answer['state'] == 'blocked' and nameservers:
+                findings.append({'kind': 'txt_blocked', 'name': answer['name'], 'type': 'TXT',
+                                 'error_kind': answer['error_kind'],
+                                 'message': 'TXT %s (asked by cloudflared) got no answer through this host\'s resolver: '
+                                            '%s' % (answer['name'], answer['message'])})
+            continue
         if not answer['ok'] and nameservers:
             findings.append({'kind': 'unresolvable', 'name': answer['name'], 'type': answer['type'],
                              'error_kind': answer['error_kind'], 'message': answer['message']})

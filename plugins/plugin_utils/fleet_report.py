@@ -50,7 +50,7 @@ COLUMNS = [{'id': 'dns', 'label': 'DNS', 'family': None, 'purpose': None, 'check
 
 # DNS findings that mean the host cannot resolve at all or in part; the others are drift
 # between the plan (resolved on the controller) and what the host itself sees.
-DNS_FAILURES = ('no_resolver', 'unresolvable')
+DNS_FAILURES = ('no_resolver', 'unresolvable', 'txt_blocked')
 # Every time stamp a report holds (generated_at, the plan's resolved_at): see same_content().
 TIMESTAMP = re.compile(r'\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?')
 
@@ -91,7 +91,8 @@ def _dns_cell(dns):
     findings = [f for f in dns.get('findings') or [] if isinstance(f, Mapping)]
     if not answers and not findings:
         return _cell('skipped')
-    ok = sum(1 for answer in answers if answer.get('ok'))
+    # A TXT record cloudflared asks for may not exist (the probe marks it absent): an answer all the same.
+    ok = sum(1 for answer in answers if answer.get('ok') or answer.get('state') == 'absent')
     kinds = [finding.get('kind') for finding in findings]
     if 'no_resolver' in kinds:
         return _cell('failed', 'no resolver')

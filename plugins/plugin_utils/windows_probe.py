@@ -104,7 +104,7 @@ def report(params, prepared, module_result):
                if by_id[raw['id']]['family'] in families]
     dns = module_result.get('dns') or {}
     family_of = {'A': 'ipv4', 'AAAA': 'ipv6'}
-    answers = [a for a in dns.get('answers') or [] if a['type'] == 'SRV' or family_of.get(a['type']) in families]
+    answers = [a for a in dns.get('answers') or [] if a['type'] in ('SRV', 'TXT') or family_of.get(a['type']) in families]
     for answer in answers:
         if answer['type'] == 'SRV':
             # JSON gives lists; the report compares SRV targets as tuples, like the POSIX client returns them.

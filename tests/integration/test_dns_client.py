@@ -68,3 +68,16 @@ def test_resolv_conf_parsing(tmp_path):
                     'nameserver fe80::1%eth0\nnameserver not-an-ip\noptions ndots:2\nnameserver 198.51.100.53\n')
     assert dns_client.read_resolv_conf(str(conf)) == ['198.51.100.53', '2001:db8:e::53', 'fe80::1']
     assert dns_client.read_resolv_conf(str(tmp_path / 'missing')) == []
+
+
+def test_txt_answer_and_the_state_of_each_outcome(dns):
+    present = ask(dns, 'cfd-features.argotunnel.com', 'TXT')
+    assert present['ok'] and present['answers'] == ['tunnelwall fake features']
+    assert dns_client.answer_state(present) == 'ok'
+    # Authoritative "no such name" and "no TXT here" are answers: cloudflared then uses its defaults.
+    assert dns_client.answer_state(ask(dns, 'protocol-v2.argotunnel.com', 'TXT')) == 'absent'
+    assert dns_client.answer_state(ask(dns, 'api.cloudflare.com', 'TXT')) == 'absent'
+    for fault in ('timeout', 'servfail', 'refused'):
+        dns.set(faults={'cfd-features.argotunnel.com/TXT': fault})
+        blocked = ask(dns, 'cfd-features.argotunnel.com', 'TXT', timeout=0.3)
+        assert (blocked['ok'], dns_client.answer_state(blocked)) == (False, 'blocked'), fault

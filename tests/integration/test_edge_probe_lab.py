@@ -176,10 +176,23 @@ def test_dns_blocked_on_the_host_is_a_finding(lab, plan):
     result = probe(lab, plan)
     assert not result['failed'], result.get('msg')  # probing by address still works
     findings = result['dns']['findings']
-    assert findings and {f['kind'] for f in findings} == {'unresolvable'}
+    assert findings and {f['kind'] for f in findings} == {'unresolvable', 'txt_blocked'}
     assert {f['error_kind'] for f in findings} == {'timeout'}
     failed = probe(lab, plan, require=['dns'])
     assert failed['failed'] is True and failed['unmet_requirements'][0].startswith('dns: ')
+
+
+def test_cloudflareds_txt_questions_blocked_is_a_finding_absent_is_not(lab, plan):
+    clean = probe(lab, plan, checks=['dns'], require=[])
+    states = {a['name']: a['state'] for a in clean['dns']['answers'] if a['type'] == 'TXT'}
+    assert states == {'cfd-features.argotunnel.com': 'ok', 'protocol-v2.argotunnel.com': 'absent'}
+    assert clean['dns']['findings'] == []
+    lab.fault('dns', 'refused', 'cfd-features.argotunnel.com/TXT')
+    lab.fault('dns', 'timeout', 'protocol-v2.argotunnel.com/TXT')
+    blocked = probe(lab, plan, checks=['dns'], require=[])
+    assert sorted((f['kind'], f['name'], f['error_kind']) for f in blocked['dns']['findings']) == [
+        ('txt_blocked', 'cfd-features.argotunnel.com', 'dns_refused'),
+        ('txt_blocked', 'protocol-v2.argotunnel.com', 'timeout')]
 
 
 def test_dns_rotation_shows_drift_both_ways(lab, plan):

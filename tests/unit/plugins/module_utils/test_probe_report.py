@@ -159,3 +159,30 @@ def test_good_options_pass_and_families_follow_ip_version():
         return ['ipv4']
     assert probe_options.families_for(params(plan=PLAN), routable) == ['ipv4']
     assert seen['ipv6'] == ['2001:db8:e::11']
+
+
+def txt(name, ok, error_kind=None, rcode='NOERROR'):
+    return {'name': name, 'type': 'TXT', 'ok': ok, 'rcode': rcode, 'answers': ['x'] if ok else [],
+            'error_kind': error_kind, 'message': '' if ok else '198.51.100.253: %s' % error_kind}
+
+
+def test_cloudflareds_txt_questions_are_asked():
+    questions = probe_report.dns_questions(PLAN, ['ipv4'])
+    assert ('cfd-features.argotunnel.com', 'TXT') in questions
+    assert ('protocol-v2.argotunnel.com', 'TXT') in questions
+
+
+@pytest.mark.parametrize('answer, state, finding', [
+    (txt('cfd-features.argotunnel.com', True), 'ok', False),
+    (txt('cfd-features.argotunnel.com', False, 'nxdomain', 'NXDOMAIN'), 'absent', False),
+    (txt('cfd-features.argotunnel.com', False, 'no_answer'), 'absent', False),
+    (txt('cfd-features.argotunnel.com', False, 'timeout', None), 'blocked', True),
+    (txt('cfd-features.argotunnel.com', False, 'dns_refused', 'REFUSED'), 'blocked', True),
+    (txt('cfd-features.argotunnel.com', False, 'servfail', 'SERVFAIL'), 'blocked', True),
+])
+def test_txt_blocked_is_a_finding_and_absent_is_not(answer, state, finding):
+    findings = probe_report.dns_findings(PLAN, ['ipv4'], ['198.51.100.253'], [answer])
+    assert answer['state'] == state
+    assert [f['kind'] for f in findings] == (['txt_blocked'] if finding else [])
+    if finding:
+        assert 'TXT cfd-features.argotunnel.com (asked by cloudflared) got no answer' in findings[0]['message']

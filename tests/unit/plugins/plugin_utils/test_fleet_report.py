@@ -65,8 +65,16 @@ def _answers(plan, families, unresolvable=(), extra_a=None):
                             'nameserver': '192.0.2.53', 'error_kind': 'servfail',
                             'message': '192.0.2.53 answered SERVFAIL', 'latency_ms': 3})
             continue
+        if qtype == 'TXT' and name == 'protocol-v2.argotunnel.com':
+            # cloudflared's rollout record may not exist: an authoritative NXDOMAIN, not a problem.
+            answers.append({'name': name, 'type': qtype, 'ok': False, 'rcode': 'NXDOMAIN', 'answers': [], 'ttl': None,
+                            'nameserver': '192.0.2.53', 'error_kind': 'nxdomain',
+                            'message': '192.0.2.53 answered NXDOMAIN', 'latency_ms': 3})
+            continue
         if qtype == 'SRV':
             values = [(1, 1, 7844, e['hostname']) for e in plan['endpoints'] if e['purpose'] == 'tunnel']
+        elif qtype == 'TXT':
+            values = ['features']
         else:
             endpoint = next(e for e in plan['endpoints'] if e['hostname'] == name)
             values = list(endpoint['ipv4' if qtype == 'A' else 'ipv6']) + list((extra_a or {}).get((name, qtype), []))
@@ -130,8 +138,8 @@ def test_a_healthy_dual_stack_host_is_ok_in_every_column():
     assert row['state'] == 'ok' and row['protocol'] == 'quic' and row['message'] is None
     assert row['failing'] == [] and row['problems'] == [] and row['to_open'] == []
     texts = dict((column, cell['text']) for column, cell in row['cells'].items())
-    # 4 IPv4 tunnel addresses, 3 IPv6; DNS: the SRV name and A+AAAA of the four host names.
-    assert texts == {'dns': '9/9', 'tcp_ipv4': '4/4', 'tls_ipv4': '4/4', 'quic_ipv4': '4/4', 'api_ipv4': '1/1',
+    # 4 IPv4 tunnel addresses, 3 IPv6; DNS: the SRV name, A+AAAA of the four host names and two TXT (one absent).
+    assert texts == {'dns': '11/11', 'tcp_ipv4': '4/4', 'tls_ipv4': '4/4', 'quic_ipv4': '4/4', 'api_ipv4': '1/1',
                      'update_ipv4': '1/1', 'tcp_ipv6': '3/3', 'tls_ipv6': '3/3', 'quic_ipv6': '3/3', 'api_ipv6': '1/1',
                      'update_ipv6': ''}
     assert row['cells']['update_ipv6']['state'] == 'skipped', 'the plan has no IPv6 address for the update host'
@@ -183,7 +191,7 @@ def test_an_ipv4_only_host_skips_the_ipv6_columns():
     row = fleet_report.host_row('v4only', probed(families=['ipv4']))
     assert row['state'] == 'ok'
     assert {cell['state'] for c, cell in row['cells'].items() if c.endswith('_ipv6')} == {'skipped'}
-    assert row['cells']['dns']['text'] == '5/5'
+    assert row['cells']['dns']['text'] == '7/7'
 
 
 def test_checks_left_out_are_skipped_not_failed():
@@ -197,7 +205,7 @@ def test_dns_unresolvable_and_drift_make_the_dns_cell_partial():
     answers = _answers(PLAN, BOTH, unresolvable=[('api.cloudflare.com', 'A')],
                        extra_a={(R1, 'A'): ['198.51.100.99']})
     row = fleet_report.host_row('h', probed(answers=answers, require=['any_tunnel', 'dns']))
-    assert row['cells']['dns'] == {'state': 'partial', 'text': '8/9, 1 drift'}
+    assert row['cells']['dns'] == {'state': 'partial', 'text': '10/11, 1 drift'}
     assert row['state'] == 'failing' and 'dns' in row['failing']
     assert 'DNS: 192.0.2.53 answered SERVFAIL' in row['problems']
     assert 'DNS: this host resolves %s to 198.51.100.99, which the plan lacks' % R1 in row['problems']
