@@ -9,6 +9,8 @@ __metaclass__ = type
 
 import ipaddress
 
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_contract
+
 PROBE_ARGUMENT_SPEC = dict(
     plan=dict(type='dict'),
     targets=dict(type='list', elements='dict', options=dict(
@@ -17,10 +19,10 @@ PROBE_ARGUMENT_SPEC = dict(
         check=dict(type='str', required=True, choices=['tcp', 'tls', 'quic', 'https']),
         server_name=dict(type='str'),
         hostname=dict(type='str'),
-        purpose=dict(type='str', default='extra', choices=['tunnel', 'api', 'update', 'extra']),
+        purpose=dict(type='str', default='extra', choices=list(egress_contract.PURPOSES)),
     )),
     checks=dict(type='list', elements='str', choices=['dns', 'tcp', 'tls', 'quic', 'https']),
-    purposes=dict(type='list', elements='str', choices=['tunnel', 'api', 'update', 'extra']),
+    purposes=dict(type='list', elements='str', choices=list(egress_contract.PURPOSES)),
     ip_version=dict(type='str', default='auto', choices=['auto', '4', '6', 'both']),
     timeout=dict(type='float', default=3.0),
     concurrency=dict(type='int', default=512),
@@ -31,12 +33,13 @@ PROBE_ARGUMENT_SPEC = dict(
                  choices=['any_tunnel', 'quic', 'http2', 'api', 'update', 'dns']),
 )
 
-ENDPOINT_KEYS = ('hostname', 'purpose', 'port', 'protocols')
+ENDPOINT_KEYS = egress_contract.ENDPOINT_KEYS
 
 
 def _plan_problem(plan):
-    if plan.get('version') != 1:
-        return 'plan: version %r is not an egress plan this collection reads (expected 1)' % plan.get('version')
+    if plan.get('version') != egress_contract.PLAN_VERSION:
+        return 'plan: version %r is not an egress plan this collection reads (expected %d)' % (
+            plan.get('version'), egress_contract.PLAN_VERSION)
     endpoints = plan.get('endpoints')
     if not isinstance(endpoints, list) or not endpoints:
         return 'plan: no endpoints; pass the whole result of the tunnelwall.cloudflared.edge_endpoints lookup'
@@ -44,7 +47,7 @@ def _plan_problem(plan):
         missing = [key for key in ENDPOINT_KEYS if key not in endpoint] if isinstance(endpoint, dict) else ENDPOINT_KEYS
         if missing:
             return 'plan: endpoints[%d] lacks %s' % (index, ', '.join(missing))
-        for family in ('ipv4', 'ipv6'):
+        for family in egress_contract.FAMILIES:
             for address in endpoint.get(family) or []:
                 try:
                     ipaddress.ip_address(address)

@@ -22,13 +22,13 @@ import ssl
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import dns_client, quic_initial
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import dns_client, egress_contract, quic_initial
 
 CHECKS = ('dns', 'tcp', 'tls', 'quic', 'https')
 REQUIREMENTS = ('any_tunnel', 'quic', 'http2', 'api', 'update', 'dns')
-FAMILIES = ('ipv4', 'ipv6')
+FAMILIES = egress_contract.FAMILIES
 SOCKET_FAMILY = {'ipv4': socket.AF_INET, 'ipv6': socket.AF_INET6}
-HTTPS_PORT = 443
+HTTPS_PORT = egress_contract.HTTPS_PORT
 
 
 def _target(endpoint, address, family, protocol, checks, server_name):
@@ -92,7 +92,7 @@ def routable_families(addresses_by_family):
             continue
         sock = socket.socket(SOCKET_FAMILY[family], socket.SOCK_DGRAM)
         try:
-            sock.connect((addresses[0], 7844))
+            sock.connect((addresses[0], egress_contract.TUNNEL_PORT))
             families.append(family)
         except (socket.error, OSError):
             pass

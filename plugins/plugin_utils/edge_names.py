@@ -12,21 +12,21 @@ from __future__ import annotations
 
 import dataclasses
 
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_contract
+
 REGIONS = ('global', 'us', 'fed')
 GENERATIONS = ('v2', 'legacy', 'both')
-PURPOSES = ('tunnel', 'api', 'update')
+# The plan's contract (module_utils/egress_contract.py), under the names the lookup has always used.
+PURPOSES = egress_contract.LOOKUP_PURPOSES
 # Order of purposes in a plan; extra hostnames come last.
-PURPOSE_ORDER = PURPOSES + ('extra',)
+PURPOSE_ORDER = egress_contract.PURPOSES
 
-TUNNEL_PORT = 7844
-HTTPS_PORT = 443
-TUNNEL_SERVER_NAMES = {'tcp': 'h2.cftunnel.com', 'udp': 'quic.cftunnel.com'}
-# Every TLS server name (SNI) cloudflared 2026 may send to a tunnel address, by protocol: the tunnel's own
-# name (connection/: h2.cftunnel.com for http2, quic.cftunnel.com for quic) and probe.cftunnel.com, which the
-# start-up pre-checks (cloudflared 2026.5+, prechecks/) send over both protocols. A firewall that filters by
-# SNI must pass all of them; the plan lists them under ``tls_server_names``.
-TUNNEL_TLS_SERVER_NAMES = {'tcp': ('h2.cftunnel.com', 'probe.cftunnel.com'),
-                           'udp': ('quic.cftunnel.com', 'probe.cftunnel.com')}
+TUNNEL_PORT = egress_contract.TUNNEL_PORT
+HTTPS_PORT = egress_contract.HTTPS_PORT
+TUNNEL_SERVER_NAMES = egress_contract.TUNNEL_SERVER_NAMES
+# Every TLS server name (SNI) cloudflared may send to a tunnel address (probe.cftunnel.com included): the plan
+# lists them under ``tls_server_names``.
+TUNNEL_TLS_SERVER_NAMES = egress_contract.TUNNEL_TLS_SERVER_NAMES
 # cloudflared refuses to start with fewer SRV targets than this.
 MIN_SRV_TARGETS = 2
 

@@ -19,13 +19,14 @@ else:
     HAS_NETADDR = True
 
 from ansible.errors import AnsibleLookupError
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_contract
 from ansible_collections.tunnelwall.cloudflared.plugins.plugin_utils import cloudflare_catalog, edge_names
 from ansible_collections.tunnelwall.cloudflared.plugins.plugin_utils.edge_resolver import (
     ADDRESS_TYPES, Answer, Failure)
 
-PLAN_VERSION = 1
-FAMILIES = ('ipv4', 'ipv6')
-PROTOCOL_ORDER = ('tcp', 'udp')
+PLAN_VERSION = egress_contract.PLAN_VERSION
+FAMILIES = egress_contract.FAMILIES
+PROTOCOL_ORDER = egress_contract.PROTOCOLS
 
 
 class DnsFailed(AnsibleLookupError):

@@ -24,12 +24,12 @@ import json
 import re
 from collections.abc import Mapping
 
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import probe_report
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_contract, probe_report
 
 REPORT_VERSION = 1
 FORMATS = ('markdown', 'html', 'json')
 EXTENSIONS = {'markdown': '.md', 'html': '.html', 'json': '.json'}
-FAMILIES = ('ipv4', 'ipv6')
+FAMILIES = egress_contract.FAMILIES
 FAMILY_LABELS = {'ipv4': 'IPv4', 'ipv6': 'IPv6'}
 # failing: no tunnel protocol works, a requirement is unmet or the probe failed; degraded: the tunnel works
 # (cloudflared runs) but something the probe checked does not - QUIC blocked with HTTP/2 working, one family,
@@ -42,11 +42,11 @@ TITLE = 'Cloudflare Tunnel egress: fleet report'
 # checks that the host probed: the api and update hosts get a TCP connect and then HTTPS on the
 # same connection, and HTTPS is what proves the service; TCP alone counts when only it was probed.
 CHECK_COLUMNS = (
-    ('tcp', 'TCP 7844', 'tunnel', ('tcp',)),
-    ('tls', 'TLS 7844', 'tunnel', ('tls',)),
-    ('quic', 'QUIC 7844', 'tunnel', ('quic',)),
-    ('api', 'api 443', 'api', ('https', 'tcp')),
-    ('update', 'update 443', 'update', ('https', 'tcp')),
+    ('tcp', 'TCP %d' % egress_contract.TUNNEL_PORT, 'tunnel', ('tcp',)),
+    ('tls', 'TLS %d' % egress_contract.TUNNEL_PORT, 'tunnel', ('tls',)),
+    ('quic', 'QUIC %d' % egress_contract.TUNNEL_PORT, 'tunnel', ('quic',)),
+    ('api', 'api %d' % egress_contract.HTTPS_PORT, 'api', ('https', 'tcp')),
+    ('update', 'update %d' % egress_contract.HTTPS_PORT, 'update', ('https', 'tcp')),
 )
 COLUMNS = [{'id': 'dns', 'label': 'DNS', 'family': None, 'purpose': None, 'checks': ()}] + [
     {'id': '%s_%s' % (prefix, family), 'label': label, 'family': family, 'purpose': purpose, 'checks': checks}

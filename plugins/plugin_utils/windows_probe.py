@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import base64
 
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import probe_report, quic_initial, reachability
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_contract, probe_report, quic_initial, reachability
 
-BOTH_FAMILIES = ['ipv4', 'ipv6']
+BOTH_FAMILIES = list(egress_contract.FAMILIES)
 
 
 def candidate_families(ip_version):
