@@ -90,6 +90,20 @@ def test_datagrams_just_below_cloudflareds_initials_fail_quic_with_the_size(lab,
     assert all('packet size / path MTU' in m for m in messages.values())
     assert result['recommended_protocol'] == 'http2'
     assert 'packet size / path MTU' in result['recommendation_reason']
+    assert result['recommended_settings']['protocol']['value'] == 'http2'
+    assert result['recommended_settings']['edge_ip_version']['value'] == 'auto'
+    assert [(e['purpose'], e['protocol'], e['port']) for e in result['to_open']] == [('tunnel', 'udp', 7844)]
+
+
+def test_a_size_limit_between_the_families_recommends_the_family_that_passes(lab, plan):
+    # 1240 bytes pass cloudflared's IPv4 Initials (1232) and drop its IPv6 ones (1252).
+    lab.fault('quic-size', '1240')
+    result = probe(lab, plan, purposes=['tunnel'])
+    assert kinds(result, check='quic', family='ipv4') == {None}
+    assert kinds(result, check='quic', family='ipv6') == {'quic_size'}
+    settings = result['recommended_settings']
+    assert (settings['protocol']['value'], settings['edge_ip_version']['value']) == ('quic', '4')
+    assert 'may choose IPv6, which is blocked here' in settings['edge_ip_version']['reason']
 
 
 def test_datagrams_above_cloudflareds_initials_pass(lab, plan):
