@@ -11,18 +11,23 @@ answered in.
 
 from __future__ import annotations
 
-try:
-    import netaddr
-except ImportError:  # the lookup tells the user to install netaddr before it gets here
-    HAS_NETADDR = False
-else:
-    HAS_NETADDR = True
+import importlib.util
 
 from ansible.errors import AnsibleLookupError
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_contract
 from ansible_collections.tunnelwall.cloudflared.plugins.plugin_utils import cloudflare_catalog, edge_names
 from ansible_collections.tunnelwall.cloudflared.plugins.plugin_utils.edge_resolver import (
     ADDRESS_TYPES, Answer, Failure)
+
+# netaddr (its set code above all) is imported when a plan is built (_netaddr()), not when the lookup is
+# loaded; the lookup tells the user to install it before it gets here.
+HAS_NETADDR = importlib.util.find_spec('netaddr') is not None
+
+
+def _netaddr():
+    import netaddr  # pylint: disable=import-outside-toplevel
+    return netaddr
+
 
 PLAN_VERSION = egress_contract.PLAN_VERSION
 FAMILIES = egress_contract.FAMILIES
@@ -138,7 +143,7 @@ def _sort_endpoints(endpoints):
 
 
 def _sort_addresses(addresses):
-    return [str(a) for a in sorted(netaddr.IPAddress(a) for a in addresses)]
+    return [str(a) for a in sorted(_netaddr().IPAddress(a) for a in addresses)]
 
 
 def aggregate(addresses, prefix):
@@ -147,8 +152,8 @@ def aggregate(addresses, prefix):
     Each address is widened to its covering /prefix block (host bits cleared),
     then adjacent and overlapping blocks are merged.
     """
-    blocks = [netaddr.IPNetwork('%s/%d' % (address, prefix)).cidr for address in addresses]
-    return [str(block) for block in netaddr.cidr_merge(blocks)]
+    blocks = [_netaddr().IPNetwork('%s/%d' % (address, prefix)).cidr for address in addresses]
+    return [str(block) for block in _netaddr().cidr_merge(blocks)]
 
 
 def build_rules(endpoints, options):
@@ -173,7 +178,7 @@ def build_rules(endpoints, options):
 
 
 def _trusted_sets(options):
-    return {family: netaddr.IPSet(str(n) for n in networks) for family, networks in options.ranges.items()}
+    return {family: _netaddr().IPSet(str(n) for n in networks) for family, networks in options.ranges.items()}
 
 
 def ownership_violations(endpoints, options, resolver):
@@ -187,7 +192,7 @@ def ownership_violations(endpoints, options, resolver):
         for family in FAMILIES:
             violations.extend(
                 '%s resolved to %s via %s' % (endpoint['hostname'], address, resolver)
-                for address in endpoint[family] if netaddr.IPAddress(address) not in trusted[family])
+                for address in endpoint[family] if _netaddr().IPAddress(address) not in trusted[family])
     return violations
 
 
@@ -195,7 +200,7 @@ def widened_beyond_trust(rules, options):
     """Blocks that prefix_v4/prefix_v6 widened past the trusted ranges."""
     trusted = _trusted_sets(options)
     return sorted({block for rule in rules for family in FAMILIES for block in rule[family]
-                   if not netaddr.IPSet([block]).issubset(trusted[family])})
+                   if not _netaddr().IPSet([block]).issubset(trusted[family])})
 
 
 def plan_from_dns(options, results, resolved_at):
