@@ -24,7 +24,7 @@ description:
     so that AWX and the automation controller keep it as a job artifact.
   - A cell is V(ok) when every address answered, V(partial) when some did, V(failed) when none did, V(skipped) when the
     host did not probe it and V(unreachable) when the host has no probe result at all. A host is V(ok), V(degraded)
-    (cloudflared can run - a tunnel protocol works - but a cell failed or is partial, or DNS differs from the plan:
+    (cloudflared can run - a tunnel protocol works - but a cell failed or is partial, or DNS differs from the plan -
     QUIC blocked with HTTP/2 working, one address family or region blocked, the API unreachable), V(failing) (no tunnel
     protocol works, a requirement of the probe is not met, or the probe failed) or V(unreachable) (no probe result -
     the host could not be reached, or the probe was skipped or failed before it probed). Every host that is not V(ok)
