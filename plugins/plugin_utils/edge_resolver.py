@@ -48,6 +48,7 @@ def _dnspython():
         import dns.resolver
     return dns
 
+
 ADDRESS_TYPES = {'ipv4': 'A', 'ipv6': 'AAAA'}
 
 

@@ -50,8 +50,8 @@ def _endpoint(hostname, purpose, port, protocols, server_names, tls_server_names
         'port': port,
         'protocols': list(protocols),
         'server_names': dict(server_names),
-        'tls_server_names': dict((p, list(names)) for p, names in (tls_server_names or
-                                                                    dict((p, [n]) for p, n in server_names.items())).items()),
+        'tls_server_names': dict((p, list(names)) for p, names in (
+            tls_server_names or dict((p, [n]) for p, n in server_names.items())).items()),
         'ipv4': [],
         'ipv6': [],
         'ttl': None,

@@ -75,7 +75,7 @@ def read_attempts(target, raw, timeout):
     first = target['attempts'][0]
     datagrams = [base64.b64decode(d) for d in first['datagrams']]
     ok, kind, message = reachability.interpret_quic_attempts(main, None, acked, outcomes, target, timeout,
-                                                            len(datagrams), len(datagrams[0]))
+                                                             len(datagrams), len(datagrams[0]))
     if kind == 'timeout':
         message = raw.get('message') or message
     return ok, kind, message
@@ -90,10 +90,12 @@ def _row(target, raw, timeout):
         first = base64.b64decode(target['attempts'][0]['datagrams'][0])
         extra = {'initial_size': len(first), 'initials': len(target['attempts'][0]['datagrams'])}
     server_name = target['server_name'] if raw['check'] in ('tls', 'https', 'quic') else None
-    return dict(extra, **{'hostname': target['hostname'], 'purpose': target['purpose'], 'address': target['address'],
-            'family': target['family'], 'port': target['port'], 'protocol': target['protocol'], 'check': raw['check'],
-            'server_name': server_name, 'ok': ok, 'error_kind': None if ok else error_kind, 'message': message,
-            'latency_ms': int(raw.get('latency_ms') or 0)})
+    row = {'hostname': target['hostname'], 'purpose': target['purpose'], 'address': target['address'],
+           'family': target['family'], 'port': target['port'], 'protocol': target['protocol'], 'check': raw['check'],
+           'server_name': server_name, 'ok': ok, 'error_kind': None if ok else error_kind, 'message': message,
+           'latency_ms': int(raw.get('latency_ms') or 0)}
+    row.update(extra)
+    return row
 
 
 def report(params, prepared, module_result):

@@ -14,7 +14,6 @@ from __future__ import annotations
 import html.parser
 import json
 import os
-import re
 import socket
 import subprocess
 import sys

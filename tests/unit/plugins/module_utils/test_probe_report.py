@@ -249,7 +249,7 @@ def test_to_open_is_data_for_every_failed_group():
 def test_every_part_reads_the_plan_contract_from_one_module():
     from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_contract
     from ansible_collections.tunnelwall.cloudflared.plugins.plugin_utils import edge_names, egress_plan, fleet_report
-    assert egress_plan.PLAN_VERSION is egress_contract.PLAN_VERSION == 1
+    assert egress_plan.PLAN_VERSION == egress_contract.PLAN_VERSION == 1
     assert egress_plan.FAMILIES is reachability.FAMILIES is fleet_report.FAMILIES is egress_contract.FAMILIES
     assert edge_names.PURPOSE_ORDER is egress_contract.PURPOSES
     assert probe_options.PROBE_ARGUMENT_SPEC['purposes']['choices'] == list(egress_contract.PURPOSES)

@@ -196,8 +196,8 @@ def test_cloudflared_flight_is_a_post_quantum_hello_over_initials_of_its_size(fa
     assert key_shares(hello) == [(0x11ec, 1216), (0x001d, 32)]
     # The ML-KEM-768 encapsulation key is well formed: every 12-bit coefficient below q.
     share = hello[hello.index(bytes.fromhex('11ec04c0')) + 4:][:1184]
-    coefficients = [c for i in range(0, 1152, 3) for c in (int.from_bytes(share[i:i + 3], 'little') & 0xFFF,
-                                                             int.from_bytes(share[i:i + 3], 'little') >> 12)]
+    triples = [int.from_bytes(share[i:i + 3], 'little') for i in range(0, 1152, 3)]
+    coefficients = [c for triple in triples for c in (triple & 0xFFF, triple >> 12)]
     assert len(coefficients) == 768 and max(coefficients) < quic_initial.MLKEM_Q
 
 

@@ -113,7 +113,7 @@ def test_report_names_a_size_loss_when_only_the_small_attempt_is_answered():
          'answers': {'cloudflared': []}},
     ]}
     output = windows_probe.report(params(checks=['quic'], require=[]), prepared, module_result)
-    rows = [r for r in output['results']]
+    rows = list(output['results'])
     assert [r['error_kind'] for r in rows] == ['quic_size', 'quic_multi_initial', 'refused']
     assert "cloudflared's 1232-byte UDP datagrams" in rows[0]['message']
     assert output['recommended_protocol'] == 'none'
