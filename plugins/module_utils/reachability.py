@@ -178,8 +178,9 @@ class _Attempt(object):
         self.answer = None    # the first answer that is not a bare ACK
         self.acked = False    # the server acknowledged part of the ClientHello
         self.error = None     # a socket error (refused, unreachable, blocked locally)
-        self.sock = socket.socket(SOCKET_FAMILY[target['family']], socket.SOCK_DGRAM)
+        self.sock = None
         try:
+            self.sock = socket.socket(SOCKET_FAMILY[target['family']], socket.SOCK_DGRAM)
             # A connected UDP socket turns an ICMP port unreachable into ECONNREFUSED.
             self.sock.connect((target['address'], target['port']))
             for datagram in self.datagrams:
@@ -243,7 +244,8 @@ def probe_quic(target, timeout, deadline=None, attempts=None):
                     attempt.receive()
     finally:
         for attempt in running:
-            attempt.sock.close()
+            if attempt.sock is not None:
+                attempt.sock.close()
     outcomes = dict((a.kind, 'answered' if a.answer else ('error' if a.error else 'silent')) for a in running)
     ok, error_kind, message = interpret_quic_attempts(main.answer, main.error, main.acked, outcomes, target,
                                                       timeout, len(main.datagrams), len(main.datagrams[0]))
