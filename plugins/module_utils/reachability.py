@@ -16,7 +16,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import select
+import selectors
 import socket
 import ssl
 import time
@@ -207,6 +207,18 @@ class _Attempt(object):
         self.answer = answer
 
 
+def _readable(socks, timeout):
+    """The sockets of ``socks`` with a datagram waiting, within ``timeout``.
+
+    epoll/poll rather than select(): with hundreds of probes in flight the
+    descriptors pass select()'s limit of 1024.
+    """
+    with selectors.DefaultSelector() as selector:
+        for sock in socks:
+            selector.register(sock, selectors.EVENT_READ)
+        return [key.fileobj for key, dummy in selector.select(timeout)]
+
+
 def quic_attempts(server_name, family):
     """``{kind: (datagrams, dcid, scid)}`` of the QUIC check: cloudflared's own first flight, and two smaller ones.
 
@@ -238,7 +250,7 @@ def probe_quic(target, timeout, deadline=None, attempts=None):
                 running += [_Attempt(kind, target, built[kind]) for kind in ('single', 'small')]
             waiting = [a.sock for a in running if not a.done]
             wake = deadline if len(running) > 1 else check_at
-            readable = select.select(waiting, [], [], max(wake - now, 0.001))[0] if waiting else []
+            readable = _readable(waiting, max(wake - now, 0.001))
             for attempt in running:
                 if attempt.sock in readable:
                     attempt.receive()

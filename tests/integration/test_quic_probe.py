@@ -8,6 +8,7 @@ cause named - where only smaller or single datagrams get through.
 
 from __future__ import annotations
 
+import socket
 import time
 
 import pytest
@@ -90,3 +91,20 @@ def test_a_silent_port_is_still_a_plain_timeout(relay):
     row = reachability.probe_quic(target(path.address, 'ipv4'), 1.0)
     assert (row['ok'], row['error_kind']) == (False, 'timeout')
     assert row['message'] == 'UDP %d: no QUIC answer within 1s (dropped?)' % path.address[1]
+
+
+def test_many_probes_at_once_descriptors_above_1024_work(server):
+    # edge_probe runs hundreds of probes at once, each with up to three sockets: select() would fail above 1024.
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(max(soft, 2048), hard), hard))
+    held = []
+    try:
+        while not held or held[-1].fileno() < 1100:
+            held.append(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+        row = reachability.probe_quic(target(server.ports['ipv4'], 'ipv4'), 2.0)
+        assert row['ok'], row
+    finally:
+        for sock in held:
+            sock.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
