@@ -9,7 +9,8 @@ timeout whatever the number of targets. Every failure is classified:
 ``timeout`` (a silent drop), ``refused`` and ``unreachable`` (an active
 rejection: TCP RST, ICMP), ``blocked_locally`` (this host's own firewall),
 ``tls``/``tls_certificate`` (something answered, but not the edge), and
-QUIC's own ``quic_closed``/``quic_version``.
+QUIC's own ``quic_closed``/``quic_version``, and ``quic_size``/``quic_multi_initial``
+when only smaller or single datagrams get through.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -164,8 +165,8 @@ def _handshake(sock, target, check, context, deadline, started):
     return _result(target, check, True, None, '%s with SNI %s' % (version, target['server_name']), handshake_started)
 
 
-# The share of the timeout the cloudflared-sized attempt has alone; when it is still unanswered then, the two
-# smaller attempts (SIZE_CHECKS) go out, so the whole check still ends by one timeout.
+# The share of the timeout cloudflared's own flight has alone; when it is still unanswered then, the two smaller
+# attempts of quic_attempts() go out, so the whole check still ends by one timeout.
 SIZE_CHECK_AFTER = 2.0 / 3
 
 
