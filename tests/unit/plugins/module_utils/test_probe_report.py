@@ -254,5 +254,5 @@ def test_every_part_reads_the_plan_contract_from_one_module():
     assert edge_names.PURPOSE_ORDER is egress_contract.PURPOSES
     assert probe_options.PROBE_ARGUMENT_SPEC['purposes']['choices'] == list(egress_contract.PURPOSES)
     assert (edge_names.TUNNEL_PORT, reachability.HTTPS_PORT) == (egress_contract.TUNNEL_PORT, egress_contract.HTTPS_PORT)
-    problem = probe_options._plan_problem({'version': 2, 'endpoints': []})
+    problem = probe_options._plan_problem({'version': 2, 'endpoints': []}, {}, probe_options.CHECKS)
     assert problem == 'plan: version 2 is not an egress plan this collection reads (expected 1)'
