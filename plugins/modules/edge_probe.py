@@ -186,13 +186,9 @@ to_open:
     - {purpose: tunnel, protocol: udp, port: 7844, destinations: [198.41.192.7/32, "2606:4700:a0::1/128"]}
 """
 
-import os
-import time
-
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import dns_client, probe_report, reachability
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.probe_options import (
-    PROBE_ARGUMENT_SPEC, families_for, validate_probe_params)
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import probe_run
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.probe_options import PROBE_ARGUMENT_SPEC
 
 
 def main():
@@ -200,26 +196,11 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec, mutually_exclusive=[('plan', 'targets')],
                            required_one_of=[('plan', 'targets')], supports_check_mode=True)
     params = module.params
-    problem = validate_probe_params(params)
+    problem = probe_run.check(params)
     if problem:
         module.fail_json(msg=problem)
-    if params['ca_path'] and not os.path.isfile(params['ca_path']):
-        module.fail_json(msg='ca_path=%s: no such file' % params['ca_path'])
-
-    plan = params['plan']
-    families = families_for(params, reachability.routable_families)
-    targets, questions = probe_report.probe_work(params, families)
-    nameservers = dns_client.read_resolv_conf(params['resolv_conf'])
-
-    def ask_dns():
-        return probe_report.resolve_all(questions, nameservers, params['timeout'])
-
-    context = reachability.tls_context(params['validate_certs'], params['ca_path'])
-    started = time.time()
-    results, answers = reachability.run_probes(targets, params['timeout'], params['concurrency'], context,
-                                               ask_dns if questions else None)
-    output = probe_report.report(params['require'], plan, families, results, nameservers, answers or [], bool(questions))
-    output.update(changed=False, elapsed_ms=int((time.time() - started) * 1000))
+    # The same probe the firewall modules run to verify their change (probe_run).
+    output = dict(probe_run.probe(params, params['resolv_conf']), changed=False)
     if output['unmet_requirements']:
         module.fail_json(msg='edge_probe: not met: %s' % ' | '.join(output['unmet_requirements']), **output)
     module.exit_json(**output)
