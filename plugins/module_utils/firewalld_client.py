@@ -136,7 +136,10 @@ class Firewalld(object):
         argv = ['dbus-send', '--system', '--print-reply', '--reply-timeout=120000', '--dest=' + BUS, path, method] + list(args)
         rc, out, err = self.run(argv)
         if rc != 0:
-            raise FirewalldError('%s: %s' % (method.rsplit('.', 1)[-1], (err or out).strip()))
+            # rc 126/127 with "cannot run": dbus-send itself did not start (egress_module.command_runner).
+            error = FirewalldError('%s: %s' % (method.rsplit('.', 1)[-1], (err or out).strip()))
+            error.cannot_start = rc in (126, 127) and (err or '').startswith('cannot run')
+            raise error
         return parse_dbus_reply(out)
 
     def firewall_cmd(self, args):
@@ -161,6 +164,8 @@ class Firewalld(object):
             state = self.dbus(PATH, 'org.freedesktop.DBus.Properties.Get', 'string:' + BUS, 'string:state')
             version = self.dbus(PATH, 'org.freedesktop.DBus.Properties.Get', 'string:' + BUS, 'string:version')
         except FirewalldError as error:
+            if getattr(error, 'cannot_start', False):
+                raise FirewalldError('%s: install D-Bus\'s tools (dbus-bin or dbus-tools)' % error)
             raise FirewalldError('firewalld is not running or cannot be reached over D-Bus (%s); start it, '
                                  'e.g. systemctl start firewalld' % error)
         except OSError as error:
