@@ -123,6 +123,10 @@ class FirewalldError(Exception):
 class Firewalld(object):
     """A firewalld reached through ``run``; ``config_dir`` is /etc/firewalld on a real host."""
 
+    # Linux limits one argument of a command to 128 KiB (MAX_ARG_STRLEN; more is E2BIG, the command never starts):
+    # an ipset whose setEntries argument would be longer than this - about 3,500 IPv4 /24s - is loaded from files.
+    max_argument = 64 * 1024
+
     def __init__(self, run, config_dir='/etc/firewalld'):
         self.run = run
         self.config_dir = config_dir
@@ -248,12 +252,42 @@ class Firewalld(object):
         self.dbus(PATH, BUS + '.reload')
 
     def _step_set_entries(self, layer, ipset, entries):
-        # setEntries replaces the whole set in one transaction: no moment with a half-updated set.
         value = 'array:string:' + ','.join(entries)
-        if layer == 'runtime':
+        if len(value.encode('utf-8')) > self.max_argument:
+            self._set_entries_from_files(layer, ipset, entries)
+        elif layer == 'runtime':
+            # setEntries replaces the whole set in one transaction: no moment with a half-updated set.
             self.changing_dbus(PATH, BUS + '.ipset.setEntries', 'string:' + ipset, value)
         else:
             self.changing_dbus(self._config_path('IPSet', ipset), BUS + '.config.ipset.setEntries', value)
+
+    def entries(self, layer, ipset):
+        if layer == 'runtime':
+            return self.dbus(PATH, BUS + '.ipset.getEntries', 'string:' + ipset) or []
+        return self.dbus(self._config_path('IPSet', ipset), BUS + '.config.ipset.getEntries') or []
+
+    def _set_entries_from_files(self, layer, ipset, entries):
+        """A set too large for one dbus-send argument: what is missing, then what is stale, each from a file.
+
+        firewall-cmd reads the file itself and hands firewalld the whole list over D-Bus, where no argument limit
+        applies; each call is one setEntries. Adding first means the set only ever holds more than the old or the
+        new one - never less - while the two calls run.
+        """
+        have = fp.normalize_entries(self.entries(layer, ipset))
+        present = set(have)
+        wanted = set(entries)
+        add = [e for e in entries if e not in present]
+        stale = [e for e in have if e not in wanted]
+        for option, items in (('--add-entries-from-file=', add), ('--remove-entries-from-file=', stale)):
+            if not items:
+                continue
+            handle, path = tempfile.mkstemp(prefix='tunnelwall-%s-' % ipset, suffix='.txt')  # 0600, only ours
+            try:
+                with os.fdopen(handle, 'w') as stream:
+                    stream.write('\n'.join(items) + '\n')
+                self.firewall_cmd((['--permanent'] if layer == 'permanent' else []) + ['--ipset=' + ipset, option + path])
+            finally:
+                os.unlink(path)
 
     def _step_add_rules(self, layer, policy, rules):
         self._rules(layer, policy, '--add-rich-rule=', rules)

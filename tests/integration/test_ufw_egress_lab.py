@@ -239,7 +239,10 @@ def test_a_users_line_right_after_an_owned_rule_survives_its_removal_and_stays_l
     rules = lab.exec(host, ['cat', '/etc/ufw/user.rules'], check=True).stdout
     assert owned_line + '\n' in rules, rules
     lab.exec(host, ['sed', '-i', '/^%s$/a %s' % (re.escape(owned_line), users_line), '/etc/ufw/user.rules'], check=True)
-    lab.exec(host, ['ufw', 'reload'], check=True)
+    # Loaded as the module loads the file; not `ufw reload`, which rewrites user.rules from its tuples (ufw 0.36) and
+    # so drops every hand-written -A line itself.
+    lab.exec(host, ['iptables-restore', '-n', '/etc/ufw/user.rules'], check=True)
+    assert owned_line + '\n' + users_line + '\n' in lab.exec(host, ['cat', '/etc/ufw/user.rules'], check=True).stdout
     assert reaches(lab, host, 'connect', DECOY4, 443)['ok']  # the user's line is live
 
     rotated = copy.deepcopy(plan)
