@@ -12,12 +12,13 @@ from ansible.errors import AnsibleConnectionFailure
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
 
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import probe_run
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.egress_spec import (
     EXTRA_ALLOW_SPEC, REQUIRED_IF, RULES_SPEC, TRANSACTION_SPEC)
 from ansible_collections.tunnelwall.cloudflared.plugins.plugin_utils import windows_firewall
 
-VERIFY_SPEC = dict(TRANSACTION_SPEC['verify'], options=dict(
-    TRANSACTION_SPEC['verify']['options'],
+VERIFY_SPEC = dict(probe_run.VERIFY_SPEC, options=dict(
+    probe_run.VERIFY_SPEC['options'],
     # A path on the Windows host: type path would expand ~ and variables on the controller.
     ca_path=dict(type='str'),
 ))

@@ -9,6 +9,7 @@ __metaclass__ = type
 
 import errno
 
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import dns_client, egress_request, probe_run
 
 C_ENV = {'LANG': 'C', 'LC_ALL': 'C'}
@@ -27,7 +28,11 @@ def prepare(module, backend, name, render_problem=None):
         module.fail_json(msg='%s: %s' % (name, error))
     verify = None
     if module.params.get('verify'):
-        params, verify = probe_run.verifier(module.params['verify'], request.resolv_conf)
+        options = module.params['verify']
+        checked = ArgumentSpecValidator(probe_run.VERIFY_SPEC['options']).validate(options)
+        if checked.error_messages:
+            module.fail_json(msg='%s: verify: %s' % (name, '; '.join(checked.error_messages)))
+        params, verify = probe_run.verifier(checked.validated_parameters, request.resolv_conf)
         problem = probe_run.check(params)
         if problem:
             module.fail_json(msg='%s: verify.%s' % (name, problem))

@@ -254,7 +254,9 @@ def test_a_users_line_right_after_an_owned_rule_survives_its_removal_and_stays_l
     assert '198.51.100.21' in {r['destination'] for r in second['removed']}
     rules = lab.exec(host, ['cat', '/etc/ufw/user.rules'], check=True).stdout
     assert owned_line not in rules and rules.count(users_line) == 1, rules
-    assert users_line in lab.exec(host, ['iptables-save'], check=True).stdout
+    live = lab.exec(host, ['iptables-save'], check=True).stdout  # iptables-save spells a rule its own way
+    assert '-A ufw-user-output -d %s/32 -p tcp -m tcp --dport 443 -j ACCEPT' % DECOY4 in live, live
+    assert '-d 198.51.100.21/32 -p tcp -m tcp --dport 7844' not in live, live
     assert reaches(lab, host, 'connect', DECOY4, 443)['ok']  # still live after the owned rule went
     assert_refused(lab, host, '198.51.100.21', 7844)
     assert reaches(lab, host, 'connect', '198.51.100.31', 7844)['ok']
