@@ -294,6 +294,31 @@ def egress_module_runner(name):
     return run
 
 
+ROLE_SPECS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))),
+                          'roles', 'egress_firewall', 'meta', 'argument_specs.yml')
+
+
+def role_base():
+    return {'egress_firewall_default_deny': True, 'egress_firewall_dns_servers': ['198.51.100.253'],
+            'egress_firewall_extra_allow': [{'protocol': 'tcp', 'port': 443, 'destinations': ['198.51.100.80']}]}
+
+
+def run_role_spec(variables):
+    """The role's variables through its meta/argument_specs.yml, as the role's first, implicit task checks them
+    (validate_argument_spec: ansible-core's ArgumentSpecValidator over the entry point's options)."""
+    import yaml
+    from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+    with open(ROLE_SPECS, encoding='utf-8') as handle:
+        options = yaml.safe_load(handle)['argument_specs']['main']['options']
+    try:
+        result = ArgumentSpecValidator(options).validate(variables)
+    except Exception:  # pylint: disable=broad-except
+        return _traceback()
+    if result.error_messages:
+        return Outcome(failed=True, message='; '.join(result.error_messages))
+    return Outcome(value=result.validated_parameters)
+
+
 PLUGINS = {
     'edge_endpoints': Plugin('edge_endpoints', lookup_base, run_lookup_options),
     'edge_probe': Plugin('edge_probe', probe_base, run_edge_probe),
@@ -303,6 +328,7 @@ PLUGINS = {
     'fleet_report': Plugin('fleet_report', fleet_base, run_fleet_report),
     'firewalld_egress': Plugin('firewalld_egress', egress_base, egress_module_runner('firewalld_egress')),
     'ufw_egress': Plugin('ufw_egress', egress_base, egress_module_runner('ufw_egress')),
+    'egress_firewall (role)': Plugin('egress_firewall (role)', role_base, run_role_spec),
 }
 
 
@@ -531,9 +557,8 @@ def _egress_rows(plugin):
         Row(E, 'resolv_conf', 'malformed', st.sampled_from(['resolv.conf', 'etc/resolv.conf', './resolv.conf']),
             'resolv.conf'),
         Row(E, 'resolv_conf', 'trailing newline', with_newline('/etc/resolv.conf'), '/etc/resolv.conf\n'),
-        Row(E, 'verify', 'wrong type', st.sampled_from([42, ['plan']]), 42),
-        Row(E, 'verify', 'wrong type', st.sampled_from(['yes', 'plan']), 'yes', also=('dictionary requested',),
-            note=CORE_DICT_NOTE),
+        # A number once ended in a TypeError inside AnsibleModule (options of a dict option; see egress_spec).
+        Row(E, 'verify', 'wrong type', st.sampled_from([42, True, [42], ['plan'], 'yes', 1.5]), 42),
         Row(E, 'verify.timeout', 'out of range', st.one_of(st.floats(max_value=0), st.floats(min_value=120.001),
                                                            st.just(float('nan'))), 0.0, names='timeout'),
         Row(E, 'verify.plan', 'wrong type', st.sampled_from([{'version': True}, {'endpoints': 'x'}]), {'version': True},
@@ -550,9 +575,32 @@ def _egress_rows(plugin):
     return rows
 
 
+def _role_rows():
+    R = 'egress_firewall (role)'
+    V = 'egress_firewall_'
+    return [
+        Row(R, V + 'state', 'unicode', unicode_text(), 'pr\u00e9sent'),
+        Row(R, V + 'state', 'trailing newline', with_newline('absent'), 'absent\n'),
+        Row(R, V + 'backend', 'malformed', st.sampled_from(['nftables', 'UFW', 'firewalld ', '']), 'nftables'),
+        Row(R, V + 'plan', 'wrong type', st.sampled_from([42, ['rules'], True]), ['rules']),
+        Row(R, V + 'lookup_options', 'wrong type', st.sampled_from([42, ['region'], 'region']), 42),
+        Row(R, V + 'default_deny', 'wrong type', NOT_BOOLEANS, 'maybe'),
+        Row(R, V + 'allow_dns', 'wrong type', NOT_BOOLEANS, 'ja'),
+        Row(R, V + 'verify', 'wrong type', NOT_BOOLEANS, 'truee'),
+        Row(R, V + 'extra_allow', 'wrong type', st.sampled_from([[42], [True], 42]), [42]),
+        Row(R, V + 'extra_allow[].port', 'wrong type', st.sampled_from(['https', [443], {'port': 443}]), 'https',
+            names='port'),
+        Row(R, V + 'extra_allow[].protocol', 'unicode', unicode_text(), 't\u0441p', names='protocol'),
+        Row(R, V + 'extra_allow[].destinations', 'empty', st.just(None), None, names='destinations'),
+        Row(R, V + 'probe_timeout', 'wrong type', NOT_NUMBERS, 'fast'),
+        Row(R, V + 'confirm_timeout', 'wrong type', NOT_INTEGERS, 'soon'),
+        Row(R, V + 'purposes', 'wrong type', st.just({'tunnel': 1}), {'tunnel': 1}),
+    ]
+
+
 TABLE = (_lookup_rows() + _probe_rows('edge_probe') + _target_rows('edge_probe (targets)')
          + _probe_rows('win_edge_probe') + _target_rows('win_edge_probe (targets)') + _fleet_rows()
-         + _egress_rows('firewalld_egress') + _egress_rows('ufw_egress'))
+         + _egress_rows('firewalld_egress') + _egress_rows('ufw_egress') + _role_rows())
 
 
 def options_for(row, value):
