@@ -352,6 +352,8 @@ def test_an_ipset_of_more_than_10000_entries_loads_reruns_unchanged_and_allows(f
     planned = [re.sub('/128$', '', c) for c in tcp['ipv6']]
     tcp['ipv6'] = tcp['ipv6'] + [a + '/128' for a in big]
     # On the command line the options would hit the same limit: they go in a file of extra vars.
+    # The TCP rule's IPv6 destinations now differ from the UDP rule's: the TCP ones get their own ipset.
+    big_set = 'tunnelwall-tunnel-tcp7844-v6'
     (tmp_path / 'vars.json').write_text(json.dumps({'big_rules': rules}))
     command = [os.path.join(BIN, 'ansible'), HOST, '-i', fw.inventory, '-m', MODULE, '-o', '-e', '@%s' % (tmp_path / 'vars.json'),
                '-a', json.dumps({'rules': '{{ big_rules }}', 'default_deny': True})]
@@ -367,14 +369,14 @@ def test_an_ipset_of_more_than_10000_entries_loads_reruns_unchanged_and_allows(f
     first = run()
     took = time.monotonic() - started
     assert first['changed'] is True
-    assert len(first['added']['entries']['tunnelwall-tunnel-v6']) == len(big) + len(planned)
+    assert len(first['added']['entries'][big_set]) == len(big) + len(planned)
     # Loaded from files by firewall-cmd, in both layers; not one huge argument.
     from_files = [c for c in first['commands'] if c[0] == 'firewall-cmd' and c[-1].startswith('--add-entries-from-file=')]
-    assert [c[1] for c in from_files] == ['--ipset=tunnelwall-tunnel-v6', '--permanent'], first['commands']
+    assert [c[1] for c in from_files] == ['--ipset=' + big_set, '--permanent'], first['commands']
     for layer in ([], ['--permanent']):
-        loaded = set(fwcmd(fw, *layer, '--ipset=tunnelwall-tunnel-v6', '--get-entries').split())
+        loaded = set(fwcmd(fw, *layer, '--ipset=' + big_set, '--get-entries').split())
         assert set(big) <= loaded and set(planned) <= loaded, layer
-    assert big[-1] in fw.exec(HOST, ['nft', 'list', 'set', 'inet', 'firewalld', 'tunnelwall-tunnel-v6'], check=True).stdout
+    assert big[-1] in fw.exec(HOST, ['nft', 'list', 'set', 'inet', 'firewalld', big_set], check=True).stdout
     # An allowed address connects; the rest is still refused.
     assert reaches(fw, HOST, tunnel(plan, 'ipv6')[0], 7844) and reaches(fw, HOST, tunnel(plan)[0], 7844)
     assert not reaches(fw, HOST, DECOY['ipv6'], 7844)

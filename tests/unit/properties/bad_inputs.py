@@ -498,6 +498,17 @@ def _fleet_rows():
 CORE_DICT_NOTE = "ansible-core's AnsibleModule refuses a value that is no dict before the module runs, with its own message (dictionary requested, could not parse JSON or key=value) that does not name the option"
 
 
+# ansible-core 2.19 to 2.21 (check_type_int) reads a list of three as a decimal.Decimal tuple: [0, [1], 0] passes as
+# the integer 1, [2**63, 0, 0] raises OverflowError inside AnsibleModule - for every int option of every module. Not
+# this collection's to fix; such lists are left out of the int rows below and the note says so on the page.
+DECIMAL_TUPLE_NOTE = ("lists of three are left out: ansible-core's int check reads them as a decimal tuple - "
+                      "[0, [1], 0] passes as 1 and [2**63, 0, 0] ends in its own OverflowError")
+
+
+def not_decimal_tuple(value):
+    return not (isinstance(value, list) and len(value) == 3)
+
+
 def _egress_rows(plugin):
     """The request model's options (egress_request), the same rows for every Linux firewall module."""
     E = plugin
@@ -526,7 +537,9 @@ def _egress_rows(plugin):
         Row(E, rule + 'purpose', 'empty', st.just(''), ''),
         Row(E, rule + 'protocol', 'malformed', st.sampled_from(['sctp', 'TCP', 'tcp\n', '', 'icmp']), 'sctp'),
         Row(E, rule + 'port', 'out of range', out_of(1, 65535), 65536),
-        Row(E, rule + 'port', 'wrong type', st.one_of(st.sampled_from(['https', '7844/tcp', '0x1ea4']), WRONG_SCALARS), 'https'),
+        Row(E, rule + 'port', 'wrong type', st.one_of(st.sampled_from(['https', '7844/tcp', '0x1ea4']),
+                                                       WRONG_SCALARS).filter(not_decimal_tuple), 'https',
+            note=DECIMAL_TUPLE_NOTE),
         Row(E, rule + 'ipv4', 'IPv6 zone id', ZONED.map(lambda a: [a]), ['fe80::1%eth0']),
         Row(E, rule + 'ipv4', 'malformed', st.sampled_from([['198.51.100.1/24'], ['198.51.100.300'], ['0.0.0.0/0'],
                                                            ['2001:db8::1'], ['198.51.100.0/33'], ['']]),
@@ -564,7 +577,7 @@ def _egress_rows(plugin):
         Row(E, 'verify.plan', 'wrong type', st.sampled_from([{'version': True}, {'endpoints': 'x'}]), {'version': True},
             names='plan'),
         Row(E, 'confirm_timeout', 'out of range', out_of(0, 86400), 86401),
-        Row(E, 'confirm_timeout', 'wrong type', NOT_INTEGERS, 'soon'),
+        Row(E, 'confirm_timeout', 'wrong type', NOT_INTEGERS.filter(not_decimal_tuple), 'soon', note=DECIMAL_TUPLE_NOTE),
         Row(E, 'lock_timeout', 'out of range', out_of(0, 3600), -1),
         Row(E, 'state', 'unicode', unicode_text(), 'pr\u00e9sent'),
         Row(E, 'state', 'trailing newline', with_newline('present'), 'present\n'),
@@ -593,7 +606,7 @@ def _role_rows():
         Row(R, V + 'extra_allow[].protocol', 'unicode', unicode_text(), 't\u0441p', names='protocol'),
         Row(R, V + 'extra_allow[].destinations', 'empty', st.just(None), None, names='destinations'),
         Row(R, V + 'probe_timeout', 'wrong type', NOT_NUMBERS, 'fast'),
-        Row(R, V + 'confirm_timeout', 'wrong type', NOT_INTEGERS, 'soon'),
+        Row(R, V + 'confirm_timeout', 'wrong type', NOT_INTEGERS.filter(not_decimal_tuple), 'soon', note=DECIMAL_TUPLE_NOTE),
         Row(R, V + 'purposes', 'wrong type', st.just({'tunnel': 1}), {'tunnel': 1}),
     ]
 
