@@ -27,7 +27,7 @@ def prepare(module, backend, name, render_problem=None):
     except egress_request.RequestError as error:
         module.fail_json(msg='%s: %s' % (name, error))
     verify = None
-    if module.params.get('verify'):
+    if module.params.get('verify') is not None:  # {} too: it lacks the required plan
         options = module.params['verify']
         checked = ArgumentSpecValidator(probe_run.VERIFY_SPEC['options']).validate(options)
         if checked.error_messages:

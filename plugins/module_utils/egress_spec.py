@@ -4,14 +4,12 @@
 """Argument specs every firewall module shares (documented in doc_fragments/egress_rules.py).
 
 AnsibleModule checks only types here; egress_request.build gives every option its one meaning and its range checks.
-``VERIFY_SPEC`` documents ``verify``'s options (doc_fragments/egress_rules.py) and checks them in egress_module.prepare.
+``verify``'s options are probe_run.VERIFY_SPEC's, checked in egress_module.prepare.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
-
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.probe_run import VERIFY_SPEC
 
 RULES_SPEC = dict(type='list', elements='dict', options=dict(
     purpose=dict(type='str', required=True),

@@ -572,6 +572,9 @@ def _egress_rows(plugin):
         Row(E, 'resolv_conf', 'trailing newline', with_newline('/etc/resolv.conf'), '/etc/resolv.conf\n'),
         # A number once ended in a TypeError inside AnsibleModule (options of a dict option; see egress_spec).
         Row(E, 'verify', 'wrong type', st.sampled_from([42, True, [42], ['plan'], 'yes', 1.5]), 42),
+        Row(E, 'verify', 'empty', st.sampled_from([{}, {'timeout': 1.0}, {'plan': None}]), {}),
+        Row(E, 'verify', 'malformed', st.sampled_from([{'plan': {}, 'retries': 3}, {'plan': {}, 'require': ['ssh']}]),
+            {'plan': {}, 'retries': 3}),
         Row(E, 'verify.timeout', 'out of range', st.one_of(st.floats(max_value=0), st.floats(min_value=120.001),
                                                            st.just(float('nan'))), 0.0, names='timeout'),
         Row(E, 'verify.plan', 'wrong type', st.sampled_from([{'version': True}, {'endpoints': 'x'}]), {'version': True},
