@@ -10,6 +10,7 @@ __metaclass__ = type
 import errno
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible.module_utils.errors import UnsupportedError
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import dns_client, egress_request, probe_run
 
 C_ENV = {'LANG': 'C', 'LC_ALL': 'C'}
@@ -31,7 +32,10 @@ def prepare(module, backend, name, render_problem=None):
         options = module.params['verify']
         checked = ArgumentSpecValidator(probe_run.VERIFY_SPEC['options']).validate(options)
         if checked.error_messages:
-            module.fail_json(msg='%s: verify: %s' % (name, '; '.join(checked.error_messages)))
+            # ArgumentSpecValidator words an unknown option as just its name; AnsibleModule would say "Unsupported".
+            messages = [('unsupported option %s' % e.error_message) if isinstance(e, UnsupportedError) else e.error_message
+                        for e in checked.errors]
+            module.fail_json(msg='%s: verify: %s' % (name, '; '.join(messages)))
         params, verify = probe_run.verifier(checked.validated_parameters, request.resolv_conf)
         problem = probe_run.check(params)
         if problem:
