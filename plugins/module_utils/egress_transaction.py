@@ -267,8 +267,8 @@ class _Change(object):
             self.end(True)
             return TransactionError(str(error), **dict(details, transaction=self.info))
         outcome = self.restore()
-        return TransactionError('%s. %s.' % (error, outcome), **dict(details, transaction=self.info,
-                                                                        rolled_back=self.info['restored']))
+        return TransactionError('%s. %s.' % (error, outcome),
+                                **dict(details, transaction=self.info, rolled_back=self.info['restored']))
 
 
 def run(backend, request, verify=None, check_mode=False, run_dir=RUN_DIR, python=None, which=None, command=None):

@@ -495,7 +495,8 @@ def _fleet_rows():
     ]
 
 
-CORE_DICT_NOTE = "ansible-core's AnsibleModule refuses a value that is no dict before the module runs, with its own message (dictionary requested, could not parse JSON or key=value) that does not name the option"
+CORE_DICT_NOTE = ("ansible-core's AnsibleModule refuses a value that is no dict before the module runs, with its own "
+                  "message (dictionary requested, could not parse JSON or key=value) that does not name the option")
 
 
 # ansible-core 2.19 to 2.21 (check_type_int) reads a list of three as a decimal.Decimal tuple: [0, [1], 0] passes as
@@ -525,7 +526,7 @@ def _egress_rows(plugin):
         Row(E, 'rules', 'wrong type', st.sampled_from([['tunnel'], ['tcp/7844']]), ['tunnel'],
             also=('dictionary requested',), note=CORE_DICT_NOTE),
         Row(E, 'rules', 'huge', st.just([{'purpose': 'tunnel', 'protocol': 'tcp', 'port': 7844, 'ipv4': ['198.51.100.11']}]
-                                         * (HUGE - 1) + [{'purpose': 'tunnel', 'protocol': 'tcp', 'port': 0}]),
+                                        * (HUGE - 1) + [{'purpose': 'tunnel', 'protocol': 'tcp', 'port': 0}]),
             [{'purpose': 'tunnel', 'protocol': 'tcp', 'port': 7844}] * 2 + [{'purpose': 'tunnel', 'protocol': 'tcp', 'port': 0}],
             names='rules[', note='the last of 10,000 rules has port 0: the message names rules[9999].port'),
         Row(E, 'rules', 'duplicates', st.just([{'purpose': 'tunnel', 'protocol': 'tcp', 'port': 7844,
@@ -538,7 +539,7 @@ def _egress_rows(plugin):
         Row(E, rule + 'protocol', 'malformed', st.sampled_from(['sctp', 'TCP', 'tcp\n', '', 'icmp']), 'sctp'),
         Row(E, rule + 'port', 'out of range', out_of(1, 65535), 65536),
         Row(E, rule + 'port', 'wrong type', st.one_of(st.sampled_from(['https', '7844/tcp', '0x1ea4']),
-                                                       WRONG_SCALARS).filter(not_decimal_tuple), 'https',
+                                                      WRONG_SCALARS).filter(not_decimal_tuple), 'https',
             note=DECIMAL_TUPLE_NOTE),
         Row(E, rule + 'ipv4', 'IPv6 zone id', ZONED.map(lambda a: [a]), ['fe80::1%eth0']),
         Row(E, rule + 'ipv4', 'malformed', st.sampled_from([['198.51.100.1/24'], ['198.51.100.300'], ['0.0.0.0/0'],
