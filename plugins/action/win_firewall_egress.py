@@ -44,6 +44,12 @@ class ActionModule(ActionBase):
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
+        verify = self._task.args.get('verify')
+        if verify is not None and not isinstance(verify, (dict, str)):
+            # ArgumentSpecValidator raises a TypeError (ansible-core 2.19 to 2.21) for a dict option with sub-options
+            # given a number, a boolean or a list of them; a string gets its own error from it.
+            return dict(result, failed=True, msg='win_firewall_egress: verify=%r: expected a dict with plan and, if '
+                                                 'needed, require, timeout, ca_path, validate_certs' % (verify,))
         validation = ArgumentSpecValidator(ARGUMENT_SPEC, required_if=REQUIRED_IF).validate(self._task.args)
         if validation.error_messages:
             return dict(result, failed=True, msg='win_firewall_egress: %s' % '; '.join(validation.error_messages))
