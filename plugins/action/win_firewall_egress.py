@@ -12,12 +12,13 @@ from ansible.errors import AnsibleConnectionFailure
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
 
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import probe_run
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.egress_spec import (
-    EXTRA_ALLOW_SPEC, REQUIRED_IF, RULES_SPEC, TRANSACTION_SPEC)
+    EXTRA_ALLOW_SPEC, REQUIRED_IF, RULES_SPEC)
 from ansible_collections.tunnelwall.cloudflared.plugins.plugin_utils import windows_firewall
 
-VERIFY_SPEC = dict(TRANSACTION_SPEC['verify'], options=dict(
-    TRANSACTION_SPEC['verify']['options'],
+VERIFY_SPEC = dict(probe_run.VERIFY_SPEC, options=dict(
+    probe_run.VERIFY_SPEC['options'],
     # A path on the Windows host: type path would expand ~ and variables on the controller.
     ca_path=dict(type='str'),
 ))
@@ -46,6 +47,12 @@ class ActionModule(ActionBase):
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
+        verify = self._task.args.get('verify')
+        if verify is not None and not isinstance(verify, (dict, str)):
+            # ArgumentSpecValidator raises a TypeError (ansible-core 2.19 to 2.21) for a dict option with sub-options
+            # given a number, a boolean or a list of them; a string gets its own error from it.
+            return dict(result, failed=True, msg='win_firewall_egress: verify=%r: expected a dict with plan and, if '
+                                                 'needed, require, timeout, ca_path, validate_certs' % (verify,))
         validation = ArgumentSpecValidator(ARGUMENT_SPEC, required_if=REQUIRED_IF).validate(self._task.args)
         if validation.error_messages:
             return dict(result, failed=True, msg='win_firewall_egress: %s' % '; '.join(validation.error_messages))

@@ -48,10 +48,12 @@ options:
         default: extra
   checks:
     description:
-      - What to prove. V(dns) asks the host's own nameservers the plan's SRV and A/AAAA questions and reports drift;
+      - What to prove. V(dns) asks the host's own nameservers the plan's SRV and A/AAAA questions and reports drift,
+        and the TXT questions C(cloudflared) asks (a blocked one is a finding, an absent one is not);
         V(tcp) connects; V(tls) completes a TLS handshake on the tunnel's TCP port (SNI V(h2.cftunnel.com));
-        V(quic) completes the first flight of a QUIC handshake on the tunnel's UDP port (SNI V(quic.cftunnel.com),
-        ALPN V(argotunnel)); V(https) completes a TLS handshake on TCP 443 with the host name as SNI.
+        V(quic) gets the server's first flight of a QUIC handshake on the tunnel's UDP port (SNI V(quic.cftunnel.com),
+        ALPN V(argotunnel)) with Initials of C(cloudflared)'s size and its post-quantum ClientHello;
+        V(https) completes a TLS handshake on TCP 443 with the host name as SNI.
       - Default is every check that applies.
     type: list
     elements: str

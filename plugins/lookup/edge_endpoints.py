@@ -15,7 +15,11 @@ description:
   - Discovery starts with the SRV record (V(_v2-origintunneld._tcp.argotunnel.com) for the global edge) and takes
     the port from its answer; it needs at least two SRV targets, as C(cloudflared) does. It then resolves A and AAAA
     of every SRV target and of the well-known region names, so that an allow-list survives a change of SRV targets,
-    and of V(api.cloudflare.com) and the update host when asked for.
+    and of the API host (V(api.cloudflare.com), or V(api.fed.cloudflare.com) with O(region=fed), as C(cloudflared)
+    uses with a FedRAMP token) and the update host when asked for.
+  - Each tunnel endpoint lists under C(tls_server_names) every TLS server name (SNI) C(cloudflared) may send to it -
+    V(h2.cftunnel.com) (http2), V(quic.cftunnel.com) (quic) and V(probe.cftunnel.com) (the start-up pre-checks of
+    C(cloudflared) 2026.5 and later, over both protocols), for firewalls that filter by SNI.
   - All queries are sent at once; a lookup costs one DNS round trip (two if the SRV record names a host that was not
     known in advance).
   - Every address of a Cloudflare name must lie inside Cloudflare's published ranges, shipped with the collection
@@ -44,7 +48,9 @@ options:
       - Which generation of names to resolve.
       - V(v2) is what C(cloudflared) uses today. V(legacy) is exactly the original "Ports and IPs" page
         (V(_origintunneld._tcp.argotunnel.com), V(region1.argotunnel.com), V(region2.argotunnel.com),
-        V(api.cloudflare.com), V(update.cloudflare.com)), for old C(cloudflared) releases. V(both) resolves both.
+        V(api.cloudflare.com), V(update.cloudflare.com)), for old C(cloudflared) releases, plus
+        V(update.argotunnel.com), the update host those releases (2020.10 to 2022.6) actually checked.
+        V(both) resolves both.
       - V(legacy) and V(both) exist for O(region=global) only.
     type: str
     choices: [v2, legacy, both]
@@ -53,8 +59,9 @@ options:
       - name: tunnelwall_edge_generation
   purposes:
     description:
-      - What the plan allows. V(tunnel) is always included; V(api) adds V(api.cloudflare.com) on TCP 443,
-        V(update) the update host on TCP 443.
+      - What the plan allows. V(tunnel) is always included; V(api) adds V(api.cloudflare.com) on TCP 443
+        (V(api.fed.cloudflare.com) with O(region=fed)), V(update) the update host on TCP 443 (both update hosts
+        with O(generation=legacy)).
     type: list
     elements: str
     default: [tunnel, api, update]
@@ -62,7 +69,9 @@ options:
       - name: tunnelwall_edge_purposes
   extra_hostnames:
     description:
-      - Further host names the plan allows, with purpose V(extra), such as V(<team>.cloudflareaccess.com) or V(github.com).
+      - Further host names the plan allows, with purpose V(extra), such as V(github.com) or the Access team domain
+        C(cloudflared) fetches its JWT keys from - V(<team>.cloudflareaccess.com), or V(<team>.fed.cloudflareaccess.com)
+        with a FedRAMP account.
       - Each item is a host name (TCP 443), or a dict with C(hostname), C(port) (default 443), C(protocols)
         (default V([tcp])) and C(verify_ownership) (default V(false), as most such names are not Cloudflare's).
     type: list
@@ -212,6 +221,16 @@ EXAMPLES = r"""
       {{ lookup('tunnelwall.cloudflared.edge_endpoints', purposes=['tunnel'],
                 extra_hostnames=[{'hostname': 'myteam.cloudflareaccess.com', 'verify_ownership': true}]) }}
 
+- name: FedRAMP - the fed edge, api.fed.cloudflare.com, and the FedRAMP Access team domain
+  ansible.builtin.set_fact:
+    egress_plan: >-
+      {{ lookup('tunnelwall.cloudflared.edge_endpoints', region='fed',
+                extra_hostnames=[{'hostname': 'myteam.fed.cloudflareaccess.com', 'verify_ownership': true}]) }}
+
+- name: Every SNI an SNI-filtering firewall must pass for the tunnel
+  ansible.builtin.debug:
+    msg: "{{ egress_plan.endpoints | selectattr('purpose', 'eq', 'tunnel') | map(attribute='tls_server_names') | list }}"
+
 - name: Fall back to the published addresses when DNS is blocked
   ansible.builtin.set_fact:
     egress_plan: "{{ lookup('tunnelwall.cloudflared.edge_endpoints', on_dns_failure='catalog', dot_fallback=true) }}"
@@ -267,6 +286,7 @@ _raw:
           port: 7844
           protocols: [tcp, udp]
           server_names: {tcp: h2.cftunnel.com, udp: quic.cftunnel.com}
+          tls_server_names: {tcp: [h2.cftunnel.com, probe.cftunnel.com], udp: [quic.cftunnel.com, probe.cftunnel.com]}
           ipv4: [198.41.192.7, 198.41.192.27]
           ipv6: ["2606:4700:a0::1"]
           ttl: 300

@@ -242,34 +242,115 @@ namespace ansible_collections.tunnelwall.cloudflared.plugins.module_utils.EdgePr
             }
         }
 
+        // A client or server datagram carrying an ack-eliciting Initial is at least 1200 bytes (RFC 9000, 14.1):
+        // such an answer ends an attempt; a smaller one (a bare ACK, a CONNECTION_CLOSE) is kept and waited past.
+        private const int FullAnswer = 1200;
+
+        private class Attempt
+        {
+            public string Kind;
+            public UdpClient Udp;
+            public Task<UdpReceiveResult> Receive;
+            public List<string> Answers = new List<string>();
+            public bool Finished;
+            public SocketException Error;
+        }
+
+        private static async Task<Attempt> Send(IDictionary attempt, string family, IPAddress address, int port)
+        {
+            Attempt sent = new Attempt();
+            sent.Kind = (string)attempt["kind"];
+            sent.Udp = new UdpClient(AddressFamilyOf(family));
+            try
+            {
+                // A connected UDP socket turns an ICMP port unreachable into a SocketException.
+                sent.Udp.Connect(address, port);
+                foreach (object datagram in (IList)attempt["datagrams"])
+                {
+                    byte[] bytes = Convert.FromBase64String((string)datagram);
+                    await sent.Udp.SendAsync(bytes, bytes.Length).ConfigureAwait(false);
+                }
+                sent.Receive = sent.Udp.ReceiveAsync();
+            }
+            catch (SocketException error)
+            {
+                sent.Error = error;
+                sent.Finished = true;
+            }
+            return sent;
+        }
+
+        // cloudflared's flight (the first attempt) goes out at once; the smaller attempts only when it is
+        // still unanswered after two thirds of the timeout. Every datagram that comes back is returned,
+        // by attempt; the controller reads them (plugin_utils/windows_probe.py).
         private async Task<Hashtable> Quic(IDictionary target)
         {
             Stopwatch watch = Stopwatch.StartNew();
             int port = Convert.ToInt32(target["port"]);
-            byte[] datagram = Convert.FromBase64String((string)target["datagram"]);
-            using (UdpClient udp = new UdpClient(AddressFamilyOf((string)target["family"])))
+            string family = (string)target["family"];
+            IPAddress address = IPAddress.Parse((string)target["address"]);
+            IList planned = (IList)target["attempts"];
+            List<Attempt> attempts = new List<Attempt>();
+            attempts.Add(await Send((IDictionary)planned[0], family, address, port).ConfigureAwait(false));
+            int checkAt = timeoutMs * 2 / 3;
+            try
             {
-                try
+                while (!attempts[0].Finished && watch.ElapsedMilliseconds < timeoutMs)
                 {
-                    udp.Connect(IPAddress.Parse((string)target["address"]), port);
-                    await udp.SendAsync(datagram, datagram.Length).ConfigureAwait(false);
-                    Task<UdpReceiveResult> receive = udp.ReceiveAsync();
-                    if (await Task.WhenAny(receive, Task.Delay(timeoutMs)).ConfigureAwait(false) != receive)
-                        return Row(target, "quic", false, "timeout", String.Format("UDP {0}: no QUIC answer within {1}ms (dropped?)", port, timeoutMs), watch);
-                    if (receive.IsFaulted)
+                    if (attempts.Count == 1 && watch.ElapsedMilliseconds >= checkAt)
                     {
-                        SocketException error = FindSocketError(receive.Exception);
-                        return Row(target, "quic", false, error == null ? "error" : SocketErrorKind(error, true),
-                                   String.Format("UDP {0}: {1}", port, receive.Exception.GetBaseException().Message), watch);
+                        for (int index = 1; index < planned.Count; index++)
+                            attempts.Add(await Send((IDictionary)planned[index], family, address, port).ConfigureAwait(false));
                     }
-                    Hashtable row = Row(target, "quic", true, null, "answered", watch);
-                    row["answer"] = Convert.ToBase64String(receive.Result.Buffer);
-                    return row;
+                    List<Task> waiting = new List<Task>();
+                    foreach (Attempt attempt in attempts)
+                    {
+                        if (!attempt.Finished)
+                            waiting.Add(attempt.Receive);
+                    }
+                    if (waiting.Count == 0)
+                        break;
+                    int wake = attempts.Count == 1 ? checkAt : timeoutMs;
+                    waiting.Add(Task.Delay(Math.Max(1, wake - (int)watch.ElapsedMilliseconds)));
+                    await Task.WhenAny(waiting).ConfigureAwait(false);
+                    foreach (Attempt attempt in attempts)
+                    {
+                        if (attempt.Finished || !attempt.Receive.IsCompleted)
+                            continue;
+                        if (attempt.Receive.IsFaulted)
+                        {
+                            attempt.Error = FindSocketError(attempt.Receive.Exception);
+                            attempt.Finished = true;
+                            continue;
+                        }
+                        byte[] buffer = attempt.Receive.Result.Buffer;
+                        attempt.Answers.Add(Convert.ToBase64String(buffer));
+                        if (buffer.Length >= FullAnswer)
+                            attempt.Finished = true;
+                        else
+                            attempt.Receive = attempt.Udp.ReceiveAsync();
+                    }
                 }
-                catch (SocketException error)
-                {
-                    return Row(target, "quic", false, SocketErrorKind(error, true), String.Format("UDP {0}: {1}", port, error.Message), watch);
-                }
+                Attempt first = attempts[0];
+                Hashtable row;
+                if (first.Answers.Count == 0 && first.Error != null)
+                    row = Row(target, "quic", false, SocketErrorKind(first.Error, true), String.Format("UDP {0}: {1}", port, first.Error.Message), watch);
+                else if (first.Answers.Count == 0 && first.Finished)
+                    row = Row(target, "quic", false, "error", String.Format("UDP {0}: the receive failed", port), watch);
+                else if (first.Answers.Count == 0)
+                    row = Row(target, "quic", false, "timeout", String.Format("UDP {0}: no QUIC answer within {1}ms (dropped?)", port, timeoutMs), watch);
+                else
+                    row = Row(target, "quic", true, null, "answered", watch);
+                Hashtable answers = new Hashtable();
+                foreach (Attempt attempt in attempts)
+                    answers[attempt.Kind] = attempt.Answers;
+                row["answers"] = answers;
+                return row;
+            }
+            finally
+            {
+                foreach (Attempt attempt in attempts)
+                    attempt.Udp.Close();
             }
         }
     }

@@ -19,7 +19,7 @@ import socket
 import struct
 import time
 
-TYPES = {'A': 1, 'AAAA': 28, 'CNAME': 5, 'SRV': 33}
+TYPES = {'A': 1, 'AAAA': 28, 'CNAME': 5, 'SRV': 33, 'TXT': 16}
 TYPE_NAMES = dict((number, name) for name, number in TYPES.items())
 RCODES = {0: 'NOERROR', 1: 'FORMERR', 2: 'SERVFAIL', 3: 'NXDOMAIN', 4: 'NOTIMP', 5: 'REFUSED'}
 # systemd-resolved's upstream servers, behind its 127.0.0.53 stub.
@@ -102,7 +102,8 @@ def parse_response(message, query_id):
     """``(rcode name, truncated, answers)``; answers are (name, type, ttl, value) tuples.
 
     A and AAAA values are address strings, SRV values (priority, weight,
-    port, target) tuples, CNAME values names. Other types are skipped.
+    port, target) tuples, CNAME values names, TXT values their strings
+    joined. Other types are skipped.
     """
     if len(message) < 12:
         raise ValueError('short DNS message')
@@ -125,6 +126,12 @@ def parse_response(message, query_id):
         elif rtype == TYPES['SRV']:
             priority, weight, port = struct.unpack('>HHH', data[:6])
             answers.append((name, 'SRV', ttl, (priority, weight, port, _read_name(message, offset + 6)[0])))
+        elif rtype == TYPES['TXT']:
+            strings, at = [], 0
+            while at < len(data):  # one or more <character-string>s: a length byte, then the bytes
+                strings.append(data[at + 1:at + 1 + data[at]].decode('utf-8', 'replace'))
+                at += 1 + data[at]
+            answers.append((name, 'TXT', ttl, ''.join(strings)))
         elif rtype == TYPES['CNAME']:
             answers.append((name, 'CNAME', ttl, _read_name(message, offset)[0]))
         offset += length
@@ -199,6 +206,18 @@ def error_kind(exc):
     if number == errno.ECONNRESET:
         return 'reset'
     return 'error'
+
+
+# Error kinds that are an answer - "no such name", "no such record" - rather than a question that never got one.
+ABSENT_KINDS = ('nxdomain', 'no_answer')
+
+
+def answer_state(answer):
+    """``ok``, ``absent`` (the nameserver answered: no such name or record) or ``blocked`` (no answer came back:
+    a timeout, a refusal, a SERVFAIL) for one result of resolve() (or the Windows module's equivalent)."""
+    if answer.get('ok'):
+        return 'ok'
+    return 'absent' if answer.get('error_kind') in ABSENT_KINDS else 'blocked'
 
 
 def resolve(name, qtype, nameservers, timeout, port=53):

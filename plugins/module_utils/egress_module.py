@@ -7,6 +7,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import errno
+
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible.module_utils.errors import UnsupportedError
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import dns_client, egress_request, probe_run
 
 C_ENV = {'LANG': 'C', 'LC_ALL': 'C'}
@@ -24,8 +28,15 @@ def prepare(module, backend, name, render_problem=None):
     except egress_request.RequestError as error:
         module.fail_json(msg='%s: %s' % (name, error))
     verify = None
-    if module.params.get('verify'):
-        params, verify = probe_run.verifier(module.params['verify'], request.resolv_conf)
+    if module.params.get('verify') is not None:  # {} too: it lacks the required plan
+        options = module.params['verify']
+        checked = ArgumentSpecValidator(probe_run.VERIFY_SPEC['options']).validate(options)
+        if checked.error_messages:
+            # ArgumentSpecValidator words an unknown option as just its name; AnsibleModule would say "Unsupported".
+            messages = [('unsupported option %s' % e.error_message) if isinstance(e, UnsupportedError) else e.error_message
+                        for e in checked.errors]
+            module.fail_json(msg='%s: verify: %s' % (name, '; '.join(messages)))
+        params, verify = probe_run.verifier(checked.validated_parameters, request.resolv_conf)
         problem = probe_run.check(params)
         if problem:
             module.fail_json(msg='%s: verify.%s' % (name, problem))
@@ -40,8 +51,24 @@ def prepare(module, backend, name, render_problem=None):
     return request, verify, list(nameservers)
 
 
-def command_runner(module):
-    """``run(argv)`` -> (rc, out, err) in the C locale, for egress_transaction and the backends."""
-    def run(argv):
-        return module.run_command(argv, environ_update=C_ENV)
+# A command that cannot start gets a shell's exit status: 127 when it is not there, 126 when it cannot be executed.
+CANNOT_START = 127
+CANNOT_EXECUTE = 126
+
+
+def command_runner(module, binary_data=False):
+    """``run(argv, data=None)`` -> (rc, out, err) in the C locale, for egress_transaction and the backends.
+
+    Never fails the module itself: with the default ``handle_exceptions=True``, run_command calls fail_json when a
+    command cannot start (OSError), which ends the process in the middle of a transaction, before its restore runs.
+    Here that is an ordinary failure - rc 127 or 126 and the reason in ``err`` - which the caller handles like any
+    other (restore, then report).
+    """
+    def run(argv, data=None):
+        try:
+            return module.run_command(argv, data=data, binary_data=binary_data, environ_update=C_ENV,
+                                      handle_exceptions=False)
+        except OSError as error:
+            rc = CANNOT_START if error.errno == errno.ENOENT else CANNOT_EXECUTE
+            return rc, '', 'cannot run %s: %s' % (argv[0] if argv else '(nothing)', error.strerror or error)
     return run

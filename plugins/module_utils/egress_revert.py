@@ -134,7 +134,10 @@ def restore(record_path, run=None):
             write_durably(path, text)
     problems = []
     for argv in record.get('reload') or []:
-        rc, output = (run or _run)(argv)
+        try:
+            rc, output = (run or _run)(argv)
+        except OSError as error:  # a reload that cannot start is a failed reload, not the end of the restore
+            rc, output = 127, str(error)
         if rc != 0:
             problems.append('%s failed (rc=%s): %s' % (' '.join(argv), rc, output.strip()))
     remove_durably(record_path)

@@ -4,13 +4,12 @@
 """Argument specs every firewall module shares (documented in doc_fragments/egress_rules.py).
 
 AnsibleModule checks only types here; egress_request.build gives every option its one meaning and its range checks.
+``verify``'s options are probe_run.VERIFY_SPEC's, checked in egress_module.prepare.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
-
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.probe_run import VERIFY_SPEC
 
 RULES_SPEC = dict(type='list', elements='dict', options=dict(
     purpose=dict(type='str', required=True),
@@ -37,7 +36,11 @@ TRANSACTION_SPEC = dict(
     allow_mld=dict(type='bool', default=True),
     allow_metadata=dict(type='bool', default=False),
     resolv_conf=dict(type='path', default='/etc/resolv.conf'),
-    verify=VERIFY_SPEC,
+    # Only its type here: egress_module.prepare checks its options (VERIFY_SPEC's), once it knows it has a dict.
+    # With the options in this spec, AnsibleModule itself raises a TypeError (a traceback, not an error) for a
+    # verify that is a number, a boolean or a list of them (ansible-core 2.19 to 2.21: set_fallbacks looks into the
+    # value before anything checks it is a dict).
+    verify=dict(type='dict'),
     confirm_timeout=dict(type='int', default=300),
     lock_timeout=dict(type='int', default=120),
 )

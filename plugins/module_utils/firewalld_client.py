@@ -123,6 +123,10 @@ class FirewalldError(Exception):
 class Firewalld(object):
     """A firewalld reached through ``run``; ``config_dir`` is /etc/firewalld on a real host."""
 
+    # Linux limits one argument of a command to 128 KiB (MAX_ARG_STRLEN; more is E2BIG, the command never starts):
+    # an ipset whose setEntries argument would be longer than this - about 3,500 IPv4 /24s - is loaded from files.
+    max_argument = 64 * 1024
+
     def __init__(self, run, config_dir='/etc/firewalld'):
         self.run = run
         self.config_dir = config_dir
@@ -136,7 +140,10 @@ class Firewalld(object):
         argv = ['dbus-send', '--system', '--print-reply', '--reply-timeout=120000', '--dest=' + BUS, path, method] + list(args)
         rc, out, err = self.run(argv)
         if rc != 0:
-            raise FirewalldError('%s: %s' % (method.rsplit('.', 1)[-1], (err or out).strip()))
+            # rc 126/127 with "cannot run": dbus-send itself did not start (egress_module.command_runner).
+            error = FirewalldError('%s: %s' % (method.rsplit('.', 1)[-1], (err or out).strip()))
+            error.cannot_start = rc in (126, 127) and (err or '').startswith('cannot run')
+            raise error
         return parse_dbus_reply(out)
 
     def firewall_cmd(self, args):
@@ -161,6 +168,8 @@ class Firewalld(object):
             state = self.dbus(PATH, 'org.freedesktop.DBus.Properties.Get', 'string:' + BUS, 'string:state')
             version = self.dbus(PATH, 'org.freedesktop.DBus.Properties.Get', 'string:' + BUS, 'string:version')
         except FirewalldError as error:
+            if getattr(error, 'cannot_start', False):
+                raise FirewalldError('%s: install D-Bus\'s tools (dbus-bin or dbus-tools)' % error)
             raise FirewalldError('firewalld is not running or cannot be reached over D-Bus (%s); start it, '
                                  'e.g. systemctl start firewalld' % error)
         except OSError as error:
@@ -243,12 +252,42 @@ class Firewalld(object):
         self.dbus(PATH, BUS + '.reload')
 
     def _step_set_entries(self, layer, ipset, entries):
-        # setEntries replaces the whole set in one transaction: no moment with a half-updated set.
         value = 'array:string:' + ','.join(entries)
-        if layer == 'runtime':
+        if len(value.encode('utf-8')) > self.max_argument:
+            self._set_entries_from_files(layer, ipset, entries)
+        elif layer == 'runtime':
+            # setEntries replaces the whole set in one transaction: no moment with a half-updated set.
             self.changing_dbus(PATH, BUS + '.ipset.setEntries', 'string:' + ipset, value)
         else:
             self.changing_dbus(self._config_path('IPSet', ipset), BUS + '.config.ipset.setEntries', value)
+
+    def entries(self, layer, ipset):
+        if layer == 'runtime':
+            return self.dbus(PATH, BUS + '.ipset.getEntries', 'string:' + ipset) or []
+        return self.dbus(self._config_path('IPSet', ipset), BUS + '.config.ipset.getEntries') or []
+
+    def _set_entries_from_files(self, layer, ipset, entries):
+        """A set too large for one dbus-send argument: what is missing, then what is stale, each from a file.
+
+        firewall-cmd reads the file itself and hands firewalld the whole list over D-Bus, where no argument limit
+        applies; each call is one setEntries. Adding first means the set only ever holds more than the old or the
+        new one - never less - while the two calls run.
+        """
+        have = fp.normalize_entries(self.entries(layer, ipset))
+        present = set(have)
+        wanted = set(entries)
+        add = [e for e in entries if e not in present]
+        stale = [e for e in have if e not in wanted]
+        for option, items in (('--add-entries-from-file=', add), ('--remove-entries-from-file=', stale)):
+            if not items:
+                continue
+            handle, path = tempfile.mkstemp(prefix='tunnelwall-%s-' % ipset, suffix='.txt')  # 0600, only ours
+            try:
+                with os.fdopen(handle, 'w') as stream:
+                    stream.write('\n'.join(items) + '\n')
+                self.firewall_cmd((['--permanent'] if layer == 'permanent' else []) + ['--ipset=' + ipset, option + path])
+            finally:
+                os.unlink(path)
 
     def _step_add_rules(self, layer, policy, rules):
         self._rules(layer, policy, '--add-rich-rule=', rules)

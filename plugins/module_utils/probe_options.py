@@ -10,6 +10,8 @@ __metaclass__ = type
 import ipaddress
 import re
 
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_contract
+
 PROBE_ARGUMENT_SPEC = dict(
     plan=dict(type='dict'),
     targets=dict(type='list', elements='dict', options=dict(
@@ -18,10 +20,10 @@ PROBE_ARGUMENT_SPEC = dict(
         check=dict(type='str', required=True, choices=['tcp', 'tls', 'quic', 'https']),
         server_name=dict(type='str'),
         hostname=dict(type='str'),
-        purpose=dict(type='str', default='extra', choices=['tunnel', 'api', 'update', 'extra']),
+        purpose=dict(type='str', default='extra', choices=list(egress_contract.PURPOSES)),
     )),
     checks=dict(type='list', elements='str', choices=['dns', 'tcp', 'tls', 'quic', 'https']),
-    purposes=dict(type='list', elements='str', choices=['tunnel', 'api', 'update', 'extra']),
+    purposes=dict(type='list', elements='str', choices=list(egress_contract.PURPOSES)),
     ip_version=dict(type='str', default='auto', choices=['auto', '4', '6', 'both']),
     timeout=dict(type='float', default=3.0),
     concurrency=dict(type='int', default=512),
@@ -32,10 +34,10 @@ PROBE_ARGUMENT_SPEC = dict(
                  choices=['any_tunnel', 'quic', 'http2', 'api', 'update', 'dns']),
 )
 
-ENDPOINT_KEYS = ('hostname', 'purpose', 'port', 'protocols')
-PURPOSES = ('tunnel', 'api', 'update', 'extra')
+ENDPOINT_KEYS = egress_contract.ENDPOINT_KEYS
+PURPOSES = egress_contract.PURPOSES
 CHECKS = ('dns', 'tcp', 'tls', 'quic', 'https')
-PROTOCOLS = ('tcp', 'udp')
+PROTOCOLS = egress_contract.PROTOCOLS
 FAMILY_VERSION = {'ipv4': 4, 'ipv6': 6}
 # ASCII letters, digits, '-' and '_': what a DNS query and an SNI can carry (an IDN goes in its xn-- form).
 LABEL = re.compile(r'[A-Za-z0-9_-]{1,63}\Z')
@@ -114,7 +116,7 @@ def _endpoint_problem(index, endpoint, server_names, checks):
                     '(or set the server_names option)' % (where, protocol, protocol))
         if name is not None and hostname_problem(name):
             return '%s has server_names.%s=%s: %s' % (where, protocol, _shown(name), hostname_problem(name))
-    for family in ('ipv4', 'ipv6'):
+    for family in egress_contract.FAMILIES:
         addresses = endpoint.get(family) or []
         if not isinstance(addresses, list):
             return '%s has %s=%s: expected a list of addresses' % (where, family, _shown(addresses))
@@ -126,8 +128,9 @@ def _endpoint_problem(index, endpoint, server_names, checks):
 
 
 def _plan_problem(plan, server_names, checks):
-    if plan.get('version') != 1 or isinstance(plan.get('version'), bool):
-        return 'plan: version %s is not an egress plan this collection reads (expected 1)' % _shown(plan.get('version'))
+    if plan.get('version') != egress_contract.PLAN_VERSION or isinstance(plan.get('version'), bool):
+        return 'plan: version %s is not an egress plan this collection reads (expected %d)' % (
+            _shown(plan.get('version')), egress_contract.PLAN_VERSION)
     endpoints = plan.get('endpoints')
     if not isinstance(endpoints, list) or not endpoints:
         return 'plan: no endpoints; pass the whole result of the tunnelwall.cloudflared.edge_endpoints lookup'

@@ -22,12 +22,20 @@ FIX_MARK = '. To fix: '
 FIX_SEPARATOR = '; '
 
 
+# TXT questions cloudflared 2026 asks through the host's resolver, besides SRV and A/AAAA:
+# cfd-features.argotunnel.com (features/: datagram version, the pre-checks kill switch; asked hourly) and
+# protocol-v2.argotunnel.com (connection/protocol.go: the QUIC rollout percentage, with --protocol auto and no
+# token). Either may be absent (NXDOMAIN, no TXT) - cloudflared then uses its defaults - but a question that gets
+# no answer at all (a timeout, REFUSED, SERVFAIL) is a resolver that filters by name: a finding.
+TXT_QUESTIONS = (('cfd-features.argotunnel.com', 'TXT'), ('protocol-v2.argotunnel.com', 'TXT'))
+
+
 def dns_questions(plan, families):
-    """The questions cloudflared's host asks: the SRV names and A/AAAA of every host name."""
+    """The questions cloudflared's host asks: the SRV names, A/AAAA of every host name, and cloudflared's TXT names."""
     questions = [(name, 'SRV') for name in plan.get('srv_names') or []]
     for endpoint in plan['endpoints']:
         questions.extend((endpoint['hostname'], ADDRESS_TYPES[family]) for family in families)
-    return questions
+    return questions + list(TXT_QUESTIONS)
 
 
 def probe_work(params, families):
@@ -60,6 +68,14 @@ def dns_findings(plan, families, nameservers, answers):
     by_question = dict(((a['name'], a['type']), a) for a in answers)
     planned_hosts = set(e['hostname'] for e in plan['endpoints'])
     for answer in answers:
+        if answer['type'] == 'TXT':
+            answer['state'] = dns_client.answer_state(answer)
+            if answer['state'] == 'blocked' and nameservers:
+                findings.append({'kind': 'txt_blocked', 'name': answer['name'], 'type': 'TXT',
+                                 'error_kind': answer['error_kind'],
+                                 'message': 'TXT %s (asked by cloudflared) got no answer through this host\'s resolver: '
+                                            '%s' % (answer['name'], answer['message'])})
+            continue
         if not answer['ok'] and nameservers:
             findings.append({'kind': 'unresolvable', 'name': answer['name'], 'type': answer['type'],
                              'error_kind': answer['error_kind'], 'message': answer['message']})
@@ -136,6 +152,7 @@ def recommend(results):
                                                        _counts(http2_hosts, http2_ok))
         if quic_hosts:
             reason += ', but no QUIC answer on UDP 7844: cloudflared falls back to http2'
+            reason += _quic_loss_cause(results)
         if http2_silent:
             reason += '; %s did not answer' % ', '.join(http2_silent)
         return 'http2', reason
@@ -144,13 +161,26 @@ def recommend(results):
     return 'none', 'no tunnel address answered on UDP 7844 (QUIC) or TCP 7844 (%s)' % http2_check.upper()
 
 
+QUIC_LOSS_CAUSES = {
+    'quic_size': ' (packet size / path MTU: only datagrams smaller than cloudflared\'s Initials got through)',
+    'quic_multi_initial': ' (only the first Initial of a connection got through: cloudflared\'s ClientHello needs more)',
+}
+
+
+def _quic_loss_cause(results):
+    """Why QUIC failed when smaller attempts proved the port open (see reachability.interpret_quic_attempts)."""
+    kinds = sorted(set(r['error_kind'] for r in results if r['check'] == 'quic' and not r['ok']) & set(QUIC_LOSS_CAUSES))
+    return ''.join(QUIC_LOSS_CAUSES[kind] for kind in kinds)
+
+
 def _counts(hosts, names):
     return ', '.join('%s (%d/%d addresses)' % (name, hosts[name][0], hosts[name][1]) for name in names)
 
 
-def _what_to_open(plan, failed, families):
-    """The plan's destinations for the failed (purpose, protocol, port) groups, or the failed addresses."""
-    lines = []
+def destinations_to_open(plan, failed, families):
+    """``[{purpose, protocol, port, destinations}]``: the plan's destinations for the failed (purpose, protocol, port)
+    groups (the failed addresses themselves when the plan has no rule for a group, as with explicit targets)."""
+    entries = []
     groups = sorted(set((r['purpose'], r['protocol'], r['port']) for r in failed))
     for purpose, protocol, port in groups:
         rule = next((r for r in (plan or {}).get('rules', []) if (r['purpose'], r['protocol'], r['port'])
@@ -160,8 +190,18 @@ def _what_to_open(plan, failed, families):
         else:
             destinations = sorted(set(r['address'] for r in failed if (r['purpose'], r['protocol'], r['port'])
                                       == (purpose, protocol, port)))
-        lines.append('open outbound %s %d to %s (%s)' % (protocol.upper(), port, ', '.join(destinations), purpose))
-    return lines
+        entries.append({'purpose': purpose, 'protocol': protocol, 'port': port, 'destinations': destinations})
+    return entries
+
+
+def open_line(entry):
+    """One entry of destinations_to_open() in words: ``open outbound UDP 7844 to 198.41.192.7/32 (tunnel)``."""
+    return 'open outbound %s %d to %s (%s)' % (entry['protocol'].upper(), entry['port'], ', '.join(entry['destinations']),
+                                               entry['purpose'])
+
+
+def _what_to_open(plan, failed, families):
+    return [open_line(entry) for entry in destinations_to_open(plan, failed, families)]
 
 
 def _failure_lines(failed):
@@ -218,11 +258,63 @@ def what_to_open(message):
     return message.split(FIX_MARK, 1)[1].split(FIX_SEPARATOR)
 
 
+def _works(results, protocol, family):
+    """Whether the tunnel answered over ``protocol`` (quic / http2) in ``family``: None when not probed there."""
+    check = 'quic' if protocol == 'quic' else _http2_check(results)
+    mine = [r for r in results if r['purpose'] == 'tunnel' and r['check'] == check and r['family'] == family]
+    return any(r['ok'] for r in mine) if mine else None
+
+
+FAMILY_WORDS = {'ipv4': 'IPv4', 'ipv6': 'IPv6'}
+PROTOCOL_WORDS = {'quic': 'QUIC (UDP 7844)', 'http2': 'HTTP/2 (TCP 7844)'}
+
+
+def recommend_settings(results):
+    """cloudflared's ``protocol`` and ``edge-ip-version`` for this host, each ``{option, value, reason}``.
+
+    The protocol is the one cloudflared prefers among those that answered
+    (quic, else http2); the address family is where that protocol answered:
+    ``auto`` when both families did, else the one that did - because with
+    ``auto`` (the default since 2026.5) cloudflared may pick IPv6 on a
+    dual-stack host whose IPv6 path to the edge is blocked. ``value`` is None
+    when no tunnel protocol answered.
+    """
+    probed = [f for f in reachability.FAMILIES if any(r['purpose'] == 'tunnel' and r['family'] == f for r in results)]
+    works = dict(((p, f), _works(results, p, f)) for p in ('quic', 'http2') for f in probed)
+    protocol = next((p for p in ('quic', 'http2') if any(works[(p, f)] for f in probed)), None)
+    if protocol is None:
+        reason = ('no tunnel address was probed' if not probed else
+                  'neither QUIC (UDP 7844) nor HTTP/2 (TCP 7844) answered over %s: open what is listed under to_open'
+                  % ' or '.join(FAMILY_WORDS[f] for f in probed))
+        return {'protocol': {'option': '--protocol', 'value': None, 'reason': reason},
+                'edge_ip_version': {'option': '--edge-ip-version', 'value': None, 'reason': reason}}
+    good = [f for f in probed if works[(protocol, f)]]
+    if protocol == 'quic':
+        protocol_reason = 'QUIC answered over %s' % ' and '.join(FAMILY_WORDS[f] for f in good)
+    else:
+        protocol_reason = ('QUIC (UDP 7844) got no answer%s, HTTP/2 (TCP 7844) did: set http2 so that cloudflared does '
+                           'not retry QUIC before falling back' % _quic_loss_cause(results))
+    if len(good) == 2:
+        family, family_reason = 'auto', '%s answered over both IPv4 and IPv6' % PROTOCOL_WORDS[protocol]
+    else:
+        family = '4' if good[0] == 'ipv4' else '6'
+        other = [f for f in reachability.FAMILIES if f != good[0]][0]
+        if other in probed:
+            family_reason = ('%s answered over %s only: with auto cloudflared may choose %s, which is blocked here'
+                             % (PROTOCOL_WORDS[protocol], FAMILY_WORDS[good[0]], FAMILY_WORDS[other]))
+        else:
+            family_reason = '%s answered over %s; %s was not probed (no route, or ip_version)' % (
+                PROTOCOL_WORDS[protocol], FAMILY_WORDS[good[0]], FAMILY_WORDS[other])
+    return {'protocol': {'option': '--protocol', 'value': protocol, 'reason': protocol_reason},
+            'edge_ip_version': {'option': '--edge-ip-version', 'value': family, 'reason': family_reason}}
+
+
 def report(require, plan, families, results, nameservers, answers, asked_dns):
     """The module's whole return value (without ``changed``), and the unmet requirements in it."""
     findings = dns_findings(plan, families, nameservers, answers) if asked_dns else []
     protocol, reason = recommend(results)
     unmet = unmet_requirements(require, results, findings, plan, families)
     return dict(results=results, summary=summarize(results), families=families, recommended_protocol=protocol,
-                recommendation_reason=reason, unmet_requirements=unmet,
+                recommendation_reason=reason, unmet_requirements=unmet, recommended_settings=recommend_settings(results),
+                to_open=destinations_to_open(plan, [r for r in results if not r['ok']], families),
                 dns=dict(nameservers=nameservers if asked_dns else [], answers=answers, findings=findings))

@@ -4,12 +4,17 @@
 """A QUIC version 1 client Initial, built with the standard library only.
 
 The probe proves that UDP 7844 reaches a QUIC server by sending what
-cloudflared sends first: a client Initial packet (RFC 9000, 17.2.2) carrying
+cloudflared sends first: client Initial packets (RFC 9000, 17.2.2) carrying
 a TLS 1.3 ClientHello with the server name and ALPN ``argotunnel``,
 protected as RFC 9001 section 5 says (HKDF-derived keys, AES-128-GCM,
-header protection), padded to 1200 bytes. Any QUIC long-header packet that
-comes back addressed to our connection ID proves a QUIC server answered;
-nothing is decrypted.
+header protection). Since cloudflared offers a post-quantum key share its
+ClientHello no longer fits one Initial: it is split over CRYPTO frames of
+several Initials, each padded to the datagram size cloudflared gives quic-go
+for the edge address's family (INITIAL_PAYLOAD). A path that drops those
+larger or multiple datagrams must fail the probe as it fails cloudflared.
+Any QUIC long-header packet that comes back addressed to our connection ID
+proves a QUIC server answered; the server's Initial is decrypted to tell a
+ServerHello from a CONNECTION_CLOSE or a bare ACK.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -29,6 +34,28 @@ QUIC_V1 = 0x00000001
 INITIAL_SALT_V1 = bytes.fromhex('38762cf7f55934b34d179ae6a4c80cadccbb7f0a')
 MIN_INITIAL_DATAGRAM = 1200
 AEAD_TAG = 16
+
+# UDP payload of every client Initial cloudflared sends, by the edge address's family. cloudflared's
+# supervisor/tunnel.go (serveQUIC) sets quic.Config.InitialPacketSize to 1252, and to 1232 when the edge
+# address is IPv4 ("quic-go 0.44 increases the initial packet size to 1280 by default. That breaks anyone
+# running tunnel through WARP because WARP MTU is 1280"). The vendored quic-go pads every datagram that
+# carries a client Initial to that size (packet_packer.go: the client pads Initials to the max packet size).
+INITIAL_PAYLOAD = {'ipv4': 1232, 'ipv6': 1252}
+# TLS named groups (IANA). cloudflared's crypto/curves.go, post-quantum "prefer" mode (the default):
+# X25519MLKEM768 first, then P256Kyber768Draft00 (0xfe32), then P-256. Go's crypto/tls sends a key share
+# for the first group only; we also send an X25519 share (and list X25519) so that a server without ML-KEM,
+# such as the lab's aioquic, still answers at once instead of asking for a HelloRetryRequest.
+X25519MLKEM768 = 0x11ec
+P256_KYBER768_DRAFT00 = 0xfe32
+X25519 = 0x001d
+SECP256R1 = 0x0017
+SUPPORTED_GROUPS = (X25519MLKEM768, P256_KYBER768_DRAFT00, X25519, SECP256R1)
+# X25519MLKEM768 client share: an ML-KEM-768 encapsulation key (FIPS 203: 3 x 384 + 32 = 1184 bytes)
+# followed by an X25519 public key (32): draft-ietf-tls-ecdhe-mlkem, 1216 bytes in all.
+MLKEM768_ENCAPSULATION_KEY = 1184
+X25519_SHARE = 32
+X25519MLKEM768_SHARE = MLKEM768_ENCAPSULATION_KEY + X25519_SHARE
+MLKEM_Q = 3329
 
 
 def hkdf_extract(salt, key_material):
@@ -88,8 +115,29 @@ def _vector(body, length_bytes):
     return len(body).to_bytes(length_bytes, 'big') + body
 
 
-def client_hello(server_name, alpn, source_cid, random=None, key_share=None):
-    """A TLS 1.3 ClientHello handshake message as QUIC carries it (RFC 9001, 4.1)."""
+def mlkem768_encapsulation_key():
+    """A well-formed ML-KEM-768 encapsulation key (FIPS 203, 7.2: every coefficient below q).
+
+    Random bytes would not do: a server that implements ML-KEM checks that
+    each 12-bit coefficient is below 3329 and rejects the key otherwise. No
+    decapsulation key exists for it; the handshake is never completed.
+    """
+    raw = os.urandom(2 * 768)
+    coefficients = [int.from_bytes(raw[i:i + 2], 'big') % MLKEM_Q for i in range(0, len(raw), 2)]
+    packed = bytearray()
+    for index in range(0, len(coefficients), 2):  # ByteEncode12: two coefficients in three bytes
+        pair = coefficients[index] | (coefficients[index + 1] << 12)
+        packed += pair.to_bytes(3, 'little')
+    return bytes(packed) + os.urandom(32)  # + rho, the matrix seed
+
+
+def client_hello(server_name, alpn, source_cid, random=None, key_share=None, post_quantum=False):
+    """A TLS 1.3 ClientHello handshake message as QUIC carries it (RFC 9001, 4.1).
+
+    ``post_quantum`` offers what cloudflared offers (SUPPORTED_GROUPS, an
+    X25519MLKEM768 share first) plus an X25519 share; without it the hello
+    offers X25519 only and fits one Initial.
+    """
     random = os.urandom(32) if random is None else random
     # Any 32 bytes are an X25519 public key the server can compute with; no
     # private key is ever needed because the handshake is never completed.
@@ -101,12 +149,19 @@ def client_hello(server_name, alpn, source_cid, random=None, key_share=None):
         + varint(0x01) + _vector(varint(30000), 1)         # max_idle_timeout (ms)
         + varint(0x03) + _vector(varint(1452), 1)          # max_udp_payload_size
     )
+    if post_quantum:
+        groups = SUPPORTED_GROUPS
+        shares = (struct.pack('>HH', X25519MLKEM768, X25519MLKEM768_SHARE) + mlkem768_encapsulation_key() + key_share
+                  + struct.pack('>HH', X25519, X25519_SHARE) + key_share)
+    else:
+        groups = (X25519, SECP256R1, 0x0018)
+        shares = struct.pack('>HH', X25519, X25519_SHARE) + key_share
     extensions = b''.join((
         _extension(0x0000, _vector(b'\x00' + _vector(host, 2), 2)),                 # server_name
-        _extension(0x000a, _vector(struct.pack('>3H', 0x001d, 0x0017, 0x0018), 2)),  # supported_groups
+        _extension(0x000a, _vector(struct.pack('>%dH' % len(groups), *groups), 2)),  # supported_groups
         _extension(0x0010, _vector(_vector(alpn.encode('ascii'), 1), 2)),         # ALPN
         _extension(0x000d, _vector(struct.pack('>5H', 0x0403, 0x0804, 0x0401, 0x0503, 0x0805), 2)),  # signature_algorithms
-        _extension(0x0033, _vector(struct.pack('>HH', 0x001d, 32) + key_share, 2)),  # key_share
+        _extension(0x0033, _vector(shares, 2)),                                    # key_share
         _extension(0x002b, _vector(struct.pack('>H', 0x0304), 1)),                 # supported_versions: TLS 1.3
         _extension(0x002d, _vector(b'\x01', 1)),                                   # psk_key_exchange_modes
         _extension(0x0039, transport_parameters),                                  # quic_transport_parameters
@@ -117,26 +172,63 @@ def client_hello(server_name, alpn, source_cid, random=None, key_share=None):
     return b'\x01' + len(body).to_bytes(3, 'big') + body
 
 
-def initial_datagram(server_name, alpn='argotunnel', destination_cid=None, source_cid=None):
-    """A protected client Initial padded to 1200 bytes, with its connection IDs.
+PN_LENGTH = 4
 
-    Returns ``(datagram, destination_cid, source_cid)``; fresh random
-    connection IDs unless given.
+
+def _initial_packet(hello, offset, packet_number, size, destination_cid, source_cid, keys):
+    """One protected Initial of exactly ``size`` bytes carrying as much of ``hello`` from ``offset`` as fits.
+
+    Returns ``(packet, next offset)``. The Length field is always 2 bytes
+    here (between 64 and 16383), the packet number 4.
     """
+    prefix = (bytes([0xC0 | (PN_LENGTH - 1)]) + struct.pack('>I', QUIC_V1)
+              + _vector(destination_cid, 1) + _vector(source_cid, 1) + varint(0))  # no token
+    payload_length = size - len(prefix) - 2 - PN_LENGTH - AEAD_TAG
+    if payload_length < 64:
+        raise ValueError('an Initial of %d bytes has no room for a CRYPTO frame' % size)
+    # CRYPTO frame: type, offset, length (2-byte varint up to 16383), data; the rest is PADDING (zero bytes).
+    chunk = min(len(hello) - offset, payload_length - 1 - len(varint(offset)) - 2)
+    frame = b'\x06' + varint(offset) + struct.pack('>H', chunk | 0x4000) + hello[offset:offset + chunk]
+    payload = frame.ljust(payload_length, b'\0')
+    header = prefix + varint(PN_LENGTH + len(payload) + AEAD_TAG) + packet_number.to_bytes(PN_LENGTH, 'big')
+    return protect(header, payload, packet_number, keys, PN_LENGTH), offset + chunk
+
+
+def initial_datagrams(server_name, alpn='argotunnel', destination_cid=None, source_cid=None,
+                      size=MIN_INITIAL_DATAGRAM, post_quantum=False):
+    """The protected client Initials of one connection attempt, each exactly ``size`` bytes, with its connection IDs.
+
+    The ClientHello is cut into CRYPTO frames at increasing offsets, one per
+    Initial (packet numbers 0, 1, ...), as quic-go sends it. Returns
+    ``(datagrams, destination_cid, source_cid)``; fresh random connection
+    IDs unless given.
+    """
+    if size < MIN_INITIAL_DATAGRAM:
+        raise ValueError('size=%r: a client Initial is at least %d bytes (RFC 9000, 14.1)' % (size, MIN_INITIAL_DATAGRAM))
     destination_cid = os.urandom(8) if destination_cid is None else destination_cid
     source_cid = os.urandom(8) if source_cid is None else source_cid
-    hello = client_hello(server_name, alpn, source_cid)
-    crypto_frame = b'\x06' + varint(0) + varint(len(hello)) + hello
-    packet_number, pn_length = 0, 4
-    prefix = (bytes([0xC0 | (pn_length - 1)]) + struct.pack('>I', QUIC_V1)
-              + _vector(destination_cid, 1) + _vector(source_cid, 1) + varint(0))  # no token
-    # Pad with PADDING frames (zero bytes) so the datagram is exactly 1200 bytes;
-    # the Length field is always 2 bytes here (between 64 and 16383).
-    payload_length = MIN_INITIAL_DATAGRAM - len(prefix) - 2 - pn_length - AEAD_TAG
-    payload = crypto_frame.ljust(payload_length, b'\0')
-    header = prefix + varint(pn_length + len(payload) + AEAD_TAG) + packet_number.to_bytes(pn_length, 'big')
-    packet = protect(header, payload, packet_number, initial_keys(destination_cid), pn_length)
-    return packet, destination_cid, source_cid
+    hello = client_hello(server_name, alpn, source_cid, post_quantum=post_quantum)
+    keys = initial_keys(destination_cid)
+    datagrams, offset = [], 0
+    while offset < len(hello):
+        packet, offset = _initial_packet(hello, offset, len(datagrams), size, destination_cid, source_cid, keys)
+        datagrams.append(packet)
+    return datagrams, destination_cid, source_cid
+
+
+def cloudflared_datagrams(server_name, family, alpn='argotunnel'):
+    """What cloudflared sends first to an edge address of ``family``: its Initial size, a post-quantum ClientHello."""
+    return initial_datagrams(server_name, alpn, size=INITIAL_PAYLOAD[family], post_quantum=True)
+
+
+def initial_datagram(server_name, alpn='argotunnel', destination_cid=None, source_cid=None):
+    """One protected client Initial padded to 1200 bytes (an X25519-only ClientHello), with its connection IDs.
+
+    Returns ``(datagram, destination_cid, source_cid)``. The probe sends it
+    only to tell a size problem from a blocked port.
+    """
+    datagrams, destination_cid, source_cid = initial_datagrams(server_name, alpn, destination_cid, source_cid)
+    return datagrams[0], destination_cid, source_cid
 
 
 def read_varint(data, offset):
@@ -173,6 +265,7 @@ def _frames(payload):
             offset = _skip_varints(payload, offset, 2)
             ranges, offset = read_varint(payload, offset)
             offset = _skip_varints(payload, offset, 1 + 2 * ranges + (3 if frame_type == 0x03 else 0))
+            yield 'ack', None
             continue
         if frame_type == 0x06:  # CRYPTO: offset, length, data
             offset = _skip_varints(payload, offset, 1)
@@ -197,9 +290,11 @@ def read_answer(datagram, destination_cid, source_cid):
     version_negotiation or None when the datagram is not an answer to us),
     ``server_hello`` (the server accepted our ClientHello: ALPN and TLS
     version agreed) and ``close`` (``(error code, reason)`` when the server
-    closed the connection instead, e.g. on an ALPN mismatch).
+    closed the connection instead, e.g. on an ALPN mismatch) and
+    ``ack_only`` (a readable Initial that only acknowledges: the server got
+    part of our ClientHello and waits for the rest - not an answer yet).
     """
-    answer = {'packet': None, 'server_hello': False, 'close': None}
+    answer = {'packet': None, 'server_hello': False, 'close': None, 'ack_only': False}
     if not is_answer(datagram, source_cid):
         return answer
     if struct.unpack('>I', datagram[1:5])[0] == 0:
@@ -222,11 +317,13 @@ def read_answer(datagram, destination_cid, source_cid):
         header = bytes([first]) + datagram[1:pn_offset] + packet_number.to_bytes(pn_length, 'big')
         nonce = (int.from_bytes(iv, 'big') ^ packet_number).to_bytes(12, 'big')
         payload = aes_gcm_decrypt(key, nonce, datagram[pn_offset + pn_length:pn_offset + length], header)
-        for kind, value in _frames(payload):
+        frames = list(_frames(payload))
+        for kind, value in frames:
             if kind == 'crypto' and value[:1] == b'\x02':
                 answer['server_hello'] = True
             elif kind == 'close':
                 answer['close'] = value
+        answer['ack_only'] = bool(frames) and all(kind == 'ack' for kind, value in frames)
     except (IndexError, ValueError, AuthenticationError):
         # Not decryptable with our Initial keys: still a QUIC answer, just not a readable one.
         pass

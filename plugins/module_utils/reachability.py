@@ -9,25 +9,27 @@ timeout whatever the number of targets. Every failure is classified:
 ``timeout`` (a silent drop), ``refused`` and ``unreachable`` (an active
 rejection: TCP RST, ICMP), ``blocked_locally`` (this host's own firewall),
 ``tls``/``tls_certificate`` (something answered, but not the edge), and
-QUIC's own ``quic_closed``/``quic_version``.
+QUIC's own ``quic_closed``/``quic_version``, and ``quic_size``/``quic_multi_initial``
+when only smaller or single datagrams get through.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import selectors
 import socket
 import ssl
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import dns_client, quic_initial
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import dns_client, egress_contract, quic_initial
 
 CHECKS = ('dns', 'tcp', 'tls', 'quic', 'https')
 REQUIREMENTS = ('any_tunnel', 'quic', 'http2', 'api', 'update', 'dns')
-FAMILIES = ('ipv4', 'ipv6')
+FAMILIES = egress_contract.FAMILIES
 SOCKET_FAMILY = {'ipv4': socket.AF_INET, 'ipv6': socket.AF_INET6}
-HTTPS_PORT = 443
+HTTPS_PORT = egress_contract.HTTPS_PORT
 
 
 def _target(endpoint, address, family, protocol, checks, server_name):
@@ -91,7 +93,7 @@ def routable_families(addresses_by_family):
             continue
         sock = socket.socket(SOCKET_FAMILY[family], socket.SOCK_DGRAM)
         try:
-            sock.connect((addresses[0], 7844))
+            sock.connect((addresses[0], egress_contract.TUNNEL_PORT))
             families.append(family)
         except (socket.error, OSError):
             pass
@@ -163,30 +165,139 @@ def _handshake(sock, target, check, context, deadline, started):
     return _result(target, check, True, None, '%s with SNI %s' % (version, target['server_name']), handshake_started)
 
 
-def probe_quic(target, timeout, deadline=None):
-    """Send a QUIC v1 Initial and wait for the server's first answer, until the deadline."""
+# The share of the timeout cloudflared's own flight has alone; when it is still unanswered then, the two smaller
+# attempts of quic_attempts() go out, so the whole check still ends by one timeout.
+SIZE_CHECK_AFTER = 2.0 / 3
+
+
+class _Attempt(object):
+    """One QUIC connection attempt: its own socket and connection IDs, its datagrams, its answer."""
+
+    def __init__(self, kind, target, built):
+        self.kind = kind
+        self.datagrams, self.dcid, self.scid = built
+        self.answer = None    # the first answer that is not a bare ACK
+        self.acked = False    # the server acknowledged part of the ClientHello
+        self.error = None     # a socket error (refused, unreachable, blocked locally)
+        self.sock = None
+        try:
+            self.sock = socket.socket(SOCKET_FAMILY[target['family']], socket.SOCK_DGRAM)
+            # A connected UDP socket turns an ICMP port unreachable into ECONNREFUSED.
+            self.sock.connect((target['address'], target['port']))
+            for datagram in self.datagrams:
+                self.sock.send(datagram)
+        except (socket.error, OSError) as exc:
+            self.error = exc
+
+    @property
+    def done(self):
+        return self.answer is not None or self.error is not None
+
+    def receive(self):
+        try:
+            data = self.sock.recv(65535)
+        except (socket.error, OSError) as exc:
+            self.error = exc
+            return
+        answer = quic_initial.read_answer(data, self.dcid, self.scid)
+        if not answer['packet']:
+            return  # not for us
+        if answer['ack_only']:
+            self.acked = True
+            return
+        self.answer = answer
+
+
+def _readable(socks, timeout):
+    """The sockets of ``socks`` with a datagram waiting, within ``timeout``.
+
+    epoll/poll rather than select(): with hundreds of probes in flight the
+    descriptors pass select()'s limit of 1024.
+    """
+    with selectors.DefaultSelector() as selector:
+        for sock in socks:
+            selector.register(sock, selectors.EVENT_READ)
+        return [key.fileobj for key, dummy in selector.select(timeout)]
+
+
+def quic_attempts(server_name, family):
+    """``{kind: (datagrams, dcid, scid)}`` of the QUIC check: cloudflared's own first flight, and two smaller ones.
+
+    ``cloudflared``: its post-quantum ClientHello split over Initials of its
+    size for the family; ``single``: one Initial of that size (a short
+    ClientHello); ``small``: one Initial of 1200 bytes, the least QUIC allows.
+    """
+    return {
+        'cloudflared': quic_initial.cloudflared_datagrams(server_name, family),
+        'single': quic_initial.initial_datagrams(server_name, size=quic_initial.INITIAL_PAYLOAD[family]),
+        'small': quic_initial.initial_datagrams(server_name),
+    }
+
+
+def probe_quic(target, timeout, deadline=None, attempts=None):
+    """cloudflared's first QUIC flight, and when it gets no answer, two smaller ones to tell why; by one deadline."""
     started = time.time()
     deadline = deadline or started + timeout
-    datagram, dcid, scid = quic_initial.initial_datagram(target['server_name'] or 'quic.cftunnel.com')
-    sock = socket.socket(SOCKET_FAMILY[target['family']], socket.SOCK_DGRAM)
+    built = attempts or quic_attempts(target['server_name'] or 'quic.cftunnel.com', target['family'])
+    main = _Attempt('cloudflared', target, built['cloudflared'])
+    running = [main]
+    check_at = started + (deadline - started) * SIZE_CHECK_AFTER
     try:
-        try:
-            # A connected UDP socket turns an ICMP port unreachable into ECONNREFUSED.
-            sock.connect((target['address'], target['port']))
-            sock.send(datagram)
-            while True:
-                sock.settimeout(max(deadline - time.time(), 0.001))
-                answer = quic_initial.read_answer(sock.recv(65535), dcid, scid)
-                if answer['packet']:
-                    break
-        except (socket.error, socket.timeout, OSError) as exc:
-            kind = dns_client.error_kind(exc)
-            message = ('UDP %d: no QUIC answer within %gs (dropped?)' % (target['port'], timeout) if kind == 'timeout'
-                       else 'UDP %d: %s' % (target['port'], exc))
-            return _result(target, 'quic', False, kind, message, started)
+        while not main.done:
+            now = time.time()
+            if now >= deadline:
+                break
+            if now >= check_at and len(running) == 1:
+                running += [_Attempt(kind, target, built[kind]) for kind in ('single', 'small')]
+            waiting = [a.sock for a in running if not a.done]
+            wake = deadline if len(running) > 1 else check_at
+            readable = _readable(waiting, max(wake - now, 0.001))
+            for attempt in running:
+                if attempt.sock in readable:
+                    attempt.receive()
     finally:
-        sock.close()
-    return _result(target, 'quic', *interpret_quic_answer(answer), started=started)
+        for attempt in running:
+            if attempt.sock is not None:
+                attempt.sock.close()
+    outcomes = dict((a.kind, 'answered' if a.answer else ('error' if a.error else 'silent')) for a in running)
+    ok, error_kind, message = interpret_quic_attempts(main.answer, main.error, main.acked, outcomes, target,
+                                                      timeout, len(main.datagrams), len(main.datagrams[0]))
+    row = _result(target, 'quic', ok, error_kind, message, started)
+    row.update(initial_size=len(main.datagrams[0]), initials=len(main.datagrams))
+    return row
+
+
+def _ip_packet(size, family):
+    return size + (28 if family == 'ipv4' else 48)  # IP header (20 / 40) and UDP header (8)
+
+
+def interpret_quic_attempts(answer, error, acked, outcomes, target, timeout, initials, size):
+    """``(ok, error_kind, message)`` of the QUIC check from its attempts (see probe_quic).
+
+    cloudflared's own flight decides; the smaller attempts only explain a
+    silence: when one of them is answered, the port is open and what is lost
+    is cloudflared's datagram size (a path MTU black hole, a size filter) or
+    its second Initial (a middlebox that passes one datagram per flow).
+    """
+    port = target['port']
+    if answer:
+        return interpret_quic_answer(answer)
+    if error is not None:
+        return False, dns_client.error_kind(error), 'UDP %d: %s' % (port, error)
+    flight = '%d Initials of %d bytes' % (initials, size) if initials > 1 else 'a %d-byte Initial' % size
+    if outcomes.get('single') == 'answered':
+        return False, 'quic_multi_initial', (
+            'UDP %d: cloudflared\'s post-quantum ClientHello in %s got no answer%s, while a single %d-byte Initial was '
+            'answered: something on the path drops the second Initial of a connection; cloudflared\'s QUIC '
+            'handshake fails here' % (port, flight, ' (the server acknowledged the first)' if acked else '', size))
+    if outcomes.get('small') == 'answered':
+        return False, 'quic_size', (
+            'UDP %d: packet size / path MTU: cloudflared\'s %d-byte UDP datagrams (%d-byte %s packets, %s) got no '
+            'answer, while a %d-byte one was answered: a hop drops datagrams of %d bytes (an MTU black hole or a size '
+            'filter); cloudflared\'s QUIC handshake fails here'
+            % (port, size, _ip_packet(size, target['family']), 'IPv4' if target['family'] == 'ipv4' else 'IPv6',
+               flight, quic_initial.MIN_INITIAL_DATAGRAM, size))
+    return False, 'timeout', 'UDP %d: no QUIC answer within %gs (dropped?)' % (port, timeout)
 
 
 def interpret_quic_answer(answer):

@@ -201,6 +201,9 @@ def parse_rules_file(text, path='user.rules'):
 
     A block keeps the blank lines before it, so removing it leaves the file as ufw would have written it.
     Lines between blocks that are no rule (a hand-written ``-A`` line) become blocks without a tuple: kept verbatim.
+    A tuple of the kind this module writes owns only the one line ufw writes for it (or that line with another
+    ``-j`` target: a hand edit of it); a line after that, even with no blank line between, is someone else's and
+    becomes a block of its own - deleting the rule must never take a user's line with it.
     """
     lines = text.split('\n')
     try:
@@ -211,6 +214,7 @@ def parse_rules_file(text, path='user.rules'):
     blocks = []
     blanks = []
     current = None
+    expected = None  # the lines the current tuple still owns, or None: any line up to a blank one
     for line in lines[start + 1:end]:
         match = TUPLE_RE.match(line)
         if match:
@@ -218,17 +222,36 @@ def parse_rules_file(text, path='user.rules'):
             current = Block(tuple(blanks), [line], comment)
             blocks.append(current)
             blanks = []
+            expected = _generated_lines(match.group('body'))
         elif not line.strip():
             blanks.append(line)
             current = None
-        elif current is not None:
+        elif current is not None and (expected is None or (expected and _same_match(line, expected[0]))):
             current.lines.append(line)
+            expected = expected[1:] if expected is not None else None
         else:
             current = Block(tuple(blanks), [line], None)
             blocks.append(current)
             blanks = []
+            expected = None
     blocks = [Block(b.blanks, tuple(b.lines), b.comment) for b in blocks]
     return RulesFile(tuple(lines[:start + 1]), blocks, tuple(blanks), tuple(lines[end:]))
+
+
+def _generated_lines(body):
+    """The lines ufw writes for a tuple this module would write (an outgoing allow to one destination and port from
+    anywhere); None for any other tuple, whose lines (logging, limits, ...) only ufw knows, and which stay verbatim."""
+    fields = body.split()
+    if len(fields) != 7 or fields[0] != 'allow' or fields[1] not in PROTOCOLS or not fields[2].isdigit() \
+            or fields[4] != 'any' or fields[6] != 'out' or fields[5] not in ANY_SOURCE.values():
+        return None
+    family = 'ipv6' if fields[5] == ANY_SOURCE['ipv6'] else 'ipv4'
+    return list(render_block(UfwRule(family, fields[1], int(fields[2]), fields[3], ''))[1:])
+
+
+def _same_match(line, generated):
+    """``line`` is ``generated``, or it with another target (a hand-edited rule of the tuple's, replaced as such)."""
+    return line == generated or line.startswith(generated.rsplit(' -j ', 1)[0] + ' -j ')
 
 
 def render_rules_file(parsed):
@@ -269,15 +292,21 @@ def reconcile_file(text, family, wanted, name, path='user.rules'):
     removed = []
     present = set()
     insert_at = None
+    spacing = None  # the blank lines of a removed block, for a user's block that followed it without any
     for block in parsed.blocks:
         if owned(block, name):
             if block.lines in wanted_blocks and block.lines not in present:
                 present.add(block.lines)
                 kept.append(block)
                 insert_at = len(kept)
+                spacing = None
             else:
                 removed.append(block_rule(block, family))
+                spacing = block.blanks if spacing is None else spacing
             continue
+        if spacing is not None and not block.blanks:
+            block = block._replace(blanks=spacing)
+        spacing = None
         kept.append(block)
     added = [rule for lines, rule in wanted_blocks.items() if lines not in present]
     new_blocks = [Block(('',), lines, rule.comment) for lines, rule in wanted_blocks.items() if lines not in present]

@@ -16,12 +16,20 @@ description:
   - Answers the question users have before installing C(cloudflared) - will it connect from this host, over which
     protocol, and if not, what is blocked? - on every host of a fleet at once.
   - Probes every address of the egress plan concurrently - TCP connect, a TLS handshake with the tunnel's server name on
-    TCP 7844, a real QUIC handshake on UDP 7844 (a QUIC version 1 Initial carrying a TLS 1.3 ClientHello with ALPN
-    V(argotunnel), protected as RFC 9001 says), and TLS on TCP 443 to the API and update hosts - and asks the host's
-    own nameservers the plan's DNS questions.
+    TCP 7844, a real QUIC handshake on UDP 7844, and TLS on TCP 443 to the API and update hosts - and asks the host's
+    own nameservers the plan's DNS questions and the TXT questions C(cloudflared) asks (V(cfd-features.argotunnel.com),
+    V(protocol-v2.argotunnel.com)).
+  - The QUIC check sends what C(cloudflared) 2026 sends first - QUIC version 1 Initials of its size (1232 bytes of UDP
+    payload to an IPv4 address, 1252 to an IPv6 one) carrying, over two Initials, a TLS 1.3 ClientHello with its
+    post-quantum key share (X25519MLKEM768, plus X25519), ALPN V(argotunnel), protected as RFC 9001 says. When that
+    gets no answer, a single Initial of the same size and one of 1200 bytes tell why - V(quic_size) (packet size /
+    path MTU - only smaller datagrams get through) or V(quic_multi_initial) (only the first Initial of a connection
+    gets through) - so a path that would fail C(cloudflared) never passes the probe.
   - A silent drop (timeout), an active rejection (V(refused), V(unreachable)), the host's own firewall
     (V(blocked_locally)) and something that answers but is not the edge (V(tls), V(tls_certificate),
     V(quic_closed)) are told apart, each with its latency.
+  - Recommends the C(cloudflared) settings for the host from what it proved - C(--protocol) and C(--edge-ip-version),
+    each with a reason - and returns what to open as data (RV(to_open)).
   - Needs only the Python standard library on the host (AES-GCM for QUIC is done in Python when the C(cryptography)
     package is missing). Read-only; runs fully in check mode and never reports a change.
 extends_documentation_fragment:
@@ -95,6 +103,8 @@ results:
       error_kind: timeout
       message: "UDP 7844: no QUIC answer within 3s (dropped?)"
       latency_ms: 3001
+      initial_size: 1232
+      initials: 2
 summary:
   description: Counts of ok and failed results per purpose, check, protocol and family.
   returned: always
@@ -134,7 +144,9 @@ dns:
     findings:
       description:
         - C(no_resolver), C(unresolvable), C(not_in_plan) (the host sees addresses the plan lacks), C(not_seen)
-          (the plan has addresses the host does not see) and C(srv_target_not_in_plan).
+          (the plan has addresses the host does not see), C(srv_target_not_in_plan) and C(txt_blocked) (a TXT
+          question of C(cloudflared) got no answer - timeout, REFUSED, SERVFAIL; an absent record, NXDOMAIN or no TXT,
+          is fine and only marked C(state=absent) in its answer).
       type: list
       elements: dict
 elapsed_ms:
@@ -147,15 +159,36 @@ unmet_requirements:
   returned: always
   type: list
   elements: str
+recommended_settings:
+  description:
+    - The C(cloudflared) settings this host should run with, from what the probe proved, each with the command-line
+      C(option), the C(value) and a one-line C(reason).
+    - C(protocol) is V(quic) or V(http2) (the one C(cloudflared) prefers among those that answered); C(edge_ip_version)
+      is V(auto) when that protocol answered over both address families, else V('4') or V('6') - with V(auto), the
+      default since C(cloudflared) 2026.5, it may pick IPv6 on a dual-stack host whose IPv6 path is blocked.
+    - Both values are V(null) when no tunnel protocol answered.
+  returned: always
+  type: dict
+  sample:
+    protocol: {option: --protocol, value: quic, reason: QUIC answered over IPv4}
+    edge_ip_version:
+      option: --edge-ip-version
+      value: '4'
+      reason: "QUIC (UDP 7844) answered over IPv4 only: with auto cloudflared may choose IPv6, which is blocked here"
+to_open:
+  description:
+    - What to open on the network's firewall for everything that failed, one entry per C(purpose), C(protocol) and
+      C(port), with the plan's C(destinations) (CIDR blocks; the failed addresses when probing explicit targets).
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {purpose: tunnel, protocol: udp, port: 7844, destinations: [198.41.192.7/32, "2606:4700:a0::1/128"]}
 """
 
-import os
-import time
-
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import dns_client, probe_report, reachability
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.probe_options import (
-    PROBE_ARGUMENT_SPEC, families_for, validate_probe_params)
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import probe_run
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.probe_options import PROBE_ARGUMENT_SPEC
 
 
 def main():
@@ -163,26 +196,11 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec, mutually_exclusive=[('plan', 'targets')],
                            required_one_of=[('plan', 'targets')], supports_check_mode=True)
     params = module.params
-    problem = validate_probe_params(params)
+    problem = probe_run.check(params)
     if problem:
         module.fail_json(msg=problem)
-    if params['ca_path'] and not os.path.isfile(params['ca_path']):
-        module.fail_json(msg='ca_path=%s: no such file' % params['ca_path'])
-
-    plan = params['plan']
-    families = families_for(params, reachability.routable_families)
-    targets, questions = probe_report.probe_work(params, families)
-    nameservers = dns_client.read_resolv_conf(params['resolv_conf'])
-
-    def ask_dns():
-        return probe_report.resolve_all(questions, nameservers, params['timeout'])
-
-    context = reachability.tls_context(params['validate_certs'], params['ca_path'])
-    started = time.time()
-    results, answers = reachability.run_probes(targets, params['timeout'], params['concurrency'], context,
-                                               ask_dns if questions else None)
-    output = probe_report.report(params['require'], plan, families, results, nameservers, answers or [], bool(questions))
-    output.update(changed=False, elapsed_ms=int((time.time() - started) * 1000))
+    # The same probe the firewall modules run to verify their change (probe_run).
+    output = dict(probe_run.probe(params, params['resolv_conf']), changed=False)
     if output['unmet_requirements']:
         module.fail_json(msg='edge_probe: not met: %s' % ' | '.join(output['unmet_requirements']), **output)
     module.exit_json(**output)

@@ -16,15 +16,19 @@ author: tunnelwall developers (@tunnelwall)
 description:
   - Rolls the results of M(tunnelwall.cloudflared.edge_probe) (or M(tunnelwall.cloudflared.win_edge_probe)) of a whole
     fleet up into one report, so that the state of the fleet shows at a glance - one row per host, one column per check
-    (DNS; TCP, TLS and QUIC on port 7844; the API and update hosts on port 443; each per address family), the protocol
-    cloudflared should use on each host, and what to open where something fails.
+    (DNS; TCP, TLS and QUIC on port 7844; the API and update hosts on port 443; each per address family), the settings
+    cloudflared should run with on each host (C(--protocol), C(--edge-ip-version)), and what to open where something
+    fails.
   - Writes the report on the controller as Markdown, as a self-contained HTML page (inline CSS, no script, nothing loaded
     from elsewhere, status badges in colour) and as JSON, and returns a compact summary for M(ansible.builtin.set_stats),
     so that AWX and the automation controller keep it as a job artifact.
   - A cell is V(ok) when every address answered, V(partial) when some did, V(failed) when none did, V(skipped) when the
-    host did not probe it and V(unreachable) when the host has no probe result at all. A host is V(ok), V(failing)
-    (a cell failed or partial, DNS drift from the plan, or a requirement of the probe not met) or V(unreachable) (no
-    probe result - the host could not be reached, or the probe was skipped or failed before it probed).
+    host did not probe it and V(unreachable) when the host has no probe result at all. A host is V(ok), V(degraded)
+    (cloudflared can run - a tunnel protocol works - but a cell failed or is partial, or DNS differs from the plan -
+    QUIC blocked with HTTP/2 working, one address family or region blocked, the API unreachable), V(failing) (no tunnel
+    protocol works, a requirement of the probe is not met, or the probe failed) or V(unreachable) (no probe result -
+    the host could not be reached, or the probe was skipped or failed before it probed). Every host that is not V(ok)
+    is listed under "What to fix" with the destinations to open.
   - Runs once per play whatever the play's hosts, like M(ansible.builtin.add_host). Never fails because of what the
     report says; use the returned RV(stats) or RV(report) to decide that.
 options:
@@ -170,17 +174,18 @@ report:
       sample: [{id: dns, label: DNS, family: null}, {id: quic_ipv4, label: QUIC 7844, family: ipv4}]
     rows:
       description:
-        - One per host - C(host), C(state) (V(ok), V(failing), V(unreachable)), C(message) (why unreachable),
-          C(protocol) and C(reason) (the probe's recommendation), C(cells) (by column id, each with C(state), C(text)
-          and, when some failed, C(errors) counting them by kind), C(failing) (the ids of failed and partial columns),
-          C(problems) (what failed, in words), C(to_open) (what to open, from the probe's unmet requirements) and
-          C(unmet) (those requirements).
+        - One per host - C(host), C(state) (V(ok), V(degraded), V(failing), V(unreachable)), C(message) (why
+          unreachable), C(protocol) and C(reason) (the probe's recommendation), C(settings) (the probe's
+          C(recommended_settings)), C(cells) (by column id, each with C(state), C(text) and, when some failed, C(errors)
+          counting them by kind), C(failing) (the ids of failed and partial columns), C(problems) (what failed, in
+          words), C(to_open) (the probe's C(to_open) - C(purpose), C(protocol), C(port), C(destinations) - for what
+          failed) and C(unmet) (the requirements not met).
       type: list
       elements: dict
     totals:
-      description: How many hosts, and how many of them are ok, failing and unreachable.
+      description: How many hosts, and how many of them are ok, degraded, failing and unreachable.
       type: dict
-      sample: {hosts: 3, ok: 1, failing: 1, unreachable: 1}
+      sample: {hosts: 4, ok: 1, degraded: 1, failing: 1, unreachable: 1}
     protocols:
       description: How many hosts each protocol is recommended for.
       type: dict
@@ -199,14 +204,21 @@ updated:
 stats:
   description:
     - A compact summary for M(ansible.builtin.set_stats) - the totals, and per host its C(state), C(protocol), the
-      ids of its C(failing) columns and, for an unreachable host, the C(message).
+      cloudflared C(settings) to run with (C(protocol), C(edge_ip_version); V(null) when none works), the ids of its
+      C(failing) columns, what C(to_open) and, for an unreachable host, the C(message).
   returned: success
   type: dict
   sample:
     generated_at: "2026-11-27T10:05:00Z"
-    totals: {hosts: 3, ok: 1, failing: 1, unreachable: 1}
+    totals: {hosts: 3, ok: 1, degraded: 1, failing: 0, unreachable: 1}
     hosts:
-      web1: {state: ok, protocol: quic, failing: []}
-      web2: {state: failing, protocol: http2, failing: [quic_ipv4]}
-      db1: {state: unreachable, protocol: null, failing: [], message: "unreachable: Failed to connect to the host via ssh"}
+      web1: {state: ok, protocol: quic, failing: [], to_open: [], settings: {protocol: quic, edge_ip_version: auto}}
+      web2:
+        state: degraded
+        protocol: http2
+        failing: [quic_ipv4]
+        settings: {protocol: http2, edge_ip_version: '4'}
+        to_open: [{purpose: tunnel, protocol: udp, port: 7844, destinations: [198.41.192.7/32]}]
+      db1: {state: unreachable, protocol: null, failing: [], settings: {}, to_open: [],
+            message: "unreachable: Failed to connect to the host via ssh"}
 """

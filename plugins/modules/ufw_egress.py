@@ -214,9 +214,9 @@ def main():
     if not binaries['ufw']:
         module.fail_json(msg='ufw is not installed (no ufw command in PATH, /usr/sbin or /sbin)')
 
-    def run(argv, data=None):
-        return module.run_command(argv, data=data, binary_data=True, environ_update=egress_module.C_ENV)
-
+    # ufw_apply feeds iptables-restore its input as bytes; a command that cannot start fails the transaction, which
+    # then restores, instead of ending the module (egress_module.command_runner).
+    run = egress_module.command_runner(module, binary_data=True)
     job = ufw_apply.UfwEgress(dict(name=request.name, state=request.state, default_deny=request.default_deny,
                                    allow_dns=bool(servers), dns_servers=servers, on_inactive=module.params['on_inactive'],
                                    allow_dhcp=request.allow_dhcp, metadata=sum(egress_request.metadata_destinations(request), ()),

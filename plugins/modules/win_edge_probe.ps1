@@ -40,6 +40,9 @@ $resolveScript = {
         if ($Type -eq 'SRV') {
             $answer.answers = @($records | ForEach-Object { , @([int]$_.Priority, [int]$_.Weight, [int]$_.Port, $_.NameTarget.ToLowerInvariant()) })
         }
+        elseif ($Type -eq 'TXT') {
+            $answer.answers = @($records | ForEach-Object { $_.Strings -join '' } | Sort-Object -Unique)
+        }
         else {
             $answer.answers = @($records | ForEach-Object { $_.IPAddress } | Sort-Object -Unique)
         }

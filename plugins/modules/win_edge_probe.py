@@ -13,8 +13,10 @@ version_added: 0.1.0
 author: tunnelwall developers (@tunnelwall)
 description:
   - The Windows twin of M(tunnelwall.cloudflared.edge_probe), with the same options and the same return values.
-  - DNS through C(Resolve-DnsName) (SRV included), TCP and TLS through .NET, QUIC by sending a QUIC version 1 Initial
-    datagram, all concurrently, each bounded by O(timeout).
+  - DNS through C(Resolve-DnsName) (SRV and TXT included), TCP and TLS through .NET, QUIC by sending the Initial
+    datagrams C(cloudflared) sends first (its size, its post-quantum ClientHello over two Initials; after two thirds of
+    O(timeout) without an answer, a single Initial of that size and one of 1200 bytes, to tell a size problem from a
+    blocked port), all concurrently, each bounded by O(timeout).
   - Windows PowerShell 5.1 has no AES-GCM, which QUIC Initial protection needs. So an action plugin builds every
     Initial datagram on the controller (the same Python code M(tunnelwall.cloudflared.edge_probe) runs on POSIX hosts),
     the host sends them and returns what came back, and the controller reads the answers and writes the report. The
@@ -84,4 +86,13 @@ unmet_requirements:
   returned: always
   type: list
   elements: str
+recommended_settings:
+  description: The C(cloudflared) settings (C(protocol), C(edge_ip_version)) for the host; see M(tunnelwall.cloudflared.edge_probe).
+  returned: always
+  type: dict
+to_open:
+  description: What to open for everything that failed; see M(tunnelwall.cloudflared.edge_probe).
+  returned: always
+  type: list
+  elements: dict
 """

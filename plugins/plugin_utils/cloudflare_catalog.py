@@ -31,7 +31,8 @@ CLOUDFLARE_RANGES = {
     ),
 }
 
-PUBLISHED_EDGE_TAKEN = '2026-11-27'
+# 2026-11-28: the legacy region names lost the IPv6 addresses an earlier copy gave them (see below).
+PUBLISHED_EDGE_TAKEN = '2026-11-28'
 
 
 def _hosts(prefix, last_octets):
@@ -42,8 +43,10 @@ _REGION1_V4 = _hosts('198.41.192.', (7, 27, 37, 47, 57, 67, 77, 107, 167, 227))
 _REGION2_V4 = _hosts('198.41.200.', (13, 23, 33, 43, 53, 63, 73, 113, 193, 233))
 _ONE_TO_TEN = range(1, 11)
 
-# hostname -> addresses, as published. The legacy region names served the
-# same edge addresses as their .v2 successors.
+# hostname -> addresses, as published. The legacy region names are listed with
+# what the original "Ports and IPs" page published for them - the IPv4 addresses
+# their .v2 successors kept - and no IPv6: the pre-2022 edge names were never
+# published with IPv6 addresses, so none is guessed for them.
 PUBLISHED_EDGE = {
     'region1.v2.argotunnel.com': {'ipv4': _REGION1_V4, 'ipv6': _hosts('2606:4700:a0::', _ONE_TO_TEN)},
     'region2.v2.argotunnel.com': {'ipv4': _REGION2_V4, 'ipv6': _hosts('2606:4700:a8::', _ONE_TO_TEN)},
@@ -51,6 +54,6 @@ PUBLISHED_EDGE = {
     'us-region2.v2.argotunnel.com': {'ipv4': _hosts('198.41.219.', _ONE_TO_TEN), 'ipv6': _hosts('2606:4700:a9::', _ONE_TO_TEN)},
     'fed-region1.v2.argotunnel.com': {'ipv4': _hosts('162.159.234.', _ONE_TO_TEN), 'ipv6': _hosts('2a06:98c1:4d::', _ONE_TO_TEN)},
     'fed-region2.v2.argotunnel.com': {'ipv4': _hosts('172.64.234.', _ONE_TO_TEN), 'ipv6': _hosts('2606:4700:f6::', _ONE_TO_TEN)},
-    'region1.argotunnel.com': {'ipv4': _REGION1_V4, 'ipv6': _hosts('2606:4700:a0::', _ONE_TO_TEN)},
-    'region2.argotunnel.com': {'ipv4': _REGION2_V4, 'ipv6': _hosts('2606:4700:a8::', _ONE_TO_TEN)},
+    'region1.argotunnel.com': {'ipv4': _REGION1_V4, 'ipv6': ()},
+    'region2.argotunnel.com': {'ipv4': _REGION2_V4, 'ipv6': ()},
 }

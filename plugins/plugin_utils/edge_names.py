@@ -13,15 +13,21 @@ from __future__ import annotations
 import dataclasses
 import re
 
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_contract
+
 REGIONS = ('global', 'us', 'fed')
 GENERATIONS = ('v2', 'legacy', 'both')
-PURPOSES = ('tunnel', 'api', 'update')
+# The plan's contract (module_utils/egress_contract.py), under the names the lookup has always used.
+PURPOSES = egress_contract.LOOKUP_PURPOSES
 # Order of purposes in a plan; extra hostnames come last.
-PURPOSE_ORDER = PURPOSES + ('extra',)
+PURPOSE_ORDER = egress_contract.PURPOSES
 
-TUNNEL_PORT = 7844
-HTTPS_PORT = 443
-TUNNEL_SERVER_NAMES = {'tcp': 'h2.cftunnel.com', 'udp': 'quic.cftunnel.com'}
+TUNNEL_PORT = egress_contract.TUNNEL_PORT
+HTTPS_PORT = egress_contract.HTTPS_PORT
+TUNNEL_SERVER_NAMES = egress_contract.TUNNEL_SERVER_NAMES
+# Every TLS server name (SNI) cloudflared may send to a tunnel address (probe.cftunnel.com included): the plan
+# lists them under ``tls_server_names``.
+TUNNEL_TLS_SERVER_NAMES = egress_contract.TUNNEL_TLS_SERVER_NAMES
 # cloudflared refuses to start with fewer SRV targets than this.
 MIN_SRV_TARGETS = 2
 
@@ -44,7 +50,12 @@ class NameSet:
     srv: str
     region_hostnames: tuple
     api: str
-    update: str
+    updates: tuple
+
+    @property
+    def update(self):
+        """The update host cloudflared of this generation checks first."""
+        return self.updates[0]
 
 
 def _v2_names(region):
@@ -55,18 +66,22 @@ def _v2_names(region):
         generation='v2',
         srv='_%s._tcp.argotunnel.com' % service,
         region_hostnames=tuple('%sregion%d.v2.argotunnel.com' % (host_prefix, n) for n in (1, 2)),
-        api='api.cloudflare.com',
-        update='update.argotunnel.com',
+        # With a FedRAMP token cloudflared talks to the FedRAMP API (cloudflared: credentials/ and the tunnel
+        # subcommand's context pick api.fed.cloudflare.com for a fed endpoint).
+        api='api.fed.cloudflare.com' if region == 'fed' else 'api.cloudflare.com',
+        updates=('update.argotunnel.com',),
     )
 
 
-# Exactly the names of the original "Ports and IPs" page, before the move to .v2 in 2022.
+# The names of the original "Ports and IPs" page, before the move to .v2 in 2022. Its update host is
+# update.cloudflare.com, but the cloudflared releases that used these region names (2020.10 to 2022.6)
+# checked update.argotunnel.com (updater/: the update service URL of those releases): both are carried.
 LEGACY_NAMES = NameSet(
     generation='legacy',
     srv='_origintunneld._tcp.argotunnel.com',
     region_hostnames=('region1.argotunnel.com', 'region2.argotunnel.com'),
     api='api.cloudflare.com',
-    update='update.cloudflare.com',
+    updates=('update.cloudflare.com', 'update.argotunnel.com'),
 )
 
 

@@ -11,21 +11,27 @@ answered in.
 
 from __future__ import annotations
 
-try:
-    import netaddr
-except ImportError:  # the lookup tells the user to install netaddr before it gets here
-    HAS_NETADDR = False
-else:
-    HAS_NETADDR = True
+import importlib.util
 
 from ansible.errors import AnsibleLookupError
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_contract
 from ansible_collections.tunnelwall.cloudflared.plugins.plugin_utils import cloudflare_catalog, edge_names
 from ansible_collections.tunnelwall.cloudflared.plugins.plugin_utils.edge_resolver import (
     ADDRESS_TYPES, Answer, Failure)
 
-PLAN_VERSION = 1
-FAMILIES = ('ipv4', 'ipv6')
-PROTOCOL_ORDER = ('tcp', 'udp')
+# netaddr (its set code above all) is imported when a plan is built (_netaddr()), not when the lookup is
+# loaded; the lookup tells the user to install it before it gets here.
+HAS_NETADDR = importlib.util.find_spec('netaddr') is not None
+
+
+def _netaddr():
+    import netaddr  # pylint: disable=import-outside-toplevel
+    return netaddr
+
+
+PLAN_VERSION = egress_contract.PLAN_VERSION
+FAMILIES = egress_contract.FAMILIES
+PROTOCOL_ORDER = egress_contract.PROTOCOLS
 
 
 class DnsFailed(AnsibleLookupError):
@@ -36,13 +42,16 @@ class DnsFailed(AnsibleLookupError):
         self.failures = failures
 
 
-def _endpoint(hostname, purpose, port, protocols, server_names):
+def _endpoint(hostname, purpose, port, protocols, server_names, tls_server_names=None):
+    # server_names: the one name per protocol the probe sends; tls_server_names: every name cloudflared may send.
     return {
         'hostname': hostname,
         'purpose': purpose,
         'port': port,
         'protocols': list(protocols),
         'server_names': dict(server_names),
+        'tls_server_names': dict((p, list(names)) for p, names in (
+            tls_server_names or dict((p, [n]) for p, n in server_names.items())).items()),
         'ipv4': [],
         'ipv6': [],
         'ttl': None,
@@ -65,11 +74,12 @@ def wanted_endpoints(options, srv_answers=None):
         region_port = ports.pop() if len(ports) == 1 else edge_names.TUNNEL_PORT
         tunnel = [(t.target, t.port) for t in targets] + [(h, region_port) for h in names.region_hostnames]
         for hostname, port in tunnel:
-            endpoints.append(_endpoint(hostname, 'tunnel', port, PROTOCOL_ORDER, edge_names.TUNNEL_SERVER_NAMES))
-        for purpose in ('api', 'update'):
+            endpoints.append(_endpoint(hostname, 'tunnel', port, PROTOCOL_ORDER, edge_names.TUNNEL_SERVER_NAMES,
+                                       edge_names.TUNNEL_TLS_SERVER_NAMES))
+        for purpose, hostnames in (('api', (names.api,)), ('update', names.updates)):
             if purpose in options.purposes:
-                hostname = getattr(names, purpose)
-                endpoints.append(_endpoint(hostname, purpose, edge_names.HTTPS_PORT, ('tcp',), {'tcp': hostname}))
+                for hostname in hostnames:
+                    endpoints.append(_endpoint(hostname, purpose, edge_names.HTTPS_PORT, ('tcp',), {'tcp': hostname}))
     for extra in options.extra_hostnames:
         endpoints.append(_endpoint(extra.hostname, 'extra', extra.port, extra.protocols,
                                    {'tcp': extra.hostname} if 'tcp' in extra.protocols else {}))
@@ -133,7 +143,7 @@ def _sort_endpoints(endpoints):
 
 
 def _sort_addresses(addresses):
-    return [str(a) for a in sorted(netaddr.IPAddress(a) for a in addresses)]
+    return [str(a) for a in sorted(_netaddr().IPAddress(a) for a in addresses)]
 
 
 def aggregate(addresses, prefix):
@@ -142,8 +152,8 @@ def aggregate(addresses, prefix):
     Each address is widened to its covering /prefix block (host bits cleared),
     then adjacent and overlapping blocks are merged.
     """
-    blocks = [netaddr.IPNetwork('%s/%d' % (address, prefix)).cidr for address in addresses]
-    return [str(block) for block in netaddr.cidr_merge(blocks)]
+    blocks = [_netaddr().IPNetwork('%s/%d' % (address, prefix)).cidr for address in addresses]
+    return [str(block) for block in _netaddr().cidr_merge(blocks)]
 
 
 def build_rules(endpoints, options):
@@ -168,7 +178,7 @@ def build_rules(endpoints, options):
 
 
 def _trusted_sets(options):
-    return {family: netaddr.IPSet(str(n) for n in networks) for family, networks in options.ranges.items()}
+    return {family: _netaddr().IPSet(str(n) for n in networks) for family, networks in options.ranges.items()}
 
 
 def ownership_violations(endpoints, options, resolver):
@@ -182,7 +192,7 @@ def ownership_violations(endpoints, options, resolver):
         for family in FAMILIES:
             violations.extend(
                 '%s resolved to %s via %s' % (endpoint['hostname'], address, resolver)
-                for address in endpoint[family] if netaddr.IPAddress(address) not in trusted[family])
+                for address in endpoint[family] if _netaddr().IPAddress(address) not in trusted[family])
     return violations
 
 
@@ -190,7 +200,7 @@ def widened_beyond_trust(rules, options):
     """Blocks that prefix_v4/prefix_v6 widened past the trusted ranges."""
     trusted = _trusted_sets(options)
     return sorted({block for rule in rules for family in FAMILIES for block in rule[family]
-                   if not netaddr.IPSet([block]).issubset(trusted[family])})
+                   if not _netaddr().IPSet([block]).issubset(trusted[family])})
 
 
 def plan_from_dns(options, results, resolved_at):

@@ -24,25 +24,29 @@ import json
 import re
 from collections.abc import Mapping
 
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import probe_report
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_contract, probe_report
 
 REPORT_VERSION = 1
 FORMATS = ('markdown', 'html', 'json')
 EXTENSIONS = {'markdown': '.md', 'html': '.html', 'json': '.json'}
-FAMILIES = ('ipv4', 'ipv6')
+FAMILIES = egress_contract.FAMILIES
 FAMILY_LABELS = {'ipv4': 'IPv4', 'ipv6': 'IPv6'}
-HOST_STATES = ('ok', 'failing', 'unreachable')
+# failing: no tunnel protocol works, a requirement is unmet or the probe failed; degraded: the tunnel works
+# (cloudflared runs) but something the probe checked does not - QUIC blocked with HTTP/2 working, one family,
+# one region, the API, DNS drift.
+HOST_STATES = ('ok', 'degraded', 'failing', 'unreachable')
+SETTING_KEYS = ('protocol', 'edge_ip_version')
 TITLE = 'Cloudflare Tunnel egress: fleet report'
 
 # (id prefix, label, purpose, checks in order of preference). A column counts the first of its
 # checks that the host probed: the api and update hosts get a TCP connect and then HTTPS on the
 # same connection, and HTTPS is what proves the service; TCP alone counts when only it was probed.
 CHECK_COLUMNS = (
-    ('tcp', 'TCP 7844', 'tunnel', ('tcp',)),
-    ('tls', 'TLS 7844', 'tunnel', ('tls',)),
-    ('quic', 'QUIC 7844', 'tunnel', ('quic',)),
-    ('api', 'api 443', 'api', ('https', 'tcp')),
-    ('update', 'update 443', 'update', ('https', 'tcp')),
+    ('tcp', 'TCP %d' % egress_contract.TUNNEL_PORT, 'tunnel', ('tcp',)),
+    ('tls', 'TLS %d' % egress_contract.TUNNEL_PORT, 'tunnel', ('tls',)),
+    ('quic', 'QUIC %d' % egress_contract.TUNNEL_PORT, 'tunnel', ('quic',)),
+    ('api', 'api %d' % egress_contract.HTTPS_PORT, 'api', ('https', 'tcp')),
+    ('update', 'update %d' % egress_contract.HTTPS_PORT, 'update', ('https', 'tcp')),
 )
 COLUMNS = [{'id': 'dns', 'label': 'DNS', 'family': None, 'purpose': None, 'checks': ()}] + [
     {'id': '%s_%s' % (prefix, family), 'label': label, 'family': family, 'purpose': purpose, 'checks': checks}
@@ -50,7 +54,7 @@ COLUMNS = [{'id': 'dns', 'label': 'DNS', 'family': None, 'purpose': None, 'check
 
 # DNS findings that mean the host cannot resolve at all or in part; the others are drift
 # between the plan (resolved on the controller) and what the host itself sees.
-DNS_FAILURES = ('no_resolver', 'unresolvable')
+DNS_FAILURES = ('no_resolver', 'unresolvable', 'txt_blocked')
 # Every time stamp a report holds (generated_at, the plan's resolved_at): see same_content().
 TIMESTAMP = re.compile(r'\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?')
 
@@ -100,7 +104,8 @@ def _dns_cell(dns):
     findings = _items(dns.get('findings'))
     if not answers and not findings:
         return _cell('skipped')
-    ok = sum(1 for answer in answers if answer.get('ok'))
+    # A TXT record cloudflared asks for may not exist (the probe marks it absent): an answer all the same.
+    ok = sum(1 for answer in answers if answer.get('ok') or answer.get('state') == 'absent')
     kinds = [finding.get('kind') for finding in findings]
     if 'no_resolver' in kinds:
         return _cell('failed', 'no resolver')
@@ -145,7 +150,7 @@ def _no_result_message(result):
 def _unreachable_row(hostname, result):
     return {'host': hostname, 'state': 'unreachable', 'message': _no_result_message(result), 'protocol': None,
             'reason': None, 'cells': dict((column['id'], _cell('unreachable')) for column in COLUMNS),
-            'failing': [], 'problems': [], 'to_open': [], 'unmet': []}
+            'failing': [], 'problems': [], 'to_open': [], 'unmet': [], 'settings': None}
 
 
 def host_row(hostname, probe_result):
@@ -176,25 +181,46 @@ def host_row(hostname, probe_result):
                 problems.append(line)
     problems.extend('DNS: %s' % finding.get('message') for finding in _items(dns.get('findings')))
 
-    to_open = []
+    # What to open comes as data from the probe (probe_report.destinations_to_open), for every failed group.
+    to_open = [_open_entry(entry) for entry in _items(probe_result.get('to_open'))]
     for message in unmet:
-        fixes = probe_report.what_to_open(message)
-        for fix in fixes:
-            if fix not in to_open:
-                to_open.append(fix)
-        if not fixes and not message.startswith('dns: '):  # a DNS requirement repeats the findings listed above
-            problems.append('requirement not met: %s' % message)
+        if not message.startswith('dns: '):  # a DNS requirement repeats the findings listed above
+            # The unmet message ends with what to open, which to_open shows as data: keep what failed.
+            problems.append('requirement not met: %s' % message.split(probe_report.FIX_MARK, 1)[0])
     protocol = probe_result.get('recommended_protocol')
     protocol = protocol if isinstance(protocol, str) else None  # a damaged result: no recommendation
     if probe_result.get('failed') and not unmet:
         # The probe's own error, or what the site playbook adds when the change failed for another reason
         # (no firewall found, a module error): the message names its source.
         problems.append(probe_result.get('msg') or 'the probe failed without a message')
-    # protocol none needs no test of its own: the tunnel columns probed then all failed.
-    state = 'failing' if failing or unmet or probe_result.get('failed') else 'ok'
+    tunnel_probed = any(r.get('purpose') == 'tunnel' for r in results)
+    if unmet or probe_result.get('failed') or (protocol == 'none' and tunnel_probed):
+        state = 'failing'
+    else:
+        state = 'degraded' if failing or problems else 'ok'
     return {'host': hostname, 'state': state, 'message': None, 'protocol': protocol,
             'reason': str(probe_result.get('recommendation_reason') or '') or None, 'cells': cells, 'failing': failing,
-            'problems': problems, 'to_open': to_open, 'unmet': unmet}
+            'problems': problems, 'to_open': to_open, 'unmet': unmet, 'settings': _settings(probe_result)}
+
+
+def _open_entry(entry):
+    return {'purpose': str(entry.get('purpose')), 'protocol': str(entry.get('protocol')), 'port': entry.get('port'),
+            'destinations': [str(d) for d in entry.get('destinations') or []]}
+
+
+def _settings(probe_result):
+    """The probe's recommended cloudflared settings, ``{key: {option, value, reason}}``, or None."""
+    settings = probe_result.get('recommended_settings')
+    if not isinstance(settings, Mapping):
+        return None
+    return dict((key, {'option': str(settings[key].get('option')), 'value': settings[key].get('value'),
+                       'reason': str(settings[key].get('reason') or '')})
+                for key in SETTING_KEYS if isinstance(settings.get(key), Mapping))
+
+
+def settings_line(settings):
+    """``--protocol quic --edge-ip-version auto``; '' when there is nothing to set."""
+    return ' '.join('%s %s' % (s['option'], s['value']) for s in (settings or {}).values() if s.get('value'))
 
 
 def fleet_report(rows, generated_at, plan=None):
@@ -229,7 +255,9 @@ def fleet_stats(report):
     """A compact summary for ansible.builtin.set_stats: per host its state, protocol and failing checks."""
     hosts = {}
     for row in report['rows']:
-        entry = {'state': row['state'], 'protocol': row['protocol'], 'failing': list(row['failing'])}
+        entry = {'state': row['state'], 'protocol': row['protocol'], 'failing': list(row['failing']),
+                 'settings': dict((key, value['value']) for key, value in (row['settings'] or {}).items()),
+                 'to_open': [dict(e) for e in row['to_open']]}
         if row['message']:
             entry['message'] = row['message']
         hosts[row['host']] = entry
@@ -237,10 +265,11 @@ def fleet_stats(report):
 
 
 def totals_line(report):
-    """``3 hosts: 1 ok, 1 failing, 1 unreachable``."""
+    """``4 hosts: 1 ok, 1 degraded, 1 failing, 1 unreachable``."""
     totals = report['totals']
-    return '%d host%s: %d ok, %d failing, %d unreachable' % (
-        totals['hosts'], '' if totals['hosts'] == 1 else 's', totals['ok'], totals['failing'], totals['unreachable'])
+    return '%d host%s: %d ok, %d degraded, %d failing, %d unreachable' % (
+        totals['hosts'], '' if totals['hosts'] == 1 else 's', totals['ok'], totals['degraded'], totals['failing'],
+        totals['unreachable'])
 
 
 PLAN_SOURCES = {'dns': 'DNS', 'catalog': "Cloudflare's published list"}
@@ -275,7 +304,8 @@ def _needs_attention(report):
 # Backslash-escape what Markdown (and GitHub's tables) would read as markup; newlines would end
 # a table row, so every run of white space becomes one space.
 MARKDOWN_SPECIAL = re.compile(r'([\\`*_\[\]<>|#~])')
-MARKDOWN_MARKS = {'ok': '✅', 'failed': '❌', 'failing': '❌', 'partial': '⚠️', 'skipped': '➖', 'unreachable': '⛔'}
+MARKDOWN_MARKS = {'ok': '✅', 'failed': '❌', 'failing': '❌', 'partial': '⚠️', 'degraded': '⚠️', 'skipped': '➖',
+                  'unreachable': '⛔'}
 
 
 def _md(text):
@@ -291,11 +321,12 @@ def render_markdown(report):
     lines = ['# %s' % _md(report['title']), '', '- Generated %s' % _md(report['generated_at'])]
     lines += ['- %s' % _md(line) for line in (_plan_line(report['plan']), _protocols_line(report)) if line]
     lines += ['', '**%s**' % _md(totals_line(report)), '']
-    header = ['Host', 'State', 'Protocol'] + [column_title(c) for c in report['columns']]
+    header = ['Host', 'State', 'Protocol', 'cloudflared settings'] + [column_title(c) for c in report['columns']]
     lines.append('| %s |' % ' | '.join(_md(h) for h in header))
     lines.append('|' + ' --- |' * len(header))
     for row in report['rows']:
-        cells = [_md(row['host']), '%s %s' % (MARKDOWN_MARKS[row['state']], row['state']), _md(row['protocol'] or '')]
+        cells = [_md(row['host']), '%s %s' % (MARKDOWN_MARKS[row['state']], row['state']), _md(row['protocol'] or ''),
+                 _md(settings_line(row.get('settings')))]
         cells += [_md_cell(row['cells'][c['id']]) for c in report['columns']]
         lines.append('| %s |' % ' | '.join(cells))
     lines += ['', '## What to fix', '']
@@ -308,8 +339,10 @@ def render_markdown(report):
             lines.append('- %s' % _md(row['message']))
         if row['protocol']:
             lines.append('- Recommended protocol %s: %s' % (_md(row['protocol']), _md(row['reason'] or '')))
+        lines += ['- cloudflared %s %s: %s' % (_md(s['option']), _md(s['value']), _md(s['reason']))
+                  for s in (row.get('settings') or {}).values() if s.get('value')]
         lines += ['- %s' % _md(problem) for problem in row['problems']]
-        lines += ['- **To open:** %s' % _md(fix) for fix in row['to_open']]
+        lines += ['- **To open:** %s' % _md(probe_report.open_line(entry)) for entry in row['to_open']]
         lines.append('')
     lines.append('Legend: ✅ all answered, ⚠️ some answered, ❌ none answered, ➖ not probed on that host, '
                  '⛔ no probe result for the host.')
@@ -336,7 +369,7 @@ h3 { font-size: 1rem; margin: 1rem 0 .3rem; }
 .badge.all { background: #24292f; }
 .badge.ok { background: var(--ok); }
 .badge.failing, .badge.failed { background: var(--failed); }
-.badge.partial { background: var(--partial); }
+.badge.partial, .badge.degraded { background: var(--partial); }
 .badge.unreachable { background: var(--unreachable); }
 .scroll { overflow-x: auto; }
 table { border-collapse: collapse; }
@@ -350,6 +383,7 @@ td.cell.skipped { color: var(--skipped); }
 td.cell.unreachable { background: #fbefff; color: var(--unreachable); }
 section.host { border-left: 4px solid var(--failed); padding: .1rem 0 .1rem .9rem; margin: .8rem 0; }
 section.host.unreachable { border-color: var(--unreachable); }
+section.host.degraded { border-color: var(--partial); }
 section.host ul { margin: .3rem 0; padding-left: 1.2rem; }
 li.open { font-weight: 600; }
 .legend { color: #59636e; margin-top: 1.6rem; }
@@ -379,7 +413,7 @@ def _html_cell(cell, title):
 def _html_head_rows(columns):
     """Two header rows: the address families span their checks."""
     first = ['<th scope="col" rowspan="2">Host</th>', '<th scope="col" rowspan="2">State</th>',
-             '<th scope="col" rowspan="2">Protocol</th>']
+             '<th scope="col" rowspan="2">Protocol</th>', '<th scope="col" rowspan="2">cloudflared settings</th>']
     second = []
     for column in columns:
         if not column['family']:
@@ -411,16 +445,18 @@ def render_html(report):
         if line:
             out.append('<p class="meta">%s</p>' % _e(line))
     out.append('<p class="totals" id="totals"><span class="badge all">%d hosts</span> '
-               '<span class="badge ok">%d ok</span> <span class="badge failing">%d failing</span> '
-               '<span class="badge unreachable">%d unreachable</span></p>'
-               % (totals['hosts'], totals['ok'], totals['failing'], totals['unreachable']))
+               '<span class="badge ok">%d ok</span> <span class="badge degraded">%d degraded</span> '
+               '<span class="badge failing">%d failing</span> <span class="badge unreachable">%d unreachable</span></p>'
+               % (totals['hosts'], totals['ok'], totals['degraded'], totals['failing'], totals['unreachable']))
     out += ['</header>', '<main>', '<div class="scroll">', '<table id="fleet">', '<thead>', _html_head_rows(columns),
             '</thead>', '<tbody>']
     for index, row in enumerate(report['rows']):
         host = ('<a href="#host-%d">%s</a>' % (index, _e(row['host'])) if row['state'] != 'ok' else _e(row['host']))
         cells = ''.join(_html_cell(row['cells'][c['id']], '%s %s' % (row['host'], column_title(c))) for c in columns)
-        out.append('<tr class="%s"><th scope="row">%s</th><td><span class="badge %s">%s</span></td><td>%s</td>%s</tr>'
-                   % (_e(row['state']), host, _e(row['state']), _e(row['state']), _e(row['protocol'] or ''), cells))
+        out.append('<tr class="%s"><th scope="row">%s</th><td><span class="badge %s">%s</span></td><td>%s</td>'
+                   '<td class="settings">%s</td>%s</tr>'
+                   % (_e(row['state']), host, _e(row['state']), _e(row['state']), _e(row['protocol'] or ''),
+                      _e(settings_line(row.get('settings'))), cells))
     out += ['</tbody>', '</table>', '</div>', '<h2>What to fix</h2>']
     attention = _needs_attention(report)
     if not attention:
@@ -431,8 +467,10 @@ def render_html(report):
         items = ['<li>%s</li>' % _e(row['message'])] if row['message'] else []
         if row['protocol']:
             items.append('<li>Recommended protocol <strong>%s</strong>: %s</li>' % (_e(row['protocol']), _e(row['reason'] or '')))
+        items += ['<li>cloudflared <code>%s %s</code>: %s</li>' % (_e(s['option']), _e(s['value']), _e(s['reason']))
+                  for s in (row.get('settings') or {}).values() if s.get('value')]
         items += ['<li>%s</li>' % _e(problem) for problem in row['problems']]
-        items += ['<li class="open">To open: %s</li>' % _e(fix) for fix in row['to_open']]
+        items += ['<li class="open">To open: %s</li>' % _e(probe_report.open_line(entry)) for entry in row['to_open']]
         out += ['<section class="host %s" id="host-%d">' % (_e(row['state']), index),
                 '<h3>%s <span class="badge %s">%s</span></h3>' % (_e(row['host']), _e(row['state']), _e(row['state'])),
                 '<ul>%s</ul>' % ''.join(items), '</section>']

@@ -134,6 +134,33 @@ def _in_process(dns, runs):
     return report['load'], statistics.median(report['runs'])
 
 
+# What Ansible has imported before it loads any lookup plugin: left out of the plugin's own load time.
+PRELOADED = 'import ansible.constants, ansible.errors, ansible.plugins.lookup, ansible.utils.display'
+PLUGIN_MODULE = 'ansible_collections.tunnelwall.cloudflared.plugins.lookup.edge_endpoints'
+IMPORT_GOAL = 0.1
+
+
+def import_time(runs):
+    """Seconds to import the lookup plugin (``python -X importtime``, cumulative, Ansible's own modules
+    already loaded), median of ``runs`` fresh processes; and the slowest of its imports in the last one."""
+    samples, slowest = [], []
+    for dummy in range(runs):
+        result = subprocess.run([sys.executable, '-X', 'importtime', '-c', '%s; import %s' % (PRELOADED, PLUGIN_MODULE)],
+                                capture_output=True, text=True, check=True)
+        lines = [line.split('|') for line in result.stderr.splitlines() if line.startswith('import time:')]
+        rows = [(int(fields[1]) / 1e6, fields[2].rstrip()) for fields in lines[1:] if len(fields) == 3]
+        mine = [index for index, (dummy_time, name) in enumerate(rows) if name.strip() == PLUGIN_MODULE]
+        if not mine:
+            raise SystemExit('python -X importtime did not report %s:\n%s' % (PLUGIN_MODULE, result.stderr[-2000:]))
+        samples.append(rows[mine[0]][0])
+        # The plugin's own imports are the lines after Ansible's, up to the plugin's line.
+        start = max(index for index, (dummy_time, name) in enumerate(rows[:mine[0]])
+                    if name.strip() in ('ansible.utils.display', 'ansible.plugins.lookup', 'ansible.constants',
+                                        'ansible.errors')) + 1
+        slowest = sorted(rows[start:mine[0]], reverse=True)[:3]
+    return statistics.median(samples), slowest
+
+
 def main(runs):
     workdir = tempfile.mkdtemp(prefix='bench-lookup-')
     dns = DnsServer(workdir, listen=('127.0.0.1',)).start()
@@ -143,6 +170,7 @@ def main(runs):
         dig, dig_wall, dig_addresses = _run(workdir, 'dig', DIG_PLAYBOOK, dns, runs)
         edge, edge_wall, edge_addresses = _run(workdir, 'edge_endpoints', EDGE_PLAYBOOK, dns, runs)
         load, resolution = _in_process(dns, runs)
+        imported, slowest = import_time(runs)
     finally:
         dns.stop()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -160,6 +188,16 @@ def main(runs):
           '%.2fx for the whole ansible-playbook run' % (net_dig / net_edge, dig / edge, dig_wall / edge_wall))
     print('edge_endpoints net of task overhead: %.3fs = %.1f round trips of %d ms (goal <= 2), of which '
           'importing dnspython and netaddr is part' % (net_edge, net_edge / round_trip, DELAY_MS))
-    print('edge_endpoints inside one process: loading the plugin (dnspython, netaddr) %.3fs once; '
+    print('edge_endpoints inside one process: lookup_loader.get() (Ansible\'s plugin loader and the plugin) %.3fs once; '
           'one resolution %.3fs = %.1f round trips' % (load, resolution, resolution / round_trip))
+    print('loading the plugin: %.3fs (python -X importtime, median of %d; goal < %.1fs; dnspython and netaddr are '
+          'imported at the first resolution, not here); slowest: %s'
+          % (imported, runs, IMPORT_GOAL, ', '.join('%s %.3fs' % (name.strip(), took) for took, name in slowest)))
     print('both resolved the same %d addresses' % len(edge_addresses))
+
+
+if __name__ == '__main__':
+    # The import time alone, in any venv (make bench runs main() in .venv/bench).
+    TOOK, SLOWEST = import_time(int(os.environ.get('BENCH_RUNS', '7')))
+    print('loading the plugin: %.3fs (goal < %.1fs); slowest imports: %s'
+          % (TOOK, IMPORT_GOAL, ', '.join('%s %.3fs' % (name.strip(), took) for took, name in SLOWEST)))

@@ -105,3 +105,16 @@ def test_a_name_that_cannot_be_asked_is_a_result_not_an_exception(dns, name):
     assert not result['ok'] and result['error_kind'] == 'invalid_name'
     assert repr(name) in result['message']
     assert dns.queries() == []
+
+
+def test_txt_answer_and_the_state_of_each_outcome(dns):
+    present = ask(dns, 'cfd-features.argotunnel.com', 'TXT')
+    assert present['ok'] and present['answers'] == ['tunnelwall fake features']
+    assert dns_client.answer_state(present) == 'ok'
+    # Authoritative "no such name" and "no TXT here" are answers: cloudflared then uses its defaults.
+    assert dns_client.answer_state(ask(dns, 'protocol-v2.argotunnel.com', 'TXT')) == 'absent'
+    assert dns_client.answer_state(ask(dns, 'api.cloudflare.com', 'TXT')) == 'absent'
+    for fault in ('timeout', 'servfail', 'refused'):
+        dns.set(faults={'cfd-features.argotunnel.com/TXT': fault})
+        blocked = ask(dns, 'cfd-features.argotunnel.com', 'TXT', timeout=0.3)
+        assert (blocked['ok'], dns_client.answer_state(blocked)) == (False, 'blocked'), fault

@@ -42,6 +42,10 @@ def test_default_plan_is_the_global_v2_edge_with_api_and_update(lookup, dns):
     assert region1['purpose'] == 'tunnel' and region1['port'] == 7844
     assert region1['protocols'] == ['tcp', 'udp']
     assert region1['server_names'] == {'tcp': 'h2.cftunnel.com', 'udp': 'quic.cftunnel.com'}
+    # Every SNI cloudflared may send, the pre-checks' probe.cftunnel.com included, for SNI-filtering firewalls.
+    assert region1['tls_server_names'] == {'tcp': ['h2.cftunnel.com', 'probe.cftunnel.com'],
+                                           'udp': ['quic.cftunnel.com', 'probe.cftunnel.com']}
+    assert plan['endpoints'][2]['tls_server_names'] == {'tcp': ['api.cloudflare.com']}
     assert region1['ipv4'] == ['198.51.100.11', '198.51.100.12', '198.51.100.13']
     assert region1['ipv6'] == ['2001:db8:e::11', '2001:db8:e::12', '2001:db8:e::13']
     assert region1['ttl'] == 300
@@ -65,10 +69,19 @@ def test_each_region_uses_its_srv_name_and_region_hosts(lookup, dns, region, pre
     assert plan['endpoints'][1]['ipv4'] == expected
 
 
-def test_legacy_generation_is_exactly_the_original_page(lookup, dns):
+def test_fed_region_uses_the_fedramp_api(lookup, dns):
+    plan = lookup(region='fed')
+    assert hostnames(plan) == ['fed-region1.v2.argotunnel.com', 'fed-region2.v2.argotunnel.com',
+                               'api.fed.cloudflare.com', 'update.argotunnel.com']
+    assert rule(plan, 'api', 'tcp')['ipv4'] == ['198.51.100.83/32']
+    assert ('api.cloudflare.com', 'A') not in asked(dns)
+
+
+def test_legacy_generation_is_the_original_page_and_the_update_host_of_its_releases(lookup, dns):
     plan = lookup(generation='legacy')
     assert hostnames(plan) == ['region1.argotunnel.com', 'region2.argotunnel.com',
-                               'api.cloudflare.com', 'update.cloudflare.com']
+                               'api.cloudflare.com', 'update.argotunnel.com', 'update.cloudflare.com']
+    assert rule(plan, 'update', 'tcp')['ipv4'] == ['198.51.100.81/32', '198.51.100.82/32']
     assert ('_origintunneld._tcp.argotunnel.com', 'SRV') in asked(dns)
     assert (V2, 'SRV') not in asked(dns)
 

@@ -78,6 +78,51 @@ def test_udp_dropped_quic_times_out_and_http2_is_recommended(lab, plan):
     assert 'no QUIC answer on UDP 7844' in result['recommendation_reason']
 
 
+def test_datagrams_just_below_cloudflareds_initials_fail_quic_with_the_size(lab, plan):
+    # cloudflared pads its Initials to 1232 bytes (IPv4) and 1252 (IPv6); 1231 lets only smaller ones through.
+    lab.fault('quic-size', '1231')
+    result = probe(lab, plan, purposes=['tunnel'])
+    assert not result['failed'], result.get('msg')
+    assert kinds(result, check='quic') == {'quic_size'}
+    messages = {r['family']: r['message'] for r in rows(result, check='quic')}
+    assert "cloudflared's 1232-byte UDP datagrams (1260-byte IPv4 packets" in messages['ipv4']
+    assert "cloudflared's 1252-byte UDP datagrams (1300-byte IPv6 packets" in messages['ipv6']
+    assert all('packet size / path MTU' in m for m in messages.values())
+    assert result['recommended_protocol'] == 'http2'
+    assert 'packet size / path MTU' in result['recommendation_reason']
+    assert result['recommended_settings']['protocol']['value'] == 'http2'
+    assert result['recommended_settings']['edge_ip_version']['value'] == 'auto'
+    assert [(e['purpose'], e['protocol'], e['port']) for e in result['to_open']] == [('tunnel', 'udp', 7844)]
+
+
+def test_a_size_limit_between_the_families_recommends_the_family_that_passes(lab, plan):
+    # 1240 bytes pass cloudflared's IPv4 Initials (1232) and drop its IPv6 ones (1252).
+    lab.fault('quic-size', '1240')
+    result = probe(lab, plan, purposes=['tunnel'])
+    assert kinds(result, check='quic', family='ipv4') == {None}
+    assert kinds(result, check='quic', family='ipv6') == {'quic_size'}
+    settings = result['recommended_settings']
+    assert (settings['protocol']['value'], settings['edge_ip_version']['value']) == ('quic', '4')
+    assert 'may choose IPv6, which is blocked here' in settings['edge_ip_version']['reason']
+
+
+def test_datagrams_above_cloudflareds_initials_pass(lab, plan):
+    lab.fault('quic-size', '1252')
+    result = probe(lab, plan, purposes=['tunnel'], checks=['quic'])
+    assert all(r['ok'] for r in result['results']), [r for r in result['results'] if not r['ok']]
+    assert {(r['family'], r['initial_size'], r['initials']) for r in result['results']} == {
+        ('ipv4', 1232, 2), ('ipv6', 1252, 2)}
+    assert result['recommended_protocol'] == 'quic'
+
+
+def test_only_the_first_initial_of_a_flow_passing_fails_quic(lab, plan):
+    lab.fault('quic-split')
+    result = probe(lab, plan, purposes=['tunnel'])
+    assert kinds(result, check='quic') == {'quic_multi_initial'}
+    assert all('drops the second Initial' in r['message'] for r in rows(result, check='quic'))
+    assert result['recommended_protocol'] == 'http2'
+
+
 def test_udp_rejected_fails_fast_as_refused(lab, plan):
     lab.fault('udp7844', 'reject')
     result = probe(lab, plan)
@@ -145,10 +190,23 @@ def test_dns_blocked_on_the_host_is_a_finding(lab, plan):
     result = probe(lab, plan)
     assert not result['failed'], result.get('msg')  # probing by address still works
     findings = result['dns']['findings']
-    assert findings and {f['kind'] for f in findings} == {'unresolvable'}
+    assert findings and {f['kind'] for f in findings} == {'unresolvable', 'txt_blocked'}
     assert {f['error_kind'] for f in findings} == {'timeout'}
     failed = probe(lab, plan, require=['dns'])
     assert failed['failed'] is True and failed['unmet_requirements'][0].startswith('dns: ')
+
+
+def test_cloudflareds_txt_questions_blocked_is_a_finding_absent_is_not(lab, plan):
+    clean = probe(lab, plan, checks=['dns'], require=[])
+    states = {a['name']: a['state'] for a in clean['dns']['answers'] if a['type'] == 'TXT'}
+    assert states == {'cfd-features.argotunnel.com': 'ok', 'protocol-v2.argotunnel.com': 'absent'}
+    assert clean['dns']['findings'] == []
+    lab.fault('dns', 'refused', 'cfd-features.argotunnel.com/TXT')
+    lab.fault('dns', 'timeout', 'protocol-v2.argotunnel.com/TXT')
+    blocked = probe(lab, plan, checks=['dns'], require=[])
+    assert sorted((f['kind'], f['name'], f['error_kind']) for f in blocked['dns']['findings']) == [
+        ('txt_blocked', 'cfd-features.argotunnel.com', 'dns_refused'),
+        ('txt_blocked', 'protocol-v2.argotunnel.com', 'timeout')]
 
 
 def test_dns_rotation_shows_drift_both_ways(lab, plan):

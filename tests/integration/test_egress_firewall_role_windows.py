@@ -132,7 +132,7 @@ def test_one_task_applies_the_plans_rules_verifies_and_confirms(tmp_path, window
     # The probe runs on what the role allows, with datagrams built on the controller.
     probe = calls[1]['args']['prepared']
     assert {t['purpose'] for t in probe['targets']} == {'tunnel', 'api'}
-    assert any(t.get('datagram') for t in probe['targets'] if t['protocol'] == 'udp')
+    assert any(t['attempts'][0]['datagrams'] for t in probe['targets'] if t['protocol'] == 'udp')  # built on the controller
     assert calls[2]['args']['prepared']['transaction']['id'] == txn['id']
     result = calls[3]['args']
     assert result['verification']['unmet_requirements'] == [] and result['verification']['recommended_protocol'] == 'http2'

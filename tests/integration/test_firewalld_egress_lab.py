@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import ipaddress
 import json
 import os
 import re
@@ -339,6 +340,49 @@ def test_bad_input_fails_naming_option_and_value_and_changes_nothing(fw, plan):
         result = run_module(fw, dict({'rules': plan['rules']}, **args))
         assert result['failed'] is True and expected in result['msg'], (args, result['msg'])
     assert nft(fw) == before_nft
+
+
+def test_an_ipset_of_more_than_10000_entries_loads_reruns_unchanged_and_allows(fw, plan, tmp_path):
+    # Issue 13: one ipset went to dbus-send as ONE argument; over Linux's 128 KiB per argument (about 9,500 IPv4 /24s,
+    # 7,000 IPv6 /128s) the command could not even start (E2BIG). 10,001 /128s, every other address so that none
+    # collapse into a shorter prefix: about 190 KiB of entries.
+    big = [str(ipaddress.ip_address('2001:db8:100::') + 2 * n) for n in range(10001)]
+    rules = copy.deepcopy(plan['rules'])
+    tcp = [r for r in rules if r['purpose'] == 'tunnel' and r['protocol'] == 'tcp'][0]
+    planned = [re.sub('/128$', '', c) for c in tcp['ipv6']]
+    tcp['ipv6'] = tcp['ipv6'] + [a + '/128' for a in big]
+    # On the command line the options would hit the same limit: they go in a file of extra vars.
+    # The TCP rule's IPv6 destinations now differ from the UDP rule's: the TCP ones get their own ipset.
+    big_set = 'tunnelwall-tunnel-tcp7844-v6'
+    (tmp_path / 'vars.json').write_text(json.dumps({'big_rules': rules}))
+    command = [os.path.join(BIN, 'ansible'), HOST, '-i', fw.inventory, '-m', MODULE, '-o', '-e', '@%s' % (tmp_path / 'vars.json'),
+               '-a', json.dumps({'rules': '{{ big_rules }}', 'default_deny': True})]
+    env = dict(os.environ, ANSIBLE_NOCOLOR='1', ANSIBLE_LOAD_CALLBACK_PLUGINS='0')
+
+    def run():
+        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, check=False, cwd=config.REPO)
+        line = [l for l in done.stdout.splitlines() if l.startswith(HOST + ' | ')]
+        assert line and ' | FAILED' not in line[0], (done.stdout[-3000:], done.stderr[-3000:])
+        return json.loads(line[0].split(' => ', 1)[1])
+
+    started = time.monotonic()
+    first = run()
+    took = time.monotonic() - started
+    assert first['changed'] is True
+    assert len(first['added']['entries'][big_set]) == len(big) + len(planned)
+    # Loaded from files by firewall-cmd, in both layers; not one huge argument.
+    from_files = [c for c in first['commands'] if c[0] == 'firewall-cmd' and c[-1].startswith('--add-entries-from-file=')]
+    assert [c[1] for c in from_files] == ['--ipset=' + big_set, '--permanent'], first['commands']
+    for layer in ([], ['--permanent']):
+        loaded = set(fwcmd(fw, *layer, '--ipset=' + big_set, '--get-entries').split())
+        assert set(big) <= loaded and set(planned) <= loaded, layer
+    assert big[-1] in fw.exec(HOST, ['nft', 'list', 'set', 'inet', 'firewalld', big_set], check=True).stdout
+    # An allowed address connects; the rest is still refused.
+    assert reaches(fw, HOST, tunnel(plan, 'ipv6')[0], 7844) and reaches(fw, HOST, tunnel(plan)[0], 7844)
+    assert not reaches(fw, HOST, DECOY['ipv6'], 7844)
+    again = run()
+    assert again['changed'] is False and again['commands'] == []
+    print('\nfirewalld_egress, %d IPv6 entries in one ipset: first apply %.1fs' % (len(big), took))
 
 
 def test_timing_40_destinations(fw):

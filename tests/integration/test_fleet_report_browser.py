@@ -172,18 +172,19 @@ def test_the_report_page_shows_every_host_and_its_failures_without_console_error
     browser.screenshot(str(tmp_path / 'report.png'))
     assert errors == [], errors
 
-    assert browser.evaluate('document.title') == 'Cloudflare Tunnel egress: fleet report (6 hosts: 2 ok, 2 failing, 2 unreachable)'
+    assert browser.evaluate('document.title') == 'Cloudflare Tunnel egress: fleet report (6 hosts: 2 ok, 1 degraded, 1 failing, 2 unreachable)'
     assert browser.evaluate('document.getElementById("totals").innerText').split() == [
-        '6', 'hosts', '2', 'ok', '2', 'failing', '2', 'unreachable']
+        '6', 'hosts', '2', 'ok', '1', 'degraded', '1', 'failing', '2', 'unreachable']
     rows = browser.evaluate('Array.from(document.querySelectorAll("#fleet tbody tr"), tr => '
                             'Array.from(tr.children, c => c.innerText.trim()))')
     assert [row[0] for row in rows] == ['web1', 'web2', 'web3', 'v4only', 'db1', 'db2']
-    assert [row[1] for row in rows] == ['ok', 'failing', 'failing', 'ok', 'unreachable', 'unreachable']
+    assert [row[1] for row in rows] == ['ok', 'failing', 'degraded', 'ok', 'unreachable', 'unreachable']
     headers = browser.evaluate('Array.from(document.querySelectorAll("#fleet thead tr:last-child th"), th => th.innerText)')
     assert headers == ['TCP 7844', 'TLS 7844', 'QUIC 7844', 'api 443', 'update 443'] + ['TCP 7844', 'TLS 7844', 'QUIC 7844', 'api 443']
-    # host, state, protocol, DNS, then IPv4's five checks and IPv6's four.
-    assert rows[1][2:] == ['http2', '✓ 9/9'] + ['✓ 4/4', '✓ 4/4', '✗ 0/4', '✓ 1/1', '✓ 1/1'] + ['✓ 3/3', '✓ 3/3', '✗ 0/3', '✓ 1/1']
-    assert rows[2][6] == '◐ 2/4' and rows[3][9:] == ['–'] * 4 and set(rows[4][3:]) == {'?'}
+    # host, state, protocol, cloudflared settings, DNS, then IPv4's five checks and IPv6's four.
+    assert rows[1][2:] == ['http2', '--protocol http2 --edge-ip-version auto', '✓ 11/11'] + [
+        '✓ 4/4', '✓ 4/4', '✗ 0/4', '✓ 1/1', '✓ 1/1'] + ['✓ 3/3', '✓ 3/3', '✗ 0/3', '✓ 1/1']
+    assert rows[2][7] == '◐ 2/4' and rows[3][10:] == ['–'] * 4 and set(rows[4][4:]) == {'?'}
 
     # What to fix: the failing and unreachable hosts, each with its failures, in the page as shown.
     text = browser.evaluate('document.body.innerText')
@@ -194,7 +195,7 @@ def test_the_report_page_shows_every_host_and_its_failures_without_console_error
                    'no probe result: the host was not probed'):
         assert needle in text, needle
     sections = browser.evaluate('Array.from(document.querySelectorAll("section.host h3"), h => h.innerText)')
-    assert sections == ['web2 failing', 'web3 failing', 'db1 unreachable', 'db2 unreachable']
+    assert sections == ['web2 failing', 'web3 degraded', 'db1 unreachable', 'db2 unreachable']
 
     # The colours came through (the style was allowed by the page's policy): red, amber and green cells differ.
     colour = 'getComputedStyle(document.querySelector("td.cell.%s")).backgroundColor'

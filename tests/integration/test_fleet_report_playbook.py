@@ -14,7 +14,6 @@ from __future__ import annotations
 import html.parser
 import json
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -151,14 +150,15 @@ def test_the_report_of_a_fleet_then_a_rerun_changes_nothing(fleet_run, tmp_path)
     report = json.loads(files['tunnelwall-fleet-report.json'])
     rows = dict((row['host'], row) for row in report['rows'])
     assert list(rows) == ['web-ok', 'web-refused', 'down1', 'rec-quic', 'rec-udp-blocked']
-    assert report['totals'] == {'hosts': 5, 'ok': 2, 'failing': 2, 'unreachable': 1}
+    assert report['totals'] == {'hosts': 5, 'ok': 2, 'degraded': 0, 'failing': 2, 'unreachable': 1}
     # The real probes: TCP 7844 over IPv4, one answered, one refused.
     assert rows['web-ok']['state'] == 'ok' and rows['web-ok']['protocol'] == 'http2'
     assert rows['web-ok']['cells']['tcp_ipv4'] == {'state': 'ok', 'text': '1/1'}
     assert rows['web-refused']['state'] == 'failing' and rows['web-refused']['protocol'] == 'none'
     assert rows['web-refused']['cells']['tcp_ipv4'] == {'state': 'failed', 'text': '0/1', 'errors': {'refused': 1}}
-    [fix] = rows['web-refused']['to_open']
-    assert re.fullmatch(r'open outbound TCP \d+ to 127\.0\.0\.1 \(tunnel\)', fix), fix
+    [entry] = rows['web-refused']['to_open']
+    assert (entry['purpose'], entry['protocol'], entry['destinations']) == ('tunnel', 'tcp', ['127.0.0.1'])
+    fix = 'open outbound TCP %d to 127.0.0.1 (tunnel)' % entry['port']
     assert rows['web-ok']['cells']['quic_ipv4']['state'] == 'skipped'
     assert rows['down1']['state'] == 'unreachable' and rows['down1']['message'], rows['down1']
     assert rows['rec-udp-blocked']['failing'] == ['quic_ipv4', 'quic_ipv6']
@@ -166,7 +166,7 @@ def test_the_report_of_a_fleet_then_a_rerun_changes_nothing(fleet_run, tmp_path)
     assert report == result['report']
 
     markdown = files['tunnelwall-fleet-report.md']
-    assert '**5 hosts: 2 ok, 2 failing, 1 unreachable**' in markdown
+    assert '**5 hosts: 2 ok, 0 degraded, 2 failing, 1 unreachable**' in markdown
     for host in ('web-ok', 'web-refused', 'down1', 'rec-quic', 'rec-udp-blocked'):
         assert '| %s |' % host in markdown
     assert '### down1: ⛔ unreachable' in markdown
@@ -176,7 +176,10 @@ def test_the_report_of_a_fleet_then_a_rerun_changes_nothing(fleet_run, tmp_path)
     assert 'To open: %s' % fix in text and '5 hosts' in text
 
     # set_stats got the compact summary (ANSIBLE_SHOW_CUSTOM_STATS prints it at the end of the run).
-    assert result['stats']['hosts']['web-refused'] == {'state': 'failing', 'protocol': 'none', 'failing': ['tcp_ipv4']}
+    assert result['stats']['hosts']['web-refused'] == {
+        'state': 'failing', 'protocol': 'none', 'failing': ['tcp_ipv4'], 'to_open': [entry],
+        'settings': {'protocol': None, 'edge_ip_version': None}}
+    assert result['stats']['hosts']['web-ok']['settings'] == {'protocol': 'http2', 'edge_ip_version': '4'}
     custom = process.stdout.split('CUSTOM STATS', 1)[1]
     assert 'tunnelwall_fleet' in custom and 'rec-udp-blocked' in custom and 'quic_ipv4' in custom
 
@@ -193,10 +196,10 @@ def test_the_report_of_a_fleet_then_a_rerun_changes_nothing(fleet_run, tmp_path)
     recorded = {'rec-quic': probed(udp_dropped), 'rec-udp-blocked': probed(udp_dropped)}
     process, checked = fleet_run('--check', '--diff', recorded=recorded)
     assert checked['changed'] is True and checked['updated'] == ['markdown', 'html', 'json']
-    assert checked['msg'].startswith('5 hosts: 1 ok, 3 failing, 1 unreachable; would write ')
+    assert checked['msg'].startswith('5 hosts: 1 ok, 2 degraded, 1 failing, 1 unreachable; would write ')
     assert files_of(reports) == files
     assert '+++ after: %s' % (reports / 'tunnelwall-fleet-report.md') in process.stdout
-    assert '+| rec-quic | ❌ failing | http2 |' in process.stdout
+    assert '+| rec-quic | ⚠️ degraded | http2 | --protocol http2 --edge-ip-version auto |' in process.stdout
 
 
 def test_check_mode_writes_nothing(fleet_run, tmp_path):

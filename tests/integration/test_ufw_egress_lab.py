@@ -232,6 +232,43 @@ def test_plan_change_removes_the_stale_adds_the_new_and_keeps_the_users_rules(uf
     assert run_module(lab, host, {'rules': rotated['rules'], 'default_deny': True})['changed'] is False
 
 
+def test_a_users_line_right_after_an_owned_rule_survives_its_removal_and_stays_live(ufw_lab, plan):
+    # Issue 13: a hand-written -A line with no blank line before it, directly after an owned rule, used to be taken
+    # for part of that rule and deleted with it when a plan change made the rule stale.
+    lab = ufw_lab
+    host = 'ufw1'
+    first = run_module(lab, host, {'rules': plan['rules'], 'default_deny': True})
+    assert first['changed'] and not first['failed'], first.get('msg')
+    assert_refused(lab, host, DECOY4, 443)
+    owned_line = '-A ufw-user-output -p tcp -d 198.51.100.21 --dport 7844 -j ACCEPT'
+    users_line = '-A ufw-user-output -p tcp -d %s --dport 443 -j ACCEPT' % DECOY4
+    rules = lab.exec(host, ['cat', '/etc/ufw/user.rules'], check=True).stdout
+    assert owned_line + '\n' in rules, rules
+    lab.exec(host, ['sed', '-i', '/^%s$/a %s' % (re.escape(owned_line), users_line), '/etc/ufw/user.rules'], check=True)
+    # Loaded as the module loads the file; not `ufw reload`, which rewrites user.rules from its tuples (ufw 0.36) and
+    # so drops every hand-written -A line itself.
+    lab.exec(host, ['iptables-restore', '-n', '/etc/ufw/user.rules'], check=True)
+    assert owned_line + '\n' + users_line + '\n' in lab.exec(host, ['cat', '/etc/ufw/user.rules'], check=True).stdout
+    assert reaches(lab, host, 'connect', DECOY4, 443)['ok']  # the user's line is live
+
+    rotated = copy.deepcopy(plan)
+    for rule in rotated['rules']:
+        if rule['purpose'] == 'tunnel':
+            rule['ipv4'] = [c for c in rule['ipv4'] if not c.startswith('198.51.100.2')] + ['198.51.100.31/32']
+    second = run_module(lab, host, {'rules': rotated['rules'], 'default_deny': True})
+    assert not second['failed'], second.get('msg')
+    assert '198.51.100.21' in {r['destination'] for r in second['removed']}
+    rules = lab.exec(host, ['cat', '/etc/ufw/user.rules'], check=True).stdout
+    assert owned_line not in rules and rules.count(users_line) == 1, rules
+    live = lab.exec(host, ['iptables-save'], check=True).stdout  # iptables-save spells a rule its own way
+    assert '-A ufw-user-output -d %s/32 -p tcp -m tcp --dport 443 -j ACCEPT' % DECOY4 in live, live
+    assert '-d 198.51.100.21/32 -p tcp -m tcp --dport 7844' not in live, live
+    assert reaches(lab, host, 'connect', DECOY4, 443)['ok']  # still live after the owned rule went
+    assert_refused(lab, host, '198.51.100.21', 7844)
+    assert reaches(lab, host, 'connect', '198.51.100.31', 7844)['ok']
+    assert run_module(lab, host, {'rules': rotated['rules'], 'default_deny': True})['changed'] is False
+
+
 def test_absent_restores_the_original_rules_files_and_policy_exactly(ufw_lab, plan):
     lab = ufw_lab
     host = 'ufw1'

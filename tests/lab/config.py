@@ -56,13 +56,14 @@ SERVER_NAMES = {
     'tcp': 'h2.cftunnel.com',
     'udp': 'quic.cftunnel.com',
     'api': 'api.cloudflare.com',
+    'api_fed': 'api.fed.cloudflare.com',
     'update': 'update.argotunnel.com',
     'update_legacy': 'update.cloudflare.com',
     'dot': 'cloudflare-dns.com',
 }
 # Names whose addresses a fault switches off ("api down", "update down").
 SERVICE_NAMES = {
-    'api': ('api.cloudflare.com',),
+    'api': ('api.cloudflare.com', 'api.fed.cloudflare.com'),
     'update': ('update.argotunnel.com', 'update.cloudflare.com'),
 }
 

@@ -2,7 +2,8 @@
 """The fake edge's TLS and QUIC servers, run inside the edge namespace by the lab.
 
 * TCP 7844: TLS with the certificate of h2.cftunnel.com (ALPN h2 or http/1.1), like cloudflared's http2 transport.
-* TCP 443: TLS chosen by SNI among api.cloudflare.com, update.argotunnel.com and update.cloudflare.com;
+* TCP 443: TLS chosen by SNI among api.cloudflare.com, api.fed.cloudflare.com, update.argotunnel.com and
+  update.cloudflare.com;
   answers one HTTP/1.1 request with a small JSON body naming the certificate it used.
 * UDP 7844: a real QUIC server (aioquic) with ALPN ``argotunnel`` and the certificate of quic.cftunnel.com.
   UDP needs one socket per address: a wildcard socket would answer from the
@@ -28,7 +29,7 @@ from aioquic.quic.events import HandshakeCompleted
 
 TUNNEL_NAME = 'h2.cftunnel.com'
 QUIC_NAME = 'quic.cftunnel.com'
-HTTPS_NAMES = ('api.cloudflare.com', 'update.argotunnel.com', 'update.cloudflare.com')
+HTTPS_NAMES = ('api.cloudflare.com', 'api.fed.cloudflare.com', 'update.argotunnel.com', 'update.cloudflare.com')
 
 
 class Log:

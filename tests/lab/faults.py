@@ -14,6 +14,8 @@ import ipaddress
 from tests.lab import config
 
 MODES = ('drop', 'reject')
+# The flows whose first QUIC Initial passed (fault quic-split), one set per family.
+QUIC_SEEN_SET = 'quic_seen'
 DNS_KINDS = ('servfail', 'nxdomain', 'refused', 'timeout', 'spoof')
 
 USAGE = """faults:
@@ -25,7 +27,9 @@ USAGE = """faults:
   dns servfail|nxdomain|refused|timeout|spoof [NAME[/TYPE]]   (default: every name)
   dns rotate                     every name moves to a new set of addresses the edge also serves
   dns delay MS                   every DNS answer comes MS milliseconds late
-  addresses drop|reject ADDR...  TCP and UDP to these edge addresses (benchmarks: half of the bench addresses)"""
+  addresses drop|reject ADDR...  TCP and UDP to these edge addresses (benchmarks: half of the bench addresses)
+  quic-size N                    UDP 7844 datagrams with more than N bytes of payload are dropped (an MTU black hole)
+  quic-split                     every QUIC Initial after the first of a flow is dropped (a one-datagram middlebox)"""
 
 
 class FaultError(ValueError):
@@ -66,6 +70,14 @@ def parse(args):
                 target = name_part.lower().rstrip('.') + ('/' + rdtype.upper() if rdtype else '')
             return ['dns', rest[0], target]
         raise FaultError('dns takes %s [NAME[/TYPE]], rotate, or delay MS' % '|'.join(DNS_KINDS))
+    if name == 'quic-size':
+        if len(rest) != 1 or not rest[0].isdigit() or not 0 < int(rest[0]) < 65536:
+            raise FaultError('quic-size takes N, the largest UDP payload in bytes that passes (1 to 65535)')
+        return [name, str(int(rest[0]))]
+    if name == 'quic-split':
+        if rest:
+            raise FaultError('quic-split takes no arguments')
+        return [name]
     if name == 'addresses':
         if len(rest) < 2 or rest[0] not in MODES:
             raise FaultError('addresses takes drop|reject and at least one address')
@@ -127,6 +139,16 @@ def nft_rules(faults):
                 if chosen:
                     verdict = 'drop' if fault[1] == 'drop' else 'reject with icmpx type admin-prohibited'
                     rules.append('%s daddr { %s } meta l4proto { tcp, udp } counter %s' % (family, ', '.join(chosen), verdict))
+        elif name == 'quic-size':
+            # udp length counts the 8-byte UDP header too.
+            rules.append('udp dport %d udp length > %d counter drop' % (config.TUNNEL_PORT, int(fault[1]) + 8))
+        elif name == 'quic-split':
+            # A QUIC v1 Initial starts with the bits 1100 (long header, fixed bit, type 0). The first Initial of a
+            # flow (source address and port) passes and puts the flow in a set; later Initials of it are dropped.
+            initial = 'udp dport %d @th,64,4 0xc' % config.TUNNEL_PORT
+            for family, field in (('4', 'ip saddr'), ('6', 'ip6 saddr')):
+                rules.append('%s %s . udp sport @%s%s counter drop' % (initial, field, QUIC_SEEN_SET, family))
+                rules.append('meta nfproto ipv%s %s add @%s%s { %s . udp sport }' % (family, initial, QUIC_SEEN_SET, family, field))
         elif name in config.SERVICE_NAMES:
             verdict = 'drop' if fault[1] == 'drop' else tcp_reject
             rules += _for_addresses(config.SERVICE_NAMES[name], 'dport %d' % config.API_PORT, [('tcp', verdict)])
@@ -136,8 +158,11 @@ def nft_rules(faults):
 def nft_script(faults):
     """One atomic transaction: (re)create the fault table with exactly the active faults."""
     table = 'inet %s' % config.NFT_FAULT_TABLE
-    lines = ['table %s' % table, 'delete table %s' % table, 'table %s {' % table,
-             '  chain input {', '    type filter hook input priority -10; policy accept;']
+    lines = ['table %s' % table, 'delete table %s' % table, 'table %s {' % table]
+    for family, address in (('4', 'ipv4_addr'), ('6', 'ipv6_addr')):
+        lines.append('  set %s%s { type %s . inet_service; flags dynamic,timeout; timeout 60s; }'
+                     % (QUIC_SEEN_SET, family, address))
+    lines += ['  chain input {', '    type filter hook input priority -10; policy accept;']
     lines += ['    %s' % rule for rule in nft_rules(faults)]
     lines += ['  }', '}']
     return '\n'.join(lines) + '\n'

@@ -44,6 +44,7 @@ _LAB_HOSTS = {
     'region1.argotunnel.com': (11, 12, 13),
     'region2.argotunnel.com': (21, 22, 23),
     'api.cloudflare.com': (80,),
+    'api.fed.cloudflare.com': (83,),
     'update.argotunnel.com': (81,),
     'update.cloudflare.com': (82,),
     'myteam.cloudflareaccess.com': (91,),
@@ -77,4 +78,6 @@ def edge_records(profile='lab', srv_port=7844, ttl=300):
     for generation, srv in SRV_NAMES.items():
         records[srv] = {'SRV': [[1, 1, srv_port, target] for target in REGION_HOSTS[generation]], 'ttl': ttl}
     records['argotunnel.com'] = {'TXT': ['tunnelwall fake edge'], 'ttl': ttl}
+    # cloudflared's feature record; protocol-v2.argotunnel.com stays absent (NXDOMAIN), as it may be for real.
+    records['cfd-features.argotunnel.com'] = {'TXT': ['tunnelwall fake features'], 'ttl': ttl}
     return records

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 
 import dns.exception
@@ -187,8 +188,20 @@ def test_faults_add_up_and_reset_clears_them_all(lab, host):
     assert answers(query(lab, 'region1.v2.argotunnel.com', 'A')) == RECORDS['region1.v2.argotunnel.com']['A']
 
 
+def test_quic_size_and_split_are_nft_rules_the_edge_loads(lab):
+    assert lab.fault('quic-size', '1231') == ['quic-size', '1231']
+    assert lab.fault('quic-size', '1300') == ['quic-size', '1300']  # replaces the first
+    assert lab.fault('quic-split') == ['quic-split']
+    assert lab.state['faults'] == [['quic-size', '1300'], ['quic-split']]
+    table = subprocess.run(['ip', 'netns', 'exec', config.EDGE_NS, 'nft', 'list', 'table', 'inet', config.NFT_FAULT_TABLE],
+                           capture_output=True, text=True, check=True).stdout
+    assert 'udp length > 1308' in table  # the UDP header's 8 bytes on top of the payload
+    assert 'set quic_seen4' in table and 'set quic_seen6' in table and '@quic_seen6' in table
+
+
 def test_bad_faults_are_refused(lab):
-    for bad in (['udp7844'], ['udp7844', 'slow'], ['region', 'mars'], ['dns', 'lie'], ['api', 'drop', 'x'], ['nosuch']):
+    for bad in (['udp7844'], ['udp7844', 'slow'], ['region', 'mars'], ['dns', 'lie'], ['api', 'drop', 'x'], ['nosuch'],
+                ['quic-size'], ['quic-size', 'big'], ['quic-size', '0'], ['quic-split', 'now']):
         with pytest.raises(faults.FaultError):
             lab.fault(*bad)
     assert lab.state['faults'] == []

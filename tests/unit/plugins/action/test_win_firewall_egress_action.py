@@ -55,6 +55,9 @@ def test_bad_options_fail_naming_the_option_before_any_module_runs():
         ({'rules': RULES, 'confirm_timeout': 'soon'}, 'confirm_timeout'),
         ({'rules': RULES, 'verify': {'plan': {'rules': []}}}, 'win_firewall_egress: verify.'),
         ({'rules': RULES, 'verify': {'require': ['quic']}}, 'plan'),
+        # ansible-core's ArgumentSpecValidator raised a TypeError for these (a dict option with sub-options).
+        ({'rules': RULES, 'verify': 42}, 'win_firewall_egress: verify=42: expected a dict'),
+        ({'rules': RULES, 'verify': [True]}, 'win_firewall_egress: verify=[True]: expected a dict'),
     ]
     for args, message in cases:
         result = Recording(args, never).run(task_vars={})

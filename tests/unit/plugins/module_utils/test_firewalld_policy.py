@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import subprocess
 
 import pytest
 
@@ -363,3 +365,72 @@ def test_firewalld_not_running_is_a_clear_error():
     with pytest.raises(FirewalldError, match=r'firewalld is not running \(state FAILED\)'):
         Firewalld(FakeFirewalld(state='FAILED')).state()
     assert Firewalld(FakeFirewalld()).state() == ('RUNNING', '1.3.3')
+
+
+class IpsetFirewalld:
+    """A firewalld holding ipsets, reached through commands the kernel really starts (``true`` with the same
+    arguments), so an argument over Linux's 128 KiB limit fails here as it does on a host (E2BIG)."""
+
+    def __init__(self, entries):
+        self.sets = {'runtime': list(entries), 'permanent': list(entries)}
+        self.calls = []
+
+    def __call__(self, argv):
+        self.calls.append([a if len(a) < 200 else '%s... (%d bytes)' % (a[:40], len(a)) for a in argv])
+        try:
+            subprocess.run(['true'] + argv[1:], check=True)
+        except OSError as error:
+            return 126, '', 'cannot run %s: %s' % (argv[0], error.strerror)
+        layer = 'permanent' if '--permanent' in argv or '/config/' in ' '.join(argv[:7]) else 'runtime'
+        if argv[0] == 'firewall-cmd':
+            option, path = argv[-1].split('=', 1)
+            with open(path) as stream:
+                items = stream.read().split()
+            assert oct(os.stat(path).st_mode & 0o777) == '0o600'
+            if option == '--add-entries-from-file':
+                self.sets[layer] += [e for e in items if e not in self.sets[layer]]
+            else:
+                self.sets[layer] = [e for e in self.sets[layer] if e not in items]
+            return 0, '', ''
+        method = argv[6]
+        if method.endswith('.getIPSetByName'):
+            return 0, 'method return\n   object path "/org/fedoraproject/FirewallD1/config/ipset/1"\n', ''
+        if method.endswith('getEntries'):
+            return 0, 'method return\n   array [\n%s   ]\n' % ''.join('      string "%s"\n' % e for e in self.sets[layer]), ''
+        if method.endswith('setEntries'):
+            self.sets[layer] = argv[-1][len('array:string:'):].split(',')
+            return 0, 'method return\n', ''
+        raise AssertionError(argv)
+
+
+def big_set(count, start=0):
+    # Every other /128, so that no two collapse into a shorter prefix.
+    return [str(ipaddress.ip_address('2001:db8:100::') + 2 * n) for n in range(start, start + count)]
+
+
+@pytest.mark.parametrize('layer', ['runtime', 'permanent'])
+def test_a_set_too_large_for_one_argument_loads_from_files_in_both_layers(layer):
+    # Issue 13: ~9,500 IPv4 /24s (or ~7,000 IPv6 /128s) in one 'array:string:...' argument exceed 128 KiB: E2BIG.
+    old = big_set(10500)
+    fake = IpsetFirewalld(old)
+    firewalld = Firewalld(fake)
+    new = big_set(10500, start=3)  # three stale at the start, three new at the end
+    firewalld.apply([fp.set_entries(layer, 'tw-tunnel-v6', new)])
+    assert fake.sets[layer] == old[3:] + new[-3:] and sorted(fake.sets[layer]) == sorted(new)
+    changing = [c for c in fake.calls if c[0] == 'firewall-cmd']
+    flag = ['--permanent'] if layer == 'permanent' else []
+    assert [c[:len(flag) + 2] for c in changing] == [['firewall-cmd'] + flag + ['--ipset=tw-tunnel-v6']] * 2
+    assert [c[-1].split('=')[0] for c in changing] == ['--add-entries-from-file', '--remove-entries-from-file']
+    assert not [c for c in fake.calls if 'setEntries' in ' '.join(c)]
+    assert not [f for f in os.listdir('/tmp') if f.startswith('tunnelwall-tw-tunnel-v6-')]  # the files are gone
+    # Nothing to add or remove: no command at all.
+    fake.calls.clear()
+    firewalld.apply([fp.set_entries(layer, 'tw-tunnel-v6', list(reversed(new)))])
+    assert not [c for c in fake.calls if c[0] == 'firewall-cmd']
+
+
+def test_a_small_set_is_still_replaced_atomically_with_set_entries():
+    fake = IpsetFirewalld(['198.51.100.1'])
+    Firewalld(fake).apply([fp.set_entries('runtime', 'tw-tunnel-v4', ['198.51.100.2', '198.51.100.4'])])
+    assert fake.sets['runtime'] == ['198.51.100.2', '198.51.100.4']
+    assert [c[6].rsplit('.', 1)[1] for c in fake.calls] == ['setEntries']

@@ -159,3 +159,100 @@ def test_good_options_pass_and_families_follow_ip_version():
         return ['ipv4']
     assert probe_options.families_for(params(plan=PLAN), routable) == ['ipv4']
     assert seen['ipv6'] == ['2001:db8:e::11']
+
+
+def txt(name, ok, error_kind=None, rcode='NOERROR'):
+    return {'name': name, 'type': 'TXT', 'ok': ok, 'rcode': rcode, 'answers': ['x'] if ok else [],
+            'error_kind': error_kind, 'message': '' if ok else '198.51.100.253: %s' % error_kind}
+
+
+def test_cloudflareds_txt_questions_are_asked():
+    questions = probe_report.dns_questions(PLAN, ['ipv4'])
+    assert ('cfd-features.argotunnel.com', 'TXT') in questions
+    assert ('protocol-v2.argotunnel.com', 'TXT') in questions
+
+
+@pytest.mark.parametrize('answer, state, finding', [
+    (txt('cfd-features.argotunnel.com', True), 'ok', False),
+    (txt('cfd-features.argotunnel.com', False, 'nxdomain', 'NXDOMAIN'), 'absent', False),
+    (txt('cfd-features.argotunnel.com', False, 'no_answer'), 'absent', False),
+    (txt('cfd-features.argotunnel.com', False, 'timeout', None), 'blocked', True),
+    (txt('cfd-features.argotunnel.com', False, 'dns_refused', 'REFUSED'), 'blocked', True),
+    (txt('cfd-features.argotunnel.com', False, 'servfail', 'SERVFAIL'), 'blocked', True),
+])
+def test_txt_blocked_is_a_finding_and_absent_is_not(answer, state, finding):
+    findings = probe_report.dns_findings(PLAN, ['ipv4'], ['198.51.100.253'], [answer])
+    assert answer['state'] == state
+    assert [f['kind'] for f in findings] == (['txt_blocked'] if finding else [])
+    if finding:
+        assert 'TXT cfd-features.argotunnel.com (asked by cloudflared) got no answer' in findings[0]['message']
+
+
+# (QUIC IPv4, HTTP/2 IPv4, QUIC IPv6, HTTP/2 IPv6) answered -> (protocol, edge-ip-version): every combination.
+SETTINGS = {
+    (1, 1, 1, 1): ('quic', 'auto'), (1, 1, 1, 0): ('quic', 'auto'), (1, 1, 0, 1): ('quic', '4'),
+    (1, 1, 0, 0): ('quic', '4'), (1, 0, 1, 1): ('quic', 'auto'), (1, 0, 1, 0): ('quic', 'auto'),
+    (1, 0, 0, 1): ('quic', '4'), (1, 0, 0, 0): ('quic', '4'), (0, 1, 1, 1): ('quic', '6'),
+    (0, 1, 1, 0): ('quic', '6'), (0, 1, 0, 1): ('http2', 'auto'), (0, 1, 0, 0): ('http2', '4'),
+    (0, 0, 1, 1): ('quic', '6'), (0, 0, 1, 0): ('quic', '6'), (0, 0, 0, 1): ('http2', '6'),
+    (0, 0, 0, 0): (None, None),
+}
+
+
+def dual_stack(q4, h4, q6, h6):
+    rows = []
+    for family, address, quic, http2 in (('ipv4', '198.51.100.11', q4, h4), ('ipv6', '2001:db8:e::11', q6, h6)):
+        for check, ok in (('quic', quic), ('tcp', http2), ('tls', http2)):
+            rows.append(dict(result('region1.v2.argotunnel.com', address, check, bool(ok)), family=family))
+    return rows
+
+
+@pytest.mark.parametrize('answered', sorted(SETTINGS), ids=lambda a: 'q4=%d,h4=%d,q6=%d,h6=%d' % a)
+def test_settings_for_every_quic_http2_ipv4_ipv6_combination(answered):
+    settings = probe_report.recommend_settings(dual_stack(*answered))
+    assert (settings['protocol']['value'], settings['edge_ip_version']['value']) == SETTINGS[answered]
+    assert settings['protocol']['option'] == '--protocol' and settings['edge_ip_version']['option'] == '--edge-ip-version'
+    assert all(s['reason'] and '\n' not in s['reason'] for s in settings.values())
+    protocol = probe_report.recommend(dual_stack(*answered))[0]
+    assert protocol == (SETTINGS[answered][0] or 'none'), 'the settings agree with recommended_protocol'
+
+
+def test_settings_reasons_say_why():
+    blocked_v6 = probe_report.recommend_settings(dual_stack(1, 1, 0, 0))['edge_ip_version']['reason']
+    assert blocked_v6 == 'QUIC (UDP 7844) answered over IPv4 only: with auto cloudflared may choose IPv6, which is blocked here'
+    quic_lost = dual_stack(0, 1, 0, 1)
+    for row in quic_lost:
+        if row['check'] == 'quic':
+            row['error_kind'] = 'quic_size'
+    reason = probe_report.recommend_settings(quic_lost)['protocol']['reason']
+    assert reason.startswith('QUIC (UDP 7844) got no answer (packet size / path MTU') and reason.endswith('falling back')
+    v4_only = [r for r in dual_stack(1, 1, 1, 1) if r['family'] == 'ipv4']
+    assert probe_report.recommend_settings(v4_only)['edge_ip_version'] == {
+        'option': '--edge-ip-version', 'value': '4',
+        'reason': 'QUIC (UDP 7844) answered over IPv4; IPv6 was not probed (no route, or ip_version)'}
+
+
+def test_to_open_is_data_for_every_failed_group():
+    results = [result('region1.v2.argotunnel.com', '198.51.100.11', 'quic', False),
+               result('region1.v2.argotunnel.com', '198.51.100.11', 'tls', True),
+               result('api.cloudflare.com', '198.51.100.80', 'https', False, purpose='api', port=443)]
+    output = probe_report.report([], PLAN, ['ipv4'], results, ['198.51.100.253'], [], False)
+    assert output['to_open'] == [
+        {'purpose': 'api', 'protocol': 'tcp', 'port': 443, 'destinations': ['198.51.100.80/32']},
+        {'purpose': 'tunnel', 'protocol': 'udp', 'port': 7844, 'destinations': ['198.51.100.11/32', '198.51.100.12/31']}]
+    assert [probe_report.open_line(e) for e in output['to_open']] == [
+        'open outbound TCP 443 to 198.51.100.80/32 (api)',
+        'open outbound UDP 7844 to 198.51.100.11/32, 198.51.100.12/31 (tunnel)']
+    assert output['unmet_requirements'] == []
+
+
+def test_every_part_reads_the_plan_contract_from_one_module():
+    from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_contract
+    from ansible_collections.tunnelwall.cloudflared.plugins.plugin_utils import edge_names, egress_plan, fleet_report
+    assert egress_plan.PLAN_VERSION == egress_contract.PLAN_VERSION == 1
+    assert egress_plan.FAMILIES is reachability.FAMILIES is fleet_report.FAMILIES is egress_contract.FAMILIES
+    assert edge_names.PURPOSE_ORDER is egress_contract.PURPOSES
+    assert probe_options.PROBE_ARGUMENT_SPEC['purposes']['choices'] == list(egress_contract.PURPOSES)
+    assert (edge_names.TUNNEL_PORT, reachability.HTTPS_PORT) == (egress_contract.TUNNEL_PORT, egress_contract.HTTPS_PORT)
+    problem = probe_options._plan_problem({'version': 2, 'endpoints': []}, {}, probe_options.CHECKS)
+    assert problem == 'plan: version 2 is not an egress plan this collection reads (expected 1)'

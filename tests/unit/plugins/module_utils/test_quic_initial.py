@@ -65,13 +65,13 @@ def test_protected_client_initial_rfc9001_a2(aes_path):
 
 def test_server_initial_rfc9001_a3_is_read_as_a_server_hello(aes_path):
     answer = quic_initial.read_answer(A3_PROTECTED, CLIENT_DCID, b'')
-    assert answer == {'packet': 'initial', 'server_hello': True, 'close': None}
+    assert answer == {'packet': 'initial', 'server_hello': True, 'close': None, 'ack_only': False}
 
 
 def test_a_tampered_server_initial_is_still_an_answer_but_not_a_hello(aes_path):
     tampered = A3_PROTECTED[:-1] + bytes([A3_PROTECTED[-1] ^ 1])
     assert quic_initial.read_answer(tampered, CLIENT_DCID, b'') == {
-        'packet': 'initial', 'server_hello': False, 'close': None}
+        'packet': 'initial', 'server_hello': False, 'close': None, 'ack_only': False}
 
 
 def test_gcm_round_trip_and_tag_check(aes_path):
@@ -131,3 +131,76 @@ def test_connection_close_is_described_as_a_tls_alert():
 @pytest.mark.parametrize('value', [0, 63, 64, 16383, 16384, 2 ** 30 - 1, 2 ** 30, 2 ** 62 - 1])
 def test_varint_round_trip(value):
     assert quic_initial.read_varint(quic_initial.varint(value), 0) == (value, len(quic_initial.varint(value)))
+
+
+def decrypt_initial(datagram, dcid, scid_length=8):
+    """The plaintext payload of one of our client Initials, read back with the client keys as a server would."""
+    key, iv, hp = quic_initial.initial_keys(dcid)
+    pn_offset = 6 + len(dcid) + 1 + scid_length + 1 + 2
+    mask = aes_gcm.aes_ecb_block(hp, datagram[pn_offset + 4:pn_offset + 20])
+    first = datagram[0] ^ (mask[0] & 0x0F)
+    assert first & 0x03 == 3  # 4-byte packet number
+    number = bytes(b ^ m for b, m in zip(datagram[pn_offset:pn_offset + 4], mask[1:]))
+    header = bytes([first]) + datagram[1:pn_offset] + number
+    nonce = (int.from_bytes(iv, 'big') ^ int.from_bytes(number, 'big')).to_bytes(12, 'big')
+    return int.from_bytes(number, 'big'), aes_gcm.aes_gcm_decrypt(key, nonce, datagram[pn_offset + 4:], header)
+
+
+def test_cloudflareds_initial_sizes_are_the_numbers_in_its_source():
+    # supervisor/tunnel.go (serveQUIC): InitialPacketSize 1252, or 1232 when the edge address is IPv4.
+    assert quic_initial.INITIAL_PAYLOAD == {'ipv4': 1232, 'ipv6': 1252}
+    # crypto/curves.go: X25519MLKEM768 (0x11ec) first; its client share is 1184 + 32 bytes.
+    assert (quic_initial.X25519MLKEM768, quic_initial.X25519MLKEM768_SHARE) == (0x11ec, 1216)
+    assert quic_initial.SUPPORTED_GROUPS[:2] == (0x11ec, 0xfe32)
+
+
+def key_shares(hello):
+    """{group: share length} of a ClientHello, read with nothing but its wire format."""
+    offset = 4 + 2 + 32
+    offset += 1 + hello[offset]                                     # session id
+    offset += 2 + int.from_bytes(hello[offset:offset + 2], 'big')   # cipher suites
+    offset += 1 + hello[offset]                                     # compression methods
+    end = offset + 2 + int.from_bytes(hello[offset:offset + 2], 'big')
+    offset += 2
+    while offset < end:
+        kind, length = int.from_bytes(hello[offset:offset + 2], 'big'), int.from_bytes(hello[offset + 2:offset + 4], 'big')
+        body = hello[offset + 4:offset + 4 + length]
+        offset += 4 + length
+        if kind == 0x0033:
+            shares, at = [], 2
+            while at < len(body):
+                group, size = int.from_bytes(body[at:at + 2], 'big'), int.from_bytes(body[at + 2:at + 4], 'big')
+                shares.append((group, size))
+                at += 4 + size
+            return shares
+    return None
+
+
+@pytest.mark.parametrize('family', ['ipv4', 'ipv6'])
+def test_cloudflared_flight_is_a_post_quantum_hello_over_initials_of_its_size(family, aes_path):
+    datagrams, dcid, scid = quic_initial.cloudflared_datagrams('quic.cftunnel.com', family)
+    assert [len(d) for d in datagrams] == [quic_initial.INITIAL_PAYLOAD[family]] * 2
+    hello, numbers = b'', []
+    for datagram in datagrams:
+        assert datagram[6:14] == dcid and datagram[15:23] == scid
+        number, payload = decrypt_initial(datagram, dcid)
+        numbers.append(number)
+        assert payload[0] == 0x06
+        offset, at = quic_initial.read_varint(payload, 1)
+        length, at = quic_initial.read_varint(payload, at)
+        assert offset == len(hello)  # CRYPTO frames continue where the last one ended
+        hello += payload[at:at + length]
+        assert not payload[at + length:].strip(b'\0')  # then PADDING only
+    assert numbers == [0, 1]
+    assert hello[0] == 1 and int.from_bytes(hello[1:4], 'big') == len(hello) - 4
+    assert key_shares(hello) == [(0x11ec, 1216), (0x001d, 32)]
+    # The ML-KEM-768 encapsulation key is well formed: every 12-bit coefficient below q.
+    share = hello[hello.index(bytes.fromhex('11ec04c0')) + 4:][:1184]
+    triples = [int.from_bytes(share[i:i + 3], 'little') for i in range(0, 1152, 3)]
+    coefficients = [c for triple in triples for c in (triple & 0xFFF, triple >> 12)]
+    assert len(coefficients) == 768 and max(coefficients) < quic_initial.MLKEM_Q
+
+
+def test_initials_below_1200_bytes_are_refused():
+    with pytest.raises(ValueError, match='size=1199'):
+        quic_initial.initial_datagrams('quic.cftunnel.com', size=1199)

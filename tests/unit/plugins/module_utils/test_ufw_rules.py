@@ -139,6 +139,33 @@ def test_a_hand_edited_owned_rule_is_replaced_and_a_duplicate_removed():
     assert new == HEAD4 + '\n' + '\n'.join(good) + '\n\n' + TAIL4
 
 
+def test_a_users_line_right_after_an_owned_rule_is_never_deleted_with_it():
+    # Issue 13: a hand-written -A line directly after an owned block (no blank line between) used to be absorbed into
+    # that block and deleted when the rule went stale.
+    stale = ufw_rules.render_block(rule('198.51.100.11'))
+    users = ('-A ufw-user-output -p tcp -d 198.51.100.99 --dport 9 -j ACCEPT',
+             '-A ufw-user-output -p udp -d 198.51.100.99 --dport 9 -j ACCEPT')
+    text = HEAD4 + '\n' + '\n'.join(stale + users) + '\n\n' + TAIL4
+    blocks = ufw_rules.parse_rules_file(text).blocks
+    assert [b.lines for b in blocks] == [stale, users] and blocks[1].comment is None
+    new, added, removed = ufw_rules.reconcile_file(text, 'ipv4', [rule('198.51.100.12')], 'tunnelwall')
+    assert removed == [rule('198.51.100.11')] and added == [rule('198.51.100.12')]
+    assert '\n'.join(users) in new and stale[1] not in new
+    assert new == HEAD4 + '\n' + '\n'.join(users) + '\n\n' + '\n'.join(ufw_rules.render_block(rule('198.51.100.12'))) \
+        + '\n\n' + TAIL4
+    # Removing everything owned leaves exactly the user's lines; the file still renders byte for byte when unchanged.
+    assert ufw_rules.reconcile_file(new, 'ipv4', [], 'tunnelwall')[0] == HEAD4 + '\n' + '\n'.join(users) + '\n\n' + TAIL4
+    assert ufw_rules.render_rules_file(ufw_rules.parse_rules_file(text)) == text
+
+
+def test_lines_after_a_tuple_of_another_kind_stay_with_it():
+    # A logged or limited rule of the user's has several lines only ufw knows: they stay one block, verbatim.
+    logged = ('### tuple ### allow tcp 22 0.0.0.0/0 any 0.0.0.0/0 in',
+              '-A ufw-user-input -p tcp --dport 22 -j ACCEPT', '-A ufw-user-logging-input -j RETURN')
+    text = HEAD4 + '\n' + '\n'.join(logged) + '\n\n' + TAIL4
+    assert [b.lines for b in ufw_rules.parse_rules_file(text).blocks] == [logged]
+
+
 def test_names_own_separate_rules():
     text = ufw_rules.reconcile_file(EMPTY4, 'ipv4', [UfwRule('ipv4', 'tcp', 1, '198.51.100.1', 'blue:x')], 'blue')[0]
     assert ufw_rules.reconcile_file(text, 'ipv4', [], 'tunnelwall') == (text, [], [])

@@ -37,9 +37,27 @@ def test_shipped_ranges_are_valid_and_cover_every_published_edge_address():
     assert all(n.version == 4 for n in ranges['ipv4']) and all(n.version == 6 for n in ranges['ipv6'])
     for hostname, families in cloudflare_catalog.PUBLISHED_EDGE.items():
         for family, addresses in families.items():
-            assert len(addresses) == 10, hostname
+            # The legacy names were only ever published with IPv4 addresses.
+            assert len(addresses) == (0 if hostname in edge_names.LEGACY_NAMES.region_hostnames and family == 'ipv6'
+                                      else 10), hostname
             for address in addresses:
                 assert any(ipaddress.ip_address(address) in n for n in ranges[family]), (hostname, address)
+
+
+def test_catalog_is_dated_and_legacy_names_have_only_what_was_published():
+    assert cloudflare_catalog.PUBLISHED_EDGE_TAKEN >= '2026-11-28'
+    for hostname in edge_names.LEGACY_NAMES.region_hostnames:
+        assert cloudflare_catalog.PUBLISHED_EDGE[hostname]['ipv6'] == ()
+        v2 = hostname.replace('.argotunnel.com', '.v2.argotunnel.com')
+        assert cloudflare_catalog.PUBLISHED_EDGE[hostname]['ipv4'] == cloudflare_catalog.PUBLISHED_EDGE[v2]['ipv4']
+
+
+def test_names_cloudflared_2026_uses():
+    assert edge_names.name_sets('fed', 'v2')[0].api == 'api.fed.cloudflare.com'
+    assert edge_names.name_sets('us', 'v2')[0].api == 'api.cloudflare.com'
+    assert edge_names.LEGACY_NAMES.updates == ('update.cloudflare.com', 'update.argotunnel.com')
+    assert 'probe.cftunnel.com' in edge_names.TUNNEL_TLS_SERVER_NAMES['tcp']
+    assert 'probe.cftunnel.com' in edge_names.TUNNEL_TLS_SERVER_NAMES['udp']
 
 
 def test_catalog_knows_every_region_name():

@@ -65,8 +65,16 @@ def _answers(plan, families, unresolvable=(), extra_a=None):
                             'nameserver': '192.0.2.53', 'error_kind': 'servfail',
                             'message': '192.0.2.53 answered SERVFAIL', 'latency_ms': 3})
             continue
+        if qtype == 'TXT' and name == 'protocol-v2.argotunnel.com':
+            # cloudflared's rollout record may not exist: an authoritative NXDOMAIN, not a problem.
+            answers.append({'name': name, 'type': qtype, 'ok': False, 'rcode': 'NXDOMAIN', 'answers': [], 'ttl': None,
+                            'nameserver': '192.0.2.53', 'error_kind': 'nxdomain',
+                            'message': '192.0.2.53 answered NXDOMAIN', 'latency_ms': 3})
+            continue
         if qtype == 'SRV':
             values = [(1, 1, 7844, e['hostname']) for e in plan['endpoints'] if e['purpose'] == 'tunnel']
+        elif qtype == 'TXT':
+            values = ['features']
         else:
             endpoint = next(e for e in plan['endpoints'] if e['hostname'] == name)
             values = list(endpoint['ipv4' if qtype == 'A' else 'ipv6']) + list((extra_a or {}).get((name, qtype), []))
@@ -130,8 +138,8 @@ def test_a_healthy_dual_stack_host_is_ok_in_every_column():
     assert row['state'] == 'ok' and row['protocol'] == 'quic' and row['message'] is None
     assert row['failing'] == [] and row['problems'] == [] and row['to_open'] == []
     texts = dict((column, cell['text']) for column, cell in row['cells'].items())
-    # 4 IPv4 tunnel addresses, 3 IPv6; DNS: the SRV name and A+AAAA of the four host names.
-    assert texts == {'dns': '9/9', 'tcp_ipv4': '4/4', 'tls_ipv4': '4/4', 'quic_ipv4': '4/4', 'api_ipv4': '1/1',
+    # 4 IPv4 tunnel addresses, 3 IPv6; DNS: the SRV name, A+AAAA of the four host names and two TXT (one absent).
+    assert texts == {'dns': '11/11', 'tcp_ipv4': '4/4', 'tls_ipv4': '4/4', 'quic_ipv4': '4/4', 'api_ipv4': '1/1',
                      'update_ipv4': '1/1', 'tcp_ipv6': '3/3', 'tls_ipv6': '3/3', 'quic_ipv6': '3/3', 'api_ipv6': '1/1',
                      'update_ipv6': ''}
     assert row['cells']['update_ipv6']['state'] == 'skipped', 'the plan has no IPv6 address for the update host'
@@ -147,19 +155,31 @@ def test_udp_dropped_fails_quic_and_says_what_to_open():
     assert row['cells']['quic_ipv4'] == {'state': 'failed', 'text': '0/4', 'errors': {'timeout': 4}}
     assert row['cells']['tls_ipv4']['state'] == 'ok'
     assert 'QUIC 7844 IPv4: 0/4 answered, 4 timeout' in row['problems']
-    # From the probe's unmet requirement: the plan's UDP rule, both families.
-    assert row['to_open'] == ['open outbound UDP 7844 to 198.51.100.11/32, 198.51.100.12/31, 2001:db8:e::11/128 (tunnel)']
+    # The probe's to_open data: the plan's UDP rule, both families.
+    assert row['to_open'] == [{'purpose': 'tunnel', 'protocol': 'udp', 'port': 7844,
+                               'destinations': ['198.51.100.11/32', '198.51.100.12/31', '2001:db8:e::11/128']}]
     assert row['unmet'] == result['unmet_requirements'] and row['unmet'][0].startswith('quic: ')
+    assert any(p.startswith('requirement not met: quic: quic udp/7844 timeout: 198.51.100.11') and 'To fix' not in p
+               for p in row['problems'])
+
+
+def test_quic_blocked_with_http2_working_is_degraded_not_failing():
+    row = fleet_report.host_row('web4', probed(udp_dropped))
+    assert row['state'] == 'degraded' and row['protocol'] == 'http2' and row['unmet'] == []
+    assert row['to_open'] == [{'purpose': 'tunnel', 'protocol': 'udp', 'port': 7844,
+                               'destinations': ['198.51.100.11/32', '198.51.100.12/31', '2001:db8:e::11/128']}]
+    assert {k: v['value'] for k, v in row['settings'].items()} == {'protocol': 'http2', 'edge_ip_version': 'auto'}
+    assert fleet_report.settings_line(row['settings']) == '--protocol http2 --edge-ip-version auto'
 
 
 def test_some_addresses_answering_is_partial_and_failing():
     row = fleet_report.host_row('web3', probed(region2_quic_refused))
     assert row['cells']['quic_ipv4'] == {'state': 'partial', 'text': '2/4', 'errors': {'refused': 2}}
     assert row['cells']['quic_ipv6'] == {'state': 'partial', 'text': '2/3', 'errors': {'refused': 1}}
-    # QUIC still works (region1), so no requirement is unmet and there is nothing "to open" from the probe...
-    assert row['protocol'] == 'quic' and row['unmet'] == [] and row['to_open'] == []
-    # ...but the host is not healthy: fewer regions, and the report says which columns.
-    assert row['state'] == 'failing' and row['failing'] == ['quic_ipv4', 'quic_ipv6']
+    # QUIC still works (region1), so no requirement is unmet; what failed is still worth opening...
+    assert row['protocol'] == 'quic' and row['unmet'] == [] and [e['protocol'] for e in row['to_open']] == ['udp']
+    # ...and the host is not healthy: fewer regions, and the report says which columns.
+    assert row['state'] == 'degraded' and row['failing'] == ['quic_ipv4', 'quic_ipv6']
 
 
 def test_a_blocked_family_fails_only_its_columns():
@@ -176,14 +196,15 @@ def test_nothing_answers_recommends_none_and_names_every_fix():
     row = fleet_report.host_row('h', result)
     assert row['protocol'] == 'none' and row['state'] == 'failing'
     assert len(row['to_open']) == 4, row['to_open']  # TCP 7844, UDP 7844, TCP 443 api, TCP 443 update
-    assert 'open outbound TCP 443 to 198.51.100.90/32 (update)' in row['to_open']
+    assert {'purpose': 'update', 'protocol': 'tcp', 'port': 443, 'destinations': ['198.51.100.90/32']} in row['to_open']
+    assert row['settings']['protocol']['value'] is None
 
 
 def test_an_ipv4_only_host_skips_the_ipv6_columns():
     row = fleet_report.host_row('v4only', probed(families=['ipv4']))
     assert row['state'] == 'ok'
     assert {cell['state'] for c, cell in row['cells'].items() if c.endswith('_ipv6')} == {'skipped'}
-    assert row['cells']['dns']['text'] == '5/5'
+    assert row['cells']['dns']['text'] == '7/7'
 
 
 def test_checks_left_out_are_skipped_not_failed():
@@ -197,7 +218,7 @@ def test_dns_unresolvable_and_drift_make_the_dns_cell_partial():
     answers = _answers(PLAN, BOTH, unresolvable=[('api.cloudflare.com', 'A')],
                        extra_a={(R1, 'A'): ['198.51.100.99']})
     row = fleet_report.host_row('h', probed(answers=answers, require=['any_tunnel', 'dns']))
-    assert row['cells']['dns'] == {'state': 'partial', 'text': '8/9, 1 drift'}
+    assert row['cells']['dns'] == {'state': 'partial', 'text': '10/11, 1 drift'}
     assert row['state'] == 'failing' and 'dns' in row['failing']
     assert 'DNS: 192.0.2.53 answered SERVFAIL' in row['problems']
     assert 'DNS: this host resolves %s to 198.51.100.99, which the plan lacks' % R1 in row['problems']
@@ -210,7 +231,10 @@ def test_no_resolver_fails_dns():
                for a in _answers(PLAN, ['ipv4'])]
     row = fleet_report.host_row('h', probed(families=['ipv4'], nameservers=(), answers=answers))
     assert row['cells']['dns'] == {'state': 'failed', 'text': 'no resolver'}
-    assert row['state'] == 'failing'
+    # The tunnel still works by address and no requirement asks for DNS: degraded, not failing.
+    assert row['state'] == 'degraded'
+    failing = fleet_report.host_row('h', probed(families=['ipv4'], nameservers=(), answers=answers, require=['dns']))
+    assert failing['state'] == 'failing'
 
 
 @pytest.mark.parametrize('result, message', [
@@ -240,7 +264,7 @@ def test_a_probe_that_failed_with_results_is_failing_not_unreachable():
 
 def test_report_totals_protocols_columns_and_plan():
     report = report_of()
-    assert report['totals'] == {'hosts': 6, 'ok': 2, 'failing': 2, 'unreachable': 2}
+    assert report['totals'] == {'hosts': 6, 'ok': 2, 'degraded': 1, 'failing': 1, 'unreachable': 2}
     assert report['protocols'] == {'http2': 1, 'quic': 3}
     assert [row['host'] for row in report['rows']] == ['web1', 'web2', 'web3', 'v4only', 'db1', 'db2']
     # update_ipv6 was probed on no host: no column for it.
@@ -255,15 +279,22 @@ def test_report_totals_protocols_columns_and_plan():
 def test_an_ipv4_only_fleet_has_no_ipv6_columns_and_no_plan():
     report = report_of([('a', probed(families=['ipv4'])), ('b', probed(udp_dropped, families=['ipv4']))], with_plan=False)
     assert [c['family'] for c in report['columns']] == [None] + ['ipv4'] * 5
-    assert report['plan'] is None and report['totals'] == {'hosts': 2, 'ok': 1, 'failing': 1, 'unreachable': 0}
+    assert report['plan'] is None and report['totals'] == {'hosts': 2, 'ok': 1, 'degraded': 1, 'failing': 0,
+                                                           'unreachable': 0}
 
 
 def test_stats_are_compact_and_json_able():
     stats = fleet_report.fleet_stats(report_of())
     assert json.loads(json.dumps(stats)) == stats
-    assert stats['totals'] == {'hosts': 6, 'ok': 2, 'failing': 2, 'unreachable': 2}
-    assert stats['hosts']['web1'] == {'state': 'ok', 'protocol': 'quic', 'failing': []}
-    assert stats['hosts']['web2'] == {'state': 'failing', 'protocol': 'http2', 'failing': ['quic_ipv4', 'quic_ipv6']}
+    assert stats['totals'] == {'hosts': 6, 'ok': 2, 'degraded': 1, 'failing': 1, 'unreachable': 2}
+    assert stats['hosts']['web1'] == {'state': 'ok', 'protocol': 'quic', 'failing': [], 'to_open': [],
+                                      'settings': {'protocol': 'quic', 'edge_ip_version': 'auto'}}
+    assert stats['hosts']['web2'] == {
+        'state': 'failing', 'protocol': 'http2', 'failing': ['quic_ipv4', 'quic_ipv6'],
+        'settings': {'protocol': 'http2', 'edge_ip_version': 'auto'},
+        'to_open': [{'purpose': 'tunnel', 'protocol': 'udp', 'port': 7844,
+                     'destinations': ['198.51.100.11/32', '198.51.100.12/31', '2001:db8:e::11/128']}]}
+    assert stats['hosts']['v4only']['settings'] == {'protocol': 'quic', 'edge_ip_version': '4'}
     assert stats['hosts']['db1']['state'] == 'unreachable' and 'Connection refused' in stats['hosts']['db1']['message']
     assert 'cells' not in json.dumps(stats)
 
@@ -280,14 +311,19 @@ def _table_rows(markdown):
 
 def test_markdown_has_the_totals_a_row_per_host_and_what_to_fix():
     text = fleet_report.render_markdown(report_of())
-    assert '**6 hosts: 2 ok, 2 failing, 2 unreachable**' in text
+    assert '**6 hosts: 2 ok, 1 degraded, 1 failing, 2 unreachable**' in text
     assert 'Egress plan from DNS, resolved at 2026-11-27T10:00:00Z (region global, generation v2)' in text
     header, *rows = _table_rows(text)
-    assert len(header) == 3 + 10 and header[:4] == ['Host', 'State', 'Protocol', 'DNS'] and header[9] == 'TCP 7844 IPv6'
+    assert len(header) == 4 + 10 and header[:5] == ['Host', 'State', 'Protocol', 'cloudflared settings', 'DNS']
+    assert header[10] == 'TCP 7844 IPv6'
     assert len(rows) == 6 and all(len(row) == len(header) for row in rows)
-    assert '| --- |' + ' --- |' * 12 in text
+    assert '| --- |' + ' --- |' * 13 in text
     web2 = dict(zip(header, next(row for row in rows if row[0] == 'web2')))
     assert web2['State'] == '❌ failing' and web2['QUIC 7844 IPv4'] == '❌ 0/4' and web2['TLS 7844 IPv4'] == '✅ 4/4'
+    assert web2['cloudflared settings'] == '--protocol http2 --edge-ip-version auto'
+    assert dict(zip(header, rows[2]))['State'] == '⚠️ degraded'
+    assert '- cloudflared --protocol http2: QUIC (UDP 7844) got no answer, HTTP/2 (TCP 7844) did' in text
+    assert '### web3: ⚠️ degraded' in text
     assert dict(zip(header, rows[3]))['QUIC 7844 IPv6'] == '➖' and dict(zip(header, rows[4]))['DNS'] == '⛔'
     assert '### web2: ❌ failing' in text
     assert '- **To open:** open outbound UDP 7844 to 198.51.100.11/32, 198.51.100.12/31, 2001:db8:e::11/128 (tunnel)' in text
@@ -311,7 +347,7 @@ def test_a_plan_from_the_published_list_is_called_out():
 
 def test_markdown_of_a_healthy_fleet_says_nothing_to_fix():
     text = fleet_report.render_markdown(report_of([('web1', probed())]))
-    assert 'nothing to fix' in text and '**1 host: 1 ok, 0 failing, 0 unreachable**' in text
+    assert 'nothing to fix' in text and '**1 host: 1 ok, 0 degraded, 0 failing, 0 unreachable**' in text
 
 
 class Html5Checker(html.parser.HTMLParser):
@@ -368,9 +404,11 @@ def test_html_is_a_self_contained_html5_page():
 def test_html_shows_totals_badges_rows_and_fixes():
     checker = parsed(fleet_report.render_html(report_of()))
     text = ''.join(checker.text)
-    assert '6 hosts' in text and '2 ok' in text and '2 failing' in text and '2 unreachable' in text
+    assert '6 hosts' in text and '2 ok' in text and '1 degraded' in text and '1 failing' in text and '2 unreachable' in text
     rows = [a for t, a in checker.attributes if t == 'tr' and a.get('class')]
-    assert [a['class'] for a in rows] == ['ok', 'failing', 'failing', 'ok', 'unreachable', 'unreachable']
+    assert [a['class'] for a in rows] == ['ok', 'failing', 'degraded', 'ok', 'unreachable', 'unreachable']
+    settings = [a for t, a in checker.attributes if t == 'td' and a.get('class') == 'settings']
+    assert len(settings) == 6 and '--protocol http2 --edge-ip-version auto' in text
     cells = [a for t, a in checker.attributes if t == 'td' and 'cell' in (a.get('class') or '')]
     assert len(cells) == 6 * 10
     assert {'class': 'cell failed', 'title': 'web2 QUIC 7844 IPv4: none answered: 4 timeout'} in cells

@@ -224,7 +224,10 @@ def test_a_verified_change_is_applied_probed_and_confirmed():
     assert apply['profiles'] == ['Domain', 'Private', 'Public']
     # The probe gets real QUIC Initials built here (PowerShell 5.1 has no AES-GCM).
     quic = [t for t in host.calls[1][1]['prepared']['targets'] if t['protocol'] == 'udp']
-    assert quic and all(len(base64.b64decode(t['datagram'])) == 1200 for t in quic)
+    # cloudflared's own first flight comes first: Initials of 1232 bytes to IPv4, 1252 to IPv6 (quic_initial).
+    assert quic and all(t['attempts'][0]['kind'] == 'cloudflared' for t in quic)
+    assert all(len(base64.b64decode(d)) == (1232 if t['family'] == 'ipv4' else 1252)
+               for t in quic for d in t['attempts'][0]['datagrams'])
     confirm = host.calls[2][1]['prepared']
     assert confirm['transaction']['id'] == '0123456789ab' and confirm['transaction']['task_name'] == apply['transaction']['task_name']
     assert result['verification']['unmet_requirements'] == []

@@ -36,12 +36,17 @@ def test_prepare_gives_windows_every_target_and_a_sealed_initial_per_quic_target
     quic = [t for t in targets if t['protocol'] == 'udp']
     # ip_version=auto: both families are prepared; the host drops those it has no route for.
     assert sorted(t['address'] for t in quic) == ['198.51.100.11', '198.51.100.12', '198.51.100.21', '2001:db8:e::11']
-    assert len({t['dcid'] for t in quic}) == len(quic), 'every target needs its own connection ID'
+    dcids = [a['dcid'] for t in quic for a in t['attempts']]
+    assert len(set(dcids)) == len(dcids) == 3 * len(quic), 'every attempt needs its own connection ID'
     for target in quic:
-        datagram = base64.b64decode(target['datagram'])
-        assert len(datagram) == 1200
-        payload = decrypt_client_initial(datagram, bytes.fromhex(target['dcid']))
+        assert [a['kind'] for a in target['attempts']] == ['cloudflared', 'single', 'small']
+        sizes = [[len(base64.b64decode(d)) for d in a['datagrams']] for a in target['attempts']]
+        size = quic_initial.INITIAL_PAYLOAD[target['family']]
+        assert sizes == [[size, size], [size], [1200]]
+        first = target['attempts'][0]
+        payload = decrypt_client_initial(base64.b64decode(first['datagrams'][0]), bytes.fromhex(first['dcid']))
         assert b'quic.cftunnel.com' in payload and b'argotunnel' in payload
+    assert prepared['size_check_after'] == 2.0 / 3
     assert {'name': '_v2-origintunneld._tcp.argotunnel.com', 'type': 'SRV'} in prepared['dns_questions']
     assert {'name': 'api.cloudflare.com', 'type': 'AAAA'} in prepared['dns_questions']
 
@@ -52,23 +57,25 @@ def test_prepare_with_one_family_and_no_dns():
     assert prepared['dns_questions'] == []
 
 
-def fixed_datagram(server_name):
-    # The RFC 9001 connection: the server's A.3 Initial then answers this target.
-    return b'\xc0' + bytes(1199), CLIENT_DCID, b''
+def fixed_attempts(server_name, family):
+    # The RFC 9001 connection: the server's A.3 Initial then answers any of these attempts.
+    return dict((kind, ([b'\xc0' + bytes(1231)] * count, CLIENT_DCID, b'')) for kind, count in
+                (('cloudflared', 2), ('single', 1), ('small', 1)))
 
 
 def test_report_reads_a_real_server_initial_and_classifies_the_rest():
     prepared = windows_probe.prepare(params(checks=['quic', 'tls', 'dns'], purposes=['tunnel'], ip_version='4'),
-                                     build_datagram=fixed_datagram)
+                                     build_attempts=fixed_attempts)
     quic = [t for t in prepared['targets'] if t['protocol'] == 'udp']
     tls = [t for t in prepared['targets'] if t['protocol'] == 'tcp']
     module_result = {
         'families': ['ipv4'],
         'results': [
-            {'id': quic[0]['id'], 'check': 'quic', 'ok': True, 'answer': base64.b64encode(A3_PROTECTED).decode(),
-             'latency_ms': 12},
-            {'id': quic[1]['id'], 'check': 'quic', 'ok': True, 'answer': base64.b64encode(b'\x40junk').decode()},
-            {'id': quic[2]['id'], 'check': 'quic', 'ok': False, 'error_kind': 'timeout', 'message': 'no answer'},
+            {'id': quic[0]['id'], 'check': 'quic', 'ok': True, 'latency_ms': 12,
+             'answers': {'cloudflared': [base64.b64encode(A3_PROTECTED).decode()]}},
+            {'id': quic[1]['id'], 'check': 'quic', 'ok': True, 'answers': {'cloudflared': [base64.b64encode(b'\x40junk').decode()]}},
+            {'id': quic[2]['id'], 'check': 'quic', 'ok': False, 'error_kind': 'timeout', 'message': 'no answer',
+             'answers': {'cloudflared': [], 'single': [], 'small': []}},
         ] + [{'id': t['id'], 'check': 'tls', 'ok': False, 'error_kind': 'refused', 'message': 'refused'} for t in tls],
         'dns': {'nameservers': ['198.51.100.53'], 'answers': [
             {'name': '_v2-origintunneld._tcp.argotunnel.com', 'type': 'SRV', 'ok': True,
@@ -84,8 +91,29 @@ def test_report_reads_a_real_server_initial_and_classifies_the_rest():
     assert 'handshake answered' in rows[(quic[0]['address'], 'quic')]['message']
     assert rows[(quic[1]['address'], 'quic')]['error_kind'] == 'quic_not_ours'
     assert rows[(quic[2]['address'], 'quic')]['error_kind'] == 'timeout'
+    assert rows[(quic[0]['address'], 'quic')]['initial_size'] == 1232
     assert output['recommended_protocol'] == 'quic'
     assert output['unmet_requirements'] == []
     assert [f['kind'] for f in output['dns']['findings']] == ['unresolvable']
     failed = windows_probe.report(params(require=['http2']), prepared, module_result)
     assert failed['unmet_requirements'][0].startswith('http2: tls tcp/7844 refused')
+
+
+def test_report_names_a_size_loss_when_only_the_small_attempt_is_answered():
+    prepared = windows_probe.prepare(params(checks=['quic'], purposes=['tunnel'], ip_version='4'),
+                                     build_attempts=fixed_attempts)
+    quic = prepared['targets']
+    answered = [base64.b64encode(A3_PROTECTED).decode()]
+    module_result = {'families': ['ipv4'], 'results': [
+        {'id': quic[0]['id'], 'check': 'quic', 'ok': False, 'error_kind': 'timeout', 'message': 'no answer',
+         'answers': {'cloudflared': [], 'single': [], 'small': answered}},
+        {'id': quic[1]['id'], 'check': 'quic', 'ok': False, 'error_kind': 'timeout', 'message': 'no answer',
+         'answers': {'cloudflared': [], 'single': answered, 'small': answered}},
+        {'id': quic[2]['id'], 'check': 'quic', 'ok': False, 'error_kind': 'refused', 'message': 'UDP 7844: refused',
+         'answers': {'cloudflared': []}},
+    ]}
+    output = windows_probe.report(params(checks=['quic'], require=[]), prepared, module_result)
+    rows = list(output['results'])
+    assert [r['error_kind'] for r in rows] == ['quic_size', 'quic_multi_initial', 'refused']
+    assert "cloudflared's 1232-byte UDP datagrams" in rows[0]['message']
+    assert output['recommended_protocol'] == 'none'

@@ -1,0 +1,103 @@
+# -*- coding: utf-8 -*-
+"""egress_module's command runner with a real AnsibleModule and commands that cannot start (issue 13).
+
+``AnsibleModule.run_command`` calls fail_json - and so ends the process - when a command cannot start (OSError),
+unless asked not to: in the middle of a transaction that meant no restore. Here such a command must be an ordinary
+failure that the transaction restores after, and the restore itself must survive one.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import (
+    egress_module, egress_request, egress_revert, egress_transaction as tx)
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.firewalld_client import Firewalld, FirewalldError
+from tests.support.module_runner import run_module
+
+MISSING = '/nonexistent/tunnelwall-no-such-command'
+
+
+@pytest.fixture
+def module():
+    with patch_module_args({}):
+        yield AnsibleModule(argument_spec={})
+
+
+def test_a_command_that_cannot_start_is_rc_127_or_126_not_the_end_of_the_module(module, tmp_path):
+    run = egress_module.command_runner(module)
+    assert run([MISSING, '--reload']) == (127, '', 'cannot run %s: No such file or directory' % MISSING)
+    not_executable = tmp_path / 'firewall-cmd'
+    not_executable.write_text('#!/bin/sh\nexit 0\n')
+    not_executable.chmod(0o644)
+    rc, out, err = run([str(not_executable)])
+    assert (rc, out) == (126, '') and err == 'cannot run %s: Permission denied' % not_executable
+    # A command that starts still gives its own result, data included.
+    assert egress_module.command_runner(module, binary_data=True)(['cat'], data='x\n') == (0, 'x\n', '')
+
+
+class BrokenReloadBackend:
+    """Writes one file, then fails; its reload command cannot start."""
+
+    def __init__(self, root):
+        self.path = os.path.join(root, 'rules')
+        self.record_path = os.path.join(root, 'pending.json')
+
+    def plan(self):
+        return {'changed': True}
+
+    def files(self):
+        return [self.path]
+
+    def reload_commands(self):
+        return [[MISSING, '--reload']]
+
+    def apply(self):
+        egress_revert.write_durably(self.path, 'new\n')
+        raise FirewalldError('firewall-cmd --policy failed (rc=127): cannot run firewall-cmd')
+
+    def commit(self):
+        raise AssertionError('never reached')
+
+
+def test_the_transaction_restores_when_its_reload_cannot_start(module, tmp_path):
+    (tmp_path / 'rules').write_text('old\n')
+    backend = BrokenReloadBackend(str(tmp_path))
+    request = egress_request.build({'rules': [], 'confirm_timeout': 0, 'lock_timeout': 1}, 'firewalld')
+    with pytest.raises(tx.TransactionError) as error:
+        tx.run(backend, request, None, run_dir=str(tmp_path / 'run'), command=egress_module.command_runner(module))
+    message = str(error.value)
+    assert message.startswith('firewall-cmd --policy failed (rc=127)')
+    assert 'ROLLBACK INCOMPLETE: files restored, but %s --reload failed (rc=127): cannot run %s' % (MISSING, MISSING) \
+        in message
+    assert (tmp_path / 'rules').read_text() == 'old\n' and not os.path.exists(backend.record_path)
+
+
+def test_the_revert_survives_a_runner_that_raises(tmp_path):
+    target = tmp_path / 'rules'
+    target.write_text('new\n')
+    record = tmp_path / 'pending.json'
+    egress_revert.write_durably(str(record), '{"id": "1-1", "files": {"%s": "old\\n"}, "reload": [["x"]]}' % target)
+
+    def run(argv):
+        raise FileNotFoundError(2, 'No such file or directory', argv[0])
+    restored, message = egress_revert.restore(str(record), run)
+    assert restored and message.startswith('files restored, but x failed (rc=127)')
+    assert target.read_text() == 'old\n' and not record.exists()
+
+
+def test_firewalld_without_dbus_send_says_what_to_install(module, tmp_path, monkeypatch):
+    monkeypatch.setenv('PATH', str(tmp_path))  # an empty directory: no dbus-send, no firewall-cmd
+    with pytest.raises(FirewalldError, match=r"^Get: cannot run dbus-send: No such file or directory: install D-Bus's"):
+        Firewalld(egress_module.command_runner(module), config_dir=str(tmp_path)).state()
+
+
+def test_firewalld_egress_fails_with_its_own_message_when_dbus_send_cannot_start(tmp_path, monkeypatch):
+    monkeypatch.setenv('PATH', str(tmp_path))
+    result = run_module('firewalld_egress', {'rules': [], 'name': 'tw'})
+    assert result['failed'] and result['msg'].startswith('firewalld_egress: Get: cannot run dbus-send:'), result
+    assert 'exception' not in result
