@@ -14,7 +14,7 @@ from ansible.plugins.action import ActionBase
 
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import probe_run
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.egress_spec import (
-    EXTRA_ALLOW_SPEC, REQUIRED_IF, RULES_SPEC)
+    EXTRA_ALLOW_SPEC, REQUIRED_IF, RULES_SPEC, TRANSACTION_SPEC)
 from ansible_collections.tunnelwall.cloudflared.plugins.plugin_utils import windows_firewall
 
 VERIFY_SPEC = dict(probe_run.VERIFY_SPEC, options=dict(
