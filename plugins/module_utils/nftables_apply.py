@@ -93,6 +93,7 @@ class NftablesBackend(object):
         if rc != 0:
             if 'No such file or directory' in err:
                 return None, ''
+            self._check_name(err)
             raise NftablesError('cannot list table %s (rc=%s): %s' % (nr.table(self.request.name), rc, (err or out).strip()))
         return _split(out)
 
@@ -105,9 +106,16 @@ class NftablesBackend(object):
         line = '"$1" -f - && ' + _listing(self.request.name)
         rc, out, err = self.run([self.unshare, '--net', '--', '/bin/sh', '-c', line, 'nft', self.nft], data=self.script)
         if rc != 0:
-            raise NftablesError('nft refuses the table the request renders (rc=%s): %s - with name=%r, an nft keyword '
-                                'is the likely cause; nothing was changed' % (rc, (err or out).strip(), self.request.name))
+            self._check_name(err)
+            raise NftablesError('nft refuses the table the request renders (rc=%s): %s; nothing was changed'
+                                % (rc, (err or out).strip()))
         return _split(out)
+
+    def _check_name(self, err):
+        # The name is the one word of the script that comes from the user unchecked by nft's own grammar.
+        if 'syntax error' in err and ('table %s %s' % (nr.FAMILY, self.request.name)) in err:
+            raise NftablesError('name=%r: nft cannot use it as a table name (a keyword of its language?): %s; nothing '
+                                'was changed' % (self.request.name, err.strip().splitlines()[0]))
 
     def plan(self):
         live, live_text = self.live()

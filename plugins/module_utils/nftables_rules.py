@@ -83,8 +83,9 @@ def allowances(request, nameservers):
 
     if request.state != 'present':
         return []
+    servers = nameservers if request.allow_dns else ()  # the request says whether DNS is allowed at all
     for protocol in ('udp', 'tcp'):
-        add('dns', protocol, DNS_PORT, [s for s in nameservers if ':' not in s], [s for s in nameservers if ':' in s])
+        add('dns', protocol, DNS_PORT, [s for s in servers if ':' not in s], [s for s in servers if ':' in s])
     add('metadata', 'tcp', egress_request.METADATA_PORT, *egress_request.metadata_destinations(request))
     for rule in request.rules:
         add(rule.purpose, rule.protocol, rule.port, rule.ipv4, rule.ipv6)
