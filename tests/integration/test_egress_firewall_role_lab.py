@@ -154,8 +154,8 @@ def test_a_default_deny_without_tunnel_destinations_is_refused_before_any_change
     assert rc != 0 and all(recap[host]['failed'] == 1 for host in HOSTS), output
     assert 'the rules to apply hold no tunnel destination (egress_firewall_purposes=api,update' in output
     assert {host: ruleset(lab, host) for host in HOSTS} == before
-    rc, output, dummy = play(lab, tmp_path, '-e', 'egress_firewall_backend=nftables')
-    assert rc != 0 and "egress_firewall_backend" in output and 'nftables' in output, output
+    rc, output, dummy = play(lab, tmp_path, '-e', 'egress_firewall_backend=iptables')
+    assert rc != 0 and "egress_firewall_backend" in output and 'iptables' in output, output
     rc, output, dummy = play(lab, tmp_path, '-e', '{"egress_firewall_purposes": "tunnel\\n api,\\nmail"}')
     assert rc != 0 and 'egress_firewall_purposes=' in output, output
     assert 'unknown mail (choose from tunnel, api, update, extra). Nothing was changed.' in output, output
