@@ -8,9 +8,11 @@ Topology (addresses for the default management range 203.0.113.0/24)::
     twlab-edge  ctl0 203.0.113.2  br0 203.0.113.129, 2001:db8:ffff:1::1  lo: every edge address
        |  DNS (tests/support/dns_server.py), TLS 7844/443 and QUIC 7844 (edge_server.py), nft faults
        |  forwards only ctl0 <-> br0; default routes are "prohibit": nothing leaves the lab
-    twlab-fw1, twlab-ufw1, ...  eth0 203.0.113.130.., 2001:db8:ffff:1::130..; default routes via br0
-                                 private /run, /etc/ufw, /etc/default/ufw, /etc/firewalld, /etc/resolv.conf
-                                 sshd on the management address; firewalld (own dbus), ufw, or nothing
+    twlab-fw1, twlab-ufw1, twlab-nft1, ...  eth0 203.0.113.130.., 2001:db8:ffff:1::130..; default routes via br0
+                                 private /run; private /etc (an overlay over the machine's) with private
+                                 /etc/ufw, /etc/default/ufw, /etc/firewalld, /etc/resolv.conf on top
+                                 sshd on the management address; firewalld (own dbus), ufw, nftables only
+                                 (ufw and firewalld covered by empty files), or nothing
 
 Every process the lab starts is recorded (PID and start time) in the state
 file as soon as it exists, and every namespace before it is created, so
@@ -31,8 +33,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from tests.lab import config, faults as faultlib
-from tests.lab.system import (LabError, collisions, ip_batch, lab_links, lab_namespaces, memory, netns_pids, record,
-                              is_same, run, terminate)
+from tests.lab.system import (LabError, collisions, ip_batch, lab_links, lab_mounts, lab_namespaces, memory, netns_pids,
+                              record, is_same, run, terminate)
 from tests.support import edge_zone
 from tests.support.dns_fixture import DnsServer
 
@@ -165,6 +167,8 @@ class Lab:
         needed = ['ip', 'nsenter', 'unshare', 'nft', '/usr/sbin/sshd', HOST_PYTHON]
         needed += ['firewalld', 'firewall-cmd', 'dbus-daemon'] if 'firewalld' in backends else []
         needed += ['ufw', 'iptables'] if 'ufw' in backends else []
+        # nftables_egress checks its table in a scratch network namespace (`unshare --net`); both are needed above.
+        needed += ['nft', 'unshare'] if 'nftables' in backends else []
         missing = [tool for tool in needed if not shutil.which(tool, path=config.HOST_PATH)]
         if missing:
             raise LabError('missing %s: apt-get install $(cat tests/lab/requirements-debian.txt)' % ', '.join(missing))
@@ -367,7 +371,7 @@ class Lab:
             raise LabError('%s: %s: exit %d: %s' % (host, ' '.join(argv), result.returncode, (result.stderr or result.stdout).strip()))
         return result
 
-    def _host_files(self, name, layout, hostdir):
+    def _host_files(self, name, backend, layout, hostdir):
         """Private copies of everything a firewall writes, the resolver and sshd's configuration."""
         etc = os.path.join(hostdir, 'etc')
         os.makedirs(etc, exist_ok=True)
@@ -382,6 +386,9 @@ class Lab:
             for rules in os.listdir('/usr/share/ufw/iptables'):
                 shutil.copy(os.path.join('/usr/share/ufw/iptables', rules), os.path.join(etc, 'ufw', rules))
             _write(os.path.join(etc, 'ufw', 'ufw.conf'), 'ENABLED=no\nLOGLEVEL=low\n')
+        if backend == 'nftables' and os.path.exists(os.path.join(etc, 'ufw', 'ufw.conf')):
+            # Without it ufw does not count as installed, as on a host that never had the package.
+            os.unlink(os.path.join(etc, 'ufw', 'ufw.conf'))
         # Written from scratch: ufw's defaults, and IPT_SYSCTL pointing at an empty file so that
         # ufw never runs `sysctl -p` (some of those keys are not per-namespace).
         _write(os.path.join(hostdir, 'ufw-sysctl.conf'), '')
@@ -401,12 +408,24 @@ class Lab:
             'StrictModes no', 'MaxStartups 100:30:200', 'MaxSessions 50', 'AcceptEnv LANG LC_*',
             'Subsystem sftp /usr/lib/openssh/sftp-server', '']))
 
-    def _mount_script(self, name, hostdir):
+    @staticmethod
+    def _etc_layer(hostdir, generation):
+        """(upper, work) of one generation of the host's /etc overlay; reset_firewalls() starts a new generation."""
+        base = os.path.join(hostdir, 'etc-layer', str(generation))
+        return os.path.join(base, 'upper'), os.path.join(base, 'work')
+
+    def _etc_mounts(self, hostdir, generation):
+        """Shell lines that give the host its own /etc: an overlay over the machine's, then the firewall files on top.
+
+        The overlay catches every write a module makes under /etc (/etc/nftables.d, /etc/systemd/system, ...)
+        in the host's upper dir, so the machine's /etc never changes and a missing directory (/etc/nftables.d)
+        can be created in the host without creating it on the machine.
+        """
+        upper, work = self._etc_layer(hostdir, generation)
+        if any(c in hostdir for c in ',:\\ '):
+            raise LabError('the lab directory %r holds a character overlayfs options cannot carry (, : \\ or space)' % hostdir)
         etc = os.path.join(hostdir, 'etc')
-        lines = ['set -e',
-                 # /run first: dbus, sshd privilege separation, ufw's lock, firewalld's state all live there.
-                 'mount -t tmpfs -o mode=0755,size=16m twlab-run /run',
-                 'mkdir -p /run/dbus /run/sshd /run/lock',
+        lines = ['mount -t overlay -o lowerdir=/etc,upperdir=%s,workdir=%s twlab-etc /etc' % (upper, work),
                  'mount --bind %s /etc/resolv.conf' % os.path.join(etc, 'resolv.conf')]
         if os.path.isdir('/etc/ufw'):
             lines.append('mount --bind %s /etc/ufw' % os.path.join(etc, 'ufw'))
@@ -414,10 +433,67 @@ class Lab:
             lines.append('mount --bind %s /etc/default/ufw' % os.path.join(etc, 'default-ufw'))
         if os.path.isdir('/etc/firewalld'):
             lines.append('mount --bind %s /etc/firewalld' % os.path.join(etc, 'firewalld'))
+        return lines
+
+    @staticmethod
+    def _program_paths(program):
+        """Every file the host's PATH could run as ``program`` (/sbin and /usr/sbin may be two copies or one)."""
+        paths = set()
+        for directory in config.HOST_PATH.split(':'):
+            candidate = os.path.join(directory, program)
+            if os.path.isfile(candidate):
+                paths.add(os.path.realpath(candidate))
+        return sorted(paths)
+
+    def _hide_programs(self, hostdir, backend):
+        """Shell lines that cover the programs a host kind must not have with an empty, non-executable file.
+
+        The lab's hosts share the machine's packages; a bind mount in the host's mount namespace is how an
+        nftables host comes to have neither firewalld nor ufw "installed" in its own view.
+        """
+        programs = config.HIDDEN_PROGRAMS.get(backend, ())
+        if not programs:
+            return []
+        empty = os.path.join(hostdir, 'not-installed')
+        _write(empty, '', mode=0o644)
+        return ['mount --bind %s %s' % (empty, path) for program in programs for path in self._program_paths(program)]
+
+    def _mount_script(self, name, hostdir, backend):
+        lines = ['set -e'] + self._etc_mounts(hostdir, 0) + self._hide_programs(hostdir, backend) + [
+            # /run: dbus, sshd privilege separation, ufw's lock, firewalld's state all live there.
+            'mount -t tmpfs -o mode=0755,size=16m twlab-run /run',
+            'mkdir -p /run/dbus /run/sshd /run/lock']
         if os.path.exists('/var/log/firewalld'):
             lines.append('mount --bind %s /var/log/firewalld' % os.path.join(hostdir, 'firewalld.log'))
         lines.append('hostname %s' % name)
         return '\n'.join(lines) + '\n'
+
+    def _new_etc_layer(self, hostdir, generation, pristine=None):
+        """Empty upper and work dirs for an /etc overlay generation, the upper seeded from ``pristine`` if given."""
+        upper, work = self._etc_layer(hostdir, generation)
+        os.makedirs(work)
+        if pristine:
+            # cp -a keeps what overlayfs itself stores: whiteouts (device nodes) and opaque-dir xattrs.
+            run(['cp', '-a', pristine, upper])
+        else:
+            os.makedirs(upper)
+
+    def _fresh_etc(self, name):
+        """Swap the host's /etc overlay for a new generation copied from the pristine one.
+
+        The old upper dir is never edited while it is mounted (overlayfs leaves that undefined): the old
+        overlay and the bind mounts over it are detached (lazily: a daemon may hold a file) and new ones mounted.
+        """
+        host = self.hosts[name]
+        old = host.get('etc_generation', 0)
+        new = old + 1
+        self._new_etc_layer(host['dir'], new, os.path.join(host['dir'], 'pristine', 'etc-layer'))
+        script = ['set -e', 'umount -l /etc'] + self._etc_mounts(host['dir'], new)
+        self.exec(name, ['sh', '-c', '\n'.join(script) + '\n'], check=True)
+        with self._lock:
+            host['etc_generation'] = new
+            self._save()
+        shutil.rmtree(os.path.dirname(self._etc_layer(host['dir'], old)[0]))
 
     def _host_up(self, name, backend, layout):
         netns = config.PREFIX + name
@@ -425,7 +501,8 @@ class Lab:
         if os.path.exists(hostdir):
             shutil.rmtree(hostdir)
         os.makedirs(hostdir)
-        self._host_files(name, layout, hostdir)
+        self._host_files(name, backend, layout, hostdir)
+        self._new_etc_layer(hostdir, 0)
         self._add_netns(netns)
         ipv4, ipv6 = layout.host_addresses[name]
         veth = 'v-' + name
@@ -444,9 +521,9 @@ class Lab:
               interval=0.01, alive=lambda: anchor.poll() is None)
         with self._lock:
             self.state['hosts'][name] = {'backend': backend, 'ns': netns, 'anchor': anchor.pid, 'ipv4': ipv4,
-                                         'ipv6': ipv6, 'dir': hostdir}
+                                         'ipv6': ipv6, 'dir': hostdir, 'etc_generation': 0}
             self._save()
-        self.exec(name, ['sh', '-c', self._mount_script(name, hostdir)], check=True)
+        self.exec(name, ['sh', '-c', self._mount_script(name, hostdir, backend)], check=True)
         sshd = self._spawn(self.nsenter(name) + ['/usr/sbin/sshd', '-D', '-f', os.path.join(hostdir, 'sshd_config'),
                                                  '-E', os.path.join(hostdir, 'sshd.log')],
                            'sshd', name, os.path.join(hostdir, 'sshd.err'))
@@ -454,6 +531,8 @@ class Lab:
             self._firewalld_up(name, hostdir)
         elif backend == 'ufw':
             self._ufw_up(name, layout)
+        elif backend == 'nftables':
+            self._nftables_up(name)
         self._snapshot_firewall(hostdir)
         _wait(lambda: self._ssh_banner(ipv4), READY_TIMEOUT, '%s sshd on %s' % (name, ipv4),
               alive=lambda: sshd.poll() is None)
@@ -488,6 +567,12 @@ class Lab:
                              'comment', 'tunnelwall lab: controller ssh'], check=True)
         self.exec(name, ['ufw', '--force', 'enable'], check=True)
 
+    def _nftables_up(self, name):
+        """Nothing to start: the kernel is the firewall. Check that `nft` works and the ruleset starts empty."""
+        ruleset = self.exec(name, ['nft', 'list', 'ruleset'], check=True).stdout
+        if ruleset.strip():
+            raise LabError('%s: a new network namespace should have an empty nft ruleset, it has:\n%s' % (name, ruleset))
+
     @staticmethod
     def _snapshot_firewall(hostdir):
         """Keep the host's firewall files as they are now: reset_firewalls() puts them back."""
@@ -500,6 +585,8 @@ class Lab:
                 shutil.copytree(source, os.path.join(pristine, entry), symlinks=True)
             elif os.path.exists(source):
                 shutil.copy2(source, os.path.join(pristine, entry))
+        # What `up` itself wrote into the /etc overlay (usually nothing): every reset starts from it.
+        run(['cp', '-a', Lab._etc_layer(hostdir, 0)[0], os.path.join(pristine, 'etc-layer')])
 
     @staticmethod
     def _restore_tree(pristine, target):
@@ -527,6 +614,7 @@ class Lab:
     def _reset_firewall(self, name):
         host = self.hosts[name]
         etc, pristine = os.path.join(host['dir'], 'etc'), os.path.join(host['dir'], 'pristine')
+        self._fresh_etc(name)
         if host['backend'] == 'firewalld':
             self._restore_tree(os.path.join(pristine, 'firewalld'), os.path.join(etc, 'firewalld'))
             self.exec(name, ['firewall-cmd', '--reload'], check=True)
@@ -538,6 +626,9 @@ class Lab:
             with open(os.path.join(pristine, 'default-ufw'), encoding='utf-8') as source:
                 _write(os.path.join(etc, 'default-ufw'), source.read())
             self.exec(name, ['ufw', '--force', 'enable'], check=True)
+        elif host['backend'] in ('nftables', 'none'):
+            # Their ruleset started empty; whatever a test loaded (nftables_egress's table, a user's table) goes.
+            self.exec(name, ['nft', 'flush', 'ruleset'], check=True)
 
     # ------------------------------------------------------------------
     # inventory
@@ -736,7 +827,7 @@ class Lab:
                 os.rmdir('/run/netns')
             except OSError:
                 pass
-        left = lab_namespaces() + lab_links()
+        left = lab_namespaces() + lab_links() + ['mount %s in process %d' % (m, pid) for pid, m in lab_mounts()]
         if left:
             raise LabError('down left %s behind' % ', '.join(left))
         for path in (self.inventory, self.state_path):
