@@ -8,10 +8,14 @@ import os
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 from tests.lab import config
 from tests.support import edge_zone
+
+# Tests marked `once` check the lab itself, whatever ansible-core drives it: `make test` runs them in the latest
+# venv only (see the Makefile). Reaching the hosts with Ansible is checked with each ansible-core.
 
 
 def _ansible(lab, tmp_path, *args):
@@ -32,6 +36,7 @@ def _ansible(lab, tmp_path, *args):
     return results
 
 
+@pytest.mark.once
 def test_inventory_groups_hosts_by_backend_with_the_lab_variables(lab):
     with open(lab.inventory, encoding='utf-8') as handle:
         inventory = yaml.safe_load(handle)
@@ -70,6 +75,7 @@ def test_ansible_facts_see_the_hosts_own_network(lab, tmp_path):
         assert facts['ansible_default_ipv6']['address'] == host['ipv6']
 
 
+@pytest.mark.once
 def test_firewalld_runs_on_firewalld_hosts(lab):
     assert lab.hosts_with('firewalld')
     for name in lab.hosts_with('firewalld'):
@@ -80,6 +86,7 @@ def test_firewalld_runs_on_firewalld_hosts(lab):
         assert lab.exec(name, ['firewall-cmd', '--state']).stdout.strip() != 'running'
 
 
+@pytest.mark.once
 def test_ufw_is_active_with_its_default_policies(lab):
     assert lab.hosts_with('ufw')
     for name in lab.hosts_with('ufw'):
@@ -90,12 +97,14 @@ def test_ufw_is_active_with_its_default_policies(lab):
         assert 'Status: inactive' in lab.exec(name, ['ufw', 'status'], check=True).stdout
 
 
+@pytest.mark.once
 def test_none_hosts_have_no_firewall(lab):
     assert lab.hosts_with('none')
     for name in lab.hosts_with('none'):
         assert lab.exec(name, ['nft', 'list', 'ruleset'], check=True).stdout.strip() == ''
 
 
+@pytest.mark.once
 def test_hosts_have_private_mounts_resolver_and_routes(lab):
     for name, host in lab.hosts.items():
         mounts = {line.split()[4] for line in lab.exec(name, ['cat', '/proc/self/mountinfo'], check=True).stdout.splitlines()}
@@ -113,6 +122,7 @@ def test_hosts_have_private_mounts_resolver_and_routes(lab):
         assert '198.51.100.253' not in handle.read()
 
 
+@pytest.mark.once
 def test_cli_exec_and_status(lab, lab_cli):
     name = sorted(lab.hosts)[0]
     result = lab_cli(lab.dir, 'exec', name, '--', 'hostname')
