@@ -4,9 +4,10 @@
 """Plan and apply ufw egress rules: ufw's lock, backup, files, iptables-restore, rollback, and state=reverted.
 
 The text work is in ufw_rules; this file does the I/O. egress_transaction runs the change (UfwBackend) under the
-host-wide lock; revert() takes the same lock. Commands run through a ``run(argv, data=None)`` callable
-returning ``(rc, stdout, stderr)`` (AnsibleModule.run_command fits), and every path hangs off ``root``, so the
-whole transaction, rollback included, runs in the unit tests on real files in a temporary directory.
+host-wide lock; revert_with_host_lock() takes the same lock for state=reverted. Commands run through a
+``run(argv, data=None)`` callable returning ``(rc, stdout, stderr)`` (AnsibleModule.run_command fits), and every
+path hangs off ``root``, so the whole transaction, rollback included, runs in the unit tests on real files in a
+temporary directory.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -295,7 +296,7 @@ class UfwEgress(object):
 
         Only when ufw's files are still exactly as that change left them: otherwise something else changed them
         since, and putting the backup back would undo that too. Nothing recorded (no change since boot, or
-        already reverted) means nothing to do. The caller holds the host-wide lock (the function revert() below).
+        already reverted) means nothing to do. The caller holds the host-wide lock (revert_with_host_lock).
         """
         with ufw_locked(self.paths.ufw_lock):
             current = self.read()
@@ -431,7 +432,7 @@ class UfwBackend(object):
         pass
 
 
-def revert(job, request, check_mode, command, which=None, run_dir=egress_transaction.RUN_DIR):
+def revert_with_host_lock(job, request, check_mode, command, which=None, run_dir=egress_transaction.RUN_DIR):
     """state=reverted: ``job.revert()`` under the host-wide lock of every egress change, as a transaction runs.
 
     It waits up to ``request.lock_timeout`` for a running transaction to end and first restores what a dead one left

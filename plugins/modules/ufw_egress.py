@@ -226,7 +226,7 @@ def main():
     command = egress_module.command_runner(module)
     try:
         if request.state == 'reverted':
-            result = ufw_apply.revert(job, request, module.check_mode, command, which=module.get_bin_path)
+            result = ufw_apply.revert_with_host_lock(job, request, module.check_mode, command, which=module.get_bin_path)
         else:
             result = egress_transaction.run(ufw_apply.UfwBackend(job), request, verify, module.check_mode,
                                             which=module.get_bin_path, command=command)

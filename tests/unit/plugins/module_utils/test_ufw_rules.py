@@ -359,8 +359,9 @@ def transact(root, commands, check_mode=False, backend=None, **overrides):
 
 def revert(root, commands, check_mode=False, lock_timeout=1):
     """state=reverted as the module runs it."""
-    return ufw_apply.revert(job(root, commands, state='reverted'), request(state='reverted', lock_timeout=lock_timeout),
-                            check_mode, commands, run_dir=str(host_lock(root).parent))
+    return ufw_apply.revert_with_host_lock(job(root, commands, state='reverted'),
+                                           request(state='reverted', lock_timeout=lock_timeout),
+                                           check_mode, commands, run_dir=str(host_lock(root).parent))
 
 
 def test_apply_writes_tests_loads_denies_last_and_remembers_the_policy(root):
