@@ -4,7 +4,7 @@
 # machine that has Python (pyenv) but nothing installed by hand: every tool
 # used below is installed from PyPI into venvs under .venv/ by this Makefile.
 #
-#   make test         venvs, collection, sanity (both venvs), lint, pytest (core219, then latest)
+#   make test         venvs, collection, sanity (both venvs), lint, pytest (core219 without the `once` tests, then latest)
 #   make sanity       ansible-test sanity with ansible-core 2.19 (Python 3.11) and the newest ansible-core
 #   make lint         ansible-lint (production profile) and antsibull-changelog lint
 #   make unit         pytest tests/unit in both venvs
@@ -20,7 +20,8 @@
 #   make distclean    remove .build/ and .venv/
 #
 # Overrides: PYTHON_core219=/path/to/python3.11, PYTHON_latest=..., PYTHON_bench=...,
-#            PYTEST_ARGS='-x -k foo', SANITY_ARGS='--test pylint', ANSIBLE_LINT_ARGS=--strict.
+#            PYTEST_ARGS='-x -k foo', SANITY_ARGS='--test pylint', ANSIBLE_LINT_ARGS=--strict,
+#            PYTEST_SELECT_core219= (core219 runs the `once` tests too).
 
 SHELL := bash
 # -e: stop at the first failing command of a recipe line; pipefail: a failing
@@ -78,6 +79,18 @@ TEST_ENV := ANSIBLE_COLLECTIONS_PATH=$(COLLECTIONS_DIR) \
 
 # Extra pytest options (pytest.ini holds the defaults).
 PYTEST_ARGS ?=
+
+# Which tests each venv runs. Tests marked `once` (pytest.ini) prove what happens on the host or on the wire -
+# packets through a lab host's firewall, rulesets, files, killed and overlapping transactions, the probe against the
+# fake edge's faults, the lab's own self-tests, QUIC datagrams - and no ansible-core version can change their
+# outcome: the modules run on the lab hosts' own Python (/usr/bin/python3) whichever venv drives them. They run in
+# the latest venv only, which halves their cost (they are most of the lab's minutes). Everything that exercises
+# ansible-core runs in both venvs: ansible-playbook and ansible-doc runs, the role and the site playbooks on the lab
+# (which take both firewall modules through a real change, a check and a rollback), argument specs and module
+# argument handling (the bad-input suites), check and diff mode, action, lookup and filter plugins, and every unit
+# test that is not marked. Mark a test `once` only when that holds for everything it asserts.
+PYTEST_SELECT_core219 := -m 'not once'
+PYTEST_SELECT_latest :=
 
 # pip's cache lives in .venv/ too (like ansible-test's, see ANSIBLE_TEST_HOME),
 # so that nothing is written outside the checkout; `make distclean` drops it.
@@ -289,7 +302,7 @@ lint: venv-latest collection
 # pytest
 # ---------------------------------------------------------------------------
 # $(call run_pytest,VENV,DIRS): pytest over those of DIRS that exist, against the
-# installed collection. pytest exits 5 when it collects no test; that is only
+# installed collection, with the VENV's selection (PYTEST_SELECT_VENV, above). pytest exits 5 when it collects no test; that is only
 # accepted while DIRS hold no test files at all (the suites are still being
 # written), never when test files exist but nothing was collected.
 define run_pytest
@@ -298,7 +311,7 @@ define run_pytest
 	files=$$([ -n "$$dirs" ] && find $$dirs -name 'test_*.py' -o -name '*_test.py' | head -n 1 || true); \
 	echo ">>> pytest in .venv/$(1): ansible-core $$($(VENV_DIR)/$(1)/bin/python -c 'import ansible.release as r; print(r.__version__)')"; \
 	if [ -z "$$files" ]; then echo "no test files in $(2) yet: nothing to run"; exit 0; fi; \
-	PATH=$(VENV_DIR)/$(1)/bin:$$PATH $(TEST_ENV) $(VENV_DIR)/$(1)/bin/pytest $(PYTEST_ARGS) $$dirs
+	PATH=$(VENV_DIR)/$(1)/bin:$$PATH $(TEST_ENV) $(VENV_DIR)/$(1)/bin/pytest $(PYTEST_SELECT_$(1)) $(PYTEST_ARGS) $$dirs
 endef
 
 .PHONY: unit integration $(addprefix pytest-,$(VENVS)) $(addprefix unit-,$(VENVS)) $(addprefix integration-,$(VENVS))

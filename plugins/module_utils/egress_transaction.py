@@ -22,6 +22,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import contextlib
 import errno
 import fcntl
 import json
@@ -274,6 +275,25 @@ class _Change(object):
         return TransactionError('%s. %s.' % (error, outcome), **details)
 
 
+def transaction_info(request):
+    """The ``transaction`` part of a module's result, before anything happened."""
+    return {'confirm_timeout': request.confirm_timeout, 'armed': None, 'settled': None, 'restored': False}
+
+
+@contextlib.contextmanager
+def host_locked(request, record_path, info, command, which=None, run_dir=RUN_DIR):
+    """Hold the host-wide lock, restore first what a dead earlier run left pending in ``record_path``, then yield.
+
+    Every change of a host's egress firewall goes through here - a transaction (run()) as well as a backend's own
+    undo (ufw's state=reverted) - so that no two of them ever interleave, whatever their backend or name.
+    """
+    holder = 'tunnelwall %s egress change, name %s' % (request.backend, request.name)
+    with HostLock(run_dir, request.lock_timeout, holder) as held:
+        info['waited_for_lock'] = held.waited
+        info['settled'] = settle_pending(record_path, command, which or shutil.which)
+        yield info
+
+
 def run(backend, request, verify=None, check_mode=False, run_dir=RUN_DIR, python=None, which=None, command=None):
     """One transaction; returns the backend's result with ``verification`` and ``transaction`` added.
 
@@ -281,13 +301,10 @@ def run(backend, request, verify=None, check_mode=False, run_dir=RUN_DIR, python
     write, ``reload_commands()``, ``apply()`` and ``commit()``. ``verify()`` -> (ok, output, message) or None.
     ``command(argv)`` -> (rc, out, err) runs programs; ``which(name)`` finds them. Raises TransactionError.
     """
-    info = {'confirm_timeout': request.confirm_timeout, 'armed': None, 'settled': None, 'restored': False}
+    info = transaction_info(request)
     if check_mode:
         return dict(backend.plan(), verification=None, transaction=info)
-    holder = 'tunnelwall %s egress change, name %s' % (request.backend, request.name)
-    with HostLock(run_dir, request.lock_timeout, holder) as held:
-        info['waited_for_lock'] = held.waited
-        info['settled'] = settle_pending(backend.record_path, command, which or shutil.which)
+    with host_locked(request, backend.record_path, info, command, which, run_dir):
         result = dict(backend.plan(), transaction=info)
         if not result['changed']:
             return _verified(result, verify, None)

@@ -15,15 +15,16 @@ import ipaddress
 import re
 from xml.sax.saxutils import quoteattr, escape
 
+# Names and purposes as every module spells them. They match whole strings (\Z: a trailing newline is refused,
+# where $ would let "name\n" through), and their characters are all firewalld allows in policy and ipset names.
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.egress_request import NAME_RE, PURPOSE_RE
+
 # firewalld limits a policy name to 18 characters (its longest nftables chain name must fit netfilter's limit);
 # the policy is NAME-egress, so NAME may have 11. ipset names must fit the kernel's 31 characters.
 POLICY_SUFFIX = '-egress'
 MAX_POLICY_NAME = 18
 MAX_NAME = MAX_POLICY_NAME - len(POLICY_SUFFIX)
 MAX_IPSET_NAME = 31
-# The characters firewalld allows in both policy and ipset names, ASCII only.
-NAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_-]*$')
-PURPOSE_RE = re.compile(r'^[a-z][a-z0-9_]*$')
 PROTOCOLS = ('tcp', 'udp')
 FAMILIES = {'ipv4': ('inet', '-v4', 4), 'ipv6': ('inet6', '-v6', 6)}
 # The default-deny rule sits in the policy's last chain, so every allow rule is evaluated before it.

@@ -1,11 +1,13 @@
 # -*- coding: utf-8 -*-
 # Copyright: tunnelwall developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Plan and apply ufw egress rules as one transaction: locks, backup, files, iptables-restore, rollback.
+"""Plan and apply ufw egress rules: ufw's lock, backup, files, iptables-restore, rollback, and state=reverted.
 
-The text work is in ufw_rules; this file does the I/O. Commands run through a ``run(argv, data=None)`` callable
-returning ``(rc, stdout, stderr)`` (AnsibleModule.run_command fits), and every path hangs off ``root``, so the
-whole transaction, rollback included, runs in the unit tests on real files in a temporary directory.
+The text work is in ufw_rules; this file does the I/O. egress_transaction runs the change (UfwBackend) under the
+host-wide lock; revert_with_host_lock() takes the same lock for state=reverted. Commands run through a
+``run(argv, data=None)`` callable returning ``(rc, stdout, stderr)`` (AnsibleModule.run_command fits), and every
+path hangs off ``root``, so the whole transaction, rollback included, runs in the unit tests on real files in a
+temporary directory.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -20,9 +22,10 @@ import json
 import os
 import time
 
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_revert, ufw_rules
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_revert, egress_transaction, ufw_rules
 
-LOCK_TIMEOUT = 120.0
+# How long to wait for ufw's own lock, which only a ufw command holds (for as long as it runs).
+UFW_LOCK_TIMEOUT = 120.0
 FAMILY_FILES = {'ipv4': 'etc/ufw/user.rules', 'ipv6': 'etc/ufw/user6.rules'}
 RESTORE = {'ipv4': 'iptables-restore', 'ipv6': 'ip6tables-restore'}
 # In the backup directory: the digests of the files as the last successful change left them. Its presence means
@@ -52,8 +55,9 @@ class UfwPaths(object):
         # Next to ufw's own configuration, which it describes: a restore of /etc/ufw restores it too.
         self.state = at('etc/ufw/%s-egress.json' % name)
         self.ufw_lock = at('run/ufw.lock')
-        # One lock for every run of the module, whatever its name: they all edit the same two files.
-        self.module_lock = at('run/tunnelwall-ufw_egress.lock')
+        # egress_transaction's pending record, next to ufw's configuration, which it restores (a reboot keeps it,
+        # as it keeps ufw's files).
+        self.pending = at('etc/ufw/tunnelwall-pending.json')
         # /run: the backup belongs to this boot's live firewall, as the transaction it protects does.
         self.backup_dir = backup_dir or at('run/tunnelwall/ufw_egress/%s' % name)
 
@@ -79,26 +83,26 @@ def write_in_place(path, text):
 
 
 @contextlib.contextmanager
-def file_lock(path, use_lockf, what, timeout=LOCK_TIMEOUT):
-    """An exclusive lock, waited for up to ``timeout`` seconds.
+def ufw_locked(path, timeout=UFW_LOCK_TIMEOUT):
+    """ufw's own lock (/run/ufw.lock, taken with fcntl.lockf as ufw does), waited for up to ``timeout`` seconds.
 
-    ufw locks /run/ufw.lock with fcntl.lockf; two runs of this module serialise on their own flock.
+    It keeps a ufw command from rewriting the files while they are read or written here. Runs of the firewall
+    modules take turns on egress_transaction's host-wide lock instead.
     """
     handle = open(path, 'a')
-    lock = fcntl.lockf if use_lockf else fcntl.flock
     deadline = time.time() + timeout
     try:
         while True:
             try:
-                lock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except (IOError, OSError) as error:
                 if error.errno not in (errno.EAGAIN, errno.EACCES) or time.time() > deadline:
-                    raise UfwError('%s (%s) still held after %ds: another ufw run is stuck?' % (what, path, timeout))
+                    raise UfwError("ufw's lock (%s) still held after %ds: another ufw run is stuck?" % (path, timeout))
                 time.sleep(0.05)
         yield
     finally:
-        handle.close()  # closing releases either kind of lock
+        handle.close()  # closing releases the lock
 
 
 class UfwEgress(object):
@@ -139,7 +143,7 @@ class UfwEgress(object):
 
     def plan(self):
         """Read everything under ufw's lock and work out the change; nothing is written."""
-        with file_lock(self.paths.ufw_lock, True, "ufw's lock"):
+        with ufw_locked(self.paths.ufw_lock):
             texts = self.read()
         self.original = texts
         defaults = texts[self.paths.defaults]
@@ -226,7 +230,7 @@ class UfwEgress(object):
 
     def write_rules(self, enabled, ipv6, progress):
         """Reconcile the files again under ufw's lock (`ufw default` may have rewritten them), test, write, load."""
-        with file_lock(self.paths.ufw_lock, True, "ufw's lock"):
+        with ufw_locked(self.paths.ufw_lock):
             texts = {}
             for family in self.families(ipv6):
                 path = self.paths.rules[family]
@@ -249,20 +253,12 @@ class UfwEgress(object):
                     self.command([self.binaries[RESTORE[family]], '-n', self.paths.rules[family]])
                     progress['loaded'].append(family)
 
-    def reconcile(self, check_mode):
-        """plan() and, unless in check mode, apply(), holding the module's lock so concurrent runs take turns."""
-        with file_lock(self.paths.module_lock, False, 'the lock of ufw_egress'):
-            result = self.plan()
-            if result['changed'] and not check_mode:
-                result = self.apply()
-        return result
-
     def apply(self):
         """Make the planned change; on any failure put every file back, reload, and raise UfwError."""
         enabled, ipv6 = self.result['ufw']['enabled'], self.result['ufw']['ipv6']
         progress = {'policy': False, 'loaded': []}
         # The rollback restores what the files hold now, had a ufw command changed them since plan().
-        with file_lock(self.paths.ufw_lock, True, "ufw's lock"):
+        with ufw_locked(self.paths.ufw_lock):
             self.original = self.read()
         self.backup()
         try:
@@ -300,38 +296,37 @@ class UfwEgress(object):
 
         Only when ufw's files are still exactly as that change left them: otherwise something else changed them
         since, and putting the backup back would undo that too. Nothing recorded (no change since boot, or
-        already reverted) means nothing to do.
+        already reverted) means nothing to do. The caller holds the host-wide lock (revert_with_host_lock).
         """
-        with file_lock(self.paths.module_lock, False, 'the lock of ufw_egress'):
-            with file_lock(self.paths.ufw_lock, True, "ufw's lock"):
-                current = self.read()
-            text = read_text(self.applied_path)
-            enabled = ufw_rules.ufw_enabled(current[self.paths.conf])
-            ipv6 = ufw_rules.ipv6_enabled(current[self.paths.defaults])
-            if text is None:
-                return self.revert_result(current, current, enabled, ipv6, changed=False)
-            try:
-                recorded = json.loads(text)
-            except ValueError:
-                raise UfwError('%s is not a record this module wrote; nothing was reverted' % self.applied_path)
-            touched = sorted(path for path in self.paths.backed_up() if digest(current[path]) != recorded.get(path))
-            if touched:
-                raise UfwError('not reverting: %s changed since the last ufw_egress run (name=%s); putting the backup '
-                               'in %s back would undo that too' % (', '.join(touched), self.name, self.paths.backup_dir))
-            backup = self.backed_up_texts()
-            if any(backup[path] is None for path in (self.paths.rules['ipv4'], self.paths.rules['ipv6'], self.paths.defaults)):
-                raise UfwError('the backup in %s is incomplete; nothing was reverted' % self.paths.backup_dir)
-            result = self.revert_result(current, backup, enabled, ipv6, changed=True)
-            if check_mode:
-                return result
-            self.original = backup
-            policy_changed = result['policy']['before'] != result['policy']['after']
-            progress = {'policy': policy_changed, 'loaded': list(self.families(ipv6))}
-            problems = self.rollback(progress, enabled, ipv6)
-            if problems:
-                raise UfwError('revert incomplete: %s; the backup is in %s' % ('; '.join(problems), self.paths.backup_dir),
-                               backup_dir=self.paths.backup_dir)
-            os.unlink(self.applied_path)
+        with ufw_locked(self.paths.ufw_lock):
+            current = self.read()
+        text = read_text(self.applied_path)
+        enabled = ufw_rules.ufw_enabled(current[self.paths.conf])
+        ipv6 = ufw_rules.ipv6_enabled(current[self.paths.defaults])
+        if text is None:
+            return self.revert_result(current, current, enabled, ipv6, changed=False)
+        try:
+            recorded = json.loads(text)
+        except ValueError:
+            raise UfwError('%s is not a record this module wrote; nothing was reverted' % self.applied_path)
+        touched = sorted(path for path in self.paths.backed_up() if digest(current[path]) != recorded.get(path))
+        if touched:
+            raise UfwError('not reverting: %s changed since the last ufw_egress run (name=%s); putting the backup '
+                           'in %s back would undo that too' % (', '.join(touched), self.name, self.paths.backup_dir))
+        backup = self.backed_up_texts()
+        if any(backup[path] is None for path in (self.paths.rules['ipv4'], self.paths.rules['ipv6'], self.paths.defaults)):
+            raise UfwError('the backup in %s is incomplete; nothing was reverted' % self.paths.backup_dir)
+        result = self.revert_result(current, backup, enabled, ipv6, changed=True)
+        if check_mode:
+            return result
+        self.original = backup
+        policy_changed = result['policy']['before'] != result['policy']['after']
+        progress = {'policy': policy_changed, 'loaded': list(self.families(ipv6))}
+        problems = self.rollback(progress, enabled, ipv6)
+        if problems:
+            raise UfwError('revert incomplete: %s; the backup is in %s' % ('; '.join(problems), self.paths.backup_dir),
+                           backup_dir=self.paths.backup_dir)
+        os.unlink(self.applied_path)
         return dict(result, backup_dir=self.paths.backup_dir)
 
     def revert_result(self, current, target, enabled, ipv6, changed):
@@ -418,8 +413,7 @@ class UfwBackend(object):
 
     def __init__(self, job):
         self.job = job
-        # Next to ufw's configuration, which it restores (a reboot keeps it, as it keeps ufw's files).
-        self.record_path = os.path.join(os.path.dirname(job.paths.conf), 'tunnelwall-pending.json')
+        self.record_path = job.paths.pending
 
     def plan(self):
         return self.job.plan()
@@ -436,3 +430,17 @@ class UfwBackend(object):
 
     def commit(self):
         pass
+
+
+def revert_with_host_lock(job, request, check_mode, command, which=None, run_dir=egress_transaction.RUN_DIR):
+    """state=reverted: ``job.revert()`` under the host-wide lock of every egress change, as a transaction runs.
+
+    It waits up to ``request.lock_timeout`` for a running transaction to end and first restores what a dead one left
+    pending, as every transaction does. Check mode takes no lock, as egress_transaction.run() takes none. Returns
+    the revert's result with ``transaction`` added.
+    """
+    info = egress_transaction.transaction_info(request)
+    if check_mode:
+        return dict(job.revert(check_mode=True), transaction=info)
+    with egress_transaction.host_locked(request, job.paths.pending, info, command, which, run_dir):
+        return dict(job.revert(check_mode=False), transaction=info)

@@ -24,7 +24,8 @@ RULES_END = '### END RULES ###'
 TUPLE_MARK = '### tuple ### '
 TUPLE_RE = re.compile(r'^### tuple ### (?P<body>.*?)(?: comment=(?P<hex>[0-9a-fA-F]*))?\s*$')
 # ufw refuses quotes in comments; a tag of these characters is safe in the file and in `ufw status`.
-TAG_PART_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$')
+# \Z, not $: a name or purpose with a trailing newline is refused, not written into the rule's comment.
+TAG_PART_RE = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z')
 PROTOCOLS = ('tcp', 'udp')
 FAMILIES = ('ipv4', 'ipv6')
 # /etc/default/ufw spells the outgoing policy as the iptables target; ufw's command line as a word.

@@ -29,8 +29,9 @@ description:
     C(/etc/ufw/user6.rules) itself, byte for byte as the ufw command line would, and loads them with one
     C(iptables-restore -n) and one C(ip6tables-restore -n), which replace ufw's user chains atomically without dropping
     a packet. C(ufw status), C(ufw delete) and C(ufw reload) keep working on these rules as on any other.
-  - One transaction. ufw's own lock (C(/run/ufw.lock)) is held while the files are read, written and loaded, and a
-    module lock serialises concurrent runs. The files are backed up first; the new rules are checked with
+  - One transaction. ufw's own lock (C(/run/ufw.lock)) is held while the files are read, written and loaded, and the
+    host-wide lock of every egress change (C(/run/tunnelwall/egress.lock), see O(lock_timeout)) serialises concurrent
+    runs, O(state=reverted) included. The files are backed up first; the new rules are checked with
     C(iptables-restore --test) before anything is written; on any failure every file is put back and the previous rules
     are loaded again, so the firewall is never left half applied.
   - With O(default_deny), the default outgoing policy becomes V(reject) after the allowances are in place, with
@@ -222,12 +223,13 @@ def main():
                                    allow_dhcp=request.allow_dhcp, metadata=sum(egress_request.metadata_destinations(request), ()),
                                    rules=egress_request.as_rule_dicts(request), extra_allow=egress_request.as_extra_dicts(request)),
                               run, binaries)
+    command = egress_module.command_runner(module)
     try:
         if request.state == 'reverted':
-            result = job.revert(module.check_mode)
+            result = ufw_apply.revert_with_host_lock(job, request, module.check_mode, command, which=module.get_bin_path)
         else:
             result = egress_transaction.run(ufw_apply.UfwBackend(job), request, verify, module.check_mode,
-                                            which=module.get_bin_path, command=egress_module.command_runner(module))
+                                            which=module.get_bin_path, command=command)
     except (ufw_apply.UfwError, egress_transaction.TransactionError) as error:
         for warning in job.warnings:
             module.warn(warning)

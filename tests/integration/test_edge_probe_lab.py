@@ -16,6 +16,10 @@ BIN = os.path.dirname(sys.executable)
 HOST = 'none1'  # a lab host without a firewall of its own: only the edge's faults decide
 REPO = config.REPO
 
+# Tests marked `once` prove what the probe finds behind each fault of the fake edge - datagrams, handshakes, DNS -
+# which no ansible-core version changes: `make test` runs them in the latest venv only (see the Makefile).
+# A plain run, check mode and bad input go through ansible-core's side and run in both venvs.
+
 
 @pytest.fixture(scope='module')
 def plan(lab_session, edge_endpoints):
@@ -67,6 +71,7 @@ def test_all_open_everything_answers_and_quic_is_recommended(lab, plan):
     assert all(r['message'].startswith('QUIC handshake answered') for r in rows(result, check='quic'))
 
 
+@pytest.mark.once
 def test_udp_dropped_quic_times_out_and_http2_is_recommended(lab, plan):
     lab.fault('udp7844', 'drop')
     result = probe(lab, plan)
@@ -78,6 +83,7 @@ def test_udp_dropped_quic_times_out_and_http2_is_recommended(lab, plan):
     assert 'no QUIC answer on UDP 7844' in result['recommendation_reason']
 
 
+@pytest.mark.once
 def test_datagrams_just_below_cloudflareds_initials_fail_quic_with_the_size(lab, plan):
     # cloudflared pads its Initials to 1232 bytes (IPv4) and 1252 (IPv6); 1231 lets only smaller ones through.
     lab.fault('quic-size', '1231')
@@ -95,6 +101,7 @@ def test_datagrams_just_below_cloudflareds_initials_fail_quic_with_the_size(lab,
     assert [(e['purpose'], e['protocol'], e['port']) for e in result['to_open']] == [('tunnel', 'udp', 7844)]
 
 
+@pytest.mark.once
 def test_a_size_limit_between_the_families_recommends_the_family_that_passes(lab, plan):
     # 1240 bytes pass cloudflared's IPv4 Initials (1232) and drop its IPv6 ones (1252).
     lab.fault('quic-size', '1240')
@@ -106,6 +113,7 @@ def test_a_size_limit_between_the_families_recommends_the_family_that_passes(lab
     assert 'may choose IPv6, which is blocked here' in settings['edge_ip_version']['reason']
 
 
+@pytest.mark.once
 def test_datagrams_above_cloudflareds_initials_pass(lab, plan):
     lab.fault('quic-size', '1252')
     result = probe(lab, plan, purposes=['tunnel'], checks=['quic'])
@@ -115,6 +123,7 @@ def test_datagrams_above_cloudflareds_initials_pass(lab, plan):
     assert result['recommended_protocol'] == 'quic'
 
 
+@pytest.mark.once
 def test_only_the_first_initial_of_a_flow_passing_fails_quic(lab, plan):
     lab.fault('quic-split')
     result = probe(lab, plan, purposes=['tunnel'])
@@ -123,6 +132,7 @@ def test_only_the_first_initial_of_a_flow_passing_fails_quic(lab, plan):
     assert result['recommended_protocol'] == 'http2'
 
 
+@pytest.mark.once
 def test_udp_rejected_fails_fast_as_refused(lab, plan):
     lab.fault('udp7844', 'reject')
     result = probe(lab, plan)
@@ -131,6 +141,7 @@ def test_udp_rejected_fails_fast_as_refused(lab, plan):
     assert result['recommended_protocol'] == 'http2'
 
 
+@pytest.mark.once
 def test_tcp_dropped_udp_open_still_quic(lab, plan):
     lab.fault('tcp7844', 'drop')
     result = probe(lab, plan)
@@ -140,6 +151,7 @@ def test_tcp_dropped_udp_open_still_quic(lab, plan):
     assert result['recommended_protocol'] == 'quic'
 
 
+@pytest.mark.once
 def test_everything_blocked_fails_naming_what_to_open(lab, plan):
     lab.fault('udp7844', 'drop')
     lab.fault('tcp7844', 'reject')
@@ -154,6 +166,7 @@ def test_everything_blocked_fails_naming_what_to_open(lab, plan):
     assert '2001:db8:e::11/128' in message
 
 
+@pytest.mark.once
 def test_api_down_fails_only_api_and_its_requirement(lab, plan):
     lab.fault('api', 'drop')
     result = probe(lab, plan)
@@ -166,6 +179,7 @@ def test_api_down_fails_only_api_and_its_requirement(lab, plan):
     assert 'open outbound TCP 443 to 198.51.100.80/32, 2001:db8:e::80/128 (api)' in failed['msg']
 
 
+@pytest.mark.once
 def test_ipv6_only(lab, plan):
     result = probe(lab, plan, ip_version='6')
     assert result['families'] == ['ipv6']
@@ -174,6 +188,7 @@ def test_ipv6_only(lab, plan):
     assert all(a['type'] != 'A' for a in result['dns']['answers'])
 
 
+@pytest.mark.once
 def test_wrong_sni_and_untrusted_ca_are_tls_errors(lab, plan):
     wrong = probe(lab, plan, checks=['tls'], server_names={'tcp': 'wrong.example.org'}, require=[])
     assert kinds(wrong, check='tls') == {'tls_certificate'}
@@ -185,6 +200,7 @@ def test_wrong_sni_and_untrusted_ca_are_tls_errors(lab, plan):
     assert all(r['ok'] for r in relaxed['results'])
 
 
+@pytest.mark.once
 def test_dns_blocked_on_the_host_is_a_finding(lab, plan):
     lab.fault('dns', 'timeout')
     result = probe(lab, plan)
@@ -196,6 +212,7 @@ def test_dns_blocked_on_the_host_is_a_finding(lab, plan):
     assert failed['failed'] is True and failed['unmet_requirements'][0].startswith('dns: ')
 
 
+@pytest.mark.once
 def test_cloudflareds_txt_questions_blocked_is_a_finding_absent_is_not(lab, plan):
     clean = probe(lab, plan, checks=['dns'], require=[])
     states = {a['name']: a['state'] for a in clean['dns']['answers'] if a['type'] == 'TXT'}
@@ -209,6 +226,7 @@ def test_cloudflareds_txt_questions_blocked_is_a_finding_absent_is_not(lab, plan
         ('txt_blocked', 'protocol-v2.argotunnel.com', 'timeout')]
 
 
+@pytest.mark.once
 def test_dns_rotation_shows_drift_both_ways(lab, plan):
     lab.fault('dns', 'rotate')
     result = probe(lab, plan, checks=['dns'], require=[])
@@ -217,6 +235,7 @@ def test_dns_rotation_shows_drift_both_ways(lab, plan):
     assert ('not_seen', 'region1.v2.argotunnel.com', 'ipv6') in drift
 
 
+@pytest.mark.once
 def test_one_region_down_still_quic_with_less_redundancy(lab, plan):
     lab.fault('region', 'region2', 'drop')
     result = probe(lab, plan, purposes=['tunnel'])

@@ -28,6 +28,11 @@ MINE = ['fw1', 'fw2']
 MODULE = 'tunnelwall.cloudflared.firewalld_egress'
 API_V4, UPDATE_V4 = '198.51.100.80', '198.51.100.81'
 
+# Tests marked `once` prove what the firewall does - packets, rulesets, files, rollbacks, concurrent runs -
+# which no ansible-core version changes: `make test` runs them in the latest venv only (see the Makefile).
+# Those that exercise ansible-core's side (check and diff mode, argument handling) run in both venvs, as do
+# the role and playbook lab tests, which run this module through each ansible-core.
+
 
 @pytest.fixture(scope='module')
 def plan(lab_session, edge_endpoints):
@@ -114,6 +119,7 @@ def ansible_ping(lab, host=HOST):
     return run_module(lab, {'data': 'pong'}, host=host, module='ansible.builtin.ping')
 
 
+@pytest.mark.once
 def test_default_deny_allows_exactly_the_plan_and_absent_restores(fw, plan):
     before_nft, before_files = nft(fw), etc_firewalld(fw)
     v4, v6 = tunnel(plan), tunnel(plan, 'ipv6')
@@ -198,6 +204,7 @@ def rotate(plan):
     return rotated
 
 
+@pytest.mark.once
 def test_rotation_removes_the_stale_and_adds_the_new(fw, plan):
     ok(apply(fw, plan, default_deny=True))
     dropped = tunnel(plan)[0]
@@ -230,6 +237,7 @@ def test_rotation_removes_the_stale_and_adds_the_new(fw, plan):
     assert 'tunnelwall-update-v4' not in fwcmd(fw, '--permanent', '--get-ipsets').split()
 
 
+@pytest.mark.once
 def test_objects_of_the_user_survive_every_run(fw, plan):
     # The user's own rich rule in the public zone, their own policy, and an ipset whose name shares the prefix.
     fwcmd(fw, '--permanent', '--zone=public', '--add-rich-rule=rule family="ipv4" source address="203.0.113.7" port port="8080" protocol="tcp" accept')
@@ -259,6 +267,7 @@ def test_objects_of_the_user_survive_every_run(fw, plan):
     assert nft(fw) == before_nft and etc_firewalld(fw) == before_files
 
 
+@pytest.mark.once
 def test_runtime_first_then_revert_or_persist(fw, plan):
     before_nft, before_files = nft(fw), etc_firewalld(fw)
     result = ok(apply(fw, plan, default_deny=True, permanent=False))
@@ -293,6 +302,7 @@ def test_runtime_first_then_revert_or_persist(fw, plan):
     assert nft(fw) == persisted_nft and not reaches(fw, HOST, '198.51.100.31', 7844)
 
 
+@pytest.mark.once
 def test_a_failure_midway_restores_the_previous_state(fw, plan):
     """A real failure: /etc/firewalld/ipsets is read-only (as on a read-only /etc), so firewalld cannot write the permanent
     ipset after the runtime already changed. The module must put everything back."""
@@ -313,6 +323,7 @@ def test_a_failure_midway_restores_the_previous_state(fw, plan):
     assert not reaches(fw, HOST, DECOY['ipv4'], 7844) and reaches(fw, HOST, tunnel(plan)[0], 7844)
 
 
+@pytest.mark.once
 def test_two_runs_at_once_do_not_corrupt_each_other(fw, plan):
     results = []
     threads = [threading.Thread(target=lambda p=p: results.append(apply(fw, p, default_deny=True))) for p in (plan, plan)]
@@ -342,6 +353,7 @@ def test_bad_input_fails_naming_option_and_value_and_changes_nothing(fw, plan):
     assert nft(fw) == before_nft
 
 
+@pytest.mark.once
 def test_an_ipset_of_more_than_10000_entries_loads_reruns_unchanged_and_allows(fw, plan, tmp_path):
     # Issue 13: one ipset went to dbus-send as ONE argument; over Linux's 128 KiB per argument (about 9,500 IPv4 /24s,
     # 7,000 IPv6 /128s) the command could not even start (E2BIG). 10,001 /128s, every other address so that none
@@ -385,6 +397,7 @@ def test_an_ipset_of_more_than_10000_entries_loads_reruns_unchanged_and_allows(f
     print('\nfirewalld_egress, %d IPv6 entries in one ipset: first apply %.1fs' % (len(big), took))
 
 
+@pytest.mark.once
 def test_timing_40_destinations(fw):
     """Not an assertion of speed: prints first apply and rerun wall times for 40 destinations (20 IPv4, 20 IPv6)."""
     v4 = ['198.51.100.%d/32' % (100 + 2 * n) for n in range(20)]

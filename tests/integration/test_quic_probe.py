@@ -16,6 +16,10 @@ import pytest
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import quic_initial, reachability
 from tests.support.quic_server import LossyRelay, QuicServer
 
+# Datagrams and a QUIC server, no Ansible: `make test` runs this once, in the latest venv (marker `once`, see the
+# Makefile).
+pytestmark = pytest.mark.once
+
 FAMILIES = ('ipv4', 'ipv6')
 
 

@@ -33,6 +33,11 @@ UFW_FILES = ['/etc/ufw/user.rules', '/etc/ufw/user6.rules', '/etc/ufw/after.rule
              '/etc/ufw/ufw.conf', '/etc/default/ufw']
 DROPPED = 1.0  # seconds a probe waits for what the firewall drops
 
+# Tests marked `once` prove what the firewall does - packets, rulesets, files, rollbacks, concurrent runs -
+# which no ansible-core version changes: `make test` runs them in the latest venv only (see the Makefile).
+# Those that exercise ansible-core's side (check and diff mode, argument handling) run in both venvs, as do
+# the role and playbook lab tests, which run this module through each ansible-core.
+
 
 @pytest.fixture(scope='module')
 def plan(lab_session, edge_endpoints):
@@ -122,6 +127,7 @@ def ansible_ping(lab, host):
     return run_module(lab, host, {}, module='ansible.builtin.ping')
 
 
+@pytest.mark.once
 def test_default_deny_allows_exactly_the_plan_dns_and_ssh_proven_with_packets(ufw_lab, plan):
     lab = ufw_lab
     host = 'ufw1'
@@ -198,6 +204,7 @@ def test_check_and_diff_mode_report_the_exact_change_and_leave_the_firewall_unto
     assert_refused(lab, host, DECOY4, 443)
 
 
+@pytest.mark.once
 def test_plan_change_removes_the_stale_adds_the_new_and_keeps_the_users_rules(ufw_lab, plan):
     lab = ufw_lab
     host = 'ufw2'
@@ -232,6 +239,7 @@ def test_plan_change_removes_the_stale_adds_the_new_and_keeps_the_users_rules(uf
     assert run_module(lab, host, {'rules': rotated['rules'], 'default_deny': True})['changed'] is False
 
 
+@pytest.mark.once
 def test_a_users_line_right_after_an_owned_rule_survives_its_removal_and_stays_live(ufw_lab, plan):
     # Issue 13: a hand-written -A line with no blank line before it, directly after an owned rule, used to be taken
     # for part of that rule and deleted with it when a plan change made the rule stale.
@@ -269,6 +277,7 @@ def test_a_users_line_right_after_an_owned_rule_survives_its_removal_and_stays_l
     assert run_module(lab, host, {'rules': rotated['rules'], 'default_deny': True})['changed'] is False
 
 
+@pytest.mark.once
 def test_absent_restores_the_original_rules_files_and_policy_exactly(ufw_lab, plan):
     lab = ufw_lab
     host = 'ufw1'
@@ -290,6 +299,7 @@ def test_absent_restores_the_original_rules_files_and_policy_exactly(ufw_lab, pl
     assert run_module(lab, host, {'state': 'absent'})['changed'] is False
 
 
+@pytest.mark.once
 def test_default_deny_false_puts_back_only_the_policy_the_module_replaced(ufw_lab, plan):
     lab = ufw_lab
     host = 'ufw2'
@@ -306,6 +316,54 @@ def test_default_deny_false_puts_back_only_the_policy_the_module_replaced(ufw_la
     assert run_module(lab, host, {'state': 'absent'})['policy'] == {'before': 'reject', 'after': 'reject'}
 
 
+HOST_LOCK = '/run/tunnelwall/egress.lock'
+
+
+def hold_host_lock(lab, host):
+    """A process on the host holding the host-wide egress lock (as a running change does) until its stdin closes."""
+    script = ('mkdir -p /run/tunnelwall && exec 9>>%s && flock 9 && echo "pid $$, the test holding the lock" >&9 '
+              '&& echo held && read -r dummy' % HOST_LOCK)
+    holder = subprocess.Popen(lab.nsenter(host) + ['sh', '-c', script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True)
+    assert holder.stdout.readline() == 'held\n', 'the lock holder did not start'
+    return holder
+
+
+def release(holder):
+    holder.stdin.close()
+    holder.wait(timeout=10)
+
+
+@pytest.mark.once
+def test_reverted_waits_its_turn_on_the_host_wide_lock_then_undoes_the_change(ufw_lab, plan):
+    lab = ufw_lab
+    host = 'ufw1'
+    before = firewall_state(lab, host)
+    applied = run_module(lab, host, {'rules': plan['rules'], 'default_deny': True})
+    assert applied['changed'] and not applied['failed'], applied.get('msg')
+    denied = firewall_state(lab, host)
+    holder = hold_host_lock(lab, host)
+    try:
+        refused = run_module(lab, host, {'state': 'reverted', 'lock_timeout': 2})
+    finally:
+        release(holder)
+    assert refused['failed'] is True
+    assert 'holds the host-wide lock %s (pid' % HOST_LOCK in refused['msg'], refused['msg']
+    assert 'the test holding the lock' in refused['msg'] and 'changed nothing' in refused['msg']
+    assert firewall_state(lab, host) == denied
+    assert_refused(lab, host, DECOY4, 443)
+
+    reverted = run_module(lab, host, {'state': 'reverted', 'lock_timeout': 2})
+    assert reverted['changed'] is True and not reverted['failed'], reverted.get('msg')
+    assert reverted['policy'] == {'before': 'reject', 'after': 'allow'} and reverted['rule_count'] == 0
+    assert reverted['transaction']['waited_for_lock'] is False and reverted['transaction']['settled'] is None
+    assert firewall_state(lab, host) == before
+    assert reaches(lab, host, 'connect', DECOY4, 443)['ok']
+    # ufw_egress's own lock of old is gone: nothing but the host-wide lock serialises it.
+    assert lab.exec(host, ['test', '-e', '/run/tunnelwall-ufw_egress.lock']).returncode == 1
+
+
+@pytest.mark.once
 def test_a_failed_policy_change_rolls_everything_back(ufw_lab, plan):
     """A real failure midway: /etc/default/ufw is immutable, so `ufw default deny outgoing` fails after the
     rules were written and loaded. Everything must come back as it was."""
@@ -327,6 +385,7 @@ def test_a_failed_policy_change_rolls_everything_back(ufw_lab, plan):
     assert 'tunnelwall:' not in backup and '### RULES ###' in backup
 
 
+@pytest.mark.once
 def test_a_ruleset_the_kernel_rejects_fails_before_anything_changes(ufw_lab, plan):
     """The user hand-edited user6.rules (not reloaded yet) with a line the kernel refuses: the module keeps the
     user's lines verbatim, so its new ruleset fails ip6tables-restore --test, and nothing is written or loaded."""
@@ -370,6 +429,7 @@ def test_bad_input_and_inactive_ufw_fail_clearly_and_change_nothing(ufw_lab, pla
     assert_refused(lab, host, DECOY4, 443)
 
 
+@pytest.mark.once
 def test_two_runs_at_once_do_not_corrupt_each_other(ufw_lab, plan):
     lab = ufw_lab
     host = 'ufw2'

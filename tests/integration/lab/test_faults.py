@@ -13,6 +13,10 @@ import pytest
 from tests.lab import config, faults
 from tests.support import edge_zone
 
+# The lab's own behaviour, whatever ansible-core drives it: `make test` runs this once, in the latest venv
+# (marker `once`, see the Makefile).
+pytestmark = pytest.mark.once
+
 
 RECORDS = edge_zone.edge_records('lab')
 

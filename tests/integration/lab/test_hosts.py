@@ -8,11 +8,15 @@ import os
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 from tests.lab import config
 from tests.lab.system import run
 from tests.support import edge_zone
+
+# Tests marked `once` check the lab itself, whatever ansible-core drives it: `make test` runs them in the latest
+# venv only (see the Makefile). Reaching the hosts with Ansible is checked with each ansible-core.
 
 
 def _ansible(lab, tmp_path, *args):
@@ -33,6 +37,7 @@ def _ansible(lab, tmp_path, *args):
     return results
 
 
+@pytest.mark.once
 def test_inventory_groups_hosts_by_backend_with_the_lab_variables(lab):
     with open(lab.inventory, encoding='utf-8') as handle:
         inventory = yaml.safe_load(handle)
@@ -71,6 +76,7 @@ def test_ansible_facts_see_the_hosts_own_network(lab, tmp_path):
         assert facts['ansible_default_ipv6']['address'] == host['ipv6']
 
 
+@pytest.mark.once
 def test_firewalld_runs_on_firewalld_hosts(lab):
     assert lab.hosts_with('firewalld')
     for name in lab.hosts_with('firewalld'):
@@ -81,6 +87,7 @@ def test_firewalld_runs_on_firewalld_hosts(lab):
         assert lab.exec(name, ['firewall-cmd', '--state']).stdout.strip() != 'running'
 
 
+@pytest.mark.once
 def test_ufw_is_active_with_its_default_policies(lab):
     assert lab.hosts_with('ufw')
     for name in lab.hosts_with('ufw'):
@@ -91,12 +98,14 @@ def test_ufw_is_active_with_its_default_policies(lab):
         assert 'Status: inactive' in lab.exec(name, ['ufw', 'status'], check=True).stdout
 
 
+@pytest.mark.once
 def test_none_hosts_have_no_firewall(lab):
     assert lab.hosts_with('none')
     for name in lab.hosts_with('none'):
         assert lab.exec(name, ['nft', 'list', 'ruleset'], check=True).stdout.strip() == ''
 
 
+@pytest.mark.once
 def test_nftables_hosts_have_nft_and_neither_ufw_nor_firewalld(lab):
     assert lab.hosts_with('nftables')
     programs = config.HIDDEN_PROGRAMS['nftables']
@@ -113,6 +122,7 @@ def test_nftables_hosts_have_nft_and_neither_ufw_nor_firewalld(lab):
         assert lab.exec(name, ['nft', '--version'], check=True).stdout.startswith('nftables v')
 
 
+@pytest.mark.once
 def test_an_nftables_hosts_ruleset_is_its_own(lab_pristine):
     lab = lab_pristine
     name = lab.hosts_with('nftables')[0]
@@ -133,6 +143,7 @@ def test_an_nftables_hosts_ruleset_is_its_own(lab_pristine):
     assert lab.probe(name, 'connect', '198.51.100.11', 7844)['ok']
 
 
+@pytest.mark.once
 def test_hosts_have_private_mounts_resolver_and_routes(lab):
     for name, host in lab.hosts.items():
         mounts = {line.split()[4] for line in lab.exec(name, ['cat', '/proc/self/mountinfo'], check=True).stdout.splitlines()}
@@ -150,6 +161,7 @@ def test_hosts_have_private_mounts_resolver_and_routes(lab):
         assert '198.51.100.253' not in handle.read()
 
 
+@pytest.mark.once
 def test_cli_exec_and_status(lab, lab_cli):
     name = sorted(lab.hosts)[0]
     result = lab_cli(lab.dir, 'exec', name, '--', 'hostname')

@@ -23,7 +23,10 @@ from tests.lab.lab import Lab
 from tests.lab.system import (collisions, is_same, lab_links, lab_mounts, lab_namespaces, machine_routes, proc_state,
                               root_snapshot, snapshot_diff)
 
-pytestmark = pytest.mark.skipif(SESSION.reuse, reason='TWLAB_REUSE=1: the lab in use is not this session\'s to take down')
+# The lab's own behaviour, whatever ansible-core drives it: `make test` runs this once, in the latest venv
+# (marker `once`, see the Makefile).
+pytestmark = [pytest.mark.once,
+              pytest.mark.skipif(SESSION.reuse, reason='TWLAB_REUSE=1: the lab in use is not this session\'s to take down')]
 
 PR_SET_CHILD_SUBREAPER = 36
 

@@ -8,9 +8,15 @@ import json
 import os
 import socket
 
+import pytest
+
 from tests.lab import config
 from tests.lab.system import PacketWatch, root_snapshot, run, snapshot_diff
 from tests.support import edge_zone
+
+# The lab's own behaviour, whatever ansible-core drives it: `make test` runs this once, in the latest venv
+# (marker `once`, see the Makefile).
+pytestmark = pytest.mark.once
 
 # Outside every lab range: public resolvers, cloudflared's DNS-over-TLS fallback, the real edge, the uplink.
 OUTSIDE = [('1.1.1.1', 853), ('8.8.8.8', 53), ('198.41.192.7', 7844), ('2606:4700:4700::1111', 853),

@@ -15,6 +15,10 @@ import pytest
 
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_request, egress_revert, egress_transaction as tx
 
+# Files, locks and processes, no Ansible: `make test` runs this once, in the latest venv (marker `once`, see the
+# Makefile).
+pytestmark = pytest.mark.once
+
 
 class FileBackend:
     """Its 'firewall' is one file; reloading it appends to a log, so the test sees the restore load it."""

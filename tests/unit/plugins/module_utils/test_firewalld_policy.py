@@ -125,6 +125,9 @@ def test_host_service_rules_survive_the_policy_file_round_trip():
     ({'name': 'tw egress'}, "name='tw egress': only ASCII"),
     ({'name': 'twelve-chars'}, "name='twelve-chars': at most 11 characters"),
     ({'name': 'tw/x'}, "name='tw/x'"),
+    # Whole strings only: a trailing newline is refused (egress_request's patterns, shared).
+    ({'name': 'tw\n'}, "name='tw\\n': only ASCII"),
+    ({'rules': [dict(RULES[0], purpose='tunnel\n')]}, "rules[0].purpose='tunnel\\n'"),
     ({'rules': [dict(RULES[0], port=0)]}, 'rules[0].port=0: expected a port number'),
     ({'rules': [dict(RULES[0], port=70000)]}, 'rules[0].port=70000'),
     ({'rules': [dict(RULES[0], protocol='icmp')]}, "rules[0].protocol='icmp': expected one of tcp, udp"),

@@ -4,12 +4,15 @@ transaction (backup, apply, rollback) on real files in a temporary directory wit
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import time
 
 import pytest
 
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import dns_client, ufw_apply, ufw_rules
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import (
+    dns_client, egress_request, egress_transaction, ufw_apply, ufw_rules)
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.ufw_rules import UfwRule
 
 HEAD4 = """*filter
@@ -218,6 +221,8 @@ def test_state_absent_wants_nothing():
     ({'rules': [dict(PLAN_RULES[1], purpose="it's")]}, "rules[0].purpose=\"it's\""),
     ({'name': 'tunnel wall'}, "name='tunnel wall'"),
     ({'name': ''}, "name=''"),
+    ({'name': 'tunnelwall\n'}, "name='tunnelwall\\n'"),
+    ({'rules': [dict(PLAN_RULES[1], purpose='api\n')]}, "rules[0].purpose='api\\n'"),
     ({'extra_allow': [{'protocol': 'tcp', 'port': 3128, 'destinations': ['proxy.example']}]},
      "extra_allow[0].destinations[0]='proxy.example'"),
     ({'extra_allow': [{'protocol': 'tcp', 'port': 65536, 'destinations': ['203.0.113.1']}]}, 'extra_allow[0].port=65536'),
@@ -336,6 +341,29 @@ def job(root, commands, **overrides):
     return ufw_apply.UfwEgress(params(**overrides), commands, BINARIES, root=str(root), resolvers=['198.51.100.253'])
 
 
+def host_lock(root):
+    return root / 'run/tunnelwall/egress.lock'
+
+
+def request(**options):
+    """The module's request; no dead-man revert (confirm_timeout 0), and a short wait for the host-wide lock."""
+    return egress_request.build(dict({'rules': [], 'confirm_timeout': 0, 'lock_timeout': 1}, **options), 'ufw')
+
+
+def transact(root, commands, check_mode=False, backend=None, **overrides):
+    """present/absent as the module runs them: the job as the backend of an egress transaction."""
+    backend = backend or ufw_apply.UfwBackend(job(root, commands, **overrides))
+    return egress_transaction.run(backend, request(), check_mode=check_mode, run_dir=str(host_lock(root).parent),
+                                  command=commands)
+
+
+def revert(root, commands, check_mode=False, lock_timeout=1):
+    """state=reverted as the module runs it."""
+    return ufw_apply.revert_with_host_lock(job(root, commands, state='reverted'),
+                                           request(state='reverted', lock_timeout=lock_timeout),
+                                           check_mode, commands, run_dir=str(host_lock(root).parent))
+
+
 def test_apply_writes_tests_loads_denies_last_and_remembers_the_policy(root):
     commands = Commands(root)
     run = job(root, commands, default_deny=True)
@@ -377,12 +405,12 @@ def test_absent_opens_first_then_removes_and_leaves_the_files_as_they_were(root)
 def test_check_mode_reports_the_change_and_writes_nothing(root):
     before = snapshot(root)
     commands = Commands(root)
-    checked = job(root, commands, default_deny=True).reconcile(check_mode=True)
+    checked = transact(root, commands, check_mode=True, default_deny=True)
     assert checked['changed'] is True and len(checked['added']) == 7 and 'backup_dir' not in checked
     assert snapshot(root) == before and commands.calls == []
-    applied = job(root, commands, default_deny=True).reconcile(check_mode=False)
+    applied = transact(root, commands, default_deny=True)
     assert applied['added'] == checked['added'] and applied['diff'] == checked['diff']
-    assert job(root, commands, default_deny=True).reconcile(check_mode=False)['changed'] is False
+    assert transact(root, commands, default_deny=True)['changed'] is False
 
 
 def test_a_failed_policy_change_restores_files_and_reloads_the_previous_rules(root):
@@ -475,26 +503,25 @@ def test_reverted_undoes_exactly_the_last_change_once(root):
     first = job(root, Commands(root), default_deny=True)
     first.plan()
     first.apply()
-    checked = job(root, Commands(root), state='reverted').revert(check_mode=True)
+    checked = revert(root, Commands(root), check_mode=True)
     assert checked['changed'] is True and checked['policy'] == {'before': 'reject', 'after': 'allow'}
     assert len(checked['removed']) == 7 and checked['added'] == [] and checked['rule_count'] == 0
     commands = Commands(root)
-    reverted = job(root, commands, state='reverted').revert(check_mode=False)
+    reverted = revert(root, commands)
     assert reverted['removed'] == checked['removed']
     # The policy changed, so only ufw's full reload puts the chains back; the stand-in leaves a trace in LOGGING.
     assert commands.calls == ['ufw reload']
     assert snapshot(root) == before
-    again = job(root, Commands(root), state='reverted').revert(check_mode=False)
+    again = revert(root, Commands(root))
     assert again['changed'] is False and again['removed'] == []
 
 
 def test_reverted_reloads_only_the_rules_when_the_policy_stays(root):
-    job(root, Commands(root), default_deny=True).reconcile(check_mode=False)
+    transact(root, Commands(root), default_deny=True)
     after_deny = snapshot(root)
-    second = job(root, Commands(root), default_deny=True, extra_allow=[{'protocol': 'udp', 'port': 123, 'destinations': ['203.0.113.123']}])
-    second.reconcile(check_mode=False)
+    transact(root, Commands(root), default_deny=True, extra_allow=[{'protocol': 'udp', 'port': 123, 'destinations': ['203.0.113.123']}])
     commands = Commands(root)
-    reverted = job(root, commands, state='reverted').revert(check_mode=False)
+    reverted = revert(root, commands)
     assert [r['destination'] for r in reverted['removed']] == ['203.0.113.123']
     assert reverted['policy'] == {'before': 'reject', 'after': 'reject'}
     assert commands.calls == ['iptables-restore -n %s/etc/ufw/user.rules' % root,
@@ -503,11 +530,64 @@ def test_reverted_reloads_only_the_rules_when_the_policy_stays(root):
 
 
 def test_reverted_refuses_when_the_files_changed_since_the_run(root):
-    job(root, Commands(root), default_deny=True).reconcile(check_mode=False)
+    transact(root, Commands(root), default_deny=True)
     rules = root / 'etc/ufw/user.rules'
     rules.write_text(rules.read_text().replace('### END RULES ###', '# edited by hand\n### END RULES ###'))
     edited = snapshot(root)
     commands = Commands(root)
     with pytest.raises(ufw_apply.UfwError, match=r'not reverting: .*user\.rules changed since the last ufw_egress run'):
-        job(root, commands, state='reverted').revert(check_mode=False)
+        revert(root, commands)
     assert snapshot(root) == edited and commands.calls == []
+
+
+def test_reverted_takes_turns_on_the_host_wide_lock_and_refuses_after_lock_timeout(root):
+    transact(root, Commands(root), default_deny=True)
+    denied = snapshot(root)
+    commands = Commands(root)
+    with open(str(host_lock(root)), 'w') as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        held.write('pid 42, tunnelwall firewalld egress change, name other\n')
+        held.flush()
+        started = time.monotonic()
+        with pytest.raises(egress_transaction.TransactionError,
+                           match=r'holds the host-wide lock .*egress\.lock \(pid 42, tunnelwall firewalld egress change'):
+            revert(root, commands, lock_timeout=1)
+        assert 1 <= time.monotonic() - started < 3
+    assert snapshot(root) == denied and commands.calls == []
+    # Once the lock is free the same revert goes through; ufw_egress's own lock of old is gone for good.
+    reverted = revert(root, commands)
+    assert reverted['changed'] is True and reverted['transaction']['waited_for_lock'] is False
+    assert not (root / 'run/tunnelwall-ufw_egress.lock').exists()
+
+
+class KilledAt(Commands):
+    """The run is killed (KeyboardInterrupt gets past every handler, as a SIGKILL would) when it runs this command."""
+
+    def __init__(self, root, killed_at):
+        super().__init__(root)
+        self.killed_at = killed_at
+
+    def __call__(self, argv, data=None):
+        if ' '.join([os.path.basename(argv[0])] + list(argv[1:])).startswith(self.killed_at):
+            raise KeyboardInterrupt('killed at %s' % self.killed_at)
+        return super().__call__(argv, data)
+
+
+def test_reverted_first_restores_what_a_killed_run_left_pending(root):
+    transact(root, Commands(root), default_deny=True)
+    denied = snapshot(root)
+    # A second run dies half way: user.rules has the new rule and is loaded, user6.rules is written but not loaded.
+    with pytest.raises(KeyboardInterrupt):
+        transact(root, KilledAt(root, 'ip6tables-restore -n /'), default_deny=True,
+                 extra_allow=[{'protocol': 'udp', 'port': 123, 'destinations': ['203.0.113.123', '2001:db8::123']}])
+    assert (root / 'etc/ufw/tunnelwall-pending.json').exists()
+    assert '-d 203.0.113.123 ' in (root / 'etc/ufw/user.rules').read_text()
+    commands = Commands(root)
+    reverted = revert(root, commands)
+    # Under the lock the dead run's change was restored first (files, then ufw's reload of them); its backup
+    # replaced the first run's, so there is nothing left to revert.
+    assert 'never confirmed its change' in reverted['transaction']['settled']
+    assert commands.calls == ['ufw reload']
+    assert reverted['changed'] is False
+    assert {k: v for k, v in snapshot(root).items() if k != 'etc/ufw/tunnelwall-pending.json'} == denied
+    assert not (root / 'etc/ufw/tunnelwall-pending.json').exists()
