@@ -22,6 +22,9 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_request, egress_transaction, nftables_apply
 
+# Nothing here goes through ansible-core: `make test` runs it in the latest venv only (see the Makefile).
+pytestmark = pytest.mark.once
+
 NFT = '/usr/sbin/nft'
 BINARIES = {'nft': NFT, 'unshare': '/usr/bin/unshare'}
 TUNNEL = [{'purpose': 'tunnel', 'protocol': 'udp', 'port': 7844, 'ipv4': ['198.51.100.11', '198.51.100.12'], 'ipv6': ['2001:db8:e::11']},

@@ -17,6 +17,8 @@ from tests.integration import test_ufw_egress_lab as ufw_suite
 from tests.integration.test_ufw_egress_lab import API4, API6, DECOY4, DECOY6, DROPPED, reaches
 from tests.lab import config
 
+# Tests marked `once` prove packets, rulesets and files, the same whatever ansible-core started the module: `make test`
+# runs them in the latest venv only. Check and diff mode, which ansible-core carries, run with each.
 MODULE = 'tunnelwall.cloudflared.nftables_egress'
 FILES = '/etc/nftables.d /etc/systemd/system'
 # A table of the user's own: it counts what reaches the decoy's port 9 and must come through every run untouched.
@@ -65,6 +67,7 @@ def deny(plan, **extra):
     return dict({'rules': plan['rules'], 'default_deny': True}, **extra)
 
 
+@pytest.mark.once
 def test_default_deny_allows_exactly_the_plan_dns_and_ssh_proven_with_packets(nft_lab, plan):
     lab, host = nft_lab
     assert reaches(lab, host, 'connect', DECOY4, 443)['ok']  # positive control
@@ -105,6 +108,7 @@ def test_check_and_diff_mode_report_the_exact_change_and_leave_the_host_untouche
     assert rechecked['changed'] is False and rechecked['diff']['before'] == rechecked['diff']['after']
 
 
+@pytest.mark.once
 def test_rotation_prunes_the_stale_destinations_and_another_table_survives(nft_lab, plan):
     lab, host = nft_lab
     nft(lab, host, '-f', '-', stdin=USER_TABLE)
@@ -127,6 +131,7 @@ def test_rotation_prunes_the_stale_destinations_and_another_table_survives(nft_l
     assert nft(lab, host, 'list', 'table', 'ip', 'user_counts') == user_table
 
 
+@pytest.mark.once
 def test_absent_gives_back_exactly_the_host_as_it_was(nft_lab, plan):
     lab, host = nft_lab
     nft(lab, host, '-f', '-', stdin=USER_TABLE)
@@ -145,6 +150,7 @@ def test_absent_gives_back_exactly_the_host_as_it_was(nft_lab, plan):
     assert run_module(lab, host, {'state': 'absent'})['changed'] is False
 
 
+@pytest.mark.once
 def test_a_failed_verification_restores_the_previous_table_at_once(nft_lab, plan):
     lab, host = nft_lab
     assert not run_module(lab, host, deny(plan))['failed']
