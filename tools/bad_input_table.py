@@ -41,7 +41,7 @@ The lookup runs through Ansible's own option handling and its own validation, wi
 edge_probe runs in-process with AnsibleModule's real argument handling (a refusal before any contact);
 win_edge_probe through the validation its action runs on the controller, and the datagrams it would hand to
 Windows; fleet_report in-process, writing into a private directory (a refusal must leave it empty);
-firewalld_egress and ufw_egress in-process with AnsibleModule's real argument handling, stopped right after their
+firewalld_egress, ufw_egress and nftables_egress in-process with AnsibleModule's real argument handling, stopped right after their
 request model (`egress_module.prepare`), so an accepted value never reaches a firewall and a refusal must come before
 the host is read; the role's variables through its `meta/argument_specs.yml`, as its implicit first task checks them
 (the checks of its later tasks and of the modules it calls are in the modules' rows).

@@ -221,6 +221,9 @@ class _Change(object):
     def begin(self):
         """Record the state before the change, durably, then arm the dead-man revert; nothing is changed yet."""
         try:
+            if not os.path.isdir(os.path.dirname(self.backend.record_path)):
+                # nftables' /etc/nftables.d may not exist yet; left behind by a restore (an empty directory).
+                os.makedirs(os.path.dirname(self.backend.record_path), 0o755)
             self.save()
         except (IOError, OSError) as error:
             raise TransactionError('cannot record the state before the change in %s (%s); nothing was changed'

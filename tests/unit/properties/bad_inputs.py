@@ -244,7 +244,7 @@ def run_fleet_report(options):
 
 
 def egress_base():
-    """Valid options of firewalld_egress and ufw_egress: a default deny with a tunnel destination, DNS to a named
+    """Valid options of firewalld_egress, ufw_egress and nftables_egress: a default deny with a tunnel destination, DNS to a named
     server (so nothing depends on the machine's resolv.conf), short timeouts."""
     return {'name': 'tw', 'default_deny': True, 'dns_servers': ['198.51.100.253'], 'resolv_conf': '/nonexistent/resolv.conf',
             'rules': [{'purpose': 'tunnel', 'protocol': 'tcp', 'port': 7844, 'ipv4': ['198.51.100.11/32'],
@@ -258,7 +258,7 @@ class _Validated(Exception):
 
 
 def egress_module_runner(name):
-    """firewalld_egress or ufw_egress in-process, stopped right after egress_module.prepare - the request model, the
+    """firewalld_egress, ufw_egress or nftables_egress in-process, stopped right after egress_module.prepare - the request model, the
     probe's options, what the backend cannot render - so an accepted value never reaches this machine's firewall.
 
     A refusal must come before the host is read: the module's first host read (the resolvers, in prepare) is
@@ -328,6 +328,7 @@ PLUGINS = {
     'fleet_report': Plugin('fleet_report', fleet_base, run_fleet_report),
     'firewalld_egress': Plugin('firewalld_egress', egress_base, egress_module_runner('firewalld_egress')),
     'ufw_egress': Plugin('ufw_egress', egress_base, egress_module_runner('ufw_egress')),
+    'nftables_egress': Plugin('nftables_egress', egress_base, egress_module_runner('nftables_egress')),
     'egress_firewall (role)': Plugin('egress_firewall (role)', role_base, run_role_spec),
 }
 
@@ -589,6 +590,9 @@ def _egress_rows(plugin):
     if plugin == 'firewalld_egress':
         rows.append(Row(E, 'name', 'out of range', st.text('abcdefghijklmnopqrstuvwxyz', min_size=12, max_size=30),
                         'tunnelwall-x', note='firewalld: at most 11 characters (policy names of 18)'))
+    if plugin == 'nftables_egress':
+        rows.append(Row(E, 'name', 'malformed', st.from_regex(r'[0-9][a-z0-9]{0,8}', fullmatch=True), '1tw',
+                        note='nftables: a table name starts with a letter'))
     return rows
 
 
@@ -617,7 +621,7 @@ def _role_rows():
 
 TABLE = (_lookup_rows() + _probe_rows('edge_probe') + _target_rows('edge_probe (targets)')
          + _probe_rows('win_edge_probe') + _target_rows('win_edge_probe (targets)') + _fleet_rows()
-         + _egress_rows('firewalld_egress') + _egress_rows('ufw_egress') + _role_rows())
+         + _egress_rows('firewalld_egress') + _egress_rows('ufw_egress') + _egress_rows('nftables_egress') + _role_rows())
 
 
 def options_for(row, value):

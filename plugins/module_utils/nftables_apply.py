@@ -1,0 +1,179 @@
+# -*- coding: utf-8 -*-
+# Copyright: tunnelwall developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""nftables_egress's change as an egress_transaction backend, and its result (ufw_apply, firewalld_apply are its twins).
+
+What is compared is what nft itself lists: the live table (``nft -j list table``) against the rendered one, loaded
+into an empty network namespace of its own (``unshare --net``) and listed by the same nft - so formatting, element
+order and nft's own normalisation of the rules never show up as a change, and the comparison needs no parser of ours.
+The files (ruleset, unit, drop-in) are compared byte for byte.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import os
+
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_revert
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import nftables_rules as nr
+
+MODULE = 'tunnelwall.cloudflared.nftables_egress'
+# Lists the table twice (JSON, to compare; text, for the diff), separated by a line nft never prints.
+SEPARATOR = '---- tunnelwall ----'
+
+
+class NftablesError(Exception):
+    """nft refused or failed; ``details`` go into the module's result."""
+
+    def __init__(self, message, **details):
+        super(NftablesError, self).__init__(message)
+        self.details = details
+
+
+def comparable(listing):
+    """``nft -j list table`` output -> its objects without handles and metainfo (what differs between two loads)."""
+    def strip(value):
+        if isinstance(value, dict):
+            return dict((k, strip(v)) for k, v in value.items() if k != 'handle')
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+    return [strip(item) for item in json.loads(listing).get('nftables', []) if 'metainfo' not in item]
+
+
+def _listing(name):
+    """A shell line listing table NAME as JSON, the separator, then as text; $1 is nft."""
+    return ('"$1" -j list table %s %s && echo "%s" && "$1" list table %s %s'
+            % (nr.FAMILY, name, SEPARATOR, nr.FAMILY, name))
+
+
+def _split(out):
+    json_part, _, text = out.partition('\n%s\n' % SEPARATOR)
+    return comparable(json_part), text
+
+
+class NftablesBackend(object):
+    """Write the files, load the table; nothing to commit (the kernel has no runtime/permanent layers)."""
+
+    def __init__(self, request, nameservers, run, binaries, config_dir=nr.CONFIG_DIR, systemd_dir=nr.SYSTEMD_DIR,
+                 systemd_running=False):
+        self.request = request
+        self.run = run
+        self.nft = binaries['nft']
+        self.unshare = binaries.get('unshare')
+        self.systemctl = binaries.get('systemctl') if systemd_running else None
+        self.paths = nr.paths(request.name, config_dir, systemd_dir if os.path.isdir(systemd_dir) else None)
+        self.record_path = self.paths.record
+        self.allowances = nr.allowances(request, nameservers)
+        self.rules = nr.chain_rules(request, self.allowances) if request.state == 'present' else []
+        self.script = nr.render(request, self.allowances)
+        unit = os.path.basename(self.paths.unit) if self.paths.unit else None
+        self.wanted = {}  # path -> desired content (None: absent)
+        present = request.state == 'present'
+        self.wanted[self.paths.ruleset] = nr.header(MODULE, request.name, unit) + self.script if present else None
+        if unit:
+            self.wanted[self.paths.unit] = nr.unit_text(request.name, self.nft, self.paths.ruleset) if present else None
+            self.wanted[self.paths.dropin] = nr.dropin_text(request.name, unit) if present else None
+        self.commands = []
+        self.views = None
+        self.changed_files = []
+
+    def _nft(self, argv, data=None, what='nft'):
+        self.commands.append(list(argv))
+        rc, out, err = self.run(argv, data=data)
+        if rc != 0:
+            raise NftablesError('%s failed (rc=%s): %s' % (what, rc, (err or out).strip()), rc=rc, stderr=err)
+        return out
+
+    def live(self):
+        """(comparable objects, text) of the live table, or (None, '') when it does not exist."""
+        rc, out, err = self.run(['/bin/sh', '-c', _listing(self.request.name), 'nft', self.nft])
+        if rc != 0:
+            if 'No such file or directory' in err:
+                return None, ''
+            self._check_name(err)
+            raise NftablesError('cannot list table %s (rc=%s): %s' % (nr.table(self.request.name), rc, (err or out).strip()))
+        return _split(out)
+
+    def desired(self):
+        """(comparable objects, text) of the rendered table as nft lists it, loaded in an empty network namespace."""
+        if not self.script:
+            return None, ''
+        if not self.unshare:
+            raise NftablesError('unshare (util-linux) is needed to compare the table with the live one: install it')
+        line = '"$1" -f - && ' + _listing(self.request.name)
+        rc, out, err = self.run([self.unshare, '--net', '--', '/bin/sh', '-c', line, 'nft', self.nft], data=self.script)
+        if rc != 0:
+            self._check_name(err)
+            raise NftablesError('nft refuses the table the request renders (rc=%s): %s; nothing was changed'
+                                % (rc, (err or out).strip()))
+        return _split(out)
+
+    def _check_name(self, err):
+        # The name is the one word of the script that comes from the user unchecked by nft's own grammar.
+        if 'syntax error' in err and ('table %s %s' % (nr.FAMILY, self.request.name)) in err:
+            raise NftablesError('name=%r: nft cannot use it as a table name (a keyword of its language?): %s; nothing '
+                                'was changed' % (self.request.name, err.strip().splitlines()[0]))
+
+    def plan(self):
+        live, live_text = self.live()
+        desired, desired_text = self.desired()
+        self.changed_files = sorted(path for path, text in self.wanted.items() if egress_revert.read_text(path) != text)
+        self.views = (live_text, desired_text)
+        return {'changed': live != desired or bool(self.changed_files)}
+
+    def files(self):
+        return sorted(self.wanted)
+
+    def reload_commands(self):
+        commands = [nr.restore_command(self.nft, self.paths, self.request.name)]
+        if self.systemctl:
+            commands.append([self.systemctl, 'daemon-reload'])
+        return commands
+
+    def apply(self):
+        if self.script:
+            self._nft([self.nft, '-c', '-f', '-'], data=self.script, what='nft -c (check)')
+        for path in self.changed_files:
+            self.commands.append(['write' if self.wanted[path] is not None else 'remove', path])
+            if self.wanted[path] is None:
+                egress_revert.remove_durably(path)
+            else:
+                if not os.path.isdir(os.path.dirname(path)):
+                    os.makedirs(os.path.dirname(path), 0o755)
+                egress_revert.write_durably(path, self.wanted[path], 0o644)
+        if self.script:
+            self._nft([self.nft, '-f', self.paths.ruleset], what='nft -f')
+        elif self.views[0]:
+            self._nft([self.nft, 'delete', 'table', nr.FAMILY, self.request.name], what='nft delete table')
+        if self.systemctl and self.changed_files and self.paths.unit in self.changed_files:
+            self._nft([self.systemctl, 'daemon-reload'], what='systemctl daemon-reload')
+
+    def commit(self):
+        pass
+
+
+def planned_commands(backend):
+    """What apply() would run, for check mode's ``commands``."""
+    commands = [[backend.nft, '-c', '-f', '-']] if backend.script else []
+    commands += [['write' if backend.wanted[p] is not None else 'remove', p] for p in backend.changed_files]
+    if backend.script:
+        commands.append([backend.nft, '-f', backend.paths.ruleset])
+    elif backend.views[0]:
+        commands.append([backend.nft, 'delete', 'table', nr.FAMILY, backend.request.name])
+    return commands
+
+
+def result(backend, changed, check_mode, diff):
+    """The module's result once the transaction is done."""
+    before, after = backend.views
+    out = dict(changed=changed, table=nr.table(backend.request.name),
+               sets=sorted(nr.set_name(a) for a in backend.allowances),
+               rule_count=len(backend.rules), files=backend.changed_files if changed else [],
+               commands=planned_commands(backend) if check_mode and changed else backend.commands)
+    if diff:
+        out['diff'] = dict(before=before, after=after, before_header='nft list table %s (live)' % out['table'],
+                           after_header='nft list table %s (this run)' % out['table'])
+    return out

@@ -1,0 +1,183 @@
+# -*- coding: utf-8 -*-
+# Copyright: tunnelwall developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""nftables_egress's rendering: an egress Request as one nft table, and the files that load it at boot.
+
+Pure functions of plain data (the Request of egress_request, the resolvers to allow); nftables_apply does the I/O.
+The table is ``inet NAME`` - one table for both families, the only object the module owns - with:
+
+- one interval set per (label, protocol, port, family): ``tunnel_udp_7844_v4`` holds every IPv4 tunnel destination of
+  UDP 7844, widened prefixes included (an interval set stores a prefix as a range, however wide);
+- one output base chain, priority ``filter``, policy accept; one accept rule per set; under a default deny, first
+  what the host itself needs (loopback, established and related, neighbour discovery, DHCP, MLD, DNS, metadata) and
+  last a reject - TCP reset for TCP, ICMP administratively prohibited for the rest.
+
+The script starts with ``table inet NAME`` / ``delete table inet NAME``, so ``nft -f`` replaces the whole table in one
+kernel transaction, whether it existed or not, and loading it twice gives the same table.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import collections
+import ipaddress
+import os
+
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_request
+
+FAMILY = 'inet'
+CHAIN = 'output'
+CONFIG_DIR = '/etc/nftables.d'
+SYSTEMD_DIR = '/etc/systemd/system'
+RECORD_NAME = 'tunnelwall-pending.json'
+DNS_PORT = 53
+# Neighbour discovery a host sends: without it, IPv6 stops working on the link at once.
+ND_TYPES = ('nd-router-solicit', 'nd-neighbor-solicit', 'nd-neighbor-advert')
+# egress_request.MLD_TYPES (131, 132, 143) in nft's words.
+MLD_TYPES = ('mld-listener-report', 'mld-listener-done', 'mld2-listener-report')
+ADDRESS = {'ipv4': ('ip', 'ipv4_addr', 'v4'), 'ipv6': ('ip6', 'ipv6_addr', 'v6')}
+
+# One accept rule of the table: what it is for, and the set of destinations it matches.
+Allowance = collections.namedtuple('Allowance', 'label protocol port family destinations')
+# The files of one table: the ruleset loaded at boot, the unit that loads it and the drop-in that pulls the unit in.
+Paths = collections.namedtuple('Paths', 'ruleset unit dropin record')
+
+
+def render_problem(request):
+    """What nft cannot name (``name`` becomes an nft identifier, which starts with a letter), or None."""
+    if not request.name[0].isalpha():
+        return 'name=%r: nft table names start with a letter' % request.name
+    return None
+
+
+def table(name):
+    return '%s %s' % (FAMILY, name)
+
+
+def paths(name, config_dir=CONFIG_DIR, systemd_dir=SYSTEMD_DIR):
+    """Where NAME's files live; unit and drop-in are None where systemd's directory is missing (no systemd)."""
+    unit = 'tunnelwall-nftables-%s.service' % name
+    return Paths(os.path.join(config_dir, '%s-egress.nft' % name),
+                 os.path.join(systemd_dir, unit) if systemd_dir else None,
+                 os.path.join(systemd_dir, 'sysinit.target.d', '%s.conf' % unit[:-len('.service')]) if systemd_dir else None,
+                 os.path.join(config_dir, RECORD_NAME))
+
+
+def _collapsed(networks):
+    """Overlapping or adjacent destinations as the fewest prefixes: an interval set refuses overlapping elements."""
+    parsed = [ipaddress.ip_network(n) for n in networks]
+    return tuple(str(n) if n.prefixlen != n.max_prefixlen else str(n.network_address)
+                 for n in ipaddress.collapse_addresses(parsed))
+
+
+def allowances(request, nameservers):
+    """Every accept of the request, in rule order, destinations collapsed; one entry per set of the table."""
+    wanted = collections.OrderedDict()
+
+    def add(label, protocol, port, ipv4, ipv6):
+        for family, networks in (('ipv4', ipv4), ('ipv6', ipv6)):
+            if networks:
+                key = (label, protocol, port, family)
+                wanted[key] = wanted.get(key, ()) + tuple(networks)
+
+    if request.state != 'present':
+        return []
+    servers = nameservers if request.allow_dns else ()  # the request says whether DNS is allowed at all
+    for protocol in ('udp', 'tcp'):
+        add('dns', protocol, DNS_PORT, [s for s in servers if ':' not in s], [s for s in servers if ':' in s])
+    add('metadata', 'tcp', egress_request.METADATA_PORT, *egress_request.metadata_destinations(request))
+    for rule in request.rules:
+        add(rule.purpose, rule.protocol, rule.port, rule.ipv4, rule.ipv6)
+    for extra in request.extra_allow:
+        add('extra', extra.protocol, extra.port, extra.ipv4, extra.ipv6)
+    return [Allowance(label, protocol, port, family, _collapsed(networks))
+            for (label, protocol, port, family), networks in wanted.items()]
+
+
+def set_name(allowance):
+    return '%s_%s_%d_%s' % (allowance.label, allowance.protocol, allowance.port, ADDRESS[allowance.family][2])
+
+
+def _set(allowance):
+    return ('\tset %s {\n\t\ttype %s\n\t\tflags interval\n\t\telements = { %s }\n\t}\n'
+            % (set_name(allowance), ADDRESS[allowance.family][1], ', '.join(allowance.destinations)))
+
+
+def chain_rules(request, sets):
+    """The output chain's rules, in order."""
+    rules = []
+    if request.default_deny:
+        rules += ['oifname "lo" accept', 'ct state established,related accept',
+                  'icmpv6 type { %s } accept' % ', '.join(ND_TYPES)]
+        if request.allow_mld:
+            rules.append('icmpv6 type { %s } accept' % ', '.join(MLD_TYPES))
+        if request.allow_dhcp:
+            rules += ['meta nfproto %s udp sport %d udp dport %d accept' % (family, client, server)
+                      for family, client, server in egress_request.DHCP]
+    rules += ['%s daddr @%s %s dport %d accept' % (ADDRESS[a.family][0], set_name(a), a.protocol, a.port) for a in sets]
+    if request.default_deny:
+        rules += ['meta l4proto tcp reject with tcp reset', 'reject with icmpx type admin-prohibited']
+    return rules
+
+
+def render(request, sets):
+    """The nft script that makes table ``inet NAME`` exactly what the request asks ('' for state=absent).
+
+    ``sets`` is ``allowances(request, nameservers)``.
+    """
+    if request.state != 'present':
+        return ''
+    name = table(request.name)
+    return ''.join([
+        'table %s\ndelete table %s\n' % (name, name),  # create-then-delete: the definition below replaces it whole
+        'table %s {\n' % name,
+        ''.join(_set(a) for a in sets),
+        '\tchain %s {\n\t\ttype filter hook output priority filter; policy accept;\n' % CHAIN,
+        ''.join('\t\t%s\n' % rule for rule in chain_rules(request, sets)),
+        '\t}\n}\n'])
+
+
+def header(module_name, name, unit):
+    loader = ('loaded at boot by %s' % unit) if unit else 'load it at boot with your nftables service'
+    return ('# Written by %s (name %s); %s.\n# Changes made here are replaced by its next run.\n'
+            % (module_name, name, loader))
+
+
+def unit_text(name, nft, ruleset):
+    """A oneshot unit that loads the table early, before any network is configured, and after nftables.service.
+
+    After nftables.service because the distribution's ruleset usually begins with ``flush ruleset``, which would
+    remove our table if it loaded later. Nothing on stop: a shutdown must not open egress on the way down.
+    """
+    return '\n'.join([
+        '# Written by tunnelwall.cloudflared.nftables_egress (name %s).' % name,
+        '[Unit]',
+        'Description=tunnelwall: cloudflared egress allow-list (nftables table %s)' % table(name),
+        'DefaultDependencies=no',
+        'Wants=network-pre.target',
+        'Before=network-pre.target shutdown.target',
+        'After=local-fs.target nftables.service',
+        'Conflicts=shutdown.target',
+        '',
+        '[Service]',
+        'Type=oneshot',
+        'RemainAfterExit=yes',
+        'ExecStart=%s -f %s' % (nft, ruleset),
+        ''])
+
+
+def dropin_text(name, unit):
+    """sysinit.target wants the unit: a plain file where ``systemctl enable`` would make a symlink, so the pending
+    record (which holds file contents) can restore or remove it like the others."""
+    return '# Written by tunnelwall.cloudflared.nftables_egress (name %s).\n[Unit]\nWants=%s\n' % (name, unit)
+
+
+def restore_command(nft, files, name):
+    """argv that makes the live table what the ruleset file says: load it, or delete the table when there is none.
+
+    The dead-man revert runs it after putting the files back; it must work without the module, so it is a shell line.
+    """
+    script = ('if [ -e "$1" ]; then exec "$3" -f "$1"; fi; '
+              'if "$3" list table %s "$2" >/dev/null 2>&1; then exec "$3" delete table %s "$2"; fi' % (FAMILY, FAMILY))
+    return ['/bin/sh', '-c', script, 'tunnelwall-nftables-restore', files.ruleset, name, nft]
