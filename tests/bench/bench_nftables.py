@@ -222,7 +222,7 @@ class NftablesEgress(Side):
         check = NFTABLES_EGRESS_CHECK.format(changed=not rerun, result=result)
         seconds = timed_task(self.lab, self.workdir, self.host, 'nftables_egress', task, check)[0]
         with open(result, encoding='utf-8') as handle:
-            table = json.load(handle)['table']
+            table = json.load(handle)['table'].split()[-1]  # "inet NAME"
         _check_table(self.lab, self.host, table, self.addresses, 'nftables_egress')
         return seconds
 
