@@ -9,7 +9,8 @@ Topology (addresses for the default management range 203.0.113.0/24)::
        |  DNS (tests/support/dns_server.py), TLS 7844/443 and QUIC 7844 (edge_server.py), nft faults
        |  forwards only ctl0 <-> br0; default routes are "prohibit": nothing leaves the lab
     twlab-fw1, twlab-ufw1, ...  eth0 203.0.113.130.., 2001:db8:ffff:1::130..; default routes via br0
-                                 private /run, /etc/ufw, /etc/default/ufw, /etc/firewalld, /etc/resolv.conf
+                                 private /run; private /etc (an overlay over the machine's) with private
+                                 /etc/ufw, /etc/default/ufw, /etc/firewalld, /etc/resolv.conf on top
                                  sshd on the management address; firewalld (own dbus), ufw, or nothing
 
 Every process the lab starts is recorded (PID and start time) in the state
@@ -31,8 +32,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from tests.lab import config, faults as faultlib
-from tests.lab.system import (LabError, collisions, ip_batch, lab_links, lab_namespaces, memory, netns_pids, record,
-                              is_same, run, terminate)
+from tests.lab.system import (LabError, collisions, ip_batch, lab_links, lab_mounts, lab_namespaces, memory, netns_pids,
+                              record, is_same, run, terminate)
 from tests.support import edge_zone
 from tests.support.dns_fixture import DnsServer
 
@@ -401,12 +402,24 @@ class Lab:
             'StrictModes no', 'MaxStartups 100:30:200', 'MaxSessions 50', 'AcceptEnv LANG LC_*',
             'Subsystem sftp /usr/lib/openssh/sftp-server', '']))
 
-    def _mount_script(self, name, hostdir):
+    @staticmethod
+    def _etc_layer(hostdir, generation):
+        """(upper, work) of one generation of the host's /etc overlay; reset_firewalls() starts a new generation."""
+        base = os.path.join(hostdir, 'etc-layer', str(generation))
+        return os.path.join(base, 'upper'), os.path.join(base, 'work')
+
+    def _etc_mounts(self, hostdir, generation):
+        """Shell lines that give the host its own /etc: an overlay over the machine's, then the firewall files on top.
+
+        The overlay catches every write a module makes under /etc (/etc/nftables.d, /etc/systemd/system, ...)
+        in the host's upper dir, so the machine's /etc never changes and a missing directory (/etc/nftables.d)
+        can be created in the host without creating it on the machine.
+        """
+        upper, work = self._etc_layer(hostdir, generation)
+        if any(c in hostdir for c in ',:\\ '):
+            raise LabError('the lab directory %r holds a character overlayfs options cannot carry (, : \\ or space)' % hostdir)
         etc = os.path.join(hostdir, 'etc')
-        lines = ['set -e',
-                 # /run first: dbus, sshd privilege separation, ufw's lock, firewalld's state all live there.
-                 'mount -t tmpfs -o mode=0755,size=16m twlab-run /run',
-                 'mkdir -p /run/dbus /run/sshd /run/lock',
+        lines = ['mount -t overlay -o lowerdir=/etc,upperdir=%s,workdir=%s twlab-etc /etc' % (upper, work),
                  'mount --bind %s /etc/resolv.conf' % os.path.join(etc, 'resolv.conf')]
         if os.path.isdir('/etc/ufw'):
             lines.append('mount --bind %s /etc/ufw' % os.path.join(etc, 'ufw'))
@@ -414,10 +427,44 @@ class Lab:
             lines.append('mount --bind %s /etc/default/ufw' % os.path.join(etc, 'default-ufw'))
         if os.path.isdir('/etc/firewalld'):
             lines.append('mount --bind %s /etc/firewalld' % os.path.join(etc, 'firewalld'))
+        return lines
+
+    def _mount_script(self, name, hostdir):
+        lines = ['set -e'] + self._etc_mounts(hostdir, 0) + [
+            # /run: dbus, sshd privilege separation, ufw's lock, firewalld's state all live there.
+            'mount -t tmpfs -o mode=0755,size=16m twlab-run /run',
+            'mkdir -p /run/dbus /run/sshd /run/lock']
         if os.path.exists('/var/log/firewalld'):
             lines.append('mount --bind %s /var/log/firewalld' % os.path.join(hostdir, 'firewalld.log'))
         lines.append('hostname %s' % name)
         return '\n'.join(lines) + '\n'
+
+    def _new_etc_layer(self, hostdir, generation, pristine=None):
+        """Empty upper and work dirs for an /etc overlay generation, the upper seeded from ``pristine`` if given."""
+        upper, work = self._etc_layer(hostdir, generation)
+        os.makedirs(work)
+        if pristine:
+            # cp -a keeps what overlayfs itself stores: whiteouts (device nodes) and opaque-dir xattrs.
+            run(['cp', '-a', pristine, upper])
+        else:
+            os.makedirs(upper)
+
+    def _fresh_etc(self, name):
+        """Swap the host's /etc overlay for a new generation copied from the pristine one.
+
+        The old upper dir is never edited while it is mounted (overlayfs leaves that undefined): the old
+        overlay and the bind mounts over it are detached (lazily: a daemon may hold a file) and new ones mounted.
+        """
+        host = self.hosts[name]
+        old = host.get('etc_generation', 0)
+        new = old + 1
+        self._new_etc_layer(host['dir'], new, os.path.join(host['dir'], 'pristine', 'etc-layer'))
+        script = ['set -e', 'umount -l /etc'] + self._etc_mounts(host['dir'], new)
+        self.exec(name, ['sh', '-c', '\n'.join(script) + '\n'], check=True)
+        with self._lock:
+            host['etc_generation'] = new
+            self._save()
+        shutil.rmtree(os.path.dirname(self._etc_layer(host['dir'], old)[0]))
 
     def _host_up(self, name, backend, layout):
         netns = config.PREFIX + name
@@ -426,6 +473,7 @@ class Lab:
             shutil.rmtree(hostdir)
         os.makedirs(hostdir)
         self._host_files(name, layout, hostdir)
+        self._new_etc_layer(hostdir, 0)
         self._add_netns(netns)
         ipv4, ipv6 = layout.host_addresses[name]
         veth = 'v-' + name
@@ -444,7 +492,7 @@ class Lab:
               interval=0.01, alive=lambda: anchor.poll() is None)
         with self._lock:
             self.state['hosts'][name] = {'backend': backend, 'ns': netns, 'anchor': anchor.pid, 'ipv4': ipv4,
-                                         'ipv6': ipv6, 'dir': hostdir}
+                                         'ipv6': ipv6, 'dir': hostdir, 'etc_generation': 0}
             self._save()
         self.exec(name, ['sh', '-c', self._mount_script(name, hostdir)], check=True)
         sshd = self._spawn(self.nsenter(name) + ['/usr/sbin/sshd', '-D', '-f', os.path.join(hostdir, 'sshd_config'),
@@ -500,6 +548,8 @@ class Lab:
                 shutil.copytree(source, os.path.join(pristine, entry), symlinks=True)
             elif os.path.exists(source):
                 shutil.copy2(source, os.path.join(pristine, entry))
+        # What `up` itself wrote into the /etc overlay (usually nothing): every reset starts from it.
+        run(['cp', '-a', Lab._etc_layer(hostdir, 0)[0], os.path.join(pristine, 'etc-layer')])
 
     @staticmethod
     def _restore_tree(pristine, target):
@@ -527,6 +577,7 @@ class Lab:
     def _reset_firewall(self, name):
         host = self.hosts[name]
         etc, pristine = os.path.join(host['dir'], 'etc'), os.path.join(host['dir'], 'pristine')
+        self._fresh_etc(name)
         if host['backend'] == 'firewalld':
             self._restore_tree(os.path.join(pristine, 'firewalld'), os.path.join(etc, 'firewalld'))
             self.exec(name, ['firewall-cmd', '--reload'], check=True)
@@ -736,7 +787,7 @@ class Lab:
                 os.rmdir('/run/netns')
             except OSError:
                 pass
-        left = lab_namespaces() + lab_links()
+        left = lab_namespaces() + lab_links() + ['mount %s in process %d' % (m, pid) for pid, m in lab_mounts()]
         if left:
             raise LabError('down left %s behind' % ', '.join(left))
         for path in (self.inventory, self.state_path):

@@ -158,6 +158,28 @@ def netns_pids(netns):
     return [int(p) for p in result.stdout.split() if p.isdigit()]
 
 
+def lab_mounts():
+    """``[(pid, mount point)]`` of every mount the lab makes (source ``twlab-*``) still seen by some process.
+
+    A host's mounts live in its own mount namespace, invisible in the machine's: only the processes'
+    mountinfo shows whether a namespace (and so its overlay over /etc) survived ``down``.
+    """
+    found = []
+    for entry in os.listdir('/proc'):
+        if not entry.isdigit():
+            continue
+        try:
+            with open('/proc/%s/mountinfo' % entry, encoding='utf-8', errors='replace') as handle:
+                lines = handle.read().splitlines()
+        except OSError:  # gone, or exiting (EINVAL): its mounts are going with it
+            continue
+        for line in lines:
+            fields = line.split(' - ', 1)[-1].split()
+            if len(fields) >= 2 and fields[1].startswith(config.PREFIX):
+                found.append((int(entry), line.split()[4]))
+    return found
+
+
 def lab_links():
     """Root-namespace links named with the lab prefix."""
     result = run(['ip', '-j', 'link', 'show'], check=False)
@@ -213,7 +235,7 @@ def collisions(networks, routes=None):
 # ---------------------------------------------------------------------------
 
 WATCHED_PATHS = ('/etc/default/ufw', '/etc/ufw', '/etc/firewalld', '/etc/resolv.conf', '/var/log/firewalld',
-                 '/etc/ssh', '/etc/hostname', '/etc/hosts')
+                 '/etc/ssh', '/etc/hostname', '/etc/hosts', '/etc/nftables.d', '/etc/nftables.conf', '/etc/systemd/system')
 WATCHED_SYSCTLS = ('net/ipv4/ip_forward', 'net/ipv6/conf/all/forwarding', 'net/ipv6/conf/default/forwarding')
 
 

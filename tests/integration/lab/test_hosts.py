@@ -99,7 +99,7 @@ def test_none_hosts_have_no_firewall(lab):
 def test_hosts_have_private_mounts_resolver_and_routes(lab):
     for name, host in lab.hosts.items():
         mounts = {line.split()[4] for line in lab.exec(name, ['cat', '/proc/self/mountinfo'], check=True).stdout.splitlines()}
-        for path in ('/run', '/etc/resolv.conf', '/etc/ufw', '/etc/default/ufw', '/etc/firewalld'):
+        for path in ('/etc', '/run', '/etc/resolv.conf', '/etc/ufw', '/etc/default/ufw', '/etc/firewalld'):
             assert path in mounts, (name, path)
         assert lab.exec(name, ['hostname']).stdout.strip() == name
         resolv = lab.exec(name, ['cat', '/etc/resolv.conf']).stdout

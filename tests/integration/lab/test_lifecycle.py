@@ -20,7 +20,7 @@ import pytest
 from tests.lab import config
 from tests.lab.fixtures import SESSION
 from tests.lab.lab import Lab
-from tests.lab.system import (collisions, is_same, lab_links, lab_namespaces, machine_routes, proc_state,
+from tests.lab.system import (collisions, is_same, lab_links, lab_mounts, lab_namespaces, machine_routes, proc_state,
                               root_snapshot, snapshot_diff)
 
 pytestmark = pytest.mark.skipif(SESSION.reuse, reason='TWLAB_REUSE=1: the lab in use is not this session\'s to take down')
@@ -39,6 +39,7 @@ def _colliding_mgmt_range():
 def _nothing_left():
     assert lab_namespaces() == []
     assert lab_links() == []
+    assert lab_mounts() == [], 'a host mount (its /etc overlay, its /run) outlived the lab'
     assert not os.path.exists('/run/netns') or not any(n.startswith(config.PREFIX) for n in os.listdir('/run/netns'))
 
 

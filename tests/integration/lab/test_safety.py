@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import socket
 
 from tests.lab import config
@@ -102,4 +103,49 @@ def test_host_firewall_changes_stay_in_the_host_and_reset_restores_them(lab_pris
         assert 'twtest' not in lab.exec(name, ['firewall-cmd', '--get-policies']).stdout
     for name in lab.hosts_with('ufw'):
         assert 'allow (outgoing)' in lab.exec(name, ['ufw', 'status', 'verbose']).stdout
+    assert snapshot_diff(before, root_snapshot()) == []
+
+
+def _host_sees(lab, name, path):
+    return lab.exec(name, ['test', '-e', path]).returncode == 0
+
+
+def test_a_hosts_etc_is_its_own_and_reset_restores_it(lab_pristine):
+    """A module writing /etc/nftables.d or /etc/systemd/system in a host writes the host's /etc overlay, never the machine's."""
+    lab = lab_pristine
+    before = root_snapshot()
+    written = ('/etc/nftables.d/twtest-egress.nft', '/etc/systemd/system/twtest.service',
+               '/etc/systemd/system/sysinit.target.d/twtest.conf')
+    # Something the machine has: removing it in a host must neither remove it on the machine nor survive a reset.
+    shared = '/etc/nftables.conf'
+    assert os.path.exists(shared) and not os.path.exists('/etc/nftables.d')
+    for name in lab.hosts:
+        script = 'set -e; mkdir -p /etc/nftables.d /etc/systemd/system/sysinit.target.d; rm %s; ' % shared
+        script += '; '.join('echo %s > %s' % (name, path) for path in written)
+        lab.exec(name, ['sh', '-c', script], check=True)
+        for path in written:
+            assert lab.exec(name, ['cat', path], check=True).stdout.strip() == name
+        assert not _host_sees(lab, name, shared)
+        # The writes landed in this host's own layer, not in another host's and not in the machine's /etc.
+        upper = lab._etc_layer(lab.hosts[name]['dir'], lab.hosts[name]['etc_generation'])[0]  # pylint: disable=protected-access
+        with open(upper + written[0][len('/etc'):], encoding='utf-8') as handle:
+            assert handle.read().strip() == name
+    assert not os.path.exists('/etc/nftables.d') and os.path.exists(shared)
+    assert not any(os.path.exists(path) for path in written)
+    assert snapshot_diff(before, root_snapshot()) == []
+    mounts = {line.split()[4]: line.split(' - ')[1].split()[0]
+              for line in lab.exec(sorted(lab.hosts)[0], ['cat', '/proc/self/mountinfo'], check=True).stdout.splitlines()}
+    assert mounts['/etc'] == 'overlay'
+    with open('/proc/self/mountinfo', encoding='utf-8') as handle:
+        assert 'twlab-etc' not in handle.read(), 'a host\'s /etc overlay is visible in the machine\'s mount namespace'
+    lab.reset_firewalls()
+    for name in lab.hosts:
+        for path in written + ('/etc/nftables.d',):
+            assert not _host_sees(lab, name, path), (name, path)
+        assert _host_sees(lab, name, shared), name
+        # The private firewall files are still mounted over the new overlay.
+        assert lab.exec(name, ['grep', '-c', '198.51.100.253', '/etc/resolv.conf']).stdout.strip() == '1'
+        assert lab.probe(name, 'tls', '198.51.100.11', 7844, 'h2.cftunnel.com')['ok'], name
+        layers = os.listdir(os.path.join(lab.hosts[name]['dir'], 'etc-layer'))
+        assert layers == [str(lab.hosts[name]['etc_generation'])], 'an old /etc layer was left behind: %s' % layers
     assert snapshot_diff(before, root_snapshot()) == []
