@@ -73,6 +73,11 @@ NFTABLES_EGRESS_CHECK = '''    - name: The first apply changes the table, the re
       delegate_to: localhost
 '''
 
+# The least a task costs: what each of the loop's commands pays at least once.
+FLOOR = '''    - name: One command that does nothing
+      ansible.builtin.command: "true"
+'''
+
 NFTABLES_EGRESS_ABSENT = '''    - name: Remove the module's table, file and unit
       tunnelwall.cloudflared.nftables_egress:
         state: absent
@@ -160,6 +165,8 @@ def _check_table(lab, host, table, addresses, what):
 class Side:
     """One way of applying the rules on the bench host: time a first apply and a rerun, check both."""
 
+    name = None
+
     def __init__(self, lab, workdir, host, addresses):
         self.lab, self.workdir, self.host, self.addresses = lab, workdir, host, addresses
         self.pristine = lab.nft_ruleset(host)
@@ -175,22 +182,21 @@ class Side:
         """Seconds the tasks took; checks the ruleset afterwards."""
         raise NotImplementedError
 
-    def measure(self, runs):
-        """Median first apply and median rerun; a rerun must leave the ruleset as the first apply made it."""
-        first, again = [], []
-        for dummy in range(runs):
-            self.reset()
-            first.append(self.apply(rerun=False))
-            applied = self.lab.nft_ruleset(self.host)
-            again.append(self.apply(rerun=True))
-            if self.lab.nft_ruleset(self.host) != applied:
-                raise SystemExit('%s: the rerun changed the ruleset' % type(self).__name__)
+    def once(self):
+        """(first apply, rerun) seconds; a rerun must leave the ruleset as the first apply made it."""
         self.reset()
-        return statistics.median(first), statistics.median(again)
+        first = self.apply(rerun=False)
+        applied = self.lab.nft_ruleset(self.host)
+        again = self.apply(rerun=True)
+        if self.lab.nft_ruleset(self.host) != applied:
+            raise SystemExit('%s: the rerun changed the ruleset' % self.name)
+        return first, again
 
 
 class NftLoop(Side):
     """The command loop: the same playbook for the first apply and the rerun."""
+
+    name = 'nft command loop'
 
     def apply(self, rerun):
         task = NFT_LOOP.format(table=LOOP_TABLE, port=PORT, protocols=json.dumps(list(PROTOCOLS)),
@@ -207,6 +213,8 @@ class NftLoop(Side):
 
 class NftablesEgress(Side):
     """The module: changed on the first apply, unchanged on the rerun."""
+
+    name = 'nftables_egress'
 
     def __init__(self, lab, workdir, host, addresses):
         _require_private(lab, host)
@@ -232,37 +240,55 @@ def bench_backend():
     return 'nftables' if 'nftables' in config.BACKENDS else 'none'
 
 
-def report(figures, runs):
-    """The table and the ratio bench_firewall prints, for these two sides."""
+def loop_commands(addresses):
+    """How many nft commands (task runs, loop items counted) the loop makes Ansible run on the host.
+
+    Table, chain and flush once each; a set and a rule per protocol; an element per address and protocol.
+    """
+    return 3 + 2 * len(PROTOCOLS) + addresses * len(PROTOCOLS)
+
+
+def report(figures, floor, runs, load):
+    """The table and the ratio bench_firewall prints, the floor every task pays and the machine's load."""
     lines = ['\n== nftables: %d rules (%d addresses x TCP/UDP %d), median of %d runs ==' % (
         len(PROTOCOLS) * ADDRESSES, ADDRESSES, PORT, runs), '%-32s %12s %12s' % ('', 'first apply', 'rerun')]
     for name, (first, again) in figures.items():
         lines.append('%-32s %11.2fs %11.2fs' % (name, first, again))
-    (loop, loop_times), (ours, our_times) = figures.items()
-    lines.append('ratio %s / %s: %.1fx first apply, %.1fx rerun (goal >= %dx)'
-                 % (loop, ours, loop_times[0] / our_times[0], loop_times[1] / our_times[1], GOAL))
+    lines.append('one ansible.builtin.command task: %.2fs; the loop runs %d nft commands, nftables_egress 1 module'
+                 % (floor, loop_commands(ADDRESSES)))
+    if len(figures) == 2:
+        (loop, loop_times), (ours, our_times) = figures.items()
+        lines.append('ratio %s / %s: %.1fx first apply, %.1fx rerun (goal >= %dx)'
+                     % (loop, ours, loop_times[0] / our_times[0], loop_times[1] / our_times[1], GOAL))
+    lines.append('load average before/after: %.2f / %.2f (%d CPUs)' % (load[0], load[1], os.cpu_count()))
     return '\n'.join(lines)
 
 
 def main(runs, sides=('loop', 'module')):
+    """Each run times every side in turn, so that a change of the machine's load falls on both."""
+    load_before = os.getloadavg()[0]
     lab = Lab(os.path.join(config.REPO, '.build', 'bench-lab'))
     lab.up('%s:1' % bench_backend(), bench=ADDRESSES)
     workdir = tempfile.mkdtemp(prefix='bench-nftables-')
     host = sorted(lab.hosts)[0]
     try:
         addresses = lab.state['bench_addresses']
-        figures = {}
-        if 'loop' in sides:
-            figures['nft command loop'] = NftLoop(lab, workdir, host, addresses).measure(runs)
-        if 'module' in sides:
-            figures['nftables_egress'] = NftablesEgress(lab, workdir, host, addresses).measure(runs)
+        chosen = [side(lab, workdir, host, addresses) for key, side in (('loop', NftLoop), ('module', NftablesEgress))
+                  if key in sides]
+        measured = {side.name: ([], []) for side in chosen}
+        floor = []
+        for dummy in range(runs):
+            for side in chosen:
+                first, again = side.once()
+                measured[side.name][0].append(first)
+                measured[side.name][1].append(again)
+            floor.append(timed_task(lab, workdir, host, 'floor', FLOOR)[0])
+        for side in chosen:
+            side.reset()
     finally:
         lab.down()
-    if len(figures) == 2:
-        print(report(figures, runs))
-    else:
-        for name, (first, again) in figures.items():
-            print('%s: %.2fs first apply, %.2fs rerun (median of %d runs)' % (name, first, again, runs))
+    figures = {name: (statistics.median(first), statistics.median(again)) for name, (first, again) in measured.items()}
+    print(report(figures, statistics.median(floor), runs, (load_before, os.getloadavg()[0])))
 
 
 if __name__ == '__main__':

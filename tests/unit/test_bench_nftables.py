@@ -87,3 +87,15 @@ def test_the_loop_is_one_command_per_object_and_per_address():
     assert commands[-1] == "nft add element inet bench tunnel_{{ item.1 }}_7844_v6 '{ {{ item.0 }} }'"
     # Ansible expands the element loop to 20 addresses x 2 protocols: one task run per rule.
     assert tasks[-1]['loop'] == '{{ %s | product(["tcp", "udp"]) | list }}' % json.dumps(addresses)
+
+
+def test_the_loop_runs_as_many_commands_as_the_report_says():
+    addresses = ['2001:db8:e::b:%x' % index for index in range(1, 21)]
+    tasks = yaml.safe_load(bench_nftables.NFT_LOOP.format(
+        table='bench', port=7844, protocols=json.dumps(['tcp', 'udp']), addresses=json.dumps(addresses)))
+    runs = 0
+    for task in tasks:
+        loop = task.get('loop', [None])
+        # The element loop is a template: the product of the addresses and the protocols.
+        runs += len(loop) if isinstance(loop, list) else len(addresses) * 2
+    assert runs == bench_nftables.loop_commands(len(addresses)) == 47
