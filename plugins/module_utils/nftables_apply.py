@@ -80,13 +80,6 @@ class NftablesBackend(object):
         self.views = None
         self.changed_files = []
 
-    def _nft(self, argv, data=None, what='nft'):
-        self.commands.append(list(argv))
-        rc, out, err = self.run(argv, data=data)
-        if rc != 0:
-            raise NftablesError('%s failed (rc=%s): %s' % (what, rc, (err or out).strip()), rc=rc, stderr=err)
-        return out
-
     def live(self):
         """(comparable objects, text) of the live table, or (None, '') when it does not exist."""
         rc, out, err = self.run(['/bin/sh', '-c', _listing(self.request.name), 'nft', self.nft])
@@ -133,37 +126,37 @@ class NftablesBackend(object):
             commands.append([self.systemctl, 'daemon-reload'])
         return commands
 
+    def steps(self):
+        """What apply() does, in order, as (argv, stdin): nft and systemctl commands, ``write``/``remove`` of a file.
+
+        The check comes first and the load last, so a table nft refuses is refused before a file is written.
+        """
+        steps = [([self.nft, '-c', '-f', '-'], self.script)] if self.script else []
+        steps += [(['write' if self.wanted[path] is not None else 'remove', path], None) for path in self.changed_files]
+        if self.script:
+            steps.append(([self.nft, '-f', self.paths.ruleset], None))
+        elif self.views[0]:  # absent, and the table is live
+            steps.append(([self.nft, 'delete', 'table', nr.FAMILY, self.request.name], None))
+        if self.systemctl and self.paths.unit in self.changed_files:
+            steps.append(([self.systemctl, 'daemon-reload'], None))
+        return steps
+
     def apply(self):
-        if self.script:
-            self._nft([self.nft, '-c', '-f', '-'], data=self.script, what='nft -c (check)')
-        for path in self.changed_files:
-            self.commands.append(['write' if self.wanted[path] is not None else 'remove', path])
-            if self.wanted[path] is None:
-                egress_revert.remove_durably(path)
+        for argv, data in self.steps():
+            self.commands.append(argv)
+            if argv[0] == 'write':
+                if not os.path.isdir(os.path.dirname(argv[1])):
+                    os.makedirs(os.path.dirname(argv[1]), 0o755)
+                egress_revert.write_durably(argv[1], self.wanted[argv[1]], 0o644)
+            elif argv[0] == 'remove':
+                egress_revert.remove_durably(argv[1])
             else:
-                if not os.path.isdir(os.path.dirname(path)):
-                    os.makedirs(os.path.dirname(path), 0o755)
-                egress_revert.write_durably(path, self.wanted[path], 0o644)
-        if self.script:
-            self._nft([self.nft, '-f', self.paths.ruleset], what='nft -f')
-        elif self.views[0]:
-            self._nft([self.nft, 'delete', 'table', nr.FAMILY, self.request.name], what='nft delete table')
-        if self.systemctl and self.changed_files and self.paths.unit in self.changed_files:
-            self._nft([self.systemctl, 'daemon-reload'], what='systemctl daemon-reload')
+                rc, out, err = self.run(argv, data=data)
+                if rc != 0:
+                    raise NftablesError('%s failed (rc=%s): %s' % (' '.join(argv[:3]), rc, (err or out).strip()), rc=rc)
 
     def commit(self):
         pass
-
-
-def planned_commands(backend):
-    """What apply() would run, for check mode's ``commands``."""
-    commands = [[backend.nft, '-c', '-f', '-']] if backend.script else []
-    commands += [['write' if backend.wanted[p] is not None else 'remove', p] for p in backend.changed_files]
-    if backend.script:
-        commands.append([backend.nft, '-f', backend.paths.ruleset])
-    elif backend.views[0]:
-        commands.append([backend.nft, 'delete', 'table', nr.FAMILY, backend.request.name])
-    return commands
 
 
 def result(backend, changed, check_mode, diff):
@@ -172,7 +165,7 @@ def result(backend, changed, check_mode, diff):
     out = dict(changed=changed, table=nr.table(backend.request.name),
                sets=sorted(nr.set_name(a) for a in backend.allowances),
                rule_count=len(backend.rules), files=backend.changed_files if changed else [],
-               commands=planned_commands(backend) if check_mode and changed else backend.commands)
+               commands=[argv for argv, dummy in backend.steps()] if check_mode and changed else backend.commands)
     if diff:
         out['diff'] = dict(before=before, after=after, before_header='nft list table %s (live)' % out['table'],
                            after_header='nft list table %s (this run)' % out['table'])

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: egress_firewall_info
-short_description: Find which firewall manages a Linux host's egress - a running firewalld or ufw
+short_description: Find which firewall manages a Linux host's egress - firewalld, ufw or nftables
 version_added: 0.1.0
 description:
   - Reports whether firewalld is installed and running (asked over D-Bus, as M(tunnelwall.cloudflared.firewalld_egress)
-    talks to it) and whether ufw is installed and enabled, and which of them the
-    P(tunnelwall.cloudflared.egress_firewall#role) role would use with C(egress_firewall_backend=auto).
+    talks to it), whether ufw is installed and enabled, whether C(nft) is installed and usable (C(nft list tables)
+    works, which needs root), and which of them the P(tunnelwall.cloudflared.egress_firewall#role) role would use
+    with C(egress_firewall_backend=auto).
   - Changes nothing. Linux only; the role recognises Windows hosts by their connection.
 author: tunnelwall developers (@tunnelwall)
 extends_documentation_fragment:
@@ -24,11 +25,13 @@ attributes:
     support: full
     platforms: posix
 notes:
-  - A running firewalld is chosen before ufw, because it owns the ruleset while it runs. An inactive ufw is still chosen
-    (when firewalld is not running), so that M(tunnelwall.cloudflared.ufw_egress) can say it is inactive.
+  - The choice, in order - a running firewalld, because it owns the ruleset while it runs; an enabled ufw; nftables
+    where C(nft) is usable (M(tunnelwall.cloudflared.nftables_egress), for hosts with neither); an installed but
+    inactive ufw, so that M(tunnelwall.cloudflared.ufw_egress) can say it is inactive; else none.
 seealso:
   - module: tunnelwall.cloudflared.firewalld_egress
   - module: tunnelwall.cloudflared.ufw_egress
+  - module: tunnelwall.cloudflared.nftables_egress
 """
 
 EXAMPLES = r"""
@@ -43,7 +46,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 backend:
-  description: V(firewalld), V(ufw), or null when neither is usable.
+  description: V(firewalld), V(ufw), V(nftables), or null when none is usable.
   returned: always
   type: str
   sample: firewalld
@@ -51,7 +54,7 @@ description:
   description: What was found, in one line.
   returned: always
   type: str
-  sample: "firewalld installed but not running (state FAILED); ufw not installed"
+  sample: "firewalld installed but not running (state FAILED); ufw not installed; nftables 1.0.6 usable"
 firewalld:
   description: What was found of firewalld.
   returned: always
@@ -62,7 +65,16 @@ ufw:
   returned: always
   type: dict
   sample: {installed: true, enabled: false}
+nftables:
+  description:
+    - What was found of nftables. RV(nftables.usable) means C(nft list tables) ran without error (as the module's user);
+      RV(nftables.detail) says why not when it did not.
+  returned: always
+  type: dict
+  sample: {installed: true, usable: true, version: 1.0.6, detail: usable}
 """
+
+import re
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import firewall_backend, ufw_rules
@@ -79,6 +91,26 @@ def read_text(path):
         return None
 
 
+def first_line(text):
+    lines = (text or '').strip().splitlines()
+    return lines[0] if lines else ''
+
+
+def find_nftables(module):
+    """{installed, usable, version, detail}: usable when `nft list tables` works, which is what nftables_egress needs."""
+    nft = module.get_bin_path('nft', opt_dirs=SBIN)
+    if not nft:
+        return {'installed': False, 'usable': False, 'version': None, 'detail': 'not installed'}
+    rc, out, err = module.run_command([nft, '--version'])
+    match = re.search(r'\bv(\d[\w.]*)', out or '') if rc == 0 else None
+    version = match.group(1) if match else None
+    rc, out, err = module.run_command([nft, 'list', 'tables'])
+    if rc != 0:
+        return {'installed': True, 'usable': False, 'version': version,
+                'detail': first_line(err) or first_line(out) or 'nft list tables: exit %d' % rc}
+    return {'installed': True, 'usable': True, 'version': version, 'detail': 'usable'}
+
+
 def main():
     module = AnsibleModule(argument_spec={}, supports_check_mode=True)
     firewalld = {'installed': bool(module.get_bin_path('firewalld', opt_dirs=SBIN) or module.get_bin_path('firewall-cmd')),
@@ -92,7 +124,7 @@ def main():
     ufw_binary = module.get_bin_path('ufw', opt_dirs=SBIN)
     conf = read_text(firewall_backend.UFW_CONF)
     ufw = {'installed': bool(ufw_binary) and conf is not None, 'enabled': conf is not None and ufw_rules.ufw_enabled(conf)}
-    found = {'firewalld': firewalld, 'ufw': ufw}
+    found = {'firewalld': firewalld, 'ufw': ufw, 'nftables': find_nftables(module)}
     module.exit_json(changed=False, backend=firewall_backend.choose(found), description=firewall_backend.describe(found), **found)
 
 

@@ -61,8 +61,8 @@ notes:
     C(set), C(table), ...); nft's refusal is reported and nothing is changed.
   - How it coexists with other tables - nftables runs every base chain of a hook, whatever table it is in; an accept
     ends only its own chain. So another table's drop still drops what this module allows (Docker's and libvirt's
-    tables filter forwarded traffic, not the host's own output, and are not affected), and this module's reject
-    applies to anything another table accepts. A ruleset that begins with C(flush ruleset) (the usual
+    tables filter forwarded traffic, not the host's own output, and are not affected - nor does O(default_deny)
+    restrict what containers send), and this module's reject applies to anything another table accepts. A ruleset that begins with C(flush ruleset) (the usual
     C(/etc/nftables.conf)) removes this table when it is loaded again by hand; run the module again, or include
     C(/etc/nftables.d/*.nft) at its end, as Alpine's does.
   - Without systemd (Alpine, OpenRC) no unit is written; Alpine's C(nftables) service loads C(/etc/nftables.d/*.nft)

@@ -6,6 +6,7 @@ Only fw2 and ufw2 are touched (firewalls reset before and after each test); faul
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -153,23 +154,47 @@ def test_a_default_deny_without_tunnel_destinations_is_refused_before_any_change
     assert rc != 0 and all(recap[host]['failed'] == 1 for host in HOSTS), output
     assert 'the rules to apply hold no tunnel destination (egress_firewall_purposes=api,update' in output
     assert {host: ruleset(lab, host) for host in HOSTS} == before
-    rc, output, dummy = play(lab, tmp_path, '-e', 'egress_firewall_backend=nftables')
-    assert rc != 0 and "egress_firewall_backend" in output and 'nftables' in output, output
+    rc, output, dummy = play(lab, tmp_path, '-e', 'egress_firewall_backend=iptables')
+    assert rc != 0 and "egress_firewall_backend" in output and 'iptables' in output, output
     rc, output, dummy = play(lab, tmp_path, '-e', '{"egress_firewall_purposes": "tunnel\\n api,\\nmail"}')
     assert rc != 0 and 'egress_firewall_purposes=' in output, output
     assert 'unknown mail (choose from tunnel, api, update, extra). Nothing was changed.' in output, output
     assert {host: ruleset(lab, host) for host in HOSTS} == before
 
 
-def test_the_backend_is_detected_on_each_host(hosts):
-    lab = hosts
-    for host, backend in (('fw2', 'firewalld'), ('ufw2', 'ufw')):
-        result = subprocess.run([os.path.join(BIN, 'ansible'), host, '-i', lab.inventory, '-m',
-                                 'tunnelwall.cloudflared.egress_firewall_info', '-o'],
-                                capture_output=True, text=True, timeout=120, check=False, cwd=config.REPO,
-                                env=dict(os.environ, ANSIBLE_NOCOLOR='1', ANSIBLE_LOAD_CALLBACK_PLUGINS='0'))
-        assert '"backend": "%s"' % backend in result.stdout, result.stdout + result.stderr
-        assert '"changed": false' in result.stdout
+def info(lab, host):
+    """egress_firewall_info's result on ``host`` (ad hoc, one line per host)."""
+    result = subprocess.run([os.path.join(BIN, 'ansible'), host, '-i', lab.inventory, '-m',
+                             'tunnelwall.cloudflared.egress_firewall_info', '-o'],
+                            capture_output=True, text=True, timeout=120, check=False, cwd=config.REPO,
+                            env=dict(os.environ, ANSIBLE_NOCOLOR='1', ANSIBLE_LOAD_CALLBACK_PLUGINS='0'))
+    line = [ln for ln in result.stdout.splitlines() if ln.startswith(host + ' | ')]
+    assert len(line) == 1 and ' | SUCCESS => ' in line[0], result.stdout + result.stderr
+    return json.loads(line[0].split(' => ', 1)[1])
+
+
+# Host kind -> (backend chosen, firewalld installed/running, ufw installed/enabled). nft is usable on every lab host
+# (root in its own network namespace); the `none` host has the machine's firewalld (stopped) and ufw (inactive),
+# and nftables is chosen before an inactive ufw.
+DETECTED = {'firewalld': ('firewalld', (True, True), (True, False)),
+            'ufw': ('ufw', (True, False), (True, True)),
+            'nftables': ('nftables', (False, False), (False, False)),
+            'none': ('nftables', (True, False), (True, False))}
+
+
+@pytest.mark.parametrize('kind', sorted(DETECTED))
+def test_the_backend_is_detected_on_each_host_kind(lab, kind):
+    host = lab.hosts_with(kind)[0]
+    backend, firewalld, ufw = DETECTED[kind]
+    found = info(lab, host)
+    assert found['changed'] is False and found['backend'] == backend, found
+    assert (found['firewalld']['installed'], found['firewalld']['running']) == firewalld, found
+    assert (found['ufw']['installed'], found['ufw']['enabled']) == ufw, found
+    version = lab.exec(host, ['nft', '--version'], check=True).stdout.split()[1].lstrip('v')
+    assert found['nftables'] == {'installed': True, 'usable': True, 'version': version, 'detail': 'usable'}, found
+    assert found['description'].endswith('; nftables %s usable' % version), found['description']
+    if kind == 'nftables':
+        assert found['description'] == 'firewalld not installed; ufw not installed; nftables %s usable' % version
 
 
 def test_two_runs_at_once_both_succeed_and_leave_one_consistent_state(hosts, tmp_path):

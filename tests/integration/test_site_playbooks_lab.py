@@ -100,12 +100,14 @@ def test_a_host_the_role_fails_on_is_failed_and_the_report_says_why(fleet, tmp_p
     lab = fleet
     assert lab.hosts_with('none'), 'the default lab has a host without firewall'
     host = lab.hosts_with('none')[0]
-    rc, output, recap, report = playbook(lab, tmp_path, 'site', targets='fw1:' + host)
+    # `auto` would choose nftables there (nft works on every lab host); asking for ufw, which is installed there
+    # (the lab's hosts share the machine's packages) but not enabled, is the mistake this test needs.
+    backend = '{"egress_firewall_backend": "{{ \'ufw\' if inventory_hostname == \'%s\' else \'auto\' }}"}' % host
+    rc, output, recap, report = playbook(lab, tmp_path, 'site', '-e', backend, targets='fw1:' + host)
     assert rc != 0 and recap[host]['failed'] == 1 and recap['fw1']['failed'] == 0, output
     by_host = rows(report)
     assert by_host['fw1']['state'] == 'ok'
     assert by_host[host]['state'] == 'failing' and by_host[host]['protocol'] == 'quic'  # it reaches the edge
-    # ufw is installed there (the lab's hosts share the machine's packages) but not enabled: the role picks it and
     # ufw_egress refuses to write rules that would protect nothing.
     problem = [p for p in by_host[host]['problems'] if p.startswith('egress_firewall on %s (ufw): ' % host)]
     assert problem and 'ufw is installed but inactive' in problem[0], by_host[host]['problems']

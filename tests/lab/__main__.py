@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 """Command line of the lab (run as root from the repository root)::
 
-    python -m tests.lab up [--hosts firewalld:2,ufw:2,none:1] [--mgmt-range 203.0.113.0/24] [--bench-addresses N]
+    python -m tests.lab up [--hosts firewalld:2,ufw:2,nftables:1,none:1] [--mgmt-range 203.0.113.0/24] [--bench-addresses N]
     python -m tests.lab down
     python -m tests.lab status [--json]
     python -m tests.lab fault NAME [ARGS...]     (python -m tests.lab fault --help lists them)
@@ -31,7 +31,7 @@ def _parser():
     sub = parser.add_subparsers(dest='command', required=True)
     up = sub.add_parser('up', help='bring the lab up')
     up.add_argument('--hosts', default=os.environ.get('TWLAB_HOSTS', config.DEFAULT_HOSTS),
-                    help='BACKEND:COUNT,... with BACKEND firewalld, ufw or none (default %(default)s)')
+                    help='BACKEND:COUNT,... with BACKEND firewalld, ufw, nftables or none (default %(default)s)')
     up.add_argument('--mgmt-range', default=config.DEFAULT_MGMT_RANGE, help='IPv4 /24 for management (default %(default)s)')
     up.add_argument('--bench-addresses', type=int, default=0, help='extra IPv6 edge addresses serving TLS and QUIC (benchmarks)')
     up.add_argument('--replace', action='store_true', help='tear down a running or left-over lab first')

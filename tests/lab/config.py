@@ -33,8 +33,12 @@ NFT_FAULT_TABLE = 'twlab_faults'
 # Whatever an option says, the lab assigns addresses only inside these.
 ASSIGNABLE = tuple(ipaddress.ip_network(n) for n in ('198.51.100.0/24', '203.0.113.0/24', '2001:db8::/32'))
 
-DEFAULT_HOSTS = 'firewalld:2,ufw:2'
-BACKENDS = {'firewalld': 'fw', 'ufw': 'ufw', 'none': 'none'}
+DEFAULT_HOSTS = 'firewalld:2,ufw:2,nftables:1'
+# Host kind -> host name prefix. `nftables`: nft only, neither firewalld nor ufw in the host's view;
+# `none`: the machine's packages as they are (firewalld not running, ufw inactive), no firewall loaded.
+BACKENDS = {'firewalld': 'fw', 'ufw': 'ufw', 'nftables': 'nft', 'none': 'none'}
+# Programs a host kind must not have: covered in the host by an empty, non-executable file.
+HIDDEN_PROGRAMS = {'nftables': ('ufw', 'firewalld', 'firewall-cmd')}
 DEFAULT_MGMT_RANGE = '203.0.113.0/24'
 # IPv6 management: controller link and host LAN.
 MGMT_V6_RANGE = '2001:db8:ffff::/48'

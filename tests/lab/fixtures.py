@@ -9,7 +9,7 @@ register as a plugin (``-p tests.lab.fixtures``). Fixtures:
 ``lab_pristine`` like ``lab``, and every host's firewall restored to how ``up`` left it
 ``lab_cli``      runs the command line against a lab directory
 
-Environment: TWLAB_DIR (lab directory), TWLAB_HOSTS (default ``firewalld:2,ufw:2,none:1``),
+Environment: TWLAB_DIR (lab directory), TWLAB_HOSTS (default ``firewalld:2,ufw:2,nftables:1,none:1``),
 TWLAB_REUSE=1 (use a lab already up, e.g. from ``python -m tests.lab up``, and leave it up).
 The lab needs root: without it the fixtures fail (never skip) with a message saying so.
 """
@@ -27,7 +27,7 @@ from tests.lab import config
 from tests.lab.lab import Lab, describe
 from tests.lab.system import root_snapshot
 
-SESSION_HOSTS = 'firewalld:2,ufw:2,none:1'
+SESSION_HOSTS = 'firewalld:2,ufw:2,nftables:1,none:1'
 
 __all__ = ['LabSession', 'SESSION', 'lab_session', 'lab', 'lab_pristine', 'lab_cli', 'pytest_configure', 'pytest_collection_modifyitems']
 

@@ -8,10 +8,11 @@ Topology (addresses for the default management range 203.0.113.0/24)::
     twlab-edge  ctl0 203.0.113.2  br0 203.0.113.129, 2001:db8:ffff:1::1  lo: every edge address
        |  DNS (tests/support/dns_server.py), TLS 7844/443 and QUIC 7844 (edge_server.py), nft faults
        |  forwards only ctl0 <-> br0; default routes are "prohibit": nothing leaves the lab
-    twlab-fw1, twlab-ufw1, ...  eth0 203.0.113.130.., 2001:db8:ffff:1::130..; default routes via br0
+    twlab-fw1, twlab-ufw1, twlab-nft1, ...  eth0 203.0.113.130.., 2001:db8:ffff:1::130..; default routes via br0
                                  private /run; private /etc (an overlay over the machine's) with private
                                  /etc/ufw, /etc/default/ufw, /etc/firewalld, /etc/resolv.conf on top
-                                 sshd on the management address; firewalld (own dbus), ufw, or nothing
+                                 sshd on the management address; firewalld (own dbus), ufw, nftables only
+                                 (ufw and firewalld covered by empty files), or nothing
 
 Every process the lab starts is recorded (PID and start time) in the state
 file as soon as it exists, and every namespace before it is created, so
@@ -166,6 +167,8 @@ class Lab:
         needed = ['ip', 'nsenter', 'unshare', 'nft', '/usr/sbin/sshd', HOST_PYTHON]
         needed += ['firewalld', 'firewall-cmd', 'dbus-daemon'] if 'firewalld' in backends else []
         needed += ['ufw', 'iptables'] if 'ufw' in backends else []
+        # nftables_egress checks its table in a scratch network namespace (`unshare --net`); both are needed above.
+        needed += ['nft', 'unshare'] if 'nftables' in backends else []
         missing = [tool for tool in needed if not shutil.which(tool, path=config.HOST_PATH)]
         if missing:
             raise LabError('missing %s: apt-get install $(cat tests/lab/requirements-debian.txt)' % ', '.join(missing))
@@ -368,7 +371,7 @@ class Lab:
             raise LabError('%s: %s: exit %d: %s' % (host, ' '.join(argv), result.returncode, (result.stderr or result.stdout).strip()))
         return result
 
-    def _host_files(self, name, layout, hostdir):
+    def _host_files(self, name, backend, layout, hostdir):
         """Private copies of everything a firewall writes, the resolver and sshd's configuration."""
         etc = os.path.join(hostdir, 'etc')
         os.makedirs(etc, exist_ok=True)
@@ -383,6 +386,9 @@ class Lab:
             for rules in os.listdir('/usr/share/ufw/iptables'):
                 shutil.copy(os.path.join('/usr/share/ufw/iptables', rules), os.path.join(etc, 'ufw', rules))
             _write(os.path.join(etc, 'ufw', 'ufw.conf'), 'ENABLED=no\nLOGLEVEL=low\n')
+        if backend == 'nftables' and os.path.exists(os.path.join(etc, 'ufw', 'ufw.conf')):
+            # Without it ufw does not count as installed, as on a host that never had the package.
+            os.unlink(os.path.join(etc, 'ufw', 'ufw.conf'))
         # Written from scratch: ufw's defaults, and IPT_SYSCTL pointing at an empty file so that
         # ufw never runs `sysctl -p` (some of those keys are not per-namespace).
         _write(os.path.join(hostdir, 'ufw-sysctl.conf'), '')
@@ -429,8 +435,31 @@ class Lab:
             lines.append('mount --bind %s /etc/firewalld' % os.path.join(etc, 'firewalld'))
         return lines
 
-    def _mount_script(self, name, hostdir):
-        lines = ['set -e'] + self._etc_mounts(hostdir, 0) + [
+    @staticmethod
+    def _program_paths(program):
+        """Every file the host's PATH could run as ``program`` (/sbin and /usr/sbin may be two copies or one)."""
+        paths = set()
+        for directory in config.HOST_PATH.split(':'):
+            candidate = os.path.join(directory, program)
+            if os.path.isfile(candidate):
+                paths.add(os.path.realpath(candidate))
+        return sorted(paths)
+
+    def _hide_programs(self, hostdir, backend):
+        """Shell lines that cover the programs a host kind must not have with an empty, non-executable file.
+
+        The lab's hosts share the machine's packages; a bind mount in the host's mount namespace is how an
+        nftables host comes to have neither firewalld nor ufw "installed" in its own view.
+        """
+        programs = config.HIDDEN_PROGRAMS.get(backend, ())
+        if not programs:
+            return []
+        empty = os.path.join(hostdir, 'not-installed')
+        _write(empty, '', mode=0o644)
+        return ['mount --bind %s %s' % (empty, path) for program in programs for path in self._program_paths(program)]
+
+    def _mount_script(self, name, hostdir, backend):
+        lines = ['set -e'] + self._etc_mounts(hostdir, 0) + self._hide_programs(hostdir, backend) + [
             # /run: dbus, sshd privilege separation, ufw's lock, firewalld's state all live there.
             'mount -t tmpfs -o mode=0755,size=16m twlab-run /run',
             'mkdir -p /run/dbus /run/sshd /run/lock']
@@ -472,7 +501,7 @@ class Lab:
         if os.path.exists(hostdir):
             shutil.rmtree(hostdir)
         os.makedirs(hostdir)
-        self._host_files(name, layout, hostdir)
+        self._host_files(name, backend, layout, hostdir)
         self._new_etc_layer(hostdir, 0)
         self._add_netns(netns)
         ipv4, ipv6 = layout.host_addresses[name]
@@ -494,7 +523,7 @@ class Lab:
             self.state['hosts'][name] = {'backend': backend, 'ns': netns, 'anchor': anchor.pid, 'ipv4': ipv4,
                                          'ipv6': ipv6, 'dir': hostdir, 'etc_generation': 0}
             self._save()
-        self.exec(name, ['sh', '-c', self._mount_script(name, hostdir)], check=True)
+        self.exec(name, ['sh', '-c', self._mount_script(name, hostdir, backend)], check=True)
         sshd = self._spawn(self.nsenter(name) + ['/usr/sbin/sshd', '-D', '-f', os.path.join(hostdir, 'sshd_config'),
                                                  '-E', os.path.join(hostdir, 'sshd.log')],
                            'sshd', name, os.path.join(hostdir, 'sshd.err'))
@@ -502,6 +531,8 @@ class Lab:
             self._firewalld_up(name, hostdir)
         elif backend == 'ufw':
             self._ufw_up(name, layout)
+        elif backend == 'nftables':
+            self._nftables_up(name)
         self._snapshot_firewall(hostdir)
         _wait(lambda: self._ssh_banner(ipv4), READY_TIMEOUT, '%s sshd on %s' % (name, ipv4),
               alive=lambda: sshd.poll() is None)
@@ -535,6 +566,12 @@ class Lab:
             self.exec(name, ['ufw', 'allow', 'in', 'proto', 'tcp', 'from', source, 'to', 'any', 'port', '22',
                              'comment', 'tunnelwall lab: controller ssh'], check=True)
         self.exec(name, ['ufw', '--force', 'enable'], check=True)
+
+    def _nftables_up(self, name):
+        """Nothing to start: the kernel is the firewall. Check that `nft` works and the ruleset starts empty."""
+        ruleset = self.exec(name, ['nft', 'list', 'ruleset'], check=True).stdout
+        if ruleset.strip():
+            raise LabError('%s: a new network namespace should have an empty nft ruleset, it has:\n%s' % (name, ruleset))
 
     @staticmethod
     def _snapshot_firewall(hostdir):
@@ -589,6 +626,9 @@ class Lab:
             with open(os.path.join(pristine, 'default-ufw'), encoding='utf-8') as source:
                 _write(os.path.join(etc, 'default-ufw'), source.read())
             self.exec(name, ['ufw', '--force', 'enable'], check=True)
+        elif host['backend'] in ('nftables', 'none'):
+            # Their ruleset started empty; whatever a test loaded (nftables_egress's table, a user's table) goes.
+            self.exec(name, ['nft', 'flush', 'ruleset'], check=True)
 
     # ------------------------------------------------------------------
     # inventory

@@ -117,7 +117,14 @@ def test_awx_accepts_the_survey_spec():
 def test_the_survey_asks_what_the_site_playbook_needs():
     assert [q['variable'] for q in QUESTIONS] == [
         'tunnelwall_edge_region', 'egress_firewall_purposes', 'egress_firewall_default_deny',
-        'egress_firewall_require', 'tunnelwall_targets']
+        'egress_firewall_require', 'egress_firewall_backend', 'tunnelwall_targets']
+
+
+def test_the_survey_offers_every_firewall_the_role_writes():
+    """A backend added to the role (nftables) is offered too: the survey's choices are exactly the option's."""
+    question = [q for q in QUESTIONS if q['variable'] == 'egress_firewall_backend'][0]
+    assert choices(question) == ROLE_OPTIONS['egress_firewall_backend']['choices']
+    assert 'nftables' in choices(question)
 
 
 @pytest.mark.parametrize('question', QUESTIONS, ids=ids)

@@ -11,6 +11,7 @@ import sys
 import yaml
 
 from tests.lab import config
+from tests.lab.system import run
 from tests.support import edge_zone
 
 
@@ -76,7 +77,7 @@ def test_firewalld_runs_on_firewalld_hosts(lab):
         assert lab.exec(name, ['firewall-cmd', '--state']).stdout.strip() == 'running'
         assert lab.exec(name, ['firewall-cmd', '--get-default-zone']).stdout.strip() == 'public'
         assert 'table inet firewalld' in lab.exec(name, ['nft', 'list', 'tables']).stdout
-    for name in lab.hosts_with('ufw') + lab.hosts_with('none'):
+    for name in lab.hosts_with('ufw') + lab.hosts_with('nftables') + lab.hosts_with('none'):
         assert lab.exec(name, ['firewall-cmd', '--state']).stdout.strip() != 'running'
 
 
@@ -94,6 +95,42 @@ def test_none_hosts_have_no_firewall(lab):
     assert lab.hosts_with('none')
     for name in lab.hosts_with('none'):
         assert lab.exec(name, ['nft', 'list', 'ruleset'], check=True).stdout.strip() == ''
+
+
+def test_nftables_hosts_have_nft_and_neither_ufw_nor_firewalld(lab):
+    assert lab.hosts_with('nftables')
+    programs = config.HIDDEN_PROGRAMS['nftables']
+    which = 'import shutil, sys; print([shutil.which(p) for p in sys.argv[1:]])'
+    # Positive control: the machine (and so every other host) has them, or hiding them would prove nothing.
+    control = lab.exec(lab.hosts_with('none')[0], ['python3', '-c', which] + list(programs), check=True).stdout
+    assert 'None' not in control, control
+    for name in lab.hosts_with('nftables'):
+        assert lab.exec(name, ['python3', '-c', which] + list(programs), check=True).stdout.strip() == str([None] * len(programs))
+        for program in programs:
+            assert lab.exec(name, [program, '--version']).returncode != 0, (name, program)
+        assert lab.exec(name, ['test', '-e', '/etc/ufw/ufw.conf']).returncode == 1, name
+        assert lab.exec(name, ['nft', 'list', 'ruleset'], check=True).stdout.strip() == ''
+        assert lab.exec(name, ['nft', '--version'], check=True).stdout.startswith('nftables v')
+
+
+def test_an_nftables_hosts_ruleset_is_its_own(lab_pristine):
+    lab = lab_pristine
+    name = lab.hosts_with('nftables')[0]
+    machine = run(['nft', 'list', 'ruleset']).stdout
+    lab.exec(name, ['nft', '-f', '-'], check=True,
+             stdin='table inet twtest {\n chain output {\n type filter hook output priority 0; policy accept;\n'
+                   ' ip daddr 198.51.100.11 tcp dport 7844 reject with tcp reset\n }\n}\n')
+    assert 'table inet twtest' in lab.exec(name, ['nft', 'list', 'tables'], check=True).stdout
+    result = lab.probe(name, 'connect', '198.51.100.11', 7844)
+    assert not result['ok'] and result['error'] == 'refused', result
+    assert lab.probe(name, 'connect', '198.51.100.12', 7844)['ok']
+    others = [n for n in lab.hosts if n != name]
+    assert all('twtest' not in lab.exec(n, ['nft', 'list', 'tables']).stdout for n in others)
+    assert lab.probe(others[0], 'connect', '198.51.100.11', 7844)['ok']
+    assert run(['nft', 'list', 'ruleset']).stdout == machine
+    lab.reset_firewalls([name])
+    assert lab.exec(name, ['nft', 'list', 'ruleset'], check=True).stdout.strip() == ''
+    assert lab.probe(name, 'connect', '198.51.100.11', 7844)['ok']
 
 
 def test_hosts_have_private_mounts_resolver_and_routes(lab):

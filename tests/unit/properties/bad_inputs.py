@@ -602,7 +602,7 @@ def _role_rows():
     return [
         Row(R, V + 'state', 'unicode', unicode_text(), 'pr\u00e9sent'),
         Row(R, V + 'state', 'trailing newline', with_newline('absent'), 'absent\n'),
-        Row(R, V + 'backend', 'malformed', st.sampled_from(['nftables', 'UFW', 'firewalld ', '']), 'nftables'),
+        Row(R, V + 'backend', 'malformed', st.sampled_from(['iptables', 'UFW', 'firewalld ', 'nft', '']), 'iptables'),
         Row(R, V + 'plan', 'wrong type', st.sampled_from([42, ['rules'], True]), ['rules']),
         Row(R, V + 'lookup_options', 'wrong type', st.sampled_from([42, ['region'], 'region']), 42),
         Row(R, V + 'default_deny', 'wrong type', NOT_BOOLEANS, 'maybe'),

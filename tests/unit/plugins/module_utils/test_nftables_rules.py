@@ -102,5 +102,5 @@ def test_paths_and_boot_files():
 
 def test_the_restore_is_a_shell_line_of_its_own():
     argv = nr.restore_command('/usr/sbin/nft', nr.paths('tw'), 'tw')
-    assert argv[:2] == ['/bin/sh', '-c'] and argv[3:] == ['tunnelwall-nftables-restore', '/etc/nftables.d/tw-egress.nft',
-                                                           'tw', '/usr/sbin/nft']
+    assert argv[:2] == ['/bin/sh', '-c']
+    assert argv[3:] == ['tunnelwall-nftables-restore', '/etc/nftables.d/tw-egress.nft', 'tw', '/usr/sbin/nft']
