@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 """nftables_egress versus the ``nft`` command loop users write today, in the lab.
 
-The rule set is bench_firewall's: 20 edge addresses on TCP and UDP 7844, so 40 rules. On one lab host:
+The rule set is bench_firewall's: 20 edge addresses on TCP and UDP 7844, so 40 rules. On one lab host of kind
+``nftables`` (nft only; neither firewalld nor ufw):
 
 - the loop: an ``ansible.builtin.command: nft ...`` task each for the table, the output base chain with its hook,
   the two sets (one per protocol) and the two rules that use them, then ``nft add element`` once per address and
@@ -10,12 +11,15 @@ The rule set is bench_firewall's: 20 edge addresses on TCP and UDP 7844, so 40 r
   chain before it adds the rules - what a careful user writes to make a rerun leave one copy of each;
 - ``tunnelwall.cloudflared.nftables_egress``: one task with the whole rule set.
 
-Each side gets a first apply on the ruleset the lab made (empty: the host runs no firewall) and a rerun. The
+Each side gets a first apply on the host as the lab made it (empty ruleset, fresh /etc) and a rerun. The
 loop cannot tell that nothing is left to do, so its rerun is the same playbook again - what users run - and
 every task of it runs its ``nft`` command and reports "changed". The module's rerun must report
 ``changed=false`` (asserted). After every run the ruleset must hold both sets with all 20 addresses, and a
 rerun must leave the ruleset byte-identical (both asserted), so that neither side is timed doing less than
-the job. Figures are the tasks' own time (the SSH connection is opened before, see timed.py), median of runs.
+the job. Figures are the tasks' own time (the SSH connection is opened before, see timed.py), median of runs;
+each run times both sides in turn, so that a change of the machine's load falls on both. Also printed: the time
+of one ``ansible.builtin.command`` task that does nothing - the floor any single task pays, which bounds the
+ratio - and the load average, since the lab's host shares the machine's CPUs with the controller.
 """
 
 from __future__ import annotations
@@ -77,12 +81,6 @@ NFTABLES_EGRESS_CHECK = '''    - name: The first apply changes the table, the re
 FLOOR = '''    - name: One command that does nothing
       ansible.builtin.command: "true"
 '''
-
-NFTABLES_EGRESS_ABSENT = '''    - name: Remove the module's table, file and unit
-      tunnelwall.cloudflared.nftables_egress:
-        state: absent
-'''
-
 
 def plan_rules(addresses):
     """The egress plan's rules for the bench addresses, as bench_firewall gives them to ufw_egress/firewalld_egress."""
@@ -172,9 +170,8 @@ class Side:
         self.pristine = lab.nft_ruleset(host)
 
     def reset(self):
-        """Back to the ruleset the lab made (the module's own files too: its state absent)."""
-        if self.lab.nft_ruleset(self.host) != self.pristine:
-            self.lab.exec(self.host, ['nft', 'flush', 'ruleset'], check=True)
+        """Back to how the lab made the host: empty ruleset, a fresh /etc (the module's file and unit gone)."""
+        self.lab.reset_firewalls([self.host])
         if self.lab.nft_ruleset(self.host) != self.pristine:
             raise SystemExit('bench host %s: cannot get back to the lab\'s ruleset' % self.host)
 
@@ -220,10 +217,6 @@ class NftablesEgress(Side):
         _require_private(lab, host)
         super().__init__(lab, workdir, host, addresses)
 
-    def reset(self):
-        timed_task(self.lab, self.workdir, self.host, 'nftables_egress_absent', NFTABLES_EGRESS_ABSENT)
-        super().reset()
-
     def apply(self, rerun):
         result = os.path.join(self.workdir, 'nftables_egress_result.json')
         task = NFTABLES_EGRESS.format(rules=json.dumps(plan_rules(self.addresses)))
@@ -233,11 +226,6 @@ class NftablesEgress(Side):
             table = json.load(handle)['table'].split()[-1]  # "inet NAME"
         _check_table(self.lab, self.host, table, self.addresses, 'nftables_egress')
         return seconds
-
-
-def bench_backend():
-    """The lab's nftables host kind once it has one; until then a host without a firewall (nft works there)."""
-    return 'nftables' if 'nftables' in config.BACKENDS else 'none'
 
 
 def loop_commands(addresses):
@@ -268,7 +256,7 @@ def main(runs, sides=('loop', 'module')):
     """Each run times every side in turn, so that a change of the machine's load falls on both."""
     load_before = os.getloadavg()[0]
     lab = Lab(os.path.join(config.REPO, '.build', 'bench-lab'))
-    lab.up('%s:1' % bench_backend(), bench=ADDRESSES)
+    lab.up('nftables:1', bench=ADDRESSES)
     workdir = tempfile.mkdtemp(prefix='bench-nftables-')
     host = sorted(lab.hosts)[0]
     try:
