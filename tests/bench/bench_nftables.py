@@ -77,10 +77,12 @@ NFTABLES_EGRESS_CHECK = '''    - name: The first apply changes the table, the re
       delegate_to: localhost
 '''
 
-# The least a task costs: what each of the loop's commands pays at least once.
+# What a task that does nothing costs: the floor under the module's figure (a loop's items share one task's
+# worker and payload, so they each cost less).
 FLOOR = '''    - name: One command that does nothing
       ansible.builtin.command: "true"
 '''
+
 
 def plan_rules(addresses):
     """The egress plan's rules for the bench addresses, as bench_firewall gives them to ufw_egress/firewalld_egress."""

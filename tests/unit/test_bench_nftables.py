@@ -24,14 +24,15 @@ LISTING = json.loads('''{"nftables": [
  {"set": {"family": "inet", "name": "empty", "table": "t", "type": "ipv4_addr", "handle": 3, "flags": ["interval"]}}
 ]}''')
 
-CHAIN = '''table inet bench {
-	chain output {
-		type filter hook output priority filter; policy accept;
-		ip6 daddr @tunnel_tcp_7844_v6 tcp dport 7844 accept
-		ip6 daddr @tunnel_udp_7844_v6 udp dport 7844 accept
-	}
+# `nft list chain inet bench output` as nft prints it: tabs.
+CHAIN = """table inet bench {
+\tchain output {
+\t\ttype filter hook output priority filter; policy accept;
+\t\tip6 daddr @tunnel_tcp_7844_v6 tcp dport 7844 accept
+\t\tip6 daddr @tunnel_udp_7844_v6 udp dport 7844 accept
+\t}
 }
-'''
+"""
 
 
 def test_every_element_form_covers_its_addresses():
