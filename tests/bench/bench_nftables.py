@@ -230,12 +230,12 @@ class NftablesEgress(Side):
         return seconds
 
 
-def loop_commands(addresses):
+def loop_commands(address_count):
     """How many nft commands (task runs, loop items counted) the loop makes Ansible run on the host.
 
     Table, chain and flush once each; a set and a rule per protocol; an element per address and protocol.
     """
-    return 3 + 2 * len(PROTOCOLS) + addresses * len(PROTOCOLS)
+    return 3 + 2 * len(PROTOCOLS) + address_count * len(PROTOCOLS)
 
 
 def report(figures, floor, runs, load):

@@ -100,3 +100,10 @@ def test_the_loop_runs_as_many_commands_as_the_report_says():
         # The element loop is a template: the product of the addresses and the protocols.
         runs += len(loop) if isinstance(loop, list) else len(addresses) * 2
     assert runs == bench_nftables.loop_commands(len(addresses)) == 47
+
+
+def test_the_ratio_is_the_loop_over_the_module_for_each_column():
+    figures = {'nft command loop': (24.0, 30.0), 'nftables_egress': (1.2, 1.0)}
+    text = bench_nftables.report(figures, 0.83, 3, (1.0, 2.0))
+    assert 'ratio nft command loop / nftables_egress: 20.0x first apply, 30.0x rerun (goal >= 20x)' in text
+    assert 'the loop runs 47 nft commands' in text
