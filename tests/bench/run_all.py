@@ -13,7 +13,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from tests.bench import bench_firewall, bench_fleet, bench_lookup, bench_probe  # noqa: E402  pylint: disable=wrong-import-position
+from tests.bench import bench_firewall, bench_fleet, bench_lookup, bench_nftables, bench_probe  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def main():
@@ -22,9 +22,10 @@ def main():
     if os.geteuid() == 0:
         bench_probe.main(int(os.environ.get('BENCH_PROBE_RUNS', '3')))
         bench_firewall.main(int(os.environ.get('BENCH_FIREWALL_RUNS', '2')))
+        bench_nftables.main(int(os.environ.get('BENCH_NFTABLES_RUNS', '2')))
         bench_fleet.main(int(os.environ.get('BENCH_FLEET_RUNS', '2')))
     else:
-        print('\n== probe, firewall and fleet: skipped, the lab needs root ==')
+        print('\n== probe, firewall, nftables and fleet: skipped, the lab needs root ==')
     return 0
 
 
