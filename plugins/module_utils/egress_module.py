@@ -11,7 +11,7 @@ import errno
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.errors import UnsupportedError
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import dns_client, egress_request, probe_run
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import dns_client, egress_request
 
 C_ENV = {'LANG': 'C', 'LC_ALL': 'C'}
 
@@ -29,6 +29,9 @@ def prepare(module, backend, name, render_problem=None):
         module.fail_json(msg='%s: %s' % (name, error))
     verify = None
     if module.params.get('verify') is not None:  # {} too: it lacks the required plan
+        # Imported only when asked for: the probe's code (ssl, QUIC, TLS parsing) is most of a module's start-up
+        # time, and a run without verification does not need it. AnsiballZ bundles it all the same.
+        from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import probe_run
         options = module.params['verify']
         checked = ArgumentSpecValidator(probe_run.VERIFY_SPEC['options']).validate(options)
         if checked.error_messages:
