@@ -50,7 +50,7 @@ def _listing(name):
 
 
 def _split(out):
-    json_part, _, text = out.partition('\n%s\n' % SEPARATOR)
+    json_part, dummy, text = out.partition('\n%s\n' % SEPARATOR)
     return comparable(json_part), text
 
 

@@ -34,6 +34,12 @@ RECORD_NAME = 'tunnelwall-pending.json'
 DNS_PORT = 53
 # Neighbour discovery a host sends: without it, IPv6 stops working on the link at once.
 ND_TYPES = ('nd-router-solicit', 'nd-neighbor-solicit', 'nd-neighbor-advert')
+# A TCP connection opened before connection tracking was on in this network namespace - on a host with no firewall,
+# our table's first `ct` expression turns it on - is picked up mid-stream: its next packet is `ct state new`, not
+# established, and would be rejected. The Ansible session running this very module is one. A packet without SYN opens
+# no connection (the peer answers it with a reset), so letting such packets out keeps running connections alive
+# without letting a new one out; conntrack marks the connection established once the reply passes.
+PICKED_UP = 'tcp flags & syn == 0 ct state new accept'
 # egress_request.MLD_TYPES (131, 132, 143) in nft's words.
 MLD_TYPES = ('mld-listener-report', 'mld-listener-done', 'mld2-listener-report')
 ADDRESS = {'ipv4': ('ip', 'ipv4_addr', 'v4'), 'ipv6': ('ip6', 'ipv6_addr', 'v6')}
@@ -108,7 +114,7 @@ def chain_rules(request, sets):
     """The output chain's rules, in order."""
     rules = []
     if request.default_deny:
-        rules += ['oifname "lo" accept', 'ct state established,related accept',
+        rules += ['oifname "lo" accept', 'ct state established,related accept', PICKED_UP,
                   'icmpv6 type { %s } accept' % ', '.join(ND_TYPES)]
         if request.allow_mld:
             rules.append('icmpv6 type { %s } accept' % ', '.join(MLD_TYPES))

@@ -23,6 +23,9 @@ description:
   - With O(default_deny), the chain begins with what the host itself needs - loopback, established and related
     connections, IPv6 neighbour discovery, then DHCP, MLD, DNS and the metadata service as the options say - and ends
     with a reject (a TCP reset for TCP, ICMP administratively prohibited for everything else).
+  - On a host without any firewall, connection tracking starts with this table, so TCP connections already open -
+    the Ansible session among them - are picked up mid-stream and look new. Packets without SYN are let out for
+    them (a packet without SYN opens no connection), so they live on while every new connection is refused.
   - The whole table is replaced in one C(nft -f) transaction (checked first with C(nft -c)), so there is never a
     moment with half a table. What is compared is what nft lists - the live table (C(nft -j list table)) against the
     new one loaded into an empty network namespace of its own (C(unshare --net)) - so a second run changes nothing

@@ -104,7 +104,7 @@ def test_first_run_changes_the_second_nothing_and_check_mode_and_diff_say_the_sa
         'etc/systemd/system/sysinit.target.d/tunnelwall-nftables-tunnelwall.conf'))
     assert applied['diff']['before'] == '' and applied['diff']['after'] in sandbox.ruleset()
     assert applied['sets'] == ['dns_tcp_53_v4', 'dns_udp_53_v4', 'tunnel_tcp_7844_v4', 'tunnel_udp_7844_v4', 'tunnel_udp_7844_v6']
-    assert applied['rule_count'] == 13 and applied['table'] == 'inet tunnelwall'
+    assert applied['rule_count'] == 14 and applied['table'] == 'inet tunnelwall'
     assert [c[0] for c in applied['commands']] == [NFT, 'write', 'write', 'write', NFT]
     again = sandbox.change(params)
     assert not again['changed'] and again['commands'] == [] and again['files'] == []
@@ -262,3 +262,67 @@ def test_any_valid_request_loads_and_a_second_run_changes_nothing(sandbox, rules
     assert not sandbox.change(params)['changed']
     sandbox.change({'state': 'absent'})
     assert 'tunnelwall' not in sandbox.ruleset()
+
+
+PEER = '198.51.100.250'  # a second namespace of the test's own, on a veth: loopback would be accepted as such
+CLIENT = textwrap.dedent('''
+    import socket, sys
+    old = socket.create_connection((sys.argv[1], 9999), timeout=2)
+    old.sendall(b'one'); assert old.recv(10) == b'one'
+    print('connected', flush=True)
+    sys.stdin.readline()  # the default deny is loaded now
+    outcome = {}
+    try:
+        old.sendall(b'two'); outcome['old'] = old.recv(10).decode()
+    except OSError as error:
+        outcome['old'] = str(error)
+    try:
+        socket.create_connection((sys.argv[1], 9999), timeout=2); outcome['new'] = 'connected'
+    except OSError as error:
+        outcome['new'] = error.__class__.__name__
+    print(outcome, flush=True)
+''')
+SERVER = textwrap.dedent('''
+    import socket, threading
+    server = socket.socket(); server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(('%s', 9999)); server.listen(5)
+    def echo(conn):
+        while True:
+            data = conn.recv(100)
+            if not data: return
+            conn.sendall(data)
+    while True:
+        threading.Thread(target=echo, args=(server.accept()[0],), daemon=True).start()
+''' % PEER)
+
+
+def test_a_connection_opened_before_conntrack_was_on_survives_the_default_deny(sandbox):
+    """On a host without any firewall, connection tracking starts with our table: the Ansible session that runs the
+    module was opened before and is picked up mid-stream (its next packet is `ct state new`). It must live on, while
+    a new connection to the same peer is refused."""
+    peer = subprocess.Popen(['unshare', '--net', 'sleep', 'infinity'])
+    server = None
+    try:
+        peer_prefix = ['nsenter', '--net=/proc/%d/ns/net' % peer.pid]
+        time.sleep(0.2)
+        for argv in (['ip', 'link', 'add', 'tw0', 'type', 'veth', 'peer', 'name', 'tw1'],
+                     ['ip', 'link', 'set', 'tw1', 'netns', '/proc/%d/ns/net' % peer.pid],
+                     ['ip', 'addr', 'add', '198.51.100.249/30', 'dev', 'tw0'], ['ip', 'link', 'set', 'tw0', 'up'],
+                     ['ip', 'link', 'set', 'lo', 'up']):  # the reset our reject sends to the local socket goes via lo
+            assert sandbox.run(argv)[0] == 0, argv
+        for argv in (['ip', 'addr', 'add', PEER + '/30', 'dev', 'tw1'], ['ip', 'link', 'set', 'tw1', 'up']):
+            subprocess.run(peer_prefix + argv, check=True)
+        server = subprocess.Popen(peer_prefix + [sys.executable, '-c', SERVER])
+        assert sandbox.ruleset() == ''  # nothing turned connection tracking on yet
+        time.sleep(0.5)
+        client = subprocess.Popen(sandbox.prefix + [sys.executable, '-c', CLIENT, PEER], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True)
+        assert client.stdout.readline() == 'connected\n'
+        sandbox.change({'rules': TUNNEL, 'default_deny': True, 'dns_servers': ['198.51.100.253']})
+        outcome = client.communicate('go\n', timeout=30)[0]
+        assert outcome.strip() == "{'old': 'two', 'new': 'ConnectionRefusedError'}"
+    finally:
+        for process in (server, peer):
+            if process:
+                process.kill()
+                process.wait()

@@ -13,7 +13,8 @@ import copy
 
 import pytest
 
-from tests.integration.test_ufw_egress_lab import API4, API6, DECOY4, DECOY6, DROPPED, reaches, run_module
+from tests.integration import test_ufw_egress_lab as ufw_suite
+from tests.integration.test_ufw_egress_lab import API4, API6, DECOY4, DECOY6, DROPPED, reaches
 from tests.lab import config
 
 MODULE = 'tunnelwall.cloudflared.nftables_egress'
@@ -42,6 +43,11 @@ def state(lab, host):
     """The host's whole ruleset and every file under /etc/nftables.d and /etc/systemd/system, by content."""
     files = lab.exec(host, ['sh', '-c', 'find %s -type f 2>/dev/null | sort | xargs -r sha256sum' % FILES], check=True).stdout
     return lab.exec(host, ['nft', 'list', 'ruleset'], check=True).stdout, files
+
+
+def run_module(lab, host, args, check=False, diff=False, module=MODULE):
+    """nftables_egress (by default) ad hoc over SSH, as the ufw suite runs ufw_egress."""
+    return ufw_suite.run_module(lab, host, args, check=check, diff=diff, module=module)
 
 
 def nft(lab, host, *args, stdin=None):

@@ -47,7 +47,8 @@ def test_default_deny_lets_the_host_itself_out_first_and_rejects_last():
     assert [nr.set_name(s) for s in sets][:6] == ['dns_udp_53_v4', 'dns_udp_53_v6', 'dns_tcp_53_v4', 'dns_tcp_53_v6',
                                                   'metadata_tcp_80_v4', 'metadata_tcp_80_v6']
     rules = nr.chain_rules(req, sets)
-    assert rules[:3] == ['oifname "lo" accept', 'ct state established,related accept',
+    assert rules[:4] == ['oifname "lo" accept', 'ct state established,related accept',
+                         'tcp flags & syn == 0 ct state new accept',
                          'icmpv6 type { nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert } accept']
     assert 'icmpv6 type { mld-listener-report, mld-listener-done, mld2-listener-report } accept' in rules
     assert 'meta nfproto ipv4 udp sport 68 udp dport 67 accept' in rules
