@@ -67,8 +67,8 @@ ufw:
   sample: {installed: true, enabled: false}
 nftables:
   description:
-    - What was found of nftables. RV(nftables.usable) means C(nft list tables) ran without error (as the module's user);
-      RV(nftables.detail) says why not when it did not.
+    - What was found of nftables. C(usable) means C(nft list tables) ran without error (as the module's user);
+      C(detail) says why not when it did not.
   returned: always
   type: dict
   sample: {installed: true, usable: true, version: 1.0.6, detail: usable}

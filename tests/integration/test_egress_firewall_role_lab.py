@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
-"""The egress_firewall role run with ansible-playbook on a firewalld host and a ufw host at once, proven with packets.
+"""The egress_firewall role run with ansible-playbook on a firewalld, a ufw and an nftables host at once, proven with packets.
 
-Only fw2 and ufw2 are touched (firewalls reset before and after each test); faults are switched off after each test.
+Only fw2, ufw2 and nft1 are touched (firewalls reset before and after each test); faults are switched off after each test.
 """
 
 from __future__ import annotations
@@ -20,7 +20,11 @@ from tests.support.ansible_output import play_recap
 from tests.support.edge_zone import DECOY
 
 BIN = os.path.dirname(sys.executable)
-HOSTS = ('fw2', 'ufw2')
+HOSTS = ('fw2', 'ufw2', 'nft1')
+BACKEND = {'fw2': 'firewalld', 'ufw2': 'ufw', 'nft1': 'nftables'}
+# The files each backend writes, compared by content: the firewall's own configuration, or (nftables) our ruleset
+# file, boot unit and drop-in.
+FILES = {'firewalld': '/etc/firewalld', 'ufw': '/etc/ufw', 'nftables': '/etc/nftables.d /etc/systemd/system'}
 API_V4, UPDATE_V4, API_V6 = '198.51.100.80', '198.51.100.81', '2001:db8:e::80'
 PLAYBOOK = '''
 - name: Apply the egress_firewall role
@@ -58,8 +62,8 @@ def ruleset(lab, host):
     """What the kernel enforces (nft, counters masked; lines sorted, as a reload may order a chain's rules
     differently from runtime changes with the same content) and the firewall's files, by content."""
     text = lab.nft_ruleset(host)
-    etc = 'firewalld' if host.startswith('fw') else 'ufw'
-    files = lab.exec(host, ['sh', '-c', 'cd /etc/%s && find . -type f | sort | xargs sha256sum' % etc], check=True).stdout
+    files = lab.exec(host, ['sh', '-c', 'find %s -type f 2>/dev/null | sort | xargs -r sha256sum' % FILES[BACKEND[host]]],
+                     check=True).stdout
     return sorted(text.splitlines()), files
 
 
@@ -77,7 +81,7 @@ def tunnel_addresses(lab):
     return addresses
 
 
-def test_default_deny_allows_exactly_the_plan_on_firewalld_and_ufw_and_a_rerun_changes_nothing(hosts, tmp_path):
+def test_default_deny_allows_exactly_the_plan_on_every_backend_and_a_rerun_changes_nothing(hosts, tmp_path):
     lab = hosts
     edge = tunnel_addresses(lab)
     before = {host: ruleset(lab, host) for host in HOSTS}
@@ -122,6 +126,7 @@ def test_check_and_diff_mode_show_the_change_and_leave_the_ruleset_unchanged(hos
     assert '+default outgoing policy: reject' in output  # ufw's diff
     assert '+allow out udp/7844 to 198.51.100.' in output
     assert 'rule priority=\\"32767\\" reject' in output or 'rule priority="32767" reject' in output  # firewalld's diff
+    assert '+table inet tunnelwall {' in output  # nftables' diff: the table as nft lists it
     assert {host: ruleset(lab, host) for host in HOSTS} == before
     assert 'Probe the tunnel edge' not in output  # nothing applied, nothing to verify
 
@@ -137,7 +142,7 @@ def test_an_unreachable_edge_rolls_back_to_the_previous_state_and_names_what_fai
     rc, output, recap = play(lab, tmp_path, '-e', 'egress_firewall_default_deny=true', '-e',
                              '{"egress_firewall_extra_allow": [{"protocol": "udp", "port": 123, "destinations": ["203.0.113.123"]}]}')
     assert rc != 0 and all(recap[host]['failed'] == 1 for host in HOSTS), output
-    for host, backend in (('fw2', 'firewalld'), ('ufw2', 'ufw')):
+    for host, backend in BACKEND.items():
         # The last failure of the host is the role's own, after the rescue.
         message = re.findall(r'fatal: \[%s\]: FAILED! => .*"msg": "([^"]*)"' % host, output)[-1]
         assert message.startswith('egress_firewall on %s (%s): verification failed after applying the rules - any_tunnel: '
@@ -214,4 +219,4 @@ def test_two_runs_at_once_both_succeed_and_leave_one_consistent_state(hosts, tmp
     assert [rc for rc, dummy, dummy in outcomes] == [0, 0], [o for dummy, o, dummy in outcomes]
     rc, output, recap = play(lab, tmp_path, '-e', 'egress_firewall_default_deny=true')
     assert rc == 0 and all(recap[host]['changed'] == 0 for host in HOSTS), output
-    assert not reaches(lab, 'fw2', DECOY['ipv4'], 7844) and not reaches(lab, 'ufw2', DECOY['ipv4'], 7844)
+    assert not any(reaches(lab, host, DECOY['ipv4'], 7844) for host in HOSTS)

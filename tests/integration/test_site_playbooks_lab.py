@@ -14,6 +14,8 @@ from tests.lab import config
 from tests.support.ansible_output import play_recap
 
 BIN = os.path.dirname(sys.executable)
+# Two firewalld, two ufw and the nftables host: every Linux backend in one run.
+FLEET = ('fw1', 'fw2', 'ufw1', 'ufw2', 'nft1')
 LAB_VARS = ['-e', '{"egress_firewall_probe_ca_path": "{{ tunnelwall_lab_ca }}", "egress_firewall_probe_timeout": 1.5}']
 
 
@@ -22,7 +24,7 @@ def fleet(lab_pristine):
     yield lab_pristine
 
 
-def playbook(lab, tmp_path, name, *args, targets='fw1:fw2:ufw1:ufw2'):
+def playbook(lab, tmp_path, name, *args, targets=':'.join(FLEET)):
     """Run tunnelwall.cloudflared.NAME; return (rc, output, recap, report JSON or None)."""
     report_dir = tmp_path / 'report'
     # A private ANSIBLE_HOME: the lookup's plan cache starts empty, so every run resolves (and is counted).
@@ -37,7 +39,7 @@ def playbook(lab, tmp_path, name, *args, targets='fw1:fw2:ufw1:ufw2'):
 
 
 def rulesets(lab):
-    return {host: sorted(lab.nft_ruleset(host).splitlines()) for host in ('fw1', 'fw2', 'ufw1', 'ufw2')}
+    return {host: sorted(lab.nft_ruleset(host).splitlines()) for host in FLEET}
 
 
 def rows(report):
@@ -51,18 +53,18 @@ def test_check_site_and_remove_on_a_fleet_with_quic_blocked_on_one_host(fleet, t
 
     rc, output, recap, report = playbook(lab, tmp_path, 'check')
     assert rc == 0, output
-    assert all(recap[h]['changed'] == 0 for h in ('fw1', 'fw2', 'ufw1', 'ufw2')), recap
+    assert all(recap[h]['changed'] == 0 for h in FLEET), recap
     assert rulesets(lab) == before
     by_host = rows(report)
-    assert sorted(by_host) == ['fw1', 'fw2', 'ufw1', 'ufw2']
+    assert sorted(by_host) == sorted(FLEET)
     assert by_host['ufw1']['state'] == 'degraded' and by_host['ufw1']['protocol'] == 'http2'  # cloudflared runs there
-    assert all(by_host[h]['state'] == 'ok' and by_host[h]['protocol'] == 'quic' for h in ('fw1', 'fw2', 'ufw2'))
+    assert all(by_host[h]['state'] == 'ok' and by_host[h]['protocol'] == 'quic' for h in ('fw1', 'fw2', 'ufw2', 'nft1'))
     assert 'tunnelwall_fleet' in output  # set_stats, shown as custom stats (AWX keeps them as artifacts)
 
     rc, output, recap, dummy = playbook(lab, tmp_path, 'site', '-e', 'egress_firewall_default_deny=true', '--check', '--diff')
     assert rc == 0, output
-    assert recap['fw1']['changed'] > 0 and recap['ufw1']['changed'] > 0
-    assert '+default outgoing policy: reject' in output
+    assert recap['fw1']['changed'] > 0 and recap['ufw1']['changed'] > 0 and recap['nft1']['changed'] > 0
+    assert '+default outgoing policy: reject' in output and '+table inet tunnelwall {' in output
     assert rulesets(lab) == before
 
     rc, output, recap, report = playbook(lab, tmp_path, 'site', '-e', 'egress_firewall_default_deny=true')
@@ -71,29 +73,29 @@ def test_check_site_and_remove_on_a_fleet_with_quic_blocked_on_one_host(fleet, t
     assert all(applied[h] != before[h] for h in before)
     by_host = rows(report)
     assert by_host['ufw1']['state'] == 'degraded' and by_host['ufw1']['protocol'] == 'http2'  # cloudflared runs there
-    assert by_host['fw1']['state'] == 'ok'
+    assert by_host['fw1']['state'] == 'ok' and by_host['nft1']['state'] == 'ok'
 
     rc, output, recap, dummy = playbook(lab, tmp_path, 'site', '-e', 'egress_firewall_default_deny=true')
-    assert rc == 0 and all(recap[h]['changed'] == 0 for h in ('fw1', 'fw2', 'ufw1', 'ufw2')), output
+    assert rc == 0 and all(recap[h]['changed'] == 0 for h in FLEET), output
 
     rc, output, recap, dummy = playbook(lab, tmp_path, 'remove', '--check')
     assert rc == 0 and rulesets(lab) == applied, output
     rc, output, recap, dummy = playbook(lab, tmp_path, 'remove')
-    assert rc == 0 and all(recap[h]['changed'] > 0 for h in ('fw1', 'fw2', 'ufw1', 'ufw2')), output
+    assert rc == 0 and all(recap[h]['changed'] > 0 for h in FLEET), output
     assert rulesets(lab) == before
 
 
 def test_the_plan_is_resolved_once_whatever_the_number_of_hosts(fleet, tmp_path):
     lab = fleet
     counts = {}
-    for targets in ('fw1', 'fw1:fw2:ufw1:ufw2'):
+    for targets in ('fw1', ':'.join(FLEET)):
         lab.dns.clear_log()
         rc, output, dummy, report = playbook(lab, tmp_path / targets.replace(':', '-'), 'check', targets=targets)
         assert rc == 0, output
         assert len(report['rows']) == len(targets.split(':'))
         # The hosts' own DNS checks come from their addresses and are left out.
         counts[targets] = len(lab.controller_queries())
-    assert counts['fw1'] > 0 and counts['fw1'] == counts['fw1:fw2:ufw1:ufw2'], counts
+    assert counts['fw1'] > 0 and counts['fw1'] == counts[':'.join(FLEET)], counts
 
 
 def test_a_host_the_role_fails_on_is_failed_and_the_report_says_why(fleet, tmp_path):
