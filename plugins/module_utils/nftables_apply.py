@@ -67,7 +67,7 @@ class NftablesBackend(object):
         self.paths = nr.paths(request.name, config_dir, systemd_dir if os.path.isdir(systemd_dir) else None)
         self.record_path = self.paths.record
         self.allowances = nr.allowances(request, nameservers)
-        self.rules = nr.chain_rules(request, self.allowances) if request.state == 'present' else []
+        self.rules = nr.chain_rules(request, self.allowances)  # none for absent: no set, no default deny
         self.script = nr.render(request, self.allowances)
         unit = os.path.basename(self.paths.unit) if self.paths.unit else None
         self.wanted = {}  # path -> desired content (None: absent)
@@ -164,7 +164,7 @@ def result(backend, changed, check_mode, diff):
     before, after = backend.views
     out = dict(changed=changed, table=nr.table(backend.request.name),
                sets=sorted(nr.set_name(a) for a in backend.allowances),
-               rule_count=len(backend.rules), files=backend.changed_files if changed else [],
+               rule_count=len(backend.rules), files=backend.changed_files,
                commands=[argv for argv, dummy in backend.steps()] if check_mode and changed else backend.commands)
     if diff:
         out['diff'] = dict(before=before, after=after, before_header='nft list table %s (live)' % out['table'],

@@ -40,8 +40,6 @@ ND_TYPES = ('nd-router-solicit', 'nd-neighbor-solicit', 'nd-neighbor-advert')
 # no connection (the peer answers it with a reset), so letting such packets out keeps running connections alive
 # without letting a new one out; conntrack marks the connection established once the reply passes.
 PICKED_UP = 'tcp flags & syn == 0 ct state new accept'
-# egress_request.MLD_TYPES (131, 132, 143) in nft's words.
-MLD_TYPES = ('mld-listener-report', 'mld-listener-done', 'mld2-listener-report')
 ADDRESS = {'ipv4': ('ip', 'ipv4_addr', 'v4'), 'ipv6': ('ip6', 'ipv6_addr', 'v6')}
 
 # One accept rule of the table: what it is for, and the set of destinations it matches.
@@ -117,7 +115,8 @@ def chain_rules(request, sets):
         rules += ['oifname "lo" accept', 'ct state established,related accept', PICKED_UP,
                   'icmpv6 type { %s } accept' % ', '.join(ND_TYPES)]
         if request.allow_mld:
-            rules.append('icmpv6 type { %s } accept' % ', '.join(MLD_TYPES))
+            # egress_request's numbers (nft lists them as mld-listener-report, -done, mld2-listener-report).
+            rules.append('icmpv6 type { %s } accept' % ', '.join(str(t) for t in egress_request.MLD_TYPES))
         if request.allow_dhcp:
             rules += ['meta nfproto %s udp sport %d udp dport %d accept' % (family, client, server)
                       for family, client, server in egress_request.DHCP]

@@ -50,7 +50,7 @@ def test_default_deny_lets_the_host_itself_out_first_and_rejects_last():
     assert rules[:4] == ['oifname "lo" accept', 'ct state established,related accept',
                          'tcp flags & syn == 0 ct state new accept',
                          'icmpv6 type { nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert } accept']
-    assert 'icmpv6 type { mld-listener-report, mld-listener-done, mld2-listener-report } accept' in rules
+    assert 'icmpv6 type { 131, 132, 143 } accept' in rules  # MLDv1 report and done, MLDv2 report
     assert 'meta nfproto ipv4 udp sport 68 udp dport 67 accept' in rules
     assert 'meta nfproto ipv6 udp sport 546 udp dport 547 accept' in rules
     assert rules[-2:] == ['meta l4proto tcp reject with tcp reset', 'reject with icmpx type admin-prohibited']
