@@ -76,14 +76,7 @@ def test_default_deny_allows_exactly_the_plan_dns_and_ssh_proven_with_packets(nf
     assert result['changed'] is True and result['table'] == 'inet tunnelwall'
     assert 'tunnel_udp_7844_v4' in result['sets'] and 'dns_udp_53_v4' in result['sets']
     assert result['nameservers'] == ['198.51.100.253', '2001:db8:e::253']
-    for endpoint in (e for e in plan['endpoints'] if e['purpose'] == 'tunnel'):
-        for address in endpoint['ipv4'] + endpoint['ipv6']:
-            assert reaches(lab, host, 'tls', address, 7844, 'h2.cftunnel.com')['ok'], address
-            assert reaches(lab, host, 'quic', address, 7844, 'quic.cftunnel.com')['ok'], address
-    for endpoint in (e for e in plan['endpoints'] if e['purpose'] in ('api', 'update')):
-        for address in endpoint['ipv4'] + endpoint['ipv6']:
-            assert reaches(lab, host, 'tls', address, 443, endpoint['hostname'])['ok'], address
-    assert reaches(lab, host, 'resolve', 'region1.v2.argotunnel.com')['addresses']
+    ufw_suite.assert_plan_reachable(lab, host, plan)
     # Nothing else, refused at once in both families (ufw's IPv6 reject only times out; ours is a TCP reset).
     for address, port in ((DECOY4, 443), (DECOY6, 443), (DECOY4, 7844), (API4, 7844), (API6, 7844), ('198.51.100.11', 443)):
         assert_rejected(lab, host, address, port)

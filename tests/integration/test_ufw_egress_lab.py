@@ -123,6 +123,20 @@ def assert_refused(lab, host, address, port):
     assert result['error'] in BLOCKED and result['elapsed'] < DROPPED / 2, (host, address, port, result)
 
 
+def assert_plan_reachable(lab, host, plan):
+    """Everything the plan allows works from ``host``: the tunnel (TLS on TCP 7844 and a real QUIC handshake on UDP
+    7844, both families, every region), the API and the update host on 443, and DNS through the host's own resolvers
+    (UDP first, as getaddrinfo does)."""
+    for endpoint in (e for e in plan['endpoints'] if e['purpose'] == 'tunnel'):
+        for address in endpoint['ipv4'] + endpoint['ipv6']:
+            assert reaches(lab, host, 'tls', address, 7844, 'h2.cftunnel.com')['ok'], address
+            assert reaches(lab, host, 'quic', address, 7844, 'quic.cftunnel.com')['ok'], address
+    for endpoint in (e for e in plan['endpoints'] if e['purpose'] in ('api', 'update')):
+        for address in endpoint['ipv4'] + endpoint['ipv6']:
+            assert reaches(lab, host, 'tls', address, 443, endpoint['hostname'])['ok'], address
+    assert reaches(lab, host, 'resolve', 'region1.v2.argotunnel.com')['addresses']
+
+
 def ansible_ping(lab, host):
     return run_module(lab, host, {}, module='ansible.builtin.ping')
 
@@ -144,17 +158,7 @@ def test_default_deny_allows_exactly_the_plan_dns_and_ssh_proven_with_packets(uf
     assert result['removed'] == [] and result['rule_count'] == len(expanded(plan)) + 4 + 2
     assert 'Default: deny (incoming), reject (outgoing)' in lab.exec(host, ['ufw', 'status', 'verbose']).stdout
 
-    # The tunnel: TLS on TCP 7844 and a real QUIC handshake on UDP 7844, both families, every region.
-    for endpoint in (e for e in plan['endpoints'] if e['purpose'] == 'tunnel'):
-        for address in endpoint['ipv4'] + endpoint['ipv6']:
-            assert reaches(lab, host, 'tls', address, 7844, 'h2.cftunnel.com')['ok'], address
-            assert reaches(lab, host, 'quic', address, 7844, 'quic.cftunnel.com')['ok'], address
-    # The API and the update host on 443.
-    for endpoint in (e for e in plan['endpoints'] if e['purpose'] in ('api', 'update')):
-        for address in endpoint['ipv4'] + endpoint['ipv6']:
-            assert reaches(lab, host, 'tls', address, 443, endpoint['hostname'])['ok'], address
-    # DNS through the host's own resolvers (UDP first, as getaddrinfo does).
-    assert reaches(lab, host, 'resolve', 'region1.v2.argotunnel.com')['addresses']
+    assert_plan_reachable(lab, host, plan)
     # Nothing else: the decoy, 7844 on the API's address, the tunnel's addresses on another port.
     for address, port in ((DECOY4, 443), (DECOY6, 443), (DECOY4, 7844), (API4, 7844), (API6, 7844), ('198.51.100.11', 443)):
         assert_refused(lab, host, address, port)
