@@ -274,11 +274,12 @@ def main():
                                          command=run)
     except (FirewalldError, egress_transaction.TransactionError) as error:
         module.fail_json(msg='firewalld_egress: %s' % error, commands=[list(c) for c in firewalld.commands],
-                         **dict(result, **error.details))
+                         origins=request.origin_report, **dict(result, **error.details))
     if outcome['transaction'].get('settled'):
         module.warn(outcome['transaction']['settled'])
     result.update(firewalld_apply.result(backend, firewalld.commands, module.check_mode, module._diff),
-                  verification=outcome['verification'], transaction=outcome['transaction'])
+                  verification=outcome['verification'], transaction=outcome['transaction'],
+                  origins=request.origin_report)
     module.exit_json(**result)
 
 

@@ -195,12 +195,13 @@ def main():
                                          command=run)
     except (nftables_apply.NftablesError, egress_transaction.TransactionError) as error:
         module.fail_json(msg='nftables_egress: %s' % error, table=nftables_rules.table(request.name),
-                         commands=backend.commands, nameservers=nameservers, **error.details)
+                         commands=backend.commands, nameservers=nameservers, origins=request.origin_report,
+                         **error.details)
     if outcome['transaction'].get('settled'):
         module.warn(outcome['transaction']['settled'])
     result = nftables_apply.result(backend, outcome['changed'], module.check_mode, module._diff)
     module.exit_json(nameservers=nameservers, verification=outcome['verification'],
-                     transaction=outcome['transaction'], **result)
+                     transaction=outcome['transaction'], origins=request.origin_report, **result)
 
 
 if __name__ == '__main__':

@@ -233,11 +233,11 @@ def main():
     except (ufw_apply.UfwError, egress_transaction.TransactionError) as error:
         for warning in job.warnings:
             module.warn(warning)
-        module.fail_json(msg='ufw_egress: %s' % error, **error.details)
+        module.fail_json(msg='ufw_egress: %s' % error, origins=request.origin_report, **error.details)
     for warning in job.warnings + [result.get('transaction', {}).get('settled')]:
         if warning:
             module.warn(warning)
-    module.exit_json(**result)
+    module.exit_json(origins=request.origin_report, **result)
 
 
 if __name__ == '__main__':

@@ -1,0 +1,140 @@
+# -*- coding: utf-8 -*-
+"""origins: the options, the config read through egress_module.with_origins, and the check after a change."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_module, egress_request, origins
+
+TUNNEL = [{'purpose': 'tunnel', 'protocol': 'tcp', 'port': 7844, 'ipv4': ['198.51.100.10/32'], 'ipv6': []}]
+CONFIG = """ingress:
+  - hostname: app.example.com
+    service: http://app.internal:8080
+  - hostname: ssh.example.com
+    service: ssh://10.1.2.4
+  - hostname: warp.example.com
+    service: http://localhost:3000
+  - service: http_status:404
+"""
+
+
+def fake_dns(table):
+    def getaddrinfo(host, port, family=0, kind=0):
+        if host not in table:
+            raise socket.gaierror(-2, 'Name or service not known')
+        return [(socket.AF_INET6 if ':' in a else socket.AF_INET, kind, 6, '', (a, 0)) for a in table[host]]
+    return getaddrinfo
+
+
+def request(**params):
+    return egress_request.build(dict({'rules': TUNNEL, 'default_deny': True}, **params), 'nftables')
+
+
+def with_origins(req, files, dns=None):
+    return egress_module.with_origins(req, None, read_text=files.get, exists=lambda p: p in files,
+                                      home_of={'root': '/root'}.get,
+                                      getaddrinfo=fake_dns({'app.internal': ['10.1.2.3', 'fd00:1::3']} if dns is None else dns))
+
+
+@pytest.mark.parametrize('params, words', [
+    ({'origins': [{'host': 'a', 'port': 0}]}, ['origins[0].port=0']),
+    ({'origins': [{'host': 'http://a', 'port': 80}]}, ['origins[0].host=', 'scheme']),
+    ({'origins': [{'host': '0.0.0.0/0', 'port': 80}]}, ['origins[0].host=', 'everything']),
+    ({'origins': [{'host': 'a', 'port': 80, 'protocol': 'icmp'}]}, ['origins[0].protocol=']),
+    ({'origins': [{'host': 'a', 'port': 80, 'ports': [1]}]}, ['origins[0]=', 'unknown key(s) ports']),
+    ({'private_networks': [{'network': '10.0.0.1/8', 'ports': [80]}]}, ['private_networks[0].network=', 'host bits']),
+    ({'private_networks': [{'network': '10.0.0.0/8'}]}, ['private_networks[0].ports=None']),
+    ({'cloudflared_config': 'etc/cloudflared.yml'}, ['cloudflared_config=', 'absolute path']),
+])
+def test_bad_options_name_option_and_value(params, words):
+    with pytest.raises(egress_request.RequestError) as raised:
+        request(**params)
+    for word in words:
+        assert word in str(raised.value)
+
+
+def test_config_in_its_standard_place_becomes_origin_rules():
+    req, verify = with_origins(request(), {'/etc/cloudflared/config.yml': CONFIG})
+    origin_rules = [r for r in req.rules if r.purpose == 'origin']
+    assert origin_rules == [egress_request.Rule('origin', 'tcp', 8080, ('10.1.2.3/32',), ('fd00:1::3/128',)),
+                            egress_request.Rule('origin', 'tcp', 22, ('10.1.2.4/32',), ())]
+    report = req.origin_report
+    assert report['config']['path'] == '/etc/cloudflared/config.yml'
+    assert [(a['host'], a['addresses'], a['port']) for a in report['allowed']] == [
+        ('app.internal', ['10.1.2.3/32', 'fd00:1::3/128'], 8080), ('10.1.2.4', ['10.1.2.4/32'], 22)]
+    assert report['allowed'][0]['source'] == ('/etc/cloudflared/config.yml ingress[0] (hostname app.example.com) '
+                                              '(http)')
+    assert isinstance(verify, origins.OriginCheck)
+
+
+def test_variables_private_networks_and_none():
+    req, dummy = with_origins(request(cloudflared_config='none', origins=[{'host': '10.5.0.0/24', 'port': 5432}],
+                                      private_networks=[{'network': '10.8.0.0/16', 'ports': [53], 'protocol': 'udp'}]),
+                              {'/etc/cloudflared/config.yml': CONFIG})
+    assert [r for r in req.rules if r.purpose == 'origin'] == [
+        egress_request.Rule('origin', 'tcp', 5432, ('10.5.0.0/24',), ()),
+        egress_request.Rule('origin', 'udp', 53, ('10.8.0.0/16',), ())]
+    assert req.origin_report['allowed'][1]['source'] == 'variable private_networks[0]'
+
+
+def test_no_default_deny_reads_nothing():
+    req, verify = with_origins(request(default_deny=False), {'/etc/cloudflared/config.yml': 'not: [yaml'})
+    assert verify is None and not [r for r in req.rules if r.purpose == 'origin']
+
+
+def test_unreadable_config_and_unknown_names_fail_before_any_change():
+    with pytest.raises(origins.OriginError, match=r'/etc/cloudflared/config.yml ingress\[0\]: .*no path'):
+        with_origins(request(), {'/etc/cloudflared/config.yml': 'ingress:\n  - service: http://a/b\n'})
+    with pytest.raises(origins.OriginError, match=r'ingress\[0\] \(hostname app.example.com\) \(http\): cannot resolve '
+                                                  r'app.internal'):
+        with_origins(request(), {'/etc/cloudflared/config.yml': CONFIG}, dns={})
+    with pytest.raises(origins.OriginError, match='cannot read /srv/none.yml'):
+        with_origins(request(cloudflared_config='/srv/none.yml'), {})
+
+
+def test_warp_routing_without_private_networks_warns():
+    req, dummy = with_origins(request(), {'/etc/cloudflared/config.yml': 'warp-routing: {}\n'})
+    assert 'private-network traffic' in req.origin_report['warnings'][0]
+
+
+@pytest.mark.parametrize('before, after, ok, word', [
+    (None, 'connected', True, 'reachable'),
+    ('connected', 'refused', False, 'connected before the change'),
+    ('refused', 'refused', True, 'refused by the origin'),
+    (None, 'refused', True, 'refused by the origin'),
+    ('connected', 'blocked: EHOSTUNREACH', False, 'EHOSTUNREACH'),
+    ('blocked: no answer in 3s', 'blocked: no answer in 3s', True, 'unreachable before the change too'),
+])
+def test_judge(before, after, ok, word):
+    got_ok, verdict = origins.judge(before, after)
+    assert got_ok is ok and word in verdict
+
+
+def test_origin_check_with_real_sockets():
+    """A listener (connected), a closed port (refused: the kernel's RST), before and after."""
+    listener = socket.socket()
+    listener.bind(('127.0.0.1', 0))
+    listener.listen(8)
+    closed = socket.socket()
+    closed.bind(('127.0.0.1', 0))
+    closed_port = closed.getsockname()[1]
+    closed.close()
+    allowed = [{'host': 'x', 'addresses': ['127.0.0.1/32'], 'port': listener.getsockname()[1], 'protocol': 'tcp',
+                'source': 's'},
+               {'host': 'y', 'addresses': ['127.0.0.1/32'], 'port': closed_port, 'protocol': 'tcp', 'source': 's'},
+               {'host': 'z', 'addresses': ['10.0.0.0/8'], 'port': 80, 'protocol': 'tcp', 'source': 's'},
+               {'host': 'u', 'addresses': ['127.0.0.1/32'], 'port': 53, 'protocol': 'udp', 'source': 's'}]
+    check = origins.OriginCheck(allowed, timeout=1)
+    check.before_change()
+    ok, output, message = check()
+    listener.close()
+    assert ok and message == ''
+    assert [(row['checked'], row.get('ok'), row['verdict'].split(' ')[0]) for row in output['origins']] == [
+        (True, True, 'reachable'), (True, True, 'refused'), (False, None, 'not'), (False, None, 'not')]
+    # the listener is gone now: connected before, refused after = blocked by the change
+    check.before = {('127.0.0.1', allowed[0]['port']): 'connected'}
+    ok, output, message = check()
+    assert not ok and 'origins: 127.0.0.1 port %d (x, s): blocked' % allowed[0]['port'] in message
