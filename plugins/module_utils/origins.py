@@ -321,14 +321,16 @@ class OriginCheck(object):
         self.probe_verify = probe_verify
         self.timeout = timeout
         self.connector = connector
-        self.before = {}
+        self.before = None
 
     def before_change(self):
         self.before = connect_all(targets(self.allowed), self.timeout, self.connector)
 
     def __call__(self):
+        """(ok, output, message) like the probe's verify. Without before_change (this run changed nothing) the
+        firewall was the same before: each outcome is its own baseline, so only a change can fail an origin."""
         ok, output, message = self.probe_verify() if self.probe_verify else (True, {'unmet_requirements': []}, '')
         after = connect_all(targets(self.allowed), self.timeout, self.connector)
-        origins_ok, rows, unmet = check(self.allowed, self.before, after)
+        origins_ok, rows, unmet = check(self.allowed, after if self.before is None else self.before, after)
         output = dict(output, origins=rows, unmet_requirements=list(output.get('unmet_requirements') or []) + unmet)
         return ok and origins_ok, output, ' | '.join([m for m in [message] + unmet if m])

@@ -138,3 +138,24 @@ def test_origin_check_with_real_sockets():
     check.before = {('127.0.0.1', allowed[0]['port']): 'connected'}
     ok, output, message = check()
     assert not ok and 'origins: 127.0.0.1 port %d (x, s): blocked' % allowed[0]['port'] in message
+
+
+def test_verify_origins_are_checked_not_allowed():
+    req, verify = egress_module.with_origins(request(cloudflared_config='none'), None, read_text={}.get,
+                                             exists=lambda p: False, home_of={}.get,
+                                             verify_origins=[{'host': '10.7.0.1', 'port': 443}])
+    assert not [r for r in req.rules if r.purpose == 'origin']
+    assert isinstance(verify, origins.OriginCheck) and verify.allowed[0]['source'] == 'variable verify.origins[0]'
+    with pytest.raises(origins.OriginError, match=r'verify.origins\[0\].port=0'):
+        egress_module.with_origins(request(), None, verify_origins=[{'host': 'a', 'port': 0}])
+
+
+def test_without_a_change_each_outcome_is_its_own_baseline():
+    """A run that changed nothing (no before_change) cannot blame the firewall for an origin that is down."""
+    allowed = [{'host': 'x', 'addresses': ['10.0.0.1/32'], 'port': 80, 'protocol': 'tcp', 'source': 's'}]
+    check = origins.OriginCheck(allowed, connector=lambda address, port, timeout: 'blocked: no answer in 1s')
+    ok, output, message = check()
+    assert ok and 'unreachable before the change too' in output['origins'][0]['verdict']
+    check.before_change()
+    check.connector = lambda address, port, timeout: 'connected'
+    assert check()[0]
