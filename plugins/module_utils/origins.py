@@ -129,7 +129,7 @@ def check_config_setting(value, where='cloudflared_config'):
     value = 'auto' if value is None else value
     if value in CONFIG_SETTINGS:
         return value
-    if not isinstance(value, str) or not value.startswith('/') or any(ord(c) < 32 for c in value):
+    if not isinstance(value, str) or not value.startswith('/') or any(ord(c) < 32 or ord(c) == 127 for c in value):
         _fail(where, value, 'expected auto, none or the absolute path of cloudflared\'s config file')
     return value
 
