@@ -93,7 +93,8 @@ def with_origins(request, verify, read_text=_read_text, exists=os.path.exists, h
     dummy, must_stay = origins.collect(extra, **resolver)
     if not request.default_deny:
         report = {'allowed': [], 'config': None, 'notes': [], 'warnings': [], 'checked': bool(must_stay)}
-        return request._replace(origin_report=report), origins.OriginCheck(must_stay, verify) if must_stay else verify
+        return request._replace(origin_report=report), (origins.OriginCheck(must_stay, verify, report=report)
+                                                        if must_stay else verify)
     config, from_config, notes = origins.read_config(request.cloudflared_config, read_text, exists, home_of)
     wanted = list(request.origins) + list(request.private_networks) + from_config
     rules, allowed = origins.collect(wanted, **resolver)
@@ -108,7 +109,7 @@ def with_origins(request, verify, read_text=_read_text, exists=os.path.exists, h
               'checked': bool(origins.targets(allowed + must_stay))}
     request = egress_request.with_origin_rules(request, rules, report)
     if allowed or must_stay:
-        verify = origins.OriginCheck(allowed + must_stay, verify)
+        verify = origins.OriginCheck(allowed + must_stay, verify, report=report)
     return request, verify
 
 

@@ -191,8 +191,9 @@ def resolve(host, protocol, getaddrinfo=socket.getaddrinfo):
     return addresses
 
 
-def collect(wanted, getaddrinfo=socket.getaddrinfo):
-    """[Origin] -> (rules as the egress plan's dicts, allowed report). Loopback addresses are left out."""
+def collect(wanted, getaddrinfo=socket.getaddrinfo, keep_loopback=False):
+    """[Origin] -> (rules as the egress plan's dicts, allowed report). Loopback addresses are left out (loopback always
+    gets out) unless ``keep_loopback`` (edge_probe: a probe of a loopback origin is harmless and says something)."""
     rules = collections.OrderedDict()
     allowed = []
     for origin in wanted:
@@ -200,7 +201,7 @@ def collect(wanted, getaddrinfo=socket.getaddrinfo):
             addresses = resolve(origin.host, origin.protocol, getaddrinfo)
         except OriginError as error:
             raise OriginError('%s: %s. Nothing was changed.' % (origin.source, error))
-        kept = [a for a in addresses if not ipaddress.ip_network(a).network_address.is_loopback]
+        kept = [a for a in addresses if keep_loopback or not ipaddress.ip_network(a).network_address.is_loopback]
         allowed.append({'host': origin.host, 'addresses': kept, 'port': origin.port, 'protocol': origin.protocol,
                         'source': origin.source})
         key = (origin.protocol, origin.port)
@@ -263,22 +264,45 @@ def connect_all(pairs, timeout=CONNECT_TIMEOUT, connector=connect):
 
 
 def judge(before, after):
-    """(ok, verdict) for one destination from its connect outcome before the change (None: not taken) and after.
+    """(ok, state, verdict) for one destination from its connect outcome before the change (None: not taken) and after.
 
     Our default deny rejects TCP with a reset, which a connect cannot tell from the origin's own refusal, so the
     outcome before the change decides: refused after but connected before = the change blocks it. Refused before and
     after = the origin refuses (or something before this change did); the rules allow it. No answer / an ICMP error
     after = blocked, unless it was the same before the change (the origin is down or unroutable, not firewalled here).
+    state: reachable, refused, unreachable (the same before the change) or blocked.
     """
     if after == 'connected':
-        return True, 'reachable'
+        return True, 'reachable', 'reachable'
     if after == 'refused':
         if before == 'connected':
-            return False, 'blocked: connected before the change, refused (a TCP reset) after it'
-        return True, 'refused by the origin (refused before the change too); allowed by the rules'
+            return False, 'blocked', 'blocked: connected before the change, refused (a TCP reset) after it'
+        return True, 'refused', 'refused by the origin (refused before the change too); allowed by the rules'
     if before is not None and before.startswith('blocked'):
-        return True, 'unreachable before the change too (%s); not a firewall question of this change' % after
-    return False, after
+        return True, 'unreachable', ('unreachable before the change too (%s); not a firewall question of this change'
+                                     % after)
+    return False, 'blocked', after
+
+
+def probe_rows(allowed, outcomes):
+    """edge_probe's ``origins``: one connect, no change to compare with - a refusal is the origin's or a firewall's."""
+    rows = []
+    for item in allowed:
+        for address in item['addresses']:
+            network = ipaddress.ip_network(address)
+            pair = (str(network.network_address), item['port'])
+            if item['protocol'] != 'tcp' or network.num_addresses != 1:
+                rows.append(dict(item_row(item, address), checked=False, state='not checked',
+                                 verdict='not checked: %s' % ('UDP' if item['protocol'] != 'tcp' else 'a network')))
+                continue
+            outcome = outcomes.get(pair, 'blocked: not checked')
+            state = {'connected': 'reachable', 'refused': 'refused'}.get(outcome, 'blocked')
+            verdict = {'reachable': 'reachable',
+                       'refused': "refused: the origin's own refusal or a firewall's TCP reset (one connect cannot "
+                                  'tell them apart)'}.get(state, outcome)
+            rows.append(dict(item_row(item, address), checked=True, ok=state != 'blocked', state=state,
+                             verdict=verdict))
+    return rows
 
 
 def check(allowed, before, after):
@@ -287,19 +311,19 @@ def check(allowed, before, after):
     for item in allowed:
         if item['protocol'] == 'udp':
             for address in item['addresses']:
-                rows.append(dict(item_row(item, address), checked=False,
+                rows.append(dict(item_row(item, address), checked=False, state='not checked',
                                  verdict='not checked: a UDP datagram gets no answer that proves it passed; the '
                                          'allow rule is in place'))
             continue
         for address in item['addresses']:
             network = ipaddress.ip_network(address)
             if network.num_addresses != 1:
-                rows.append(dict(item_row(item, address), checked=False,
+                rows.append(dict(item_row(item, address), checked=False, state='not checked',
                                  verdict='not checked: a network, not one destination; the allow rule is in place'))
                 continue
             pair = (str(network.network_address), item['port'])
-            ok, verdict = judge(before.get(pair), after.get(pair, 'blocked: not checked'))
-            rows.append(dict(item_row(item, address), checked=True, ok=ok, verdict=verdict))
+            ok, state, verdict = judge(before.get(pair), after.get(pair, 'blocked: not checked'))
+            rows.append(dict(item_row(item, address), checked=True, ok=ok, state=state, verdict=verdict))
             if not ok:
                 unmet.append('origins: %s port %d (%s, %s): %s' % (pair[0], pair[1], item['host'], item['source'], verdict))
     return not unmet, rows, unmet
@@ -313,14 +337,17 @@ def item_row(item, address):
 class OriginCheck(object):
     """The verify() hook for egress_transaction: ``before_change()`` takes the baseline, ``__call__`` checks after.
 
-    Wraps the probe's verify (or None): its result gets an ``origins`` list and its unmet requirements the origins'.
+    Wraps the probe's verify (or None): its output gets an ``origins`` list and its unmet requirements the origins'.
+    Without a probe the output stays None (the module's ``verification`` is the probe's result or nothing); the rows
+    go into ``report['verification']`` either way (the module's ``origins`` result).
     """
 
-    def __init__(self, allowed, probe_verify=None, timeout=CONNECT_TIMEOUT, connector=connect):
+    def __init__(self, allowed, probe_verify=None, timeout=CONNECT_TIMEOUT, connector=connect, report=None):
         self.allowed = allowed
         self.probe_verify = probe_verify
         self.timeout = timeout
         self.connector = connector
+        self.report = report if report is not None else {}
         self.before = None
 
     def before_change(self):
@@ -329,8 +356,11 @@ class OriginCheck(object):
     def __call__(self):
         """(ok, output, message) like the probe's verify. Without before_change (this run changed nothing) the
         firewall was the same before: each outcome is its own baseline, so only a change can fail an origin."""
-        ok, output, message = self.probe_verify() if self.probe_verify else (True, {'unmet_requirements': []}, '')
+        ok, output, message = self.probe_verify() if self.probe_verify else (True, None, '')
         after = connect_all(targets(self.allowed), self.timeout, self.connector)
         origins_ok, rows, unmet = check(self.allowed, after if self.before is None else self.before, after)
-        output = dict(output, origins=rows, unmet_requirements=list(output.get('unmet_requirements') or []) + unmet)
+        self.report['verification'] = rows
+        if output is not None:
+            output = dict(output, origins=rows,
+                          unmet_requirements=list(output.get('unmet_requirements') or []) + unmet)
         return ok and origins_ok, output, ' | '.join([m for m in [message] + unmet if m])

@@ -81,8 +81,10 @@ def test_origins_of_the_config_in_its_standard_place_stay_reachable_and_nothing_
     assert report['allowed'][1]['source'] == ('/etc/cloudflared/config.yml ingress[1] (hostname api.example.com) '
                                               '(https)')
     assert any('ingress[2]' in note and 'loopback' in note for note in report['notes'])
-    assert [(row['address'], row['verdict']) for row in result['verification']['origins']] == [
-        (ORIGIN_BY_ADDRESS + '/32', 'reachable'), (ORIGIN_BY_NAME + '/32', 'reachable')]
+    # No verify option: no probe, but the origins were checked all the same (before and after the change).
+    assert result['verification'] is None
+    assert [(row['address'], row['state'], row['verdict']) for row in report['verification']] == [
+        (ORIGIN_BY_ADDRESS + '/32', 'reachable', 'reachable'), (ORIGIN_BY_NAME + '/32', 'reachable', 'reachable')]
     assert connects(lab, host, ORIGIN_BY_ADDRESS) and connects(lab, host, ORIGIN_BY_NAME)
     assert not connects(lab, host, ORIGIN_VARIABLE) and not connects(lab, host, DECOY4)  # named by no rule
     again = ufw_suite.run_module(lab, host, deny(plan), module=module)
@@ -124,3 +126,24 @@ def test_a_default_deny_that_blocks_an_origin_fails_verification_and_restores(or
     assert result['rolled_back'] is True
     assert lab.nft_ruleset(host) == before
     assert connects(lab, host, DECOY4)
+
+
+@pytest.mark.once
+def test_the_role_keeps_the_configs_origins_reachable_on_every_backend(lab, tmp_path):
+    """The role with nothing but -e egress_firewall_default_deny=true: the config in its standard place does it."""
+    from tests.integration import test_egress_firewall_role_lab as role_suite  # pylint: disable=import-outside-toplevel
+    hosts = role_suite.HOSTS
+    lab.reset_firewalls(hosts)
+    try:
+        for host in hosts:
+            write(lab, host, '/etc/cloudflared/config.yml', CONFIG.replace('origin.lab.internal', ORIGIN_BY_NAME))
+            assert connects(lab, host, DECOY4) and connects(lab, host, ORIGIN_BY_ADDRESS)
+        rc, output, recap = role_suite.play(lab, tmp_path, '-e', 'egress_firewall_default_deny=true')
+        assert rc == 0, output
+        for host in hosts:
+            assert connects(lab, host, ORIGIN_BY_ADDRESS) and connects(lab, host, ORIGIN_BY_NAME), host
+            assert not connects(lab, host, DECOY4) and not connects(lab, host, ORIGIN_VARIABLE), host
+        rc, output, recap = role_suite.play(lab, tmp_path, '-e', 'egress_firewall_default_deny=true')
+        assert rc == 0 and all(recap[host]['changed'] == 0 for host in hosts), output
+    finally:
+        lab.reset_firewalls(hosts)

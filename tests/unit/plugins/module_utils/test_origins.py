@@ -109,7 +109,8 @@ def test_warp_routing_without_private_networks_warns():
     ('blocked: no answer in 3s', 'blocked: no answer in 3s', True, 'unreachable before the change too'),
 ])
 def test_judge(before, after, ok, word):
-    got_ok, verdict = origins.judge(before, after)
+    got_ok, state, verdict = origins.judge(before, after)
+    assert state in ('reachable', 'refused', 'unreachable', 'blocked') and (state == 'blocked') is not ok
     assert got_ok is ok and word in verdict
 
 
@@ -127,13 +128,14 @@ def test_origin_check_with_real_sockets():
                {'host': 'y', 'addresses': ['127.0.0.1/32'], 'port': closed_port, 'protocol': 'tcp', 'source': 's'},
                {'host': 'z', 'addresses': ['10.0.0.0/8'], 'port': 80, 'protocol': 'tcp', 'source': 's'},
                {'host': 'u', 'addresses': ['127.0.0.1/32'], 'port': 53, 'protocol': 'udp', 'source': 's'}]
-    check = origins.OriginCheck(allowed, timeout=1)
+    report = {}
+    check = origins.OriginCheck(allowed, timeout=1, report=report)
     check.before_change()
     ok, output, message = check()
     listener.close()
-    assert ok and message == ''
-    assert [(row['checked'], row.get('ok'), row['verdict'].split(' ')[0]) for row in output['origins']] == [
-        (True, True, 'reachable'), (True, True, 'refused'), (False, None, 'not'), (False, None, 'not')]
+    assert ok and message == '' and output is None  # no probe: the rows are the origins report's
+    assert [(row['checked'], row.get('ok'), row['state']) for row in report['verification']] == [
+        (True, True, 'reachable'), (True, True, 'refused'), (False, None, 'not checked'), (False, None, 'not checked')]
     # the listener is gone now: connected before, refused after = blocked by the change
     check.before = {('127.0.0.1', allowed[0]['port']): 'connected'}
     ok, output, message = check()
@@ -155,7 +157,42 @@ def test_without_a_change_each_outcome_is_its_own_baseline():
     allowed = [{'host': 'x', 'addresses': ['10.0.0.1/32'], 'port': 80, 'protocol': 'tcp', 'source': 's'}]
     check = origins.OriginCheck(allowed, connector=lambda address, port, timeout: 'blocked: no answer in 1s')
     ok, output, message = check()
-    assert ok and 'unreachable before the change too' in output['origins'][0]['verdict']
+    assert ok and 'unreachable before the change too' in check.report['verification'][0]['verdict']
     check.before_change()
     check.connector = lambda address, port, timeout: 'connected'
     assert check()[0]
+
+
+def test_probe_rows_say_what_one_connect_cannot_tell():
+    allowed = [{'host': 'x', 'addresses': ['10.0.0.1/32', '10.0.0.2/32', '10.0.0.3/32', '10.1.0.0/16'], 'port': 80,
+                'protocol': 'tcp', 'source': 's'}]
+    rows = origins.probe_rows(allowed, {('10.0.0.1', 80): 'connected', ('10.0.0.2', 80): 'refused',
+                                        ('10.0.0.3', 80): 'blocked: EHOSTUNREACH'})
+    assert [(r['state'], r.get('ok')) for r in rows] == [('reachable', True), ('refused', True), ('blocked', False),
+                                                         ('not checked', None)]
+    assert 'cannot tell' in rows[1]['verdict'] and rows[2]['verdict'] == 'blocked: EHOSTUNREACH'
+
+
+def test_edge_probe_probes_origins_once_each():
+    """edge_probe with origins, in this process against loopback listeners: reachable, refused; a bad one refused
+    before anything is contacted."""
+    from tests.support.module_runner import run_module  # pylint: disable=import-outside-toplevel
+    edge = socket.socket()
+    edge.bind(('127.0.0.1', 0))
+    edge.listen(8)
+    closed = socket.socket()
+    closed.bind(('127.0.0.1', 0))
+    closed_port = closed.getsockname()[1]
+    closed.close()
+    try:
+        target = {'address': '127.0.0.1', 'port': edge.getsockname()[1], 'check': 'tcp'}
+        result = run_module('edge_probe', {'targets': [target], 'timeout': 1, 'require': [],
+                                           'origins': [{'host': '127.0.0.1', 'port': edge.getsockname()[1]},
+                                                       {'host': 'localhost', 'port': closed_port}]})
+        assert not result.get('failed'), result
+        assert [(r['host'], r['state']) for r in result['origins'] if r['address'] == '127.0.0.1/32'] == [
+            ('127.0.0.1', 'reachable'), ('localhost', 'refused')]
+        bad = run_module('edge_probe', {'targets': [target], 'origins': [{'host': 'http://x', 'port': 80}]})
+        assert bad['failed'] and "edge_probe: origins[0].host='http://x'" in bad['msg']
+    finally:
+        edge.close()
