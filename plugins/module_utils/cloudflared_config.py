@@ -64,7 +64,7 @@ def unit_command(text):
     token = False
     for raw in text.splitlines():
         line = raw.strip()
-        key, _, value = line.partition('=')
+        key, dummy, value = line.partition('=')
         key = key.strip()
         if key == 'User':
             user = value.strip() or None

@@ -196,3 +196,23 @@ def test_edge_probe_probes_origins_once_each():
         assert bad['failed'] and "edge_probe: origins[0].host='http://x'" in bad['msg']
     finally:
         edge.close()
+
+
+def test_windows_takes_origins_by_address_and_refuses_names_and_origin_checks():
+    """The Windows action: the same request, origins by address/CIDR as purpose origin rules (no host resolution
+    on the controller); a name and verify.origins are refused naming the option."""
+    from ansible_collections.tunnelwall.cloudflared.plugins.plugin_utils import windows_firewall as wf  # pylint: disable=C0415
+    from tests.unit.plugins.plugin_utils.test_windows_firewall import params  # pylint: disable=import-outside-toplevel
+    base = params(default_deny=True, dns_servers=['203.0.113.53'], rules=TUNNEL)
+    request, dummy = wf.build_request(dict(base, origins=[{'host': '10.1.2.3', 'port': 8080}],
+                                           private_networks=[{'network': '10.8.0.0/16', 'ports': [443]}]))
+    assert [r for r in wf.desired_rules(request) if r['purpose'] == 'origin'] == [
+        {'purpose': 'origin', 'protocol': 'tcp', 'port': 443, 'addresses': ['10.8.0.0/16'],
+         'display_name': 'tunnelwall cloudflared: origin tcp/443'},
+        {'purpose': 'origin', 'protocol': 'tcp', 'port': 8080, 'addresses': ['10.1.2.3/32'],
+         'display_name': 'tunnelwall cloudflared: origin tcp/8080'}]
+    assert 'not read on Windows' in request.origin_report['notes'][0]
+    with pytest.raises(wf.RuleError, match=r"variable origins\[0\]: host='app.internal': on Windows give origins"):
+        wf.build_request(dict(base, origins=[{'host': 'app.internal', 'port': 80}]))
+    with pytest.raises(wf.RuleError, match='verify: origins are not checked on Windows yet'):
+        wf.verify_params({'plan': {}, 'origins': [{'host': '10.1.2.3', 'port': 80}]})
