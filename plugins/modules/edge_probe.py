@@ -50,7 +50,7 @@ options:
       - cloudflared's origins to probe too - one TCP connect per address (names resolved on the host); the result's
         RV(origins) says per address V(reachable), V(refused) or V(blocked) (no answer, an ICMP error, the local
         firewall) or V(not checked) (a network). One connect cannot tell an origin's own refusal from a firewall's
-        TCP reset (a Linux default deny rejects with one): the firewall modules' verification can, with a connect
+        TCP reset (a Linux default deny rejects with one) - the firewall modules' verification can, with a connect
         before its change. Reported only; a blocked origin does not fail the probe.
     type: list
     elements: dict
