@@ -25,7 +25,7 @@ def fixture(name):
         return handle.read()
 
 
-@pytest.mark.parametrize('name', sorted(n for n in os.listdir(HERE) if n not in ('bad_yaml.yml', 'anchors.yml')))
+@pytest.mark.parametrize('name', sorted(n for n in os.listdir(HERE) if n not in ('bad_yaml.txt', 'anchors.yml')))
 def test_subset_parser_reads_what_pyyaml_reads(name):
     """The stdlib reader gives exactly PyYAML's document for every real-shaped fixture."""
     text = fixture(name)
@@ -114,7 +114,7 @@ def test_socks_proxy_type_on_a_tcp_service_is_unbounded():
 
 
 @pytest.mark.parametrize('text, words', [
-    (fixture('bad_yaml.yml'), ['f.yml:3', 'unexpected indentation']),
+    (fixture('bad_yaml.txt'), ['f.yml:3', 'unexpected indentation']),
     (fixture('anchors.yml'), ['f.yml:1', 'outside the subset', 'PyYAML']),
     ('ingress:\n\t- service: x\n', ['f.yml:2', 'tab']),
     ('a: 1\na: 2\n', ['f.yml:2', "key 'a' appears twice"]),
