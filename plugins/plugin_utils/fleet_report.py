@@ -275,8 +275,8 @@ def settings_line(settings):
 def fleet_report(rows, generated_at, plan=None):
     """The report of a fleet: the columns some host probed, the rows, the totals, where the plan came from."""
     rows = list(rows)
-    shown = [c for c in COLUMNS[:1] + [ORIGINS_COLUMN] + COLUMNS[1:] if any(row['cells'].get(c['id'], {}).get('state') not in (None, 'skipped', 'unreachable')
-                                       for row in rows)]
+    shown = [c for c in COLUMNS[:1] + [ORIGINS_COLUMN] + COLUMNS[1:]
+             if any(row['cells'].get(c['id'], {}).get('state') not in (None, 'skipped', 'unreachable') for row in rows)]
     totals = {'hosts': len(rows)}
     totals.update((state, sum(1 for row in rows if row['state'] == state)) for state in HOST_STATES)
     protocols = {}
