@@ -64,7 +64,8 @@ def prepare(module, backend, name, render_problem=None):
     return request, verify, list(nameservers)
 
 
-def _read_text(path):
+def read_text(path):
+    """A file's text, or None when it cannot be read."""
     try:
         with open(path) as handle:
             return handle.read()
@@ -72,14 +73,15 @@ def _read_text(path):
         return None
 
 
-def _home_of(user):
+def home_of(user):
+    """A user's home directory, or None."""
     try:
         return pwd.getpwnam(user).pw_dir
     except (KeyError, TypeError):
         return None
 
 
-def with_origins(request, verify, read_text=_read_text, exists=os.path.exists, home_of=_home_of, getaddrinfo=None,
+def with_origins(request, verify, read_text=read_text, exists=os.path.exists, home_of=home_of, getaddrinfo=None,
                  verify_origins=()):
     """(request with its origin rules and ``origin_report``, verify with the origin check) - under a default deny.
 

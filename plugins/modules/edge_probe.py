@@ -64,6 +64,14 @@ options:
         description: TCP port.
         type: int
         required: true
+  cloudflared_config:
+    description:
+      - Probe the origins of cloudflared's config too - V(auto) finds it as cloudflared does, a path reads that file,
+        V(none) (the default here) reads nothing. The same reading as the C(cloudflared_config) option of
+        M(tunnelwall.cloudflared.nftables_egress); a file or rule that cannot be understood fails the probe, naming
+        both.
+    type: str
+    default: none
 notes:
   - C(nc -u) cannot prove UDP reachability - a dropped datagram looks like success. Only a QUIC answer does.
   - The QUIC check completes the server's first flight (ServerHello) and stops; no connection is established.
@@ -214,15 +222,18 @@ to_open:
     - {purpose: tunnel, protocol: udp, port: 7844, destinations: [198.41.192.7/32, "2606:4700:a0::1/128"]}
 """
 
+import os
+
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import origins, probe_run
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_module, origins, probe_run
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.probe_options import PROBE_ARGUMENT_SPEC
 
 
 def main():
     argument_spec = dict(PROBE_ARGUMENT_SPEC, resolv_conf=dict(type='path', default='/etc/resolv.conf'),
                          origins=dict(type='list', elements='dict', default=[], options=dict(
-                             host=dict(type='str', required=True), port=dict(type='int', required=True))))
+                             host=dict(type='str', required=True), port=dict(type='int', required=True))),
+                         cloudflared_config=dict(type='str', default='none'))
     module = AnsibleModule(argument_spec=argument_spec, mutually_exclusive=[('plan', 'targets')],
                            required_one_of=[('plan', 'targets')], supports_check_mode=True)
     params = module.params
@@ -230,11 +241,15 @@ def main():
     if problem:
         module.fail_json(msg=problem)
     allowed = []
-    if params['origins']:  # cloudflared's origins (origins.py): resolved here, one connect each
-        try:
-            allowed = origins.collect(origins.check_origins(params['origins']), keep_loopback=True)[1]
-        except origins.OriginError as error:
-            module.fail_json(msg='edge_probe: %s' % error)
+    # cloudflared's origins (origins.py): the config's and the option's, resolved here, one connect each.
+    try:
+        setting = origins.check_config_setting(params['cloudflared_config'])
+        from_config = origins.read_config(setting, egress_module.read_text, os.path.exists, egress_module.home_of)[1]
+        wanted = list(origins.check_origins(params['origins'])) + from_config
+        if wanted:
+            allowed = origins.collect(wanted, keep_loopback=True)[1]
+    except origins.OriginError as error:
+        module.fail_json(msg='edge_probe: %s' % error)
     # The same probe the firewall modules run to verify their change (probe_run).
     output = dict(probe_run.probe(params, params['resolv_conf']), changed=False)
     if allowed:

@@ -173,7 +173,7 @@ def test_probe_rows_say_what_one_connect_cannot_tell():
     assert 'cannot tell' in rows[1]['verdict'] and rows[2]['verdict'] == 'blocked: EHOSTUNREACH'
 
 
-def test_edge_probe_probes_origins_once_each():
+def test_edge_probe_probes_origins_once_each(tmp_path):
     """edge_probe with origins, in this process against loopback listeners: reachable, refused; a bad one refused
     before anything is contacted."""
     from tests.support.module_runner import run_module  # pylint: disable=import-outside-toplevel
@@ -194,6 +194,13 @@ def test_edge_probe_probes_origins_once_each():
             ('127.0.0.1', 'reachable'), ('localhost', 'refused')]
         bad = run_module('edge_probe', {'targets': [target], 'origins': [{'host': 'http://x', 'port': 80}]})
         assert bad['failed'] and "edge_probe: origins[0].host='http://x'" in bad['msg']
+        config = tmp_path / 'config.yml'
+        config.write_text('ingress:\n  - hostname: a.example\n    service: http://10.1.2.3/app\n')
+        bad = run_module('edge_probe', {'targets': [target], 'cloudflared_config': str(config)})
+        assert bad['failed'] and '%s ingress[0] (hostname a.example)' % config in bad['msg'], bad
+        config.write_text('ingress:\n  - service: http://localhost:8080\n')  # loopback: nothing to probe
+        fine = run_module('edge_probe', {'targets': [target], 'require': [], 'cloudflared_config': str(config)})
+        assert not fine.get('failed') and 'origins' not in fine, fine
     finally:
         edge.close()
 
