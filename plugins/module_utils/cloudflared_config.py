@@ -58,6 +58,23 @@ class ConfigError(ValueError):
 # ----------------------------------------------------------------------------------------------------------------
 # where
 # ----------------------------------------------------------------------------------------------------------------
+PROXY_VARIABLES = ('HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy', 'ALL_PROXY', 'all_proxy')
+
+
+def unit_proxies(text):
+    """The proxy variables a unit's Environment= lines set: cloudflared's HTTP origins are then reached through the
+    proxy (ingress/origin_service.go: http.ProxyFromEnvironment), which the firewall must allow instead."""
+    found = []
+    for raw in text.splitlines():
+        key, dummy, value = raw.strip().partition('=')
+        if key.strip() == 'Environment':
+            for word in value.replace('"', ' ').split():
+                name, equals, setting = word.partition('=')
+                if equals and name in PROXY_VARIABLES and setting:
+                    found.append('%s=%s' % (name, setting))
+    return found
+
+
 def unit_command(text):
     """(config path or None, token run, user or None) from a systemd unit's text (ExecStart, Environment, User)."""
     config = user = None
@@ -102,17 +119,19 @@ def find(read_text, exists, home_of):
     """
     unit = config = user = None
     token = False
+    proxies = []
     for directory in UNIT_DIRS:
         for name in UNIT_NAMES:
             text = read_text('%s/%s' % (directory, name))
             if text is not None:
                 unit = '%s/%s' % (directory, name)
                 config, token, user = unit_command(text)
+                proxies = unit_proxies(text)
                 break
         if unit:
             break
     if config:
-        return {'path': config, 'how': 'the --config of %s' % unit, 'token': token, 'unit': unit}
+        return {'path': config, 'how': 'the --config of %s' % unit, 'token': token, 'unit': unit, 'proxies': proxies}
     homes = []
     for who in (user, 'root'):
         home = home_of(who) if who else None
@@ -120,8 +139,10 @@ def find(read_text, exists, home_of):
             homes.append(home)
     for path in candidates(homes):
         if exists(path):
-            return {'path': path, 'how': "cloudflared's default search", 'token': token, 'unit': unit}
-    return {'path': None, 'how': 'none found (%s)' % ', '.join(candidates(homes)), 'token': token, 'unit': unit}
+            return {'path': path, 'how': "cloudflared's default search", 'token': token, 'unit': unit,
+                    'proxies': proxies}
+    return {'path': None, 'how': 'none found (%s)' % ', '.join(candidates(homes)), 'token': token, 'unit': unit,
+            'proxies': proxies}
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -146,7 +146,8 @@ def read_config(setting, read_text, exists, home_of):
     else:
         found = {'path': setting, 'how': 'cloudflared_config', 'token': False, 'unit': None}
     report = dict(found, setting=setting, rules=0, warp_routing=False)
-    notes = []
+    notes = ['%s sets %s: cloudflared reaches its HTTP origins through that proxy (http.ProxyFromEnvironment); allow '
+             'the proxy in extra_allow' % (found['unit'], proxy) for proxy in found.get('proxies') or []]
     if found['path'] is None:
         if found['token']:
             notes.append('cloudflared runs with a token (%s): a remotely-managed tunnel keeps its ingress in the '

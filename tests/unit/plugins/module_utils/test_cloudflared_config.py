@@ -196,3 +196,11 @@ def test_token_unit_searches_its_users_home_and_says_token():
     del files['/home/cloudflared/.cloudflared/config.yml']
     found = cc.find(**host(files))
     assert found['path'] is None and found['token'] is True and '/etc/cloudflared/config.yml' in found['how']
+
+
+def test_a_proxy_in_the_units_environment_is_reported():
+    """ingress/origin_service.go newHTTPTransport: Proxy: http.ProxyFromEnvironment."""
+    unit = SERVICE_INSTALL_UNIT + 'Environment="HTTPS_PROXY=http://proxy.lan:3128" TZ=UTC\n'
+    assert cc.unit_proxies(unit) == ['HTTPS_PROXY=http://proxy.lan:3128']
+    found = cc.find(**host({'/etc/systemd/system/cloudflared.service': unit}))
+    assert found['proxies'] == ['HTTPS_PROXY=http://proxy.lan:3128']
