@@ -38,6 +38,10 @@ ARGUMENT_SPEC = dict(
     confirm_timeout=dict(type='int', default=300),
     lock_timeout=dict(type='int', default=120),
     state=dict(type='str', default='present', choices=['present', 'absent']),
+    # Origins by address or CIDR (windows_firewall.windows_origins); cloudflared's config is not read on Windows yet.
+    origins=TRANSACTION_SPEC['origins'],
+    private_networks=TRANSACTION_SPEC['private_networks'],
+    cloudflared_config=TRANSACTION_SPEC['cloudflared_config'],
 )
 
 
@@ -75,6 +79,7 @@ class ActionModule(ActionBase):
             result.update(windows_firewall.run(request, prepared, probe_params, execute, check_mode=self._task.check_mode))
         except windows_firewall.TransactionFailed as error:
             result.update(error.details, failed=True, msg=str(error))
+        result['origins'] = request.origin_report
         if warning:
             result['warnings'] = list(result.get('warnings') or []) + [warning]
         return result

@@ -152,12 +152,29 @@ options:
         description: What must work - see the C(require) option of M(tunnelwall.cloudflared.edge_probe).
         type: list
         elements: str
-        choices: [any_tunnel, quic, http2, api, update, dns]
+        choices: [any_tunnel, quic, http2, api, update, dns, origins]
         default: [any_tunnel]
       timeout:
         description: Seconds each probe waits.
         type: float
         default: 5.0
+      origins:
+        description:
+          - More destinations that must stay reachable - checked after the change like the allowed origins (see
+            O(origins)), but not allowed by this module (for example a service reached through O(extra_allow) or
+            another firewall's rule). Connected before the change and refused or blocked after it fails the
+            verification and restores.
+        type: list
+        elements: dict
+        suboptions:
+          host:
+            description: A name (resolved on the host), an IPv4 or an IPv6 address.
+            type: str
+            required: true
+          port:
+            description: TCP port.
+            type: int
+            required: true
       ca_path:
         description: CA bundle for the TLS checks instead of the system store.
         type: path
@@ -165,6 +182,86 @@ options:
         description: Check the edge's certificates.
         type: bool
         default: true
+  origins:
+    description:
+      - "Origins of cloudflared - the services its ingress rules proxy to - to allow under O(default_deny), besides
+        those O(cloudflared_config) finds: C(host) is a name (resolved on the host, with its resolver, in this module
+        run, every run), an IPv4 or IPv6 address or a CIDR."
+      - Rendered as rules of purpose C(origin) by every backend. Loopback destinations need nothing (loopback always
+        gets out). A name that does not resolve fails the run before anything changes.
+      - "Checked after the change, in the same run (the verification): each TCP origin address is connected to
+        before and after the change. Connected after = reachable. Refused after (a TCP reset) is the origin's own
+        refusal unless it connected before the change - the default deny's reject is a TCP reset too, which a connect
+        cannot tell from the origin's, so the connect before the change decides. No answer or an ICMP error after
+        the change fails unless it was the same before (the origin is down, not firewalled). A failure restores the
+        previous state, like an unreachable edge. UDP origins and networks (CIDRs) are not connected to - a datagram
+        proves nothing without an answer; their allow rules are in place. Always on under O(default_deny)
+        (O(verify.require) may name V(origins) to say so)."
+      - Ignored without O(default_deny) (everything gets out anyway).
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      host:
+        description: A name, an IPv4/IPv6 address or a CIDR (V(10.1.2.0/24)); no URL, no port.
+        type: str
+        required: true
+      port:
+        description: Destination port, 1 to 65535.
+        type: int
+        required: true
+      protocol:
+        description: Transport protocol.
+        type: str
+        choices: [tcp, udp]
+        default: tcp
+  private_networks:
+    description:
+      - Private networks routed to the tunnel (cloudflared's C(warp-routing)), allowed as purpose C(origin) under
+        O(default_deny), one rule per port. When cloudflared's config has a C(warp-routing) section and this is empty,
+        the module warns that private-network traffic will be blocked.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      network:
+        description: A CIDR without host bits (V(10.8.0.0/16)).
+        type: str
+        required: true
+      ports:
+        description: The ports to allow (every port of a network is not expressible).
+        type: list
+        elements: int
+        required: true
+      protocol:
+        description: Transport protocol.
+        type: str
+        choices: [tcp, udp]
+        default: tcp
+  cloudflared_config:
+    description:
+      - "cloudflared's config file, whose ingress rules name its origins - V(auto) reads the one cloudflared itself
+        would: the C(--config) of the C(cloudflared.service) unit (C(/etc/systemd/system), C(/run/systemd/system),
+        C(/usr/lib/systemd/system), C(/lib/systemd/system)), else the first C(config.yml) or C(config.yaml) in
+        C(~/.cloudflared), C(~/.cloudflare-warp), C(~/cloudflare-warp) (home of the unit's C(User) and of root),
+        C(/etc/cloudflared), C(/usr/local/etc/cloudflared) - cloudflared's own order. A path reads that file; V(none)
+        reads nothing."
+      - "What each ingress C(service) allows (TCP): C(http://) 80, C(https://) 443, C(ws://) 80, C(wss://) 443,
+        C(ssh://) 22, C(rdp://) 3389, C(smb://) 445, C(tcp://) 7864 when the URL gives no port; C(socks-proxy) the
+        prefixes and ports of its allowing C(ipRules); nothing for C(http_status:), C(hello_world), C(unix:),
+        C(unix+tls:) and loopback; nothing for C(bastion), C(bastionMode) or C(proxyType: socks) (the client picks the
+        destination - under a default deny it reaches only what is allowed); C(originRequest.access) with C(required)
+        adds C(TEAM.cloudflareaccess.com) (C(TEAM.fed.cloudflareaccess.com) for C(environment: fed)) on 443."
+      - A file that cannot be read or parsed, or a rule cloudflared would refuse (a path in the service, no scheme or
+        host, a scheme without default port and no port, a C(socks-proxy) rule allowing every port), fails the run
+        before anything changes, naming the file and the rule. A tunnel run with C(--token) keeps its ingress in the
+        dashboard - the result says so; list its origins in O(origins).
+      - The YAML is read with PyYAML where the host has it, else with a reader of the subset cloudflared configs use
+        (block mappings and lists, plain and quoted scalars, flow lists); anchors, aliases, tags and multi-line
+        scalars are refused with the line, never read as less.
+      - Read only under O(default_deny).
+    type: str
+    default: auto
   confirm_timeout:
     description:
       - The dead-man revert, in seconds after which the host restores the state before this run by itself unless the run

@@ -8,10 +8,12 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import errno
+import os
+import pwd
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.errors import UnsupportedError
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import dns_client, egress_request
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import dns_client, egress_request, origins
 
 C_ENV = {'LANG': 'C', 'LC_ALL': 'C'}
 
@@ -28,6 +30,7 @@ def prepare(module, backend, name, render_problem=None):
     except egress_request.RequestError as error:
         module.fail_json(msg='%s: %s' % (name, error))
     verify = None
+    verify_origins = []
     if module.params.get('verify') is not None:  # {} too: it lacks the required plan
         # Imported only when asked for: the probe's code (ssl, QUIC, TLS parsing) is most of a module's start-up
         # time, and a run without verification does not need it. AnsiballZ bundles it all the same.
@@ -39,10 +42,17 @@ def prepare(module, backend, name, render_problem=None):
             messages = [('unsupported option %s' % e.error_message) if isinstance(e, UnsupportedError) else e.error_message
                         for e in checked.errors]
             module.fail_json(msg='%s: verify: %s' % (name, '; '.join(messages)))
+        verify_origins = checked.validated_parameters.get('origins') or []
         params, verify = probe_run.verifier(checked.validated_parameters, request.resolv_conf)
         problem = probe_run.check(params)
         if problem:
             module.fail_json(msg='%s: verify.%s' % (name, problem))
+    try:
+        request, verify = with_origins(request, verify, verify_origins=verify_origins)
+    except origins.OriginError as error:
+        module.fail_json(msg='%s: %s' % (name, error), origins=None)
+    for warning in (request.origin_report or {}).get('warnings', []):
+        module.warn(warning)
     problem = render_problem(request) if render_problem else None
     if problem:
         module.fail_json(msg='%s: %s' % (name, problem))
@@ -52,6 +62,57 @@ def prepare(module, backend, name, render_problem=None):
     except egress_request.RequestError as error:
         module.fail_json(msg='%s: %s' % (name, error))
     return request, verify, list(nameservers)
+
+
+def read_text(path):
+    """A file's text, or None when it cannot be read."""
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except (IOError, OSError, UnicodeDecodeError):
+        return None
+
+
+def home_of(user):
+    """A user's home directory, or None."""
+    try:
+        return pwd.getpwnam(user).pw_dir
+    except (KeyError, TypeError):
+        return None
+
+
+def with_origins(request, verify, read_text=read_text, exists=os.path.exists, home_of=home_of, getaddrinfo=None,
+                 verify_origins=()):
+    """(request with its origin rules and ``origin_report``, verify with the origin check) - under a default deny.
+
+    Reads cloudflared's config as ``cloudflared_config`` says and resolves every origin with this host's resolver
+    (origins.py); OriginError, before anything changed, for a config or a name that cannot be used. Without a default
+    deny nothing is read: every destination is reachable anyway. ``verify_origins`` (verify.origins) are checked the
+    same way after the change but not allowed: destinations that must stay reachable by other means.
+    """
+    resolver = {'getaddrinfo': getaddrinfo} if getaddrinfo else {}
+    extra = origins.check_origins([dict(o, protocol='tcp') for o in verify_origins or []], 'verify.origins')
+    dummy, must_stay = origins.collect(extra, **resolver)
+    if not request.default_deny:
+        report = {'allowed': [], 'config': None, 'notes': [], 'warnings': [], 'checked': bool(must_stay)}
+        return request._replace(origin_report=report), (origins.OriginCheck(must_stay, verify, report=report)
+                                                        if must_stay else verify)
+    config, from_config, notes = origins.read_config(request.cloudflared_config, read_text, exists, home_of)
+    wanted = list(request.origins) + list(request.private_networks) + from_config
+    rules, allowed = origins.collect(wanted, **resolver)
+    warnings = []
+    if config.get('warp_routing') and not request.private_networks:
+        warnings.append('%s enables warp-routing but private_networks is empty: private-network traffic through the '
+                        'tunnel will be blocked by the default deny' % config['path'])
+    if config.get('token') and not request.origins:
+        warnings.append('cloudflared runs with a token (remotely-managed tunnel, ingress in the dashboard) and origins '
+                        'is empty: its origins will be blocked by the default deny unless listed in origins')
+    report = {'allowed': allowed, 'config': config, 'notes': notes, 'warnings': warnings,
+              'checked': bool(origins.targets(allowed + must_stay))}
+    request = egress_request.with_origin_rules(request, rules, report)
+    if allowed or must_stay:
+        verify = origins.OriginCheck(allowed + must_stay, verify, report=report)
+    return request, verify
 
 
 # A command that cannot start gets a shell's exit status: 127 when it is not there, 126 when it cannot be executed.

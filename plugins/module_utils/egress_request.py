@@ -28,6 +28,7 @@ import collections
 import ipaddress
 import re
 
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import origins as origin_options
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.dns_client import resolvers_to_allow
 
 # One spelling for names everywhere: letters, digits, "-" and "_", starting with a letter or digit. A Windows rule
@@ -49,7 +50,7 @@ Rule = collections.namedtuple('Rule', 'purpose protocol port ipv4 ipv6')
 Extra = collections.namedtuple('Extra', 'protocol port ipv4 ipv6')
 Request = collections.namedtuple('Request', 'backend name state rules extra_allow default_deny deny_action allow_dns '
                                             'dns_servers resolv_conf confirm_timeout lock_timeout allow_dhcp allow_mld '
-                                            'allow_metadata')
+                                            'allow_metadata origins private_networks cloudflared_config origin_report')
 
 # What the host-service options allow, the same for every backend (each renders what its firewall can express).
 # DHCP: the client's own ports, to any destination - a renewal (RENEWING) is unicast to the server that gave the
@@ -214,9 +215,23 @@ def build(params, backend):
         _fail('resolv_conf', resolv_conf, 'expected an absolute path')
     confirm_timeout = check_seconds(params.get('confirm_timeout', 300), 'confirm_timeout', MAX_CONFIRM_TIMEOUT)
     lock_timeout = check_seconds(params.get('lock_timeout', 120), 'lock_timeout', MAX_LOCK_TIMEOUT)
+    # cloudflared's origins (origins.py): checked here, read from the host and resolved there by egress_module.
+    try:
+        origins = origin_options.check_origins(params.get('origins'))
+        private_networks = origin_options.check_private_networks(params.get('private_networks'))
+        cloudflared_config = origin_options.check_config_setting(params.get('cloudflared_config'))
+    except origin_options.OriginError as error:
+        raise RequestError(str(error))
     return Request(backend, name, state, rules, extra, default_deny, DENY_ACTION[backend], default_deny and allow_dns,
                    dns_servers, resolv_conf, confirm_timeout, lock_timeout,
-                   **dict((option, default_deny and value) for option, value in services.items()))
+                   origins=origins, private_networks=private_networks, cloudflared_config=cloudflared_config,
+                   origin_report=None, **dict((option, default_deny and value) for option, value in services.items()))
+
+
+def with_origin_rules(request, rules, report):
+    """The request with the origins' rules (the egress plan's shape, purpose origin) merged in, and their report."""
+    checked = tuple(_rule(index, rule) for index, rule in enumerate(rules))
+    return request._replace(rules=_merge(request.rules + checked), origin_report=report)
 
 
 def _flag(params, option, default):

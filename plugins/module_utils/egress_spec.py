@@ -43,6 +43,18 @@ TRANSACTION_SPEC = dict(
     verify=dict(type='dict'),
     confirm_timeout=dict(type='int', default=300),
     lock_timeout=dict(type='int', default=120),
+    # cloudflared's origins (origins.py; egress_request.build checks them, egress_module reads and resolves them).
+    origins=dict(type='list', elements='dict', default=[], options=dict(
+        host=dict(type='str', required=True),
+        port=dict(type='int', required=True),
+        protocol=dict(type='str', default='tcp', choices=['tcp', 'udp']),
+    )),
+    private_networks=dict(type='list', elements='dict', default=[], options=dict(
+        network=dict(type='str', required=True),
+        ports=dict(type='list', elements='int', required=True),
+        protocol=dict(type='str', default='tcp', choices=['tcp', 'udp']),
+    )),
+    cloudflared_config=dict(type='str', default='auto'),
 )
 
 # Without rules a present state would silently remove every allow rule: ask for them.

@@ -308,6 +308,8 @@ def run(backend, request, verify=None, check_mode=False, run_dir=RUN_DIR, python
         result = dict(backend.plan(), transaction=info)
         if not result['changed']:
             return _verified(result, verify, None)
+        if hasattr(verify, 'before_change'):  # origins.OriginCheck: each origin's connect before the change
+            verify.before_change()
         change = _Change(backend, request, info, run_dir, python or sys.executable, which or shutil.which, command)
         change.begin()
         try:

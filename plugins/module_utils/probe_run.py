@@ -18,8 +18,12 @@ from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.probe_optio
 # The firewall modules' ``verify`` option: the probe options that make sense after a change.
 VERIFY_SPEC = dict(type='dict', options=dict(
     plan=dict(type='dict', required=True),
-    require=PROBE_ARGUMENT_SPEC['require'],
+    # 'origins': the firewall modules' own check of cloudflared's origins (origins.OriginCheck), not the probe's.
+    require=dict(PROBE_ARGUMENT_SPEC['require'], choices=PROBE_ARGUMENT_SPEC['require']['choices'] + ['origins']),
     timeout=dict(type='float', default=5.0),
+    # Destinations that must stay reachable, checked like the allowed origins (origins.OriginCheck) but not allowed.
+    origins=dict(type='list', elements='dict', options=dict(host=dict(type='str', required=True),
+                                                            port=dict(type='int', required=True))),
     ca_path=dict(type='path'),
     validate_certs=dict(type='bool', default=True),
 ))
@@ -61,7 +65,8 @@ def probe(params, resolv_conf='/etc/resolv.conf'):
 
 def verifier(options, resolv_conf):
     """A ``verify()`` for egress_transaction.run: (ok, the probe's output, the unmet requirements as one line)."""
-    params = probe_params(options)
+    params = probe_params(dict((k, v) for k, v in options.items() if k != 'origins'))
+    params['require'] = [r for r in params['require'] if r != 'origins']
 
     def verify():
         output = probe(params, resolv_conf)

@@ -45,6 +45,33 @@ options:
     description: Resolver configuration whose nameservers the V(dns) check asks.
     type: path
     default: /etc/resolv.conf
+  origins:
+    description:
+      - cloudflared's origins to probe too - one TCP connect per address (names resolved on the host); the result's
+        RV(origins) says per address V(reachable), V(refused) or V(blocked) (no answer, an ICMP error, the local
+        firewall) or V(not checked) (a network). One connect cannot tell an origin's own refusal from a firewall's
+        TCP reset (a Linux default deny rejects with one) - the firewall modules' verification can, with a connect
+        before its change. Reported only; a blocked origin does not fail the probe.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      host:
+        description: A name, an IPv4 or IPv6 address.
+        type: str
+        required: true
+      port:
+        description: TCP port.
+        type: int
+        required: true
+  cloudflared_config:
+    description:
+      - Probe the origins of cloudflared's config too - V(auto) finds it as cloudflared does, a path reads that file,
+        V(none) (the default here) reads nothing. The same reading as the C(cloudflared_config) option of
+        M(tunnelwall.cloudflared.nftables_egress); a file or rule that cannot be understood fails the probe, naming
+        both.
+    type: str
+    default: none
 notes:
   - C(nc -u) cannot prove UDP reachability - a dropped datagram looks like success. Only a QUIC answer does.
   - The QUIC check completes the server's first flight (ServerHello) and stops; no connection is established.
@@ -175,6 +202,15 @@ recommended_settings:
       option: --edge-ip-version
       value: '4'
       reason: "QUIC (UDP 7844) answered over IPv4 only: with auto cloudflared may choose IPv6, which is blocked here"
+origins:
+  description: One entry per address of O(origins) - C(host), C(address), C(port), C(protocol), C(source), C(checked),
+    C(ok), C(state) (V(reachable), V(refused), V(blocked), V(not checked)) and C(verdict).
+  returned: when O(origins) is given
+  type: list
+  elements: dict
+  sample:
+    - {host: app.internal, address: 10.1.2.3/32, port: 8080, protocol: tcp, source: "variable origins[0]", checked: true,
+       ok: true, state: reachable, verdict: reachable}
 to_open:
   description:
     - What to open on the network's firewall for everything that failed, one entry per C(purpose), C(protocol) and
@@ -186,21 +222,38 @@ to_open:
     - {purpose: tunnel, protocol: udp, port: 7844, destinations: [198.41.192.7/32, "2606:4700:a0::1/128"]}
 """
 
+import os
+
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import probe_run
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_module, origins, probe_run
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.probe_options import PROBE_ARGUMENT_SPEC
 
 
 def main():
-    argument_spec = dict(PROBE_ARGUMENT_SPEC, resolv_conf=dict(type='path', default='/etc/resolv.conf'))
+    argument_spec = dict(PROBE_ARGUMENT_SPEC, resolv_conf=dict(type='path', default='/etc/resolv.conf'),
+                         origins=dict(type='list', elements='dict', default=[], options=dict(
+                             host=dict(type='str', required=True), port=dict(type='int', required=True))),
+                         cloudflared_config=dict(type='str', default='none'))
     module = AnsibleModule(argument_spec=argument_spec, mutually_exclusive=[('plan', 'targets')],
                            required_one_of=[('plan', 'targets')], supports_check_mode=True)
     params = module.params
     problem = probe_run.check(params)
     if problem:
         module.fail_json(msg=problem)
+    allowed = []
+    # cloudflared's origins (origins.py): the config's and the option's, resolved here, one connect each.
+    try:
+        setting = origins.check_config_setting(params['cloudflared_config'])
+        from_config = origins.read_config(setting, egress_module.read_text, os.path.exists, egress_module.home_of)[1]
+        wanted = list(origins.check_origins(params['origins'])) + from_config
+        if wanted:
+            allowed = origins.collect(wanted, keep_loopback=True)[1]
+    except origins.OriginError as error:
+        module.fail_json(msg='edge_probe: %s' % error)
     # The same probe the firewall modules run to verify their change (probe_run).
     output = dict(probe_run.probe(params, params['resolv_conf']), changed=False)
+    if allowed:
+        output['origins'] = origins.probe_rows(allowed, origins.connect_all(origins.targets(allowed), params['timeout']))
     if output['unmet_requirements']:
         module.fail_json(msg='edge_probe: not met: %s' % ' | '.join(output['unmet_requirements']), **output)
     module.exit_json(**output)

@@ -132,6 +132,19 @@ verification:
   returned: when verified
   type: dict
   sample: {recommended_protocol: quic, unmet_requirements: []}
+origins:
+  description:
+    - cloudflared's origins under O(default_deny) - C(allowed) (one item per origin - C(host), C(addresses) as
+      resolved on the host, C(port), C(protocol), C(source) - the config file and ingress rule, or the variable),
+      C(config) (C(setting), C(path), C(how) it was found, C(token) for a C(--token) run, C(rules), C(warp_routing)),
+      C(notes) (ingress rules that need nothing, or cannot be bounded), C(warnings), C(checked).
+    - The verification's C(origins) list says, per address, what the check after the change found.
+  returned: always
+  type: dict
+  sample: {allowed: [{host: app.internal, addresses: [10.1.2.3/32], port: 8080, protocol: tcp,
+           source: "/etc/cloudflared/config.yml ingress[0] (hostname app.example.com) (http)"}],
+           config: {setting: auto, path: /etc/cloudflared/config.yml, how: "cloudflared's default search", token: false,
+           rules: 2, warp_routing: false}, notes: [], warnings: [], checked: true}
 transaction:
   description:
     - How the change ran on the host - C(confirm_timeout), C(armed) (the dead-man revert - C(how) V(systemd) or
@@ -233,11 +246,11 @@ def main():
     except (ufw_apply.UfwError, egress_transaction.TransactionError) as error:
         for warning in job.warnings:
             module.warn(warning)
-        module.fail_json(msg='ufw_egress: %s' % error, **error.details)
+        module.fail_json(msg='ufw_egress: %s' % error, origins=request.origin_report, **error.details)
     for warning in job.warnings + [result.get('transaction', {}).get('settled')]:
         if warning:
             module.warn(warning)
-    module.exit_json(**result)
+    module.exit_json(origins=request.origin_report, **result)
 
 
 if __name__ == '__main__':

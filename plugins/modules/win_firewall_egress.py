@@ -114,12 +114,26 @@ options:
         description: What must work - see the C(require) option of M(tunnelwall.cloudflared.win_edge_probe).
         type: list
         elements: str
-        choices: [any_tunnel, quic, http2, api, update, dns]
+        choices: [any_tunnel, quic, http2, api, update, dns, origins]
         default: [any_tunnel]
       timeout:
         description: Seconds each probe waits.
         type: float
         default: 5.0
+      origins:
+        description: Not on Windows yet - refused with a clear error (the Windows probe has no origin check), like
+          V(origins) in O(verify.require).
+        type: list
+        elements: dict
+        suboptions:
+          host:
+            description: An address.
+            type: str
+            required: true
+          port:
+            description: TCP port.
+            type: int
+            required: true
       ca_path:
         description: CA bundle on the Windows host for the TLS checks instead of the system store.
         type: str
@@ -141,6 +155,54 @@ options:
         change, and changes nothing.
     type: int
     default: 120
+  origins:
+    description:
+      - cloudflared's origins to allow under O(default_deny), as rules of purpose C(origin) - on Windows as addresses
+        or CIDRs only (the action runs on the controller, which must not resolve the host's names); a name is refused
+        naming the item. Not checked after the change on Windows yet.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      host:
+        description: An IPv4/IPv6 address or a CIDR.
+        type: str
+        required: true
+      port:
+        description: Destination port.
+        type: int
+        required: true
+      protocol:
+        description: Transport protocol.
+        type: str
+        choices: [tcp, udp]
+        default: tcp
+  private_networks:
+    description: Private networks routed to the tunnel (warp-routing), allowed as purpose C(origin) under O(default_deny).
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      network:
+        description: A CIDR.
+        type: str
+        required: true
+      ports:
+        description: The ports to allow.
+        type: list
+        elements: int
+        required: true
+      protocol:
+        description: Transport protocol.
+        type: str
+        choices: [tcp, udp]
+        default: tcp
+  cloudflared_config:
+    description:
+      - Not read on Windows yet, whatever it says (the result's C(origins.notes) say so unless V(none)); list the
+        origins in O(origins). Accepted for the same request on every backend.
+    type: str
+    default: auto
   state:
     description: V(absent) removes the group's rules and gives back the default outbound actions.
     type: str
@@ -221,6 +283,13 @@ previous:
   returned: always
   type: dict
   sample: {group: tunnelwall cloudflared, rules: [], outbound: {Domain: Allow, Public: Allow}}
+origins:
+  description: The origins allowed under O(default_deny) (C(allowed) with C(host), C(addresses), C(port), C(protocol),
+    C(source)), C(config), C(notes) and C(warnings).
+  returned: always
+  type: dict
+  sample: {allowed: [{host: 10.1.2.3, addresses: [10.1.2.3/32], port: 8080, protocol: tcp, source: "variable origins[0]"}],
+           config: {setting: none, path: null, how: not read on Windows}, notes: [], warnings: [], checked: false}
 verification:
   description:
     - The probe's result after the change (the keys M(tunnelwall.cloudflared.win_edge_probe) returns), when O(verify)

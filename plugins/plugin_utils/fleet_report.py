@@ -52,6 +52,11 @@ COLUMNS = [{'id': 'dns', 'label': 'DNS', 'family': None, 'purpose': None, 'check
     {'id': '%s_%s' % (prefix, family), 'label': label, 'family': family, 'purpose': purpose, 'checks': checks}
     for family in FAMILIES for prefix, label, purpose, checks in CHECK_COLUMNS]
 
+# cloudflared's origins (issue 17): the ``origins`` rows of edge_probe or of a firewall module's verification; a
+# row's state is reachable, refused, unreachable (the same before the change), blocked or not checked. Shown only
+# when some host has them, after DNS.
+ORIGINS_COLUMN = {'id': 'origins', 'label': 'origins', 'family': None, 'purpose': 'origin', 'checks': ()}
+
 # DNS findings that mean the host cannot resolve at all or in part; the others are drift
 # between the plan (resolved on the controller) and what the host itself sees.
 DNS_FAILURES = ('no_resolver', 'unresolvable', 'txt_blocked')
@@ -118,10 +123,47 @@ def _dns_cell(dns):
     return cell
 
 
+def _origins_cell(origins):
+    """origins: ok when every checked address is reachable, partial when some were refused (the origin down) or are
+    blocked, failed when all checked are blocked; the blocked ones listed in the cell's ``blocked``."""
+    rows = _items(origins)
+    checked = [row for row in rows if row.get('checked')]
+    if not checked:
+        return _cell('skipped', 'not checked' if rows else '')
+    blocked = [row for row in checked if row.get('state') == 'blocked' or row.get('ok') is False]
+    refused = [row for row in checked if row.get('state') in ('refused', 'unreachable') and row not in blocked]
+    reachable = len(checked) - len(blocked) - len(refused)
+    text = '%d/%d reachable' % (reachable, len(checked))
+    text += ''.join(', %d %s' % (len(group), word) for group, word in ((refused, 'refused'), (blocked, 'blocked'))
+                    if group)
+    state = 'ok' if reachable == len(checked) else 'failed' if len(blocked) == len(checked) else 'partial'
+    cell = _cell(state, text)
+    if blocked:
+        cell['blocked'] = [{'address': str(row.get('address')), 'port': row.get('port'),
+                            'protocol': str(row.get('protocol') or 'tcp'), 'host': str(row.get('host')),
+                            'source': str(row.get('source'))} for row in blocked]
+    return cell
+
+
+def _origins_to_open(cell):
+    """What to open for the blocked origins, one entry per protocol and port (purpose origin)."""
+    entries = {}
+    for item in cell.get('blocked', []):
+        entry = entries.setdefault((item['protocol'], item['port']), {
+            'purpose': 'origin', 'protocol': item['protocol'], 'port': item['port'], 'destinations': []})
+        if item['address'] not in entry['destinations']:
+            entry['destinations'].append(item['address'])
+    return list(entries.values())
+
+
 def _problem_line(column, cell):
     label = column_title(column)
     if column['id'] == 'dns':
         return None  # the findings themselves say what is wrong
+    if column['id'] == 'origins':
+        return 'origins: %s%s' % (cell['text'], ''.join(
+            '; blocked %s port %s (%s, %s)' % (b['address'], b['port'], b['host'], b['source'])
+            for b in cell.get('blocked', [])))
     line = '%s: %s answered' % (label, cell['text'])
     if cell.get('errors'):
         line += ', ' + ', '.join('%d %s' % (count, kind) for kind, count in cell['errors'].items())
@@ -179,12 +221,19 @@ def host_row(hostname, probe_result):
             line = _problem_line(column, cell)
             if line:
                 problems.append(line)
+    if probe_result.get('origins') is not None:
+        cell = cells['origins'] = _origins_cell(probe_result['origins'])
+        if cell['state'] in ('failed', 'partial'):
+            failing.append('origins')
+            problems.append(_problem_line(ORIGINS_COLUMN, cell))
     problems.extend('DNS: %s' % finding.get('message') for finding in _items(dns.get('findings')))
 
     # What to open comes as data from the probe (probe_report.destinations_to_open), for every failed group.
     to_open = [_open_entry(entry) for entry in _items(probe_result.get('to_open'))]
+    to_open += _origins_to_open(cells.get('origins', {}))
     for message in unmet:
-        if not message.startswith('dns: '):  # a DNS requirement repeats the findings listed above
+        # A DNS requirement repeats the findings listed above, an origins one the origins cell's problem line.
+        if not message.startswith(('dns: ', 'origins: ')):
             # The unmet message ends with what to open, which to_open shows as data: keep what failed.
             problems.append('requirement not met: %s' % message.split(probe_report.FIX_MARK, 1)[0])
     protocol = probe_result.get('recommended_protocol')
@@ -226,8 +275,8 @@ def settings_line(settings):
 def fleet_report(rows, generated_at, plan=None):
     """The report of a fleet: the columns some host probed, the rows, the totals, where the plan came from."""
     rows = list(rows)
-    shown = [c for c in COLUMNS if any(row['cells'].get(c['id'], {}).get('state') not in (None, 'skipped', 'unreachable')
-                                       for row in rows)]
+    shown = [c for c in COLUMNS[:1] + [ORIGINS_COLUMN] + COLUMNS[1:]
+             if any(row['cells'].get(c['id'], {}).get('state') not in (None, 'skipped', 'unreachable') for row in rows)]
     totals = {'hosts': len(rows)}
     totals.update((state, sum(1 for row in rows if row['state'] == state)) for state in HOST_STATES)
     protocols = {}

@@ -22,7 +22,7 @@ import ipaddress
 import time
 import uuid
 
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_request, probe_run
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_request, origins, probe_run
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.probe_options import validate_probe_params
 from ansible_collections.tunnelwall.cloudflared.plugins.plugin_utils import windows_probe
 
@@ -119,10 +119,36 @@ def build_request(params):
         # Linux reads resolv.conf; Windows has none the controller could read, so the resolvers must be given.
         raise RuleError('allow_dns=True: default_deny on Windows needs dns_servers (the resolvers Windows uses), or '
                         'allow_dns=false if the host needs no DNS')
+    request = windows_origins(request)
     unknown = [p for p in params.get('profiles') or () if p not in PROFILES]
     if unknown or not params.get('profiles'):
         raise RuleError('profiles=%r: expected one or more of %s' % (params.get('profiles'), ', '.join(PROFILES)))
     return request, warning
+
+
+def windows_origins(request):
+    """The request with its origins as rules of purpose origin (under a default deny), and its origin_report.
+
+    The action runs on the controller, which must not resolve the host's names nor read its files: on Windows the
+    origins are addresses and CIDRs only for now, and cloudflared's config is not read (the report says so).
+    """
+    if not request.default_deny:
+        return request._replace(origin_report={'allowed': [], 'config': None, 'notes': [], 'warnings': [],
+                                               'checked': False})
+    wanted = list(request.origins) + list(request.private_networks)
+    for origin in wanted:
+        try:
+            ipaddress.ip_network(origin.host, strict=False)
+        except ValueError:
+            raise RuleError('%s: host=%r: on Windows give origins as addresses or CIDRs (names are resolved on the '
+                            'host, which the Windows module does not do yet)' % (origin.source, origin.host))
+    rules, allowed = origins.collect(wanted)
+    notes = [] if request.cloudflared_config == 'none' else [
+        "cloudflared's config is not read on Windows yet: its origins must be listed in origins"]
+    report = {'allowed': allowed, 'config': {'setting': request.cloudflared_config, 'path': None,
+                                             'how': 'not read on Windows'},
+              'notes': notes, 'warnings': [], 'checked': False}
+    return egress_request.with_origin_rules(request, rules, report)
 
 
 def prepare(request, profiles):
@@ -138,7 +164,10 @@ def verify_params(options):
     """
     if not options:
         return None
-    params = probe_run.probe_params(options)
+    if options.get('origins') or 'origins' in (options.get('require') or ()):
+        raise RuleError('verify: origins are not checked on Windows yet (the Windows probe has no origin check); leave '
+                        'verify.origins out and origins out of verify.require')
+    params = probe_run.probe_params(dict((k, v) for k, v in options.items() if k != 'origins'))
     problem = validate_probe_params(params)
     if problem:
         raise RuleError('verify.%s' % problem)

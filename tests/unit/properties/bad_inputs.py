@@ -250,7 +250,10 @@ def egress_base():
             'rules': [{'purpose': 'tunnel', 'protocol': 'tcp', 'port': 7844, 'ipv4': ['198.51.100.11/32'],
                        'ipv6': ['2001:db8:e::11/128']}],
             'extra_allow': [{'protocol': 'tcp', 'port': 443, 'destinations': ['198.51.100.80']}],
-            'confirm_timeout': 60, 'lock_timeout': 5}
+            'confirm_timeout': 60, 'lock_timeout': 5,
+            # Origins by address and no config read: nothing depends on the machine's files or resolver.
+            'origins': [{'host': '198.51.100.12', 'port': 443}], 'cloudflared_config': 'none',
+            'private_networks': [{'network': '10.8.0.0/16', 'ports': [53], 'protocol': 'udp'}]}
 
 
 class _Validated(Exception):
@@ -586,6 +589,19 @@ def _egress_rows(plugin):
         Row(E, 'lock_timeout', 'out of range', out_of(0, 3600), -1),
         Row(E, 'state', 'unicode', unicode_text(), 'pr\u00e9sent'),
         Row(E, 'state', 'trailing newline', with_newline('present'), 'present\n'),
+        # cloudflared's origins (issue 17): refused by the request model, before any config is read or name resolved.
+        Row(E, 'origins[].host', 'malformed', st.sampled_from(['http://app.internal', '0.0.0.0/0', '[2001:db8::1]',
+                                                               'app internal', '10.0.0.0/33']),
+            'http://app.internal', names='host'),
+        Row(E, 'origins[].host', 'control characters', with_control('app.internal'), 'app\x00internal', names='host'),
+        Row(E, 'origins[].port', 'out of range', out_of(1, 65535), 0, names='port'),
+        Row(E, 'private_networks[].network', 'malformed', st.sampled_from(['10.0.0.1/8', '::/0', 'lan', '10.0.0.0/40']),
+            '10.0.0.1/8', names='network'),
+        Row(E, 'private_networks[].ports', 'empty', st.just([]), [], names='ports'),
+        Row(E, 'cloudflared_config', 'malformed', st.sampled_from(['etc/cloudflared/config.yml', 'yes', '']),
+            'etc/cloudflared/config.yml'),
+        Row(E, 'cloudflared_config', 'control characters', with_control('/etc/cloudflared/config.yml', nul=False),
+            '/etc/cloudflared/config.yml\n'),
     ]
     if plugin == 'firewalld_egress':
         rows.append(Row(E, 'name', 'out of range', st.text('abcdefghijklmnopqrstuvwxyz', min_size=12, max_size=30),

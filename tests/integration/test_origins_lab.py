@@ -1,0 +1,149 @@
+# -*- coding: utf-8 -*-
+"""cloudflared's origins under a default deny, on every Linux backend, proven with packets (issue 17).
+
+Each lab host gets a real cloudflared config in its private /etc (the host's /etc is an overlay; reset_firewalls
+starts a fresh one): an ``https`` origin by address with cloudflared's default port, one by a name that only the
+host can resolve (its own /etc/hosts: resolved on the host, at apply time), a loopback origin and an http_status
+catch-all. The origins are TLS servers on lab addresses in the edge namespace that no rule of the egress plan names
+on port 443; the decoy on 443 stands for "an address no ingress rule names".
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.integration import test_ufw_egress_lab as ufw_suite
+from tests.integration.test_ufw_egress_lab import DECOY4, reaches
+from tests.lab import config
+
+ORIGIN_BY_ADDRESS, ORIGIN_BY_NAME, ORIGIN_VARIABLE = '198.51.100.11', '198.51.100.12', '198.51.100.13'
+CONFIG = """# cloudflared's config, as `cloudflared tunnel route` users write it
+tunnel: 6ff42ae2-765d-4adf-8112-31c55c1551ef
+credentials-file: /etc/cloudflared/6ff42ae2-765d-4adf-8112-31c55c1551ef.json
+ingress:
+  - hostname: app.example.com
+    service: https://%s
+  - hostname: api.example.com
+    service: https://origin.lab.internal:443
+    originRequest:
+      noTLSVerify: true
+  - hostname: local.example.com
+    service: http://localhost:8080
+  - service: http_status:404
+""" % ORIGIN_BY_ADDRESS
+MODULES = {'firewalld': 'tunnelwall.cloudflared.firewalld_egress', 'ufw': 'tunnelwall.cloudflared.ufw_egress',
+           'nftables': 'tunnelwall.cloudflared.nftables_egress'}
+BLOCKED = 1.5
+
+
+@pytest.fixture(scope='module')
+def plan(lab_session, edge_endpoints):
+    return edge_endpoints.run([], variables={}, nameservers=lab_session.nameservers, trusted_ranges=config.TRUSTED_RANGES,
+                              cache=False)[0]
+
+
+@pytest.fixture(params=sorted(MODULES))
+def origin_host(request, lab):
+    """(lab, host, module) for one host of each Linux backend, firewall and /etc fresh before and after."""
+    host = lab.hosts_with(request.param)[0]
+    lab.reset_firewalls([host])
+    yield lab, host, MODULES[request.param]
+    lab.reset_firewalls([host])
+
+
+def write(lab, host, path, text, append=False):
+    lab.exec(host, ['sh', '-c', 'mkdir -p "$(dirname "$1")" && cat %s "$1"' % ('>>' if append else '>'), 'write', path],
+             check=True, stdin=text)
+
+
+def deny(plan, **extra):
+    return dict({'rules': plan['rules'], 'default_deny': True}, **extra)
+
+
+def connects(lab, host, address, port=443):
+    return reaches(lab, host, 'connect', address, port, timeout=BLOCKED)['ok']
+
+
+@pytest.mark.once
+def test_origins_of_the_config_in_its_standard_place_stay_reachable_and_nothing_else(origin_host, plan):
+    lab, host, module = origin_host
+    write(lab, host, '/etc/cloudflared/config.yml', CONFIG)
+    write(lab, host, '/etc/hosts', '%s origin.lab.internal\n' % ORIGIN_BY_NAME, append=True)
+    for address in (ORIGIN_BY_ADDRESS, ORIGIN_BY_NAME, ORIGIN_VARIABLE, DECOY4):  # positive controls
+        assert connects(lab, host, address), address
+
+    result = ufw_suite.run_module(lab, host, deny(plan), module=module)  # no origin variable: the config alone
+    assert not result['failed'], result.get('msg')
+    report = result['origins']
+    assert report['config']['path'] == '/etc/cloudflared/config.yml' and report['config']['setting'] == 'auto'
+    assert [(o['host'], o['addresses'], o['port']) for o in report['allowed']] == [
+        (ORIGIN_BY_ADDRESS, [ORIGIN_BY_ADDRESS + '/32'], 443), ('origin.lab.internal', [ORIGIN_BY_NAME + '/32'], 443)]
+    assert report['allowed'][1]['source'] == ('/etc/cloudflared/config.yml ingress[1] (hostname api.example.com) '
+                                              '(https)')
+    assert any('ingress[2]' in note and 'loopback' in note for note in report['notes'])
+    # No verify option: no probe, but the origins were checked all the same (before and after the change).
+    assert result['verification'] is None
+    assert [(row['address'], row['state'], row['verdict']) for row in report['verification']] == [
+        (ORIGIN_BY_ADDRESS + '/32', 'reachable', 'reachable'), (ORIGIN_BY_NAME + '/32', 'reachable', 'reachable')]
+    assert connects(lab, host, ORIGIN_BY_ADDRESS) and connects(lab, host, ORIGIN_BY_NAME)
+    assert not connects(lab, host, ORIGIN_VARIABLE) and not connects(lab, host, DECOY4)  # named by no rule
+    again = ufw_suite.run_module(lab, host, deny(plan), module=module)
+    assert not again['failed'] and again['changed'] is False, again.get('msg')
+
+    # Explicit origins instead of the config: the variable's origin passes, the config's no longer do.
+    explicit = ufw_suite.run_module(lab, host, deny(plan, cloudflared_config='none',
+                                                    origins=[{'host': ORIGIN_VARIABLE, 'port': 443}]), module=module)
+    assert not explicit['failed'], explicit.get('msg')
+    assert explicit['origins']['allowed'][0]['source'] == 'variable origins[0]'
+    assert connects(lab, host, ORIGIN_VARIABLE)
+    assert not connects(lab, host, ORIGIN_BY_ADDRESS) and not connects(lab, host, DECOY4)
+
+
+@pytest.mark.once
+def test_a_config_that_cannot_be_understood_fails_before_any_change(origin_host, plan):
+    lab, host, module = origin_host
+    write(lab, host, '/etc/cloudflared/config.yml', CONFIG.replace('https://%s' % ORIGIN_BY_ADDRESS,
+                                                                   'https://%s/app' % ORIGIN_BY_ADDRESS))
+    before = lab.nft_ruleset(host)
+    result = ufw_suite.run_module(lab, host, deny(plan), module=module)
+    assert result['failed']
+    assert '/etc/cloudflared/config.yml ingress[0] (hostname app.example.com)' in result['msg'], result['msg']
+    assert 'no path' in result['msg'] and 'Nothing was changed' in result['msg']
+    assert lab.nft_ruleset(host) == before and connects(lab, host, DECOY4)
+
+
+@pytest.mark.once
+def test_a_default_deny_that_blocks_an_origin_fails_verification_and_restores(origin_host, plan):
+    """verify.origins names the decoy: it must stay reachable, no rule allows it. It connects before the change
+    and gets our TCP reset after it - told from an origin's own refusal by the connect before the change."""
+    lab, host, module = origin_host
+    write(lab, host, '/etc/cloudflared/config.yml', CONFIG.replace('origin.lab.internal', ORIGIN_BY_NAME))
+    before = lab.nft_ruleset(host)
+    verify = {'plan': plan, 'timeout': 1.0, 'ca_path': lab.ca, 'origins': [{'host': DECOY4, 'port': 443}]}
+    result = ufw_suite.run_module(lab, host, deny(plan, verify=verify), module=module)
+    assert result['failed'] and 'verification failed after applying the rules' in result['msg'], result
+    assert 'origins: %s port 443' % DECOY4 in result['msg'] and 'connected before the change' in result['msg']
+    assert result['rolled_back'] is True
+    assert lab.nft_ruleset(host) == before
+    assert connects(lab, host, DECOY4)
+
+
+@pytest.mark.once
+def test_the_role_keeps_the_configs_origins_reachable_on_every_backend(lab, tmp_path):
+    """The role with nothing but -e egress_firewall_default_deny=true: the config in its standard place does it."""
+    from tests.integration import test_egress_firewall_role_lab as role_suite  # pylint: disable=import-outside-toplevel
+    hosts = role_suite.HOSTS
+    lab.reset_firewalls(hosts)
+    try:
+        for host in hosts:
+            write(lab, host, '/etc/cloudflared/config.yml', CONFIG.replace('origin.lab.internal', ORIGIN_BY_NAME))
+            assert connects(lab, host, DECOY4) and connects(lab, host, ORIGIN_BY_ADDRESS)
+        rc, output, recap = role_suite.play(lab, tmp_path, '-e', 'egress_firewall_default_deny=true')
+        assert rc == 0, output
+        for host in hosts:
+            assert connects(lab, host, ORIGIN_BY_ADDRESS) and connects(lab, host, ORIGIN_BY_NAME), host
+            assert not connects(lab, host, DECOY4) and not connects(lab, host, ORIGIN_VARIABLE), host
+        rc, output, recap = role_suite.play(lab, tmp_path, '-e', 'egress_firewall_default_deny=true')
+        assert rc == 0 and all(recap[host]['changed'] == 0 for host in hosts), output
+    finally:
+        lab.reset_firewalls(hosts)
