@@ -276,6 +276,19 @@ _raw:
       type: list
       elements: str
       sample: [_v2-origintunneld._tcp.argotunnel.com]
+    dns_names:
+      description:
+        - The other names C(cloudflared) asks the host's resolver, whatever the region, each with its record C(types)
+          and C(why) (when it asks, and the C(cloudflared) source file) - for resolvers that filter by name.
+          V(region1.v2.argotunnel.com) (A/AAAA every 5 minutes, its virtual DNS service, even with O(region=us) or
+          V(fed)), V(cfd-features.argotunnel.com) and V(protocol-v2.argotunnel.com) (TXT).
+        - No connection goes to these names' addresses because of this look-up; the probe asks them from each host.
+      type: list
+      elements: dict
+      sample:
+        - name: region1.v2.argotunnel.com
+          types: [A, AAAA]
+          why: "every 5 minutes, whatever the region: the virtual DNS service ... (ingress/origins/dns.go)"
     endpoints:
       description: One entry per host name.
       type: list
