@@ -293,6 +293,8 @@ def _regions_answered(results, protocol, family=None):
 def _choose_protocol(results, regions):
     """``(protocol, every region answered it)``: cloudflared's pre-check rule first (prechecks/checker.go,
     suggestProtocol: QUIC, else HTTP/2, only when every region passes), else the protocol that answered somewhere."""
+    if not regions:
+        return None, False
     for protocol in ('quic', 'http2'):
         if _regions_answered(results, protocol) >= regions:
             return protocol, True

@@ -121,7 +121,9 @@ options:
         type: float
         default: 5.0
       ca_path:
-        description: CA bundle on the Windows host for the TLS checks instead of the system store (and of the three Cloudflare roots added on 7844), like C(cloudflared)'s C(--cacert).
+        description:
+          - CA bundle on the Windows host for the TLS checks instead of the system store (and of the three Cloudflare
+            roots added on 7844), like C(cloudflared)'s C(--cacert).
         type: str
       validate_certs:
         description: Check the edge's certificates.

@@ -290,6 +290,20 @@ def test_one_region_down_still_quic_with_less_redundancy(lab, plan):
     assert result['recommended_protocol'] == 'quic'
     assert 'no QUIC answer from region2.v2.argotunnel.com' in result['recommendation_reason']
     assert kinds(result, hostname='region2.v2.argotunnel.com') == {'timeout'}
+    # cloudflared's pre-check suggests a protocol only when every region passes it: here none, and the reason says so.
+    protocol = result['recommended_settings']['protocol']
+    assert protocol['value'] == 'quic'
+    assert 'not from region2.v2.argotunnel.com' in protocol['reason'] and 'suggests no protocol' in protocol['reason']
+
+
+@pytest.mark.once
+def test_quic_dropped_recommends_http2_saying_what_it_loses(lab, plan):
+    lab.fault('udp7844', 'drop')
+    result = probe(lab, plan, purposes=['tunnel'])
+    protocol = result['recommended_settings']['protocol']
+    assert protocol['value'] == 'http2'
+    assert protocol['reason'].endswith('loses WARP-routed UDP, ICMP and private DNS resolution, which need QUIC '
+                                       '(supervisor/tunnel.go)')
 
 
 def test_check_mode_gives_the_same_results(lab, plan):

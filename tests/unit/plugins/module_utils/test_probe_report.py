@@ -307,3 +307,10 @@ def test_dns_names_of_the_plan_are_asked_once():
 def test_bad_dns_names_are_named(dns_names, message):
     problem = probe_options.validate_probe_params(params(plan=dict(PLAN, dns_names=dns_names)))
     assert problem is not None and message in problem, problem
+
+
+def test_settings_without_tunnel_results_recommend_nothing():
+    # checks=[dns] or purposes=[api]: no tunnel row, no protocol (and no crash).
+    for results in ([], [result('api.cloudflare.com', '198.51.100.80', 'https', True, purpose='api', port=443)]):
+        settings = probe_report.recommend_settings(results)
+        assert settings['protocol']['value'] is None and settings['protocol']['reason'] == 'no tunnel address was probed'
