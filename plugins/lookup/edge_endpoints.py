@@ -15,8 +15,9 @@ description:
   - Discovery starts with the SRV record (V(_v2-origintunneld._tcp.argotunnel.com) for the global edge) and takes
     the port from its answer; it needs at least two SRV targets, as C(cloudflared) does. It then resolves A and AAAA
     of every SRV target and of the well-known region names, so that an allow-list survives a change of SRV targets,
-    and of the API host (V(api.cloudflare.com), or V(api.fed.cloudflare.com) with O(region=fed), as C(cloudflared)
-    uses with a FedRAMP token) and the update host when asked for.
+    and of the API host (V(api.cloudflare.com); with O(region=fed) also V(api.fed.cloudflare.com), which
+    C(cloudflared)'s commands use with a FedRAMP cert.pem - its start-up pre-check dials V(api.cloudflare.com)
+    whatever the endpoint) and the update host when asked for.
   - Each tunnel endpoint lists under C(tls_server_names) every TLS server name (SNI) C(cloudflared) may send to it -
     V(h2.cftunnel.com) (http2), V(quic.cftunnel.com) (quic) and V(probe.cftunnel.com) (the start-up pre-checks of
     C(cloudflared) 2026.5 and later, over both protocols), for firewalls that filter by SNI.
@@ -60,7 +61,7 @@ options:
   purposes:
     description:
       - What the plan allows. V(tunnel) is always included; V(api) adds V(api.cloudflare.com) on TCP 443
-        (V(api.fed.cloudflare.com) with O(region=fed)), V(update) the update host on TCP 443 (both update hosts
+        (and V(api.fed.cloudflare.com) with O(region=fed)), V(update) the update host on TCP 443 (both update hosts
         with O(generation=legacy)).
     type: list
     elements: str
