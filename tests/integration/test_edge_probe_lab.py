@@ -323,3 +323,37 @@ def test_bad_input_fails_naming_the_option(lab, plan):
     result = run_module(lab, 'tunnelwall.cloudflared.edge_probe', {'targets': [
         {'address': '198.51.100.11', 'port': 7844, 'check': 'quic'}]})
     assert result['failed'] is True and 'needs a server_name' in result['msg']
+
+
+@pytest.mark.once
+def test_tunnel_trust_over_ansible_is_the_system_store_plus_the_roots_or_ca_path_alone(lab, plan, tmp_path):
+    # On a lab host, through Ansible: OpenSSL's SSL_CERT_FILE makes the lab CA the host's system store.
+    import trustme
+    other = tmp_path / 'other-ca.pem'
+    trustme.CA().cert_pem.write_to_path(str(other))
+    probe_args = {'plan': plan, 'checks': ['tls', 'https'], 'purposes': ['tunnel', 'api'], 'timeout': 1.5,
+                  'require': []}
+    tasks = [
+        # The system store holds the lab CA: trusted, on 7844 (store + the three roots) and on 443 (store).
+        {'environment': {'SSL_CERT_FILE': lab.ca}, 'args': {}},
+        # ca_path replaces the store and the three roots, as --cacert does: the lab CA in the store no longer counts.
+        {'environment': {'SSL_CERT_FILE': lab.ca}, 'args': {'ca_path': str(other)}},
+        # An empty store: the three Cloudflare roots alone do not accept the lab's chain.
+        {'environment': {'SSL_CERT_FILE': os.devnull}, 'args': {}},
+    ]
+    playbook, output = tmp_path / 'trust.yml', tmp_path / 'results.json'
+    steps = [{'tunnelwall.cloudflared.edge_probe': dict(probe_args, **task['args']), 'environment': task['environment'],
+              'register': 'probe%d' % index} for index, task in enumerate(tasks)]
+    steps.append({'ansible.builtin.copy': {'content': '{{ [probe0, probe1, probe2] | to_json }}', 'dest': str(output)},
+                  'delegate_to': 'localhost'})
+    playbook.write_text(json.dumps([{'hosts': HOST, 'gather_facts': False, 'tasks': steps}]))
+    env = dict(os.environ, ANSIBLE_NOCOLOR='1')
+    completed = subprocess.run([os.path.join(BIN, 'ansible-playbook'), '-i', lab.inventory, str(playbook)],
+                               capture_output=True, text=True, env=env, timeout=300, check=False, cwd=REPO)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    results = json.loads(output.read_text())
+    store, replaced, empty = ({r['check']: {x['error_kind'] for x in result['results'] if x['check'] == r['check']}
+                               for r in result['results']} for result in results)
+    assert store == {'tls': {None}, 'https': {None}}, results[0]['results']
+    assert replaced == {'tls': {'tls_certificate'}, 'https': {'tls_certificate'}}
+    assert empty == {'tls': {'tls_certificate'}, 'https': {'tls_certificate'}}
