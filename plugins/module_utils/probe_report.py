@@ -168,7 +168,16 @@ def recommend(results):
         return 'http2', reason
     if not quic_hosts and not http2_hosts:
         return 'none', 'no tunnel address was probed'
-    return 'none', 'no tunnel address answered on UDP 7844 (QUIC) or TCP 7844 (%s)' % http2_check.upper()
+    return 'none', 'no tunnel address answered on UDP 7844 (QUIC) or TCP 7844 (%s)%s%s' % (
+        http2_check.upper(), _quic_loss_cause(results), _tls_loss_cause(results))
+
+
+def _tls_loss_cause(results):
+    """Why HTTP/2 failed when a short hello proved TCP 7844 open (see reachability.interpret_cloudflared_hello)."""
+    if any(r['check'] == 'tls' and r.get('error_kind') == 'tls_size' for r in results):
+        return (' (TCP 7844: a short ClientHello was answered, cloudflared\'s post-quantum one of about 1.4 KB was '
+                'lost: packet size / path MTU)')
+    return ''
 
 
 QUIC_LOSS_CAUSES = {
@@ -346,8 +355,8 @@ def recommend_settings(results):
     protocol, everywhere = _choose_protocol(results, regions)
     if protocol is None:
         reason = ('no tunnel address was probed' if not probed else
-                  'neither QUIC (UDP 7844) nor HTTP/2 (TCP 7844) answered over %s: open what is listed under to_open'
-                  % ' or '.join(FAMILY_WORDS[f] for f in probed))
+                  'neither QUIC (UDP 7844) nor HTTP/2 (TCP 7844) answered over %s%s%s: open what is listed under to_open'
+                  % (' or '.join(FAMILY_WORDS[f] for f in probed), _quic_loss_cause(results), _tls_loss_cause(results)))
         return {'protocol': {'option': '--protocol', 'value': None, 'reason': reason},
                 'edge_ip_version': {'option': '--edge-ip-version', 'value': None, 'reason': reason}}
     answered = _regions_answered(results, protocol)

@@ -314,3 +314,12 @@ def test_settings_without_tunnel_results_recommend_nothing():
     for results in ([], [result('api.cloudflare.com', '198.51.100.80', 'https', True, purpose='api', port=443)]):
         settings = probe_report.recommend_settings(results)
         assert settings['protocol']['value'] is None and settings['protocol']['reason'] == 'no tunnel address was probed'
+
+
+def test_a_lost_large_hello_is_named_when_nothing_answers():
+    rows = [result('region1.v2.argotunnel.com', '198.51.100.11', 'quic', False),
+            result('region1.v2.argotunnel.com', '198.51.100.11', 'tcp', True),
+            result('region1.v2.argotunnel.com', '198.51.100.11', 'tls', False, error_kind='tls_size')]
+    protocol, reason = probe_report.recommend(rows)
+    assert protocol == 'none' and "cloudflared's post-quantum one of about 1.4 KB was lost" in reason
+    assert 'packet size / path MTU' in probe_report.recommend_settings(rows)['protocol']['reason']
