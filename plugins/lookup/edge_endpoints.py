@@ -63,6 +63,10 @@ options:
       - What the plan allows. V(tunnel) is always included; V(api) adds V(api.cloudflare.com) on TCP 443
         (and V(api.fed.cloudflare.com) with O(region=fed)), V(update) the update host on TCP 443 (both update hosts
         with O(generation=legacy)).
+      - Neither is needed for the tunnel to run - a token run calls no API, and the daily update check (which
+        C(cloudflared) makes even with C(--no-autoupdate), only skipping the update) just fails - but without V(api)
+        the start-up pre-check reports the API unreachable, and C(tunnel create), C(route) or C(run NAME) with
+        cert.pem need it.
     type: list
     elements: str
     default: [tunnel, api, update]

@@ -95,6 +95,8 @@ def _v2_names(region):
         # The start-up pre-check dials api.cloudflare.com:443 whatever the endpoint (prechecks/probes.go,
         # targetAPI), so a FedRAMP plan carries both.
         apis=('api.fed.cloudflare.com', PRECHECK_API) if region == 'fed' else (PRECHECK_API,),
+        # The daily update check goes here even with --no-autoupdate, which only skips the update itself
+        # (cmd/cloudflared/updater/update.go: NewAutoUpdater, Run, applyUpdate; UpdateURL).
         updates=('update.argotunnel.com',),
     )
 
