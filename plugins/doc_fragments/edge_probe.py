@@ -50,9 +50,13 @@ options:
     description:
       - What to prove. V(dns) asks the host's own nameservers the plan's SRV and A/AAAA questions and reports drift,
         and the TXT questions C(cloudflared) asks (a blocked one is a finding, an absent one is not);
-        V(tcp) connects; V(tls) completes a TLS handshake on the tunnel's TCP port (SNI V(h2.cftunnel.com));
+        V(tcp) connects; V(tls) completes a TLS handshake on the tunnel's TCP port (SNI V(h2.cftunnel.com)),
+        trusting what C(cloudflared) trusts there (see O(ca_path)), and then sends C(cloudflared)'s own post-quantum
+        ClientHello (about 1.4 KB) on a second connection, which must get a ServerHello or HelloRetryRequest back
+        (V(tls_size) when only the short hello is answered);
         V(quic) gets the server's first flight of a QUIC handshake on the tunnel's UDP port (SNI V(quic.cftunnel.com),
-        ALPN V(argotunnel)) with Initials of C(cloudflared)'s size and its post-quantum ClientHello;
+        ALPN V(argotunnel)) with Initials of C(cloudflared)'s size and its post-quantum ClientHello, and with the
+        1280-byte Initials of its start-up pre-check (SNI V(probe.cftunnel.com)) beside them;
         V(https) completes a TLS handshake on TCP 443 with the host name as SNI.
       - Default is every check that applies.
     type: list
@@ -80,11 +84,20 @@ options:
     type: int
     default: 512
   validate_certs:
-    description: Validate the TLS certificates the edge presents (against the system store or O(ca_path)).
+    description:
+      - Validate the TLS certificates the edge presents, as O(ca_path) describes.
     type: bool
     default: true
   ca_path:
-    description: CA bundle (PEM) to validate certificates with, instead of the system store.
+    description:
+      - CA bundle (PEM) to validate certificates with, instead of the system store - the meaning of C(cloudflared)'s
+        C(--cacert).
+      - Without it, the V(tls) check on the tunnel port trusts what C(cloudflared) trusts there (its
+        C(tlsconfig/certreloader.go), C(CreateTunnelConfig)) - the system store plus the three Cloudflare roots it
+        embeds (C(tlsconfig/cloudflare_ca.go) - CloudFlare Origin SSL ECC CA, CloudFlare Origin SSL CA, and
+        origin-pull.cloudflare.net), shipped with this collection; the V(https) checks on 443 trust the system store.
+      - With it, this file alone is trusted for every check - neither the system store nor the three roots, as
+        C(--cacert) does (C(tlsconfig/tlsconfig.go) builds a new pool from that file only).
     type: path
   server_names:
     description:

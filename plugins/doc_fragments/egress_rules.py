@@ -176,7 +176,9 @@ options:
             type: int
             required: true
       ca_path:
-        description: CA bundle for the TLS checks instead of the system store.
+        description:
+          - CA bundle for the TLS checks instead of the system store (and of the three Cloudflare roots added on 7844),
+            like C(cloudflared)'s C(--cacert).
         type: path
       validate_certs:
         description: Check the edge's certificates.

@@ -15,8 +15,9 @@ description:
   - Discovery starts with the SRV record (V(_v2-origintunneld._tcp.argotunnel.com) for the global edge) and takes
     the port from its answer; it needs at least two SRV targets, as C(cloudflared) does. It then resolves A and AAAA
     of every SRV target and of the well-known region names, so that an allow-list survives a change of SRV targets,
-    and of the API host (V(api.cloudflare.com), or V(api.fed.cloudflare.com) with O(region=fed), as C(cloudflared)
-    uses with a FedRAMP token) and the update host when asked for.
+    and of the API host (V(api.cloudflare.com); with O(region=fed) also V(api.fed.cloudflare.com), which
+    C(cloudflared)'s commands use with a FedRAMP cert.pem - its start-up pre-check dials V(api.cloudflare.com)
+    whatever the endpoint) and the update host when asked for.
   - Each tunnel endpoint lists under C(tls_server_names) every TLS server name (SNI) C(cloudflared) may send to it -
     V(h2.cftunnel.com) (http2), V(quic.cftunnel.com) (quic) and V(probe.cftunnel.com) (the start-up pre-checks of
     C(cloudflared) 2026.5 and later, over both protocols), for firewalls that filter by SNI.
@@ -60,8 +61,12 @@ options:
   purposes:
     description:
       - What the plan allows. V(tunnel) is always included; V(api) adds V(api.cloudflare.com) on TCP 443
-        (V(api.fed.cloudflare.com) with O(region=fed)), V(update) the update host on TCP 443 (both update hosts
+        (and V(api.fed.cloudflare.com) with O(region=fed)), V(update) the update host on TCP 443 (both update hosts
         with O(generation=legacy)).
+      - Neither is needed for the tunnel to run - a token run calls no API, and the daily update check (which
+        C(cloudflared) makes even with C(--no-autoupdate), only skipping the update) just fails - but without V(api)
+        the start-up pre-check reports the API unreachable, and C(tunnel create), C(route) or C(run NAME) with
+        cert.pem need it.
     type: list
     elements: str
     default: [tunnel, api, update]
@@ -276,6 +281,19 @@ _raw:
       type: list
       elements: str
       sample: [_v2-origintunneld._tcp.argotunnel.com]
+    dns_names:
+      description:
+        - The other names C(cloudflared) asks the host's resolver, whatever the region, each with its record C(types)
+          and C(why) (when it asks, and the C(cloudflared) source file) - for resolvers that filter by name.
+          V(region1.v2.argotunnel.com) (A/AAAA every 5 minutes, its virtual DNS service, even with O(region=us) or
+          V(fed)), V(cfd-features.argotunnel.com) and V(protocol-v2.argotunnel.com) (TXT).
+        - No connection goes to these names' addresses because of this look-up; the probe asks them from each host.
+      type: list
+      elements: dict
+      sample:
+        - name: region1.v2.argotunnel.com
+          types: [A, AAAA]
+          why: "every 5 minutes, whatever the region: the virtual DNS service ... (ingress/origins/dns.go)"
     endpoints:
       description: One entry per host name.
       type: list

@@ -27,18 +27,31 @@ namespace ansible_collections.tunnelwall.cloudflared.plugins.module_utils.EdgePr
 
         private readonly int timeoutMs;
         private readonly bool validateCerts;
+        // ca_path: the only roots trusted, like cloudflared's --cacert (no system store then).
         private readonly X509Certificate2Collection trustedRoots;
+        // The three Cloudflare roots cloudflared adds to the system store on the tunnel port (the controller sends
+        // them: module_utils/edge_trust.py).
+        private readonly X509Certificate2Collection tunnelRoots = new X509Certificate2Collection();
+        // How many QUIC attempts go out at once (cloudflared's tunnel flight and its pre-check's); the others only
+        // when the first is unanswered after two thirds of the timeout.
+        private readonly int firstAttempts;
         private readonly SemaphoreSlim slots;
 
-        public Prober(int timeoutMs, int concurrency, bool validateCerts, string caPath)
+        public Prober(int timeoutMs, int concurrency, bool validateCerts, string caPath, IList tunnelRootsDer, int firstAttempts)
         {
             this.timeoutMs = timeoutMs;
             this.validateCerts = validateCerts;
+            this.firstAttempts = Math.Max(1, firstAttempts);
             this.slots = new SemaphoreSlim(Math.Max(1, concurrency));
             if (!String.IsNullOrEmpty(caPath))
             {
                 trustedRoots = new X509Certificate2Collection();
                 trustedRoots.Import(caPath);
+            }
+            if (tunnelRootsDer != null)
+            {
+                foreach (object der in tunnelRootsDer)
+                    tunnelRoots.Add(new X509Certificate2(Convert.FromBase64String((string)der)));
             }
         }
 
@@ -182,7 +195,13 @@ namespace ansible_collections.tunnelwall.cloudflared.plugins.module_utils.EdgePr
                 foreach (string check in checks)
                 {
                     if (check == "tls" || check == "https")
-                        rows.Add(await Handshake(client, target, check, watch).ConfigureAwait(false));
+                    {
+                        Hashtable row = await Handshake(client, target, check, watch).ConfigureAwait(false);
+                        // The tunnel's check also sends cloudflared's own (large) ClientHello on a second connection.
+                        if (check == "tls" && (bool)row["ok"] && target.Contains("hello"))
+                            row["hello"] = await CloudflaredHello(target, watch).ConfigureAwait(false);
+                        rows.Add(row);
+                    }
                 }
             }
             return rows;
@@ -195,7 +214,7 @@ namespace ansible_collections.tunnelwall.cloudflared.plugins.module_utils.EdgePr
             RemoteCertificateValidationCallback validate = delegate(object sender, X509Certificate certificate, X509Chain chain, SslPolicyErrors errors)
             {
                 policyErrors = errors;
-                return !validateCerts || Trusted(certificate, errors);
+                return !validateCerts || Trusted(certificate, errors, check == "tls");
             };
             Stopwatch handshakeWatch = Stopwatch.StartNew();
             using (SslStream tls = new SslStream(client.GetStream(), false, validate))
@@ -218,28 +237,101 @@ namespace ansible_collections.tunnelwall.cloudflared.plugins.module_utils.EdgePr
             }
         }
 
-        private bool Trusted(X509Certificate certificate, SslPolicyErrors errors)
+        // cloudflared's trust on the tunnel port (tlsconfig/certreloader.go, CreateTunnelConfig): the system store
+        // plus the three Cloudflare roots; with --cacert (ca_path) that file alone. The HTTPS checks on 443 trust
+        // the system store, or ca_path instead of it.
+        private bool Trusted(X509Certificate certificate, SslPolicyErrors errors, bool tunnel)
         {
-            if (errors == SslPolicyErrors.None)
+            if (trustedRoots == null && errors == SslPolicyErrors.None)
                 return true;
-            // With ca_path, a chain that only fails for an unknown root is fine when that root is ours.
-            if (trustedRoots == null || (errors & ~SslPolicyErrors.RemoteCertificateChainErrors) != SslPolicyErrors.None)
+            X509Certificate2Collection anchors = trustedRoots != null ? trustedRoots : (tunnel ? tunnelRoots : null);
+            // Only an unknown root can be made good by our anchors; a wrong name or a missing certificate cannot.
+            if (anchors == null || anchors.Count == 0 || (errors & ~SslPolicyErrors.RemoteCertificateChainErrors) != SslPolicyErrors.None)
                 return false;
             using (X509Chain chain = new X509Chain())
             {
                 chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
                 chain.ChainPolicy.VerificationFlags = X509VerificationFlags.AllowUnknownCertificateAuthority;
-                chain.ChainPolicy.ExtraStore.AddRange(trustedRoots);
+                chain.ChainPolicy.ExtraStore.AddRange(anchors);
                 if (!chain.Build(new X509Certificate2(certificate)))
                     return false;
                 X509Certificate2 root = chain.ChainElements[chain.ChainElements.Count - 1].Certificate;
-                foreach (X509Certificate2 trusted in trustedRoots)
+                foreach (X509Certificate2 trusted in anchors)
                 {
                     if (trusted.Thumbprint == root.Thumbprint)
                         return true;
                 }
                 return false;
             }
+        }
+
+        // What a server answers to cloudflared's ClientHello (built by the controller: module_utils/tls_hello.py) on
+        // a new connection: its first bytes (enough for the record and ServerHello headers), or why none came. The
+        // controller reads them.
+        private const int HelloAnswerBytes = 43;
+
+        private async Task<Hashtable> CloudflaredHello(IDictionary target, Stopwatch watch)
+        {
+            Hashtable hello = new Hashtable();
+            byte[] bytes = Convert.FromBase64String((string)target["hello"]);
+            int port = Convert.ToInt32(target["port"]);
+            hello["size"] = bytes.Length;
+            using (TcpClient client = new TcpClient(AddressFamilyOf((string)target["family"])))
+            {
+                Task connect = client.ConnectAsync(IPAddress.Parse((string)target["address"]), port);
+                int remaining = Math.Max(50, timeoutMs - (int)watch.ElapsedMilliseconds);
+                if (await Task.WhenAny(connect, Task.Delay(remaining)).ConfigureAwait(false) != connect)
+                {
+                    hello["outcome"] = "error";
+                    hello["error_kind"] = "timeout";
+                    hello["message"] = "no answer to the TCP connect (dropped?)";
+                    return hello;
+                }
+                if (connect.IsFaulted)
+                {
+                    SocketException error = FindSocketError(connect.Exception);
+                    hello["outcome"] = "error";
+                    hello["error_kind"] = error == null ? "error" : SocketErrorKind(error, false);
+                    hello["message"] = error == null ? connect.Exception.GetBaseException().Message : error.Message;
+                    return hello;
+                }
+                List<byte> received = new List<byte>();
+                string outcome = "answered";
+                try
+                {
+                    NetworkStream stream = client.GetStream();
+                    await stream.WriteAsync(bytes, 0, bytes.Length).ConfigureAwait(false);
+                    byte[] buffer = new byte[4096];
+                    while (received.Count < HelloAnswerBytes)
+                    {
+                        Task<int> read = stream.ReadAsync(buffer, 0, buffer.Length);
+                        remaining = Math.Max(1, timeoutMs - (int)watch.ElapsedMilliseconds);
+                        if (await Task.WhenAny(read, Task.Delay(remaining)).ConfigureAwait(false) != read)
+                        {
+                            outcome = "silent";
+                            break;
+                        }
+                        int count = read.Result;
+                        if (count == 0)
+                        {
+                            outcome = "closed";
+                            break;
+                        }
+                        for (int index = 0; index < count; index++)
+                            received.Add(buffer[index]);
+                        if (received[0] == 0x15 && received.Count >= 7)
+                            break;
+                    }
+                }
+                catch (Exception error)
+                {
+                    outcome = "closed";
+                    hello["message"] = error.GetBaseException().Message;
+                }
+                hello["outcome"] = outcome;
+                hello["answer"] = Convert.ToBase64String(received.ToArray());
+            }
+            return hello;
         }
 
         // A client or server datagram carrying an ack-eliciting Initial is at least 1200 bytes (RFC 9000, 14.1):
@@ -280,8 +372,18 @@ namespace ansible_collections.tunnelwall.cloudflared.plugins.module_utils.EdgePr
             return sent;
         }
 
-        // cloudflared's flight (the first attempt) goes out at once; the smaller attempts only when it is
-        // still unanswered after two thirds of the timeout. Every datagram that comes back is returned,
+        private static bool FirstFinished(List<Attempt> attempts, int first)
+        {
+            for (int index = 0; index < first; index++)
+            {
+                if (!attempts[index].Finished)
+                    return false;
+            }
+            return true;
+        }
+
+        // cloudflared's flights (the first attempts: the tunnel's and the pre-check's) go out at once; the smaller
+        // attempts only when the tunnel's is still unanswered after two thirds of the timeout. Every datagram that comes back is returned,
         // by attempt; the controller reads them (plugin_utils/windows_probe.py).
         private async Task<Hashtable> Quic(IDictionary target)
         {
@@ -291,15 +393,17 @@ namespace ansible_collections.tunnelwall.cloudflared.plugins.module_utils.EdgePr
             IPAddress address = IPAddress.Parse((string)target["address"]);
             IList planned = (IList)target["attempts"];
             List<Attempt> attempts = new List<Attempt>();
-            attempts.Add(await Send((IDictionary)planned[0], family, address, port).ConfigureAwait(false));
+            int firstCount = Math.Min(firstAttempts, planned.Count);
+            for (int index = 0; index < firstCount; index++)
+                attempts.Add(await Send((IDictionary)planned[index], family, address, port).ConfigureAwait(false));
             int checkAt = timeoutMs * 2 / 3;
             try
             {
-                while (!attempts[0].Finished && watch.ElapsedMilliseconds < timeoutMs)
+                while (!FirstFinished(attempts, firstCount) && watch.ElapsedMilliseconds < timeoutMs)
                 {
-                    if (attempts.Count == 1 && watch.ElapsedMilliseconds >= checkAt)
+                    if (attempts.Count == firstCount && !attempts[0].Finished && watch.ElapsedMilliseconds >= checkAt)
                     {
-                        for (int index = 1; index < planned.Count; index++)
+                        for (int index = firstCount; index < planned.Count; index++)
                             attempts.Add(await Send((IDictionary)planned[index], family, address, port).ConfigureAwait(false));
                     }
                     List<Task> waiting = new List<Task>();
@@ -310,7 +414,7 @@ namespace ansible_collections.tunnelwall.cloudflared.plugins.module_utils.EdgePr
                     }
                     if (waiting.Count == 0)
                         break;
-                    int wake = attempts.Count == 1 ? checkAt : timeoutMs;
+                    int wake = attempts.Count == firstCount && !attempts[0].Finished ? checkAt : timeoutMs;
                     waiting.Add(Task.Delay(Math.Max(1, wake - (int)watch.ElapsedMilliseconds)));
                     await Task.WhenAny(waiting).ConfigureAwait(false);
                     foreach (Attempt attempt in attempts)

@@ -127,6 +127,23 @@ def _endpoint_problem(index, endpoint, server_names, checks):
     return None
 
 
+DNS_TYPES = ('A', 'AAAA', 'TXT')
+
+
+def _dns_names_problem(entries):
+    """Why the plan's ``dns_names`` (the lookup's list of other names cloudflared resolves) cannot be asked."""
+    if not isinstance(entries, list):
+        return 'plan: dns_names=%s: expected a list of {name, types}' % _shown(entries)
+    for index, entry in enumerate(entries):
+        where = 'plan: dns_names[%d]' % index
+        if not isinstance(entry, dict) or hostname_problem(entry.get('name')):
+            return '%s=%s: expected {name, types} with a host name' % (where, _shown(entry))
+        types = entry.get('types')
+        if not isinstance(types, list) or not types or not all(t in DNS_TYPES for t in types):
+            return '%s.types=%s: expected a list of %s' % (where, _shown(types), ', '.join(DNS_TYPES))
+    return None
+
+
 def _plan_problem(plan, server_names, checks):
     if plan.get('version') != egress_contract.PLAN_VERSION or isinstance(plan.get('version'), bool):
         return 'plan: version %s is not an egress plan this collection reads (expected %d)' % (
@@ -140,6 +157,9 @@ def _plan_problem(plan, server_names, checks):
     for index, name in enumerate(srv_names):
         if hostname_problem(name):
             return 'plan: srv_names[%d]=%s: %s' % (index, _shown(name), hostname_problem(name))
+    problem = _dns_names_problem(plan.get('dns_names') or [])
+    if problem:
+        return problem
     for index, endpoint in enumerate(endpoints):
         problem = _endpoint_problem(index, endpoint, server_names, checks)
         if problem:

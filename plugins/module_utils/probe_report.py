@@ -22,20 +22,30 @@ FIX_MARK = '. To fix: '
 FIX_SEPARATOR = '; '
 
 
-# TXT questions cloudflared 2026 asks through the host's resolver, besides SRV and A/AAAA:
-# cfd-features.argotunnel.com (features/: datagram version, the pre-checks kill switch; asked hourly) and
-# protocol-v2.argotunnel.com (connection/protocol.go: the QUIC rollout percentage, with --protocol auto and no
-# token). Either may be absent (NXDOMAIN, no TXT) - cloudflared then uses its defaults - but a question that gets
-# no answer at all (a timeout, REFUSED, SERVFAIL) is a resolver that filters by name: a finding.
+# TXT questions cloudflared 2026 asks through the host's resolver, besides SRV and A/AAAA (asked even when a plan
+# has no ``dns_names``, as plans made before it): cfd-features.argotunnel.com (features/selector.go: datagram
+# version, the pre-checks kill switch; at start and hourly) and protocol-v2.argotunnel.com (connection/protocol.go:
+# the QUIC rollout percentage; at every start, hourly with --protocol auto and no --token). Either may be absent
+# (NXDOMAIN, no TXT) - cloudflared then uses its defaults - but a question that gets no answer at all (a timeout,
+# REFUSED, SERVFAIL) is a resolver that filters by name: a finding.
 TXT_QUESTIONS = (('cfd-features.argotunnel.com', 'TXT'), ('protocol-v2.argotunnel.com', 'TXT'))
 
 
 def dns_questions(plan, families):
-    """The questions cloudflared's host asks: the SRV names, A/AAAA of every host name, and cloudflared's TXT names."""
+    """The questions cloudflared's host asks: the SRV names, A/AAAA of every host name and of the plan's
+    ``dns_names`` (region1.v2.argotunnel.com, whatever the region), and cloudflared's TXT names; each once."""
     questions = [(name, 'SRV') for name in plan.get('srv_names') or []]
     for endpoint in plan['endpoints']:
         questions.extend((endpoint['hostname'], ADDRESS_TYPES[family]) for family in families)
-    return questions + list(TXT_QUESTIONS)
+    for entry in plan.get('dns_names') or []:
+        questions.extend((entry['name'], rdtype) for rdtype in entry['types']
+                         if rdtype == 'TXT' or rdtype in (ADDRESS_TYPES[family] for family in families))
+    questions += list(TXT_QUESTIONS)
+    unique = []
+    for question in questions:
+        if question not in unique:
+            unique.append(question)
+    return unique
 
 
 def probe_work(params, families):
@@ -158,7 +168,16 @@ def recommend(results):
         return 'http2', reason
     if not quic_hosts and not http2_hosts:
         return 'none', 'no tunnel address was probed'
-    return 'none', 'no tunnel address answered on UDP 7844 (QUIC) or TCP 7844 (%s)' % http2_check.upper()
+    return 'none', 'no tunnel address answered on UDP 7844 (QUIC) or TCP 7844 (%s)%s%s' % (
+        http2_check.upper(), _quic_loss_cause(results), _tls_loss_cause(results))
+
+
+def _tls_loss_cause(results):
+    """Why HTTP/2 failed when a short hello proved TCP 7844 open (see reachability.interpret_cloudflared_hello)."""
+    if any(r['check'] == 'tls' and r.get('error_kind') == 'tls_size' for r in results):
+        return (' (TCP 7844: a short ClientHello was answered, cloudflared\'s post-quantum one of about 1.4 KB was '
+                'lost: packet size / path MTU)')
+    return ''
 
 
 QUIC_LOSS_CAUSES = {
@@ -269,31 +288,85 @@ FAMILY_WORDS = {'ipv4': 'IPv4', 'ipv6': 'IPv6'}
 PROTOCOL_WORDS = {'quic': 'QUIC (UDP 7844)', 'http2': 'HTTP/2 (TCP 7844)'}
 
 
+HTTP2_LOSES = ('with http2 cloudflared loses WARP-routed UDP, ICMP and private DNS resolution, which need QUIC '
+               '(supervisor/tunnel.go)')
+
+
+def _regions_answered(results, protocol, family=None):
+    """The tunnel host names (regions) that answered over ``protocol`` (in ``family``, when given)."""
+    check = 'quic' if protocol == 'quic' else _http2_check(results)
+    return set(r['hostname'] for r in results if r['purpose'] == 'tunnel' and r['check'] == check and r['ok']
+               and (family is None or r['family'] == family))
+
+
+def _choose_protocol(results, regions):
+    """``(protocol, every region answered it)``: cloudflared's pre-check rule first (prechecks/checker.go,
+    suggestProtocol: QUIC, else HTTP/2, only when every region passes), else the protocol that answered somewhere."""
+    if not regions:
+        return None, False
+    for protocol in ('quic', 'http2'):
+        if _regions_answered(results, protocol) >= regions:
+            return protocol, True
+    for protocol in ('quic', 'http2'):
+        if _regions_answered(results, protocol):
+            return protocol, False
+    return None, False
+
+
+def _protocol_reason(results, protocol, everywhere, regions):
+    quic_missing = sorted(regions - _regions_answered(results, 'quic'))
+    if protocol == 'quic':
+        if everywhere:
+            return 'QUIC answered from every region (%s), as cloudflared\'s pre-check requires to suggest it' % (
+                ', '.join(sorted(regions)))
+        return ('QUIC answered from %s only, not from %s, and HTTP/2 from no more: cloudflared\'s pre-check suggests '
+                'no protocol here; open what is listed under to_open for the other regions'
+                % (', '.join(sorted(regions - set(quic_missing))), ', '.join(quic_missing)))
+    lost = _quic_loss_cause(results)
+    if quic_missing == sorted(regions):
+        reason = ('QUIC (UDP 7844) got no answer%s, HTTP/2 (TCP 7844) did: set http2 so that cloudflared does not '
+                  'retry QUIC for minutes before falling back' % lost)
+    else:
+        reason = ('QUIC (UDP 7844) got no answer from %s%s: with quic, cloudflared keeps only the connections to the '
+                  'other regions (it never falls back while one QUIC connection works) and its pre-check suggests '
+                  'http2, which answered from every region' % (', '.join(quic_missing), lost))
+    if not everywhere:
+        reason += '; HTTP/2 answered from %s only, not from %s' % (
+            ', '.join(sorted(_regions_answered(results, 'http2'))),
+            ', '.join(sorted(regions - _regions_answered(results, 'http2'))))
+    return reason + '; ' + HTTP2_LOSES
+
+
 def recommend_settings(results):
     """cloudflared's ``protocol`` and ``edge-ip-version`` for this host, each ``{option, value, reason}``.
 
-    The protocol is the one cloudflared prefers among those that answered
-    (quic, else http2); the address family is where that protocol answered:
+    The protocol follows cloudflared's pre-check (prechecks/checker.go): QUIC
+    when it answered from every region (tunnel host name), else HTTP/2 when
+    that did - saying which regions QUIC missed and what http2 loses -
+    else the protocol that answered from some region. The address family is
+    where that protocol answered from every region that answered it:
     ``auto`` when both families did, else the one that did - because with
     ``auto`` (the default since 2026.5) cloudflared may pick IPv6 on a
     dual-stack host whose IPv6 path to the edge is blocked. ``value`` is None
     when no tunnel protocol answered.
     """
     probed = [f for f in reachability.FAMILIES if any(r['purpose'] == 'tunnel' and r['family'] == f for r in results)]
-    works = dict(((p, f), _works(results, p, f)) for p in ('quic', 'http2') for f in probed)
-    protocol = next((p for p in ('quic', 'http2') if any(works[(p, f)] for f in probed)), None)
+    regions = set(r['hostname'] for r in results if r['purpose'] == 'tunnel' and r['check'] in ('quic', 'tls', 'tcp'))
+    protocol, everywhere = _choose_protocol(results, regions)
     if protocol is None:
         reason = ('no tunnel address was probed' if not probed else
-                  'neither QUIC (UDP 7844) nor HTTP/2 (TCP 7844) answered over %s: open what is listed under to_open'
-                  % ' or '.join(FAMILY_WORDS[f] for f in probed))
+                  'neither QUIC (UDP 7844) nor HTTP/2 (TCP 7844) answered over %s%s%s: open what is listed under to_open'
+                  % (' or '.join(FAMILY_WORDS[f] for f in probed), _quic_loss_cause(results), _tls_loss_cause(results)))
         return {'protocol': {'option': '--protocol', 'value': None, 'reason': reason},
                 'edge_ip_version': {'option': '--edge-ip-version', 'value': None, 'reason': reason}}
-    good = [f for f in probed if works[(protocol, f)]]
-    if protocol == 'quic':
-        protocol_reason = 'QUIC answered over %s' % ' and '.join(FAMILY_WORDS[f] for f in good)
-    else:
-        protocol_reason = ('QUIC (UDP 7844) got no answer%s, HTTP/2 (TCP 7844) did: set http2 so that cloudflared does '
-                           'not retry QUIC before falling back' % _quic_loss_cause(results))
+    answered = _regions_answered(results, protocol)
+    good = [f for f in probed if _regions_answered(results, protocol, f) >= answered]
+    if not good:
+        good = [f for f in probed if _works(results, protocol, f)]
+    protocol_reason = _protocol_reason(results, protocol, everywhere, regions)
+    if protocol == 'quic' and everywhere:
+        protocol_reason = 'QUIC answered over %s from every region (%s), as cloudflared\'s pre-check requires' % (
+            ' and '.join(FAMILY_WORDS[f] for f in good), ', '.join(sorted(regions)))
     if len(good) == 2:
         family, family_reason = 'auto', '%s answered over both IPv4 and IPv6' % PROTOCOL_WORDS[protocol]
     else:

@@ -41,6 +41,11 @@ AEAD_TAG = 16
 # running tunnel through WARP because WARP MTU is 1280"). The vendored quic-go pads every datagram that
 # carries a client Initial to that size (packet_packer.go: the client pads Initials to the max packet size).
 INITIAL_PAYLOAD = {'ipv4': 1232, 'ipv6': 1252}
+# The start-up pre-check (cloudflared 2026.5+, prechecks/probes.go, probeQUIC) dials with an empty quic.Config, so
+# quic-go's default Initial size applies to both families: 1280 bytes of UDP payload. It sends the probe SNI
+# probe.cftunnel.com (connection/protocol.go, ProbeTLSSettings) with the same post-quantum curves.
+PRECHECK_INITIAL_PAYLOAD = 1280
+PRECHECK_SERVER_NAME = 'probe.cftunnel.com'
 # TLS named groups (IANA). cloudflared's crypto/curves.go, post-quantum "prefer" mode (the default):
 # X25519MLKEM768 first, then P256Kyber768Draft00 (0xfe32), then P-256. Go's crypto/tls sends a key share
 # for the first group only; we also send an X25519 share (and list X25519) so that a server without ML-KEM,
@@ -107,11 +112,11 @@ def protect(header, payload, packet_number, keys, pn_length):
     return bytes([first]) + header[1:pn_start] + masked_pn + sealed
 
 
-def _extension(kind, body):
+def extension(kind, body):
     return struct.pack('>HH', kind, len(body)) + body
 
 
-def _vector(body, length_bytes):
+def vector(body, length_bytes):
     return len(body).to_bytes(length_bytes, 'big') + body
 
 
@@ -144,10 +149,10 @@ def client_hello(server_name, alpn, source_cid, random=None, key_share=None, pos
     key_share = os.urandom(32) if key_share is None else key_share
     host = server_name.encode('ascii')
     transport_parameters = (
-        varint(0x0f) + _vector(source_cid, 1)              # initial_source_connection_id
-        + varint(0x04) + _vector(varint(1048576), 1)       # initial_max_data
-        + varint(0x01) + _vector(varint(30000), 1)         # max_idle_timeout (ms)
-        + varint(0x03) + _vector(varint(1452), 1)          # max_udp_payload_size
+        varint(0x0f) + vector(source_cid, 1)              # initial_source_connection_id
+        + varint(0x04) + vector(varint(1048576), 1)       # initial_max_data
+        + varint(0x01) + vector(varint(30000), 1)         # max_idle_timeout (ms)
+        + varint(0x03) + vector(varint(1452), 1)          # max_udp_payload_size
     )
     if post_quantum:
         groups = SUPPORTED_GROUPS
@@ -157,18 +162,18 @@ def client_hello(server_name, alpn, source_cid, random=None, key_share=None, pos
         groups = (X25519, SECP256R1, 0x0018)
         shares = struct.pack('>HH', X25519, X25519_SHARE) + key_share
     extensions = b''.join((
-        _extension(0x0000, _vector(b'\x00' + _vector(host, 2), 2)),                 # server_name
-        _extension(0x000a, _vector(struct.pack('>%dH' % len(groups), *groups), 2)),  # supported_groups
-        _extension(0x0010, _vector(_vector(alpn.encode('ascii'), 1), 2)),         # ALPN
-        _extension(0x000d, _vector(struct.pack('>5H', 0x0403, 0x0804, 0x0401, 0x0503, 0x0805), 2)),  # signature_algorithms
-        _extension(0x0033, _vector(shares, 2)),                                    # key_share
-        _extension(0x002b, _vector(struct.pack('>H', 0x0304), 1)),                 # supported_versions: TLS 1.3
-        _extension(0x002d, _vector(b'\x01', 1)),                                   # psk_key_exchange_modes
-        _extension(0x0039, transport_parameters),                                  # quic_transport_parameters
+        extension(0x0000, vector(b'\x00' + vector(host, 2), 2)),                 # server_name
+        extension(0x000a, vector(struct.pack('>%dH' % len(groups), *groups), 2)),  # supported_groups
+        extension(0x0010, vector(vector(alpn.encode('ascii'), 1), 2)),         # ALPN
+        extension(0x000d, vector(struct.pack('>5H', 0x0403, 0x0804, 0x0401, 0x0503, 0x0805), 2)),  # signature_algorithms
+        extension(0x0033, vector(shares, 2)),                                    # key_share
+        extension(0x002b, vector(struct.pack('>H', 0x0304), 1)),                 # supported_versions: TLS 1.3
+        extension(0x002d, vector(b'\x01', 1)),                                   # psk_key_exchange_modes
+        extension(0x0039, transport_parameters),                                  # quic_transport_parameters
     ))
-    body = (struct.pack('>H', 0x0303) + random + _vector(b'', 1)
-            + _vector(struct.pack('>3H', 0x1301, 0x1302, 0x1303), 2)  # TLS_AES_128_GCM_SHA256, ...
-            + _vector(b'\x00', 1) + _vector(extensions, 2))
+    body = (struct.pack('>H', 0x0303) + random + vector(b'', 1)
+            + vector(struct.pack('>3H', 0x1301, 0x1302, 0x1303), 2)  # TLS_AES_128_GCM_SHA256, ...
+            + vector(b'\x00', 1) + vector(extensions, 2))
     return b'\x01' + len(body).to_bytes(3, 'big') + body
 
 
@@ -182,7 +187,7 @@ def _initial_packet(hello, offset, packet_number, size, destination_cid, source_
     here (between 64 and 16383), the packet number 4.
     """
     prefix = (bytes([0xC0 | (PN_LENGTH - 1)]) + struct.pack('>I', QUIC_V1)
-              + _vector(destination_cid, 1) + _vector(source_cid, 1) + varint(0))  # no token
+              + vector(destination_cid, 1) + vector(source_cid, 1) + varint(0))  # no token
     payload_length = size - len(prefix) - 2 - PN_LENGTH - AEAD_TAG
     if payload_length < 64:
         raise ValueError('an Initial of %d bytes has no room for a CRYPTO frame' % size)
@@ -219,6 +224,11 @@ def initial_datagrams(server_name, alpn='argotunnel', destination_cid=None, sour
 def cloudflared_datagrams(server_name, family, alpn='argotunnel'):
     """What cloudflared sends first to an edge address of ``family``: its Initial size, a post-quantum ClientHello."""
     return initial_datagrams(server_name, alpn, size=INITIAL_PAYLOAD[family], post_quantum=True)
+
+
+def precheck_datagrams(alpn='argotunnel'):
+    """What cloudflared's pre-check sends first: 1280-byte Initials with SNI probe.cftunnel.com, a post-quantum hello."""
+    return initial_datagrams(PRECHECK_SERVER_NAME, alpn, size=PRECHECK_INITIAL_PAYLOAD, post_quantum=True)
 
 
 def initial_datagram(server_name, alpn='argotunnel', destination_cid=None, source_cid=None):

@@ -8,9 +8,11 @@ runs in its own thread with one deadline, so the wall time is about one
 timeout whatever the number of targets. Every failure is classified:
 ``timeout`` (a silent drop), ``refused`` and ``unreachable`` (an active
 rejection: TCP RST, ICMP), ``blocked_locally`` (this host's own firewall),
-``tls``/``tls_certificate`` (something answered, but not the edge), and
-QUIC's own ``quic_closed``/``quic_version``, and ``quic_size``/``quic_multi_initial``
-when only smaller or single datagrams get through.
+``tls``/``tls_certificate`` (something answered, but not the edge),
+``tls_size`` (TCP 7844 answers a short ClientHello but not cloudflared's
+post-quantum one of about 1.4 KB), and QUIC's own ``quic_closed``/``quic_version``,
+and ``quic_size``/``quic_multi_initial`` when only smaller or single datagrams
+get through.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -23,7 +25,8 @@ import ssl
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import dns_client, egress_contract, quic_initial
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import (
+    dns_client, egress_contract, edge_trust, quic_initial, tls_hello)
 
 CHECKS = ('dns', 'tcp', 'tls', 'quic', 'https')
 REQUIREMENTS = ('any_tunnel', 'quic', 'http2', 'api', 'update', 'dns')
@@ -111,14 +114,16 @@ def _result(target, check, ok, error_kind, message, started):
             'latency_ms': int(round((time.time() - started) * 1000))}
 
 
-def tls_context(validate_certs, ca_path):
-    """One client context for every handshake: the system store, or ``ca_path``, or no validation."""
-    if not validate_certs:
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
-    return ssl.create_default_context(cafile=ca_path)
+def tls_context(validate_certs, ca_path, extra_roots=None):
+    """The client contexts of every handshake, by kind (see edge_trust.contexts): the tunnel's trust on 7844."""
+    return edge_trust.contexts(validate_certs, ca_path, extra_roots)
+
+
+def _context_for(contexts, check):
+    """The ``tls`` check (the tunnel's TCP handshake) trusts what cloudflared trusts there; ``https`` the store."""
+    if isinstance(contexts, dict):
+        return contexts['tunnel' if check == 'tls' else 'https']
+    return contexts
 
 
 def probe_stream(target, timeout, context, deadline=None):
@@ -140,10 +145,90 @@ def probe_stream(target, timeout, context, deadline=None):
             results.append(_result(target, 'tcp', True, None, 'connected', started))
         for check in target['checks']:
             if check in ('tls', 'https'):
-                results.append(_handshake(sock, target, check, context, deadline, started))
+                row = _handshake(sock, target, check, _context_for(context, check), deadline, started)
+                if check == 'tls' and row['ok']:
+                    row = _with_cloudflared_hello(row, target, timeout, deadline)
+                results.append(row)
     finally:
         sock.close()
     return results
+
+
+def cloudflared_hello(target, deadline, hello=None):
+    """Send cloudflared's own ClientHello (tls_hello) on a new TCP connection; ``(outcome, detail, size)``.
+
+    ``outcome``: ``answered`` (a ServerHello or a HelloRetryRequest came back;
+    ``detail`` says which), ``alert`` (the server refused the hello; detail:
+    the alert), ``silent`` (nothing came back by the deadline), ``closed``
+    (the connection ended without an answer) or ``error`` (no connection;
+    detail: the socket error).
+    """
+    hello = hello or tls_hello.client_hello(target['server_name'] or egress_contract.TUNNEL_SERVER_NAMES['tcp'])
+    sock = socket.socket(SOCKET_FAMILY[target['family']], socket.SOCK_STREAM)
+    received = b''
+    try:
+        sock.settimeout(max(deadline - time.time(), 0.05))
+        try:
+            sock.connect((target['address'], target['port']))
+        except (socket.error, OSError) as exc:
+            return 'error', exc, len(hello)
+        try:
+            sock.sendall(hello)
+            while True:
+                sock.settimeout(max(deadline - time.time(), 0.001))
+                chunk = sock.recv(4096)
+                if not chunk:
+                    return 'closed', None, len(hello)
+                received += chunk
+                answer = tls_hello.read_answer(received)
+                if answer is None:
+                    continue
+                if answer['kind'] == 'alert':
+                    return 'alert', answer['alert'], len(hello)
+                if answer['kind'] == 'not_tls':
+                    return 'closed', 'not a TLS answer', len(hello)
+                return 'answered', answer['kind'], len(hello)
+        except socket.timeout:
+            return 'silent', None, len(hello)
+        except (socket.error, OSError) as exc:
+            if received or dns_client.error_kind(exc) == 'reset':
+                return 'closed', str(exc), len(hello)
+            return 'error', exc, len(hello)
+    finally:
+        sock.close()
+
+
+def _with_cloudflared_hello(row, target, timeout, deadline):
+    """The ``tls`` row after the first handshake passed: also cloudflared's large hello must be answered."""
+    outcome, detail, size = cloudflared_hello(target, deadline)
+    ok, error_kind, message = interpret_cloudflared_hello(outcome, detail, size, target, timeout)
+    row = dict(row, ok=ok, error_kind=error_kind, hello_size=size)
+    row['message'] = '%s; %s' % (row['message'], message) if ok else message
+    return row
+
+
+def interpret_cloudflared_hello(outcome, detail, size, target, timeout):
+    """``(ok, error_kind, message)`` of cloudflared's ClientHello, sent after a short hello was answered.
+
+    Because the short hello was answered on the same port, a silence is the
+    hello's size (``tls_size``: a path MTU black hole, a middlebox that drops
+    large or segmented hellos), not a closed port.
+    """
+    port = target['port']
+    if outcome == 'answered':
+        return True, None, "cloudflared's %d-byte post-quantum ClientHello answered (%s)" % (
+            size, 'HelloRetryRequest' if detail == 'hello_retry_request' else 'ServerHello')
+    if outcome == 'silent':
+        return False, 'tls_size', (
+            "TCP %d: packet size / path MTU: cloudflared's %d-byte post-quantum ClientHello got no answer within %gs, "
+            "while a short ClientHello was answered on the same port: a hop drops the large TCP segments of that hello "
+            "(an MTU black hole or a middlebox); cloudflared's HTTP/2 connection fails here" % (port, size, timeout))
+    if outcome == 'alert':
+        return False, 'tls', "TCP %d: the server refused cloudflared's %d-byte ClientHello: TLS %s" % (port, size, detail)
+    if outcome == 'closed':
+        return False, 'tls', ("TCP %d: the connection ended after cloudflared's %d-byte ClientHello without an answer%s, "
+                              "while a short ClientHello was answered" % (port, size, ' (%s)' % detail if detail else ''))
+    return False, dns_client.error_kind(detail), "TCP %d: cloudflared's ClientHello: no TCP connection: %s" % (port, detail)
 
 
 def _handshake(sock, target, check, context, deadline, started):
@@ -221,36 +306,46 @@ def _readable(socks, timeout):
 
 
 def quic_attempts(server_name, family):
-    """``{kind: (datagrams, dcid, scid)}`` of the QUIC check: cloudflared's own first flight, and two smaller ones.
+    """``{kind: (datagrams, dcid, scid)}`` of the QUIC check: cloudflared's two first flights, and two smaller ones.
 
-    ``cloudflared``: its post-quantum ClientHello split over Initials of its
-    size for the family; ``single``: one Initial of that size (a short
-    ClientHello); ``small``: one Initial of 1200 bytes, the least QUIC allows.
+    ``cloudflared``: the tunnel's post-quantum ClientHello split over
+    Initials of its size for the family (1232 / 1252 bytes); ``precheck``:
+    the start-up pre-check's (1280 bytes, SNI probe.cftunnel.com); ``single``:
+    one Initial of the tunnel's size (a short ClientHello); ``small``: one
+    Initial of 1200 bytes, the least QUIC allows.
     """
     return {
         'cloudflared': quic_initial.cloudflared_datagrams(server_name, family),
+        'precheck': quic_initial.precheck_datagrams(),
         'single': quic_initial.initial_datagrams(server_name, size=quic_initial.INITIAL_PAYLOAD[family]),
         'small': quic_initial.initial_datagrams(server_name),
     }
 
 
+# The attempts that go out at once (cloudflared's own flights), and those sent only to explain a silence.
+FIRST_ATTEMPTS = ('cloudflared', 'precheck')
+LATER_ATTEMPTS = ('single', 'small')
+
+
 def probe_quic(target, timeout, deadline=None, attempts=None):
-    """cloudflared's first QUIC flight, and when it gets no answer, two smaller ones to tell why; by one deadline."""
+    """cloudflared's first QUIC flights (tunnel and pre-check sizes), and when the tunnel's gets no answer, two
+    smaller ones to tell why; by one deadline."""
     started = time.time()
     deadline = deadline or started + timeout
     built = attempts or quic_attempts(target['server_name'] or 'quic.cftunnel.com', target['family'])
-    main = _Attempt('cloudflared', target, built['cloudflared'])
-    running = [main]
+    running = [_Attempt(kind, target, built[kind]) for kind in FIRST_ATTEMPTS if kind in built]
+    main = running[0]
+    first = len(running)
     check_at = started + (deadline - started) * SIZE_CHECK_AFTER
     try:
-        while not main.done:
+        while not all(a.done for a in running[:first]):
             now = time.time()
             if now >= deadline:
                 break
-            if now >= check_at and len(running) == 1:
-                running += [_Attempt(kind, target, built[kind]) for kind in ('single', 'small')]
+            if now >= check_at and len(running) == first and not main.done:
+                running += [_Attempt(kind, target, built[kind]) for kind in LATER_ATTEMPTS if kind in built]
             waiting = [a.sock for a in running if not a.done]
-            wake = deadline if len(running) > 1 else check_at
+            wake = deadline if len(running) > first or main.done else check_at
             readable = _readable(waiting, max(wake - now, 0.001))
             for attempt in running:
                 if attempt.sock in readable:
@@ -263,8 +358,23 @@ def probe_quic(target, timeout, deadline=None, attempts=None):
     ok, error_kind, message = interpret_quic_attempts(main.answer, main.error, main.acked, outcomes, target,
                                                       timeout, len(main.datagrams), len(main.datagrams[0]))
     row = _result(target, 'quic', ok, error_kind, message, started)
-    row.update(initial_size=len(main.datagrams[0]), initials=len(main.datagrams))
+    row.update(initial_size=len(main.datagrams[0]), initials=len(main.datagrams),
+               flights=flights(dict((a.kind, a.datagrams) for a in running), outcomes))
     return row
+
+
+def flights(datagrams_by_kind, outcomes):
+    """What each attempt of the QUIC check sent and got: ``[{flight, size, initials, answered}]``, in send order.
+
+    ``answered`` is True (answered), False (silent or an error) - so the row
+    says which datagram sizes pass, the pre-check's 1280 among them.
+    """
+    rows = []
+    for kind in FIRST_ATTEMPTS + LATER_ATTEMPTS:
+        if kind in outcomes and datagrams_by_kind.get(kind):
+            rows.append({'flight': kind, 'size': len(datagrams_by_kind[kind][0]),
+                         'initials': len(datagrams_by_kind[kind]), 'answered': outcomes[kind] == 'answered'})
+    return rows
 
 
 def _ip_packet(size, family):
@@ -281,7 +391,12 @@ def interpret_quic_attempts(answer, error, acked, outcomes, target, timeout, ini
     """
     port = target['port']
     if answer:
-        return interpret_quic_answer(answer)
+        ok, error_kind, message = interpret_quic_answer(answer)
+        if ok and outcomes.get('precheck') in ('silent', 'error'):
+            message += ('; but the pre-check\'s %d-byte Initials got no answer: cloudflared\'s start-up pre-check '
+                        'reports QUIC as failed here although the tunnel\'s %d-byte ones pass'
+                        % (quic_initial.PRECHECK_INITIAL_PAYLOAD, size))
+        return ok, error_kind, message
     if error is not None:
         return False, dns_client.error_kind(error), 'UDP %d: %s' % (port, error)
     flight = '%d Initials of %d bytes' % (initials, size) if initials > 1 else 'a %d-byte Initial' % size
@@ -290,6 +405,11 @@ def interpret_quic_attempts(answer, error, acked, outcomes, target, timeout, ini
             'UDP %d: cloudflared\'s post-quantum ClientHello in %s got no answer%s, while a single %d-byte Initial was '
             'answered: something on the path drops the second Initial of a connection; cloudflared\'s QUIC '
             'handshake fails here' % (port, flight, ' (the server acknowledged the first)' if acked else '', size))
+    if outcomes.get('precheck') == 'answered':
+        return False, 'quic_size', (
+            'UDP %d: packet size: cloudflared\'s %d-byte UDP datagrams (%s) got no answer, while the pre-check\'s '
+            '%d-byte ones were answered: the start-up pre-check passes, yet cloudflared\'s QUIC handshake fails here'
+            % (port, size, flight, quic_initial.PRECHECK_INITIAL_PAYLOAD))
     if outcomes.get('small') == 'answered':
         return False, 'quic_size', (
             'UDP %d: packet size / path MTU: cloudflared\'s %d-byte UDP datagrams (%d-byte %s packets, %s) got no '

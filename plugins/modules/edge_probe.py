@@ -17,17 +17,28 @@ description:
     protocol, and if not, what is blocked? - on every host of a fleet at once.
   - Probes every address of the egress plan concurrently - TCP connect, a TLS handshake with the tunnel's server name on
     TCP 7844, a real QUIC handshake on UDP 7844, and TLS on TCP 443 to the API and update hosts - and asks the host's
-    own nameservers the plan's DNS questions and the TXT questions C(cloudflared) asks (V(cfd-features.argotunnel.com),
-    V(protocol-v2.argotunnel.com)).
+    own nameservers the plan's DNS questions (its SRV names, every host name, and its C(dns_names) - among them
+    V(region1.v2.argotunnel.com), which C(cloudflared) resolves every 5 minutes whatever the region) and the TXT
+    questions C(cloudflared) asks (V(cfd-features.argotunnel.com), V(protocol-v2.argotunnel.com)).
+  - The TLS check on TCP 7844 trusts what C(cloudflared) trusts there - the system store plus the three Cloudflare
+    roots it embeds, or O(ca_path) alone, like C(--cacert) - and then sends C(cloudflared)'s own ClientHello on a
+    second connection - TLS 1.3 with its groups X25519MLKEM768, P256Kyber768Draft00 and P-256 and one 1216-byte
+    X25519MLKEM768 key share, about 1.4 KB, more than one full TCP segment on many paths. A ServerHello or
+    HelloRetryRequest must come back; when only the short handshake was answered, the check fails as V(tls_size),
+    naming the size (an MTU black hole or a middlebox that drops large hellos), which fails C(cloudflared)'s HTTP/2.
   - The QUIC check sends what C(cloudflared) 2026 sends first - QUIC version 1 Initials of its size (1232 bytes of UDP
     payload to an IPv4 address, 1252 to an IPv6 one) carrying, over two Initials, a TLS 1.3 ClientHello with its
     post-quantum key share (X25519MLKEM768, plus X25519), ALPN V(argotunnel), protected as RFC 9001 says. When that
     gets no answer, a single Initial of the same size and one of 1200 bytes tell why - V(quic_size) (packet size /
     path MTU - only smaller datagrams get through) or V(quic_multi_initial) (only the first Initial of a connection
     gets through) - so a path that would fail C(cloudflared) never passes the probe.
+  - Beside it goes the flight of C(cloudflared)'s start-up pre-check (C(prechecks/probes.go) - an empty quic-go
+    configuration, so 1280-byte Initials in both families, SNI V(probe.cftunnel.com)); each row's RV(results[].flights)
+    says which sizes were answered, and the message says when the pre-check's size alone is lost (the pre-check
+    then reports QUIC as failed though the tunnel's QUIC works) or alone passes.
   - A silent drop (timeout), an active rejection (V(refused), V(unreachable)), the host's own firewall
     (V(blocked_locally)) and something that answers but is not the edge (V(tls), V(tls_certificate),
-    V(quic_closed)) are told apart, each with its latency.
+    V(quic_closed)) are told apart, each with its latency; so are the size losses V(tls_size) and V(quic_size).
   - Recommends the C(cloudflared) settings for the host from what it proved - C(--protocol) and C(--edge-ip-version),
     each with a reason - and returns what to open as data (RV(to_open)).
   - Needs only the Python standard library on the host (AES-GCM for QUIC is done in Python when the C(cryptography)
@@ -132,6 +143,36 @@ results:
       latency_ms: 3001
       initial_size: 1232
       initials: 2
+      flights:
+        - {flight: cloudflared, size: 1232, initials: 2, answered: false}
+        - {flight: precheck, size: 1280, initials: 2, answered: false}
+        - {flight: single, size: 1232, initials: 1, answered: false}
+        - {flight: small, size: 1200, initials: 1, answered: false}
+  contains:
+    error_kind:
+      description:
+        - Why a check failed (V(null) when it passed) - V(timeout), V(refused), V(unreachable), V(blocked_locally),
+          V(reset), V(tls), V(tls_certificate), V(tls_size), V(quic_closed), V(quic_version), V(quic_size),
+          V(quic_multi_initial), V(error).
+      type: str
+    hello_size:
+      description:
+        - V(tls) rows whose handshake passed - the size in bytes of C(cloudflared)'s ClientHello (one TLS record)
+          sent on the second connection.
+      type: int
+      returned: when C(cloudflared)'s hello was sent
+    initial_size:
+      description: V(quic) rows - the UDP payload of C(cloudflared)'s Initials to this address (1232 IPv4, 1252 IPv6).
+      type: int
+      returned: for V(quic) rows
+    flights:
+      description:
+        - V(quic) rows - every QUIC flight sent, with its C(flight) (V(cloudflared) - the tunnel's; V(precheck) - the
+          start-up pre-check's 1280-byte one; V(single) and V(small) - sent only to explain a silence), datagram
+          C(size), number of C(initials) and whether it was C(answered).
+      type: list
+      elements: dict
+      returned: for V(quic) rows
 summary:
   description: Counts of ok and failed results per purpose, check, protocol and family.
   returned: always
@@ -190,14 +231,23 @@ recommended_settings:
   description:
     - The C(cloudflared) settings this host should run with, from what the probe proved, each with the command-line
       C(option), the C(value) and a one-line C(reason).
-    - C(protocol) is V(quic) or V(http2) (the one C(cloudflared) prefers among those that answered); C(edge_ip_version)
-      is V(auto) when that protocol answered over both address families, else V('4') or V('6') - with V(auto), the
-      default since C(cloudflared) 2026.5, it may pick IPv6 on a dual-stack host whose IPv6 path is blocked.
+    - C(protocol) follows C(cloudflared)'s start-up pre-check (C(prechecks/checker.go)) - V(quic) when QUIC answered
+      from every region (tunnel host name), else V(http2) when HTTP/2 did, else the protocol that answered from some
+      region; the reason names the regions that did not answer, and for V(http2) says what it loses (WARP-routed
+      UDP, ICMP and private DNS resolution, C(supervisor/tunnel.go)). RV(recommended_protocol) instead says what
+      C(cloudflared) with C(--protocol auto) would run - QUIC as soon as one region answers it.
+    - C(edge_ip_version) is V(auto) when that protocol answered over both address families, else V('4') or V('6') -
+      with V(auto), the default since C(cloudflared) 2026.5, it may pick IPv6 on a dual-stack host whose IPv6 path
+      is blocked.
     - Both values are V(null) when no tunnel protocol answered.
   returned: always
   type: dict
   sample:
-    protocol: {option: --protocol, value: quic, reason: QUIC answered over IPv4}
+    protocol:
+      option: --protocol
+      value: quic
+      reason: "QUIC answered over IPv4 from every region (region1.v2.argotunnel.com, region2.v2.argotunnel.com), as
+        cloudflared's pre-check requires"
     edge_ip_version:
       option: --edge-ip-version
       value: '4'

@@ -87,7 +87,8 @@ if ($prepared.ip_version -eq 'auto') {
 }
 $chosen = @($targets | Where-Object { $families -contains $_.family })
 $prober = New-Object -TypeName ansible_collections.tunnelwall.cloudflared.plugins.module_utils.EdgeProbe.Prober -ArgumentList @(
-    $timeoutMs, [int]$prepared.concurrency, [bool]$prepared.validate_certs, [string]$prepared.ca_path)
+    $timeoutMs, [int]$prepared.concurrency, [bool]$prepared.validate_certs, [string]$prepared.ca_path,
+    [System.Collections.IList]@($prepared.tunnel_roots), [int]$prepared.first_attempts)
 $rows = $prober.Run([System.Collections.IList]$chosen)
 
 $answers = @()

@@ -14,9 +14,13 @@ author: tunnelwall developers (@tunnelwall)
 description:
   - The Windows twin of M(tunnelwall.cloudflared.edge_probe), with the same options and the same return values.
   - DNS through C(Resolve-DnsName) (SRV and TXT included), TCP and TLS through .NET, QUIC by sending the Initial
-    datagrams C(cloudflared) sends first (its size, its post-quantum ClientHello over two Initials; after two thirds of
-    O(timeout) without an answer, a single Initial of that size and one of 1200 bytes, to tell a size problem from a
-    blocked port), all concurrently, each bounded by O(timeout).
+    datagrams C(cloudflared) sends first (its size, its post-quantum ClientHello over two Initials, and beside them its
+    start-up pre-check's 1280-byte Initials; after two thirds of O(timeout) without an answer, a single Initial of the
+    tunnel's size and one of 1200 bytes, to tell a size problem from a blocked port), all concurrently, each bounded by
+    O(timeout).
+  - The TLS check on 7844 trusts the Windows store plus the three Cloudflare roots C(cloudflared) embeds (the
+    controller sends them), or O(ca_path) alone, and sends C(cloudflared)'s own ClientHello (built on the controller)
+    on a second connection; the controller reads the answer (V(tls_size) when only the short hello was answered).
   - Windows PowerShell 5.1 has no AES-GCM, which QUIC Initial protection needs. So an action plugin builds every
     Initial datagram on the controller (the same Python code M(tunnelwall.cloudflared.edge_probe) runs on POSIX hosts),
     the host sends them and returns what came back, and the controller reads the answers and writes the report. The

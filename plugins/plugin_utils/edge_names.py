@@ -30,6 +30,25 @@ TUNNEL_SERVER_NAMES = egress_contract.TUNNEL_SERVER_NAMES
 TUNNEL_TLS_SERVER_NAMES = egress_contract.TUNNEL_TLS_SERVER_NAMES
 # cloudflared refuses to start with fewer SRV targets than this.
 MIN_SRV_TARGETS = 2
+# The API host of the start-up pre-check (prechecks/probes.go: a TCP connect to api.cloudflare.com:443, every region).
+PRECHECK_API = 'api.cloudflare.com'
+# What cloudflared 2026 asks the host's resolver besides the SRV names and the endpoints' A/AAAA, whatever the
+# region: (name, record types, when and why). A resolver that filters by name must answer these too; the plan
+# carries them under ``dns_names`` and edge_probe asks them.
+DNS_NAMES = (
+    ('region1.v2.argotunnel.com', ('A', 'AAAA'),
+     'every 5 minutes, whatever the region: the virtual DNS service learns the host\'s resolver address from this '
+     'look-up (ingress/origins/dns.go, refreshFreq and defaultLookupHost); no connection goes to its addresses'),
+    ('cfd-features.argotunnel.com', ('TXT',), 'at start and hourly: feature flags (features/selector.go)'),
+    ('protocol-v2.argotunnel.com', ('TXT',),
+     'at every start, whatever --protocol or the token (connection/protocol.go, NewProtocolSelector); hourly with '
+     '--protocol auto and no --token, as with --token-file, the service default (edgediscovery/protocol.go)'),
+)
+
+
+def dns_names():
+    """The plan's ``dns_names``: ``[{name, types, why}]`` from DNS_NAMES."""
+    return [{'name': name, 'types': list(types), 'why': why} for name, types, why in DNS_NAMES]
 
 
 # ASCII letters, digits, '-' and '_' (SRV owner names such as _tcp); IDNs go in their xn-- form.
@@ -49,8 +68,13 @@ class NameSet:
     generation: str
     srv: str
     region_hostnames: tuple
-    api: str
+    apis: tuple
     updates: tuple
+
+    @property
+    def api(self):
+        """The API host the tunnel's own commands use (the first of ``apis``)."""
+        return self.apis[0]
 
     @property
     def update(self):
@@ -66,9 +90,13 @@ def _v2_names(region):
         generation='v2',
         srv='_%s._tcp.argotunnel.com' % service,
         region_hostnames=tuple('%sregion%d.v2.argotunnel.com' % (host_prefix, n) for n in (1, 2)),
-        # With a FedRAMP token cloudflared talks to the FedRAMP API (cloudflared: credentials/ and the tunnel
-        # subcommand's context pick api.fed.cloudflare.com for a fed endpoint).
-        api='api.fed.cloudflare.com' if region == 'fed' else 'api.cloudflare.com',
+        # With a FedRAMP cert.pem cloudflared's commands talk to the FedRAMP API: the endpoint of the certificate
+        # decides, not --region (cmd/cloudflared/tunnel/subcommand_context.go, client(); credentials/credentials.go).
+        # The start-up pre-check dials api.cloudflare.com:443 whatever the endpoint (prechecks/probes.go,
+        # targetAPI), so a FedRAMP plan carries both.
+        apis=('api.fed.cloudflare.com', PRECHECK_API) if region == 'fed' else (PRECHECK_API,),
+        # The daily update check goes here even with --no-autoupdate, which only skips the update itself
+        # (cmd/cloudflared/updater/update.go: NewAutoUpdater, Run, applyUpdate; UpdateURL).
         updates=('update.argotunnel.com',),
     )
 
@@ -80,7 +108,7 @@ LEGACY_NAMES = NameSet(
     generation='legacy',
     srv='_origintunneld._tcp.argotunnel.com',
     region_hostnames=('region1.argotunnel.com', 'region2.argotunnel.com'),
-    api='api.cloudflare.com',
+    apis=('api.cloudflare.com',),
     updates=('update.cloudflare.com', 'update.argotunnel.com'),
 )
 

@@ -76,7 +76,7 @@ def wanted_endpoints(options, srv_answers=None):
         for hostname, port in tunnel:
             endpoints.append(_endpoint(hostname, 'tunnel', port, PROTOCOL_ORDER, edge_names.TUNNEL_SERVER_NAMES,
                                        edge_names.TUNNEL_TLS_SERVER_NAMES))
-        for purpose, hostnames in (('api', (names.api,)), ('update', names.updates)):
+        for purpose, hostnames in (('api', names.apis), ('update', names.updates)):
             if purpose in options.purposes:
                 for hostname in hostnames:
                     endpoints.append(_endpoint(hostname, purpose, edge_names.HTTPS_PORT, ('tcp',), {'tcp': hostname}))
@@ -252,6 +252,8 @@ def _plan(options, source, resolved_at, endpoints):
         'resolved_at': resolved_at,
         # The probe asks the same SRV questions from each host.
         'srv_names': srv_names(options),
+        # Names cloudflared resolves besides those (for resolvers that filter by name); the probe asks them too.
+        'dns_names': edge_names.dns_names(),
         'endpoints': endpoints,
         'rules': build_rules(endpoints, options),
     }

@@ -69,12 +69,25 @@ def test_each_region_uses_its_srv_name_and_region_hosts(lookup, dns, region, pre
     assert plan['endpoints'][1]['ipv4'] == expected
 
 
-def test_fed_region_uses_the_fedramp_api(lookup, dns):
+def test_fed_region_uses_the_fedramp_api_and_the_prechecks(lookup, dns):
+    # A FedRAMP cert.pem sends cloudflared's commands to api.fed.cloudflare.com; its start-up pre-check dials
+    # api.cloudflare.com:443 whatever the endpoint (prechecks/probes.go): a fed plan carries both.
     plan = lookup(region='fed')
     assert hostnames(plan) == ['fed-region1.v2.argotunnel.com', 'fed-region2.v2.argotunnel.com',
-                               'api.fed.cloudflare.com', 'update.argotunnel.com']
-    assert rule(plan, 'api', 'tcp')['ipv4'] == ['198.51.100.83/32']
-    assert ('api.cloudflare.com', 'A') not in asked(dns)
+                               'api.cloudflare.com', 'api.fed.cloudflare.com', 'update.argotunnel.com']
+    assert rule(plan, 'api', 'tcp')['ipv4'] == ['198.51.100.80/32', '198.51.100.83/32']
+    assert ('api.cloudflare.com', 'A') in asked(dns)
+
+
+@pytest.mark.parametrize('region', ['global', 'us', 'fed'])
+def test_every_plan_names_what_cloudflared_resolves_without_connecting(lookup, dns, region):
+    # The virtual DNS service resolves region1.v2.argotunnel.com every 5 minutes whatever the region
+    # (ingress/origins/dns.go); a resolver that filters by name must answer it, and the TXT names.
+    plan = lookup(region=region, purposes=['tunnel'])
+    assert [(e['name'], e['types']) for e in plan['dns_names']] == [
+        ('region1.v2.argotunnel.com', ['A', 'AAAA']), ('cfd-features.argotunnel.com', ['TXT']),
+        ('protocol-v2.argotunnel.com', ['TXT'])]
+    assert all(e['why'] for e in plan['dns_names'])
 
 
 def test_legacy_generation_is_the_original_page_and_the_update_host_of_its_releases(lookup, dns):

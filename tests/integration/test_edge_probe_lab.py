@@ -99,6 +99,9 @@ def test_datagrams_just_below_cloudflareds_initials_fail_quic_with_the_size(lab,
     assert result['recommended_settings']['protocol']['value'] == 'http2'
     assert result['recommended_settings']['edge_ip_version']['value'] == 'auto'
     assert [(e['purpose'], e['protocol'], e['port']) for e in result['to_open']] == [('tunnel', 'udp', 7844)]
+    # Every size cloudflared sends is lost: the tunnel's (1232 / 1252) and the pre-check's (1280).
+    assert {(f['flight'], f['answered']) for r in rows(result, check='quic') for f in r['flights']} == {
+        ('cloudflared', False), ('precheck', False), ('single', False), ('small', True)}
 
 
 @pytest.mark.once
@@ -108,6 +111,8 @@ def test_a_size_limit_between_the_families_recommends_the_family_that_passes(lab
     result = probe(lab, plan, purposes=['tunnel'])
     assert kinds(result, check='quic', family='ipv4') == {None}
     assert kinds(result, check='quic', family='ipv6') == {'quic_size'}
+    assert all("the pre-check's 1280-byte Initials got no answer" in r['message']
+               for r in rows(result, check='quic', family='ipv4'))
     settings = result['recommended_settings']
     assert (settings['protocol']['value'], settings['edge_ip_version']['value']) == ('quic', '4')
     assert 'may choose IPv6, which is blocked here' in settings['edge_ip_version']['reason']
@@ -121,6 +126,49 @@ def test_datagrams_above_cloudflareds_initials_pass(lab, plan):
     assert {(r['family'], r['initial_size'], r['initials']) for r in result['results']} == {
         ('ipv4', 1232, 2), ('ipv6', 1252, 2)}
     assert result['recommended_protocol'] == 'quic'
+    # 1252 passes the tunnel's Initials but not the pre-check's 1280-byte ones: the row says so.
+    assert {(f['flight'], f['size'], f['answered']) for r in result['results'] for f in r['flights']} == {
+        ('cloudflared', 1232, True), ('cloudflared', 1252, True), ('precheck', 1280, False)}
+    assert all("cloudflared's start-up pre-check reports QUIC as failed" in r['message'] for r in result['results'])
+
+
+@pytest.mark.once
+def test_datagrams_of_the_precheck_size_pass_every_flight(lab, plan):
+    lab.fault('quic-size', '1280')
+    result = probe(lab, plan, purposes=['tunnel'], checks=['quic'])
+    assert all(r['ok'] for r in result['results']), [r for r in result['results'] if not r['ok']]
+    assert {(f['flight'], f['size'], f['answered']) for r in result['results'] for f in r['flights']} == {
+        ('cloudflared', 1232, True), ('cloudflared', 1252, True), ('precheck', 1280, True)}
+
+
+@pytest.mark.once
+def test_a_path_passing_only_the_precheck_size_fails_quic_naming_both(lab, plan):
+    lab.fault('quic-exact', '1280')
+    result = probe(lab, plan, purposes=['tunnel'])
+    assert kinds(result, check='quic') == {'quic_size'}
+    assert all("the pre-check's 1280-byte ones were answered" in r['message'] for r in rows(result, check='quic'))
+    assert result['recommended_protocol'] == 'http2'
+
+
+@pytest.mark.once
+def test_a_path_losing_cloudflareds_large_tcp_hello_fails_http2_naming_the_size(lab, plan):
+    # TCP packets to 7844 over 1000 bytes are dropped: Python's short hello passes, cloudflared's ~1.4 KB one dies.
+    lab.fault('tls-size', '1000')
+    result = probe(lab, plan, purposes=['tunnel'], require=['http2'])
+    assert result['failed'] is True
+    assert all(r['ok'] for r in rows(result, check='tcp'))
+    tls = rows(result, check='tls')
+    assert tls and {r['error_kind'] for r in tls} == {'tls_size'}
+    size = tls[0]['hello_size']
+    assert 1400 < size < 1500
+    assert all(("cloudflared's %d-byte post-quantum ClientHello got no answer" % size) in r['message'] for r in tls)
+    assert all('while a short ClientHello was answered' in r['message'] for r in tls)
+    assert result['unmet_requirements'][0].startswith('http2: tls tcp/7844 tls_size: ')
+    assert result['recommended_protocol'] == 'quic'  # UDP is open: QUIC still works
+    # Without the fault the same check passes, the large hello answered (the lab's OpenSSL asks for P-256 again).
+    lab.reset()
+    clean = probe(lab, plan, purposes=['tunnel'], checks=['tls'])
+    assert all(r['ok'] and 'ClientHello answered (HelloRetryRequest)' in r['message'] for r in clean['results'])
 
 
 @pytest.mark.once
@@ -242,6 +290,20 @@ def test_one_region_down_still_quic_with_less_redundancy(lab, plan):
     assert result['recommended_protocol'] == 'quic'
     assert 'no QUIC answer from region2.v2.argotunnel.com' in result['recommendation_reason']
     assert kinds(result, hostname='region2.v2.argotunnel.com') == {'timeout'}
+    # cloudflared's pre-check suggests a protocol only when every region passes it: here none, and the reason says so.
+    protocol = result['recommended_settings']['protocol']
+    assert protocol['value'] == 'quic'
+    assert 'not from region2.v2.argotunnel.com' in protocol['reason'] and 'suggests no protocol' in protocol['reason']
+
+
+@pytest.mark.once
+def test_quic_dropped_recommends_http2_saying_what_it_loses(lab, plan):
+    lab.fault('udp7844', 'drop')
+    result = probe(lab, plan, purposes=['tunnel'])
+    protocol = result['recommended_settings']['protocol']
+    assert protocol['value'] == 'http2'
+    assert protocol['reason'].endswith('loses WARP-routed UDP, ICMP and private DNS resolution, which need QUIC '
+                                       '(supervisor/tunnel.go)')
 
 
 def test_check_mode_gives_the_same_results(lab, plan):
@@ -261,3 +323,37 @@ def test_bad_input_fails_naming_the_option(lab, plan):
     result = run_module(lab, 'tunnelwall.cloudflared.edge_probe', {'targets': [
         {'address': '198.51.100.11', 'port': 7844, 'check': 'quic'}]})
     assert result['failed'] is True and 'needs a server_name' in result['msg']
+
+
+@pytest.mark.once
+def test_tunnel_trust_over_ansible_is_the_system_store_plus_the_roots_or_ca_path_alone(lab, plan, tmp_path):
+    # On a lab host, through Ansible: OpenSSL's SSL_CERT_FILE makes the lab CA the host's system store.
+    import trustme
+    other = tmp_path / 'other-ca.pem'
+    trustme.CA().cert_pem.write_to_path(str(other))
+    probe_args = {'plan': plan, 'checks': ['tls', 'https'], 'purposes': ['tunnel', 'api'], 'timeout': 1.5,
+                  'require': []}
+    tasks = [
+        # The system store holds the lab CA: trusted, on 7844 (store + the three roots) and on 443 (store).
+        {'environment': {'SSL_CERT_FILE': lab.ca}, 'args': {}},
+        # ca_path replaces the store and the three roots, as --cacert does: the lab CA in the store no longer counts.
+        {'environment': {'SSL_CERT_FILE': lab.ca}, 'args': {'ca_path': str(other)}},
+        # An empty store: the three Cloudflare roots alone do not accept the lab's chain.
+        {'environment': {'SSL_CERT_FILE': os.devnull}, 'args': {}},
+    ]
+    playbook, output = tmp_path / 'trust.yml', tmp_path / 'results.json'
+    steps = [{'tunnelwall.cloudflared.edge_probe': dict(probe_args, **task['args']), 'environment': task['environment'],
+              'register': 'probe%d' % index} for index, task in enumerate(tasks)]
+    steps.append({'ansible.builtin.copy': {'content': '{{ [probe0, probe1, probe2] | to_json }}', 'dest': str(output)},
+                  'delegate_to': 'localhost'})
+    playbook.write_text(json.dumps([{'hosts': HOST, 'gather_facts': False, 'tasks': steps}]))
+    env = dict(os.environ, ANSIBLE_NOCOLOR='1')
+    completed = subprocess.run([os.path.join(BIN, 'ansible-playbook'), '-i', lab.inventory, str(playbook)],
+                               capture_output=True, text=True, env=env, timeout=300, check=False, cwd=REPO)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    results = json.loads(output.read_text())
+    store, replaced, empty = ({r['check']: {x['error_kind'] for x in result['results'] if x['check'] == r['check']}
+                               for r in result['results']} for result in results)
+    assert store == {'tls': {None}, 'https': {None}}, results[0]['results']
+    assert replaced == {'tls': {'tls_certificate'}, 'https': {'tls_certificate'}}
+    assert empty == {'tls': {'tls_certificate'}, 'https': {'tls_certificate'}}

@@ -68,7 +68,7 @@ def test_datagrams_just_below_cloudflareds_size_fail_with_the_size_named(relay, 
     assert not row['ok']
     assert row['error_kind'] == 'quic_size'
     assert 'packet size / path MTU' in row['message'] and ("cloudflared's %d-byte UDP datagrams" % size) in row['message']
-    assert set(path.dropped) == {size}
+    assert set(path.dropped) == {size, quic_initial.PRECHECK_INITIAL_PAYLOAD}  # the pre-check's flight too
     assert time.time() - started < 2.0  # still one timeout
 
 
@@ -77,7 +77,34 @@ def test_datagrams_above_cloudflareds_size_pass(relay, family):
     path = relay(family, max_size=quic_initial.INITIAL_PAYLOAD[family])
     row = reachability.probe_quic(target(path.address, family), 1.5)
     assert row['ok'], row
+    # Only the pre-check's 1280-byte Initials are larger: the tunnel works, and the row says the pre-check fails.
+    assert set(path.dropped) == {quic_initial.PRECHECK_INITIAL_PAYLOAD}
+    assert "the pre-check's 1280-byte Initials got no answer" in row['message']
+    assert [(f['flight'], f['size'], f['answered']) for f in row['flights']] == [
+        ('cloudflared', quic_initial.INITIAL_PAYLOAD[family], True), ('precheck', 1280, False)]
+
+
+@pytest.mark.parametrize('family', FAMILIES)
+def test_the_precheck_size_passes_with_the_tunnels(relay, family):
+    path = relay(family, max_size=quic_initial.PRECHECK_INITIAL_PAYLOAD)
+    row = reachability.probe_quic(target(path.address, family), 1.5)
+    assert row['ok'] and row['message'] == 'QUIC handshake answered (initial, ALPN accepted)', row
     assert path.dropped == []
+    assert [(f['flight'], f['size'], f['initials'], f['answered']) for f in row['flights']] == [
+        ('cloudflared', quic_initial.INITIAL_PAYLOAD[family], 2, True), ('precheck', 1280, 2, True)]
+    assert row['latency_ms'] < 1000  # both answered at once: no waiting for the deadline
+
+
+@pytest.mark.parametrize('family', FAMILIES)
+def test_only_the_precheck_size_passing_fails_quic_naming_both_sizes(relay, family):
+    size = quic_initial.INITIAL_PAYLOAD[family]
+    path = relay(family, only_size=quic_initial.PRECHECK_INITIAL_PAYLOAD)
+    row = reachability.probe_quic(target(path.address, family), 1.5)
+    assert (row['ok'], row['error_kind']) == (False, 'quic_size')
+    assert ("cloudflared's %d-byte UDP datagrams" % size) in row['message']
+    assert "the pre-check's 1280-byte ones were answered" in row['message']
+    assert {f['flight']: f['answered'] for f in row['flights']} == {
+        'cloudflared': False, 'precheck': True, 'single': False, 'small': False}
 
 
 @pytest.mark.parametrize('family', FAMILIES)
@@ -87,7 +114,8 @@ def test_a_path_passing_one_initial_per_flow_fails_as_multi_initial(relay, famil
     assert not row['ok']
     assert row['error_kind'] == 'quic_multi_initial'
     assert 'drops the second Initial' in row['message']
-    assert path.dropped == [quic_initial.INITIAL_PAYLOAD[family]]
+    # The second Initial of cloudflared's flight and of the pre-check's.
+    assert sorted(path.dropped) == sorted([quic_initial.INITIAL_PAYLOAD[family], quic_initial.PRECHECK_INITIAL_PAYLOAD])
 
 
 def test_a_silent_port_is_still_a_plain_timeout(relay):

@@ -17,6 +17,9 @@ MODES = ('drop', 'reject')
 # The flows whose first QUIC Initial passed (fault quic-split), one set per family.
 QUIC_SEEN_SET = 'quic_seen'
 DNS_KINDS = ('servfail', 'nxdomain', 'refused', 'timeout', 'spoof')
+# Faults that take one size, and what the size is.
+SIZE_FAULTS = {'quic-size': 'the largest UDP payload that passes', 'quic-exact': 'the only UDP payload size that passes',
+               'tls-size': 'the longest TCP packet to 7844 that passes, IP header included'}
 
 USAGE = """faults:
   udp7844 drop|reject [HOST]     QUIC to every edge address, from every host or one (reject: ICMP port unreachable)
@@ -29,7 +32,10 @@ USAGE = """faults:
   dns delay MS                   every DNS answer comes MS milliseconds late
   addresses drop|reject ADDR...  TCP and UDP to these edge addresses (benchmarks: half of the bench addresses)
   quic-size N                    UDP 7844 datagrams with more than N bytes of payload are dropped (an MTU black hole)
-  quic-split                     every QUIC Initial after the first of a flow is dropped (a one-datagram middlebox)"""
+  quic-split                     every QUIC Initial after the first of a flow is dropped (a one-datagram middlebox)
+  quic-exact N                   UDP 7844 datagrams of any payload size but N are dropped (only one size passes)
+  tls-size N                     TCP 7844 packets longer than N bytes (IP header included) are dropped (an MTU black
+                                 hole: cloudflared's ~1.4 KB ClientHello dies, a short one passes)"""
 
 
 class FaultError(ValueError):
@@ -70,9 +76,9 @@ def parse(args):
                 target = name_part.lower().rstrip('.') + ('/' + rdtype.upper() if rdtype else '')
             return ['dns', rest[0], target]
         raise FaultError('dns takes %s [NAME[/TYPE]], rotate, or delay MS' % '|'.join(DNS_KINDS))
-    if name == 'quic-size':
+    if name in SIZE_FAULTS:
         if len(rest) != 1 or not rest[0].isdigit() or not 0 < int(rest[0]) < 65536:
-            raise FaultError('quic-size takes N, the largest UDP payload in bytes that passes (1 to 65535)')
+            raise FaultError('%s takes N, %s in bytes (1 to 65535)' % (name, SIZE_FAULTS[name]))
         return [name, str(int(rest[0]))]
     if name == 'quic-split':
         if rest:
@@ -142,6 +148,12 @@ def nft_rules(faults):
         elif name == 'quic-size':
             # udp length counts the 8-byte UDP header too.
             rules.append('udp dport %d udp length > %d counter drop' % (config.TUNNEL_PORT, int(fault[1]) + 8))
+        elif name == 'quic-exact':
+            rules.append('udp dport %d udp length != %d counter drop' % (config.TUNNEL_PORT, int(fault[1]) + 8))
+        elif name == 'tls-size':
+            # meta length: the whole IP packet. SYN and ACK pass; the segments that carry a large ClientHello do not,
+            # nor do their retransmissions (no ICMP "too big" comes back: a black hole).
+            rules.append('tcp dport %d meta length > %d counter drop' % (config.TUNNEL_PORT, int(fault[1])))
         elif name == 'quic-split':
             # A QUIC v1 Initial starts with the bits 1100 (long header, fixed bit, type 0). The first Initial of a
             # flow (source address and port) passes and puts the flow in a set; later Initials of it are dropped.

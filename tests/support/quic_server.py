@@ -73,9 +73,10 @@ def _free_udp_port(host):
 class LossyRelay:
     """A UDP relay on loopback in front of ``upstream``: one upstream socket per client flow, like a NAT."""
 
-    def __init__(self, upstream, max_size=None, first_initial_only=False):
+    def __init__(self, upstream, max_size=None, first_initial_only=False, only_size=None):
         self.upstream = upstream
         self.max_size = max_size
+        self.only_size = only_size
         self.first_initial_only = first_initial_only
         self.family = socket.AF_INET6 if ':' in upstream[0] else socket.AF_INET
         self.sock = socket.socket(self.family, socket.SOCK_DGRAM)
@@ -93,6 +94,8 @@ class LossyRelay:
 
     def _lose(self, client, data):
         if self.max_size is not None and len(data) > self.max_size:
+            return True
+        if self.only_size is not None and len(data) != self.only_size:
             return True
         if self.first_initial_only and data[:1] and data[0] & 0xF0 == 0xC0:  # a v1 long-header Initial
             self.seen[client] = self.seen.get(client, 0) + 1

@@ -203,9 +203,19 @@ def test_quic_size_and_split_are_nft_rules_the_edge_loads(lab):
     assert 'set quic_seen4' in table and 'set quic_seen6' in table and '@quic_seen6' in table
 
 
+def test_tls_size_and_quic_exact_are_nft_rules_the_edge_loads(lab):
+    assert lab.fault('tls-size', '1000') == ['tls-size', '1000']
+    assert lab.fault('quic-exact', '1280') == ['quic-exact', '1280']
+    table = subprocess.run(['ip', 'netns', 'exec', config.EDGE_NS, 'nft', 'list', 'table', 'inet', config.NFT_FAULT_TABLE],
+                           capture_output=True, text=True, check=True).stdout
+    assert 'tcp dport 7844 meta length > 1000' in table
+    assert 'udp length != 1288' in table
+
+
 def test_bad_faults_are_refused(lab):
     for bad in (['udp7844'], ['udp7844', 'slow'], ['region', 'mars'], ['dns', 'lie'], ['api', 'drop', 'x'], ['nosuch'],
-                ['quic-size'], ['quic-size', 'big'], ['quic-size', '0'], ['quic-split', 'now']):
+                ['quic-size'], ['quic-size', 'big'], ['quic-size', '0'], ['quic-split', 'now'],
+                ['tls-size'], ['tls-size', '70000'], ['quic-exact', 'x']):
         with pytest.raises(faults.FaultError):
             lab.fault(*bad)
     assert lab.state['faults'] == []

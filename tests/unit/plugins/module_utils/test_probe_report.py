@@ -225,7 +225,9 @@ def test_settings_reasons_say_why():
         if row['check'] == 'quic':
             row['error_kind'] = 'quic_size'
     reason = probe_report.recommend_settings(quic_lost)['protocol']['reason']
-    assert reason.startswith('QUIC (UDP 7844) got no answer (packet size / path MTU') and reason.endswith('falling back')
+    assert reason.startswith('QUIC (UDP 7844) got no answer (packet size / path MTU') and 'falling back' in reason
+    # http2 is recommended, saying what it costs (supervisor/tunnel.go).
+    assert reason.endswith('loses WARP-routed UDP, ICMP and private DNS resolution, which need QUIC (supervisor/tunnel.go)')
     v4_only = [r for r in dual_stack(1, 1, 1, 1) if r['family'] == 'ipv4']
     assert probe_report.recommend_settings(v4_only)['edge_ip_version'] == {
         'option': '--edge-ip-version', 'value': '4',
@@ -256,3 +258,68 @@ def test_every_part_reads_the_plan_contract_from_one_module():
     assert (edge_names.TUNNEL_PORT, reachability.HTTPS_PORT) == (egress_contract.TUNNEL_PORT, egress_contract.HTTPS_PORT)
     problem = probe_options._plan_problem({'version': 2, 'endpoints': []}, {}, probe_options.CHECKS)
     assert problem == 'plan: version 2 is not an egress plan this collection reads (expected 1)'
+
+
+def two_regions(quic2=True, http2_2=True):
+    """region1 answers everything; region2 answers QUIC and HTTP/2 as asked (IPv4)."""
+    rows = []
+    for hostname, address, quic, http2 in (('region1.v2.argotunnel.com', '198.51.100.11', True, True),
+                                           ('region2.v2.argotunnel.com', '198.51.100.21', quic2, http2_2)):
+        for check, ok in (('quic', quic), ('tcp', http2), ('tls', http2)):
+            rows.append(result(hostname, address, check, ok))
+    return rows
+
+
+def test_settings_follow_the_prechecks_every_region_rule_naming_the_regions():
+    everywhere = probe_report.recommend_settings(two_regions())['protocol']
+    assert everywhere['value'] == 'quic'
+    assert everywhere['reason'] == ('QUIC answered over IPv4 from every region (region1.v2.argotunnel.com, '
+                                    'region2.v2.argotunnel.com), as cloudflared\'s pre-check requires')
+    # QUIC from region1 only: the pre-check suggests http2, which reaches both; the reason names the region and the cost.
+    one = probe_report.recommend_settings(two_regions(quic2=False))['protocol']
+    assert one['value'] == 'http2'
+    assert one['reason'].startswith('QUIC (UDP 7844) got no answer from region2.v2.argotunnel.com: with quic, '
+                                    'cloudflared keeps only the connections to the other regions')
+    assert 'loses WARP-routed UDP, ICMP and private DNS' in one['reason']
+    assert probe_report.recommend(two_regions(quic2=False))[0] == 'quic'  # what cloudflared itself would run
+    # Neither protocol from every region: the pre-check suggests nothing; the one that answered somewhere, named.
+    neither = probe_report.recommend_settings(two_regions(quic2=False, http2_2=False))['protocol']
+    assert neither['value'] == 'quic'
+    assert 'not from region2.v2.argotunnel.com' in neither['reason'] and 'suggests no protocol' in neither['reason']
+
+
+def test_dns_names_of_the_plan_are_asked_once():
+    plan = dict(PLAN, dns_names=[{'name': 'region1.v2.argotunnel.com', 'types': ['A', 'AAAA']},
+                                 {'name': 'cfd-features.argotunnel.com', 'types': ['TXT']}])
+    questions = probe_report.dns_questions(plan, ['ipv4'])
+    assert len(questions) == len(set(questions))
+    us = dict(plan, endpoints=[dict(e, hostname=e['hostname'].replace('region', 'us-region')) for e in PLAN['endpoints']])
+    questions = probe_report.dns_questions(us, ['ipv6'])
+    assert ('region1.v2.argotunnel.com', 'AAAA') in questions and ('region1.v2.argotunnel.com', 'A') not in questions
+    assert questions.count(('cfd-features.argotunnel.com', 'TXT')) == 1
+
+
+@pytest.mark.parametrize('dns_names, message', [
+    ('x', 'plan: dns_names=\'x\': expected a list'),
+    ([{'name': 'bad name', 'types': ['A']}], 'plan: dns_names[0]='),
+    ([{'name': 'region1.v2.argotunnel.com', 'types': ['MX']}], "plan: dns_names[0].types=['MX']: expected a list of A, AAAA, TXT"),
+])
+def test_bad_dns_names_are_named(dns_names, message):
+    problem = probe_options.validate_probe_params(params(plan=dict(PLAN, dns_names=dns_names)))
+    assert problem is not None and message in problem, problem
+
+
+def test_settings_without_tunnel_results_recommend_nothing():
+    # checks=[dns] or purposes=[api]: no tunnel row, no protocol (and no crash).
+    for results in ([], [result('api.cloudflare.com', '198.51.100.80', 'https', True, purpose='api', port=443)]):
+        settings = probe_report.recommend_settings(results)
+        assert settings['protocol']['value'] is None and settings['protocol']['reason'] == 'no tunnel address was probed'
+
+
+def test_a_lost_large_hello_is_named_when_nothing_answers():
+    rows = [result('region1.v2.argotunnel.com', '198.51.100.11', 'quic', False),
+            result('region1.v2.argotunnel.com', '198.51.100.11', 'tcp', True),
+            result('region1.v2.argotunnel.com', '198.51.100.11', 'tls', False, error_kind='tls_size')]
+    protocol, reason = probe_report.recommend(rows)
+    assert protocol == 'none' and "cloudflared's post-quantum one of about 1.4 KB was lost" in reason
+    assert 'packet size / path MTU' in probe_report.recommend_settings(rows)['protocol']['reason']
