@@ -103,13 +103,15 @@ def parse_dbus_reply(text):
 def policy_from_settings(settings):
     """getPolicySettings / config.policy.getSettings (a dict) -> the parts the module compares."""
     return {'target': settings.get('target', 'CONTINUE'), 'rich_rules': list(settings.get('rich_rules') or []),
+            'description': settings.get('description', ''),
             'ingress_zones': list(settings.get('ingress_zones') or []), 'egress_zones': list(settings.get('egress_zones') or [])}
 
 
 def ipset_from_settings(settings):
     """getIPSetSettings / config.ipset.getSettings (version, short, description, type, options, entries) -> a dict."""
     options = settings[4] if isinstance(settings[4], dict) else {}
-    return {'type': settings[3], 'family': options.get('family', 'inet'), 'entries': list(settings[5])}
+    return {'type': settings[3], 'family': options.get('family', 'inet'), 'entries': list(settings[5]),
+            'description': settings[2]}
 
 
 class FirewalldError(Exception):
