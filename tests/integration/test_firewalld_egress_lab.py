@@ -415,3 +415,18 @@ def test_timing_40_destinations(fw):
     ok(ansible_ping(fw))
     times['ansible ping (overhead)'] = time.monotonic() - started
     print('\nfirewalld_egress, 40 destinations: ' + ', '.join('%s %.2fs' % item for item in times.items()))
+
+
+@pytest.mark.once
+def test_a_policy_of_our_name_the_module_did_not_create_is_refused_and_untouched(fw, plan):
+    """Another tool's policy called tunnelwall-egress (no description of ours): refused before anything changes."""
+    fwcmd(fw, '--permanent', '--new-policy=tunnelwall-egress')
+    fwcmd(fw, '--permanent', '--policy=tunnelwall-egress', '--add-ingress-zone=HOST')
+    fwcmd(fw, '--permanent', '--policy=tunnelwall-egress', '--add-egress-zone=ANY')
+    fwcmd(fw, '--permanent', '--policy=tunnelwall-egress', '--add-rich-rule=rule family="ipv4" destination address="203.0.113.9" drop')
+    fwcmd(fw, '--reload')
+    before_nft, before_files = nft(fw), etc_firewalld(fw)
+    for args in ({'default_deny': True}, {'state': 'absent'}):
+        result = run_module(fw, dict(args, rules=plan['rules']) if 'state' not in args else args)
+        assert result['failed'] and 'policy tunnelwall-egress of name tunnelwall: not created by this module' in result['msg'], result
+        assert nft(fw) == before_nft and etc_firewalld(fw) == before_files
