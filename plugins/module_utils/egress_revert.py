@@ -167,8 +167,8 @@ def read_record(path):
         info = os.fstat(stream.fileno())
         if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o022:
             raise UntrustedRecord('%s: not a regular file of uid %d without group/other write (uid %d, mode %o); it is '
-                                  'not trusted and nothing was done with it' % (path, os.geteuid(), info.st_uid,
-                                                                               info.st_mode & 0o7777))
+                                  'not trusted and nothing was done with it'
+                                  % (path, os.geteuid(), info.st_uid, info.st_mode & 0o7777))
         text = stream.read()
     try:
         record = json.loads(text)
@@ -358,7 +358,9 @@ def boot_spec(backend, name, record, root='/'):
     ordered after the boot check, loads the files)."""
     if not isinstance(name, str) or not NAME_RE.match(name):
         return None
-    at = lambda *parts: os.path.join(root, *parts)  # noqa: E731
+
+    def at(*parts):
+        return os.path.join(root, *parts)
     if backend == 'ufw':
         shared = [at('etc/ufw/user.rules'), at('etc/ufw/user6.rules'), at('etc/default/ufw'), at('etc/ufw/after.rules'),
                   at('etc/ufw/after6.rules')]

@@ -271,7 +271,9 @@ def test_the_dead_man_waits_for_the_host_lock_only_so_long(root):
 def test_systemd_without_systemd_run_is_refused_rather_than_a_session_scoped_revert(root, monkeypatch):
     monkeypatch.setattr(tx, 'systemd_booted', lambda: True)
     backend = FileBackend(root, 'new\n')
-    which = lambda name: None if name == 'systemd-run' else '/bin/' + name  # noqa: E731
+
+    def which(name):
+        return None if name == 'systemd-run' else '/bin/' + name
     with pytest.raises(tx.TransactionError, match='systemd runs this host but systemd-run is missing'):
         tx.run(backend, request(), None, run_dir=os.path.join(root, 'run'), command=command, which=which)
     assert open(backend.path).read() == 'old\n' and not os.path.exists(backend.record_path)
