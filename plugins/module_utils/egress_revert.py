@@ -218,13 +218,14 @@ def merge(original, applied, current):
     return ''.join(base)
 
 
-def restore(record_path, spec, run=None, reload=True):
+def restore(record_path, spec, run=None, reload=True, done=None):
     """Restore what the pending record at ``record_path`` describes, within ``spec``; the caller holds the lock.
 
     ``spec``: {'files': paths the restore may write, 'shared': those of them other programs write too (merged, not
     replaced), 'reload': argv lists that load the files into the live firewall} - built from the backend, never read
     from the record. ``run(argv)`` -> (rc, output) runs a reload command (subprocess by default); ``reload=False``
-    (at boot) only puts the files back, for the firewall's own start to load.
+    (at boot) only puts the files back, for the firewall's own start to load. ``done(message)`` is called just before
+    the record of a complete restore is removed (the dead-man's log: once the record is gone, the log says why).
 
     Returns (restored, message). The record is removed once the restore completed; when a reload failed it stays,
     so the dead-man, the next run and the boot check try again.
@@ -271,9 +272,12 @@ def restore(record_path, spec, run=None, reload=True):
     if problems:
         return False, ('files restored, but %s; the pending record %s stays, so the restore is tried again (by the '
                        'dead-man, the next run and at boot)' % ('; '.join(problems), record_path))
-    remove_durably(record_path)
     message = '%s %s (%s)' % (COMPLETE, record['id'], ', '.join(sorted(p for p in allowed if p in record['files'])))
-    return True, message + ''.join('; ' + note for note in notes)
+    message += ''.join('; ' + note for note in notes)
+    if done:
+        done(message)
+    remove_durably(record_path)
+    return True, message
 
 
 def _run(argv):
@@ -337,12 +341,12 @@ def wait_and_restore(record_path, record_id, lock_path, log_path, spec, retries=
                 record = read_record(record_path)
                 if record is None or record['id'] != record_id:
                     return 0
-                restored, message = restore(record_path, spec)
+                restored, message = restore(record_path, spec, done=lambda text: _log(log_path, record_id, text))
             finally:
                 handle.close()
-            _log(log_path, record_id, message)
             if restored:
                 return 0
+            _log(log_path, record_id, message)
             if attempt < retries:
                 time.sleep(retry_seconds)
         return 1

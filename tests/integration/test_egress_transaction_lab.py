@@ -152,7 +152,7 @@ def test_sigkill_to_the_module_mid_verification_is_undone_by_the_detached_revert
     process.communicate(timeout=60)
     wait_for(lambda: pending(lab, backend) is None, CONFIRM + 15, 'the dead-man revert')
     assert state(lab, host) == before
-    assert not revert_processes(lab)
+    wait_for(lambda: not revert_processes(lab), 5, 'the revert process to end')  # it logs after the record goes
     assert 'dead-man revert of %s: restored' % record['id'] in lab.exec(host, ['cat', '/run/tunnelwall/revert.log']).stdout
 
 
@@ -308,6 +308,7 @@ def test_another_ufw_writer_during_verification_keeps_its_rule_and_the_outgoing_
         os.kill(record['pid'], signal.SIGKILL)
         process.communicate(timeout=60)
         wait_for(lambda: pending(lab, 'ufw') is None, CONFIRM + 15, 'the dead-man revert')
+        wait_for(lambda: not revert_processes(lab), 5, 'the revert process to end')  # it logs after the record goes
         log = lab.exec(host, ['cat', '/run/tunnelwall/revert.log']).stdout
         assert 'dead-man revert of %s: restored the state before run' % record['id'] in log, log
         assert 'user.rules: kept what another writer changed since this run' in log, log

@@ -136,7 +136,8 @@ def test_a_killed_transaction_is_restored_by_the_detached_revert(root):
     child.join()
     assert wait_for(lambda: not os.path.exists(record), 2 + 5)
     assert open(os.path.join(root, 'rules')).read() == 'old\n'
-    assert 'restored the state before run' in open(os.path.join(root, 'run', 'revert.log')).read()
+    log = os.path.join(root, 'run', 'revert.log')  # written right after the record goes
+    assert wait_for(lambda: os.path.exists(log) and 'restored the state before run' in open(log).read(), 3)
     assert wait_for(lambda: not sleepers(root), 3)
 
 
