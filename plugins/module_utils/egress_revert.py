@@ -342,6 +342,8 @@ def wait_and_restore(record_path, record_id, lock_path, log_path, spec, retries=
                 if record is None or record['id'] != record_id:
                     return 0
                 restored, message = restore(record_path, spec, done=lambda text: _log(log_path, record_id, text))
+            except (IOError, OSError) as error:  # a file that cannot be written: tried again like a failed reload
+                restored, message = False, 'restore failed (%s); the record stays' % error
             finally:
                 handle.close()
             if restored:

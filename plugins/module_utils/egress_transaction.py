@@ -270,7 +270,10 @@ def settle_pending(record_path, run, which, backend=None, spec=None):
         return None
     if backend is not None:
         spec = spec_of(backend, record)
-    restored, message = egress_revert.restore(record_path, spec or {}, _runner(run))
+    try:
+        restored, message = egress_revert.restore(record_path, spec or {}, _runner(run))
+    except (IOError, OSError) as error:
+        restored, message = False, 'restore failed (%s); the record stays' % error
     said = 'a previous run (%s, started %s) never confirmed its change: %s' % (
         record['id'], record.get('started', '?'), message)
     if not restored:
