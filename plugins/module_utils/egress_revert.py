@@ -56,6 +56,9 @@ RETRIES = 6
 BOOT_ID = '/proc/sys/kernel/random/boot_id'
 NAME_RE = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z')
 COMPLETE = 'restored the state before run'  # the words of a complete restore, which callers test for
+# A restore spec's reload that egress_revert carries out itself: firewall-cmd --reload, keeping the rich rules other
+# tools hold in firewalld's runtime only (fail2ban's firewallcmd-rich-rules, a hand-added runtime rule).
+FIREWALLD_RELOAD = 'tunnelwall:firewalld-reload'
 
 
 class UntrustedRecord(Exception):
@@ -262,7 +265,10 @@ def restore(record_path, spec, run=None, reload=True, done=None):
     problems = []
     for argv in (spec.get('reload') or []) if reload else []:
         try:
-            rc, output = (run or _run)(argv)
+            if argv[0] == FIREWALLD_RELOAD:
+                rc, output = firewalld_reload(run or _run, argv[1] if len(argv) > 1 else None)
+            else:
+                rc, output = (run or _run)(argv)
         except OSError as error:  # a reload that cannot start is a failed reload, not the end of the restore
             rc, output = 127, str(error)
         if rc != 0:
@@ -278,6 +284,54 @@ def restore(record_path, spec, run=None, reload=True, done=None):
         done(message)
     remove_durably(record_path)
     return True, message
+
+
+def listed_rich_rules(text):
+    """``firewall-cmd [--permanent] --list-all-zones`` (or ``--list-all-policies``) -> {name: [rich rules]}."""
+    found, name, in_rules = {}, None, False
+    for line in text.splitlines():
+        if line.strip() and not line[0].isspace():
+            name, in_rules = line.split()[0], False
+            found.setdefault(name, [])
+        elif line.strip().startswith('rich rules:'):
+            in_rules = True
+        elif in_rules and line.startswith('\t') and line.strip() and name is not None:
+            found[name].append(line.strip())
+        elif line.strip():
+            in_rules = False
+    return found
+
+
+def firewalld_reload(run, own_policy=None):
+    """``firewall-cmd --reload`` that keeps the rich rules other tools added to firewalld's runtime only.
+
+    A reload makes the runtime the permanent configuration again, dropping every runtime-only rule - fail2ban's bans,
+    a rule added by hand. The rich rules of each zone and policy (but ``own_policy``, whose runtime-only rules are the
+    change being undone) that the permanent configuration lacks are listed first and added back after the reload.
+    Returns (rc, output) as ``run`` does.
+    """
+    kept = []
+    for kind, option in (('zones', '--zone='), ('policies', '--policy=')):
+        rc, runtime = run(['firewall-cmd', '--list-all-' + kind])
+        rc_permanent, permanent = run(['firewall-cmd', '--permanent', '--list-all-' + kind])
+        if rc or rc_permanent:
+            continue  # a firewalld without policies: nothing of that kind to keep
+        permanent = listed_rich_rules(permanent)
+        for name, rules in sorted(listed_rich_rules(runtime).items()):
+            extra = [r for r in rules if r not in permanent.get(name, [])]
+            if extra and not (kind == 'policies' and name == own_policy):
+                kept.append((option + name, extra))
+    rc, output = run(['firewall-cmd', '--reload'])
+    if rc:
+        return rc, output
+    problems = []
+    for option, rules in kept:
+        rc, output = run(['firewall-cmd', option] + ['--add-rich-rule=' + rule for rule in rules])
+        if rc:
+            problems.append('putting back runtime rule(s) of %s failed: %s' % (option[2:], output.strip()))
+    if problems:
+        return 1, '; '.join(problems)
+    return 0, 'reloaded, keeping %d runtime-only rich rule(s) of other tools' % sum(len(r) for dummy, r in kept)
 
 
 def _run(argv):

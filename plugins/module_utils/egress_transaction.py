@@ -284,9 +284,10 @@ def settle_pending(record_path, run, which, backend=None, spec=None):
 
 
 def _runner(run):
+    """``run(argv)`` -> (rc, out, err) as egress_revert's (rc, output): what it printed, or why it failed."""
     def reload(argv):
         rc, out, err = run(argv)
-        return rc, (err or out or '')
+        return rc, ((out or '') if rc == 0 else (err or out or ''))
     return reload
 
 

@@ -14,6 +14,7 @@ __metaclass__ = type
 
 import os
 
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_revert
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import firewalld_policy as fp
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.firewalld_client import FirewalldError
 
@@ -95,7 +96,8 @@ class FirewalldBackend(object):
         return sorted(paths)
 
     def reload_commands(self):
-        return [['firewall-cmd', '--reload']]
+        # A reload that keeps other tools' runtime-only rich rules; our own policy's are the change being undone.
+        return [[egress_revert.FIREWALLD_RELOAD, fp.policy_name(self.params['name'])]]
 
     def spec_for(self, record):
         """The restore spec of a pending record: the files of its name's objects (and their .old backups) under

@@ -20,6 +20,7 @@ __metaclass__ = type
 import os
 import tempfile
 
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_revert
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import firewalld_policy as fp
 
 BUS = 'org.fedoraproject.FirewallD1'
@@ -134,6 +135,7 @@ class Firewalld(object):
         self.config_dir = config_dir
         self.commands = []    # every changing command, in order, for the module's result
         self._paths = {}
+        self._name = None     # the name whose transaction runs: its own policy's runtime rules are not kept
 
     # ------------------------------------------------------------------------------------------------------------
     # commands
@@ -221,7 +223,8 @@ class Firewalld(object):
     # ------------------------------------------------------------------------------------------------------------
     # changing
     # ------------------------------------------------------------------------------------------------------------
-    def apply(self, steps):
+    def apply(self, steps, name=None):
+        self._name = name
         for step in steps:
             getattr(self, '_step_' + step.kind)(*step[1:])
 
@@ -249,9 +252,18 @@ class Firewalld(object):
                 self.commands.append(['remove', target])
                 os.unlink(target)
 
+    def reload(self, name):
+        """firewall-cmd --reload, keeping the rich rules other tools hold in the runtime only (egress_revert's)."""
+        def run(argv):
+            rc, out, err = self.run(argv)
+            return rc, ((out or '') if rc == 0 else (err or out or ''))
+        self.commands.append(['firewall-cmd', '--reload'])
+        rc, output = egress_revert.firewalld_reload(run, fp.policy_name(name) if name else None)
+        if rc != 0:
+            raise FirewalldError('firewall-cmd --reload failed (rc=%s): %s' % (rc, output.strip()))
+
     def _step_reload(self):
-        self.commands.append(['dbus-send', PATH, BUS + '.reload'])
-        self.dbus(PATH, BUS + '.reload')
+        self.reload(self._name)
 
     def _step_set_entries(self, layer, ipset, entries):
         value = 'array:string:' + ','.join(entries)
@@ -325,13 +337,13 @@ class Firewalld(object):
                         continue
             with open(target, 'wb') as stream:
                 stream.write(data)
-        self.dbus(PATH, BUS + '.reload')
+        self.reload(name)
 
     def transaction(self, name, steps):
         """Apply ``steps``; on any failure restore the owned files and reload, then raise with both stories."""
         saved = self.snapshot(name)
         try:
-            self.apply(steps)
+            self.apply(steps, name)
         except (FirewalldError, OSError) as error:
             try:
                 self.restore(name, saved)

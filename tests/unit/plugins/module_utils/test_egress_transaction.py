@@ -339,3 +339,40 @@ def test_a_probe_that_crashes_counts_as_a_failed_verification_and_restores(root)
     assert str(error.value) == 'no socket for you. Rolled back: the firewall is as before this run.'
     assert error.value.details['rolled_back'] is True
     assert open(os.path.join(root, 'rules')).read() == 'old\n' and not os.path.exists(os.path.join(root, 'pending.json'))
+
+
+LIST_ALL_ZONES = """block
+  target: %%REJECT%%
+  rich rules: 
+public (active)
+  target: default
+  services: dhcpv6-client ssh
+  rich rules: 
+\trule family="ipv4" source address="203.0.113.55" reject
+\trule family="ipv4" source address="203.0.113.7" port port="8080" protocol="tcp" accept
+
+trusted
+  target: ACCEPT
+"""
+
+
+def test_a_firewalld_reload_keeps_the_runtime_only_rich_rules_of_other_tools():
+    """fail2ban's ban (runtime only) survives; the permanent rule is not added twice; our own policy's are dropped."""
+    permanent = LIST_ALL_ZONES.replace('\trule family="ipv4" source address="203.0.113.55" reject\n', '')
+    policies = 'tw-egress (active)\n  rich rules: \n\trule priority="32767" reject\nmine\n  rich rules: \n\trule family="ipv4" destination address="203.0.113.9" drop\n'
+    answers = {('firewall-cmd', '--list-all-zones'): LIST_ALL_ZONES, ('firewall-cmd', '--permanent', '--list-all-zones'): permanent,
+               ('firewall-cmd', '--list-all-policies'): policies,
+               ('firewall-cmd', '--permanent', '--list-all-policies'): 'tw-egress\n  rich rules: \nmine\n  rich rules: \n'}
+    calls = []
+
+    def run(argv):
+        calls.append(argv)
+        return 0, answers.get(tuple(argv), 'success\n')
+    assert egress_revert.listed_rich_rules(LIST_ALL_ZONES)['public'] == [
+        'rule family="ipv4" source address="203.0.113.55" reject',
+        'rule family="ipv4" source address="203.0.113.7" port port="8080" protocol="tcp" accept']
+    rc, message = egress_revert.firewalld_reload(run, 'tw-egress')
+    assert rc == 0 and message == 'reloaded, keeping 2 runtime-only rich rule(s) of other tools'
+    assert calls[4:] == [['firewall-cmd', '--reload'],
+                         ['firewall-cmd', '--zone=public', '--add-rich-rule=rule family="ipv4" source address="203.0.113.55" reject'],
+                         ['firewall-cmd', '--policy=mine', '--add-rich-rule=rule family="ipv4" destination address="203.0.113.9" drop']]
