@@ -252,15 +252,45 @@ class Firewalld(object):
                 self.commands.append(['remove', target])
                 os.unlink(target)
 
+    def runtime_only_rules(self, own_policy):
+        """[(option, rich rules)] other tools hold in the runtime only (zones, and policies but ``own_policy``), read
+        over D-Bus: one call per zone and policy, the permanent side only where the runtime has rich rules."""
+        kept = []
+        kinds = ((BUS + '.zone.getZones', BUS + '.zone.getZoneSettings2', 'Zone', 'rules_str', '--zone='),
+                 (BUS + '.policy.getPolicies', BUS + '.policy.getPolicySettings', 'Policy', 'rich_rules', '--policy='))
+        for names, settings, kind, key, option in kinds:
+            for obj in self.dbus(PATH, names) or []:
+                if kind == 'Policy' and obj == own_policy:
+                    continue
+                runtime = (self.dbus(PATH, settings, 'string:' + obj) or {}).get(key) or []
+                if not runtime:
+                    continue
+                permanent = (self.dbus(self._config_path(kind, obj), '%s.config.%s.getSettings%s' % (
+                    BUS, kind.lower(), '2' if kind == 'Zone' else '')) or {}).get(key) or []
+                extra = [r for r in runtime if r not in permanent]
+                if extra:
+                    kept.append((option + obj, extra))
+        return kept
+
     def reload(self, name):
-        """firewall-cmd --reload, keeping the rich rules other tools hold in the runtime only (egress_revert's)."""
-        def run(argv):
-            rc, out, err = self.run(argv)
-            return rc, ((out or '') if rc == 0 else (err or out or ''))
-        self.commands.append(['firewall-cmd', '--reload'])
-        rc, output = egress_revert.firewalld_reload(run, fp.policy_name(name) if name else None)
-        if rc != 0:
-            raise FirewalldError('firewall-cmd --reload failed (rc=%s): %s' % (rc, output.strip()))
+        """Reload firewalld, keeping the rich rules other tools hold in the runtime only (a reload drops them)."""
+        own = fp.policy_name(name) if name else None
+        try:
+            kept = self.runtime_only_rules(own)
+        except (FirewalldError, ValueError, TypeError, AttributeError):
+            # What D-Bus gave could not be read: firewall-cmd's listing, as the dead-man revert does it.
+            def run(argv):
+                rc, out, err = self.run(argv)
+                return rc, ((out or '') if rc == 0 else (err or out or ''))
+            self.commands.append(['firewall-cmd', '--reload'])
+            rc, output = egress_revert.firewalld_reload(run, own)
+            if rc != 0:
+                raise FirewalldError('firewall-cmd --reload failed (rc=%s): %s' % (rc, output.strip()))
+            return
+        self.commands.append(['dbus-send', PATH, BUS + '.reload'])
+        self.dbus(PATH, BUS + '.reload')
+        for option, rules in kept:
+            self.firewall_cmd([option] + ['--add-rich-rule=' + rule for rule in rules])
 
     def _step_reload(self):
         self.reload(self._name)

@@ -445,6 +445,9 @@ def test_a_runtime_only_rule_of_another_tool_survives_apply_commit_and_restore(f
 
     first = ok(apply(fw, plan, default_deny=True))
     assert first['reloaded'] is True
+    # Read over D-Bus before the reload, added back after it (the module's path; the dead-man's uses firewall-cmd).
+    reload_at = first['commands'].index(['dbus-send', '/org/fedoraproject/FirewallD1', 'org.fedoraproject.FirewallD1.reload'])
+    assert first['commands'][reload_at + 1] == ['firewall-cmd', '--zone=public', '--add-rich-rule=' + ban]
     kept('after the first apply and its commit')
     fw.fault('udp7844', 'drop', HOST)
     fw.fault('tcp7844', 'drop', HOST)

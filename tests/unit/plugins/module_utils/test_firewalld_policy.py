@@ -358,7 +358,7 @@ def test_transaction_failure_restores_the_files_and_reloads(tmp_path):
     assert (config / 'ipsets' / 'tw-tunnel-v4.xml').read_text() == 'old tunnel\n'
     assert not (config / 'policies' / 'tw-egress.xml').exists()
     assert (config / 'ipsets' / 'mine.xml').read_text() == 'the user\'s\n'
-    assert fake.calls[-1] == ['firewall-cmd', '--reload']  # the rollback reloads: runtime = the restored permanent config
+    assert fake.calls[-1][-1].endswith('.reload')  # the rollback reloads: runtime = the restored permanent config
     assert not [f for f in os.listdir(config / 'ipsets') if f.startswith('.tunnelwall.')]
 
 
