@@ -343,23 +343,24 @@ def test_a_probe_that_crashes_counts_as_a_failed_verification_and_restores(root)
 
 LIST_ALL_ZONES = """block
   target: %%REJECT%%
-  rich rules: 
+  rich rules:
 public (active)
   target: default
   services: dhcpv6-client ssh
-  rich rules: 
+  rich rules:
 \trule family="ipv4" source address="203.0.113.55" reject
 \trule family="ipv4" source address="203.0.113.7" port port="8080" protocol="tcp" accept
 
 trusted
   target: ACCEPT
-"""
+""".replace('rich rules:', 'rich rules: ')  # firewall-cmd prints a trailing space
 
 
 def test_a_firewalld_reload_keeps_the_runtime_only_rich_rules_of_other_tools():
     """fail2ban's ban (runtime only) survives; the permanent rule is not added twice; our own policy's are dropped."""
     permanent = LIST_ALL_ZONES.replace('\trule family="ipv4" source address="203.0.113.55" reject\n', '')
-    policies = 'tw-egress (active)\n  rich rules: \n\trule priority="32767" reject\nmine\n  rich rules: \n\trule family="ipv4" destination address="203.0.113.9" drop\n'
+    policies = ('tw-egress (active)\n  rich rules: \n\trule priority="32767" reject\n'
+                'mine\n  rich rules: \n\trule family="ipv4" destination address="203.0.113.9" drop\n')
     answers = {('firewall-cmd', '--list-all-zones'): LIST_ALL_ZONES, ('firewall-cmd', '--permanent', '--list-all-zones'): permanent,
                ('firewall-cmd', '--list-all-policies'): policies,
                ('firewall-cmd', '--permanent', '--list-all-policies'): 'tw-egress\n  rich rules: \nmine\n  rich rules: \n'}
