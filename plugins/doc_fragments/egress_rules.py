@@ -268,10 +268,15 @@ options:
     description:
       - The dead-man revert, in seconds after which the host restores the state before this run by itself unless the run
         confirmed its change (commit confirmed). Armed before the first change, cancelled by the confirmation.
-      - It is a transient systemd timer (C(systemd-run --on-active)) where systemd is PID 1, else a detached process in
-        its own session; either survives the module, the SSH session and the controller. It waits for the host-wide
-        lock, so it never restores in the middle of a running transaction, and it restores nothing when the firewall's
-        files changed since the change (someone else's later change wins).
+      - It is a transient systemd timer (C(systemd-run --on-active)) where systemd is PID 1 (a host with systemd but
+        without C(systemd-run) is refused), else a detached process in its own session; either survives the module,
+        the SSH session and the controller. It waits for the host-wide lock (at most 300 s), so it never restores in
+        the middle of a running transaction. Where C(/etc/systemd/system) exists a boot check
+        (C(tunnelwall-boot-revert.service)) restores at boot what a reboot left unconfirmed, before the firewall loads
+        its files.
+      - A restore takes back what the run changed and keeps what other programs changed since (ufw's shared files are
+        merged line by line; the module's own files are put back whole). A restore whose reload failed keeps its
+        record; the dead-man, the boot check and the next run try again.
       - V(0) turns it off. A run that finds a change a dead run left unconfirmed restores it first, whatever this is.
     type: int
     default: 300
@@ -286,5 +291,11 @@ notes:
     in a pending record next to the firewall's configuration, arm the dead-man revert, apply, verify, commit, confirm
     (remove the record, cancel the revert) - or restore with the same code the dead-man revert runs. A SIGKILL of the
     module, of C(ansible-playbook) or a cut SSH connection at any point leaves the host, within O(confirm_timeout) and
-    a few seconds, with the state before the run.
+    a few seconds, with the state before the run; a reboot before the confirmation, at boot.
+  - The pending record is trusted only if it is root's (a regular file, no symlink, not writable by group or others,
+    in a directory that is the same); the files a restore writes and the commands it runs are rebuilt from the
+    backend, never read from the record.
+  - Every object the module creates carries an ownership marker (nftables - the table's comment; firewalld - its
+    description; ufw - the rule tag and the state file's C(module) key). An object of the module's name without it
+    belongs to someone else, and the run is refused before anything changes.
 """

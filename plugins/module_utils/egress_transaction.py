@@ -10,12 +10,15 @@ process and under one host-wide lock:
 2. plan; in check mode, or with nothing to change and nothing to verify, stop there;
 3. record the previous content of every file the change may touch, durably (fsync), *before* the first change;
 4. arm the dead-man revert: a transient systemd timer where systemd runs the host, else a detached process in its
-   own session; either runs egress_revert after ``confirm_timeout`` seconds unless the record is gone by then;
+   own session; either runs egress_revert after ``confirm_timeout`` seconds unless the record is gone by then. Where
+   /etc/systemd/system exists a oneshot unit also runs egress_revert at boot, before ufw, nftables and firewalld
+   load their files: a reboot before the confirmation ends the timer and the process, never the record;
 5. apply; verify from this host with the probe code; on success commit (firewalld: make it permanent), remove the
    record and cancel the timer - the confirmation; on any failure restore at once with the same code the dead-man uses.
 
 A SIGKILL of this process, of ansible-playbook or of the SSH connection at any point after 3. leaves the record
-behind: the dead-man restores it within ``confirm_timeout`` seconds, and the next run restores it first.
+behind: the dead-man restores it within ``confirm_timeout`` seconds, the next run restores it first, and a reboot
+restores it at boot. The record lives next to the firewall's files (/etc), so it survives a reboot as they do.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -40,6 +43,10 @@ LOCK_NAME = 'egress.lock'
 PROGRAM_NAME = 'revert.py'
 LOG_NAME = 'revert.log'
 UNIT_PREFIX = 'tunnelwall-revert-'
+# The boot check: a persistent copy of the revert program and the unit that runs it.
+BOOT_DIR = '/etc/tunnelwall'
+SYSTEMD_DIR = '/etc/systemd/system'
+BOOT_UNIT = 'tunnelwall-boot-revert.service'
 
 
 class TransactionError(Exception):
@@ -62,7 +69,11 @@ class HostLock(object):
     def __enter__(self):
         if not os.path.isdir(os.path.dirname(self.path)):
             os.makedirs(os.path.dirname(self.path), 0o700)
-        self.handle = open(self.path, 'a+')
+        try:
+            egress_revert.check_owned(os.path.dirname(self.path), directory=True)
+            self.handle = os.fdopen(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600), 'a+')
+        except (egress_revert.UntrustedRecord, OSError) as error:
+            raise TransactionError('cannot take the host-wide lock %s (%s); changed nothing' % (self.path, error))
         deadline = time.time() + self.timeout
         waited = False
         while True:
@@ -109,15 +120,73 @@ def revert_source():
     return source.decode('utf-8') if isinstance(source, bytes) else source
 
 
+def systemd_booted():
+    """True where systemd is PID 1 (sd_booted's test)."""
+    return os.path.isdir('/run/systemd/system')
+
+
 def systemd_running(which):
-    """True where systemd is PID 1 (sd_booted's test) and systemd-run is installed."""
-    return os.path.isdir('/run/systemd/system') and which('systemd-run') is not None
+    """True where systemd is PID 1 and systemd-run is installed."""
+    return systemd_booted() and which('systemd-run') is not None
+
+
+def spec_of(backend, record=None):
+    """What a restore of ``backend``'s record may write and run, rebuilt from the backend (never read from a record).
+
+    ``record``: a pending record an earlier run left (a backend with ``spec_for`` rebuilds the files of its name).
+    """
+    if record is not None and hasattr(backend, 'spec_for'):
+        return backend.spec_for(record)
+    return {'files': sorted(backend.files()), 'shared': sorted(getattr(backend, 'shared_files', lambda: [])()),
+            'reload': backend.reload_commands()}
+
+
+def boot_unit_text(python, program):
+    """The oneshot unit that restores, at boot, a record a reboot left pending - before the firewalls load their files.
+
+    Our nftables units are ordered after it (nftables_rules.unit_text). Nothing on stop.
+    """
+    return '\n'.join([
+        '# Written by tunnelwall.cloudflared (egress_transaction): the boot check of the dead-man revert.',
+        '[Unit]',
+        'Description=tunnelwall: restore a firewall change a reboot left unconfirmed',
+        'DefaultDependencies=no',
+        'After=local-fs.target',
+        'Before=ufw.service nftables.service firewalld.service network-pre.target shutdown.target',
+        'Wants=network-pre.target',
+        'Conflicts=shutdown.target',
+        'ConditionPathExists=%s' % program,
+        '',
+        '[Service]',
+        'Type=oneshot',
+        'RemainAfterExit=yes',
+        'ExecStart=%s -I %s --boot' % (python, program),
+        ''])
+
+
+def install_boot_check(python, boot_dir=BOOT_DIR, systemd_dir=SYSTEMD_DIR):
+    """Write the boot check (program, unit and the drop-in that has sysinit.target want it) where systemd's
+    directory exists; returns the unit's path, or None on a host without /etc/systemd/system. Idempotent."""
+    if not os.path.isdir(systemd_dir):
+        return None
+    program = os.path.join(boot_dir, PROGRAM_NAME)
+    unit = os.path.join(systemd_dir, BOOT_UNIT)
+    dropin = os.path.join(systemd_dir, 'sysinit.target.d', BOOT_UNIT[:-len('.service')] + '.conf')
+    wanted = ((program, revert_source(), 0o700), (unit, boot_unit_text(python, program), 0o644),
+              (dropin, '# Written by tunnelwall.cloudflared.\n[Unit]\nWants=%s\n' % BOOT_UNIT, 0o644))
+    for path, text, mode in wanted:
+        if not os.path.isdir(os.path.dirname(path)):
+            os.makedirs(os.path.dirname(path), 0o755)
+        if egress_revert.read_text(path) != text:
+            egress_revert.write_durably(path, text, mode)
+    return unit
 
 
 class DeadMan(object):
     """Arms and cancels the revert of one pending record."""
 
-    def __init__(self, run_dir, record_path, record_id, timeout, python, which, run):
+    def __init__(self, run_dir, record_path, record_id, timeout, python, which, run, spec):
+        self.spec = spec
         self.run_dir = run_dir
         self.record_path = record_path
         self.record_id = record_id
@@ -132,10 +201,15 @@ class DeadMan(object):
     def argv(self):
         program = os.path.join(self.run_dir, PROGRAM_NAME)
         egress_revert.write_durably(program, revert_source(), 0o700)
-        return [self.python, program, self.record_path, self.record_id, os.path.join(self.run_dir, LOCK_NAME),
-                os.path.join(self.run_dir, LOG_NAME)]
+        # -I: no PYTHONPATH, no user site, not the program's own directory first on sys.path.
+        return [self.python, '-I', program, self.record_path, self.record_id, os.path.join(self.run_dir, LOCK_NAME),
+                os.path.join(self.run_dir, LOG_NAME), json.dumps(self.spec, sort_keys=True)]
 
     def arm(self):
+        if systemd_booted() and self.which('systemd-run') is None:
+            # A process of ours would belong to this SSH session's scope, which logind may kill at logout.
+            raise TransactionError('systemd runs this host but systemd-run is missing, so the revert cannot outlive '
+                                   'the session; install systemd-run (package systemd) or set confirm_timeout=0')
         argv = self.argv()
         if systemd_running(self.which):
             rc, out, err = self.run([self.which('systemd-run'), '--unit=' + self.unit, '--collect', '--quiet',
@@ -182,21 +256,38 @@ def cancel(armed, record_id, run, which):
                 pass
 
 
-def settle_pending(record_path, run, which):
-    """Restore what a run that died left pending (we hold the lock, so it is not running) and cancel its revert."""
-    record = egress_revert.read_record(record_path)
+def settle_pending(record_path, run, which, backend=None, spec=None):
+    """Restore what a run that died left pending (we hold the lock, so it is not running) and cancel its revert.
+
+    A restore that does not complete (or a record that is not provably ours) stops this run before it changes
+    anything: it would otherwise record the half-restored state as the one to go back to.
+    """
+    try:
+        record = egress_revert.read_record(record_path)
+    except egress_revert.UntrustedRecord as error:
+        raise TransactionError('refusing the pending record of an earlier run: %s' % error)
     if record is None:
         return None
-    restored, message = egress_revert.restore(record_path, _runner(run))
-    cancel(record.get('armed'), record['id'], run, which)
-    return 'a previous run (%s, started %s) never confirmed its change: %s' % (
+    if backend is not None:
+        spec = spec_of(backend, record)
+    try:
+        restored, message = egress_revert.restore(record_path, spec or {}, _runner(run))
+    except (IOError, OSError) as error:
+        restored, message = False, 'restore failed (%s); the record stays' % error
+    said = 'a previous run (%s, started %s) never confirmed its change: %s' % (
         record['id'], record.get('started', '?'), message)
+    if not restored:
+        raise TransactionError('%s. This run changed nothing; fix what failed and run again (or remove %s to give up '
+                               'the restore)' % (said, record_path))
+    cancel(record.get('armed'), record['id'], run, which)
+    return said
 
 
 def _runner(run):
+    """``run(argv)`` -> (rc, out, err) as egress_revert's (rc, output): what it printed, or why it failed."""
     def reload(argv):
         rc, out, err = run(argv)
-        return rc, (err or out or '')
+        return rc, ((out or '') if rc == 0 else (err or out or ''))
     return reload
 
 
@@ -208,13 +299,14 @@ class _Change(object):
         self.info = info
         self.command = command
         self.id = '%d-%d' % (int(time.time() * 1000), os.getpid())
+        self.spec = spec_of(backend)
         self.record = {'id': self.id, 'backend': request.backend, 'name': request.name, 'pid': os.getpid(),
-                       'started': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
+                       'boot_id': egress_revert.boot_id(), 'started': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
                        'deadline': time.time() + request.confirm_timeout,
-                       'files': dict((path, egress_revert.read_text(path)) for path in backend.files()),
-                       'reload': backend.reload_commands(), 'applied': None, 'armed': None}
+                       'files': dict((path, egress_revert.read_text(path)) for path in self.spec['files']),
+                       'applied': None, 'armed': None}
         self.deadman = DeadMan(run_dir, backend.record_path, self.id, request.confirm_timeout, python, which,
-                               command) if request.confirm_timeout else None
+                               command, self.spec) if request.confirm_timeout else None
 
     def save(self):
         egress_revert.write_durably(self.backend.record_path, json.dumps(self.record), 0o600)
@@ -239,9 +331,8 @@ class _Change(object):
             self.save()
 
     def applied(self):
-        """Remember what the change left: the revert restores nothing over a later change of someone else's."""
-        self.record['applied'] = dict((path, egress_revert.digest(egress_revert.read_text(path)))
-                                      for path in self.record['files'])
+        """Remember what the change left: the revert takes back only that, and keeps later changes of others."""
+        self.record['applied'] = dict((path, egress_revert.read_text(path)) for path in self.record['files'])
         self.save()
 
     def end(self, restored, message=None):
@@ -255,12 +346,23 @@ class _Change(object):
             self.info['restore_message'] = message
 
     def restore(self):
-        """Restore now, with the dead-man's own code; the words for the module's message."""
-        restored, message = egress_revert.restore(self.backend.record_path, _runner(self.command))
-        self.end(restored, message)
-        if message.startswith('restored the state'):  # egress_revert's word for a complete restore
-            return 'Rolled back: the firewall is as before this run'
-        return 'ROLLBACK INCOMPLETE: %s' % message
+        """Restore now, with the dead-man's own code; the words for the module's message.
+
+        An incomplete restore keeps the record and the dead-man: it tries again at its deadline, as do the next run
+        and the boot check.
+        """
+        try:
+            restored, message = egress_revert.restore(self.backend.record_path, self.spec, _runner(self.command))
+        except (egress_revert.UntrustedRecord, IOError, OSError) as error:
+            restored, message = False, 'restore failed: %s' % error
+        if restored:
+            self.end(restored, message)
+            return 'Rolled back: the firewall is as before this run' + (
+                '' if message.count('; ') == 0 else ' (%s)' % message.split('; ', 1)[1])
+        self.info['restored'] = False
+        self.info['restore_message'] = message
+        retry = ' (the dead-man revert retries at its deadline)' if self.deadman else ''
+        return 'ROLLBACK INCOMPLETE: %s%s' % (message, retry)
 
     def failed(self, error):
         """A failure while changing: restore (unless the backend did, exactly) and raise it with the outcome."""
@@ -281,7 +383,7 @@ def transaction_info(request):
 
 
 @contextlib.contextmanager
-def host_locked(request, record_path, info, command, which=None, run_dir=RUN_DIR):
+def host_locked(request, record_path, info, command, which=None, run_dir=RUN_DIR, backend=None):
     """Hold the host-wide lock, restore first what a dead earlier run left pending in ``record_path``, then yield.
 
     Every change of a host's egress firewall goes through here - a transaction (run()) as well as a backend's own
@@ -290,27 +392,39 @@ def host_locked(request, record_path, info, command, which=None, run_dir=RUN_DIR
     holder = 'tunnelwall %s egress change, name %s' % (request.backend, request.name)
     with HostLock(run_dir, request.lock_timeout, holder) as held:
         info['waited_for_lock'] = held.waited
-        info['settled'] = settle_pending(record_path, command, which or shutil.which)
+        info['settled'] = settle_pending(record_path, command, which or shutil.which, backend)
         yield info
 
 
-def run(backend, request, verify=None, check_mode=False, run_dir=RUN_DIR, python=None, which=None, command=None):
+def run(backend, request, verify=None, check_mode=False, run_dir=RUN_DIR, python=None, which=None, command=None,
+        boot_dirs=None):
     """One transaction; returns the backend's result with ``verification`` and ``transaction`` added.
 
     ``backend`` has ``record_path``, ``plan()`` -> result dict (with ``changed``), ``files()`` -> paths the change may
-    write, ``reload_commands()``, ``apply()`` and ``commit()``. ``verify()`` -> (ok, output, message) or None.
-    ``command(argv)`` -> (rc, out, err) runs programs; ``which(name)`` finds them. Raises TransactionError.
+    write, ``reload_commands()``, ``apply()`` and ``commit()``; optionally ``shared_files()`` (files other programs
+    write too: merged, not replaced, by a restore) and ``spec_for(name)``. ``verify()`` -> (ok, output, message) or
+    None. ``command(argv)`` -> (rc, out, err) runs programs; ``which(name)`` finds them. ``boot_dirs``: (directory of
+    the boot check's program, systemd's unit directory); by default /etc/tunnelwall and /etc/systemd/system when
+    ``run_dir`` is the real one, else no boot check. Raises TransactionError.
     """
     info = transaction_info(request)
     if check_mode:
         return dict(backend.plan(), verification=None, transaction=info)
-    with host_locked(request, backend.record_path, info, command, which, run_dir):
+    if boot_dirs is None and run_dir == RUN_DIR:
+        boot_dirs = (BOOT_DIR, SYSTEMD_DIR)
+    with host_locked(request, backend.record_path, info, command, which, run_dir, backend):
         result = dict(backend.plan(), transaction=info)
         if not result['changed']:
             return _verified(result, verify, None)
         if hasattr(verify, 'before_change'):  # origins.OriginCheck: each origin's connect before the change
             verify.before_change()
         change = _Change(backend, request, info, run_dir, python or sys.executable, which or shutil.which, command)
+        if boot_dirs and request.confirm_timeout:
+            try:
+                info['boot_check'] = install_boot_check(python or sys.executable, *boot_dirs)
+            except (IOError, OSError) as error:
+                raise TransactionError('cannot install the boot check of the dead-man revert (%s); nothing was changed'
+                                       % error)
         change.begin()
         try:
             backend.apply()

@@ -14,9 +14,21 @@ __metaclass__ = type
 
 import os
 
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_revert
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import firewalld_policy as fp
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.firewalld_client import FirewalldError
 
 RECORD_NAME = 'tunnelwall-pending.json'
+
+
+def foreign_objects(layers):
+    """Objects of our names without our marker (the description every object this module writes carries)."""
+    found = set()
+    for layer in layers:
+        if layer['policy'] is not None and layer['policy'].get('description', fp.DESCRIPTION) != fp.DESCRIPTION:
+            found.add('policy')
+        found.update('ipset %s' % n for n, s in layer['ipsets'].items() if s.get('description', fp.DESCRIPTION) != fp.DESCRIPTION)
+    return sorted(found)
 
 
 def plan_change(params, firewalld, desired):
@@ -24,6 +36,12 @@ def plan_change(params, firewalld, desired):
     name = params['name']
     runtime = firewalld.read(name, permanent=False)
     permanent = firewalld.read(name, permanent=True)
+    foreign = foreign_objects((runtime, permanent))
+    if foreign:
+        raise FirewalldError('%s of name %s: not created by this module (its description is not "%s"): another '
+                             'program\'s object; choose another name. Nothing was changed'
+                             % (', '.join(o if o != 'policy' else 'policy %s' % fp.policy_name(name) for o in foreign),
+                                name, fp.DESCRIPTION))
     before = fp.state_view(runtime['policy'], runtime['ipsets'])
     before_p = fp.state_view(permanent['policy'], permanent['ipsets'])
     empty = {'policy': None, 'ipsets': {}}
@@ -78,7 +96,20 @@ class FirewalldBackend(object):
         return sorted(paths)
 
     def reload_commands(self):
-        return [['firewall-cmd', '--reload']]
+        # A reload that keeps other tools' runtime-only rich rules; our own policy's are the change being undone.
+        return [[egress_revert.FIREWALLD_RELOAD, fp.policy_name(self.params['name'])]]
+
+    def spec_for(self, record):
+        """The restore spec of a pending record: the files of its name's objects (and their .old backups) under
+        /etc/firewalld's policies/ and ipsets/, whatever else the record names."""
+        name = record.get('name')
+        paths = set(self.files()) if name == self.params['name'] else set()
+        for path in record['files']:
+            directory, filename = os.path.split(path)
+            if os.path.dirname(directory) == self.firewalld.config_dir and os.path.basename(directory) in (
+                    'policies', 'ipsets') and isinstance(name, str) and fp.owned_file(name, filename):
+                paths.add(path)
+        return {'files': sorted(paths), 'shared': [], 'reload': self.reload_commands()}
 
     def _committing(self):
         return self.params['state'] == 'present' and self.params['permanent']

@@ -20,6 +20,7 @@ __metaclass__ = type
 import os
 import tempfile
 
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_revert
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import firewalld_policy as fp
 
 BUS = 'org.fedoraproject.FirewallD1'
@@ -103,13 +104,15 @@ def parse_dbus_reply(text):
 def policy_from_settings(settings):
     """getPolicySettings / config.policy.getSettings (a dict) -> the parts the module compares."""
     return {'target': settings.get('target', 'CONTINUE'), 'rich_rules': list(settings.get('rich_rules') or []),
+            'description': settings.get('description', ''),
             'ingress_zones': list(settings.get('ingress_zones') or []), 'egress_zones': list(settings.get('egress_zones') or [])}
 
 
 def ipset_from_settings(settings):
     """getIPSetSettings / config.ipset.getSettings (version, short, description, type, options, entries) -> a dict."""
     options = settings[4] if isinstance(settings[4], dict) else {}
-    return {'type': settings[3], 'family': options.get('family', 'inet'), 'entries': list(settings[5])}
+    return {'type': settings[3], 'family': options.get('family', 'inet'), 'entries': list(settings[5]),
+            'description': settings[2]}
 
 
 class FirewalldError(Exception):
@@ -132,6 +135,7 @@ class Firewalld(object):
         self.config_dir = config_dir
         self.commands = []    # every changing command, in order, for the module's result
         self._paths = {}
+        self._name = None     # the name whose transaction runs: its own policy's runtime rules are not kept
 
     # ------------------------------------------------------------------------------------------------------------
     # commands
@@ -219,7 +223,8 @@ class Firewalld(object):
     # ------------------------------------------------------------------------------------------------------------
     # changing
     # ------------------------------------------------------------------------------------------------------------
-    def apply(self, steps):
+    def apply(self, steps, name=None):
+        self._name = name
         for step in steps:
             getattr(self, '_step_' + step.kind)(*step[1:])
 
@@ -247,9 +252,48 @@ class Firewalld(object):
                 self.commands.append(['remove', target])
                 os.unlink(target)
 
-    def _step_reload(self):
+    def runtime_only_rules(self, own_policy):
+        """[(option, rich rules)] other tools hold in the runtime only (zones, and policies but ``own_policy``), read
+        over D-Bus: one call per zone and policy, the permanent side only where the runtime has rich rules."""
+        kept = []
+        kinds = ((BUS + '.zone.getZones', BUS + '.zone.getZoneSettings2', 'Zone', 'rules_str', '--zone='),
+                 (BUS + '.policy.getPolicies', BUS + '.policy.getPolicySettings', 'Policy', 'rich_rules', '--policy='))
+        for names, settings, kind, key, option in kinds:
+            for obj in self.dbus(PATH, names) or []:
+                if kind == 'Policy' and obj == own_policy:
+                    continue
+                runtime = (self.dbus(PATH, settings, 'string:' + obj) or {}).get(key) or []
+                if not runtime:
+                    continue
+                permanent = (self.dbus(self._config_path(kind, obj), '%s.config.%s.getSettings%s' % (
+                    BUS, kind.lower(), '2' if kind == 'Zone' else '')) or {}).get(key) or []
+                extra = [r for r in runtime if r not in permanent]
+                if extra:
+                    kept.append((option + obj, extra))
+        return kept
+
+    def reload(self, name):
+        """Reload firewalld, keeping the rich rules other tools hold in the runtime only (a reload drops them)."""
+        own = fp.policy_name(name) if name else None
+        try:
+            kept = self.runtime_only_rules(own)
+        except (FirewalldError, ValueError, TypeError, AttributeError):
+            # What D-Bus gave could not be read: firewall-cmd's listing, as the dead-man revert does it.
+            def run(argv):
+                rc, out, err = self.run(argv)
+                return rc, ((out or '') if rc == 0 else (err or out or ''))
+            self.commands.append(['firewall-cmd', '--reload'])
+            rc, output = egress_revert.firewalld_reload(run, own)
+            if rc != 0:
+                raise FirewalldError('firewall-cmd --reload failed (rc=%s): %s' % (rc, output.strip()))
+            return
         self.commands.append(['dbus-send', PATH, BUS + '.reload'])
         self.dbus(PATH, BUS + '.reload')
+        for option, rules in kept:
+            self.firewall_cmd([option] + ['--add-rich-rule=' + rule for rule in rules])
+
+    def _step_reload(self):
+        self.reload(self._name)
 
     def _step_set_entries(self, layer, ipset, entries):
         value = 'array:string:' + ','.join(entries)
@@ -323,13 +367,13 @@ class Firewalld(object):
                         continue
             with open(target, 'wb') as stream:
                 stream.write(data)
-        self.dbus(PATH, BUS + '.reload')
+        self.reload(name)
 
     def transaction(self, name, steps):
         """Apply ``steps``; on any failure restore the owned files and reload, then raise with both stories."""
         saved = self.snapshot(name)
         try:
-            self.apply(steps)
+            self.apply(steps, name)
         except (FirewalldError, OSError) as error:
             try:
                 self.restore(name, saved)

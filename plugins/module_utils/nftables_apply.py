@@ -110,8 +110,21 @@ class NftablesBackend(object):
             raise NftablesError('name=%r: nft cannot use it as a table name (a keyword of its language?): %s; nothing '
                                 'was changed' % (self.request.name, err.strip().splitlines()[0]))
 
+    def check_owner(self, live_text):
+        """Refuse a live table of our name that is not ours: no marker, and no ruleset file of ours loads it."""
+        if not live_text or nr.owned_listing(live_text, self.request.name):
+            return
+        # A table an earlier version of this module loaded has no comment yet; its ruleset file names it.
+        ours = (egress_revert.read_text(self.paths.ruleset) or '').startswith(
+            '# Written by %s (name %s);' % (MODULE, self.request.name))
+        if not ours:
+            raise NftablesError('table %s exists and was not created by this module (no comment "%s", no %s): it is '
+                                'another program\'s table; choose another name. Nothing was changed'
+                                % (nr.table(self.request.name), nr.marker(self.request.name), self.paths.ruleset))
+
     def plan(self):
         live, live_text = self.live()
+        self.check_owner(live_text)
         desired, desired_text = self.desired()
         self.changed_files = sorted(path for path, text in self.wanted.items() if egress_revert.read_text(path) != text)
         self.views = (live_text, desired_text)
@@ -119,6 +132,18 @@ class NftablesBackend(object):
 
     def files(self):
         return sorted(self.wanted)
+
+    def spec_for(self, record):
+        """The restore spec of a pending record: its name's ruleset, unit and drop-in."""
+        name = record.get('name')
+        if name != self.request.name:
+            if not isinstance(name, str) or not egress_revert.NAME_RE.match(name):
+                return {'files': [], 'shared': [], 'reload': []}
+            files = nr.paths(name, os.path.dirname(self.paths.ruleset),
+                             os.path.dirname(self.paths.unit) if self.paths.unit else None)
+            commands = [nr.restore_command(self.nft, files, name)] + self.reload_commands()[1:]
+            return {'files': sorted(p for p in files[:3] if p), 'shared': [], 'reload': commands}
+        return {'files': self.files(), 'shared': [], 'reload': self.reload_commands()}
 
     def reload_commands(self):
         commands = [nr.restore_command(self.nft, self.paths, self.request.name)]

@@ -31,6 +31,10 @@ CHAIN = 'output'
 CONFIG_DIR = '/etc/nftables.d'
 SYSTEMD_DIR = '/etc/systemd/system'
 RECORD_NAME = 'tunnelwall-pending.json'
+# The ownership marker: the table's comment. A table of the same name without it is someone else's (Debian's own
+# ``inet filter``): the module refuses to touch it.
+MARKER = 'tunnelwall.cloudflared.nftables_egress %s'
+BOOT_UNIT = 'tunnelwall-boot-revert.service'  # egress_transaction's boot check: it runs before our unit
 DNS_PORT = 53
 # Neighbour discovery a host sends: without it, IPv6 stops working on the link at once.
 ND_TYPES = ('nd-router-solicit', 'nd-neighbor-solicit', 'nd-neighbor-advert')
@@ -137,10 +141,20 @@ def render(request, sets):
     return ''.join([
         'table %s\ndelete table %s\n' % (name, name),  # create-then-delete: the definition below replaces it whole
         'table %s {\n' % name,
+        '\tcomment "%s"\n' % marker(request.name),
         ''.join(_set(a) for a in sets),
         '\tchain %s {\n\t\ttype filter hook output priority filter; policy accept;\n' % CHAIN,
         ''.join('\t\t%s\n' % rule for rule in chain_rules(request, sets)),
         '\t}\n}\n'])
+
+
+def marker(name):
+    return MARKER % name
+
+
+def owned_listing(text, name):
+    """True when ``nft list table`` text shows our marker (nft's JSON omits table comments, its text has them)."""
+    return '\tcomment "%s"' % marker(name) in text.split('\n\tchain ', 1)[0].split('\n\tset ', 1)[0]
 
 
 def header(module_name, name, unit):
@@ -153,7 +167,11 @@ def unit_text(name, nft, ruleset):
     """A oneshot unit that loads the table early, before any network is configured, and after nftables.service.
 
     After nftables.service because the distribution's ruleset usually begins with ``flush ruleset``, which would
-    remove our table if it loaded later. Nothing on stop: a shutdown must not open egress on the way down.
+    remove our table if it loaded later; for the same reason it follows that service: ``PartOf=`` restarts it with
+    nftables.service and ``ReloadPropagatedFrom=`` reloads it (``ExecReload=``, the same load) after a
+    ``systemctl reload nftables``. After the boot check (egress_transaction), which may first put back a ruleset a
+    reboot left unconfirmed - or remove it, hence ``ConditionPathExists=``. Nothing on stop: a shutdown must not open
+    egress on the way down.
     """
     return '\n'.join([
         '# Written by tunnelwall.cloudflared.nftables_egress (name %s).' % name,
@@ -162,13 +180,17 @@ def unit_text(name, nft, ruleset):
         'DefaultDependencies=no',
         'Wants=network-pre.target',
         'Before=network-pre.target shutdown.target',
-        'After=local-fs.target nftables.service',
+        'After=local-fs.target nftables.service %s' % BOOT_UNIT,
+        'PartOf=nftables.service',
+        'ReloadPropagatedFrom=nftables.service',
         'Conflicts=shutdown.target',
+        'ConditionPathExists=%s' % ruleset,
         '',
         '[Service]',
         'Type=oneshot',
         'RemainAfterExit=yes',
         'ExecStart=%s -f %s' % (nft, ruleset),
+        'ExecReload=%s -f %s' % (nft, ruleset),
         ''])
 
 

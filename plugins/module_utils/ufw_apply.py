@@ -31,6 +31,7 @@ RESTORE = {'ipv4': 'iptables-restore', 'ipv6': 'ip6tables-restore'}
 # In the backup directory: the digests of the files as the last successful change left them. Its presence means
 # "the backup is the state before that change", which is what state=reverted puts back.
 APPLIED = 'applied.json'
+MODULE = 'tunnelwall.cloudflared.ufw_egress'  # the state file's marker
 
 
 class UfwError(Exception):
@@ -45,6 +46,8 @@ class UfwPaths(object):
     """Where ufw keeps what this module reads and writes, below ``root`` (``/`` on a real host)."""
 
     def __init__(self, name, root='/', backup_dir=None):
+        self.root = root
+
         def at(relative):
             return os.path.join(root, relative)
         self.conf = at('etc/ufw/ufw.conf')
@@ -62,7 +65,11 @@ class UfwPaths(object):
         self.backup_dir = backup_dir or at('run/tunnelwall/ufw_egress/%s' % name)
 
     def backed_up(self):
-        return [self.rules['ipv4'], self.rules['ipv6'], self.defaults] + list(self.after) + [self.state]
+        return self.shared() + [self.state]
+
+    def shared(self):
+        """The files every ufw user writes (`ufw allow`, fail2ban, other roles): a restore merges, never replaces."""
+        return [self.rules['ipv4'], self.rules['ipv6'], self.defaults] + list(self.after)
 
 
 read_text = egress_revert.read_text  # a file's text, or None when it does not exist
@@ -135,6 +142,8 @@ class UfwEgress(object):
             return None
         try:
             state = json.loads(text)
+            if state.get('module') != MODULE:
+                raise KeyError('module')  # not our marker: someone else's file of that name
             if state['original_policy'] in ufw_rules.POLICY_TARGETS and state['set_policy'] in ufw_rules.POLICY_TARGETS:
                 return {'original_policy': state['original_policy'], 'set_policy': state['set_policy']}
         except (ValueError, KeyError, TypeError):
@@ -182,7 +191,7 @@ class UfwEgress(object):
                 raise UfwError(str(error))
             added += family_added
             removed += family_removed
-        state_text = None if state_after is None else json.dumps(dict(state_after, module='tunnelwall.cloudflared.ufw_egress'),
+        state_text = None if state_after is None else json.dumps(dict(state_after, module=MODULE),
                                                                  sort_keys=True) + '\n'
         if state_after == remembered:
             state_text = texts[self.paths.state]
@@ -421,9 +430,21 @@ class UfwBackend(object):
     def files(self):
         return self.job.paths.backed_up()
 
+    def shared_files(self):
+        return self.job.paths.shared()
+
     def reload_commands(self):
-        # ufw reload loads every file back into the live rules; an inactive ufw has nothing live to reload.
-        return [[self.job.binaries['ufw'], 'reload']] if self.job.result['ufw']['enabled'] else []
+        # ufw reload loads every file back into the live rules; an inactive ufw has nothing live to reload. Read
+        # now, not from the plan: a restore of what an earlier run left pending comes before this run's plan.
+        enabled = ufw_rules.ufw_enabled(read_text(self.job.paths.conf) or '')
+        return [[self.job.binaries['ufw'], 'reload']] if enabled and self.job.binaries.get('ufw') else []
+
+    def spec_for(self, record):
+        """The restore spec of a pending record: ufw's shared files and the state file of the record's name."""
+        name = record.get('name')
+        paths = UfwPaths(name if isinstance(name, str) and ufw_rules.TAG_PART_RE.match(name) else self.job.name,
+                         self.job.paths.root)
+        return {'files': sorted(paths.backed_up()), 'shared': sorted(paths.shared()), 'reload': self.reload_commands()}
 
     def apply(self):
         self.job.result = self.job.apply()
@@ -442,5 +463,5 @@ def revert_with_host_lock(job, request, check_mode, command, which=None, run_dir
     info = egress_transaction.transaction_info(request)
     if check_mode:
         return dict(job.revert(check_mode=True), transaction=info)
-    with egress_transaction.host_locked(request, job.paths.pending, info, command, which, run_dir):
+    with egress_transaction.host_locked(request, job.paths.pending, info, command, which, run_dir, UfwBackend(job)):
         return dict(job.revert(check_mode=False), transaction=info)

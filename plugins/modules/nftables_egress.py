@@ -73,6 +73,10 @@ notes:
   - A restore (verification failed, or the dead-man revert) puts back the previous files and loads the previous
     ruleset file - or deletes the table when there was none. A live table that differed from its file before the run
     comes back as the file said.
+  - The table carries the comment C(tunnelwall.cloudflared.nftables_egress NAME). A live table C(inet NAME) without it
+    (Debian's own C(inet filter) for O(name=filter)) is refused before anything changes.
+  - The unit follows C(nftables.service) (C(PartOf=), C(ReloadPropagatedFrom=), C(ExecReload=)), so a
+    C(systemctl reload) or C(restart nftables), which flushes the ruleset, loads the table again.
 seealso:
   - module: tunnelwall.cloudflared.firewalld_egress
   - module: tunnelwall.cloudflared.ufw_egress

@@ -32,10 +32,14 @@ if ($id -notmatch '^[0-9a-f]{12}$') {
 $stateKey = 'HKLM:\SOFTWARE\tunnelwall\cloudflared\' + ($group -replace '[^A-Za-z0-9 _.-]', '_')
 # One pending change per host, whatever the group: the host-wide lock of the transaction. HKLM only admins write.
 $pendingKey = 'HKLM:\SOFTWARE\tunnelwall\egress'
+$marker = 'Managed by tunnelwall.cloudflared'
 
 # The restore, self-contained: the module runs it when a change fails, and the dead-man scheduled task runs the same
 # text (-EncodedCommand). It puts back the recorded rules of the group and the outbound actions, then removes the
 # record and the task; an error stops it before the record goes, so the next run restores again.
+# Whoever of settle, confirm, restore or the scheduled task comes first claims the change: New-Item without -Force
+# on HKLM:\SOFTWARE\tunnelwall\egress\claims\ID fails when the key exists (test-and-set), so a change is never
+# restored twice (duplicated rules) nor confirmed while it is being restored.
 $restoreScript = {
     param([string]$Id)
     $ErrorActionPreference = 'Stop'
@@ -46,33 +50,50 @@ $restoreScript = {
     $text = $item.pending
     $record = ConvertFrom-Json -InputObject $text
     if ($Id -and $record.id -ne $Id) { return "the pending change is $($record.id), not $Id; left alone" }
-    # The outbound actions first (usually Allow again), the recorded rules next, the current ones last: no moment
-    # blocks with fewer allow rules than before or after.
-    $current = @(Get-NetFirewallRule -Group $record.group -ErrorAction SilentlyContinue)
-    foreach ($entry in $record.outbound.PSObject.Properties) {
-        Set-NetFirewallProfile -Name $entry.Name -DefaultOutboundAction $entry.Value
+    $claim = $pendingKey + '\claims\' + $record.id
+    New-Item -Path ($pendingKey + '\claims') -Force | Out-Null
+    try {
+        New-Item -Path $claim -ErrorAction Stop | Out-Null
     }
-    foreach ($rule in @($record.rules)) {
-        $addresses = @($rule.addresses)
-        if ($addresses.Count -eq 0) { $addresses = @('Any') }
-        $port = if ($rule.port) { [string]$rule.port } else { 'Any' }
-        New-NetFirewallRule -DisplayName $rule.display_name -Group $record.group -Direction Outbound -Action Allow `
-            -Protocol ([string]$rule.protocol).ToUpperInvariant() -RemotePort $port -RemoteAddress $addresses `
-            -Profile $rule.profiles -Enabled $rule.enabled -Description 'Managed by tunnelwall.cloudflared' | Out-Null
+    catch {
+        return "change $($record.id) is being confirmed or restored by another run or its scheduled task; left alone"
     }
-    $current | Remove-NetFirewallRule
-    if ($record.saved) {
-        New-Item -Path $record.saved_key -Force | Out-Null
-        foreach ($entry in $record.saved.PSObject.Properties) {
-            New-ItemProperty -LiteralPath $record.saved_key -Name $entry.Name -Value $entry.Value -Force | Out-Null
+    try {
+        # Read again under the claim: a confirmation may have removed it between the first read and the claim.
+        $item = Get-ItemProperty -LiteralPath $pendingKey -Name pending -ErrorAction SilentlyContinue
+        if (-not $item -or (ConvertFrom-Json -InputObject $item.pending).id -ne $record.id) { return 'nothing was pending' }
+        # The outbound actions first (usually Allow again), the recorded rules next, the current ones last: no moment
+        # blocks with fewer allow rules than before or after.
+        $current = @(Get-NetFirewallRule -Group $record.group -ErrorAction SilentlyContinue)
+        foreach ($entry in $record.outbound.PSObject.Properties) {
+            Set-NetFirewallProfile -Name $entry.Name -DefaultOutboundAction $entry.Value
         }
+        foreach ($rule in @($record.rules)) {
+            $addresses = @($rule.addresses)
+            if ($addresses.Count -eq 0) { $addresses = @('Any') }
+            $port = if ($rule.port) { [string]$rule.port } else { 'Any' }
+            New-NetFirewallRule -DisplayName $rule.display_name -Group $record.group -Direction Outbound -Action Allow `
+                -Protocol ([string]$rule.protocol).ToUpperInvariant() -RemotePort $port -RemoteAddress $addresses `
+                -Profile $rule.profiles -Enabled $rule.enabled -Description 'Managed by tunnelwall.cloudflared' | Out-Null
+        }
+        $current | Remove-NetFirewallRule
+        if ($record.saved) {
+            New-Item -Path $record.saved_key -Force | Out-Null
+            foreach ($entry in $record.saved.PSObject.Properties) {
+                New-ItemProperty -LiteralPath $record.saved_key -Name $entry.Name -Value $entry.Value -Force | Out-Null
+            }
+        }
+        elseif (Test-Path -LiteralPath $record.saved_key) {
+            Remove-Item -LiteralPath $record.saved_key -Force
+        }
+        Remove-ItemProperty -LiteralPath $pendingKey -Name pending
+        Unregister-ScheduledTask -TaskPath $record.task_path -TaskName $record.task_name -Confirm:$false -ErrorAction SilentlyContinue
+        "restored the $(@($record.rules).Count) rule(s) of group '$($record.group)' and the default outbound actions"
     }
-    elseif (Test-Path -LiteralPath $record.saved_key) {
-        Remove-Item -LiteralPath $record.saved_key -Force
+    finally {
+        # Done (the record is gone) or failed (it stays): either way the next one may claim it again.
+        Remove-Item -LiteralPath $claim -Force -ErrorAction SilentlyContinue
     }
-    Remove-ItemProperty -LiteralPath $pendingKey -Name pending
-    Unregister-ScheduledTask -TaskPath $record.task_path -TaskName $record.task_name -Confirm:$false -ErrorAction SilentlyContinue
-    "restored the $(@($record.rules).Count) rule(s) of group '$($record.group)' and the default outbound actions"
 }
 
 Function Get-Pending {
@@ -80,23 +101,54 @@ Function Get-Pending {
     if ($item) { ConvertFrom-Json -InputObject $item.pending } else { $null }
 }
 
-Function Remove-Pending {
-    <# The confirmation: the record and its scheduled task go, if they are this run's. #>
-    $pending = Get-Pending
-    if ($pending -and $pending.id -eq $id) {
-        Remove-ItemProperty -LiteralPath $pendingKey -Name pending
+Function Enter-Claim {
+    <# Test-and-set: $true for the first to claim change $Id (New-Item without -Force fails on an existing key). #>
+    param([string]$Id)
+    New-Item -Path ($pendingKey + '\claims') -Force | Out-Null
+    try {
+        New-Item -Path ($pendingKey + '\claims\' + $Id) -ErrorAction Stop | Out-Null
+        $true
     }
-    Unregister-ScheduledTask -TaskPath $txn.task_path -TaskName $txn.task_name -Confirm:$false -ErrorAction SilentlyContinue
+    catch {
+        $false
+    }
+}
+
+Function Exit-Claim {
+    param([string]$Id)
+    Remove-Item -LiteralPath ($pendingKey + '\claims\' + $Id) -Force -ErrorAction SilentlyContinue
+}
+
+Function Remove-Pending {
+    <# The confirmation: the record and its scheduled task go, if they are this run's and no restore claimed them.
+    Returns $true when this run confirmed. #>
+    $pending = Get-Pending
+    $confirmed = $false
+    if ($pending -and $pending.id -eq $id -and (Enter-Claim -Id $id)) {
+        try {
+            # Read again under the claim: the scheduled task may have restored it in between.
+            $pending = Get-Pending
+            if ($pending -and $pending.id -eq $id) {
+                Remove-ItemProperty -LiteralPath $pendingKey -Name pending
+                $confirmed = $true
+            }
+        }
+        finally {
+            Exit-Claim -Id $id
+        }
+    }
+    if ($confirmed -or -not (Get-Pending)) {
+        Unregister-ScheduledTask -TaskPath $txn.task_path -TaskName $txn.task_name -Confirm:$false -ErrorAction SilentlyContinue
+    }
+    $confirmed
 }
 
 # A record that is gone was restored already - by the scheduled task when apply and verification took longer than
 # confirm_timeout: the confirmation must not claim a change that is no longer there.
 $gone = "change $id is no longer pending: the scheduled task restored it already (is confirm_timeout shorter than the apply and the verification?)"
 if ($prepared.action -eq 'confirm') {
-    $pending = Get-Pending
-    $module.Result.confirmed = [bool]($pending -and $pending.id -eq $id)
+    $module.Result.confirmed = [bool](Remove-Pending)
     if (-not $module.Result.confirmed) { $module.Result.message = $gone }
-    Remove-Pending
     $module.ExitJson()
 }
 if ($prepared.action -eq 'restore') {
@@ -112,6 +164,8 @@ if ($prepared.action -eq 'restore') {
     catch {
         $module.FailJson("win_firewall_egress: the restore failed: $($_.Exception.Message); the record stays for the scheduled task and the next run", $_)
     }
+    # Another party (the scheduled task) may have claimed it first: then it restored, not this run.
+    $module.Result.restored = [bool]($module.Result.message -like 'restored *')
     $module.Result.changed = $module.Result.restored
     $module.ExitJson()
 }
@@ -132,6 +186,12 @@ if (-not $module.CheckMode) {
         }
         catch {
             $module.FailJson("win_firewall_egress: a previous run ($($pending.id)) left an unconfirmed change that cannot be restored: $($_.Exception.Message); nothing was changed", $_)
+        }
+        if ($message -like 'change * is being confirmed or restored*') {
+            # Its scheduled task is restoring it right now: wait for the verdict like for a running change.
+            $module.Result.busy = @{ id = $pending.id; group = $pending.group; started = $pending.started
+                expires = [DateTimeOffset]::FromUnixTimeSeconds([long]$pending.expires).ToString('o') }
+            $module.ExitJson()
         }
         $module.Result.transaction.settled = "a previous run ($($pending.id), started $($pending.started)) never confirmed its change: $message"
         $module.Warn($module.Result.transaction.settled)
@@ -181,9 +241,18 @@ Function Get-GroupRule {
             profiles = [string]$rule.Profile
             enabled = [string]$rule.Enabled
             name = $rule.Name
+            description = [string]$rule.Description
         }
     }
     $found
+}
+
+Function ConvertTo-ProfileSet {
+    <# 'Domain, Private' or @('Private', 'Domain') -> 'Domain,Private'; Any is every profile. #>
+    param($Profiles)
+    $names = @(@($Profiles) | ForEach-Object { ([string]$_).Split(',') } | ForEach-Object { $_.Trim() } | Where-Object { $_ })
+    if ($names -contains 'Any') { $names = @('Domain', 'Private', 'Public') }
+    (@($names | Sort-Object -Unique)) -join ','
 }
 
 Function Get-OutboundAction {
@@ -195,6 +264,11 @@ Function Get-OutboundAction {
 }
 
 $before = Get-GroupRule
+# The ownership marker: every rule this module creates carries it. A rule of the group without it is someone else's.
+$foreign = @($before.Values | Where-Object { $_.description -ne $marker } | ForEach-Object { $_.display_name } | Sort-Object)
+if ($foreign.Count -gt 0) {
+    $module.FailJson("win_firewall_egress: the rule group '$group' holds rules this module did not create (no description '$marker'): $($foreign -join ', '); choose another name. Nothing was changed")
+}
 $wanted = @{}
 foreach ($rule in @($prepared.rules)) {
     $wanted[$rule.display_name] = $rule
@@ -206,6 +280,7 @@ $toUpdate = @($wanted.Keys | Where-Object {
         $before.ContainsKey($_) -and (
             (($before[$_].addresses -join ',') -ne (@($wanted[$_].addresses) -join ',')) -or
             ($before[$_].protocol -ne $wanted[$_].protocol) -or ($before[$_].port -ne [string]$wanted[$_].port) -or
+            ((ConvertTo-ProfileSet -Profiles $before[$_].profiles) -ne (ConvertTo-ProfileSet -Profiles $profiles)) -or
             ($before[$_].enabled -ne 'True'))
     } | Sort-Object)
 
@@ -300,7 +375,7 @@ try {
     foreach ($key in $toUpdate) {
         $rule = $wanted[$key]
         Set-NetFirewallRule -Name $before[$key].name -Enabled True -Protocol $rule.protocol.ToUpperInvariant() `
-            -RemotePort ([string]$rule.port) -RemoteAddress @($rule.addresses) -ErrorAction Stop
+            -RemotePort ([string]$rule.port) -RemoteAddress @($rule.addresses) -Profile $profiles -ErrorAction Stop
     }
     if ($policyChanges.Count -gt 0) {
         if ($actionsAfter.Values -contains 'Block' -and -not $saved) {
@@ -333,8 +408,7 @@ catch {
 }
 
 if (-not $txn.verify) {
-    # Nothing will probe: the change is confirmed as soon as it is applied.
-    Remove-Pending
-    $module.Result.transaction.confirmed = $true
+    # Nothing will probe: the change is confirmed as soon as it is applied (unless its task restored it already).
+    $module.Result.transaction.confirmed = [bool](Remove-Pending)
 }
 $module.ExitJson()

@@ -234,6 +234,11 @@ notes:
     the controller; what protects the host between them is on the host - the record and the scheduled task.
   - The dead-man revert puts back the whole group and the default outbound actions as recorded; it does not check
     whether someone else changed them after this run's apply.
+  - Settle, confirm, restore and the scheduled task claim a change first (C(New-Item) without C(-Force) on
+    C(HKLM:\SOFTWARE\tunnelwall\egress\claims\ID), which fails when the key exists); whichever comes first acts, so
+    a change is never restored twice nor confirmed while its task restores it.
+  - Every rule of the group carries the description C(Managed by tunnelwall.cloudflared), the ownership marker; a group
+    holding a rule without it is refused before anything changes. Changed O(profiles) update the existing rules.
 seealso:
   - module: tunnelwall.cloudflared.win_edge_probe
   - module: tunnelwall.cloudflared.firewalld_egress

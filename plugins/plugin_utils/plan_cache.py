@@ -27,6 +27,7 @@ import errno
 import fcntl
 import hashlib
 import json
+import math
 import os
 import socket
 import stat
@@ -125,6 +126,8 @@ def _read(directory, name, now):
     if not isinstance(entry, dict) or not isinstance(entry.get('plan'), dict) \
             or isinstance(entry.get('expires'), bool) or not isinstance(entry.get('expires'), (int, float)):
         return None
+    if not math.isfinite(entry['expires']):  # json reads NaN and Infinity; NaN compares false with every time
+        raise UntrustedCache('cache entry %s expires at %r, not a time' % (name, entry['expires']))
     if entry['expires'] - now > MAX_TTL:
         raise UntrustedCache('cache entry %s expires in %ds, more than the %ds any entry may live'
                              % (name, int(min(entry['expires'] - now, 10 ** 12)), MAX_TTL))

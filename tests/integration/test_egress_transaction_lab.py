@@ -77,7 +77,9 @@ def hosts(lab):
 def state(lab, host):
     """What the kernel enforces (counters masked, lines sorted) and every file of the firewall's /etc, by content."""
     etc = FILES[next(backend for backend, name in HOSTS.items() if name == host)]
-    files = lab.exec(host, ['sh', '-c', 'find %s -type f 2>/dev/null | sort | xargs -r sha256sum' % etc], check=True).stdout
+    # The boot check (unit, drop-in) stays once installed: it is the transaction's, not the firewall's, and idle.
+    files = lab.exec(host, ['sh', '-c', 'find %s -type f ! -name "tunnelwall-boot-revert.*" 2>/dev/null | sort | '
+                            'xargs -r sha256sum' % etc], check=True).stdout
     return sorted(lab.nft_ruleset(host).splitlines()), files
 
 
@@ -150,7 +152,7 @@ def test_sigkill_to_the_module_mid_verification_is_undone_by_the_detached_revert
     process.communicate(timeout=60)
     wait_for(lambda: pending(lab, backend) is None, CONFIRM + 15, 'the dead-man revert')
     assert state(lab, host) == before
-    assert not revert_processes(lab)
+    wait_for(lambda: not revert_processes(lab), 5, 'the revert process to end')  # it logs after the record goes
     assert 'dead-man revert of %s: restored' % record['id'] in lab.exec(host, ['cat', '/run/tunnelwall/revert.log']).stdout
 
 
@@ -279,3 +281,82 @@ def test_one_bad_request_gets_the_same_answer_from_every_module_before_the_host_
         answers[backend] = result['msg'].split(': ', 1)[1]
     assert len(set(answers.values())) == 1, answers
     assert answers['ufw'].startswith(message), answers
+
+
+FOREIGN_SOURCE = '203.0.113.77'  # the address another writer bans (fail2ban with banaction=ufw)
+
+
+def policy_and_rules(lab, host):
+    status = lab.exec(host, ['ufw', 'status', 'verbose'], check=True).stdout
+    return status, lab.nft_ruleset(host)
+
+
+@pytest.mark.once
+@pytest.mark.parametrize('how', ['verification fails', 'sigkill'])
+def test_another_ufw_writer_during_verification_keeps_its_rule_and_the_outgoing_policy_comes_back(hosts, plan, how):
+    """fail2ban-style `ufw insert 1 deny from ...` while the change is being verified: the restore takes back only
+    what the module did (its rules, the reject policy) and the other writer's rule stays, in the files and live."""
+    lab, host = hosts, HOSTS['ufw']
+    assert 'allow (outgoing)' in policy_and_rules(lab, host)[0]
+    hang_the_edge(lab, host)
+    timeout = 6 if how == 'verification fails' else 30
+    process = ansible(lab, host, MODULES['ufw'], args_for('ufw', plan, lab, verify=dict(plan=plan, timeout=timeout, ca_path=lab.ca)))
+    record = wait_for(lambda: (pending(lab, 'ufw') or {}).get('applied') and pending(lab, 'ufw'), 60, 'the change')
+    assert 'reject (outgoing)' in policy_and_rules(lab, host)[0]
+    lab.exec(host, ['ufw', 'insert', '1', 'deny', 'from', FOREIGN_SOURCE], check=True)
+    if how == 'sigkill':
+        os.kill(record['pid'], signal.SIGKILL)
+        process.communicate(timeout=60)
+        wait_for(lambda: pending(lab, 'ufw') is None, CONFIRM + 15, 'the dead-man revert')
+        wait_for(lambda: not revert_processes(lab), 5, 'the revert process to end')  # it logs after the record goes
+        log = lab.exec(host, ['cat', '/run/tunnelwall/revert.log']).stdout
+        assert 'dead-man revert of %s: restored the state before run' % record['id'] in log, log
+        assert 'user.rules: kept what another writer changed since this run' in log, log
+    else:
+        result = result_of(process, host)
+        assert result['failed'] and result['rolled_back'] is True, result
+        assert 'Rolled back: the firewall is as before this run' in result['msg']
+        assert 'user.rules: kept what another writer changed since this run' in result['msg'], result['msg']
+        assert pending(lab, 'ufw') is None
+    status, ruleset = policy_and_rules(lab, host)
+    assert 'allow (outgoing)' in status, status
+    assert 'DENY IN' in status and FOREIGN_SOURCE in status, status  # the other writer's rule, in ufw's files
+    assert FOREIGN_SOURCE in ruleset  # and live
+    assert 'tunnelwall:' not in status and '7844' not in ruleset  # none of the module's rules stayed
+
+
+def boot_unit_execstart(lab, host):
+    unit = lab.exec(host, ['cat', '/etc/systemd/system/tunnelwall-boot-revert.service'], check=True).stdout
+    return [line for line in unit.splitlines() if line.startswith('ExecStart=')][0][len('ExecStart='):]
+
+
+@pytest.mark.once
+@pytest.mark.parametrize('backend', ['ufw', 'nftables'])
+def test_a_reboot_before_the_confirmation_restores_the_previous_state_at_boot(hosts, plan, backend):
+    """A reboot while the change is verified: the module and its dead-man die with the host. At "boot" (processes
+    gone, ruleset flushed) the boot check's ExecStart runs, then the firewall's own start: ufw's init, our nftables
+    unit (when its ConditionPathExists holds). The ruleset is what it was before the run."""
+    lab, host = hosts, HOSTS[backend]
+    before = lab.nft_ruleset(host)
+    hang_the_edge(lab, host)
+    process = ansible(lab, host, MODULES[backend], args_for(backend, plan, lab, verify=dict(plan=plan, timeout=60, ca_path=lab.ca)))
+    record = wait_for(lambda: (pending(lab, backend) or {}).get('applied') and pending(lab, backend), 60, 'the change')
+    assert lab.nft_ruleset(host) != before
+    os.kill(record['pid'], signal.SIGKILL)
+    os.kill(record['armed']['pid'], signal.SIGKILL)  # the reboot ends the dead-man too
+    process.communicate(timeout=60)
+    assert not revert_processes(lab)
+    lab.exec(host, ['nft', 'flush', 'ruleset'], check=True)
+    lab.exec(host, ['sh', '-c', 'rm -rf /run/tunnelwall'], check=True)  # /run is a tmpfs
+    # The lab keeps the kernel's boot id: the boot check restores once the deadline passed (a new boot id: at once).
+    time.sleep(max(0.0, record['deadline'] - time.time()) + 0.5)
+    booted = lab.exec(host, ['sh', '-c', boot_unit_execstart(lab, host)])
+    assert booted.returncode == 0 and 'restored the state before run %s' % record['id'] in booted.stderr, booted.stderr
+    assert pending(lab, backend) is None
+    if backend == 'ufw':
+        lab.exec(host, ['/lib/ufw/ufw-init', 'start'], check=True)
+        assert 'allow (outgoing)' in lab.exec(host, ['ufw', 'status', 'verbose'], check=True).stdout
+    else:
+        unit = '/etc/systemd/system/tunnelwall-nftables-tunnelwall.service'
+        assert lab.exec(host, ['test', '-e', unit]).returncode != 0  # the first run's unit is gone with its ruleset
+    assert lab.nft_ruleset(host) == before

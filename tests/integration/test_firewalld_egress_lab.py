@@ -415,3 +415,47 @@ def test_timing_40_destinations(fw):
     ok(ansible_ping(fw))
     times['ansible ping (overhead)'] = time.monotonic() - started
     print('\nfirewalld_egress, 40 destinations: ' + ', '.join('%s %.2fs' % item for item in times.items()))
+
+
+@pytest.mark.once
+def test_a_policy_of_our_name_the_module_did_not_create_is_refused_and_untouched(fw, plan):
+    """Another tool's policy called tunnelwall-egress (no description of ours): refused before anything changes."""
+    fwcmd(fw, '--permanent', '--new-policy=tunnelwall-egress')
+    fwcmd(fw, '--permanent', '--policy=tunnelwall-egress', '--add-ingress-zone=HOST')
+    fwcmd(fw, '--permanent', '--policy=tunnelwall-egress', '--add-egress-zone=ANY')
+    fwcmd(fw, '--permanent', '--policy=tunnelwall-egress', '--add-rich-rule=rule family="ipv4" destination address="203.0.113.9" drop')
+    fwcmd(fw, '--reload')
+    before_nft, before_files = nft(fw), etc_firewalld(fw)
+    for args in ({'default_deny': True}, {'state': 'absent'}):
+        result = run_module(fw, dict(args, rules=plan['rules']) if 'state' not in args else args)
+        assert result['failed'] and 'policy tunnelwall-egress of name tunnelwall: not created by this module' in result['msg'], result
+        assert nft(fw) == before_nft and etc_firewalld(fw) == before_files
+
+
+@pytest.mark.once
+def test_a_runtime_only_rule_of_another_tool_survives_apply_commit_and_restore(fw, plan):
+    """fail2ban's firewallcmd-rich-rules action, or a rule added by hand: runtime only. The first apply reloads
+    firewalld (new objects), the commit persists, a failed verification restores (a reload): the rule stays."""
+    ban = 'rule family="ipv4" source address="203.0.113.55" reject'
+    fwcmd(fw, '--zone=public', '--add-rich-rule=' + ban)
+
+    def kept(when):
+        assert ban in fwcmd(fw, '--zone=public', '--list-rich-rules'), when
+        assert ban not in fwcmd(fw, '--permanent', '--zone=public', '--list-rich-rules'), when  # still runtime only
+
+    first = ok(apply(fw, plan, default_deny=True))
+    assert first['reloaded'] is True
+    # Read over D-Bus before the reload, added back after it (the module's path; the dead-man's uses firewall-cmd).
+    reload_at = first['commands'].index(['dbus-send', '/org/fedoraproject/FirewallD1', 'org.fedoraproject.FirewallD1.reload'])
+    assert first['commands'][reload_at + 1] == ['firewall-cmd', '--zone=public', '--add-rich-rule=' + ban]
+    kept('after the first apply and its commit')
+    fw.fault('udp7844', 'drop', HOST)
+    fw.fault('tcp7844', 'drop', HOST)
+    try:
+        failed = apply(fw, rotate(plan), default_deny=True, verify={'plan': plan, 'timeout': 1.5, 'ca_path': fw.ca})
+    finally:
+        fw.reset()
+    assert failed['failed'] and 'Rolled back: the firewall is as before this run' in failed['msg'], failed
+    kept('after the restore')
+    ok(run_module(fw, {'state': 'absent'}))
+    kept('after state=absent')

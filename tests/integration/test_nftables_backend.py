@@ -208,13 +208,14 @@ KILLED_RUN = textwrap.dedent('''
         p = subprocess.run(argv, input=data, capture_output=True, text=True)
         return p.returncode, p.stdout, p.stderr
     config_dir, systemd_dir, run_dir = sys.argv[1:4]
+    boot_dirs = (sys.argv[4], systemd_dir) if len(sys.argv) > 4 else None
     request = egress_request.build({'rules': TUNNEL, 'default_deny': True, 'dns_servers': ['198.51.100.253'],
                                     'confirm_timeout': 2}, 'nftables')
     backend = nftables_apply.NftablesBackend(request, ['198.51.100.253'], run, BINARIES, config_dir, systemd_dir)
     def verify():
         print('verifying', flush=True)
         time.sleep(600)
-    egress_transaction.run(backend, request, verify, False, run_dir=run_dir, command=run)
+    egress_transaction.run(backend, request, verify, False, run_dir=run_dir, command=run, boot_dirs=boot_dirs)
 ''')
 
 
@@ -329,3 +330,72 @@ def test_a_connection_opened_before_conntrack_was_on_survives_the_default_deny(s
             if process:
                 process.kill()
                 process.wait()
+
+
+def table_files(sandbox):
+    """The files of the table (ruleset, unit, drop-in), not those of the boot check."""
+    return dict((k, v) for k, v in sandbox.files().items() if 'boot-revert' not in k and 'etc/tunnelwall/' not in k)
+
+
+def test_a_reboot_before_the_confirmation_brings_back_the_confirmed_table_at_boot(sandbox):
+    """Confirmed table, then a change killed mid-verification with its dead-man; "reboot": processes gone, ruleset
+    flushed, then what boot runs: the boot check's ExecStart, then our unit's ExecStart (if its condition holds)."""
+    confirmed = [dict(r, ipv4=['198.51.100.111'], ipv6=[]) for r in TUNNEL]
+    sandbox.change({'rules': confirmed, 'default_deny': True, 'dns_servers': ['198.51.100.253']})
+    live, files = sandbox.ruleset(), table_files(sandbox)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    boot_dir = os.path.join(sandbox.root, 'etc', 'tunnelwall')
+    process = subprocess.Popen(sandbox.prefix + [sys.executable, '-c', KILLED_RUN, sandbox.config_dir, sandbox.systemd_dir,
+                                                 sandbox.run_dir, boot_dir], stdout=subprocess.PIPE, text=True, env=env,
+                               cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    assert process.stdout.readline() == 'verifying\n'
+    record = json.loads(open(os.path.join(sandbox.config_dir, 'tunnelwall-pending.json'), encoding='utf-8').read())
+    os.kill(process.pid, signal.SIGKILL)  # the reboot ends the module and its dead-man alike
+    os.kill(record['armed']['pid'], signal.SIGKILL)
+    process.wait()
+    assert '198.51.100.11' in sandbox.ruleset()  # the unconfirmed table is live
+    assert sandbox.run([NFT, 'flush', 'ruleset'])[0] == 0
+    # The lab's "reboot" keeps the kernel's boot id: the boot check then waits for the record's deadline (a real
+    # reboot has a new boot id, and the record is restored at once: test_egress_transaction.py).
+    time.sleep(max(0, record['deadline'] - time.time()) + 0.1)
+    boot_unit = open(os.path.join(sandbox.systemd_dir, 'tunnelwall-boot-revert.service'), encoding='utf-8').read()
+    execstart = [line for line in boot_unit.splitlines() if line.startswith('ExecStart=')][0][len('ExecStart='):]
+    assert execstart == '%s -I %s/revert.py --boot' % (sys.executable, boot_dir)
+    done = subprocess.run(sandbox.prefix + execstart.split() + [sandbox.root], capture_output=True, text=True, check=False)
+    assert done.returncode == 0 and 'restored the state before run %s' % record['id'] in done.stderr, done.stderr
+    unit = open(os.path.join(sandbox.systemd_dir, 'tunnelwall-nftables-tunnelwall.service'), encoding='utf-8').read()
+    condition = [line for line in unit.splitlines() if line.startswith('ConditionPathExists=')][0].split('=', 1)[1]
+    assert os.path.exists(condition)
+    ours = [line for line in unit.splitlines() if line.startswith('ExecStart=')][0][len('ExecStart='):]
+    assert sandbox.run(ours.split())[0] == 0
+    assert sandbox.ruleset() == live and '198.51.100.11 ' not in live
+    assert table_files(sandbox) == files
+    assert not os.path.exists(os.path.join(sandbox.config_dir, 'tunnelwall-pending.json'))
+
+
+FOREIGN_FILTER = 'table inet filter {\n\tchain input {\n\t\ttype filter hook input priority filter; policy drop;\n\t}\n}\n'
+
+
+@pytest.mark.parametrize('state', ['present', 'absent'])
+def test_a_table_of_our_name_that_is_not_ours_is_refused_and_untouched(sandbox, state):
+    """Debian's own `inet filter` (input policy drop) and name=filter: refused before anything changes."""
+    assert sandbox.run([NFT, '-f', '-'], data=FOREIGN_FILTER)[0] == 0
+    before = sandbox.state()
+    with pytest.raises(nftables_apply.NftablesError, match=r'^table inet filter exists and was not created by this '
+                       r'module \(no comment "tunnelwall.cloudflared.nftables_egress filter"'):
+        sandbox.change({'name': 'filter', 'rules': TUNNEL, 'default_deny': True, 'state': state,
+                        'dns_servers': ['198.51.100.253']})
+    assert sandbox.state() == before
+
+
+def test_our_table_carries_the_marker_and_one_an_earlier_version_loaded_is_still_ours(sandbox):
+    params = {'rules': TUNNEL}
+    sandbox.change(params)
+    assert '\tcomment "tunnelwall.cloudflared.nftables_egress tunnelwall"\n' in sandbox.ruleset()
+    # An earlier version: the same table without the comment, loaded from its ruleset file.
+    listing = sandbox.run([NFT, 'list', 'table', 'inet', 'tunnelwall'])[1]
+    unmarked = listing.replace('\tcomment "tunnelwall.cloudflared.nftables_egress tunnelwall"\n', '')
+    assert sandbox.run([NFT, '-f', '-'], data='delete table inet tunnelwall\n' + unmarked)[0] == 0
+    assert 'comment' not in sandbox.ruleset()
+    assert sandbox.change(params)['changed'] is False  # nft's JSON has no table comment: same table
+    assert sandbox.change({'state': 'absent'})['changed'] is True

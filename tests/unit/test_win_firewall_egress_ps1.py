@@ -99,3 +99,37 @@ def test_the_restore_and_the_module_use_the_same_record_and_the_actions_the_cont
     request = wf.egress_request.build({'rules': [], 'confirm_timeout': 60}, 'windows')
     sent = set(wf.transaction_args(request, wf.new_id(), True))
     assert set(re.findall(r'\$txn\.(\w+)', text)) == sent, sent
+
+
+def test_settle_confirm_restore_and_the_scheduled_task_claim_a_change_atomically():
+    """Whoever comes first claims change ID with New-Item *without* -Force (it fails on an existing key): the
+    restore's own copy, run by the scheduled task, and the module's confirmation use the same key."""
+    source = MODULE.read_bytes()
+    inner, dummy = script_block(source, 'restoreScript')
+    assert "$claim = $pendingKey + '\\claims\\' + $record.id" in inner
+    claims = re.findall(r'New-Item -Path \$claim[^\n]*', inner)
+    assert claims == ['New-Item -Path $claim -ErrorAction Stop | Out-Null'], claims  # no -Force: test-and-set
+    # Re-read under the claim, released in a finally whatever happens.
+    assert inner.index('New-Item -Path $claim') < inner.index("Read again under the claim") < inner.index('Set-NetFirewallProfile')
+    assert re.search(r"finally \{[^}]*Remove-Item -LiteralPath \$claim", inner)
+    text = MODULE.read_text()
+    enter = re.search(r'Function Enter-Claim \{.*?\n\}', text, re.S).group(0)
+    assert "New-Item -Path ($pendingKey + '\\claims\\' + $Id) -ErrorAction Stop" in enter and '-Force |' in enter.split('try')[0]
+    confirm = re.search(r'Function Remove-Pending \{.*?\n\}', text, re.S).group(0)
+    assert '(Enter-Claim -Id $id)' in confirm and 'Exit-Claim -Id $id' in confirm
+    assert "$module.Result.confirmed = [bool](Remove-Pending)" in text
+
+
+def test_changed_profiles_are_compared_and_updated():
+    text = MODULE.read_text()
+    assert '(ConvertTo-ProfileSet -Profiles $before[$_].profiles) -ne (ConvertTo-ProfileSet -Profiles $profiles)' in text
+    update = re.search(r'Set-NetFirewallRule -Name \$before\[\$key\]\.name[^\n]*\n[^\n]*', text).group(0)
+    assert '-Profile $profiles' in update
+
+
+def test_a_group_with_rules_the_module_did_not_create_is_refused_before_any_change():
+    text = MODULE.read_text()
+    check = text.index("holds rules this module did not create")
+    assert check < text.index('New-ItemProperty -LiteralPath $pendingKey -Name pending')  # before the record
+    assert "$marker = 'Managed by tunnelwall.cloudflared'" in text
+    assert text.count("-Description 'Managed by tunnelwall.cloudflared'") == 2  # what apply and restore write

@@ -74,20 +74,26 @@ def test_the_transaction_restores_when_its_reload_cannot_start(module, tmp_path)
     assert message.startswith('firewall-cmd --policy failed (rc=127)')
     assert 'ROLLBACK INCOMPLETE: files restored, but %s --reload failed (rc=127): cannot run %s' % (MISSING, MISSING) \
         in message
-    assert (tmp_path / 'rules').read_text() == 'old\n' and not os.path.exists(backend.record_path)
+    # The record stays, so that the next run (and the boot check) try the restore again; the next run says so.
+    assert 'the pending record %s stays' % backend.record_path in message
+    assert (tmp_path / 'rules').read_text() == 'old\n' and os.path.exists(backend.record_path)
+    with pytest.raises(tx.TransactionError, match=r'^a previous run \(.*never confirmed its change: files restored, '
+                       r'but .* This run changed nothing'):
+        tx.run(backend, request, None, run_dir=str(tmp_path / 'run'), command=egress_module.command_runner(module))
+    assert (tmp_path / 'rules').read_text() == 'old\n' and os.path.exists(backend.record_path)
 
 
 def test_the_revert_survives_a_runner_that_raises(tmp_path):
     target = tmp_path / 'rules'
     target.write_text('new\n')
     record = tmp_path / 'pending.json'
-    egress_revert.write_durably(str(record), '{"id": "1-1", "files": {"%s": "old\\n"}, "reload": [["x"]]}' % target)
+    egress_revert.write_durably(str(record), '{"id": "1-1", "files": {"%s": "old\\n"}}' % target, 0o600)
 
     def run(argv):
         raise FileNotFoundError(2, 'No such file or directory', argv[0])
-    restored, message = egress_revert.restore(str(record), run)
-    assert restored and message.startswith('files restored, but x failed (rc=127)')
-    assert target.read_text() == 'old\n' and not record.exists()
+    restored, message = egress_revert.restore(str(record), {'files': [str(target)], 'reload': [['x']]}, run)
+    assert not restored and message.startswith('files restored, but x failed (rc=127)')
+    assert target.read_text() == 'old\n' and record.exists()  # kept for the next attempt
 
 
 def test_firewalld_without_dbus_send_says_what_to_install(module, tmp_path, monkeypatch):

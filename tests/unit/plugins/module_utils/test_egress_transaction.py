@@ -136,26 +136,179 @@ def test_a_killed_transaction_is_restored_by_the_detached_revert(root):
     child.join()
     assert wait_for(lambda: not os.path.exists(record), 2 + 5)
     assert open(os.path.join(root, 'rules')).read() == 'old\n'
-    assert 'restored the state before run' in open(os.path.join(root, 'run', 'revert.log')).read()
+    log = os.path.join(root, 'run', 'revert.log')  # written right after the record goes
+    assert wait_for(lambda: os.path.exists(log) and 'restored the state before run' in open(log).read(), 3)
     assert wait_for(lambda: not sleepers(root), 3)
 
 
 def test_the_next_run_restores_what_a_dead_run_left_pending_first(root):
-    record = {'id': '1-1', 'files': {os.path.join(root, 'rules'): 'older\n'}, 'reload': [], 'applied': None}
-    egress_revert.write_durably(os.path.join(root, 'pending.json'), json.dumps(record))
+    write_record(root, {'files': {os.path.join(root, 'rules'): 'older\n'}})
     backend, result = start(root, 'new\n', None)
     assert result['transaction']['settled'].startswith('a previous run (1-1')
     assert open(backend.path).read() == 'new\n'
 
 
-def test_the_revert_never_restores_over_a_change_it_did_not_make(root):
-    path = os.path.join(root, 'rules')
-    record = {'id': '1-1', 'files': {path: 'older\n'}, 'reload': [],
-              'applied': {path: egress_revert.digest('what the change left\n')}}
-    egress_revert.write_durably(os.path.join(root, 'pending.json'), json.dumps(record))
-    restored, message = egress_revert.restore(os.path.join(root, 'pending.json'))
-    assert not restored and message.startswith('not restored: %s changed' % path)
-    assert open(path).read() == 'old\n' and not os.path.exists(os.path.join(root, 'pending.json'))
+USER_RULES = """*filter
+### RULES ###
+
+### tuple ### allow tcp 22 0.0.0.0/0 any 0.0.0.0/0 in
+-A ufw-user-input -p tcp --dport 22 -j ACCEPT
+%s
+### END RULES ###
+COMMIT
+"""
+OURS = """
+### tuple ### allow tcp 7844 198.51.100.7 any 0.0.0.0/0 out comment=74773a74756e6e656c
+-A ufw-user-output -p tcp -d 198.51.100.7 --dport 7844 -j ACCEPT"""
+THEIRS = """### tuple ### deny any any 0.0.0.0/0 any 203.0.113.9 in
+-A ufw-user-input -s 203.0.113.9 -j DROP
+"""
+
+
+def test_the_merge_takes_back_our_lines_and_keeps_another_writers():
+    original, applied = USER_RULES % '', USER_RULES % OURS
+    # fail2ban's `ufw insert 1 deny from ...` during the verification: a block at the top of the rules.
+    current = applied.replace('### RULES ###\n', '### RULES ###\n' + THEIRS)
+    merged = egress_revert.merge(original, applied, current)
+    assert merged == original.replace('### RULES ###\n', '### RULES ###\n' + THEIRS)
+    # /etc/default/ufw: our policy line goes back, another writer's line stays.
+    defaults = 'IPV6=yes\nDEFAULT_INPUT_POLICY="DROP"\nDEFAULT_OUTPUT_POLICY="ACCEPT"\n'
+    ours = defaults.replace('"ACCEPT"', '"REJECT"')
+    assert egress_revert.merge(defaults, ours, ours.replace('IPV6=yes', 'IPV6=no')) == defaults.replace('IPV6=yes', 'IPV6=no')
+    assert egress_revert.merge(defaults, ours, ours) == defaults  # nobody else wrote
+    assert egress_revert.merge(defaults, ours, defaults) == defaults  # already back
+    with pytest.raises(ValueError):  # they changed our own line: a conflict
+        egress_revert.merge(defaults, ours, defaults.replace('"ACCEPT"', '"DROP"'))
+
+
+def write_record(root, record, mode=0o600):
+    path = os.path.join(root, 'pending.json')
+    egress_revert.write_durably(path, json.dumps(dict({'id': '1-1', 'applied': None}, **record)), mode)
+    return path
+
+
+def test_a_restore_keeps_lines_another_writer_added_to_a_shared_file_and_replaces_an_owned_one(root):
+    shared, owned = os.path.join(root, 'user.rules'), os.path.join(root, 'rules')
+    original, applied = USER_RULES % '', USER_RULES % OURS
+    current = applied.replace('### RULES ###\n', '### RULES ###\n' + THEIRS)
+    with open(shared, 'w') as handle:
+        handle.write(current)
+    path = write_record(root, {'files': {shared: original, owned: 'older\n'},
+                               'applied': {shared: applied, owned: 'what the change left\n'}})
+    restored, message = egress_revert.restore(path, {'files': [shared, owned], 'shared': [shared], 'reload': []})
+    assert restored and message.startswith('restored the state before run 1-1')
+    assert '%s: kept what another writer changed since this run' % shared in message
+    assert open(shared).read() == original.replace('### RULES ###\n', '### RULES ###\n' + THEIRS)
+    assert open(owned).read() == 'older\n'  # ours alone: put back whole, whatever is in it now
+    assert not os.path.exists(path)
+
+
+def test_a_conflicting_change_of_another_writer_still_restores_and_says_what_was_lost(root):
+    shared = os.path.join(root, 'defaults')
+    with open(shared, 'w') as handle:
+        handle.write('POLICY="DROP"\n')
+    path = write_record(root, {'files': {shared: 'POLICY="ACCEPT"\n'}, 'applied': {shared: 'POLICY="REJECT"\n'}})
+    restored, message = egress_revert.restore(path, {'files': [shared], 'shared': [shared], 'reload': []})
+    assert restored and 'their change there is lost' in message
+    assert open(shared).read() == 'POLICY="ACCEPT"\n'  # the host's way out first
+
+
+def test_a_hostile_record_names_files_and_commands_that_are_never_used(root):
+    victim = os.path.join(root, 'victim')
+    with open(victim, 'w') as handle:
+        handle.write('mine\n')
+    path = write_record(root, {'files': {os.path.join(root, 'rules'): 'older\n', victim: 'owned\n'},
+                               'reload': [['sh', '-c', 'echo pwned > %s' % victim]]})
+    restored, message = egress_revert.restore(path, {'files': [os.path.join(root, 'rules')], 'reload': []})
+    assert restored and 'ignored %s: not a file of this backend' % victim in message
+    assert open(victim).read() == 'mine\n' and open(os.path.join(root, 'rules')).read() == 'older\n'
+
+
+@pytest.mark.parametrize('how', ['symlink', 'group-writable', 'other owner', 'directory group-writable'])
+def test_a_record_that_is_not_provably_ours_is_refused_and_left_alone(root, how):
+    path = os.path.join(root, 'pending.json')
+    real = write_record(root, {'files': {os.path.join(root, 'rules'): 'older\n'}})
+    if how == 'symlink':
+        os.rename(real, os.path.join(root, 'elsewhere.json'))
+        os.symlink(os.path.join(root, 'elsewhere.json'), path)
+    elif how == 'group-writable':
+        os.chmod(path, 0o620)
+    elif how == 'other owner':
+        if os.geteuid() != 0:
+            pytest.skip('needs root to give the record away')
+        os.chown(path, 65534, -1)
+    else:
+        os.chmod(root, 0o770)
+    with pytest.raises(egress_revert.UntrustedRecord, match='it is not trusted and nothing was done with it'):
+        egress_revert.restore(path, {'files': [os.path.join(root, 'rules')]})
+    with pytest.raises(tx.TransactionError, match='refusing the pending record of an earlier run'):
+        start(root, 'new\n', None)
+    assert open(os.path.join(root, 'rules')).read() == 'old\n' and os.path.lexists(path)
+
+
+def test_the_dead_man_tries_a_failed_reload_again_and_removes_the_record_only_once_it_worked(root):
+    counter = os.path.join(root, 'attempts')
+    path = write_record(root, {'files': {os.path.join(root, 'rules'): 'older\n'}, 'deadline': 0})
+    # The reload fails the first time, then works.
+    reload = ['sh', '-c', 'echo x >> %s; [ "$(wc -l < %s)" -ge 2 ]' % (counter, counter)]
+    spec = {'files': [os.path.join(root, 'rules')], 'reload': [reload]}
+    log = os.path.join(root, 'log')
+    assert egress_revert.wait_and_restore(path, '1-1', os.path.join(root, 'lock'), log, spec, retries=2,
+                                          retry_seconds=0) == 0
+    lines = open(log).read().splitlines()
+    assert 'the pending record %s stays' % path in lines[0] and 'restored the state before run 1-1' in lines[1]
+    assert not os.path.exists(path)
+
+
+def test_the_dead_man_waits_for_the_host_lock_only_so_long(root):
+    lock = os.path.join(root, 'lock')
+    with open(lock, 'w') as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        started = time.monotonic()
+        assert egress_revert.lock(lock, timeout=0.3) is None
+        assert time.monotonic() - started < 2
+
+
+def test_systemd_without_systemd_run_is_refused_rather_than_a_session_scoped_revert(root, monkeypatch):
+    monkeypatch.setattr(tx, 'systemd_booted', lambda: True)
+    backend = FileBackend(root, 'new\n')
+
+    def which(name):
+        return None if name == 'systemd-run' else '/bin/' + name
+    with pytest.raises(tx.TransactionError, match='systemd runs this host but systemd-run is missing'):
+        tx.run(backend, request(), None, run_dir=os.path.join(root, 'run'), command=command, which=which)
+    assert open(backend.path).read() == 'old\n' and not os.path.exists(backend.record_path)
+
+
+def test_the_boot_check_restores_a_record_of_an_earlier_boot_without_reloading(tmp_path):
+    root = str(tmp_path)
+    os.makedirs(os.path.join(root, 'etc/nftables.d'), 0o755)
+    ruleset = os.path.join(root, 'etc/nftables.d/tw-egress.nft')
+    with open(ruleset, 'w') as handle:
+        handle.write('unconfirmed\n')
+    record = os.path.join(root, 'etc/nftables.d/tunnelwall-pending.json')
+    body = {'id': '1-1', 'backend': 'nftables', 'name': 'tw', 'boot_id': egress_revert.boot_id(),
+            'deadline': time.time() + 600, 'files': {ruleset: None, '/etc/passwd': 'x'}, 'applied': None}
+    egress_revert.write_durably(record, json.dumps(body), 0o600)
+    assert egress_revert.boot(root) == 0  # this boot's run, within its time: left to its own dead-man
+    assert os.path.exists(record) and os.path.exists(ruleset)
+    egress_revert.write_durably(record, json.dumps(dict(body, boot_id='an-earlier-boot')), 0o600)
+    assert egress_revert.boot(root) == 0
+    assert not os.path.exists(record) and not os.path.exists(ruleset)  # the file the run created is gone
+
+
+def test_the_boot_check_is_installed_as_a_unit_before_the_firewalls(tmp_path):
+    systemd = tmp_path / 'systemd'
+    systemd.mkdir()
+    unit = tx.install_boot_check('/usr/bin/python3', str(tmp_path / 'tunnelwall'), str(systemd))
+    text = open(unit).read()
+    assert 'ExecStart=/usr/bin/python3 -I %s/tunnelwall/revert.py --boot\n' % tmp_path in text
+    assert 'Before=ufw.service nftables.service firewalld.service network-pre.target' in text
+    assert 'DefaultDependencies=no' in text and 'Type=oneshot' in text
+    assert (systemd / 'sysinit.target.d' / 'tunnelwall-boot-revert.conf').read_text().endswith(
+        'Wants=tunnelwall-boot-revert.service\n')
+    assert 'def boot(' in (tmp_path / 'tunnelwall' / 'revert.py').read_text()
+    assert tx.install_boot_check('/usr/bin/python3', str(tmp_path / 'x'), str(tmp_path / 'none')) is None
 
 
 def test_a_held_lock_is_waited_for_then_refused_naming_its_holder(root):
@@ -186,3 +339,41 @@ def test_a_probe_that_crashes_counts_as_a_failed_verification_and_restores(root)
     assert str(error.value) == 'no socket for you. Rolled back: the firewall is as before this run.'
     assert error.value.details['rolled_back'] is True
     assert open(os.path.join(root, 'rules')).read() == 'old\n' and not os.path.exists(os.path.join(root, 'pending.json'))
+
+
+LIST_ALL_ZONES = """block
+  target: %%REJECT%%
+  rich rules:
+public (active)
+  target: default
+  services: dhcpv6-client ssh
+  rich rules:
+\trule family="ipv4" source address="203.0.113.55" reject
+\trule family="ipv4" source address="203.0.113.7" port port="8080" protocol="tcp" accept
+
+trusted
+  target: ACCEPT
+""".replace('rich rules:', 'rich rules: ')  # firewall-cmd prints a trailing space
+
+
+def test_a_firewalld_reload_keeps_the_runtime_only_rich_rules_of_other_tools():
+    """fail2ban's ban (runtime only) survives; the permanent rule is not added twice; our own policy's are dropped."""
+    permanent = LIST_ALL_ZONES.replace('\trule family="ipv4" source address="203.0.113.55" reject\n', '')
+    policies = ('tw-egress (active)\n  rich rules: \n\trule priority="32767" reject\n'
+                'mine\n  rich rules: \n\trule family="ipv4" destination address="203.0.113.9" drop\n')
+    answers = {('firewall-cmd', '--list-all-zones'): LIST_ALL_ZONES, ('firewall-cmd', '--permanent', '--list-all-zones'): permanent,
+               ('firewall-cmd', '--list-all-policies'): policies,
+               ('firewall-cmd', '--permanent', '--list-all-policies'): 'tw-egress\n  rich rules: \nmine\n  rich rules: \n'}
+    calls = []
+
+    def run(argv):
+        calls.append(argv)
+        return 0, answers.get(tuple(argv), 'success\n')
+    assert egress_revert.listed_rich_rules(LIST_ALL_ZONES)['public'] == [
+        'rule family="ipv4" source address="203.0.113.55" reject',
+        'rule family="ipv4" source address="203.0.113.7" port port="8080" protocol="tcp" accept']
+    rc, message = egress_revert.firewalld_reload(run, 'tw-egress')
+    assert rc == 0 and message == 'reloaded, keeping 2 runtime-only rich rule(s) of other tools'
+    assert calls[4:] == [['firewall-cmd', '--reload'],
+                         ['firewall-cmd', '--zone=public', '--add-rich-rule=rule family="ipv4" source address="203.0.113.55" reject'],
+                         ['firewall-cmd', '--policy=mine', '--add-rich-rule=rule family="ipv4" destination address="203.0.113.9" drop']]

@@ -221,10 +221,10 @@ def test_parse_dbus_send_output():
     settings = firewalld_client.parse_dbus_reply(DBUS_POLICY)
     assert settings['priority'] == -1 and settings['masquerade'] is False
     policy = firewalld_client.policy_from_settings(settings)
-    assert policy == {'target': 'CONTINUE', 'ingress_zones': ['HOST'], 'egress_zones': ['ANY'], 'rich_rules': [
+    assert policy == {'target': 'CONTINUE', 'ingress_zones': ['HOST'], 'egress_zones': ['ANY'], 'description': '', 'rich_rules': [
         'rule family="ipv4" destination ipset="tw-tunnel-v4" port port="7844" protocol="tcp" accept', 'rule priority="32767" reject']}
     ipset = firewalld_client.ipset_from_settings(firewalld_client.parse_dbus_reply(DBUS_IPSET))
-    assert ipset == {'type': 'hash:net', 'family': 'inet', 'entries': ['198.51.100.11/32', '198.51.100.0/30']}
+    assert ipset == {'type': 'hash:net', 'family': 'inet', 'entries': ['198.51.100.11/32', '198.51.100.0/30'], 'description': ''}
     assert firewalld_client.parse_dbus_reply('method return time=1 sender=:1.0\n   array [\n   ]\n') == []
     assert firewalld_client.parse_dbus_reply('method return\n   object path "/org/fedoraproject/FirewallD1/config/ipset/0"\n') == \
         '/org/fedoraproject/FirewallD1/config/ipset/0'

@@ -73,7 +73,8 @@ def test_extra_allow_and_a_rule_of_the_same_set_share_it():
 def test_the_script_replaces_the_whole_table_and_absent_renders_nothing():
     req = request(default_deny=True, dns_servers=['198.51.100.253'])
     script = nr.render(req, nr.allowances(req, ['198.51.100.253']))
-    assert script.startswith('table inet tunnelwall\ndelete table inet tunnelwall\ntable inet tunnelwall {\n')
+    assert script.startswith('table inet tunnelwall\ndelete table inet tunnelwall\ntable inet tunnelwall {\n'
+                             '\tcomment "tunnelwall.cloudflared.nftables_egress tunnelwall"\n')
     assert '\tchain output {\n\t\ttype filter hook output priority filter; policy accept;\n' in script
     assert script.count('flags interval') == 5
     absent = egress_request.build({'state': 'absent'}, 'nftables')
@@ -98,6 +99,12 @@ def test_paths_and_boot_files():
     assert 'ExecStart=/usr/sbin/nft -f /etc/nftables.d/tw-egress.nft\n' in unit
     assert 'Before=network-pre.target' in unit and 'After=local-fs.target nftables.service' in unit
     assert 'ExecStop' not in unit  # stopping must not open egress
+    # It follows nftables.service: a restart (flush ruleset + nftables.conf) restarts it, a reload reloads it.
+    assert 'PartOf=nftables.service\n' in unit and 'ReloadPropagatedFrom=nftables.service\n' in unit
+    assert 'ExecReload=/usr/sbin/nft -f /etc/nftables.d/tw-egress.nft\n' in unit
+    # After the boot check, which may remove a ruleset a reboot left unconfirmed.
+    assert 'After=local-fs.target nftables.service tunnelwall-boot-revert.service\n' in unit
+    assert 'ConditionPathExists=/etc/nftables.d/tw-egress.nft\n' in unit
     assert nr.dropin_text('tw', 'tunnelwall-nftables-tw.service').endswith('[Unit]\nWants=tunnelwall-nftables-tw.service\n')
 
 

@@ -108,3 +108,14 @@ def test_a_fifo_as_lock_does_not_hang(tmp_path):
     warnings = []
     assert plan_cache.cached(str(tmp_path), 'k', Counter(ttl=60), warn=warnings.append) == ({'plan': 1}, False)
     assert 'not a regular file' in warnings[0]
+
+
+def test_an_entry_that_never_expires_is_refused(tmp_path):
+    """json reads NaN, and NaN compares false with every time: such an entry would be served for ever."""
+    warnings = []
+    compute = Counter(ttl=60)
+    plan_cache.cached(str(tmp_path), 'k', compute, warn=warnings.append)
+    path = tmp_path / 'k.json'
+    path.write_text(path.read_text().replace('"expires": ', '"expires": NaN, "was": '))
+    assert plan_cache.cached(str(tmp_path), 'k', compute, warn=warnings.append) == ({'plan': 2}, False)
+    assert warnings and 'expires at nan, not a time' in warnings[0]
