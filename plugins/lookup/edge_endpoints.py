@@ -312,7 +312,7 @@ from ansible.plugins.lookup import LookupBase
 from ansible.utils.display import Display
 
 from ansible_collections.tunnelwall.cloudflared.plugins.plugin_utils import (
-    edge_lookup, edge_options, edge_resolver, egress_plan, plan_cache)
+    edge_lookup, edge_options, edge_resolver, egress_plan, known_variables, plan_cache)
 
 display = Display()
 
@@ -327,6 +327,11 @@ class LookupModule(LookupBase):
                                      % (' and '.join(missing), ' '.join(missing)))
         if terms:
             raise AnsibleLookupError('edge_endpoints takes no terms, only options (got %r)' % (terms,))
+        # set_options ignores an option it does not know: regoin='us' would resolve the global edge.
+        typos = known_variables.unknown(kwargs, self.option_definitions, prefixes=('',))
+        if typos:
+            raise AnsibleLookupError('edge_endpoints: %s; nothing was resolved'
+                                     % known_variables.describe(typos, what='option'))
         edge_options.check_raw(kwargs)
         self.set_options(var_options=variables, direct=kwargs)
         options = edge_options.parse_options(self.get_option)

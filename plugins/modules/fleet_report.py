@@ -44,6 +44,12 @@ options:
         A host without it is reported as unreachable.
       - Mutually exclusive with O(results).
     type: str
+  plan_var:
+    description:
+      - With O(probe_var), the name of the variable that holds each host's own egress plan (hosts of one fleet may
+        have plans of different regions); each row then says where its plan came from (C(plan)), and the report
+        counts the hosts per region (C(regions)).
+    type: str
   hosts:
     description:
       - The hosts to report on, in this order, with O(probe_var).
@@ -178,7 +184,8 @@ report:
           unreachable), C(protocol) and C(reason) (the probe's recommendation), C(settings) (the probe's
           C(recommended_settings)), C(cells) (by column id, each with C(state), C(text) and, when some failed, C(errors)
           counting them by kind), C(failing) (the ids of failed and partial columns), C(problems) (what failed, in
-          words), C(to_open) (the probe's C(to_open) - C(purpose), C(protocol), C(port), C(destinations) - for what
+          words), C(plan) (C(source), C(resolved_at), C(region) and C(generation) of the host's plan with O(plan_var),
+          else V(null)), C(to_open) (the probe's C(to_open) - C(purpose), C(protocol), C(port), C(destinations) - for what
           failed) and C(unmet) (the requirements not met).
       type: list
       elements: dict
@@ -186,6 +193,10 @@ report:
       description: How many hosts, and how many of them are ok, degraded, failing and unreachable.
       type: dict
       sample: {hosts: 4, ok: 1, degraded: 1, failing: 1, unreachable: 1}
+    regions:
+      description: How many hosts have a plan of each region (with O(plan_var)); empty without.
+      type: dict
+      sample: {fed: 1, global: 3}
     protocols:
       description: How many hosts each protocol is recommended for.
       type: dict

@@ -147,23 +147,33 @@ def _no_result_message(result):
     return 'not an edge_probe result (it has no summary)'
 
 
-def _unreachable_row(hostname, result):
+PLAN_KEYS = ('source', 'resolved_at', 'region', 'generation')
+
+
+def plan_summary(plan):
+    """Where a plan came from: its source, resolved_at, region and generation; None without a plan."""
+    return dict((key, plan.get(key)) for key in PLAN_KEYS) if isinstance(plan, Mapping) else None
+
+
+def _unreachable_row(hostname, result, plan=None):
     return {'host': hostname, 'state': 'unreachable', 'message': _no_result_message(result), 'protocol': None,
             'reason': None, 'cells': dict((column['id'], _cell('unreachable')) for column in COLUMNS),
-            'failing': [], 'problems': [], 'to_open': [], 'unmet': [], 'settings': None}
+            'failing': [], 'problems': [], 'to_open': [], 'unmet': [], 'settings': None, 'plan': plan_summary(plan)}
 
 
-def host_row(hostname, probe_result):
+def host_row(hostname, probe_result, plan=None):
     """One host's row, from its registered edge_probe (or win_edge_probe) result.
 
     A result without a summary (host unreachable, probe skipped or failed
     before it probed, or no result at all) is an ``unreachable`` row with
     the reason in ``message``; a probe that failed because a requirement
     was not met still has its results and is an ordinary ``failing`` row.
+    ``plan`` is the host's own egress plan (hosts of one fleet may have
+    different regions), summarised in the row's ``plan``.
     """
     if not isinstance(probe_result, Mapping) or probe_result.get('unreachable') \
             or not isinstance(probe_result.get('summary'), list):
-        return _unreachable_row(hostname, probe_result)
+        return _unreachable_row(hostname, probe_result, plan)
     summary = _items(probe_result['summary'])
     results = _items(probe_result.get('results'))
     dns = probe_result.get('dns') if isinstance(probe_result.get('dns'), Mapping) else {}
@@ -200,7 +210,8 @@ def host_row(hostname, probe_result):
         state = 'degraded' if failing or problems else 'ok'
     return {'host': hostname, 'state': state, 'message': None, 'protocol': protocol,
             'reason': str(probe_result.get('recommendation_reason') or '') or None, 'cells': cells, 'failing': failing,
-            'problems': problems, 'to_open': to_open, 'unmet': unmet, 'settings': _settings(probe_result)}
+            'problems': problems, 'to_open': to_open, 'unmet': unmet, 'settings': _settings(probe_result),
+            'plan': plan_summary(plan)}
 
 
 def _open_entry(entry):
@@ -247,7 +258,13 @@ def fleet_report(rows, generated_at, plan=None):
         'protocols': dict(sorted(protocols.items())),
     }
     if plan:
-        report['plan'] = dict((key, plan.get(key)) for key in ('source', 'resolved_at', 'region', 'generation'))
+        report['plan'] = plan_summary(plan)
+    # A fleet whose hosts have plans of different regions says so (the plan line names one plan only).
+    regions = {}
+    for row in rows:
+        if row.get('plan') and row['plan'].get('region'):
+            regions[row['plan']['region']] = regions.get(row['plan']['region'], 0) + 1
+    report['regions'] = dict(sorted(regions.items()))
     return report
 
 
@@ -288,6 +305,14 @@ def _plan_line(plan):
     return line
 
 
+def _regions_line(report):
+    regions = report.get('regions') or {}
+    if len(regions) < 2:
+        return None
+    return 'Plans by region: %s' % ', '.join('%s %d host%s' % (region, count, '' if count == 1 else 's')
+                                            for region, count in regions.items())
+
+
 def _protocols_line(report):
     if not report['protocols']:
         return None
@@ -319,7 +344,8 @@ def _md_cell(cell):
 def render_markdown(report):
     """The report as GitHub-flavoured Markdown: totals, one table row per host, then what to fix."""
     lines = ['# %s' % _md(report['title']), '', '- Generated %s' % _md(report['generated_at'])]
-    lines += ['- %s' % _md(line) for line in (_plan_line(report['plan']), _protocols_line(report)) if line]
+    lines += ['- %s' % _md(line) for line in (_plan_line(report['plan']), _regions_line(report), _protocols_line(report))
+              if line]
     lines += ['', '**%s**' % _md(totals_line(report)), '']
     header = ['Host', 'State', 'Protocol', 'cloudflared settings'] + [column_title(c) for c in report['columns']]
     lines.append('| %s |' % ' | '.join(_md(h) for h in header))
@@ -441,7 +467,7 @@ def render_html(report):
            '<title>%s</title>' % _e('%s (%s)' % (report['title'], totals_line(report))),
            '<style>%s</style>' % CSS, '</head>', '<body>', '<header>', '<h1>%s</h1>' % _e(report['title']),
            '<p class="meta">Generated <time datetime="%s">%s</time></p>' % ((_e(report['generated_at']),) * 2)]
-    for line in (_plan_line(report['plan']), _protocols_line(report)):
+    for line in (_plan_line(report['plan']), _regions_line(report), _protocols_line(report)):
         if line:
             out.append('<p class="meta">%s</p>' % _e(line))
     out.append('<p class="totals" id="totals"><span class="badge all">%d hosts</span> '
