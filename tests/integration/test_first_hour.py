@@ -238,3 +238,41 @@ def test_a_run_without_tunnelwall_targets_warns_that_it_runs_on_every_host(dns, 
                                          '-e', lab_vars(dns), '-e', 'tunnelwall_report_dir=%s' % (tmp_path / 'r'),
                                          env=home, cwd=str(tmp_path))
     assert 'tunnelwall_targets is not set' in output and output.count('tunnelwall_targets is not set') == 1, output
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# The plan playbook
+# ------------------------------------------------------------------------------------------------------------------
+def test_plan_playbook_honours_egress_firewall_lookup_options_and_writes_the_plan(dns, tmp_path, home):
+    out = tmp_path / 'plan.json'
+    rc, output, dummy = ansible_playbook('tunnelwall.cloudflared.plan', '-e', lab_vars(dns),
+                                         '-e', '{"egress_firewall_lookup_options": {"region": "fed", "ip_version": "4"}}',
+                                         '-e', 'tunnelwall_plan_file=%s' % out, env=home, cwd=str(tmp_path))
+    assert rc == 0, output
+    assert 'fed edge, generation v2, resolved from DNS' in output
+    plan = json.loads(out.read_text())
+    assert plan['region'] == 'fed' and plan['source'] == 'dns'
+    assert all(rule['ipv6'] == [] for rule in plan['rules'])
+    assert {e['hostname'] for e in plan['endpoints'] if e['purpose'] == 'tunnel'} == set(edge_zone.REGION_HOSTS['fed'])
+
+
+def test_plan_playbook_gives_one_plan_per_region_of_the_inventory(dns, tmp_path, home):
+    hosts = {'fed1': {'tunnelwall_edge_region': 'fed'}, 'us1': {'egress_firewall_lookup_options': {'region': 'us'}},
+             'us2': {'egress_firewall_lookup_options': {'region': 'us'}}}
+    path = inventory(tmp_path, hosts)
+    rc, output, dummy = ansible_playbook('tunnelwall.cloudflared.plan', '-i', path, '-e', 'tunnelwall_targets=all',
+                                         '-e', lab_vars(dns), env=home, cwd=str(tmp_path))
+    assert rc == 0, output
+    assert 'fed edge' in output and 'for fed1' in output and 'us edge' in output and 'for us1, us2' in output, output
+    assert len([q for q in dns.queries() if q['type'] == 'SRV']) == 2
+    rc, output, dummy = ansible_playbook('tunnelwall.cloudflared.plan', '-i', path, '-e', 'tunnelwall_targets=all',
+                                         '-e', 'tunnelwall_plan_file=%s' % (tmp_path / 'p.json'), '-e', lab_vars(dns),
+                                         env=home, cwd=str(tmp_path))
+    assert rc != 0 and '2 different plans (fed, us)' in output and not (tmp_path / 'p.json').exists(), output
+
+
+def test_plan_playbook_suggests_the_catalog_when_dns_fails(dns, tmp_path, home):
+    dns.set(faults={'*': 'servfail'})
+    rc, output, dummy = ansible_playbook('tunnelwall.cloudflared.plan', '-e', lab_vars(dns), env=home, cwd=str(tmp_path))
+    assert rc != 0
+    assert 'SERVFAIL' in output and 'tunnelwall_edge_on_dns_failure=catalog' in output, output
