@@ -157,7 +157,7 @@ def test_udp_dropped_fails_quic_and_says_what_to_open():
     assert 'QUIC 7844 IPv4: 0/4 answered, 4 timeout' in row['problems']
     # The probe's to_open data: the plan's UDP rule, both families.
     assert row['to_open'] == [{'purpose': 'tunnel', 'protocol': 'udp', 'port': 7844,
-                               'destinations': ['198.51.100.11/32', '198.51.100.12/31', '2001:db8:e::11/128']}]
+                               'destinations': ['198.51.100.11/32', '198.51.100.12/31', '198.51.100.21/32', '198.51.100.22/32', '2001:db8:e::11/128', '2001:db8:e::12/128', '2001:db8:e::21/128']}]
     assert row['unmet'] == result['unmet_requirements'] and row['unmet'][0].startswith('quic: ')
     assert any(p.startswith('requirement not met: quic: quic udp/7844 timeout: 198.51.100.11') and 'To fix' not in p
                for p in row['problems'])
@@ -167,7 +167,7 @@ def test_quic_blocked_with_http2_working_is_degraded_not_failing():
     row = fleet_report.host_row('web4', probed(udp_dropped))
     assert row['state'] == 'degraded' and row['protocol'] == 'http2' and row['unmet'] == []
     assert row['to_open'] == [{'purpose': 'tunnel', 'protocol': 'udp', 'port': 7844,
-                               'destinations': ['198.51.100.11/32', '198.51.100.12/31', '2001:db8:e::11/128']}]
+                               'destinations': ['198.51.100.11/32', '198.51.100.12/31', '198.51.100.21/32', '198.51.100.22/32', '2001:db8:e::11/128', '2001:db8:e::12/128', '2001:db8:e::21/128']}]
     assert {k: v['value'] for k, v in row['settings'].items()} == {'protocol': 'http2', 'edge_ip_version': 'auto'}
     assert fleet_report.settings_line(row['settings']) == '--protocol http2 --edge-ip-version auto'
 
@@ -189,6 +189,13 @@ def test_a_blocked_family_fails_only_its_columns():
         'tcp_ipv6', 'tls_ipv6', 'quic_ipv6', 'api_ipv6']
     assert row['cells']['api_ipv6'] == {'state': 'failed', 'text': '0/1', 'errors': {'unreachable': 1}}
     assert all(cell['state'] in ('ok', 'skipped') for c, cell in row['cells'].items() if c.endswith('ipv4') or c == 'dns')
+    # Only IPv6 is blocked: only IPv6 addresses to open, not the IPv4 ones that work.
+    assert row['to_open'] == [
+        {'purpose': 'api', 'protocol': 'tcp', 'port': 443, 'destinations': ['2001:db8:e::80/128']},
+        {'purpose': 'tunnel', 'protocol': 'tcp', 'port': 7844,
+         'destinations': ['2001:db8:e::11/128', '2001:db8:e::12/128', '2001:db8:e::21/128']},
+        {'purpose': 'tunnel', 'protocol': 'udp', 'port': 7844,
+         'destinations': ['2001:db8:e::11/128', '2001:db8:e::12/128', '2001:db8:e::21/128']}]
 
 
 def test_nothing_answers_recommends_none_and_names_every_fix():
@@ -293,7 +300,7 @@ def test_stats_are_compact_and_json_able():
         'state': 'failing', 'protocol': 'http2', 'failing': ['quic_ipv4', 'quic_ipv6'],
         'settings': {'protocol': 'http2', 'edge_ip_version': 'auto'},
         'to_open': [{'purpose': 'tunnel', 'protocol': 'udp', 'port': 7844,
-                     'destinations': ['198.51.100.11/32', '198.51.100.12/31', '2001:db8:e::11/128']}]}
+                     'destinations': ['198.51.100.11/32', '198.51.100.12/31', '198.51.100.21/32', '198.51.100.22/32', '2001:db8:e::11/128', '2001:db8:e::12/128', '2001:db8:e::21/128']}]}
     assert stats['hosts']['v4only']['settings'] == {'protocol': 'quic', 'edge_ip_version': '4'}
     assert stats['hosts']['db1']['state'] == 'unreachable' and 'Connection refused' in stats['hosts']['db1']['message']
     assert 'cells' not in json.dumps(stats)
@@ -326,7 +333,7 @@ def test_markdown_has_the_totals_a_row_per_host_and_what_to_fix():
     assert '### web3: ⚠️ degraded' in text
     assert dict(zip(header, rows[3]))['QUIC 7844 IPv6'] == '➖' and dict(zip(header, rows[4]))['DNS'] == '⛔'
     assert '### web2: ❌ failing' in text
-    assert '- **To open:** open outbound UDP 7844 to 198.51.100.11/32, 198.51.100.12/31, 2001:db8:e::11/128 (tunnel)' in text
+    assert '- **To open:** open outbound UDP 7844 to 198.51.100.11/32, 198.51.100.12/31, 198.51.100.21/32, 198.51.100.22/32, 2001:db8:e::11/128, 2001:db8:e::12/128, 2001:db8:e::21/128 (tunnel)' in text
     assert '### db2: ⛔ unreachable' in text and '### web1' not in text
 
 
@@ -412,7 +419,7 @@ def test_html_shows_totals_badges_rows_and_fixes():
     cells = [a for t, a in checker.attributes if t == 'td' and 'cell' in (a.get('class') or '')]
     assert len(cells) == 6 * 10
     assert {'class': 'cell failed', 'title': 'web2 QUIC 7844 IPv4: none answered: 4 timeout'} in cells
-    assert 'To open: open outbound UDP 7844 to 198.51.100.11/32, 198.51.100.12/31, 2001:db8:e::11/128 (tunnel)' in text
+    assert 'To open: open outbound UDP 7844 to 198.51.100.11/32, 198.51.100.12/31, 198.51.100.21/32, 198.51.100.22/32, 2001:db8:e::11/128, 2001:db8:e::12/128, 2001:db8:e::21/128 (tunnel)' in text
     assert 'Failed to connect to the host via ssh' in text
     # A failing host's name links to its section; the section exists.
     links = [a['href'] for t, a in checker.attributes if t == 'a']
