@@ -301,7 +301,7 @@ lint: venv-latest collection
 # ---------------------------------------------------------------------------
 # pytest
 # ---------------------------------------------------------------------------
-# $(call run_pytest,VENV,DIRS): pytest over those of DIRS that exist, against the
+# $(call run_pytest,VENV,DIRS): pytest over those of DIRS that exist (or only the tests/... paths PYTEST_ARGS names), against the
 # installed collection, with the VENV's selection (PYTEST_SELECT_VENV, above). pytest exits 5 when it collects no test; that is only
 # accepted while DIRS hold no test files at all (the suites are still being
 # written), never when test files exist but nothing was collected.
@@ -309,6 +309,8 @@ define run_pytest
 	@cd $(ROOT); \
 	dirs=$$(for d in $(2); do [ -d "$$d" ] && echo "$$d"; done || true); \
 	files=$$([ -n "$$dirs" ] && find $$dirs -name 'test_*.py' -o -name '*_test.py' | head -n 1 || true); \
+	named=$$(for a in $(PYTEST_ARGS); do case "$$a" in (tests/*) echo "$$a";; esac; done); \
+	if [ -n "$$named" ]; then dirs=; files=$$named; fi; \
 	echo ">>> pytest in .venv/$(1): ansible-core $$($(VENV_DIR)/$(1)/bin/python -c 'import ansible.release as r; print(r.__version__)')"; \
 	if [ -z "$$files" ]; then echo "no test files in $(2) yet: nothing to run"; exit 0; fi; \
 	PATH=$(VENV_DIR)/$(1)/bin:$$PATH $(TEST_ENV) $(VENV_DIR)/$(1)/bin/pytest $(PYTEST_SELECT_$(1)) $(PYTEST_ARGS) $$dirs
