@@ -158,7 +158,7 @@ def test_the_report_of_a_fleet_then_a_rerun_changes_nothing(fleet_run, tmp_path)
     assert rows['web-refused']['cells']['tcp_ipv4'] == {'state': 'failed', 'text': '0/1', 'errors': {'refused': 1}}
     [entry] = rows['web-refused']['to_open']
     assert (entry['purpose'], entry['protocol'], entry['destinations']) == ('tunnel', 'tcp', ['127.0.0.1/32'])  # aggregated, as the plan's rules are
-    fix = 'open outbound TCP %d to 127.0.0.1 (tunnel)' % entry['port']
+    fix = 'open outbound TCP %d to 127.0.0.1/32 (tunnel)' % entry['port']
     assert rows['web-ok']['cells']['quic_ipv4']['state'] == 'skipped'
     assert rows['down1']['state'] == 'unreachable' and rows['down1']['message'], rows['down1']
     assert rows['rec-udp-blocked']['failing'] == ['quic_ipv4', 'quic_ipv6']
