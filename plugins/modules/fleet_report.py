@@ -28,7 +28,8 @@ description:
     QUIC blocked with HTTP/2 working, one address family or region blocked, the API unreachable), V(failing) (no tunnel
     protocol works, a requirement of the probe is not met, or the probe failed) or V(unreachable) (no probe result -
     the host could not be reached, or the probe was skipped or failed before it probed). Every host that is not V(ok)
-    is listed under "What to fix" with the destinations to open.
+    is listed under "What to fix" with the destinations to open - only the plan's blocks that hold an address that
+    failed, in the family that failed. The hosts are listed worst first, each with the reason in one line.
   - Runs once per play whatever the play's hosts, like M(ansible.builtin.add_host). Never fails because of what the
     report says; use the returned RV(stats) or RV(report) to decide that.
 options:
@@ -180,8 +181,9 @@ report:
       sample: [{id: dns, label: DNS, family: null}, {id: quic_ipv4, label: QUIC 7844, family: ipv4}]
     rows:
       description:
-        - One per host - C(host), C(state) (V(ok), V(degraded), V(failing), V(unreachable)), C(message) (why
-          unreachable), C(protocol) and C(reason) (the probe's recommendation), C(settings) (the probe's
+        - One per host, worst first (V(failing), V(unreachable), V(degraded), V(ok); in the order given within a
+          state) - C(host), C(state) (V(ok), V(degraded), V(failing), V(unreachable)), C(why) (the reason in one line,
+          the table's "Why" column; empty when ok), C(message) (why unreachable), C(protocol) and C(reason) (the probe's recommendation), C(settings) (the probe's
           C(recommended_settings)), C(cells) (by column id, each with C(state), C(text) and, when some failed, C(errors)
           counting them by kind), C(failing) (the ids of failed and partial columns), C(problems) (what failed, in
           words), C(plan) (C(source), C(resolved_at), C(region) and C(generation) of the host's plan with O(plan_var),

@@ -35,6 +35,8 @@ FAMILY_LABELS = {'ipv4': 'IPv4', 'ipv6': 'IPv6'}
 # (cloudflared runs) but something the probe checked does not - QUIC blocked with HTTP/2 working, one family,
 # one region, the API, DNS drift.
 HOST_STATES = ('ok', 'degraded', 'failing', 'unreachable')
+# The report lists the hosts worst first (in the order given within a state): what needs a hand comes first.
+SEVERITY = ('failing', 'unreachable', 'degraded', 'ok')
 SETTING_KEYS = ('protocol', 'edge_ip_version')
 TITLE = 'Cloudflare Tunnel egress: fleet report'
 
@@ -158,7 +160,8 @@ def plan_summary(plan):
 def _unreachable_row(hostname, result, plan=None):
     return {'host': hostname, 'state': 'unreachable', 'message': _no_result_message(result), 'protocol': None,
             'reason': None, 'cells': dict((column['id'], _cell('unreachable')) for column in COLUMNS),
-            'failing': [], 'problems': [], 'to_open': [], 'unmet': [], 'settings': None, 'plan': plan_summary(plan)}
+            'failing': [], 'problems': [], 'to_open': [], 'unmet': [], 'settings': None, 'plan': plan_summary(plan),
+            'why': _no_result_message(result)}
 
 
 def host_row(hostname, probe_result, plan=None):
@@ -208,10 +211,20 @@ def host_row(hostname, probe_result, plan=None):
         state = 'failing'
     else:
         state = 'degraded' if failing or problems else 'ok'
-    return {'host': hostname, 'state': state, 'message': None, 'protocol': protocol,
+    return {'host': hostname, 'state': state, 'message': None, 'protocol': protocol, 'why': _why(state, problems, unmet),
             'reason': str(probe_result.get('recommendation_reason') or '') or None, 'cells': cells, 'failing': failing,
             'problems': problems, 'to_open': to_open, 'unmet': unmet, 'settings': _settings(probe_result),
             'plan': plan_summary(plan)}
+
+
+def _why(state, problems, unmet):
+    """The row's reason in one line: what failed first (the change's error comes last in problems, so first here)."""
+    if state == 'ok':
+        return ''
+    if problems and not unmet and state == 'failing':
+        return problems[-1]  # the probe's or the change's own error
+    return ('requirement not met: %s' % unmet[0].split(probe_report.FIX_MARK, 1)[0]) if unmet else \
+        (problems[0] if problems else '')
 
 
 def _open_entry(entry):
@@ -236,7 +249,7 @@ def settings_line(settings):
 
 def fleet_report(rows, generated_at, plan=None):
     """The report of a fleet: the columns some host probed, the rows, the totals, where the plan came from."""
-    rows = list(rows)
+    rows = sorted(rows, key=lambda row: SEVERITY.index(row['state']))
     shown = [c for c in COLUMNS if any(row['cells'].get(c['id'], {}).get('state') not in (None, 'skipped', 'unreachable')
                                        for row in rows)]
     totals = {'hosts': len(rows)}
@@ -319,6 +332,15 @@ def _protocols_line(report):
     return 'Recommended protocol: %s' % ', '.join('%s %d' % item for item in report['protocols'].items())
 
 
+WHY_LENGTH = 80
+
+
+def _short(text):
+    """The reason as a table shows it: at most WHY_LENGTH characters (the whole text is under "What to fix")."""
+    text = ' '.join(str(text or '').split())
+    return text if len(text) <= WHY_LENGTH else text[:WHY_LENGTH - 1] + '…'
+
+
 def _needs_attention(report):
     return [row for row in report['rows'] if row['state'] != 'ok']
 
@@ -347,11 +369,12 @@ def render_markdown(report):
     lines += ['- %s' % _md(line) for line in (_plan_line(report['plan']), _regions_line(report), _protocols_line(report))
               if line]
     lines += ['', '**%s**' % _md(totals_line(report)), '']
-    header = ['Host', 'State', 'Protocol', 'cloudflared settings'] + [column_title(c) for c in report['columns']]
+    header = ['Host', 'State', 'Why', 'Protocol', 'cloudflared settings'] + [column_title(c) for c in report['columns']]
     lines.append('| %s |' % ' | '.join(_md(h) for h in header))
     lines.append('|' + ' --- |' * len(header))
     for row in report['rows']:
-        cells = [_md(row['host']), '%s %s' % (MARKDOWN_MARKS[row['state']], row['state']), _md(row['protocol'] or ''),
+        cells = [_md(row['host']), '%s %s' % (MARKDOWN_MARKS[row['state']], row['state']), _md(_short(row.get('why'))),
+                 _md(row['protocol'] or ''),
                  _md(settings_line(row.get('settings')))]
         cells += [_md_cell(row['cells'][c['id']]) for c in report['columns']]
         lines.append('| %s |' % ' | '.join(cells))
@@ -439,6 +462,7 @@ def _html_cell(cell, title):
 def _html_head_rows(columns):
     """Two header rows: the address families span their checks."""
     first = ['<th scope="col" rowspan="2">Host</th>', '<th scope="col" rowspan="2">State</th>',
+             '<th scope="col" rowspan="2">Why</th>',
              '<th scope="col" rowspan="2">Protocol</th>', '<th scope="col" rowspan="2">cloudflared settings</th>']
     second = []
     for column in columns:
@@ -479,9 +503,10 @@ def render_html(report):
     for index, row in enumerate(report['rows']):
         host = ('<a href="#host-%d">%s</a>' % (index, _e(row['host'])) if row['state'] != 'ok' else _e(row['host']))
         cells = ''.join(_html_cell(row['cells'][c['id']], '%s %s' % (row['host'], column_title(c))) for c in columns)
-        out.append('<tr class="%s"><th scope="row">%s</th><td><span class="badge %s">%s</span></td><td>%s</td>'
-                   '<td class="settings">%s</td>%s</tr>'
-                   % (_e(row['state']), host, _e(row['state']), _e(row['state']), _e(row['protocol'] or ''),
+        out.append('<tr class="%s"><th scope="row">%s</th><td><span class="badge %s">%s</span></td>'
+                   '<td class="why" title="%s">%s</td><td>%s</td><td class="settings">%s</td>%s</tr>'
+                   % (_e(row['state']), host, _e(row['state']), _e(row['state']), _e(row.get('why') or ''),
+                      _e(_short(row.get('why'))), _e(row['protocol'] or ''),
                       _e(settings_line(row.get('settings'))), cells))
     out += ['</tbody>', '</table>', '</div>', '<h2>What to fix</h2>']
     attention = _needs_attention(report)

@@ -149,7 +149,9 @@ def test_the_report_of_a_fleet_then_a_rerun_changes_nothing(fleet_run, tmp_path)
 
     report = json.loads(files['tunnelwall-fleet-report.json'])
     rows = dict((row['host'], row) for row in report['rows'])
-    assert list(rows) == ['web-ok', 'web-refused', 'down1', 'rec-quic', 'rec-udp-blocked']
+    assert sorted(rows) == sorted(['web-ok', 'web-refused', 'down1', 'rec-quic', 'rec-udp-blocked'])
+    severity = [('failing', 'unreachable', 'degraded', 'ok').index(row['state']) for row in report['rows']]
+    assert severity == sorted(severity), 'worst first'
     assert report['totals'] == {'hosts': 5, 'ok': 2, 'degraded': 0, 'failing': 2, 'unreachable': 1}
     # The real probes: TCP 7844 over IPv4, one answered, one refused.
     assert rows['web-ok']['state'] == 'ok' and rows['web-ok']['protocol'] == 'http2'
@@ -199,7 +201,8 @@ def test_the_report_of_a_fleet_then_a_rerun_changes_nothing(fleet_run, tmp_path)
     assert checked['msg'].startswith('5 hosts: 1 ok, 2 degraded, 1 failing, 1 unreachable; would write ')
     assert files_of(reports) == files
     assert '+++ after: %s' % (reports / 'tunnelwall-fleet-report.md') in process.stdout
-    assert '+| rec-quic | ⚠️ degraded | http2 | --protocol http2 --edge-ip-version auto |' in process.stdout
+    assert '+| rec-quic | ⚠️ degraded | QUIC 7844 IPv4: 0/4 answered, 4 timeout | http2 | --protocol http2 --edge-ip-version auto |' \
+        in process.stdout
 
 
 def test_check_mode_writes_nothing(fleet_run, tmp_path):
@@ -251,7 +254,7 @@ def test_bad_options_fail_with_a_clear_message_and_write_nothing(tmp_path):
     good = results.pop()
     assert good['changed'] is True and good['paths'] == {'json': str(tmp_path / 'good' / 'only-json.json')}
     assert os.listdir(tmp_path / 'good') == ['only-json.json']
-    assert [(row['host'], row['state']) for row in good['report']['rows']] == [('a', 'ok'), ('b', 'unreachable')]
+    assert [(row['host'], row['state']) for row in good['report']['rows']] == [('b', 'unreachable'), ('a', 'ok')]
     assert len(results) == len(BAD_OPTIONS) + 1
     for (options, first, second), result in zip(BAD_OPTIONS + [({}, 'not a directory', 'a-file')], results):
         assert result['failed'] is True, (options, result)

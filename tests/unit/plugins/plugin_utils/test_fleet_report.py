@@ -273,7 +273,11 @@ def test_report_totals_protocols_columns_and_plan():
     report = report_of()
     assert report['totals'] == {'hosts': 6, 'ok': 2, 'degraded': 1, 'failing': 1, 'unreachable': 2}
     assert report['protocols'] == {'http2': 1, 'quic': 3}
-    assert [row['host'] for row in report['rows']] == ['web1', 'web2', 'web3', 'v4only', 'db1', 'db2']
+    # Worst first, in the order given within a state.
+    assert [row['host'] for row in report['rows']] == ['web2', 'db1', 'db2', 'web3', 'web1', 'v4only']
+    assert [row['why'] for row in report['rows']][:2] == [
+        'requirement not met: quic: quic udp/7844 timeout: 198.51.100.11, 198.51.100.12, 2001:db8:e::11, 2001:db8:e::12, '
+        '198.51.100.21, 198.51.100.22, 2001:db8:e::21', report['rows'][1]['message']]
     # update_ipv6 was probed on no host: no column for it.
     assert [c['id'] for c in report['columns']] == [
         'dns', 'tcp_ipv4', 'tls_ipv4', 'quic_ipv4', 'api_ipv4', 'update_ipv4', 'tcp_ipv6', 'tls_ipv6', 'quic_ipv6',
@@ -321,17 +325,19 @@ def test_markdown_has_the_totals_a_row_per_host_and_what_to_fix():
     assert '**6 hosts: 2 ok, 1 degraded, 1 failing, 2 unreachable**' in text
     assert 'Egress plan from DNS, resolved at 2026-11-27T10:00:00Z (region global, generation v2)' in text
     header, *rows = _table_rows(text)
-    assert len(header) == 4 + 10 and header[:5] == ['Host', 'State', 'Protocol', 'cloudflared settings', 'DNS']
-    assert header[10] == 'TCP 7844 IPv6'
+    assert len(header) == 5 + 10 and header[:6] == ['Host', 'State', 'Why', 'Protocol', 'cloudflared settings', 'DNS']
+    assert header[11] == 'TCP 7844 IPv6'
     assert len(rows) == 6 and all(len(row) == len(header) for row in rows)
-    assert '| --- |' + ' --- |' * 13 in text
+    assert '| --- |' + ' --- |' * 14 in text
+    by_host = dict((row[0], dict(zip(header, row))) for row in rows)
+    assert by_host['db1']['Why'].startswith('unreachable: ') and by_host['web1']['Why'] == ''
     web2 = dict(zip(header, next(row for row in rows if row[0] == 'web2')))
     assert web2['State'] == '❌ failing' and web2['QUIC 7844 IPv4'] == '❌ 0/4' and web2['TLS 7844 IPv4'] == '✅ 4/4'
     assert web2['cloudflared settings'] == '--protocol http2 --edge-ip-version auto'
-    assert dict(zip(header, rows[2]))['State'] == '⚠️ degraded'
+    assert by_host['web3']['State'] == '⚠️ degraded'
     assert '- cloudflared --protocol http2: QUIC (UDP 7844) got no answer, HTTP/2 (TCP 7844) did' in text
     assert '### web3: ⚠️ degraded' in text
-    assert dict(zip(header, rows[3]))['QUIC 7844 IPv6'] == '➖' and dict(zip(header, rows[4]))['DNS'] == '⛔'
+    assert by_host['v4only']['QUIC 7844 IPv6'] == '➖' and by_host['db1']['DNS'] == '⛔'
     assert '### web2: ❌ failing' in text
     assert '- **To open:** open outbound UDP 7844 to 198.51.100.11/32, 198.51.100.12/31, 198.51.100.21/32, 198.51.100.22/32, 2001:db8:e::11/128, 2001:db8:e::12/128, 2001:db8:e::21/128 (tunnel)' in text
     assert '### db2: ⛔ unreachable' in text and '### web1' not in text
@@ -413,7 +419,7 @@ def test_html_shows_totals_badges_rows_and_fixes():
     text = ''.join(checker.text)
     assert '6 hosts' in text and '2 ok' in text and '1 degraded' in text and '1 failing' in text and '2 unreachable' in text
     rows = [a for t, a in checker.attributes if t == 'tr' and a.get('class')]
-    assert [a['class'] for a in rows] == ['ok', 'failing', 'degraded', 'ok', 'unreachable', 'unreachable']
+    assert [a['class'] for a in rows] == ['failing', 'unreachable', 'unreachable', 'degraded', 'ok', 'ok']
     settings = [a for t, a in checker.attributes if t == 'td' and a.get('class') == 'settings']
     assert len(settings) == 6 and '--protocol http2 --edge-ip-version auto' in text
     cells = [a for t, a in checker.attributes if t == 'td' and 'cell' in (a.get('class') or '')]
@@ -424,7 +430,7 @@ def test_html_shows_totals_badges_rows_and_fixes():
     # A failing host's name links to its section; the section exists.
     links = [a['href'] for t, a in checker.attributes if t == 'a']
     ids = {a['id'] for t, a in checker.attributes if a.get('id')}
-    assert links == ['#host-1', '#host-2', '#host-4', '#host-5'] and all(link[1:] in ids for link in links)
+    assert links == ['#host-0', '#host-1', '#host-2', '#host-3'] and all(link[1:] in ids for link in links)
 
 
 def test_html_escapes_every_string():
