@@ -51,6 +51,14 @@ options:
         have plans of different regions); each row then says where its plan came from (C(plan)), and the report
         counts the hosts per region (C(regions)).
     type: str
+  applied_var:
+    description:
+      - With O(probe_var) and O(plan_var), the name of the variable that holds what each host's firewall allows now -
+        the registered result of M(tunnelwall.cloudflared.egress_firewall_info) or its C(applied). Each row then
+        compares it with the host's plan (C(drift) - C(new) blocks of the plan the firewall does not allow, C(gone)
+        allowed blocks the plan no longer has, for the purposes V(tunnel), V(api) and V(update) the firewall holds),
+        and a host that is otherwise ok but drifted is V(drifted).
+    type: str
   hosts:
     description:
       - The hosts to report on, in this order, with O(probe_var).
@@ -181,20 +189,21 @@ report:
       sample: [{id: dns, label: DNS, family: null}, {id: quic_ipv4, label: QUIC 7844, family: ipv4}]
     rows:
       description:
-        - One per host, worst first (V(failing), V(unreachable), V(degraded), V(ok); in the order given within a
-          state) - C(host), C(state) (V(ok), V(degraded), V(failing), V(unreachable)), C(why) (the reason in one line,
+        - One per host, worst first (V(failing), V(unreachable), V(degraded), V(drifted), V(ok); in the order given
+          within a state) - C(host), C(state) (V(ok), V(degraded), V(failing), V(unreachable), V(drifted)), C(why) (the reason in one line,
           the table's "Why" column; empty when ok), C(message) (why unreachable), C(protocol) and C(reason) (the probe's recommendation), C(settings) (the probe's
           C(recommended_settings)), C(cells) (by column id, each with C(state), C(text) and, when some failed, C(errors)
           counting them by kind), C(failing) (the ids of failed and partial columns), C(problems) (what failed, in
           words), C(plan) (C(source), C(resolved_at), C(region) and C(generation) of the host's plan with O(plan_var),
-          else V(null)), C(to_open) (the probe's C(to_open) - C(purpose), C(protocol), C(port), C(destinations) - for what
+          else V(null)), C(drift) (with O(applied_var) - C(new), C(gone), C(purposes) and C(text) like V(+2/−1) - else
+          V(null)), C(to_open) (the probe's C(to_open) - C(purpose), C(protocol), C(port), C(destinations) - for what
           failed) and C(unmet) (the requirements not met).
       type: list
       elements: dict
     totals:
-      description: How many hosts, and how many of them are ok, degraded, failing and unreachable.
+      description: How many hosts, and how many of them are ok, degraded, failing, unreachable and drifted.
       type: dict
-      sample: {hosts: 4, ok: 1, degraded: 1, failing: 1, unreachable: 1}
+      sample: {hosts: 4, ok: 1, degraded: 1, failing: 1, unreachable: 1, drifted: 0}
     regions:
       description: How many hosts have a plan of each region (with O(plan_var)); empty without.
       type: dict
@@ -223,7 +232,7 @@ stats:
   type: dict
   sample:
     generated_at: "2026-11-27T10:05:00Z"
-    totals: {hosts: 3, ok: 1, degraded: 1, failing: 0, unreachable: 1}
+    totals: {hosts: 3, ok: 1, degraded: 1, failing: 0, unreachable: 1, drifted: 0}
     hosts:
       web1: {state: ok, protocol: quic, failing: [], to_open: [], settings: {protocol: quic, edge_ip_version: auto}}
       web2:

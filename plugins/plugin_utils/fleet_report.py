@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
+import ipaddress
 import json
 import re
 from collections.abc import Mapping
@@ -34,9 +35,10 @@ FAMILY_LABELS = {'ipv4': 'IPv4', 'ipv6': 'IPv6'}
 # failing: no tunnel protocol works, a requirement is unmet or the probe failed; degraded: the tunnel works
 # (cloudflared runs) but something the probe checked does not - QUIC blocked with HTTP/2 working, one family,
 # one region, the API, DNS drift.
-HOST_STATES = ('ok', 'degraded', 'failing', 'unreachable')
+HOST_STATES = ('ok', 'degraded', 'failing', 'unreachable', 'drifted')
 # The report lists the hosts worst first (in the order given within a state): what needs a hand comes first.
-SEVERITY = ('failing', 'unreachable', 'degraded', 'ok')
+# drifted: everything answered, but the firewall's allow-list differs from a fresh plan (the edge moved).
+SEVERITY = ('failing', 'unreachable', 'degraded', 'drifted', 'ok')
 SETTING_KEYS = ('protocol', 'edge_ip_version')
 TITLE = 'Cloudflare Tunnel egress: fleet report'
 
@@ -150,6 +152,50 @@ def _no_result_message(result):
 
 
 PLAN_KEYS = ('source', 'resolved_at', 'region', 'generation')
+# Drift compares the plan's own purposes; `extra` also holds the user's static extra_allow, which no plan knows.
+DRIFT_PURPOSES = ('tunnel', 'api', 'update')
+
+
+def _blocks(destinations):
+    blocks = set()
+    for text in destinations or []:
+        try:
+            blocks.add(ipaddress.ip_network(str(text).strip(), strict=False))
+        except ValueError:
+            continue  # an nft range or anything else this cannot compare: left out
+    return blocks
+
+
+def _covered(block, blocks):
+    return any(block.version == other.version and block.subnet_of(other) for other in blocks)
+
+
+def plan_drift(applied, plan):
+    """How the allow-list a host's firewall holds (``applied``, egress_firewall_info's) differs from a fresh plan.
+
+    ``{new, gone, purposes, text}``: ``new`` counts the plan's blocks the firewall does not allow (the edge moved
+    there: an outage under default deny), ``gone`` the allowed blocks the plan no longer has (stale), for the
+    purposes the firewall holds at all (a purpose the role was told to leave out is not drift). None when there is
+    nothing to compare (no allow-list read, or none applied).
+    """
+    if not isinstance(applied, Mapping) or not isinstance(plan, Mapping) or not applied:
+        return None
+    wanted = {}
+    for rule in plan.get('rules') or []:
+        if isinstance(rule, Mapping):
+            wanted.setdefault(rule.get('purpose'), set()).update(_blocks((rule.get('ipv4') or []) + (rule.get('ipv6') or [])))
+    new = gone = 0
+    purposes = []
+    for purpose in DRIFT_PURPOSES:
+        if purpose not in applied:
+            continue
+        have, want = _blocks(applied[purpose]), wanted.get(purpose, set())
+        missing = sum(1 for block in want if not _covered(block, have))
+        stale = sum(1 for block in have if not _covered(block, want))
+        if missing or stale:
+            purposes.append(purpose)
+        new, gone = new + missing, gone + stale
+    return {'new': new, 'gone': gone, 'purposes': purposes, 'text': '+%d/−%d' % (new, gone)}
 
 
 def plan_summary(plan):
@@ -157,14 +203,14 @@ def plan_summary(plan):
     return dict((key, plan.get(key)) for key in PLAN_KEYS) if isinstance(plan, Mapping) else None
 
 
-def _unreachable_row(hostname, result, plan=None):
+def _unreachable_row(hostname, result, plan=None, drift=None):
     return {'host': hostname, 'state': 'unreachable', 'message': _no_result_message(result), 'protocol': None,
             'reason': None, 'cells': dict((column['id'], _cell('unreachable')) for column in COLUMNS),
             'failing': [], 'problems': [], 'to_open': [], 'unmet': [], 'settings': None, 'plan': plan_summary(plan),
-            'why': _no_result_message(result)}
+            'why': _no_result_message(result), 'drift': drift}
 
 
-def host_row(hostname, probe_result, plan=None):
+def host_row(hostname, probe_result, plan=None, applied=None):
     """One host's row, from its registered edge_probe (or win_edge_probe) result.
 
     A result without a summary (host unreachable, probe skipped or failed
@@ -172,11 +218,15 @@ def host_row(hostname, probe_result, plan=None):
     the reason in ``message``; a probe that failed because a requirement
     was not met still has its results and is an ordinary ``failing`` row.
     ``plan`` is the host's own egress plan (hosts of one fleet may have
-    different regions), summarised in the row's ``plan``.
+    different regions), summarised in the row's ``plan``; ``applied`` what
+    its firewall allows now (egress_firewall_info's ``applied``), compared
+    with the plan in the row's ``drift`` - an ok host that drifted is
+    ``drifted``.
     """
+    drift = plan_drift(applied, plan)
     if not isinstance(probe_result, Mapping) or probe_result.get('unreachable') \
             or not isinstance(probe_result.get('summary'), list):
-        return _unreachable_row(hostname, probe_result, plan)
+        return _unreachable_row(hostname, probe_result, plan, drift)
     summary = _items(probe_result['summary'])
     results = _items(probe_result.get('results'))
     dns = probe_result.get('dns') if isinstance(probe_result.get('dns'), Mapping) else {}
@@ -211,10 +261,15 @@ def host_row(hostname, probe_result, plan=None):
         state = 'failing'
     else:
         state = 'degraded' if failing or problems else 'ok'
+    if drift and (drift['new'] or drift['gone']):
+        problems.append('drift: the firewall allows %s against a fresh plan (%s new, %s gone; %s); run the site '
+                        'playbook to follow the edge' % (drift['text'], drift['new'], drift['gone'],
+                                                          ', '.join(drift['purposes'])))
+        state = 'drifted' if state == 'ok' else state
     return {'host': hostname, 'state': state, 'message': None, 'protocol': protocol, 'why': _why(state, problems, unmet),
             'reason': str(probe_result.get('recommendation_reason') or '') or None, 'cells': cells, 'failing': failing,
             'problems': problems, 'to_open': to_open, 'unmet': unmet, 'settings': _settings(probe_result),
-            'plan': plan_summary(plan)}
+            'plan': plan_summary(plan), 'drift': drift}
 
 
 def _why(state, problems, unmet):
@@ -290,6 +345,8 @@ def fleet_stats(report):
                  'to_open': [dict(e) for e in row['to_open']]}
         if row['message']:
             entry['message'] = row['message']
+        if row.get('drift'):
+            entry['drift'] = dict(row['drift'])
         hosts[row['host']] = entry
     return {'generated_at': report['generated_at'], 'totals': dict(report['totals']), 'hosts': hosts}
 
@@ -297,9 +354,10 @@ def fleet_stats(report):
 def totals_line(report):
     """``4 hosts: 1 ok, 1 degraded, 1 failing, 1 unreachable``."""
     totals = report['totals']
-    return '%d host%s: %d ok, %d degraded, %d failing, %d unreachable' % (
+    line = '%d host%s: %d ok, %d degraded, %d failing, %d unreachable' % (
         totals['hosts'], '' if totals['hosts'] == 1 else 's', totals['ok'], totals['degraded'], totals['failing'],
         totals['unreachable'])
+    return line + (', %d drifted' % totals['drifted'] if totals.get('drifted') else '')
 
 
 PLAN_SOURCES = {'dns': 'DNS', 'catalog': "Cloudflare's published list"}
@@ -341,6 +399,18 @@ def _short(text):
     return text if len(text) <= WHY_LENGTH else text[:WHY_LENGTH - 1] + '…'
 
 
+def _has_drift(report):
+    return any(row.get('drift') for row in report['rows'])
+
+
+def _drift_text(row):
+    """``+2/−1 (tunnel)``; '' when the row has nothing to compare."""
+    drift = row.get('drift')
+    if not drift:
+        return ''
+    return drift['text'] + (' (%s)' % ', '.join(drift['purposes']) if drift['purposes'] else '')
+
+
 def _needs_attention(report):
     return [row for row in report['rows'] if row['state'] != 'ok']
 
@@ -352,7 +422,7 @@ def _needs_attention(report):
 # a table row, so every run of white space becomes one space.
 MARKDOWN_SPECIAL = re.compile(r'([\\`*_\[\]<>|#~])')
 MARKDOWN_MARKS = {'ok': '✅', 'failed': '❌', 'failing': '❌', 'partial': '⚠️', 'degraded': '⚠️', 'skipped': '➖',
-                  'unreachable': '⛔'}
+                  'unreachable': '⛔', 'drifted': '🔀'}
 
 
 def _md(text):
@@ -369,12 +439,15 @@ def render_markdown(report):
     lines += ['- %s' % _md(line) for line in (_plan_line(report['plan']), _regions_line(report), _protocols_line(report))
               if line]
     lines += ['', '**%s**' % _md(totals_line(report)), '']
-    header = ['Host', 'State', 'Why', 'Protocol', 'cloudflared settings'] + [column_title(c) for c in report['columns']]
+    drift = _has_drift(report)
+    header = ['Host', 'State', 'Why'] + (['Drift'] if drift else []) + ['Protocol', 'cloudflared settings'] + \
+        [column_title(c) for c in report['columns']]
     lines.append('| %s |' % ' | '.join(_md(h) for h in header))
     lines.append('|' + ' --- |' * len(header))
     for row in report['rows']:
-        cells = [_md(row['host']), '%s %s' % (MARKDOWN_MARKS[row['state']], row['state']), _md(_short(row.get('why'))),
-                 _md(row['protocol'] or ''),
+        cells = [_md(row['host']), '%s %s' % (MARKDOWN_MARKS[row['state']], row['state']), _md(_short(row.get('why')))]
+        cells += [_md(_drift_text(row))] if drift else []
+        cells += [_md(row['protocol'] or ''),
                  _md(settings_line(row.get('settings')))]
         cells += [_md_cell(row['cells'][c['id']]) for c in report['columns']]
         lines.append('| %s |' % ' | '.join(cells))
@@ -420,6 +493,7 @@ h3 { font-size: 1rem; margin: 1rem 0 .3rem; }
 .badge.failing, .badge.failed { background: var(--failed); }
 .badge.partial, .badge.degraded { background: var(--partial); }
 .badge.unreachable { background: var(--unreachable); }
+.badge.drifted { background: #0969da; }
 .scroll { overflow-x: auto; }
 table { border-collapse: collapse; }
 th, td { border: 1px solid var(--line); padding: .3rem .55rem; text-align: center; white-space: nowrap; }
@@ -433,6 +507,7 @@ td.cell.unreachable { background: #fbefff; color: var(--unreachable); }
 section.host { border-left: 4px solid var(--failed); padding: .1rem 0 .1rem .9rem; margin: .8rem 0; }
 section.host.unreachable { border-color: var(--unreachable); }
 section.host.degraded { border-color: var(--partial); }
+section.host.drifted { border-color: #0969da; }
 section.host ul { margin: .3rem 0; padding-left: 1.2rem; }
 li.open { font-weight: 600; }
 .legend { color: #59636e; margin-top: 1.6rem; }
@@ -459,10 +534,10 @@ def _html_cell(cell, title):
     return '<td class="cell %s" title="%s">%s</td>' % (_e(cell['state']), _e('%s: %s' % (title, hint)), _e(text))
 
 
-def _html_head_rows(columns):
+def _html_head_rows(columns, drift=False):
     """Two header rows: the address families span their checks."""
     first = ['<th scope="col" rowspan="2">Host</th>', '<th scope="col" rowspan="2">State</th>',
-             '<th scope="col" rowspan="2">Why</th>',
+             '<th scope="col" rowspan="2">Why</th>'] + (['<th scope="col" rowspan="2">Drift</th>'] if drift else []) + [
              '<th scope="col" rowspan="2">Protocol</th>', '<th scope="col" rowspan="2">cloudflared settings</th>']
     second = []
     for column in columns:
@@ -496,17 +571,19 @@ def render_html(report):
             out.append('<p class="meta">%s</p>' % _e(line))
     out.append('<p class="totals" id="totals"><span class="badge all">%d hosts</span> '
                '<span class="badge ok">%d ok</span> <span class="badge degraded">%d degraded</span> '
-               '<span class="badge failing">%d failing</span> <span class="badge unreachable">%d unreachable</span></p>'
-               % (totals['hosts'], totals['ok'], totals['degraded'], totals['failing'], totals['unreachable']))
-    out += ['</header>', '<main>', '<div class="scroll">', '<table id="fleet">', '<thead>', _html_head_rows(columns),
+               '<span class="badge failing">%d failing</span> <span class="badge unreachable">%d unreachable</span>%s</p>'
+               % (totals['hosts'], totals['ok'], totals['degraded'], totals['failing'], totals['unreachable'],
+                  ' <span class="badge drifted">%d drifted</span>' % totals['drifted'] if totals.get('drifted') else ''))
+    out += ['</header>', '<main>', '<div class="scroll">', '<table id="fleet">', '<thead>', _html_head_rows(columns, _has_drift(report)),
             '</thead>', '<tbody>']
     for index, row in enumerate(report['rows']):
         host = ('<a href="#host-%d">%s</a>' % (index, _e(row['host'])) if row['state'] != 'ok' else _e(row['host']))
         cells = ''.join(_html_cell(row['cells'][c['id']], '%s %s' % (row['host'], column_title(c))) for c in columns)
+        drift = '<td class="drift">%s</td>' % _e(_drift_text(row)) if _has_drift(report) else ''
         out.append('<tr class="%s"><th scope="row">%s</th><td><span class="badge %s">%s</span></td>'
-                   '<td class="why" title="%s">%s</td><td>%s</td><td class="settings">%s</td>%s</tr>'
+                   '<td class="why" title="%s">%s</td>%s<td>%s</td><td class="settings">%s</td>%s</tr>'
                    % (_e(row['state']), host, _e(row['state']), _e(row['state']), _e(row.get('why') or ''),
-                      _e(_short(row.get('why'))), _e(row['protocol'] or ''),
+                      _e(_short(row.get('why'))), drift, _e(row['protocol'] or ''),
                       _e(settings_line(row.get('settings'))), cells))
     out += ['</tbody>', '</table>', '</div>', '<h2>What to fix</h2>']
     attention = _needs_attention(report)

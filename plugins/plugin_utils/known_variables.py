@@ -33,6 +33,7 @@ PLAYBOOK_VARIABLES = {
     'tunnelwall_probe_first': 'site playbook: probe before the change too (set by site itself)',
     'tunnelwall_egress_plan': 'output: the plan of each host',
     'tunnelwall_probe': 'output: what each host reached, for the report',
+    'tunnelwall_applied': 'output (check): what each host\'s firewall allows now (egress_firewall_info), for drift',
     'tunnelwall_fleet_report': 'output: the fleet_report result',
     'tunnelwall_fleet': 'output: the set_stats artifact',
     'tunnelwall_apply_error': 'output (site): why the change failed on the host, or null',

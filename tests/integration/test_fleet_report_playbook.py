@@ -152,7 +152,7 @@ def test_the_report_of_a_fleet_then_a_rerun_changes_nothing(fleet_run, tmp_path)
     assert sorted(rows) == sorted(['web-ok', 'web-refused', 'down1', 'rec-quic', 'rec-udp-blocked'])
     severity = [('failing', 'unreachable', 'degraded', 'ok').index(row['state']) for row in report['rows']]
     assert severity == sorted(severity), 'worst first'
-    assert report['totals'] == {'hosts': 5, 'ok': 2, 'degraded': 0, 'failing': 2, 'unreachable': 1}
+    assert report['totals'] == {'hosts': 5, 'ok': 2, 'degraded': 0, 'failing': 2, 'unreachable': 1, 'drifted': 0}
     # The real probes: TCP 7844 over IPv4, one answered, one refused.
     assert rows['web-ok']['state'] == 'ok' and rows['web-ok']['protocol'] == 'http2'
     assert rows['web-ok']['cells']['tcp_ipv4'] == {'state': 'ok', 'text': '1/1'}
