@@ -157,12 +157,18 @@ DRIFT_PURPOSES = ('tunnel', 'api', 'update')
 
 
 def _blocks(destinations):
+    """Networks of addresses, CIDR blocks and ``first-last`` ranges (nftables lists a set's unaligned runs so)."""
     blocks = set()
     for text in destinations or []:
+        text = str(text).strip()
         try:
-            blocks.add(ipaddress.ip_network(str(text).strip(), strict=False))
-        except ValueError:
-            continue  # an nft range or anything else this cannot compare: left out
+            if '-' in text:
+                first, last = (ipaddress.ip_address(part.strip()) for part in text.split('-', 1))
+                blocks.update(ipaddress.summarize_address_range(first, last))
+            else:
+                blocks.add(ipaddress.ip_network(text, strict=False))
+        except (ValueError, TypeError):
+            continue  # anything else this cannot compare: left out
     return blocks
 
 

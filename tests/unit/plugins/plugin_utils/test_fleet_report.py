@@ -490,6 +490,9 @@ def test_drift_counts_new_and_gone_blocks_per_purpose_as_the_firewall_stores_the
     assert drift == {'new': 0, 'gone': 1, 'purposes': ['tunnel'], 'text': '+0/\u22121'}
     applied['tunnel'] = ['198.51.100.11/32', '2001:db8:e::11/128']
     assert fleet_report.plan_drift(applied, PLAN) == {'new': 1, 'gone': 0, 'purposes': ['tunnel'], 'text': '+1/\u22120'}
+    # nftables lists an unaligned run of an interval set as a range.
+    applied['tunnel'] = ['198.51.100.11-198.51.100.13', '2001:db8:e::11']
+    assert fleet_report.plan_drift(applied, PLAN)['text'] == '+0/\u22120'
     assert fleet_report.plan_drift({}, PLAN) is None and fleet_report.plan_drift(None, PLAN) is None
 
 

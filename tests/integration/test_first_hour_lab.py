@@ -1,0 +1,45 @@
+# -*- coding: utf-8 -*-
+"""Drift before outage, in the lab: the check playbook compares each host's applied allow-list with a fresh plan."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.integration.test_site_playbooks_lab import playbook, rows
+
+# One host per Linux backend: each reads its allow-list back its own way.
+HOSTS = ('fw1', 'ufw1', 'nft1')
+
+
+@pytest.fixture
+def fleet(lab_pristine):
+    yield lab_pristine
+
+
+def test_the_check_playbook_shows_drift_after_the_edge_moves(fleet, tmp_path):
+    lab = fleet
+    targets = ':'.join(HOSTS)
+    rc, output, dummy, dummy = playbook(lab, tmp_path / 'site', 'site', targets=targets)
+    assert rc == 0, output
+
+    rc, output, dummy, report = playbook(lab, tmp_path / 'before', 'check', targets=targets)
+    assert rc == 0, output
+    by_host = rows(report)
+    for host in HOSTS:
+        assert by_host[host]['state'] == 'ok', (host, by_host[host])
+        assert by_host[host]['drift'] == {'new': 0, 'gone': 0, 'purposes': [], 'text': '+0/\u22120'}, by_host[host]
+
+    # The edge moves: every name now resolves to new addresses (the edge serves both). A fresh ANSIBLE_HOME, so the
+    # plan is resolved again, not read from the cache.
+    lab.fault('dns', 'rotate')
+    rc, output, dummy, report = playbook(lab, tmp_path / 'after', 'check', targets=targets)
+    assert rc == 0, output
+    by_host = rows(report)
+    for host in HOSTS:
+        drift = by_host[host]['drift']
+        assert by_host[host]['state'] == 'drifted', (host, by_host[host])
+        assert drift['new'] > 0 and drift['gone'] > 0 and drift['purposes'] == ['tunnel', 'api', 'update'], (host, drift)
+        assert drift['text'] == '+%d/\u2212%d' % (drift['new'], drift['gone'])
+    assert report['totals']['drifted'] == len(HOSTS)
+    stats = output[output.index('CUSTOM STATS'):]
+    assert '"drifted": 3' in stats
