@@ -276,3 +276,32 @@ def test_plan_playbook_suggests_the_catalog_when_dns_fails(dns, tmp_path, home):
     rc, output, dummy = ansible_playbook('tunnelwall.cloudflared.plan', '-e', lab_vars(dns), env=home, cwd=str(tmp_path))
     assert rc != 0
     assert 'SERVFAIL' in output and 'tunnelwall_edge_on_dns_failure=catalog' in output, output
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# One message per case
+# ------------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize('failed, says', [
+    ({'msg': 'ufw_egress: ufw is installed but inactive'}, 'Nothing to roll back: the firewall is as before this run.'),
+    ({'msg': 'MODULE FAILURE\nSee stdout/stderr for the exact error', 'module_stderr': 'Traceback ...'},
+     'check the firewall; a change it had begun is undone by the dead-man revert within egress_firewall_confirm_timeout'),
+    ({'msg': 'verification failed', 'rolled_back': True}, 'verification failed"'),
+])
+def test_a_failure_claims_the_firewall_is_as_before_only_when_it_is_known(failed, says, tmp_path, home):
+    playbook = tmp_path / 'play.yml'
+    playbook.write_text('''
+- hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - ansible.builtin.include_role:
+        name: tunnelwall.cloudflared.egress_firewall
+        tasks_from: failed
+      vars:
+        egress_firewall_backend: ufw
+        ansible_failed_result: %s
+''' % json.dumps(failed))
+    rc, output, dummy = ansible_playbook(str(playbook), env=home)
+    assert rc != 0 and says in output, output
+    if 'rolled_back' in failed or 'module_stderr' in failed:
+        assert 'as before' not in output
