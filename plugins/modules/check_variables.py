@@ -47,11 +47,15 @@ options:
     default: false
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.flow
 attributes:
   action:
     description: Everything is done by the action plugin on the controller.
     support: full
   async:
+    support: none
+  bypass_host_loop:
+    description: Runs for each host, whose variables differ.
     support: none
   check_mode:
     description: Reads only; the same in check mode.
@@ -65,7 +69,6 @@ attributes:
 notes:
   - Only the variables' names are read, never their values, except the C(tunnelwall_edge_*) ones with O(lookup_options).
 seealso:
-  - role: tunnelwall.cloudflared.egress_firewall
   - plugin: tunnelwall.cloudflared.edge_endpoints
     plugin_type: lookup
 """
