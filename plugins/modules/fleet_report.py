@@ -190,8 +190,9 @@ report:
     rows:
       description:
         - One per host, worst first (V(failing), V(unreachable), V(degraded), V(drifted), V(ok); in the order given
-          within a state) - C(host), C(state) (V(ok), V(degraded), V(failing), V(unreachable), V(drifted)), C(why) (the reason in one line,
-          the table's "Why" column; empty when ok), C(message) (why unreachable), C(protocol) and C(reason) (the probe's recommendation), C(settings) (the probe's
+          within a state) - C(host), C(state) (V(ok), V(degraded), V(failing), V(unreachable), V(drifted)), C(why)
+          (the reason in one line, the table's "Why" column; empty when ok), C(message) (why unreachable), C(protocol)
+          and C(reason) (the probe's recommendation), C(settings) (the probe's
           C(recommended_settings)), C(cells) (by column id, each with C(state), C(text) and, when some failed, C(errors)
           counting them by kind), C(failing) (the ids of failed and partial columns), C(problems) (what failed, in
           words), C(plan) (C(source), C(resolved_at), C(region) and C(generation) of the host's plan with O(plan_var),

@@ -191,7 +191,8 @@ def test_the_report_page_shows_every_host_and_its_failures_without_console_error
     # What to fix: the failing and unreachable hosts, each with its failures, in the page as shown.
     text = browser.evaluate('document.body.innerText')
     for needle in ('QUIC 7844 IPv4: 0/4 answered, 4 timeout',
-                   'To open: open outbound UDP 7844 to 198.51.100.11/32, 198.51.100.12/31, 198.51.100.21/32, 198.51.100.22/32, 2001:db8:e::11/128, 2001:db8:e::12/128, 2001:db8:e::21/128 (tunnel)',
+                   'To open: open outbound UDP 7844 to 198.51.100.11/32, 198.51.100.12/31, 198.51.100.21/32, 198.51.100.22/32, '
+                   '2001:db8:e::11/128, 2001:db8:e::12/128, 2001:db8:e::21/128 (tunnel)',
                    'QUIC 7844 IPv6: 2/3 answered, 1 refused',
                    'unreachable: Failed to connect to the host via ssh',
                    'no probe result: the host was not probed'):

@@ -39,6 +39,10 @@ PLAN = {
     ],
 }
 BOTH = ['ipv4', 'ipv6']
+# What to open when UDP 7844 fails everywhere: the failed addresses in the plan's blocks, both families.
+UDP_OPEN = ['198.51.100.11/32', '198.51.100.12/31', '198.51.100.21/32', '198.51.100.22/32',
+            '2001:db8:e::11/128', '2001:db8:e::12/128', '2001:db8:e::21/128']
+UDP_OPEN_LINE = 'open outbound UDP 7844 to %s (tunnel)' % ', '.join(UDP_OPEN)
 
 
 def _results(plan, families, fail):
@@ -157,7 +161,7 @@ def test_udp_dropped_fails_quic_and_says_what_to_open():
     assert 'QUIC 7844 IPv4: 0/4 answered, 4 timeout' in row['problems']
     # The probe's to_open data: the plan's UDP rule, both families.
     assert row['to_open'] == [{'purpose': 'tunnel', 'protocol': 'udp', 'port': 7844,
-                               'destinations': ['198.51.100.11/32', '198.51.100.12/31', '198.51.100.21/32', '198.51.100.22/32', '2001:db8:e::11/128', '2001:db8:e::12/128', '2001:db8:e::21/128']}]
+                               'destinations': UDP_OPEN}]
     assert row['unmet'] == result['unmet_requirements'] and row['unmet'][0].startswith('quic: ')
     assert any(p.startswith('requirement not met: quic: quic udp/7844 timeout: 198.51.100.11') and 'To fix' not in p
                for p in row['problems'])
@@ -167,7 +171,7 @@ def test_quic_blocked_with_http2_working_is_degraded_not_failing():
     row = fleet_report.host_row('web4', probed(udp_dropped))
     assert row['state'] == 'degraded' and row['protocol'] == 'http2' and row['unmet'] == []
     assert row['to_open'] == [{'purpose': 'tunnel', 'protocol': 'udp', 'port': 7844,
-                               'destinations': ['198.51.100.11/32', '198.51.100.12/31', '198.51.100.21/32', '198.51.100.22/32', '2001:db8:e::11/128', '2001:db8:e::12/128', '2001:db8:e::21/128']}]
+                               'destinations': UDP_OPEN}]
     assert {k: v['value'] for k, v in row['settings'].items()} == {'protocol': 'http2', 'edge_ip_version': 'auto'}
     assert fleet_report.settings_line(row['settings']) == '--protocol http2 --edge-ip-version auto'
 
@@ -304,7 +308,7 @@ def test_stats_are_compact_and_json_able():
         'state': 'failing', 'protocol': 'http2', 'failing': ['quic_ipv4', 'quic_ipv6'],
         'settings': {'protocol': 'http2', 'edge_ip_version': 'auto'},
         'to_open': [{'purpose': 'tunnel', 'protocol': 'udp', 'port': 7844,
-                     'destinations': ['198.51.100.11/32', '198.51.100.12/31', '198.51.100.21/32', '198.51.100.22/32', '2001:db8:e::11/128', '2001:db8:e::12/128', '2001:db8:e::21/128']}]}
+                     'destinations': UDP_OPEN}]}
     assert stats['hosts']['v4only']['settings'] == {'protocol': 'quic', 'edge_ip_version': '4'}
     assert stats['hosts']['db1']['state'] == 'unreachable' and 'Connection refused' in stats['hosts']['db1']['message']
     assert 'cells' not in json.dumps(stats)
@@ -339,7 +343,7 @@ def test_markdown_has_the_totals_a_row_per_host_and_what_to_fix():
     assert '### web3: ⚠️ degraded' in text
     assert by_host['v4only']['QUIC 7844 IPv6'] == '➖' and by_host['db1']['DNS'] == '⛔'
     assert '### web2: ❌ failing' in text
-    assert '- **To open:** open outbound UDP 7844 to 198.51.100.11/32, 198.51.100.12/31, 198.51.100.21/32, 198.51.100.22/32, 2001:db8:e::11/128, 2001:db8:e::12/128, 2001:db8:e::21/128 (tunnel)' in text
+    assert '- **To open:** ' + UDP_OPEN_LINE in text
     assert '### db2: ⛔ unreachable' in text and '### web1' not in text
 
 
@@ -425,7 +429,7 @@ def test_html_shows_totals_badges_rows_and_fixes():
     cells = [a for t, a in checker.attributes if t == 'td' and 'cell' in (a.get('class') or '')]
     assert len(cells) == 6 * 10
     assert {'class': 'cell failed', 'title': 'web2 QUIC 7844 IPv4: none answered: 4 timeout'} in cells
-    assert 'To open: open outbound UDP 7844 to 198.51.100.11/32, 198.51.100.12/31, 198.51.100.21/32, 198.51.100.22/32, 2001:db8:e::11/128, 2001:db8:e::12/128, 2001:db8:e::21/128 (tunnel)' in text
+    assert 'To open: ' + UDP_OPEN_LINE in text
     assert 'Failed to connect to the host via ssh' in text
     # A failing host's name links to its section; the section exists.
     links = [a['href'] for t, a in checker.attributes if t == 'a']
