@@ -62,6 +62,8 @@ options:
       - What the plan allows. V(tunnel) is always included; V(api) adds V(api.cloudflare.com) on TCP 443
         (V(api.fed.cloudflare.com) with O(region=fed)), V(update) the update host on TCP 443 (both update hosts
         with O(generation=legacy)).
+      - V(extra) is accepted too, as the role's C(egress_firewall_purposes) takes it, and changes nothing - the
+        O(extra_hostnames) are always in the plan.
     type: list
     elements: str
     default: [tunnel, api, update]

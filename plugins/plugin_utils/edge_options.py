@@ -154,7 +154,9 @@ def _hostname(option, value):
 
 
 def _purposes(value):
-    items = [_choice('purposes', item, edge_names.PURPOSES) for item in _as_list('purposes', value)]
+    # `extra` is accepted as the role takes it (egress_firewall_purposes): the plan's extra host names come from
+    # extra_hostnames and are always in it, so one list of purposes works for the lookup and the role.
+    items = [_choice('purposes', item, edge_names.PURPOSES + ('extra',)) for item in _as_list('purposes', value)]
     # The tunnel is the reason this plan exists: it is always in it.
     chosen = set(items) | {'tunnel'}
     return tuple(p for p in edge_names.PURPOSES if p in chosen)

@@ -305,3 +305,21 @@ def test_a_failure_claims_the_firewall_is_as_before_only_when_it_is_known(failed
     assert rc != 0 and says in output, output
     if 'rolled_back' in failed or 'module_stderr' in failed:
         assert 'as before' not in output
+
+
+def test_the_lookup_takes_the_roles_purposes_extra_included(dns, tmp_path, home):
+    """egress_firewall_purposes' default (tunnel, api, update, extra) is a valid lookup purposes list too."""
+    out = tmp_path / 'plan.json'
+    playbook = tmp_path / 'play.yml'
+    playbook.write_text('''
+- hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - ansible.builtin.copy:
+        content: "{{ lookup('tunnelwall.cloudflared.edge_endpoints', purposes=['tunnel', 'extra']) | to_json }}"
+        dest: %s
+''' % out)
+    rc, output, dummy = ansible_playbook(str(playbook), '-e', lab_vars(dns), env=home)
+    assert rc == 0, output
+    assert {rule['purpose'] for rule in json.loads(out.read_text())['rules']} == {'tunnel'}
