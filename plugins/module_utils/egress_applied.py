@@ -61,8 +61,7 @@ def _nft_elements(elements):
         elif isinstance(element, dict) and 'range' in element:
             yield '%s-%s' % tuple(element['range'])
         elif isinstance(element, dict) and 'elem' in element:
-            for value in _nft_elements([element['elem'].get('val')]):
-                yield value
+            yield from _nft_elements([element['elem'].get('val')])
         elif element is not None:
             yield str(element)
 

@@ -16,7 +16,7 @@ description:
     with C(egress_firewall_backend=auto).
   - Changes nothing. Linux only; the role recognises Windows hosts by their connection.
   - Also reads back what the chosen firewall allows now for the rules named O(name) (RV(applied)), so that the
-    P(tunnelwall.cloudflared.check#playbook) playbook can compare it with a fresh plan (drift).
+    C(tunnelwall.cloudflared.check) playbook can compare it with a fresh plan (drift).
 author: tunnelwall developers (@tunnelwall)
 extends_documentation_fragment:
   - tunnelwall.cloudflared.attributes_read_only
@@ -26,6 +26,13 @@ options:
       - The name the rules were applied with (the role's C(egress_firewall_name)), whose allow-list RV(applied) reads.
     type: str
     default: tunnelwall
+  backend:
+    description:
+      - Which firewall to read RV(applied) from - the role's C(egress_firewall_backend); V(auto) reads the one
+        RV(backend) names.
+    type: str
+    choices: [auto, firewalld, ufw, nftables]
+    default: auto
 attributes:
   platform:
     description: Target operating system.

@@ -269,8 +269,8 @@ def host_row(hostname, probe_result, plan=None, applied=None):
         state = 'degraded' if failing or problems else 'ok'
     if drift and (drift['new'] or drift['gone']):
         problems.append('drift: the firewall allows %s against a fresh plan (%s new, %s gone; %s); run the site '
-                        'playbook to follow the edge' % (drift['text'], drift['new'], drift['gone'],
-                                                          ', '.join(drift['purposes'])))
+                        'playbook to follow the edge'
+                        % (drift['text'], drift['new'], drift['gone'], ', '.join(drift['purposes'])))
         state = 'drifted' if state == 'ok' else state
     return {'host': hostname, 'state': state, 'message': None, 'protocol': protocol, 'why': _why(state, problems, unmet),
             'reason': str(probe_result.get('recommendation_reason') or '') or None, 'cells': cells, 'failing': failing,
@@ -386,8 +386,8 @@ def _regions_line(report):
     regions = report.get('regions') or {}
     if len(regions) < 2:
         return None
-    return 'Plans by region: %s' % ', '.join('%s %d host%s' % (region, count, '' if count == 1 else 's')
-                                            for region, count in regions.items())
+    return 'Plans by region: %s' % ', '.join(
+        '%s %d host%s' % (region, count, '' if count == 1 else 's') for region, count in regions.items())
 
 
 def _protocols_line(report):
@@ -453,8 +453,7 @@ def render_markdown(report):
     for row in report['rows']:
         cells = [_md(row['host']), '%s %s' % (MARKDOWN_MARKS[row['state']], row['state']), _md(_short(row.get('why')))]
         cells += [_md(_drift_text(row))] if drift else []
-        cells += [_md(row['protocol'] or ''),
-                 _md(settings_line(row.get('settings')))]
+        cells += [_md(row['protocol'] or ''), _md(settings_line(row.get('settings')))]
         cells += [_md_cell(row['cells'][c['id']]) for c in report['columns']]
         lines.append('| %s |' % ' | '.join(cells))
     lines += ['', '## What to fix', '']
@@ -543,8 +542,9 @@ def _html_cell(cell, title):
 def _html_head_rows(columns, drift=False):
     """Two header rows: the address families span their checks."""
     first = ['<th scope="col" rowspan="2">Host</th>', '<th scope="col" rowspan="2">State</th>',
-             '<th scope="col" rowspan="2">Why</th>'] + (['<th scope="col" rowspan="2">Drift</th>'] if drift else []) + [
-             '<th scope="col" rowspan="2">Protocol</th>', '<th scope="col" rowspan="2">cloudflared settings</th>']
+             '<th scope="col" rowspan="2">Why</th>']
+    first += ['<th scope="col" rowspan="2">Drift</th>'] if drift else []
+    first += ['<th scope="col" rowspan="2">Protocol</th>', '<th scope="col" rowspan="2">cloudflared settings</th>']
     second = []
     for column in columns:
         if not column['family']:

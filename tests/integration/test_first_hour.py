@@ -98,9 +98,8 @@ def test_the_role_refuses_a_typo_before_it_resolves_or_connects(dns, tmp_path, c
     - role: tunnelwall.cloudflared.egress_firewall
 ''')
     # In the inventory (group_vars, host_vars): the role's argument specs only see role parameters.
-    rc, output, stdout = ansible_playbook(str(playbook), '-i', dead_fleet(tmp_path, closed_port,
-                                                                        egress_firewall_confim_timeout=60),
-                                          '-e', lab_vars(dns), env=home)
+    fleet = dead_fleet(tmp_path, closed_port, egress_firewall_confim_timeout=60)
+    rc, output, stdout = ansible_playbook(str(playbook), '-i', fleet, '-e', lab_vars(dns), env=home)
     assert rc != 0
     assert 'egress_firewall_confim_timeout (did you mean egress_firewall_confirm_timeout?)' in output, output
     assert dns.queries() == []  # refused before the plan was resolved
