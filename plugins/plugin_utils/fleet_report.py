@@ -213,7 +213,7 @@ def _unreachable_row(hostname, result, plan=None, drift=None):
     return {'host': hostname, 'state': 'unreachable', 'message': _no_result_message(result), 'protocol': None,
             'reason': None, 'cells': dict((column['id'], _cell('unreachable')) for column in COLUMNS),
             'failing': [], 'problems': [], 'to_open': [], 'unmet': [], 'settings': None, 'plan': plan_summary(plan),
-            'why': _no_result_message(result), 'drift': drift}
+            'why': _no_result_message(result), 'drift': drift, 'firewall': None}
 
 
 def host_row(hostname, probe_result, plan=None, applied=None):
@@ -275,7 +275,19 @@ def host_row(hostname, probe_result, plan=None, applied=None):
     return {'host': hostname, 'state': state, 'message': None, 'protocol': protocol, 'why': _why(state, problems, unmet),
             'reason': str(probe_result.get('recommendation_reason') or '') or None, 'cells': cells, 'failing': failing,
             'problems': problems, 'to_open': to_open, 'unmet': unmet, 'settings': _settings(probe_result),
-            'plan': plan_summary(plan), 'drift': drift}
+            'plan': plan_summary(plan), 'drift': drift, 'firewall': firewall_cell(probe_result)}
+
+
+# What the site playbook's role did to the host's firewall (the probe result's firewall_change), as a cell.
+FIREWALL_CHANGES = {'changed': 'ok', 'unchanged': 'ok', 'would change': 'ok', 'failed': 'failed', 'rolled back': 'failed'}
+
+
+def firewall_cell(probe_result):
+    """The Firewall cell: the change the role made (ok) or that failed (failed); None where no change was tried."""
+    change = probe_result.get('firewall_change') if isinstance(probe_result, Mapping) else None
+    if change not in FIREWALL_CHANGES:
+        return None
+    return _cell(FIREWALL_CHANGES[change], change)
 
 
 def _why(state, problems, unmet):
@@ -405,6 +417,10 @@ def _short(text):
     return text if len(text) <= WHY_LENGTH else text[:WHY_LENGTH - 1] + '…'
 
 
+def _has_firewall(report):
+    return any(row.get('firewall') for row in report['rows'])
+
+
 def _has_drift(report):
     return any(row.get('drift') for row in report['rows'])
 
@@ -445,13 +461,14 @@ def render_markdown(report):
     lines += ['- %s' % _md(line) for line in (_plan_line(report['plan']), _regions_line(report), _protocols_line(report))
               if line]
     lines += ['', '**%s**' % _md(totals_line(report)), '']
-    drift = _has_drift(report)
-    header = ['Host', 'State', 'Why'] + (['Drift'] if drift else []) + ['Protocol', 'cloudflared settings'] + \
-        [column_title(c) for c in report['columns']]
+    drift, firewall = _has_drift(report), _has_firewall(report)
+    header = ['Host', 'State', 'Why'] + (['Firewall'] if firewall else []) + (['Drift'] if drift else []) + \
+        ['Protocol', 'cloudflared settings'] + [column_title(c) for c in report['columns']]
     lines.append('| %s |' % ' | '.join(_md(h) for h in header))
     lines.append('|' + ' --- |' * len(header))
     for row in report['rows']:
         cells = [_md(row['host']), '%s %s' % (MARKDOWN_MARKS[row['state']], row['state']), _md(_short(row.get('why')))]
+        cells += [_md_cell(row.get('firewall') or _cell('skipped'))] if firewall else []
         cells += [_md(_drift_text(row))] if drift else []
         cells += [_md(row['protocol'] or ''), _md(settings_line(row.get('settings')))]
         cells += [_md_cell(row['cells'][c['id']]) for c in report['columns']]
@@ -531,18 +548,19 @@ def _content_security_policy():
     return "default-src 'none'; style-src 'sha256-%s'; base-uri 'none'; form-action 'none'" % digest
 
 
-def _html_cell(cell, title):
-    hint = CELL_HINTS[cell['state']]
+def _html_cell(cell, title, hint=None):
+    hint = hint or CELL_HINTS[cell['state']]
     if cell.get('errors'):
         hint += ': ' + ', '.join('%d %s' % (count, kind) for kind, count in cell['errors'].items())
     text = ('%s %s' % (CELL_SYMBOLS[cell['state']], cell['text'])).strip()
     return '<td class="cell %s" title="%s">%s</td>' % (_e(cell['state']), _e('%s: %s' % (title, hint)), _e(text))
 
 
-def _html_head_rows(columns, drift=False):
+def _html_head_rows(columns, drift=False, firewall=False):
     """Two header rows: the address families span their checks."""
     first = ['<th scope="col" rowspan="2">Host</th>', '<th scope="col" rowspan="2">State</th>',
              '<th scope="col" rowspan="2">Why</th>']
+    first += ['<th scope="col" rowspan="2">Firewall</th>'] if firewall else []
     first += ['<th scope="col" rowspan="2">Drift</th>'] if drift else []
     first += ['<th scope="col" rowspan="2">Protocol</th>', '<th scope="col" rowspan="2">cloudflared settings</th>']
     second = []
@@ -580,12 +598,15 @@ def render_html(report):
                '<span class="badge failing">%d failing</span> <span class="badge unreachable">%d unreachable</span>%s</p>'
                % (totals['hosts'], totals['ok'], totals['degraded'], totals['failing'], totals['unreachable'],
                   ' <span class="badge drifted">%d drifted</span>' % totals['drifted'] if totals.get('drifted') else ''))
-    out += ['</header>', '<main>', '<div class="scroll">', '<table id="fleet">', '<thead>', _html_head_rows(columns, _has_drift(report)),
+    out += ['</header>', '<main>', '<div class="scroll">', '<table id="fleet">', '<thead>', _html_head_rows(columns, _has_drift(report), _has_firewall(report)),
             '</thead>', '<tbody>']
     for index, row in enumerate(report['rows']):
         host = ('<a href="#host-%d">%s</a>' % (index, _e(row['host'])) if row['state'] != 'ok' else _e(row['host']))
         cells = ''.join(_html_cell(row['cells'][c['id']], '%s %s' % (row['host'], column_title(c))) for c in columns)
         drift = '<td class="drift">%s</td>' % _e(_drift_text(row)) if _has_drift(report) else ''
+        if _has_firewall(report):
+            cell = row.get('firewall') or _cell('skipped')
+            drift = _html_cell(cell, '%s Firewall' % row['host'], 'the change ' + (cell['text'] or 'was not tried')) + drift
         out.append('<tr class="%s"><th scope="row">%s</th><td><span class="badge %s">%s</span></td>'
                    '<td class="why" title="%s">%s</td>%s<td>%s</td><td class="settings">%s</td>%s</tr>'
                    % (_e(row['state']), host, _e(row['state']), _e(row['state']), _e(row.get('why') or ''),

@@ -19,8 +19,9 @@ def fleet(lab_pristine):
 def test_the_check_playbook_shows_drift_after_the_edge_moves(fleet, tmp_path):
     lab = fleet
     targets = ':'.join(HOSTS)
-    rc, output, dummy, dummy = playbook(lab, tmp_path / 'site', 'site', targets=targets)
+    rc, output, dummy, report = playbook(lab, tmp_path / 'site', 'site', targets=targets)
     assert rc == 0, output
+    assert all(row['firewall'] == {'state': 'ok', 'text': 'changed'} for row in report['rows']), report['rows']
 
     rc, output, dummy, report = playbook(lab, tmp_path / 'before', 'check', targets=targets)
     assert rc == 0, output

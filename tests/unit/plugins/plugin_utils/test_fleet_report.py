@@ -513,3 +513,21 @@ def test_a_host_whose_firewall_drifted_is_drifted_with_a_column_and_a_figure():
     header, *table = _table_rows(fleet_report.render_markdown(report))
     assert header[3] == 'Drift' and dict(zip(header, table[0]))['Drift'] == '+1/−0 (tunnel)'
     assert '<td class="drift">+1/−0 (tunnel)</td>' in fleet_report.render_html(report)
+
+
+def test_a_failed_change_shows_in_the_firewall_column_and_the_why():
+    """The site playbook marks its probe result with what the role did; a failed change is a failed cell up front."""
+    failed = dict(probed(), failed=True, msg='egress_firewall on h (ufw): ufw is installed but inactive.',
+                  firewall_change='failed')
+    rows = [fleet_report.host_row('h', failed), fleet_report.host_row('g', dict(probed(), firewall_change='changed'))]
+    report = fleet_report.fleet_report(rows, '2026-11-27T10:05:00Z', PLAN)
+    by_host = dict((row['host'], row) for row in report['rows'])
+    assert by_host['h']['firewall'] == {'state': 'failed', 'text': 'failed'} and by_host['h']['state'] == 'failing'
+    assert by_host['h']['why'] == 'egress_firewall on h (ufw): ufw is installed but inactive.'
+    assert by_host['g']['firewall'] == {'state': 'ok', 'text': 'changed'}
+    header, *table = _table_rows(fleet_report.render_markdown(report))
+    assert header[3] == 'Firewall' and [dict(zip(header, row))['Firewall'] for row in table] == ['❌ failed', '✅ changed']
+    assert 'title="h Firewall: the change failed"' in fleet_report.render_html(report)
+    # A check run (no change tried) has no Firewall column.
+    assert 'Firewall' not in fleet_report.render_markdown(fleet_report.fleet_report(
+        [fleet_report.host_row('g', probed())], '2026-11-27T10:05:00Z', PLAN))
