@@ -13,7 +13,9 @@ apart from reading those two files.
 
 from __future__ import annotations
 
+import copy
 import difflib
+import functools
 import json
 import os
 
@@ -40,12 +42,23 @@ PLAYBOOK_VARIABLES = {
 }
 # The role's output (registered by its tasks).
 ROLE_OUTPUTS = ('egress_firewall_result',)
+# libyaml's loader where PyYAML has it: every host's first task parses these files (a third of the time).
+LOADER = getattr(yaml, 'CSafeLoader', yaml.SafeLoader)
+
+
+@functools.lru_cache(maxsize=8)
+def _parsed(text):
+    return yaml.load(text, Loader=LOADER)  # nosec B506 - a safe loader  # noqa: S506
+
+
+def _options(documentation):
+    return _parsed(documentation).get('options') or {}
 
 
 def role_variables(path=ARGUMENT_SPECS):
     """The names of the role's variables, from meta/argument_specs.yml (every entry point)."""
     with open(path, encoding='utf-8') as handle:
-        specs = yaml.safe_load(handle)['argument_specs']
+        specs = _parsed(handle.read())['argument_specs']
     names = set(ROLE_OUTPUTS)
     for entry in specs.values():
         names.update((entry.get('options') or {}).keys())
@@ -54,7 +67,7 @@ def role_variables(path=ARGUMENT_SPECS):
 
 def lookup_variables(documentation):
     """``{variable: option}`` for every ``vars:`` entry of a plugin's DOCUMENTATION (YAML text)."""
-    options = yaml.safe_load(documentation).get('options') or {}
+    options = _options(documentation)
     found = {}
     for option, spec in options.items():
         for entry in spec.get('vars') or []:
@@ -64,8 +77,8 @@ def lookup_variables(documentation):
 
 def lookup_defaults(documentation):
     """``{option: default}`` of a plugin's DOCUMENTATION, for the options that have a ``vars:`` entry."""
-    options = yaml.safe_load(documentation).get('options') or {}
-    return dict((option, spec.get('default')) for option, spec in options.items() if spec.get('vars'))
+    options = _options(documentation)
+    return dict((option, copy.deepcopy(spec.get('default'))) for option, spec in options.items() if spec.get('vars'))
 
 
 def closest(name, known):
@@ -98,4 +111,4 @@ def options_key(options):
 
 def lookup_options(documentation):
     """The option names of a plugin's DOCUMENTATION (YAML text)."""
-    return set(yaml.safe_load(documentation).get('options') or {})
+    return set(_options(documentation))
