@@ -85,8 +85,10 @@ options:
     description:
       - Address families to resolve and allow.
       - V(both) is the default because C(cloudflared) 2026.5 and later may use IPv6 on a dual-stack host.
+      - V(auto) is the same as V(both) here (the probe's V(auto) then tests the families each host has a route for),
+        so that one value works for the lookup and the probe.
     type: str
-    choices: ['both', '4', '6']
+    choices: ['both', '4', '6', 'auto']
     default: both
     vars:
       - name: tunnelwall_edge_ip_version

@@ -322,3 +322,23 @@ def test_the_lookup_takes_the_roles_purposes_extra_included(dns, tmp_path, home)
     rc, output, dummy = ansible_playbook(str(playbook), '-e', lab_vars(dns), env=home)
     assert rc == 0, output
     assert {rule['purpose'] for rule in json.loads(out.read_text())['rules']} == {'tunnel'}
+
+
+def test_the_lookup_takes_the_probes_ip_version_auto_as_both(dns, tmp_path, home):
+    """ip_version: one set of names (auto, 4, 6, both) for the lookup and the probe; auto resolves both families."""
+    out = tmp_path / 'plans.json'
+    playbook = tmp_path / 'play.yml'
+    playbook.write_text('''
+- hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - ansible.builtin.copy:
+        content: "{{ [lookup('tunnelwall.cloudflared.edge_endpoints', ip_version='auto'),
+                      lookup('tunnelwall.cloudflared.edge_endpoints', ip_version='both')] | to_json }}"
+        dest: %s
+''' % out)
+    rc, output, dummy = ansible_playbook(str(playbook), '-e', lab_vars(dns), env=home)
+    assert rc == 0, output
+    auto, both = json.loads(out.read_text())
+    assert auto['rules'] == both['rules'] and auto['rules'][0]['ipv4'] and auto['rules'][0]['ipv6']
