@@ -232,8 +232,9 @@ def test_set_stats_is_set_when_no_host_matches(dns, tmp_path, home):
     assert 'tunnelwall_fleet' in stdout and 'no host matches tunnelwall_targets=nomatch' in stdout, output
 
 
-def test_a_run_without_tunnelwall_targets_warns_that_it_runs_on_every_host(dns, tmp_path, closed_port, home):
-    rc, output, dummy = ansible_playbook('tunnelwall.cloudflared.check', '-i', dead_fleet(tmp_path, closed_port),
+@pytest.mark.parametrize('playbook', ['check', 'remove'])
+def test_a_run_without_tunnelwall_targets_warns_that_it_runs_on_every_host(playbook, dns, tmp_path, closed_port, home):
+    rc, output, dummy = ansible_playbook('tunnelwall.cloudflared.' + playbook, '-i', dead_fleet(tmp_path, closed_port),
                                          '-e', lab_vars(dns), '-e', 'tunnelwall_report_dir=%s' % (tmp_path / 'r'),
                                          env=home, cwd=str(tmp_path))
     assert 'tunnelwall_targets is not set' in output and output.count('tunnelwall_targets is not set') == 1, output
