@@ -33,6 +33,11 @@ options:
     type: str
     choices: [auto, firewalld, ufw, nftables]
     default: auto
+  plan:
+    description:
+      - An egress plan (the P(tunnelwall.cloudflared.edge_endpoints#lookup) lookup's, fresh) to compare RV(applied)
+        with; the module then returns RV(drift).
+    type: dict
 attributes:
   platform:
     description: Target operating system.
@@ -56,6 +61,17 @@ EXAMPLES = r"""
 - name: Say it
   ansible.builtin.debug:
     msg: "{{ found.backend | default('none', true) }}: {{ found.description }}"
+
+- name: Has the edge moved since the rules were applied?
+  tunnelwall.cloudflared.egress_firewall_info:
+    name: tunnelwall
+    plan: "{{ lookup('tunnelwall.cloudflared.edge_endpoints') }}"
+  register: now
+
+- name: Say what drifted
+  ansible.builtin.debug:
+    msg: "{{ now.drift.text }} ({{ now.drift.purposes | join(', ') }}): run tunnelwall.cloudflared.site"
+  when: now.drift and (now.drift.new or now.drift.gone)
 """
 
 RETURN = r"""
@@ -99,6 +115,15 @@ applied_error:
   description: Why RV(applied) could not be read; V(null) when it was.
   returned: always
   type: str
+drift:
+  description:
+    - With O(plan), how RV(applied) differs from it, for the purposes V(tunnel), V(api) and V(update) the firewall
+      holds - C(new) blocks of the plan the firewall does not allow (the edge moved there), C(gone) allowed blocks the
+      plan no longer has, C(purposes) affected, and C(text) like V(+2/−1). V(null) without O(plan) or when nothing is
+      applied.
+  returned: always
+  type: dict
+  sample: {new: 2, gone: 1, purposes: [tunnel], text: "+2/−1"}
 """
 
 import re
@@ -168,7 +193,8 @@ def read_applied(module, backend, name):
 def main():
     module = AnsibleModule(argument_spec={'name': {'type': 'str', 'default': 'tunnelwall'},
                                           'backend': {'type': 'str', 'default': 'auto',
-                                                      'choices': ['auto', 'firewalld', 'ufw', 'nftables']}},
+                                                      'choices': ['auto', 'firewalld', 'ufw', 'nftables']},
+                                          'plan': {'type': 'dict'}},
                            supports_check_mode=True)
     firewalld = {'installed': bool(module.get_bin_path('firewalld', opt_dirs=SBIN) or module.get_bin_path('firewall-cmd')),
                  'running': False, 'version': None, 'detail': 'not installed'}
@@ -185,8 +211,9 @@ def main():
     backend = firewall_backend.choose(found)
     chosen = backend if module.params['backend'] == 'auto' else module.params['backend']
     applied, applied_error = read_applied(module, chosen, module.params['name'])
+    drift = egress_applied.plan_drift(applied, module.params['plan']) if module.params['plan'] else None
     module.exit_json(changed=False, backend=backend, description=firewall_backend.describe(found), applied=applied,
-                     applied_error=applied_error, **found)
+                     applied_error=applied_error, drift=drift, **found)
 
 
 if __name__ == '__main__':

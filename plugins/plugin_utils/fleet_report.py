@@ -20,12 +20,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
-import ipaddress
 import json
 import re
 from collections.abc import Mapping
 
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_contract, probe_report
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_applied, egress_contract, probe_report
 
 REPORT_VERSION = 1
 FORMATS = ('markdown', 'html', 'json')
@@ -152,56 +151,8 @@ def _no_result_message(result):
 
 
 PLAN_KEYS = ('source', 'resolved_at', 'region', 'generation')
-# Drift compares the plan's own purposes; `extra` also holds the user's static extra_allow, which no plan knows.
-DRIFT_PURPOSES = ('tunnel', 'api', 'update')
-
-
-def _blocks(destinations):
-    """Networks of addresses, CIDR blocks and ``first-last`` ranges (nftables lists a set's unaligned runs so)."""
-    blocks = set()
-    for text in destinations or []:
-        text = str(text).strip()
-        try:
-            if '-' in text:
-                first, last = (ipaddress.ip_address(part.strip()) for part in text.split('-', 1))
-                blocks.update(ipaddress.summarize_address_range(first, last))
-            else:
-                blocks.add(ipaddress.ip_network(text, strict=False))
-        except (ValueError, TypeError):
-            continue  # anything else this cannot compare: left out
-    return blocks
-
-
-def _covered(block, blocks):
-    return any(block.version == other.version and block.subnet_of(other) for other in blocks)
-
-
-def plan_drift(applied, plan):
-    """How the allow-list a host's firewall holds (``applied``, egress_firewall_info's) differs from a fresh plan.
-
-    ``{new, gone, purposes, text}``: ``new`` counts the plan's blocks the firewall does not allow (the edge moved
-    there: an outage under default deny), ``gone`` the allowed blocks the plan no longer has (stale), for the
-    purposes the firewall holds at all (a purpose the role was told to leave out is not drift). None when there is
-    nothing to compare (no allow-list read, or none applied).
-    """
-    if not isinstance(applied, Mapping) or not isinstance(plan, Mapping) or not applied:
-        return None
-    wanted = {}
-    for rule in plan.get('rules') or []:
-        if isinstance(rule, Mapping):
-            wanted.setdefault(rule.get('purpose'), set()).update(_blocks((rule.get('ipv4') or []) + (rule.get('ipv6') or [])))
-    new = gone = 0
-    purposes = []
-    for purpose in DRIFT_PURPOSES:
-        if purpose not in applied:
-            continue
-        have, want = _blocks(applied[purpose]), wanted.get(purpose, set())
-        missing = sum(1 for block in want if not _covered(block, have))
-        stale = sum(1 for block in have if not _covered(block, want))
-        if missing or stale:
-            purposes.append(purpose)
-        new, gone = new + missing, gone + stale
-    return {'new': new, 'gone': gone, 'purposes': purposes, 'text': '+%d/−%d' % (new, gone)}
+# The comparison runs on the host too (egress_firewall_info's plan option): one function, in module_utils.
+plan_drift = egress_applied.plan_drift
 
 
 def plan_summary(plan):
