@@ -3,6 +3,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 import pytest
 
 from tests.integration.test_site_playbooks_lab import playbook, rows
@@ -44,3 +49,24 @@ def test_the_check_playbook_shows_drift_after_the_edge_moves(fleet, tmp_path):
     assert report['totals']['drifted'] == len(HOSTS)
     stats = output[output.index('CUSTOM STATS'):]
     assert '"drifted": 3' in stats
+
+    # egress_firewall_info compares on the host itself when given the plan: the same figures as the report.
+    playbook_file = tmp_path / 'drift.yml'
+    playbook_file.write_text('''
+- hosts: %s
+  gather_facts: false
+  tasks:
+    - tunnelwall.cloudflared.egress_firewall_info:
+        plan: "{{ lookup('tunnelwall.cloudflared.edge_endpoints') }}"
+      register: now
+    - ansible.builtin.copy:
+        content: "{{ now.drift | to_json }}"
+        dest: "%s/{{ inventory_hostname }}.drift.json"
+      delegate_to: localhost
+''' % (targets, tmp_path))
+    env = dict(os.environ, ANSIBLE_NOCOLOR='1', ANSIBLE_HOME=str(tmp_path / 'home-info'))
+    result = subprocess.run([os.path.join(os.path.dirname(sys.executable), 'ansible-playbook'), str(playbook_file),
+                             '-i', lab.inventory], capture_output=True, text=True, env=env, timeout=600, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for host in HOSTS:
+        assert json.loads((tmp_path / ('%s.drift.json' % host)).read_text()) == by_host[host]['drift'], host
