@@ -283,6 +283,11 @@ def test_plan_playbook_suggests_the_catalog_when_dns_fails(dns, tmp_path, home):
 # ------------------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize('failed, says', [
     ({'msg': 'ufw_egress: ufw is installed but inactive'}, 'Nothing to roll back: the firewall is as before this run.'),
+    # ansible-core 2.19+ records the exception being handled when fail_json is called in an except block.
+    ({'msg': 'ufw_egress: ufw is installed but inactive', 'exception': 'Traceback ... UfwError'},
+     'Nothing to roll back: the firewall is as before this run.'),
+    ({'msg': 'Task failed: Module failed: [Errno 13] Permission denied', 'exception': 'Traceback ...'},
+     'check the firewall; a change it had begun'),
     ({'msg': 'MODULE FAILURE\nSee stdout/stderr for the exact error', 'module_stderr': 'Traceback ...'},
      'check the firewall; a change it had begun is undone by the dead-man revert within egress_firewall_confirm_timeout'),
     ({'msg': 'verification failed', 'rolled_back': True}, 'verification failed"'),
@@ -303,7 +308,7 @@ def test_a_failure_claims_the_firewall_is_as_before_only_when_it_is_known(failed
 ''' % json.dumps(failed))
     rc, output, dummy = ansible_playbook(str(playbook), env=home)
     assert rc != 0 and says in output, output
-    if 'rolled_back' in failed or 'module_stderr' in failed:
+    if 'as before' not in says:
         assert 'as before' not in output
 
 
