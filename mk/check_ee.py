@@ -10,6 +10,8 @@ Usage (mk/packaging.mk runs it in .venv/packaging, after `ansible-builder create
   requirements;
 - the galaxy requirements install this collection from TARBALL (the one `make collection` built, same version),
   copied byte for byte into the context;
+- the definition installs what the controller needs to reach hosts (pypsrp, pywinrm, an ssh client), and the build
+  context carries them;
 - `ansible-builder introspect` on COLLECTIONS_DIR (the installed collection) finds every requirement of the
   collection's requirements.txt and bindep.txt, i.e. meta/execution-environment.yml is what ansible-builder reads
   and it names those files.
@@ -24,6 +26,42 @@ import sys
 import yaml
 
 COLLECTION = 'tunnelwall.cloudflared'
+# What the EE needs to reach hosts at all (not requirements of the collection's code): the connection plugins'
+# Python libraries for Windows and an ssh client. (kind, requirement name) as in ee/execution-environment.yml.
+CONNECTION_REQUIREMENTS = (('python', 'pypsrp'), ('python', 'pywinrm'), ('system', 'openssh-clients'))
+
+
+def requirement_name(line):
+    """``pypsrp`` of ``pypsrp>=0.8,<1.0``; ``openssh-clients`` of ``openssh-clients [platform:rpm]``."""
+    line = line.split('#', 1)[0].strip()
+    for mark in ' [<>=!~;':
+        line = line.split(mark, 1)[0]
+    return line.strip().lower()
+
+
+def check_definition(definition):
+    """The EE definition installs the connection libraries and the ssh client (CONNECTION_REQUIREMENTS)."""
+    problems = []
+    deps = definition.get('dependencies') or {}
+    for kind, name in CONNECTION_REQUIREMENTS:
+        listed = deps.get(kind)
+        names = {requirement_name(line) for line in listed} if isinstance(listed, list) else set()
+        if name not in names:
+            problems.append('%s: dependencies.%s does not install %s (needed to reach the hosts)'
+                            % ('ee/execution-environment.yml', kind, name))
+    return problems
+
+
+def check_context_requirements(context):
+    """ansible-builder wrote the definition's own requirements into the build context."""
+    problems = []
+    for kind, filename in (('python', 'requirements.txt'), ('system', 'bindep.txt')):
+        path = context / '_build' / filename
+        names = {requirement_name(line) for line in requirement_lines(path)} if path.is_file() else set()
+        for wanted_kind, name in CONNECTION_REQUIREMENTS:
+            if wanted_kind == kind and name not in names:
+                problems.append('%s does not install %s' % (path, name))
+    return problems
 
 
 def requirement_lines(path):
@@ -50,6 +88,7 @@ def check_containerfile(definition, context):
         'ansible-runner': deps['ansible_runner']['package_pip'],
         'the galaxy requirements': 'ansible-galaxy collection install $ANSIBLE_GALAXY_CLI_COLLECTION_OPTS -r requirements.yml',
         "the collections' Python and system requirements": 'introspect.py introspect',
+        "the definition's own Python and system requirements": '--user-pip=requirements.txt --user-bindep=bindep.txt',
         'their installation': '/output/scripts/assemble',
     }
     for step in definition.get('additional_build_steps', {}).get('prepend_galaxy', []):
@@ -98,7 +137,9 @@ def main(argv):
     ee_file, context, tarball, collections_dir = (pathlib.Path(a) for a in argv[1:])
     definition = yaml.safe_load(ee_file.read_text(encoding='utf-8'))
     collection_root = collections_dir.joinpath('ansible_collections', *COLLECTION.split('.'))
-    problems = check_containerfile(definition, context)
+    problems = check_definition(definition)
+    problems += check_context_requirements(context)
+    problems += check_containerfile(definition, context)
     problems += check_collection_tarball(context, tarball)
     problems += check_introspection(collections_dir, collection_root)
     if problems:

@@ -29,6 +29,8 @@ from ansible_collections.tunnelwall.cloudflared.plugins.plugin_utils import flee
 ARGUMENT_SPEC = dict(
     results=dict(type='dict'),
     probe_var=dict(type='str'),
+    plan_var=dict(type='str'),
+    applied_var=dict(type='str'),
     hosts=dict(type='list', elements='str'),
     dest=dict(type='path', required=True),
     formats=dict(type='list', elements='str', choices=list(fleet_report.FORMATS), default=list(fleet_report.FORMATS)),
@@ -195,12 +197,13 @@ class ActionModule(ActionBase):
         if plan is not None and (plan.get('version') != 1 or isinstance(plan.get('version'), bool) or 'source' not in plan):
             raise OptionError('plan: expected the egress plan of the tunnelwall.cloudflared.edge_endpoints lookup '
                               '(version 1, with source and resolved_at); got keys %s' % ', '.join(sorted(map(str, plan))))
-        if params['probe_var'] is not None and not params['probe_var'].isidentifier():
-            raise OptionError('probe_var=%r: expected the name of a registered variable' % params['probe_var'])
+        for name in ('probe_var', 'plan_var', 'applied_var'):
+            if params[name] is not None and not params[name].isidentifier():
+                raise OptionError('%s=%r: expected the name of a variable' % (name, params[name]))
 
     @staticmethod
     def _probe_results(params, task_vars):
-        """``[(host, its registered probe result or None)]``, in the order to report them."""
+        """``[(host, probe result or None, plan or None, applied allow-list or None)]``, in the order to report them."""
         if params['results'] is not None:
             if not params['results']:
                 raise OptionError('results: empty; no host to report on')
@@ -208,7 +211,7 @@ class ActionModule(ActionBase):
                 if value is not None and not isinstance(value, Mapping):
                     raise OptionError('results[%r]: expected the registered result of edge_probe (a dict) or null, got %s'
                                       % (to_text(host), _described(value)))
-            return [(to_text(host), value) for host, value in params['results'].items()]
+            return [(to_text(host), value, None, None) for host, value in params['results'].items()]
         hosts = params['hosts'] if params['hosts'] is not None else task_vars.get('ansible_play_hosts_all') or []
         if not hosts:
             raise OptionError('hosts: empty; no host to report on')
@@ -222,13 +225,19 @@ class ActionModule(ActionBase):
             if value is not None and not isinstance(value, Mapping):
                 raise OptionError('probe_var=%s: on %s it is %s, not a registered edge_probe result'
                                   % (params['probe_var'], host, _described(value)))
-            probe_results.append((host, value))
+            plan = variables.get(params['plan_var']) if params['plan_var'] else None
+            # applied_var: egress_firewall_info's registered result, or its `applied` alone.
+            applied = variables.get(params['applied_var']) if params['applied_var'] else None
+            if isinstance(applied, Mapping) and 'backend' in applied:
+                applied = applied.get('applied')
+            probe_results.append((host, value, plan if isinstance(plan, Mapping) else None,
+                                  applied if isinstance(applied, Mapping) else None))
         return probe_results
 
     @staticmethod
     def _outputs(params, probe_results):
         """The report, its renderings, and which of them differ from the files on disk."""
-        rows = [fleet_report.host_row(host, value) for host, value in probe_results]
+        rows = [fleet_report.host_row(host, value, plan, applied) for host, value, plan, applied in probe_results]
         report = fleet_report.fleet_report(rows, _utc_now(), params['plan'])
         formats = [name for name in fleet_report.FORMATS if name in params['formats']]
         paths = dict((name, os.path.join(params['dest'], params['basename'] + fleet_report.EXTENSIONS[name]))

@@ -67,6 +67,8 @@ options:
         C(cloudflared) makes even with C(--no-autoupdate), only skipping the update) just fails - but without V(api)
         the start-up pre-check reports the API unreachable, and C(tunnel create), C(route) or C(run NAME) with
         cert.pem need it.
+      - V(extra) is accepted too, as the role's C(egress_firewall_purposes) takes it, and changes nothing - the
+        O(extra_hostnames) are always in the plan.
     type: list
     elements: str
     default: [tunnel, api, update]
@@ -88,8 +90,10 @@ options:
     description:
       - Address families to resolve and allow.
       - V(both) is the default because C(cloudflared) 2026.5 and later may use IPv6 on a dual-stack host.
+      - V(auto) is the same as V(both) here (the probe's V(auto) then tests the families each host has a route for),
+        so that one value works for the lookup and the probe.
     type: str
-    choices: ['both', '4', '6']
+    choices: ['both', '4', '6', 'auto']
     default: both
     vars:
       - name: tunnelwall_edge_ip_version
@@ -330,7 +334,7 @@ from ansible.plugins.lookup import LookupBase
 from ansible.utils.display import Display
 
 from ansible_collections.tunnelwall.cloudflared.plugins.plugin_utils import (
-    edge_lookup, edge_options, edge_resolver, egress_plan, plan_cache)
+    edge_lookup, edge_options, edge_resolver, egress_plan, known_variables, plan_cache)
 
 display = Display()
 
@@ -345,6 +349,11 @@ class LookupModule(LookupBase):
                                      % (' and '.join(missing), ' '.join(missing)))
         if terms:
             raise AnsibleLookupError('edge_endpoints takes no terms, only options (got %r)' % (terms,))
+        # set_options ignores an option it does not know: regoin='us' would resolve the global edge.
+        typos = known_variables.unknown(kwargs, self.option_definitions, prefixes=('',))
+        if typos:
+            raise AnsibleLookupError('edge_endpoints: %s; nothing was resolved'
+                                     % known_variables.describe(typos, what='option'))
         edge_options.check_raw(kwargs)
         self.set_options(var_options=variables, direct=kwargs)
         options = edge_options.parse_options(self.get_option)

@@ -11,6 +11,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import ipaddress
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import dns_client, reachability
@@ -196,20 +197,46 @@ def _counts(hosts, names):
     return ', '.join('%s (%d/%d addresses)' % (name, hosts[name][0], hosts[name][1]) for name in names)
 
 
+def _network(text):
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return None
+
+
+def blocks_holding(addresses, cidrs):
+    """The blocks of ``cidrs`` that hold one of ``addresses``, plus each address none holds, collapsed, IPv4 first.
+
+    What to open for failed addresses: the plan's own blocks (a /24 when the plan was widened to /24s), never
+    a block of another family or one whose addresses all answered. Text that is no address is kept as it is.
+    """
+    networks = [n for n in (_network(c) for c in cidrs) if n is not None]
+    chosen, other = set(), set()
+    for text in addresses:
+        address = _network(text)
+        if address is None:
+            other.add(str(text))
+            continue
+        holding = [n for n in networks if n.version == address.version and address.subnet_of(n)]
+        chosen.update(holding or [address])
+    return [str(n) for version in (4, 6)
+            for n in ipaddress.collapse_addresses(sorted(n for n in chosen if n.version == version))] + sorted(other)
+
+
 def destinations_to_open(plan, failed, families):
-    """``[{purpose, protocol, port, destinations}]``: the plan's destinations for the failed (purpose, protocol, port)
-    groups (the failed addresses themselves when the plan has no rule for a group, as with explicit targets)."""
+    """``[{purpose, protocol, port, destinations}]`` for the failed (purpose, protocol, port) groups: only the plan's
+    blocks that hold a failed address, in the failed families (the failed addresses themselves when the plan has no
+    rule for a group, as with explicit targets) - a host where only IPv6 fails is told to open only IPv6."""
     entries = []
     groups = sorted(set((r['purpose'], r['protocol'], r['port']) for r in failed))
     for purpose, protocol, port in groups:
         rule = next((r for r in (plan or {}).get('rules', []) if (r['purpose'], r['protocol'], r['port'])
                      == (purpose, protocol, port)), None)
-        if rule:
-            destinations = [cidr for family in families for cidr in rule.get(family, [])]
-        else:
-            destinations = sorted(set(r['address'] for r in failed if (r['purpose'], r['protocol'], r['port'])
-                                      == (purpose, protocol, port)))
-        entries.append({'purpose': purpose, 'protocol': protocol, 'port': port, 'destinations': destinations})
+        addresses = sorted(set(r['address'] for r in failed if (r['purpose'], r['protocol'], r['port'])
+                               == (purpose, protocol, port)))
+        cidrs = [cidr for family in families for cidr in rule.get(family, [])] if rule else []
+        entries.append({'purpose': purpose, 'protocol': protocol, 'port': port,
+                        'destinations': blocks_holding(addresses, cidrs)})
     return entries
 
 

@@ -15,10 +15,29 @@ description:
     works, which needs root), and which of them the P(tunnelwall.cloudflared.egress_firewall#role) role would use
     with C(egress_firewall_backend=auto).
   - Changes nothing. Linux only; the role recognises Windows hosts by their connection.
+  - Also reads back what the chosen firewall allows now for the rules named O(name) (RV(applied)), so that the
+    C(tunnelwall.cloudflared.check) playbook can compare it with a fresh plan (drift).
 author: tunnelwall developers (@tunnelwall)
 extends_documentation_fragment:
   - tunnelwall.cloudflared.attributes_read_only
-options: {}
+options:
+  name:
+    description:
+      - The name the rules were applied with (the role's C(egress_firewall_name)), whose allow-list RV(applied) reads.
+    type: str
+    default: tunnelwall
+  backend:
+    description:
+      - Which firewall to read RV(applied) from - the role's C(egress_firewall_backend); V(auto) reads the one
+        RV(backend) names.
+    type: str
+    choices: [auto, firewalld, ufw, nftables]
+    default: auto
+  plan:
+    description:
+      - An egress plan (the P(tunnelwall.cloudflared.edge_endpoints#lookup) lookup's, fresh) to compare RV(applied)
+        with; the module then returns RV(drift).
+    type: dict
 attributes:
   platform:
     description: Target operating system.
@@ -42,6 +61,17 @@ EXAMPLES = r"""
 - name: Say it
   ansible.builtin.debug:
     msg: "{{ found.backend | default('none', true) }}: {{ found.description }}"
+
+- name: Has the edge moved since the rules were applied?
+  tunnelwall.cloudflared.egress_firewall_info:
+    name: tunnelwall
+    plan: "{{ lookup('tunnelwall.cloudflared.edge_endpoints') }}"
+  register: now
+
+- name: Say what drifted
+  ansible.builtin.debug:
+    msg: "{{ now.drift.text }} ({{ now.drift.purposes | join(', ') }}): run tunnelwall.cloudflared.site"
+  when: now.drift and (now.drift.new or now.drift.gone)
 """
 
 RETURN = r"""
@@ -72,12 +102,34 @@ nftables:
   returned: always
   type: dict
   sample: {installed: true, usable: true, version: 1.0.6, detail: usable}
+applied:
+  description:
+    - The destinations the chosen firewall allows now for O(name), by purpose (addresses or blocks as the firewall
+      stores them) - ufw's rules tagged C(NAME:PURPOSE), firewalld's permanent ipsets, the sets of nftables' table
+      C(inet NAME). Empty when nothing of O(name) is there; V(null) when there is no firewall or it could not be read
+      (RV(applied_error) says why).
+  returned: always
+  type: dict
+  sample: {tunnel: [198.51.100.11/32, 2001:db8:e::11/128], api: [198.51.100.80/32]}
+applied_error:
+  description: Why RV(applied) could not be read; V(null) when it was.
+  returned: always
+  type: str
+drift:
+  description:
+    - With O(plan), how RV(applied) differs from it, for the purposes V(tunnel), V(api) and V(update) the firewall
+      holds - C(new) blocks of the plan the firewall does not allow (the edge moved there), C(gone) allowed blocks the
+      plan no longer has, C(purposes) affected, and C(text) like V(+2/−1). V(null) without O(plan) or when nothing is
+      applied.
+  returned: always
+  type: dict
+  sample: {new: 2, gone: 1, purposes: [tunnel], text: "+2/−1"}
 """
 
 import re
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import firewall_backend, ufw_rules
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_applied, firewall_backend, ufw_rules
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.firewalld_client import Firewalld, FirewalldError
 
 SBIN = ['/usr/sbin', '/sbin']
@@ -111,8 +163,39 @@ def find_nftables(module):
     return {'installed': True, 'usable': True, 'version': version, 'detail': 'usable'}
 
 
+UFW_RULES = {'ipv4': '/etc/ufw/user.rules', 'ipv6': '/etc/ufw/user6.rules'}
+
+
+def read_applied(module, backend, name):
+    """(what the backend allows for NAME by purpose, None) or (None, why it could not be read)."""
+    if backend == 'ufw':
+        return egress_applied.from_ufw(dict((f, read_text(p)) for f, p in UFW_RULES.items()), name), None
+    if backend == 'firewalld':
+        try:
+            return egress_applied.from_firewalld(Firewalld(module.run_command).read(name, permanent=True)['ipsets'], name), None
+        except FirewalldError as error:
+            return None, str(error)
+    if backend == 'nftables':
+        nft = module.get_bin_path('nft', opt_dirs=SBIN)
+        rc, out, err = module.run_command([nft, 'list', 'tables'])
+        if rc == 0 and ('table inet %s' % name) not in out.splitlines():
+            return {}, None
+        rc, out, err = module.run_command([nft, '-j', 'list', 'table', 'inet', name])
+        if rc != 0:
+            return None, first_line(err) or 'nft -j list table inet %s: exit %d' % (name, rc)
+        try:
+            return egress_applied.from_nftables(out), None
+        except (ValueError, KeyError, TypeError) as error:
+            return None, 'cannot read nft -j list table inet %s: %s' % (name, error)
+    return None, 'no firewall found'
+
+
 def main():
-    module = AnsibleModule(argument_spec={}, supports_check_mode=True)
+    module = AnsibleModule(argument_spec={'name': {'type': 'str', 'default': 'tunnelwall'},
+                                          'backend': {'type': 'str', 'default': 'auto',
+                                                      'choices': ['auto', 'firewalld', 'ufw', 'nftables']},
+                                          'plan': {'type': 'dict'}},
+                           supports_check_mode=True)
     firewalld = {'installed': bool(module.get_bin_path('firewalld', opt_dirs=SBIN) or module.get_bin_path('firewall-cmd')),
                  'running': False, 'version': None, 'detail': 'not installed'}
     if firewalld['installed']:
@@ -125,7 +208,12 @@ def main():
     conf = read_text(firewall_backend.UFW_CONF)
     ufw = {'installed': bool(ufw_binary) and conf is not None, 'enabled': conf is not None and ufw_rules.ufw_enabled(conf)}
     found = {'firewalld': firewalld, 'ufw': ufw, 'nftables': find_nftables(module)}
-    module.exit_json(changed=False, backend=firewall_backend.choose(found), description=firewall_backend.describe(found), **found)
+    backend = firewall_backend.choose(found)
+    chosen = backend if module.params['backend'] == 'auto' else module.params['backend']
+    applied, applied_error = read_applied(module, chosen, module.params['name'])
+    drift = egress_applied.plan_drift(applied, module.params['plan']) if module.params['plan'] else None
+    module.exit_json(changed=False, backend=backend, description=firewall_backend.describe(found), applied=applied,
+                     applied_error=applied_error, drift=drift, **found)
 
 
 if __name__ == '__main__':

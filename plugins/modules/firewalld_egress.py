@@ -240,6 +240,8 @@ firewalld_version:
   sample: 1.3.3
 """
 
+import os
+
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import (
     egress_module, egress_request, egress_transaction, firewalld_apply, firewalld_policy as fp)
@@ -272,6 +274,10 @@ def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, required_if=REQUIRED_IF, supports_check_mode=True)
     request, verify, nameservers = egress_module.prepare(module, 'firewalld', 'firewalld_egress',
                                                          render_problem(module.params))
+    if os.geteuid() != 0:
+        # As ufw_egress and nftables_egress: firewalld may answer D-Bus reads, but the files and the transaction
+        # record under /etc/firewalld need root - say so instead of a PermissionError half-way.
+        module.fail_json(msg='firewalld_egress changes the firewall and must run as root (become: true)')
     params = normalised(module.params, request)
     services = dict(dhcp=request.allow_dhcp, mld=request.allow_mld,
                     metadata=sum(egress_request.metadata_destinations(request), ()))

@@ -28,7 +28,8 @@ description:
     QUIC blocked with HTTP/2 working, one address family or region blocked, the API unreachable), V(failing) (no tunnel
     protocol works, a requirement of the probe is not met, or the probe failed) or V(unreachable) (no probe result -
     the host could not be reached, or the probe was skipped or failed before it probed). Every host that is not V(ok)
-    is listed under "What to fix" with the destinations to open.
+    is listed under "What to fix" with the destinations to open - only the plan's blocks that hold an address that
+    failed, in the family that failed. The hosts are listed worst first, each with the reason in one line.
   - Runs once per play whatever the play's hosts, like M(ansible.builtin.add_host). Never fails because of what the
     report says; use the returned RV(stats) or RV(report) to decide that.
 options:
@@ -43,6 +44,20 @@ options:
       - The name of the variable the probe registered on each host; read from C(hostvars) of every host of O(hosts).
         A host without it is reported as unreachable.
       - Mutually exclusive with O(results).
+    type: str
+  plan_var:
+    description:
+      - With O(probe_var), the name of the variable that holds each host's own egress plan (hosts of one fleet may
+        have plans of different regions); each row then says where its plan came from (C(plan)), and the report
+        counts the hosts per region (C(regions)).
+    type: str
+  applied_var:
+    description:
+      - With O(probe_var) and O(plan_var), the name of the variable that holds what each host's firewall allows now -
+        the registered result of M(tunnelwall.cloudflared.egress_firewall_info) or its C(applied). Each row then
+        compares it with the host's plan (C(drift) - C(new) blocks of the plan the firewall does not allow, C(gone)
+        allowed blocks the plan no longer has, for the purposes V(tunnel), V(api) and V(update) the firewall holds),
+        and a host that is otherwise ok but drifted is V(drifted).
     type: str
   hosts:
     description:
@@ -174,18 +189,26 @@ report:
       sample: [{id: dns, label: DNS, family: null}, {id: quic_ipv4, label: QUIC 7844, family: ipv4}]
     rows:
       description:
-        - One per host - C(host), C(state) (V(ok), V(degraded), V(failing), V(unreachable)), C(message) (why
-          unreachable), C(protocol) and C(reason) (the probe's recommendation), C(settings) (the probe's
+        - One per host, worst first (V(failing), V(unreachable), V(degraded), V(drifted), V(ok); in the order given
+          within a state) - C(host), C(state) (V(ok), V(degraded), V(failing), V(unreachable), V(drifted)), C(why)
+          (the reason in one line, the table's "Why" column; empty when ok), C(message) (why unreachable), C(protocol)
+          and C(reason) (the probe's recommendation), C(settings) (the probe's
           C(recommended_settings)), C(cells) (by column id, each with C(state), C(text) and, when some failed, C(errors)
           counting them by kind), C(failing) (the ids of failed and partial columns), C(problems) (what failed, in
-          words), C(to_open) (the probe's C(to_open) - C(purpose), C(protocol), C(port), C(destinations) - for what
+          words), C(plan) (C(source), C(resolved_at), C(region) and C(generation) of the host's plan with O(plan_var),
+          else V(null)), C(drift) (with O(applied_var) - C(new), C(gone), C(purposes) and C(text) like V(+2/−1) - else
+          V(null)), C(to_open) (the probe's C(to_open) - C(purpose), C(protocol), C(port), C(destinations) - for what
           failed) and C(unmet) (the requirements not met).
       type: list
       elements: dict
     totals:
-      description: How many hosts, and how many of them are ok, degraded, failing and unreachable.
+      description: How many hosts, and how many of them are ok, degraded, failing, unreachable and drifted.
       type: dict
-      sample: {hosts: 4, ok: 1, degraded: 1, failing: 1, unreachable: 1}
+      sample: {hosts: 4, ok: 1, degraded: 1, failing: 1, unreachable: 1, drifted: 0}
+    regions:
+      description: How many hosts have a plan of each region (with O(plan_var)); empty without.
+      type: dict
+      sample: {fed: 1, global: 3}
     protocols:
       description: How many hosts each protocol is recommended for.
       type: dict
@@ -210,7 +233,7 @@ stats:
   type: dict
   sample:
     generated_at: "2026-11-27T10:05:00Z"
-    totals: {hosts: 3, ok: 1, degraded: 1, failing: 0, unreachable: 1}
+    totals: {hosts: 3, ok: 1, degraded: 1, failing: 0, unreachable: 1, drifted: 0}
     hosts:
       web1: {state: ok, protocol: quic, failing: [], to_open: [], settings: {protocol: quic, edge_ip_version: auto}}
       web2:

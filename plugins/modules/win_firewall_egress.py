@@ -59,7 +59,7 @@ options:
     type: bool
     default: false
   profiles:
-    description: Firewall profiles the rules and the default action apply to.
+    description: Firewall profiles the rules and the default action apply to - V(Domain), V(Private), V(Public), in any case.
     type: list
     elements: str
     default: [Domain, Private, Public]

@@ -16,7 +16,9 @@ import math
 from ansible.errors import AnsibleOptionsError
 from ansible_collections.tunnelwall.cloudflared.plugins.plugin_utils import cloudflare_catalog, edge_names
 
-IP_VERSIONS = ('both', '4', '6')
+# The probe's choices too (auto, 4, 6, both): one set of names everywhere. On the controller `auto` is `both` -
+# which family a host can use is the probe's to find out, so the plan carries both.
+IP_VERSIONS = ('both', '4', '6', 'auto')
 ON_DNS_FAILURE = ('fail', 'catalog')
 # Widening beyond these would cover address space far outside any single
 # Cloudflare block; the ownership guard would only warn, so refuse outright.
@@ -154,7 +156,9 @@ def _hostname(option, value):
 
 
 def _purposes(value):
-    items = [_choice('purposes', item, edge_names.PURPOSES) for item in _as_list('purposes', value)]
+    # `extra` is accepted as the role takes it (egress_firewall_purposes): the plan's extra host names come from
+    # extra_hostnames and are always in it, so one list of purposes works for the lookup and the role.
+    items = [_choice('purposes', item, edge_names.PURPOSES + ('extra',)) for item in _as_list('purposes', value)]
     # The tunnel is the reason this plan exists: it is always in it.
     chosen = set(items) | {'tunnel'}
     return tuple(p for p in edge_names.PURPOSES if p in chosen)
@@ -234,7 +238,8 @@ def parse_options(get):
         generation=_choice('generation', raw('generation'), edge_names.GENERATIONS),
         purposes=_purposes(raw('purposes')),
         extra_hostnames=_extra_hostnames(raw('extra_hostnames')),
-        ip_version=_choice('ip_version', raw('ip_version'), IP_VERSIONS),
+        # auto is both here: one plan (and one cache entry) for the two spellings.
+        ip_version=_choice('ip_version', raw('ip_version'), IP_VERSIONS).replace('auto', 'both'),
         nameservers=tuple(_ip_literal('nameservers', ns) for ns in _as_list('nameservers', raw('nameservers'))),
         port=_integer('port', raw('port'), 1, 65535),
         timeout=_seconds('timeout', raw('timeout')),

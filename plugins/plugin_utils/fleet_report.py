@@ -24,7 +24,7 @@ import json
 import re
 from collections.abc import Mapping
 
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_contract, probe_report
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_applied, egress_contract, probe_report
 
 REPORT_VERSION = 1
 FORMATS = ('markdown', 'html', 'json')
@@ -34,7 +34,10 @@ FAMILY_LABELS = {'ipv4': 'IPv4', 'ipv6': 'IPv6'}
 # failing: no tunnel protocol works, a requirement is unmet or the probe failed; degraded: the tunnel works
 # (cloudflared runs) but something the probe checked does not - QUIC blocked with HTTP/2 working, one family,
 # one region, the API, DNS drift.
-HOST_STATES = ('ok', 'degraded', 'failing', 'unreachable')
+HOST_STATES = ('ok', 'degraded', 'failing', 'unreachable', 'drifted')
+# The report lists the hosts worst first (in the order given within a state): what needs a hand comes first.
+# drifted: everything answered, but the firewall's allow-list differs from a fresh plan (the edge moved).
+SEVERITY = ('failing', 'unreachable', 'degraded', 'drifted', 'ok')
 SETTING_KEYS = ('protocol', 'edge_ip_version')
 TITLE = 'Cloudflare Tunnel egress: fleet report'
 
@@ -189,23 +192,40 @@ def _no_result_message(result):
     return 'not an edge_probe result (it has no summary)'
 
 
-def _unreachable_row(hostname, result):
+PLAN_KEYS = ('source', 'resolved_at', 'region', 'generation')
+# The comparison runs on the host too (egress_firewall_info's plan option): one function, in module_utils.
+plan_drift = egress_applied.plan_drift
+
+
+def plan_summary(plan):
+    """Where a plan came from: its source, resolved_at, region and generation; None without a plan."""
+    return dict((key, plan.get(key)) for key in PLAN_KEYS) if isinstance(plan, Mapping) else None
+
+
+def _unreachable_row(hostname, result, plan=None, drift=None):
     return {'host': hostname, 'state': 'unreachable', 'message': _no_result_message(result), 'protocol': None,
             'reason': None, 'cells': dict((column['id'], _cell('unreachable')) for column in COLUMNS),
-            'failing': [], 'problems': [], 'to_open': [], 'unmet': [], 'settings': None}
+            'failing': [], 'problems': [], 'to_open': [], 'unmet': [], 'settings': None, 'plan': plan_summary(plan),
+            'why': _no_result_message(result), 'drift': drift, 'firewall': None}
 
 
-def host_row(hostname, probe_result):
+def host_row(hostname, probe_result, plan=None, applied=None):
     """One host's row, from its registered edge_probe (or win_edge_probe) result.
 
     A result without a summary (host unreachable, probe skipped or failed
     before it probed, or no result at all) is an ``unreachable`` row with
     the reason in ``message``; a probe that failed because a requirement
     was not met still has its results and is an ordinary ``failing`` row.
+    ``plan`` is the host's own egress plan (hosts of one fleet may have
+    different regions), summarised in the row's ``plan``; ``applied`` what
+    its firewall allows now (egress_firewall_info's ``applied``), compared
+    with the plan in the row's ``drift`` - an ok host that drifted is
+    ``drifted``.
     """
+    drift = plan_drift(applied, plan)
     if not isinstance(probe_result, Mapping) or probe_result.get('unreachable') \
             or not isinstance(probe_result.get('summary'), list):
-        return _unreachable_row(hostname, probe_result)
+        return _unreachable_row(hostname, probe_result, plan, drift)
     summary = _items(probe_result['summary'])
     results = _items(probe_result.get('results'))
     dns = probe_result.get('dns') if isinstance(probe_result.get('dns'), Mapping) else {}
@@ -247,9 +267,37 @@ def host_row(hostname, probe_result):
         state = 'failing'
     else:
         state = 'degraded' if failing or problems else 'ok'
-    return {'host': hostname, 'state': state, 'message': None, 'protocol': protocol,
+    if drift and (drift['new'] or drift['gone']):
+        problems.append('drift: the firewall allows %s against a fresh plan (%s new, %s gone; %s); run the site '
+                        'playbook to follow the edge'
+                        % (drift['text'], drift['new'], drift['gone'], ', '.join(drift['purposes'])))
+        state = 'drifted' if state == 'ok' else state
+    return {'host': hostname, 'state': state, 'message': None, 'protocol': protocol, 'why': _why(state, problems, unmet),
             'reason': str(probe_result.get('recommendation_reason') or '') or None, 'cells': cells, 'failing': failing,
-            'problems': problems, 'to_open': to_open, 'unmet': unmet, 'settings': _settings(probe_result)}
+            'problems': problems, 'to_open': to_open, 'unmet': unmet, 'settings': _settings(probe_result),
+            'plan': plan_summary(plan), 'drift': drift, 'firewall': firewall_cell(probe_result)}
+
+
+# What the site playbook's role did to the host's firewall (the probe result's firewall_change), as a cell.
+FIREWALL_CHANGES = {'changed': 'ok', 'unchanged': 'ok', 'would change': 'ok', 'failed': 'failed', 'rolled back': 'failed'}
+
+
+def firewall_cell(probe_result):
+    """The Firewall cell: the change the role made (ok) or that failed (failed); None where no change was tried."""
+    change = probe_result.get('firewall_change') if isinstance(probe_result, Mapping) else None
+    if change not in FIREWALL_CHANGES:
+        return None
+    return _cell(FIREWALL_CHANGES[change], change)
+
+
+def _why(state, problems, unmet):
+    """The row's reason in one line: what failed first (the change's error comes last in problems, so first here)."""
+    if state == 'ok':
+        return ''
+    if problems and not unmet and state == 'failing':
+        return problems[-1]  # the probe's or the change's own error
+    return ('requirement not met: %s' % unmet[0].split(probe_report.FIX_MARK, 1)[0]) if unmet else \
+        (problems[0] if problems else '')
 
 
 def _open_entry(entry):
@@ -274,7 +322,7 @@ def settings_line(settings):
 
 def fleet_report(rows, generated_at, plan=None):
     """The report of a fleet: the columns some host probed, the rows, the totals, where the plan came from."""
-    rows = list(rows)
+    rows = sorted(rows, key=lambda row: SEVERITY.index(row['state']))
     shown = [c for c in COLUMNS[:1] + [ORIGINS_COLUMN] + COLUMNS[1:]
              if any(row['cells'].get(c['id'], {}).get('state') not in (None, 'skipped', 'unreachable') for row in rows)]
     totals = {'hosts': len(rows)}
@@ -296,7 +344,13 @@ def fleet_report(rows, generated_at, plan=None):
         'protocols': dict(sorted(protocols.items())),
     }
     if plan:
-        report['plan'] = dict((key, plan.get(key)) for key in ('source', 'resolved_at', 'region', 'generation'))
+        report['plan'] = plan_summary(plan)
+    # A fleet whose hosts have plans of different regions says so (the plan line names one plan only).
+    regions = {}
+    for row in rows:
+        if row.get('plan') and row['plan'].get('region'):
+            regions[row['plan']['region']] = regions.get(row['plan']['region'], 0) + 1
+    report['regions'] = dict(sorted(regions.items()))
     return report
 
 
@@ -309,6 +363,8 @@ def fleet_stats(report):
                  'to_open': [dict(e) for e in row['to_open']]}
         if row['message']:
             entry['message'] = row['message']
+        if row.get('drift'):
+            entry['drift'] = dict(row['drift'])
         hosts[row['host']] = entry
     return {'generated_at': report['generated_at'], 'totals': dict(report['totals']), 'hosts': hosts}
 
@@ -316,9 +372,10 @@ def fleet_stats(report):
 def totals_line(report):
     """``4 hosts: 1 ok, 1 degraded, 1 failing, 1 unreachable``."""
     totals = report['totals']
-    return '%d host%s: %d ok, %d degraded, %d failing, %d unreachable' % (
+    line = '%d host%s: %d ok, %d degraded, %d failing, %d unreachable' % (
         totals['hosts'], '' if totals['hosts'] == 1 else 's', totals['ok'], totals['degraded'], totals['failing'],
         totals['unreachable'])
+    return line + (', %d drifted' % totals['drifted'] if totals.get('drifted') else '')
 
 
 PLAN_SOURCES = {'dns': 'DNS', 'catalog': "Cloudflare's published list"}
@@ -337,10 +394,43 @@ def _plan_line(plan):
     return line
 
 
+def _regions_line(report):
+    regions = report.get('regions') or {}
+    if len(regions) < 2:
+        return None
+    return 'Plans by region: %s' % ', '.join(
+        '%s %d host%s' % (region, count, '' if count == 1 else 's') for region, count in regions.items())
+
+
 def _protocols_line(report):
     if not report['protocols']:
         return None
     return 'Recommended protocol: %s' % ', '.join('%s %d' % item for item in report['protocols'].items())
+
+
+WHY_LENGTH = 80
+
+
+def _short(text):
+    """The reason as a table shows it: at most WHY_LENGTH characters (the whole text is under "What to fix")."""
+    text = ' '.join(str(text or '').split())
+    return text if len(text) <= WHY_LENGTH else text[:WHY_LENGTH - 1] + '…'
+
+
+def _has_firewall(report):
+    return any(row.get('firewall') for row in report['rows'])
+
+
+def _has_drift(report):
+    return any(row.get('drift') for row in report['rows'])
+
+
+def _drift_text(row):
+    """``+2/−1 (tunnel)``; '' when the row has nothing to compare."""
+    drift = row.get('drift')
+    if not drift:
+        return ''
+    return drift['text'] + (' (%s)' % ', '.join(drift['purposes']) if drift['purposes'] else '')
 
 
 def _needs_attention(report):
@@ -354,7 +444,7 @@ def _needs_attention(report):
 # a table row, so every run of white space becomes one space.
 MARKDOWN_SPECIAL = re.compile(r'([\\`*_\[\]<>|#~])')
 MARKDOWN_MARKS = {'ok': '✅', 'failed': '❌', 'failing': '❌', 'partial': '⚠️', 'degraded': '⚠️', 'skipped': '➖',
-                  'unreachable': '⛔'}
+                  'unreachable': '⛔', 'drifted': '🔀'}
 
 
 def _md(text):
@@ -368,14 +458,19 @@ def _md_cell(cell):
 def render_markdown(report):
     """The report as GitHub-flavoured Markdown: totals, one table row per host, then what to fix."""
     lines = ['# %s' % _md(report['title']), '', '- Generated %s' % _md(report['generated_at'])]
-    lines += ['- %s' % _md(line) for line in (_plan_line(report['plan']), _protocols_line(report)) if line]
+    lines += ['- %s' % _md(line) for line in (_plan_line(report['plan']), _regions_line(report), _protocols_line(report))
+              if line]
     lines += ['', '**%s**' % _md(totals_line(report)), '']
-    header = ['Host', 'State', 'Protocol', 'cloudflared settings'] + [column_title(c) for c in report['columns']]
+    drift, firewall = _has_drift(report), _has_firewall(report)
+    header = ['Host', 'State', 'Why'] + (['Firewall'] if firewall else []) + (['Drift'] if drift else []) + \
+        ['Protocol', 'cloudflared settings'] + [column_title(c) for c in report['columns']]
     lines.append('| %s |' % ' | '.join(_md(h) for h in header))
     lines.append('|' + ' --- |' * len(header))
     for row in report['rows']:
-        cells = [_md(row['host']), '%s %s' % (MARKDOWN_MARKS[row['state']], row['state']), _md(row['protocol'] or ''),
-                 _md(settings_line(row.get('settings')))]
+        cells = [_md(row['host']), '%s %s' % (MARKDOWN_MARKS[row['state']], row['state']), _md(_short(row.get('why')))]
+        cells += [_md_cell(row.get('firewall') or _cell('skipped'))] if firewall else []
+        cells += [_md(_drift_text(row))] if drift else []
+        cells += [_md(row['protocol'] or ''), _md(settings_line(row.get('settings')))]
         cells += [_md_cell(row['cells'][c['id']]) for c in report['columns']]
         lines.append('| %s |' % ' | '.join(cells))
     lines += ['', '## What to fix', '']
@@ -420,6 +515,7 @@ h3 { font-size: 1rem; margin: 1rem 0 .3rem; }
 .badge.failing, .badge.failed { background: var(--failed); }
 .badge.partial, .badge.degraded { background: var(--partial); }
 .badge.unreachable { background: var(--unreachable); }
+.badge.drifted { background: #0969da; }
 .scroll { overflow-x: auto; }
 table { border-collapse: collapse; }
 th, td { border: 1px solid var(--line); padding: .3rem .55rem; text-align: center; white-space: nowrap; }
@@ -433,6 +529,7 @@ td.cell.unreachable { background: #fbefff; color: var(--unreachable); }
 section.host { border-left: 4px solid var(--failed); padding: .1rem 0 .1rem .9rem; margin: .8rem 0; }
 section.host.unreachable { border-color: var(--unreachable); }
 section.host.degraded { border-color: var(--partial); }
+section.host.drifted { border-color: #0969da; }
 section.host ul { margin: .3rem 0; padding-left: 1.2rem; }
 li.open { font-weight: 600; }
 .legend { color: #59636e; margin-top: 1.6rem; }
@@ -451,18 +548,21 @@ def _content_security_policy():
     return "default-src 'none'; style-src 'sha256-%s'; base-uri 'none'; form-action 'none'" % digest
 
 
-def _html_cell(cell, title):
-    hint = CELL_HINTS[cell['state']]
+def _html_cell(cell, title, hint=None):
+    hint = hint or CELL_HINTS[cell['state']]
     if cell.get('errors'):
         hint += ': ' + ', '.join('%d %s' % (count, kind) for kind, count in cell['errors'].items())
     text = ('%s %s' % (CELL_SYMBOLS[cell['state']], cell['text'])).strip()
     return '<td class="cell %s" title="%s">%s</td>' % (_e(cell['state']), _e('%s: %s' % (title, hint)), _e(text))
 
 
-def _html_head_rows(columns):
+def _html_head_rows(columns, drift=False, firewall=False):
     """Two header rows: the address families span their checks."""
     first = ['<th scope="col" rowspan="2">Host</th>', '<th scope="col" rowspan="2">State</th>',
-             '<th scope="col" rowspan="2">Protocol</th>', '<th scope="col" rowspan="2">cloudflared settings</th>']
+             '<th scope="col" rowspan="2">Why</th>']
+    first += ['<th scope="col" rowspan="2">Firewall</th>'] if firewall else []
+    first += ['<th scope="col" rowspan="2">Drift</th>'] if drift else []
+    first += ['<th scope="col" rowspan="2">Protocol</th>', '<th scope="col" rowspan="2">cloudflared settings</th>']
     second = []
     for column in columns:
         if not column['family']:
@@ -490,21 +590,27 @@ def render_html(report):
            '<title>%s</title>' % _e('%s (%s)' % (report['title'], totals_line(report))),
            '<style>%s</style>' % CSS, '</head>', '<body>', '<header>', '<h1>%s</h1>' % _e(report['title']),
            '<p class="meta">Generated <time datetime="%s">%s</time></p>' % ((_e(report['generated_at']),) * 2)]
-    for line in (_plan_line(report['plan']), _protocols_line(report)):
+    for line in (_plan_line(report['plan']), _regions_line(report), _protocols_line(report)):
         if line:
             out.append('<p class="meta">%s</p>' % _e(line))
     out.append('<p class="totals" id="totals"><span class="badge all">%d hosts</span> '
                '<span class="badge ok">%d ok</span> <span class="badge degraded">%d degraded</span> '
-               '<span class="badge failing">%d failing</span> <span class="badge unreachable">%d unreachable</span></p>'
-               % (totals['hosts'], totals['ok'], totals['degraded'], totals['failing'], totals['unreachable']))
-    out += ['</header>', '<main>', '<div class="scroll">', '<table id="fleet">', '<thead>', _html_head_rows(columns),
+               '<span class="badge failing">%d failing</span> <span class="badge unreachable">%d unreachable</span>%s</p>'
+               % (totals['hosts'], totals['ok'], totals['degraded'], totals['failing'], totals['unreachable'],
+                  ' <span class="badge drifted">%d drifted</span>' % totals['drifted'] if totals.get('drifted') else ''))
+    out += ['</header>', '<main>', '<div class="scroll">', '<table id="fleet">', '<thead>', _html_head_rows(columns, _has_drift(report), _has_firewall(report)),
             '</thead>', '<tbody>']
     for index, row in enumerate(report['rows']):
         host = ('<a href="#host-%d">%s</a>' % (index, _e(row['host'])) if row['state'] != 'ok' else _e(row['host']))
         cells = ''.join(_html_cell(row['cells'][c['id']], '%s %s' % (row['host'], column_title(c))) for c in columns)
-        out.append('<tr class="%s"><th scope="row">%s</th><td><span class="badge %s">%s</span></td><td>%s</td>'
-                   '<td class="settings">%s</td>%s</tr>'
-                   % (_e(row['state']), host, _e(row['state']), _e(row['state']), _e(row['protocol'] or ''),
+        drift = '<td class="drift">%s</td>' % _e(_drift_text(row)) if _has_drift(report) else ''
+        if _has_firewall(report):
+            cell = row.get('firewall') or _cell('skipped')
+            drift = _html_cell(cell, '%s Firewall' % row['host'], 'the change ' + (cell['text'] or 'was not tried')) + drift
+        out.append('<tr class="%s"><th scope="row">%s</th><td><span class="badge %s">%s</span></td>'
+                   '<td class="why" title="%s">%s</td>%s<td>%s</td><td class="settings">%s</td>%s</tr>'
+                   % (_e(row['state']), host, _e(row['state']), _e(row['state']), _e(row.get('why') or ''),
+                      _e(_short(row.get('why'))), drift, _e(row['protocol'] or ''),
                       _e(settings_line(row.get('settings'))), cells))
     out += ['</tbody>', '</table>', '</div>', '<h2>What to fix</h2>']
     attention = _needs_attention(report)

@@ -120,7 +120,7 @@ def build_request(params):
         raise RuleError('allow_dns=True: default_deny on Windows needs dns_servers (the resolvers Windows uses), or '
                         'allow_dns=false if the host needs no DNS')
     request = windows_origins(request)
-    unknown = [p for p in params.get('profiles') or () if p not in PROFILES]
+    unknown = [p for p in params.get('profiles') or () if canonical_profile(p) is None]
     if unknown or not params.get('profiles'):
         raise RuleError('profiles=%r: expected one or more of %s' % (params.get('profiles'), ', '.join(PROFILES)))
     return request, warning
@@ -151,10 +151,16 @@ def windows_origins(request):
     return egress_request.with_origin_rules(request, rules, report)
 
 
+def canonical_profile(profile):
+    """``Public`` for public, PUBLIC or Public (Windows itself ignores the case); None for anything else."""
+    return next((known for known in PROFILES if known.lower() == str(profile).strip().lower()), None)
+
+
 def prepare(request, profiles):
     """The Windows module's ``prepared`` argument for applying the request (without its transaction part)."""
     return {'group': group_name(request.name), 'rules': desired_rules(request) if request.state == 'present' else [],
-            'default_deny': request.default_deny, 'profiles': list(dict.fromkeys(profiles)), 'state': request.state}
+            'default_deny': request.default_deny, 'profiles': list(dict.fromkeys(canonical_profile(p) for p in profiles)),
+            'state': request.state}
 
 
 def verify_params(options):

@@ -177,25 +177,28 @@ def test_the_report_page_shows_every_host_and_its_failures_without_console_error
         '6', 'hosts', '2', 'ok', '1', 'degraded', '1', 'failing', '2', 'unreachable']
     rows = browser.evaluate('Array.from(document.querySelectorAll("#fleet tbody tr"), tr => '
                             'Array.from(tr.children, c => c.innerText.trim()))')
-    assert [row[0] for row in rows] == ['web1', 'web2', 'web3', 'v4only', 'db1', 'db2']
-    assert [row[1] for row in rows] == ['ok', 'failing', 'degraded', 'ok', 'unreachable', 'unreachable']
+    assert [row[0] for row in rows] == ['web2', 'db1', 'db2', 'web3', 'web1', 'v4only']  # worst first
+    assert [row[1] for row in rows] == ['failing', 'unreachable', 'unreachable', 'degraded', 'ok', 'ok']
     headers = browser.evaluate('Array.from(document.querySelectorAll("#fleet thead tr:last-child th"), th => th.innerText)')
     assert headers == ['TCP 7844', 'TLS 7844', 'QUIC 7844', 'api 443', 'update 443'] + ['TCP 7844', 'TLS 7844', 'QUIC 7844', 'api 443']
-    # host, state, protocol, cloudflared settings, DNS, then IPv4's five checks and IPv6's four.
-    assert rows[1][2:] == ['http2', '--protocol http2 --edge-ip-version auto', '✓ 11/11'] + [
+    # host, state, why, protocol, cloudflared settings, DNS, then IPv4's five checks and IPv6's four.
+    by_host = dict((row[0], row) for row in rows)
+    assert by_host['web2'][2].startswith('requirement not met: quic: quic udp/7844 timeout')
+    assert by_host['web2'][3:] == ['http2', '--protocol http2 --edge-ip-version auto', '✓ 11/11'] + [
         '✓ 4/4', '✓ 4/4', '✗ 0/4', '✓ 1/1', '✓ 1/1'] + ['✓ 3/3', '✓ 3/3', '✗ 0/3', '✓ 1/1']
-    assert rows[2][7] == '◐ 2/4' and rows[3][10:] == ['–'] * 4 and set(rows[4][4:]) == {'?'}
+    assert by_host['web3'][8] == '◐ 2/4' and by_host['v4only'][11:] == ['–'] * 4 and set(by_host['db1'][5:]) == {'?'}
 
     # What to fix: the failing and unreachable hosts, each with its failures, in the page as shown.
     text = browser.evaluate('document.body.innerText')
     for needle in ('QUIC 7844 IPv4: 0/4 answered, 4 timeout',
-                   'To open: open outbound UDP 7844 to 198.51.100.11/32, 198.51.100.12/31, 2001:db8:e::11/128 (tunnel)',
+                   'To open: open outbound UDP 7844 to 198.51.100.11/32, 198.51.100.12/31, 198.51.100.21/32, 198.51.100.22/32, '
+                   '2001:db8:e::11/128, 2001:db8:e::12/128, 2001:db8:e::21/128 (tunnel)',
                    'QUIC 7844 IPv6: 2/3 answered, 1 refused',
                    'unreachable: Failed to connect to the host via ssh',
                    'no probe result: the host was not probed'):
         assert needle in text, needle
     sections = browser.evaluate('Array.from(document.querySelectorAll("section.host h3"), h => h.innerText)')
-    assert sections == ['web2 failing', 'web3 degraded', 'db1 unreachable', 'db2 unreachable']
+    assert sections == ['web2 failing', 'db1 unreachable', 'db2 unreachable', 'web3 degraded']
 
     # The colours came through (the style was allowed by the page's policy): red, amber and green cells differ.
     colour = 'getComputedStyle(document.querySelector("td.cell.%s")).backgroundColor'
@@ -206,7 +209,8 @@ def test_the_report_page_shows_every_host_and_its_failures_without_console_error
 
 def test_hostile_names_stay_text(browser, tmp_path):
     hostile = '<img src=x onerror=console.error(1)><script>console.error(2)</script>'
-    report = report_of([(hostile, probed(udp_dropped)), ('db1', {'unreachable': True, 'msg': hostile})])
+    # Failing, so that it is the first row (worst first).
+    report = report_of([(hostile, probed(udp_dropped, require=['quic'])), ('db1', {'unreachable': True, 'msg': hostile})])
     page = tmp_path / 'hostile.html'
     page.write_text(fleet_report.render_html(report), encoding='utf-8')
     assert browser.open(str(page)) == []

@@ -149,16 +149,18 @@ def test_the_report_of_a_fleet_then_a_rerun_changes_nothing(fleet_run, tmp_path)
 
     report = json.loads(files['tunnelwall-fleet-report.json'])
     rows = dict((row['host'], row) for row in report['rows'])
-    assert list(rows) == ['web-ok', 'web-refused', 'down1', 'rec-quic', 'rec-udp-blocked']
-    assert report['totals'] == {'hosts': 5, 'ok': 2, 'degraded': 0, 'failing': 2, 'unreachable': 1}
+    assert sorted(rows) == sorted(['web-ok', 'web-refused', 'down1', 'rec-quic', 'rec-udp-blocked'])
+    severity = [('failing', 'unreachable', 'degraded', 'ok').index(row['state']) for row in report['rows']]
+    assert severity == sorted(severity), 'worst first'
+    assert report['totals'] == {'hosts': 5, 'ok': 2, 'degraded': 0, 'failing': 2, 'unreachable': 1, 'drifted': 0}
     # The real probes: TCP 7844 over IPv4, one answered, one refused.
     assert rows['web-ok']['state'] == 'ok' and rows['web-ok']['protocol'] == 'http2'
     assert rows['web-ok']['cells']['tcp_ipv4'] == {'state': 'ok', 'text': '1/1'}
     assert rows['web-refused']['state'] == 'failing' and rows['web-refused']['protocol'] == 'none'
     assert rows['web-refused']['cells']['tcp_ipv4'] == {'state': 'failed', 'text': '0/1', 'errors': {'refused': 1}}
     [entry] = rows['web-refused']['to_open']
-    assert (entry['purpose'], entry['protocol'], entry['destinations']) == ('tunnel', 'tcp', ['127.0.0.1'])
-    fix = 'open outbound TCP %d to 127.0.0.1 (tunnel)' % entry['port']
+    assert (entry['purpose'], entry['protocol'], entry['destinations']) == ('tunnel', 'tcp', ['127.0.0.1/32'])  # aggregated, as the plan's rules are
+    fix = 'open outbound TCP %d to 127.0.0.1/32 (tunnel)' % entry['port']
     assert rows['web-ok']['cells']['quic_ipv4']['state'] == 'skipped'
     assert rows['down1']['state'] == 'unreachable' and rows['down1']['message'], rows['down1']
     assert rows['rec-udp-blocked']['failing'] == ['quic_ipv4', 'quic_ipv6']
@@ -199,7 +201,8 @@ def test_the_report_of_a_fleet_then_a_rerun_changes_nothing(fleet_run, tmp_path)
     assert checked['msg'].startswith('5 hosts: 1 ok, 2 degraded, 1 failing, 1 unreachable; would write ')
     assert files_of(reports) == files
     assert '+++ after: %s' % (reports / 'tunnelwall-fleet-report.md') in process.stdout
-    assert '+| rec-quic | ⚠️ degraded | http2 | --protocol http2 --edge-ip-version auto |' in process.stdout
+    assert '+| rec-quic | ⚠️ degraded | QUIC 7844 IPv4: 0/4 answered, 4 timeout | http2 | --protocol http2 --edge-ip-version auto |' \
+        in process.stdout
 
 
 def test_check_mode_writes_nothing(fleet_run, tmp_path):
@@ -251,7 +254,7 @@ def test_bad_options_fail_with_a_clear_message_and_write_nothing(tmp_path):
     good = results.pop()
     assert good['changed'] is True and good['paths'] == {'json': str(tmp_path / 'good' / 'only-json.json')}
     assert os.listdir(tmp_path / 'good') == ['only-json.json']
-    assert [(row['host'], row['state']) for row in good['report']['rows']] == [('a', 'ok'), ('b', 'unreachable')]
+    assert [(row['host'], row['state']) for row in good['report']['rows']] == [('b', 'unreachable'), ('a', 'ok')]
     assert len(results) == len(BAD_OPTIONS) + 1
     for (options, first, second), result in zip(BAD_OPTIONS + [({}, 'not a directory', 'a-file')], results):
         assert result['failed'] is True, (options, result)

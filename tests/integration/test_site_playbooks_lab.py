@@ -110,6 +110,10 @@ def test_a_host_the_role_fails_on_is_failed_and_the_report_says_why(fleet, tmp_p
     by_host = rows(report)
     assert by_host['fw1']['state'] == 'ok'
     assert by_host[host]['state'] == 'failing' and by_host[host]['protocol'] == 'quic'  # it reaches the edge
+    # ...but the change failed, and the row says so up front, not only under "What to fix".
+    assert by_host[host]['firewall'] == {'state': 'failed', 'text': 'failed'} and by_host['fw1']['firewall']['state'] == 'ok'
+    assert by_host[host]['why'].startswith('egress_firewall on %s (ufw): ' % host)
+    assert [row['host'] for row in report['rows']] == [host, 'fw1']  # worst first
     # ufw_egress refuses to write rules that would protect nothing.
     problem = [p for p in by_host[host]['problems'] if p.startswith('egress_firewall on %s (ufw): ' % host)]
     assert problem and 'ufw is installed but inactive' in problem[0], by_host[host]['problems']

@@ -655,6 +655,8 @@ class Lab:
             'tunnelwall_lab_decoy': dict(edge_zone.DECOY),
             'tunnelwall_lab_host_nameservers': list(config.DNS_HOST_ADDRESSES),
             'tunnelwall_lab_management': {'ipv4': layout.ctl_v4_net, 'ipv6': layout.ctl_v6_net},
+            # The lab's own tunnelwall_lab_* variables are not the collection's: the variable check accepts them.
+            'tunnelwall_known_variables': ['tunnelwall_lab_*'],
         }
         inventory = {'all': {'children': {'lab': {'vars': lab_vars, 'children': groups}}}}
         header = '# Written by `python -m tests.lab up`; removed by `down`.\n'

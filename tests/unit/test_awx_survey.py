@@ -117,7 +117,14 @@ def test_awx_accepts_the_survey_spec():
 def test_the_survey_asks_what_the_site_playbook_needs():
     assert [q['variable'] for q in QUESTIONS] == [
         'tunnelwall_edge_region', 'egress_firewall_purposes', 'egress_firewall_default_deny',
-        'egress_firewall_require', 'egress_firewall_backend', 'tunnelwall_targets']
+        'egress_firewall_require', 'egress_firewall_backend', 'egress_firewall_dns_servers',
+        'egress_firewall_allow_metadata', 'tunnelwall_targets']
+
+
+def test_the_hosts_have_no_default():
+    """A launch that keeps the defaults must not run on every host of the inventory: the pattern is asked for."""
+    question = [q for q in QUESTIONS if q['variable'] == 'tunnelwall_targets'][0]
+    assert question['required'] is True and question['default'] == '' and question['min'] >= 1
 
 
 def test_the_survey_offers_every_firewall_the_role_writes():
@@ -162,8 +169,11 @@ def test_choices_are_valid_for_the_option(question):
 
 @pytest.mark.parametrize('question', [q for q in QUESTIONS if q['type'] in ('text', 'textarea')], ids=ids)
 def test_text_answers_go_to_text_variables(question):
+    """A text answer is a string: a str option, or a list option (Ansible splits a string at commas)."""
     option = option_of(question)
-    assert option is None or option.get('type', 'str') in ('str', 'path', 'raw'), question['variable']
+    assert option is None or option.get('type', 'str') in ('str', 'path', 'raw', 'list'), question['variable']
+    if option and option.get('type') == 'list':
+        assert 'comma-separated' in question['question_description'], question['variable']
 
 
 @pytest.mark.parametrize('question', [q for q in QUESTIONS if option_of(q) and 'default' in option_of(q)], ids=ids)

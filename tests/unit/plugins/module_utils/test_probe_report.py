@@ -241,11 +241,29 @@ def test_to_open_is_data_for_every_failed_group():
     output = probe_report.report([], PLAN, ['ipv4'], results, ['198.51.100.253'], [], False)
     assert output['to_open'] == [
         {'purpose': 'api', 'protocol': 'tcp', 'port': 443, 'destinations': ['198.51.100.80/32']},
-        {'purpose': 'tunnel', 'protocol': 'udp', 'port': 7844, 'destinations': ['198.51.100.11/32', '198.51.100.12/31']}]
+        {'purpose': 'tunnel', 'protocol': 'udp', 'port': 7844, 'destinations': ['198.51.100.11/32']}]
     assert [probe_report.open_line(e) for e in output['to_open']] == [
         'open outbound TCP 443 to 198.51.100.80/32 (api)',
-        'open outbound UDP 7844 to 198.51.100.11/32, 198.51.100.12/31 (tunnel)']
+        'open outbound UDP 7844 to 198.51.100.11/32 (tunnel)']
     assert output['unmet_requirements'] == []
+
+
+def test_to_open_names_only_the_failed_family_and_addresses_in_the_plans_blocks():
+    rules = [{'purpose': 'tunnel', 'protocol': 'udp', 'port': 7844, 'ipv4': ['198.51.100.0/24'],
+              'ipv6': ['2001:db8:e::11/128', '2001:db8:e::12/128', '2001:db8:e::21/128']}]
+    failed = [{'purpose': 'tunnel', 'protocol': 'udp', 'port': 7844, 'address': address}
+              for address in ('2001:db8:e::12', '2001:db8:e::11', '2001:db8:e::21')]
+    # IPv6 only: no IPv4 block, and the IPv6 ones collapsed (::11 and ::12 are not one aligned block, so both stay).
+    assert probe_report.destinations_to_open({'rules': rules}, failed, ['ipv4', 'ipv6']) == [
+        {'purpose': 'tunnel', 'protocol': 'udp', 'port': 7844,
+         'destinations': ['2001:db8:e::11/128', '2001:db8:e::12/128', '2001:db8:e::21/128']}]
+    # An IPv4 address inside the plan's widened /24: the block the firewall opens, once.
+    failed = [{'purpose': 'tunnel', 'protocol': 'udp', 'port': 7844, 'address': a} for a in ('198.51.100.7', '198.51.100.9')]
+    assert probe_report.destinations_to_open({'rules': rules}, failed, ['ipv4', 'ipv6'])[0]['destinations'] == [
+        '198.51.100.0/24']
+    # No rule for the group (explicit targets): the failed addresses themselves, aggregated.
+    failed = [{'purpose': 'extra', 'protocol': 'tcp', 'port': 22, 'address': a} for a in ('192.0.2.2', '192.0.2.3')]
+    assert probe_report.destinations_to_open({'rules': rules}, failed, ['ipv4'])[0]['destinations'] == ['192.0.2.2/31']
 
 
 def test_every_part_reads_the_plan_contract_from_one_module():

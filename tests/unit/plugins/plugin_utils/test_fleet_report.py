@@ -39,6 +39,10 @@ PLAN = {
     ],
 }
 BOTH = ['ipv4', 'ipv6']
+# What to open when UDP 7844 fails everywhere: the failed addresses in the plan's blocks, both families.
+UDP_OPEN = ['198.51.100.11/32', '198.51.100.12/31', '198.51.100.21/32', '198.51.100.22/32',
+            '2001:db8:e::11/128', '2001:db8:e::12/128', '2001:db8:e::21/128']
+UDP_OPEN_LINE = 'open outbound UDP 7844 to %s (tunnel)' % ', '.join(UDP_OPEN)
 
 
 def _results(plan, families, fail):
@@ -157,7 +161,7 @@ def test_udp_dropped_fails_quic_and_says_what_to_open():
     assert 'QUIC 7844 IPv4: 0/4 answered, 4 timeout' in row['problems']
     # The probe's to_open data: the plan's UDP rule, both families.
     assert row['to_open'] == [{'purpose': 'tunnel', 'protocol': 'udp', 'port': 7844,
-                               'destinations': ['198.51.100.11/32', '198.51.100.12/31', '2001:db8:e::11/128']}]
+                               'destinations': UDP_OPEN}]
     assert row['unmet'] == result['unmet_requirements'] and row['unmet'][0].startswith('quic: ')
     assert any(p.startswith('requirement not met: quic: quic udp/7844 timeout: 198.51.100.11') and 'To fix' not in p
                for p in row['problems'])
@@ -167,7 +171,7 @@ def test_quic_blocked_with_http2_working_is_degraded_not_failing():
     row = fleet_report.host_row('web4', probed(udp_dropped))
     assert row['state'] == 'degraded' and row['protocol'] == 'http2' and row['unmet'] == []
     assert row['to_open'] == [{'purpose': 'tunnel', 'protocol': 'udp', 'port': 7844,
-                               'destinations': ['198.51.100.11/32', '198.51.100.12/31', '2001:db8:e::11/128']}]
+                               'destinations': UDP_OPEN}]
     assert {k: v['value'] for k, v in row['settings'].items()} == {'protocol': 'http2', 'edge_ip_version': 'auto'}
     assert fleet_report.settings_line(row['settings']) == '--protocol http2 --edge-ip-version auto'
 
@@ -189,6 +193,13 @@ def test_a_blocked_family_fails_only_its_columns():
         'tcp_ipv6', 'tls_ipv6', 'quic_ipv6', 'api_ipv6']
     assert row['cells']['api_ipv6'] == {'state': 'failed', 'text': '0/1', 'errors': {'unreachable': 1}}
     assert all(cell['state'] in ('ok', 'skipped') for c, cell in row['cells'].items() if c.endswith('ipv4') or c == 'dns')
+    # Only IPv6 is blocked: only IPv6 addresses to open, not the IPv4 ones that work.
+    assert row['to_open'] == [
+        {'purpose': 'api', 'protocol': 'tcp', 'port': 443, 'destinations': ['2001:db8:e::80/128']},
+        {'purpose': 'tunnel', 'protocol': 'tcp', 'port': 7844,
+         'destinations': ['2001:db8:e::11/128', '2001:db8:e::12/128', '2001:db8:e::21/128']},
+        {'purpose': 'tunnel', 'protocol': 'udp', 'port': 7844,
+         'destinations': ['2001:db8:e::11/128', '2001:db8:e::12/128', '2001:db8:e::21/128']}]
 
 
 def test_nothing_answers_recommends_none_and_names_every_fix():
@@ -264,9 +275,13 @@ def test_a_probe_that_failed_with_results_is_failing_not_unreachable():
 
 def test_report_totals_protocols_columns_and_plan():
     report = report_of()
-    assert report['totals'] == {'hosts': 6, 'ok': 2, 'degraded': 1, 'failing': 1, 'unreachable': 2}
+    assert report['totals'] == {'hosts': 6, 'ok': 2, 'degraded': 1, 'failing': 1, 'unreachable': 2, 'drifted': 0}
     assert report['protocols'] == {'http2': 1, 'quic': 3}
-    assert [row['host'] for row in report['rows']] == ['web1', 'web2', 'web3', 'v4only', 'db1', 'db2']
+    # Worst first, in the order given within a state.
+    assert [row['host'] for row in report['rows']] == ['web2', 'db1', 'db2', 'web3', 'web1', 'v4only']
+    assert [row['why'] for row in report['rows']][:2] == [
+        'requirement not met: quic: quic udp/7844 timeout: 198.51.100.11, 198.51.100.12, 2001:db8:e::11, 2001:db8:e::12, '
+        '198.51.100.21, 198.51.100.22, 2001:db8:e::21', report['rows'][1]['message']]
     # update_ipv6 was probed on no host: no column for it.
     assert [c['id'] for c in report['columns']] == [
         'dns', 'tcp_ipv4', 'tls_ipv4', 'quic_ipv4', 'api_ipv4', 'update_ipv4', 'tcp_ipv6', 'tls_ipv6', 'quic_ipv6',
@@ -280,20 +295,20 @@ def test_an_ipv4_only_fleet_has_no_ipv6_columns_and_no_plan():
     report = report_of([('a', probed(families=['ipv4'])), ('b', probed(udp_dropped, families=['ipv4']))], with_plan=False)
     assert [c['family'] for c in report['columns']] == [None] + ['ipv4'] * 5
     assert report['plan'] is None and report['totals'] == {'hosts': 2, 'ok': 1, 'degraded': 1, 'failing': 0,
-                                                           'unreachable': 0}
+                                                           'unreachable': 0, 'drifted': 0}
 
 
 def test_stats_are_compact_and_json_able():
     stats = fleet_report.fleet_stats(report_of())
     assert json.loads(json.dumps(stats)) == stats
-    assert stats['totals'] == {'hosts': 6, 'ok': 2, 'degraded': 1, 'failing': 1, 'unreachable': 2}
+    assert stats['totals'] == {'hosts': 6, 'ok': 2, 'degraded': 1, 'failing': 1, 'unreachable': 2, 'drifted': 0}
     assert stats['hosts']['web1'] == {'state': 'ok', 'protocol': 'quic', 'failing': [], 'to_open': [],
                                       'settings': {'protocol': 'quic', 'edge_ip_version': 'auto'}}
     assert stats['hosts']['web2'] == {
         'state': 'failing', 'protocol': 'http2', 'failing': ['quic_ipv4', 'quic_ipv6'],
         'settings': {'protocol': 'http2', 'edge_ip_version': 'auto'},
         'to_open': [{'purpose': 'tunnel', 'protocol': 'udp', 'port': 7844,
-                     'destinations': ['198.51.100.11/32', '198.51.100.12/31', '2001:db8:e::11/128']}]}
+                     'destinations': UDP_OPEN}]}
     assert stats['hosts']['v4only']['settings'] == {'protocol': 'quic', 'edge_ip_version': '4'}
     assert stats['hosts']['db1']['state'] == 'unreachable' and 'Connection refused' in stats['hosts']['db1']['message']
     assert 'cells' not in json.dumps(stats)
@@ -314,19 +329,21 @@ def test_markdown_has_the_totals_a_row_per_host_and_what_to_fix():
     assert '**6 hosts: 2 ok, 1 degraded, 1 failing, 2 unreachable**' in text
     assert 'Egress plan from DNS, resolved at 2026-11-27T10:00:00Z (region global, generation v2)' in text
     header, *rows = _table_rows(text)
-    assert len(header) == 4 + 10 and header[:5] == ['Host', 'State', 'Protocol', 'cloudflared settings', 'DNS']
-    assert header[10] == 'TCP 7844 IPv6'
+    assert len(header) == 5 + 10 and header[:6] == ['Host', 'State', 'Why', 'Protocol', 'cloudflared settings', 'DNS']
+    assert header[11] == 'TCP 7844 IPv6'
     assert len(rows) == 6 and all(len(row) == len(header) for row in rows)
-    assert '| --- |' + ' --- |' * 13 in text
+    assert '| --- |' + ' --- |' * 14 in text
+    by_host = dict((row[0], dict(zip(header, row))) for row in rows)
+    assert by_host['db1']['Why'].startswith('unreachable: ') and by_host['web1']['Why'] == ''
     web2 = dict(zip(header, next(row for row in rows if row[0] == 'web2')))
     assert web2['State'] == '❌ failing' and web2['QUIC 7844 IPv4'] == '❌ 0/4' and web2['TLS 7844 IPv4'] == '✅ 4/4'
     assert web2['cloudflared settings'] == '--protocol http2 --edge-ip-version auto'
-    assert dict(zip(header, rows[2]))['State'] == '⚠️ degraded'
+    assert by_host['web3']['State'] == '⚠️ degraded'
     assert '- cloudflared --protocol http2: QUIC (UDP 7844) got no answer, HTTP/2 (TCP 7844) did' in text
     assert '### web3: ⚠️ degraded' in text
-    assert dict(zip(header, rows[3]))['QUIC 7844 IPv6'] == '➖' and dict(zip(header, rows[4]))['DNS'] == '⛔'
+    assert by_host['v4only']['QUIC 7844 IPv6'] == '➖' and by_host['db1']['DNS'] == '⛔'
     assert '### web2: ❌ failing' in text
-    assert '- **To open:** open outbound UDP 7844 to 198.51.100.11/32, 198.51.100.12/31, 2001:db8:e::11/128 (tunnel)' in text
+    assert '- **To open:** ' + UDP_OPEN_LINE in text
     assert '### db2: ⛔ unreachable' in text and '### web1' not in text
 
 
@@ -406,18 +423,18 @@ def test_html_shows_totals_badges_rows_and_fixes():
     text = ''.join(checker.text)
     assert '6 hosts' in text and '2 ok' in text and '1 degraded' in text and '1 failing' in text and '2 unreachable' in text
     rows = [a for t, a in checker.attributes if t == 'tr' and a.get('class')]
-    assert [a['class'] for a in rows] == ['ok', 'failing', 'degraded', 'ok', 'unreachable', 'unreachable']
+    assert [a['class'] for a in rows] == ['failing', 'unreachable', 'unreachable', 'degraded', 'ok', 'ok']
     settings = [a for t, a in checker.attributes if t == 'td' and a.get('class') == 'settings']
     assert len(settings) == 6 and '--protocol http2 --edge-ip-version auto' in text
     cells = [a for t, a in checker.attributes if t == 'td' and 'cell' in (a.get('class') or '')]
     assert len(cells) == 6 * 10
     assert {'class': 'cell failed', 'title': 'web2 QUIC 7844 IPv4: none answered: 4 timeout'} in cells
-    assert 'To open: open outbound UDP 7844 to 198.51.100.11/32, 198.51.100.12/31, 2001:db8:e::11/128 (tunnel)' in text
+    assert 'To open: ' + UDP_OPEN_LINE in text
     assert 'Failed to connect to the host via ssh' in text
     # A failing host's name links to its section; the section exists.
     links = [a['href'] for t, a in checker.attributes if t == 'a']
     ids = {a['id'] for t, a in checker.attributes if a.get('id')}
-    assert links == ['#host-1', '#host-2', '#host-4', '#host-5'] and all(link[1:] in ids for link in links)
+    assert links == ['#host-0', '#host-1', '#host-2', '#host-3'] and all(link[1:] in ids for link in links)
 
 
 def test_html_escapes_every_string():
@@ -462,3 +479,55 @@ def test_a_damaged_result_is_a_row_not_a_traceback():
     report = fleet_report.fleet_report([row], '2026-11-28T00:00:00Z')
     assert report['totals']['hosts'] == 1
     assert 'web1' in fleet_report.render_markdown(report)
+
+
+# ------------------------------------------------------------------------------------------------
+# drift
+# ------------------------------------------------------------------------------------------------
+
+def test_drift_counts_new_and_gone_blocks_per_purpose_as_the_firewall_stores_them():
+    # ufw and firewalld store a host without /32; nftables collapses into blocks: all compare as address space.
+    applied = {'tunnel': ['198.51.100.11', '198.51.100.12/31', '198.51.100.99', '2001:db8:e::11'],
+               'api': ['198.51.100.80/32', '2001:db8:e::80/128'], 'dns': ['10.0.0.2']}
+    drift = fleet_report.plan_drift(applied, PLAN)
+    # The plan has no update purpose applied here (left out by the role: not drift); tunnel lost .99 and gained nothing.
+    assert drift == {'new': 0, 'gone': 1, 'purposes': ['tunnel'], 'text': '+0/\u22121'}
+    applied['tunnel'] = ['198.51.100.11/32', '2001:db8:e::11/128']
+    assert fleet_report.plan_drift(applied, PLAN) == {'new': 1, 'gone': 0, 'purposes': ['tunnel'], 'text': '+1/\u22120'}
+    # nftables lists an unaligned run of an interval set as a range.
+    applied['tunnel'] = ['198.51.100.11-198.51.100.13', '2001:db8:e::11']
+    assert fleet_report.plan_drift(applied, PLAN)['text'] == '+0/\u22120'
+    assert fleet_report.plan_drift({}, PLAN) is None and fleet_report.plan_drift(None, PLAN) is None
+
+
+def test_a_host_whose_firewall_drifted_is_drifted_with_a_column_and_a_figure():
+    applied = {'tunnel': ['198.51.100.11/32', '2001:db8:e::11/128'], 'api': ['198.51.100.80/32', '2001:db8:e::80/128']}
+    rows = [fleet_report.host_row('web1', probed(), PLAN, applied), fleet_report.host_row('web2', probed(), PLAN, None)]
+    report = fleet_report.fleet_report(rows, '2026-11-27T10:05:00Z', PLAN)
+    by_host = dict((row['host'], row) for row in report['rows'])
+    assert by_host['web1']['state'] == 'drifted' and by_host['web1']['drift']['text'] == '+1/\u22120'
+    assert by_host['web2']['state'] == 'ok' and by_host['web2']['drift'] is None
+    assert report['totals']['drifted'] == 1 and fleet_report.totals_line(report).endswith(', 1 drifted')
+    assert fleet_report.fleet_stats(report)['hosts']['web1']['drift'] == {'new': 1, 'gone': 0, 'purposes': ['tunnel'],
+                                                                          'text': '+1/\u22120'}
+    header, *table = _table_rows(fleet_report.render_markdown(report))
+    assert header[3] == 'Drift' and dict(zip(header, table[0]))['Drift'] == '+1/−0 (tunnel)'
+    assert '<td class="drift">+1/−0 (tunnel)</td>' in fleet_report.render_html(report)
+
+
+def test_a_failed_change_shows_in_the_firewall_column_and_the_why():
+    """The site playbook marks its probe result with what the role did; a failed change is a failed cell up front."""
+    failed = dict(probed(), failed=True, msg='egress_firewall on h (ufw): ufw is installed but inactive.',
+                  firewall_change='failed')
+    rows = [fleet_report.host_row('h', failed), fleet_report.host_row('g', dict(probed(), firewall_change='changed'))]
+    report = fleet_report.fleet_report(rows, '2026-11-27T10:05:00Z', PLAN)
+    by_host = dict((row['host'], row) for row in report['rows'])
+    assert by_host['h']['firewall'] == {'state': 'failed', 'text': 'failed'} and by_host['h']['state'] == 'failing'
+    assert by_host['h']['why'] == 'egress_firewall on h (ufw): ufw is installed but inactive.'
+    assert by_host['g']['firewall'] == {'state': 'ok', 'text': 'changed'}
+    header, *table = _table_rows(fleet_report.render_markdown(report))
+    assert header[3] == 'Firewall' and [dict(zip(header, row))['Firewall'] for row in table] == ['❌ failed', '✅ changed']
+    assert 'title="h Firewall: the change failed"' in fleet_report.render_html(report)
+    # A check run (no change tried) has no Firewall column.
+    assert 'Firewall' not in fleet_report.render_markdown(fleet_report.fleet_report(
+        [fleet_report.host_row('g', probed())], '2026-11-27T10:05:00Z', PLAN))

@@ -47,6 +47,8 @@ def test_one_rule_per_purpose_protocol_and_port_with_sorted_canonical_addresses(
     assert tcp['addresses'] == ['198.51.100.11/32', '198.51.100.12/31', '2001:db8:e::11/128']
     assert prepared['group'] == 'tunnelwall cloudflared' and prepared['state'] == 'present'
     assert prepared_for(profiles=['Public', 'Domain', 'Public'])['profiles'] == ['Public', 'Domain']
+    # Windows ignores the case of a profile name; so does the module (one spelling on the host).
+    assert prepared_for(profiles=['public', 'DOMAIN', 'Public'])['profiles'] == ['Public', 'Domain']
 
 
 def test_the_old_spelling_of_the_group_still_names_the_same_group_with_a_warning():
