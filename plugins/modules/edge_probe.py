@@ -72,9 +72,16 @@ options:
         type: str
         required: true
       port:
-        description: TCP port.
+        description: The origin's port.
         type: int
         required: true
+      protocol:
+        description:
+          - V(udp) origins are listed in RV(origins) as not checked (no connect can prove UDP), so the role's
+            C(egress_firewall_origins) can be passed as it is.
+        type: str
+        choices: [tcp, udp]
+        default: tcp
   cloudflared_config:
     description:
       - Probe the origins of cloudflared's config too - V(auto) finds it as cloudflared does, a path reads that file,
@@ -282,7 +289,8 @@ from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.probe_optio
 def main():
     argument_spec = dict(PROBE_ARGUMENT_SPEC, resolv_conf=dict(type='path', default='/etc/resolv.conf'),
                          origins=dict(type='list', elements='dict', default=[], options=dict(
-                             host=dict(type='str', required=True), port=dict(type='int', required=True))),
+                             host=dict(type='str', required=True), port=dict(type='int', required=True),
+                             protocol=dict(type='str', choices=['tcp', 'udp'], default='tcp'))),
                          cloudflared_config=dict(type='str', default='none'))
     module = AnsibleModule(argument_spec=argument_spec, mutually_exclusive=[('plan', 'targets')],
                            required_one_of=[('plan', 'targets')], supports_check_mode=True)

@@ -147,3 +147,26 @@ def test_the_role_keeps_the_configs_origins_reachable_on_every_backend(lab, tmp_
         assert rc == 0 and all(recap[host]['changed'] == 0 for host in hosts), output
     finally:
         lab.reset_firewalls(hosts)
+
+
+def test_the_check_playbook_reports_the_origins_of_the_config_and_of_the_variable(lab, tmp_path):
+    """tunnelwall.cloudflared.check probes cloudflared's origins as the role would allow them: its config in the
+    standard place (auto) and egress_firewall_origins, names resolved on the host; a UDP origin is listed, not checked."""
+    from tests.integration import test_site_playbooks_lab as site_suite  # pylint: disable=import-outside-toplevel
+    host = lab.hosts_with('nftables')[0]
+    lab.reset_firewalls([host])
+    try:
+        write(lab, host, '/etc/cloudflared/config.yml', CONFIG)
+        write(lab, host, '/etc/hosts', '%s origin.lab.internal\n' % ORIGIN_BY_NAME, append=True)
+        origins = '{"egress_firewall_origins": [{"host": "%s", "port": 443}, {"host": "%s", "port": 53, "protocol": "udp"}]}'
+        rc, output, dummy, report = site_suite.playbook(lab, tmp_path, 'check', '-e', origins % (ORIGIN_VARIABLE, DECOY4),
+                                                        targets=host)
+        assert report is not None, output
+        cell = site_suite.rows(report)[host]['cells']['origins']
+        reachable, checked = (int(n) for n in cell['text'].split(' ', 1)[0].split('/'))
+        # The two config origins and the variable's, each connected on 443; localhost:8080 has no listener (refused);
+        # the UDP origin is not connected to at all.
+        assert reachable == 3 and checked >= 4 and 'blocked' not in cell, cell
+        assert any(column['id'] == 'origins' for column in report['columns']), report['columns']
+    finally:
+        lab.reset_firewalls([host])
