@@ -62,8 +62,10 @@ def ruleset(lab, host):
     """What the kernel enforces (nft, counters masked; lines sorted, as a reload may order a chain's rules
     differently from runtime changes with the same content) and the firewall's files, by content."""
     text = lab.nft_ruleset(host)
-    files = lab.exec(host, ['sh', '-c', 'find %s -type f 2>/dev/null | sort | xargs -r sha256sum' % FILES[BACKEND[host]]],
-                     check=True).stdout
+    # Not the boot check (egress_transaction's unit and drop-in, host-wide and idle without a pending record): it stays
+    # once installed, state=absent included.
+    files = lab.exec(host, ['sh', '-c', 'find %s -type f ! -name "tunnelwall-boot-revert.*" 2>/dev/null | sort | '
+                            'xargs -r sha256sum' % FILES[BACKEND[host]]], check=True).stdout
     return sorted(text.splitlines()), files
 
 
