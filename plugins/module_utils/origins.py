@@ -74,20 +74,26 @@ def _protocol(value, where):
     return value
 
 
-def check_origins(values, where='origins'):
-    """The ``origins`` option -> tuple of Origin; OriginError naming the item."""
+def _items(values, where, keys):
+    """(where[i], item) for a list option of dicts with exactly ``keys`` (the last one, protocol, tcp by default)."""
     if values is None:
-        return ()
+        return
     if not isinstance(values, (list, tuple)):
-        _fail(where, values, 'expected a list of {host, port, protocol}')
-    result = []
+        _fail(where, values, 'expected a list of {%s}' % ', '.join(keys))
     for position, item in enumerate(values):
         here = '%s[%d]' % (where, position)
         if not isinstance(item, dict):
-            _fail(here, item, 'expected a dict with host, port and protocol (tcp by default)')
-        unknown = sorted(set(item) - set(('host', 'port', 'protocol')))
+            _fail(here, item, 'expected a dict with %s and %s (tcp by default)' % (', '.join(keys[:-1]), keys[-1]))
+        unknown = sorted(set(item) - set(keys))
         if unknown:
             _fail(here, item, 'unknown key(s) %s' % ', '.join(unknown))
+        yield here, item
+
+
+def check_origins(values, where='origins'):
+    """The ``origins`` option -> tuple of Origin; OriginError naming the item."""
+    result = []
+    for here, item in _items(values, where, ('host', 'port', 'protocol')):
         result.append(Origin(_host(item.get('host'), here + '.host'), _port(item.get('port'), here + '.port'),
                              _protocol(item.get('protocol'), here + '.protocol'), 'variable ' + here))
     return tuple(result)
@@ -95,18 +101,8 @@ def check_origins(values, where='origins'):
 
 def check_private_networks(values, where='private_networks'):
     """The ``private_networks`` option -> tuple of Origin (one per network and port)."""
-    if values is None:
-        return ()
-    if not isinstance(values, (list, tuple)):
-        _fail(where, values, 'expected a list of {network, ports, protocol}')
     result = []
-    for position, item in enumerate(values):
-        here = '%s[%d]' % (where, position)
-        if not isinstance(item, dict):
-            _fail(here, item, 'expected a dict with network, ports and protocol (tcp by default)')
-        unknown = sorted(set(item) - set(('network', 'ports', 'protocol')))
-        if unknown:
-            _fail(here, item, 'unknown key(s) %s' % ', '.join(unknown))
+    for here, item in _items(values, where, ('network', 'ports', 'protocol')):
         network = item.get('network')
         try:
             text = str(ipaddress.ip_network(network, strict=True)) if isinstance(network, str) else None
