@@ -130,3 +130,25 @@ def plan_drift(applied, plan):
             purposes.append(purpose)
         new, gone = new + missing, gone + stale
     return {'new': new, 'gone': gone, 'purposes': purposes, 'text': u'+%d/\u2212%d' % (new, gone)}
+
+
+# One shape for what a run changed, on every backend: module results `added` and `removed`.
+RULE_KEYS = ('purpose', 'family', 'protocol', 'port', 'destination')
+
+
+def _rule_key(rule):
+    return tuple('' if rule.get(key) is None else str(rule.get(key)) for key in RULE_KEYS)
+
+
+def rule_changes(before, after):
+    """``(added, removed)``: the rules in ``after`` and not ``before``, and the other way round, sorted.
+
+    A rule is ``{purpose, family, protocol, port, destination}`` (family ``ipv4``/``ipv6``, port an int or None, the
+    destination an address or CIDR block as the firewall stores it): each backend lists its allow rules so before and
+    after a run, and every firewall module returns the difference in this one shape.
+    """
+    before_by_key = dict((_rule_key(rule), dict(rule)) for rule in before)
+    after_by_key = dict((_rule_key(rule), dict(rule)) for rule in after)
+    added = [after_by_key[key] for key in sorted(set(after_by_key) - set(before_by_key))]
+    removed = [before_by_key[key] for key in sorted(set(before_by_key) - set(after_by_key))]
+    return added, removed

@@ -39,3 +39,15 @@ def test_nftables_sets_as_nft_lists_them():
     found = egress_applied.from_nftables(json.dumps(listing))
     assert found['tunnel'] == ['198.51.100.11', '198.51.100.12/31', '198.51.100.21-198.51.100.23']
     assert found['api'] == ['2001:db8:e::80']
+
+
+def test_rule_changes_one_shape_sorted_and_port_none_kept_apart_from_zero():
+    kept = {'purpose': 'tunnel', 'family': 'ipv4', 'protocol': 'udp', 'port': 7844, 'destination': '198.51.100.1'}
+    gone = dict(kept, destination='198.51.100.2')
+    new_v6 = {'purpose': 'tunnel', 'family': 'ipv6', 'protocol': 'tcp', 'port': 7844, 'destination': '2001:db8::1'}
+    new_api = {'purpose': 'api', 'family': 'ipv4', 'protocol': 'tcp', 'port': 443, 'destination': '192.0.2.9'}
+    any_port = dict(new_api, port=None)
+    added, removed = egress_applied.rule_changes([kept, gone], [new_v6, kept, new_api, any_port])
+    assert added == [any_port, new_api, new_v6]
+    assert removed == [gone]
+    assert egress_applied.rule_changes([kept], [dict(kept)]) == ([], [])
