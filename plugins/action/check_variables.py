@@ -16,13 +16,19 @@ from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.tunnelwall.cloudflared.plugins.lookup import edge_endpoints
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_contract
 from ansible_collections.tunnelwall.cloudflared.plugins.plugin_utils import known_variables
 
 ARGUMENT_SPEC = dict(
     lookup_options=dict(type='raw'),
     known=dict(type='list', elements='str', default=[]),
     targets_warning=dict(type='bool', default=False),
+    purposes=dict(type='raw'),
+    require=dict(type='raw'),
 )
+# The role's list variables whose items have fixed choices, checked here (before anything connects) and returned clean.
+CHOICE_LISTS = (('purposes', 'egress_firewall_purposes', egress_contract.PURPOSES),
+                ('require', 'egress_firewall_require', egress_contract.VERIFY_REQUIREMENTS))
 TARGETS_WARNING = ('tunnelwall_targets is not set: this playbook runs on every host of the inventory (all). Set it to '
                    'the group of cloudflared hosts (-e tunnelwall_targets=tunnel_hosts); for a canary run add --limit HOST')
 HINT = ('ansible-doc -t role tunnelwall.cloudflared.egress_firewall lists the role\'s variables, '
@@ -54,12 +60,20 @@ class ActionModule(ActionBase):
             return dict(result, failed=True, msg='tunnelwall_known_variables=%r: expected a list of variable names '
                                                  '(a trailing * for a prefix). Nothing was changed.' % (accepted,))
         typos = known_variables.unknown(task_vars, known, accepted=list(params['known']) + accepted)
-        result.update(changed=False, unknown=[name for name, guess in typos], lookup_options=None, lookup_key=None)
+        result.update(changed=False, unknown=[name for name, guess in typos], lookup_options=None, lookup_key=None,
+                      windows=known_variables.on_windows(self._templar.template(dict(
+                          (name, task_vars[name]) for name in ('ansible_facts', 'ansible_connection', 'ansible_shell_type')
+                          if name in task_vars))))
         if params['targets_warning'] and 'tunnelwall_targets' not in task_vars:
             result['warnings'] = [TARGETS_WARNING]
         if typos:
             return dict(result, failed=True, msg='%s. Nothing was changed (%s).' % (
                 known_variables.describe(typos).capitalize(), HINT))
+        for option, variable, choices in CHOICE_LISTS:
+            if params[option] is not None:
+                result[option], problem = known_variables.choice_list(variable, params[option], choices)
+                if problem:
+                    return dict(result, failed=True, msg='%s Nothing was changed.' % problem)
 
         given = params['lookup_options']
         if given is None:

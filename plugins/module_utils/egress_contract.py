@@ -20,6 +20,10 @@ PLAN_VERSION = 1
 # three (LOOKUP_PURPOSES); 'extra' is for the user's own host names.
 PURPOSES = ('tunnel', 'api', 'update', 'extra')
 LOOKUP_PURPOSES = PURPOSES[:3]
+# What a probe or a verification can be told to require (edge_probe's and the firewall modules' `require`); the role's
+# verification also knows `origins` (cloudflared's origin services stay reachable), checked by the firewall modules.
+REQUIREMENTS = ('any_tunnel', 'quic', 'http2', 'api', 'update', 'dns')
+VERIFY_REQUIREMENTS = REQUIREMENTS + ('origins',)
 FAMILIES = ('ipv4', 'ipv6')
 PROTOCOLS = ('tcp', 'udp')
 # The tunnel's port (cloudflared takes it from the SRV answer; 7844 is what every SRV record gives) and HTTPS.

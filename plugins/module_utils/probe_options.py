@@ -31,7 +31,7 @@ PROBE_ARGUMENT_SPEC = dict(
     ca_path=dict(type='path'),
     server_names=dict(type='dict', default={}),
     require=dict(type='list', elements='str', default=['any_tunnel'],
-                 choices=['any_tunnel', 'quic', 'http2', 'api', 'update', 'dns']),
+                 choices=list(egress_contract.REQUIREMENTS)),
 )
 
 ENDPOINT_KEYS = egress_contract.ENDPOINT_KEYS

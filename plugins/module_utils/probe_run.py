@@ -11,7 +11,7 @@ __metaclass__ = type
 import os
 import time
 
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import dns_client, probe_report, reachability
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import dns_client, egress_contract, probe_report, reachability
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.probe_options import (
     PROBE_ARGUMENT_SPEC, families_for, validate_probe_params)
 
@@ -19,7 +19,7 @@ from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.probe_optio
 VERIFY_SPEC = dict(type='dict', options=dict(
     plan=dict(type='dict', required=True),
     # 'origins': the firewall modules' own check of cloudflared's origins (origins.OriginCheck), not the probe's.
-    require=dict(PROBE_ARGUMENT_SPEC['require'], choices=PROBE_ARGUMENT_SPEC['require']['choices'] + ['origins']),
+    require=dict(PROBE_ARGUMENT_SPEC['require'], choices=list(egress_contract.VERIFY_REQUIREMENTS)),
     timeout=dict(type='float', default=5.0),
     # Destinations that must stay reachable, checked like the allowed origins (origins.OriginCheck) but not allowed.
     origins=dict(type='list', elements='dict', options=dict(host=dict(type='str', required=True),

@@ -45,6 +45,17 @@ options:
         inventory). Ansible shows the warning once, however many hosts.
     type: bool
     default: false
+  purposes:
+    description:
+      - The role's C(egress_firewall_purposes) - a list, or a string of names separated by commas or line ends (C(-e),
+        an AWX survey). Every item must be one of V(tunnel), V(api), V(update), V(extra); returned as a clean list in
+        RV(purposes).
+    type: raw
+  require:
+    description:
+      - The role's C(egress_firewall_require), given like O(purposes). Every item must be one of V(any_tunnel),
+        V(quic), V(http2), V(api), V(update), V(dns), V(origins); returned as a clean list in RV(require).
+    type: raw
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.flow
@@ -101,4 +112,23 @@ lookup_key:
   returned: always
   type: str
   sample: '{"generation":"v2","region":"fed"}'
+windows:
+  description:
+    - Whether the host is Windows, told without connecting to it - its C(ansible_connection) (V(winrm), V(psrp)), its
+      C(ansible_shell_type) (V(powershell), V(cmd)) or gathered facts. The collection's one test of it.
+  returned: always
+  type: bool
+  sample: false
+purposes:
+  description: O(purposes) as a list.
+  returned: when O(purposes) is given
+  type: list
+  elements: str
+  sample: [tunnel, api]
+require:
+  description: O(require) as a list.
+  returned: when O(require) is given
+  type: list
+  elements: str
+  sample: [any_tunnel, origins]
 """

@@ -112,3 +112,34 @@ def options_key(options):
 def lookup_options(documentation):
     """The option names of a plugin's DOCUMENTATION (YAML text)."""
     return set(_options(documentation))
+
+
+def choice_list(name, value, choices):
+    """``(items, problem)``: a list variable whose items must be among ``choices``, given as a list or as a string.
+
+    A string is split on commas and line ends - ``-e egress_firewall_purposes=tunnel,api``, or how AWX stores a
+    multiple-choice survey default (one item per line). ``problem`` names the variable, its value and what is unknown.
+    """
+    items = value
+    if isinstance(value, str):
+        items = [item.strip() for item in value.replace('\n', ',').split(',') if item.strip()]
+    if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+        return None, '%s=%s: expected a list of names' % (name, json.dumps(value, default=str))
+    wrong = [item for item in items if item not in choices]
+    if wrong:
+        return None, '%s=%s: unknown %s (choose from %s).' % (
+            name, json.dumps(value if isinstance(value, str) else str(value)), ', '.join(wrong), ', '.join(choices))
+    return items, None
+
+
+# How the collection tells a Windows host without connecting to it: its connection plugin or shell, or facts already
+# gathered. A Python module cannot run there, so this decides which module a task sends.
+WINDOWS_CONNECTIONS = ('winrm', 'psrp')
+WINDOWS_SHELLS = ('powershell', 'cmd')
+
+
+def on_windows(host_vars):
+    """Whether a host is Windows, from its (templated) variables."""
+    facts = host_vars.get('ansible_facts') or {}
+    return (facts.get('os_family') == 'Windows' or host_vars.get('ansible_connection') in WINDOWS_CONNECTIONS
+            or host_vars.get('ansible_shell_type') in WINDOWS_SHELLS)

@@ -34,3 +34,20 @@ def test_names_of_your_own_are_accepted_by_name_or_prefix():
 def test_the_same_options_give_the_same_key_whatever_their_order():
     assert kv.options_key({'region': 'us', 'ip_version': '4'}) == kv.options_key({'ip_version': '4', 'region': 'us'})
     assert kv.options_key({'region': 'us'}) != kv.options_key({'region': 'fed'})
+
+
+def test_choice_lists_from_lists_and_strings_and_what_is_unknown():
+    choices = ('tunnel', 'api', 'update', 'extra')
+    assert kv.choice_list('egress_firewall_purposes', 'tunnel,\n api', choices) == (['tunnel', 'api'], None)
+    assert kv.choice_list('egress_firewall_purposes', ['api'], choices) == (['api'], None)
+    items, problem = kv.choice_list('egress_firewall_purposes', 'tunnel\n api,\nmail', choices)
+    assert items is None and problem == ('egress_firewall_purposes="tunnel\\n api,\\nmail": unknown mail '
+                                         '(choose from tunnel, api, update, extra).')
+    assert 'expected a list' in kv.choice_list('egress_firewall_require', 7, choices)[1]
+
+
+def test_windows_is_told_by_connection_shell_or_facts():
+    assert kv.on_windows({'ansible_connection': 'psrp'})
+    assert kv.on_windows({'ansible_shell_type': 'powershell'})
+    assert kv.on_windows({'ansible_facts': {'os_family': 'Windows'}})
+    assert not kv.on_windows({'ansible_connection': 'ssh', 'ansible_facts': {'os_family': 'Debian'}})

@@ -1,0 +1,56 @@
+# -*- coding: utf-8 -*-
+# Copyright: tunnelwall developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""firewall_egress: one task for every firewall - the backend's module chosen by name, like ansible.builtin.package.
+
+The checks and the arguments are plugins/plugin_utils/firewall_choice.py's; this runs the chosen module (Linux) or
+the chosen action (Windows: win_firewall_egress is an action plugin itself) and returns its result as it is.
+"""
+
+from __future__ import annotations
+
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible.plugins.action import ActionBase
+
+from ansible_collections.tunnelwall.cloudflared.plugins.plugin_utils import firewall_choice
+
+ARGUMENT_SPEC = dict(
+    backend=dict(type='str', default=''),
+    found=dict(type='dict'),
+    plan=dict(type='dict'),
+    purposes=dict(type='list', elements='str', default=[]),
+    verify=dict(type='dict'),
+    options=dict(type='dict', required=True),
+)
+
+
+class ActionModule(ActionBase):
+
+    TRANSFERS_FILES = False
+    _supports_check_mode = True
+    _supports_async = False
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        validation = ArgumentSpecValidator(ARGUMENT_SPEC).validate(self._task.args)
+        if validation.error_messages:
+            return dict(result, failed=True, msg='firewall_egress: %s' % '; '.join(validation.error_messages))
+        params = validation.validated_parameters
+        backend, plan = params['backend'], params['plan'] or {}
+        if backend and backend not in firewall_choice.BACKEND_MODULES:
+            return dict(result, failed=True, msg='firewall_egress: backend=%r: choose from %s' % (
+                backend, ', '.join(sorted(firewall_choice.BACKEND_MODULES))))
+        problem = firewall_choice.refusal((task_vars or {}).get('inventory_hostname'), backend, params['found'],
+                                          params['options'], plan, params['purposes'])
+        if problem:
+            return dict(result, failed=True, refused=True, msg='%s Nothing was changed.' % problem)
+        module = firewall_choice.BACKEND_MODULES[backend]
+        args = firewall_choice.module_args(backend, params['options'], plan, params['purposes'], params['verify'])
+        if backend == 'windows':
+            task = self._task.copy()
+            task.args = args
+            action = self._shared_loader_obj.action_loader.get(
+                module, task=task, connection=self._connection, play_context=self._play_context, loader=self._loader,
+                templar=self._templar, shared_loader_obj=self._shared_loader_obj)
+            return dict(result, **action.run(task_vars=task_vars))
+        return dict(result, **self._execute_module(module_name=module, module_args=args, task_vars=task_vars))
