@@ -20,7 +20,8 @@ VERIFY_SPEC = dict(type='dict', options=dict(
     plan=dict(type='dict', required=True),
     # 'origins': the firewall modules' own check of cloudflared's origins (origins.OriginCheck), not the probe's.
     require=dict(PROBE_ARGUMENT_SPEC['require'], choices=list(egress_contract.VERIFY_REQUIREMENTS)),
-    timeout=dict(type='float', default=5.0),
+    # The probe's own default (edge_probe, the role's egress_firewall_probe_timeout): one wait for every probe.
+    timeout=PROBE_ARGUMENT_SPEC['timeout'],
     # Destinations that must stay reachable, checked like the allowed origins (origins.OriginCheck) but not allowed.
     origins=dict(type='list', elements='dict', options=dict(host=dict(type='str', required=True),
                                                             port=dict(type='int', required=True))),

@@ -117,9 +117,9 @@ options:
         choices: [any_tunnel, quic, http2, api, update, dns, origins]
         default: [any_tunnel]
       timeout:
-        description: Seconds each probe waits.
+        description: Seconds each probe waits - the same default as M(tunnelwall.cloudflared.edge_probe)'s O(tunnelwall.cloudflared.edge_probe#module:timeout).
         type: float
-        default: 5.0
+        default: 3.0
       origins:
         description: Not on Windows yet - refused with a clear error (the Windows probe has no origin check), like
           V(origins) in O(verify.require).
