@@ -73,7 +73,8 @@ attributes:
     support: full
     platforms: posix, windows
 seealso:
-  - role: tunnelwall.cloudflared.egress_firewall
+  - plugin: tunnelwall.cloudflared.egress_firewall
+    plugin_type: role
   - module: tunnelwall.cloudflared.egress_firewall_info
 """
 
