@@ -33,7 +33,7 @@ options:
     description: The result of M(tunnelwall.cloudflared.egress_firewall_info) for the host, when the backend was searched.
     type: dict
   plan:
-    description: The host's egress plan (P(tunnelwall.cloudflared.edge_endpoints#lookup)); needed with O(options.state=present).
+    description: The host's egress plan (P(tunnelwall.cloudflared.edge_endpoints#lookup)); needed when O(options) say C(state=present) (the default).
     type: dict
   purposes:
     description: Which of the plan's rules to allow (and to verify).
@@ -73,8 +73,6 @@ attributes:
     support: full
     platforms: posix, windows
 seealso:
-  - plugin: tunnelwall.cloudflared.egress_firewall
-    plugin_type: role
   - module: tunnelwall.cloudflared.egress_firewall_info
 """
 
