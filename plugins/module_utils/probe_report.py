@@ -17,8 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import dns_client, reachability
 
 ADDRESS_TYPES = {'ipv4': 'A', 'ipv6': 'AAAA'}
-# An unmet requirement's message ends with what to open, after this mark, separated like this; what_to_open()
-# reads it back (the fleet report lists it per host).
+# An unmet requirement's message (unmet_message) ends with what to open, after this mark, separated like this.
 FIX_MARK = '. To fix: '
 FIX_SEPARATOR = '; '
 
@@ -259,8 +258,12 @@ def _failure_lines(failed):
             for (check, protocol, port, kind), addresses in sorted(by_kind.items())]
 
 
-def unmet_requirements(require, results, findings, plan, families):
-    """One message per requirement that the results do not meet, saying what failed and what to open."""
+def unmet_records(require, results, findings, plan, families):
+    """One record per requirement that the results do not meet: ``{requirement, failed, to_open}``.
+
+    ``failed`` says what failed (one line), ``to_open`` the destinations to open ([] when opening would not help);
+    unmet_message renders a record for a person, the fleet report reads the fields.
+    """
     protocol = recommend(results)[0]
     unmet = []
 
@@ -284,24 +287,29 @@ def unmet_requirements(require, results, findings, plan, families):
     for requirement in require:
         if requirement == 'dns':
             if bad_dns:
-                unmet.append('dns: %s' % '; '.join(f['message'] for f in bad_dns))
+                unmet.append(dict(requirement='dns', failed='; '.join(f['message'] for f in bad_dns), to_open=[]))
             continue
         met, failed = checks[requirement]
         if met:
             continue
         if not failed:
-            unmet.append('%s: nothing to probe (the plan or the checks leave it out)' % requirement)
+            unmet.append(dict(requirement=requirement, failed='nothing to probe (the plan or the checks leave it out)',
+                              to_open=[]))
             continue
-        unmet.append('%s: %s%s%s' % (requirement, '; '.join(_failure_lines(failed)), FIX_MARK,
-                                     FIX_SEPARATOR.join(_what_to_open(plan, failed, families))))
+        unmet.append(dict(requirement=requirement, failed='; '.join(_failure_lines(failed)),
+                          to_open=list(_what_to_open(plan, failed, families))))
     return unmet
 
 
-def what_to_open(message):
-    """The destinations to open that an unmet requirement's message ends with (see unmet_requirements), or []."""
-    if FIX_MARK not in message:
-        return []
-    return message.split(FIX_MARK, 1)[1].split(FIX_SEPARATOR)
+def unmet_message(record):
+    """An unmet requirement for a person: what failed and, where it helps, what to open."""
+    message = '%s: %s' % (record['requirement'], record['failed'])
+    return message + FIX_MARK + FIX_SEPARATOR.join(record['to_open']) if record['to_open'] else message
+
+
+def unmet_requirements(require, results, findings, plan, families):
+    """One message per requirement that the results do not meet (unmet_records, rendered)."""
+    return [unmet_message(record) for record in unmet_records(require, results, findings, plan, families)]
 
 
 def _works(results, protocol, family):
@@ -413,8 +421,9 @@ def report(require, plan, families, results, nameservers, answers, asked_dns):
     """The module's whole return value (without ``changed``), and the unmet requirements in it."""
     findings = dns_findings(plan, families, nameservers, answers) if asked_dns else []
     protocol, reason = recommend(results)
-    unmet = unmet_requirements(require, results, findings, plan, families)
+    records = unmet_records(require, results, findings, plan, families)
     return dict(results=results, summary=summarize(results), families=families, recommended_protocol=protocol,
-                recommendation_reason=reason, unmet_requirements=unmet, recommended_settings=recommend_settings(results),
+                recommendation_reason=reason, unmet_requirements=[unmet_message(record) for record in records],
+                unmet_detail=records, recommended_settings=recommend_settings(results),
                 to_open=destinations_to_open(plan, [r for r in results if not r['ok']], families),
                 dns=dict(nameservers=nameservers if asked_dns else [], answers=answers, findings=findings))

@@ -251,11 +251,11 @@ def host_row(hostname, probe_result, plan=None, applied=None):
     # What to open comes as data from the probe (probe_report.destinations_to_open), for every failed group.
     to_open = [_open_entry(entry) for entry in _items(probe_result.get('to_open'))]
     to_open += _origins_to_open(cells.get('origins', {}))
-    for message in unmet:
+    what_failed = _what_failed(unmet, probe_result.get('unmet_detail'))
+    for line in what_failed:
         # A DNS requirement repeats the findings listed above, an origins one the origins cell's problem line.
-        if not message.startswith(('dns: ', 'origins: ')):
-            # The unmet message ends with what to open, which to_open shows as data: keep what failed.
-            problems.append('requirement not met: %s' % message.split(probe_report.FIX_MARK, 1)[0])
+        if not line.startswith(('dns: ', 'origins: ')):
+            problems.append('requirement not met: %s' % line)
     protocol = probe_result.get('recommended_protocol')
     protocol = protocol if isinstance(protocol, str) else None  # a damaged result: no recommendation
     if probe_result.get('failed') and not unmet:
@@ -272,7 +272,7 @@ def host_row(hostname, probe_result, plan=None, applied=None):
                         'playbook to follow the edge'
                         % (drift['text'], drift['new'], drift['gone'], ', '.join(drift['purposes'])))
         state = 'drifted' if state == 'ok' else state
-    return {'host': hostname, 'state': state, 'message': None, 'protocol': protocol, 'why': _why(state, problems, unmet),
+    return {'host': hostname, 'state': state, 'message': None, 'protocol': protocol, 'why': _why(state, problems, what_failed),
             'reason': str(probe_result.get('recommendation_reason') or '') or None, 'cells': cells, 'failing': failing,
             'problems': problems, 'to_open': to_open, 'unmet': unmet, 'settings': _settings(probe_result),
             'plan': plan_summary(plan), 'drift': drift, 'firewall': firewall_cell(probe_result)}
@@ -290,14 +290,22 @@ def firewall_cell(probe_result):
     return _cell(FIREWALL_CHANGES[change], change)
 
 
-def _why(state, problems, unmet):
+def _what_failed(unmet, details):
+    """Each unmet requirement without what to open (to_open shows that as data): from the probe's records
+    (unmet_detail) where one renders to the message, else the message as it is (the origins check's own lines)."""
+    failed = dict((probe_report.unmet_message(record), '%s: %s' % (record['requirement'], record['failed']))
+                  for record in _items(details) if {'requirement', 'failed'} <= set(record)
+                  and isinstance(record.get('to_open'), list) and all(isinstance(d, str) for d in record['to_open']))
+    return [failed.get(message, message) for message in unmet]
+
+
+def _why(state, problems, what_failed):
     """The row's reason in one line: what failed first (the change's error comes last in problems, so first here)."""
     if state == 'ok':
         return ''
-    if problems and not unmet and state == 'failing':
+    if problems and not what_failed and state == 'failing':
         return problems[-1]  # the probe's or the change's own error
-    return ('requirement not met: %s' % unmet[0].split(probe_report.FIX_MARK, 1)[0]) if unmet else \
-        (problems[0] if problems else '')
+    return ('requirement not met: %s' % what_failed[0]) if what_failed else (problems[0] if problems else '')
 
 
 def _open_entry(entry):

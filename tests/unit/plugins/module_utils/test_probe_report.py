@@ -81,10 +81,16 @@ def test_unmet_requirements_name_what_failed_and_what_to_open():
     assert 'open outbound UDP 7844 to 198.51.100.11/32, 198.51.100.12/31 (tunnel)' in unmet[0]
     assert unmet[1].startswith('api: https tcp/443 timeout: 198.51.100.80')
     assert 'open outbound TCP 443 to 198.51.100.80/32 (api)' in unmet[1]
-    # what_to_open() reads the destinations back (the fleet report's "to open"), and nothing else.
-    assert probe_report.what_to_open(unmet[0]) == ['open outbound UDP 7844 to 198.51.100.11/32, 198.51.100.12/31 (tunnel)']
-    assert probe_report.what_to_open(unmet[1]) == ['open outbound TCP 443 to 198.51.100.80/32 (api)']
-    assert probe_report.what_to_open('dns: SERVFAIL from 198.51.100.53') == []
+    # The same as records: what failed and the destinations to open as data, rendered only into the message.
+    records = probe_report.unmet_records(['any_tunnel', 'quic', 'api'], results, [], PLAN, ['ipv4'])
+    assert [r['requirement'] for r in records] == ['quic', 'api']
+    assert records[0]['to_open'] == ['open outbound UDP 7844 to 198.51.100.11/32, 198.51.100.12/31 (tunnel)']
+    assert records[1]['to_open'] == ['open outbound TCP 443 to 198.51.100.80/32 (api)']
+    assert records[1]['failed'] == 'https tcp/443 timeout: 198.51.100.80'
+    assert [probe_report.unmet_message(r) for r in records] == unmet
+    dns = probe_report.unmet_records(['dns'], [], [{'kind': 'unresolvable', 'message': 'SERVFAIL'}], PLAN, ['ipv4'])
+    assert dns == [{'requirement': 'dns', 'failed': 'SERVFAIL', 'to_open': []}]
+    assert probe_report.unmet_message(dns[0]) == 'dns: SERVFAIL'
 
 
 def test_dns_requirement_uses_findings():

@@ -531,3 +531,14 @@ def test_a_failed_change_shows_in_the_firewall_column_and_the_why():
     # A check run (no change tried) has no Firewall column.
     assert 'Firewall' not in fleet_report.render_markdown(fleet_report.fleet_report(
         [fleet_report.host_row('g', probed())], '2026-11-27T10:05:00Z', PLAN))
+
+
+def test_what_failed_comes_from_the_probes_records_and_other_lines_stay_as_they_are():
+    record = {'requirement': 'quic', 'failed': 'quic udp/7844 timeout: 198.51.100.11',
+              'to_open': ['open outbound UDP 7844 to 198.51.100.11/32 (tunnel)']}
+    message = probe_report.unmet_message(record)
+    origins = 'origins: 10.1.2.3 port 8080 (app.internal, config.yml rule 1): blocked'
+    assert fleet_report._what_failed([message, origins], [record]) == ['quic: quic udp/7844 timeout: 198.51.100.11', origins]
+    # A damaged record (to_open not a list of strings) is not trusted: the message stays whole.
+    assert fleet_report._what_failed([message], [dict(record, to_open='x')]) == [message]
+    assert fleet_report._what_failed([message], 'nonsense') == [message]
