@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """firewall_egress: one task for every firewall - the backend's module chosen by name, like ansible.builtin.package.
 
-The checks and the arguments are plugins/plugin_utils/firewall_choice.py's; this runs the chosen module (Linux) or
+The checks and the arguments are plugins/plugin_utils/backend_modules.py's; this runs the chosen module (Linux) or
 the chosen action (Windows: win_firewall_egress is an action plugin itself) and returns its result as it is.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.tunnelwall.cloudflared.plugins.plugin_utils import firewall_choice
+from ansible_collections.tunnelwall.cloudflared.plugins.plugin_utils import backend_modules
 
 ARGUMENT_SPEC = dict(
     backend=dict(type='str', default=''),
@@ -37,15 +37,15 @@ class ActionModule(ActionBase):
             return dict(result, failed=True, msg='firewall_egress: %s' % '; '.join(validation.error_messages))
         params = validation.validated_parameters
         backend, plan = params['backend'], params['plan'] or {}
-        if backend and backend not in firewall_choice.BACKEND_MODULES:
+        if backend and backend not in backend_modules.BACKEND_MODULES:
             return dict(result, failed=True, msg='firewall_egress: backend=%r: choose from %s' % (
-                backend, ', '.join(sorted(firewall_choice.BACKEND_MODULES))))
-        problem = firewall_choice.refusal((task_vars or {}).get('inventory_hostname'), backend, params['found'],
+                backend, ', '.join(sorted(backend_modules.BACKEND_MODULES))))
+        problem = backend_modules.refusal((task_vars or {}).get('inventory_hostname'), backend, params['found'],
                                           params['options'], plan, params['purposes'])
         if problem:
             return dict(result, failed=True, refused=True, msg='%s Nothing was changed.' % problem)
-        module = firewall_choice.BACKEND_MODULES[backend]
-        args = firewall_choice.module_args(backend, params['options'], plan, params['purposes'], params['verify'])
+        module = backend_modules.BACKEND_MODULES[backend]
+        args = backend_modules.module_args(backend, params['options'], plan, params['purposes'], params['verify'])
         if backend == 'windows':
             task = self._task.copy()
             task.args = args

@@ -129,7 +129,7 @@ drift:
 import re
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_applied, firewall_backend, ufw_rules
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import backend_choice, egress_applied, ufw_rules
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.firewalld_client import Firewalld, FirewalldError
 
 SBIN = ['/usr/sbin', '/sbin']
@@ -205,14 +205,14 @@ def main():
         except FirewalldError as error:
             firewalld['detail'] = str(error)
     ufw_binary = module.get_bin_path('ufw', opt_dirs=SBIN)
-    conf = read_text(firewall_backend.UFW_CONF)
+    conf = read_text(backend_choice.UFW_CONF)
     ufw = {'installed': bool(ufw_binary) and conf is not None, 'enabled': conf is not None and ufw_rules.ufw_enabled(conf)}
     found = {'firewalld': firewalld, 'ufw': ufw, 'nftables': find_nftables(module)}
-    backend = firewall_backend.choose(found)
+    backend = backend_choice.choose(found)
     chosen = backend if module.params['backend'] == 'auto' else module.params['backend']
     applied, applied_error = read_applied(module, chosen, module.params['name'])
     drift = egress_applied.plan_drift(applied, module.params['plan']) if module.params['plan'] else None
-    module.exit_json(changed=False, backend=backend, description=firewall_backend.describe(found), applied=applied,
+    module.exit_json(changed=False, backend=backend, description=backend_choice.describe(found), applied=applied,
                      applied_error=applied_error, drift=drift, **found)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.tunnelwall.cloudflared.plugins.plugin_utils import firewall_choice
+from ansible_collections.tunnelwall.cloudflared.plugins.plugin_utils import backend_modules
 
 PLAN = {'version': 1, 'region': 'global',
         'endpoints': [{'hostname': 'region1.v2.argotunnel.com', 'purpose': 'tunnel'},
@@ -15,20 +15,20 @@ PLAN = {'version': 1, 'region': 'global',
 
 
 def test_every_backend_has_its_module():
-    assert firewall_choice.BACKEND_MODULES['ufw'] == 'tunnelwall.cloudflared.ufw_egress'
-    assert firewall_choice.BACKEND_MODULES['windows'] == 'tunnelwall.cloudflared.win_firewall_egress'
-    assert sorted(firewall_choice.BACKEND_MODULES) == ['firewalld', 'nftables', 'ufw', 'windows']
+    assert backend_modules.BACKEND_MODULES['ufw'] == 'tunnelwall.cloudflared.ufw_egress'
+    assert backend_modules.BACKEND_MODULES['windows'] == 'tunnelwall.cloudflared.win_firewall_egress'
+    assert sorted(backend_modules.BACKEND_MODULES) == ['firewalld', 'nftables', 'ufw', 'windows']
 
 
 def test_rules_and_verification_plan_keep_only_the_purposes_allowed():
-    args = firewall_choice.module_args('ufw', {'name': 'tw', 'profiles': ['Domain']}, PLAN, ['api'], {'timeout': 3.0})
+    args = backend_modules.module_args('ufw', {'name': 'tw', 'profiles': ['Domain']}, PLAN, ['api'], {'timeout': 3.0})
     assert args['rules'] == [PLAN['rules'][1]] and 'profiles' not in args and args['name'] == 'tw'
     assert args['verify']['timeout'] == 3.0
     assert [e['purpose'] for e in args['verify']['plan']['endpoints']] == ['api']
     assert args['verify']['plan']['rules'] == [PLAN['rules'][1]] and args['verify']['plan']['region'] == 'global'
-    windows = firewall_choice.module_args('windows', {'profiles': ['Domain']}, PLAN, ['tunnel'], None)
+    windows = backend_modules.module_args('windows', {'profiles': ['Domain']}, PLAN, ['tunnel'], None)
     assert windows['profiles'] == ['Domain'] and 'verify' not in windows
-    absent = firewall_choice.module_args('nftables', {'state': 'absent'}, {}, [], {'timeout': 3.0})
+    absent = backend_modules.module_args('nftables', {'state': 'absent'}, {}, [], {'timeout': 3.0})
     assert absent == {'state': 'absent'}
 
 
@@ -41,10 +41,10 @@ def test_rules_and_verification_plan_keep_only_the_purposes_allowed():
      '(egress_firewall_purposes=api, plan rules: tunnel,api)'),
 ])
 def test_refusals_name_the_variable(backend, found, options, purposes, says):
-    assert firewall_choice.refusal('h1', backend, found, options, PLAN, purposes).startswith(says)
+    assert backend_modules.refusal('h1', backend, found, options, PLAN, purposes).startswith(says)
 
 
 def test_no_refusal_when_the_tunnel_stays_or_nothing_is_denied_or_removing():
-    assert firewall_choice.refusal('h1', 'ufw', None, {'default_deny': True}, PLAN, ['tunnel']) is None
-    assert firewall_choice.refusal('h1', 'ufw', None, {'default_deny': False}, PLAN, ['api']) is None
-    assert firewall_choice.refusal('h1', 'ufw', None, {'default_deny': True, 'state': 'absent'}, {}, []) is None
+    assert backend_modules.refusal('h1', 'ufw', None, {'default_deny': True}, PLAN, ['tunnel']) is None
+    assert backend_modules.refusal('h1', 'ufw', None, {'default_deny': False}, PLAN, ['api']) is None
+    assert backend_modules.refusal('h1', 'ufw', None, {'default_deny': True, 'state': 'absent'}, {}, []) is None

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: tunnelwall developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Which firewall module a host gets, and the arguments it gets: the firewall_egress action's pure part.
+"""Which firewall module each backend has, and the arguments it gets: the firewall_egress action's pure part.
 
 The role hands over data - the host's plan, the purposes to allow, what egress_firewall_info found, the module
 options - and this decides the module by the backend's name, refuses what cannot work (no firewall, a default deny
