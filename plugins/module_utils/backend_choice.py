@@ -32,6 +32,7 @@ def choose(found):
 
 
 def describe_firewalld(firewalld):
+    """firewalld's state in a few words, for the message when no firewall can be written."""
     if firewalld['running']:
         return ('firewalld %s running' % (firewalld['version'] or '')).replace('  ', ' ')
     if firewalld['installed']:
@@ -40,12 +41,14 @@ def describe_firewalld(firewalld):
 
 
 def describe_ufw(ufw):
+    """ufw's state in a few words."""
     if ufw['installed']:
         return 'ufw installed, %s' % ('enabled' if ufw['enabled'] else 'inactive')
     return 'ufw not installed'
 
 
 def describe_nftables(nftables):
+    """nftables' state in a few words."""
     if nftables.get('usable'):
         return ('nftables %s usable' % (nftables.get('version') or '')).replace('  ', ' ')
     if nftables.get('installed'):

@@ -67,6 +67,7 @@ def resolvers_to_allow(resolv_conf_servers, stub_upstream_servers):
 
 
 def encode_name(name):
+    """A host name in DNS wire format (length-prefixed labels, IDNA-encoded); ValueError for an empty or long label."""
     out = b''
     for label in name.rstrip('.').split('.'):
         raw = label.encode('idna') if label else b''

@@ -64,6 +64,7 @@ MLKEM_Q = 3329
 
 
 def hkdf_extract(salt, key_material):
+    """HKDF-Extract with SHA-256 (RFC 5869 section 2.2), as QUIC's initial secrets use it (RFC 9001 section 5.2)."""
     return hmac.new(salt, key_material, hashlib.sha256).digest()
 
 
@@ -113,10 +114,12 @@ def protect(header, payload, packet_number, keys, pn_length):
 
 
 def extension(kind, body):
+    """One TLS extension: its type and length, then its body (RFC 8446 section 4.2)."""
     return struct.pack('>HH', kind, len(body)) + body
 
 
 def vector(body, length_bytes):
+    """A TLS variable-length vector: the body behind its length in ``length_bytes`` bytes (RFC 8446 section 3.4)."""
     return len(body).to_bytes(length_bytes, 'big') + body
 
 
@@ -341,6 +344,7 @@ def read_answer(datagram, destination_cid, source_cid):
 
 
 def describe_close(close):
+    """A server's CONNECTION_CLOSE ``(code, reason)`` in words, naming the TLS alert a crypto error carries."""
     code, reason = close
     if 0x100 <= code <= 0x1FF:
         alert = TLS_ALERTS.get(code - 0x100, 'alert %d' % (code - 0x100))

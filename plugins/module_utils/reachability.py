@@ -276,9 +276,11 @@ class _Attempt(object):
 
     @property
     def done(self):
+        """Whether the exchange has ended - with an answer or with an error."""
         return self.answer is not None or self.error is not None
 
     def receive(self):
+        """Read one datagram from the socket (the socket is ready) and decide whether it answers the probe."""
         try:
             data = self.sock.recv(65535)
         except (socket.error, OSError) as exc:

@@ -95,6 +95,7 @@ def _unique(endpoints):
 
 
 def srv_names(options):
+    """The SRV names cloudflared asks for the tunnel edge of the options' region and generation."""
     return [names.srv for names in edge_names.name_sets(options.region, options.generation)]
 
 
