@@ -170,3 +170,36 @@ def test_the_check_playbook_reports_the_origins_of_the_config_and_of_the_variabl
         assert any(column['id'] == 'origins' for column in report['columns']), report['columns']
     finally:
         lab.reset_firewalls([host])
+
+
+@pytest.mark.once
+def test_the_check_playbook_shows_origin_drift_when_an_origin_name_moves(lab, plan, tmp_path):
+    """Every run resolves the origins again, and the drift check covers them like the edge: after a default deny
+    allowed the config's origins, the origin's name is re-pointed on the host (its resolver: /etc/hosts) - the check
+    playbook's Drift column says +1/-1 for purpose origin and the host is drifted; the edge did not move."""
+    from tests.integration import test_site_playbooks_lab as site_suite  # pylint: disable=import-outside-toplevel
+    host = lab.hosts_with('nftables')[0]
+    lab.reset_firewalls([host])
+    try:
+        write(lab, host, '/etc/cloudflared/config.yml', CONFIG)
+        write(lab, host, '/etc/hosts', '%s origin.lab.internal\n' % ORIGIN_BY_NAME, append=True)
+        applied = ufw_suite.run_module(lab, host, deny(plan), module=MODULES['nftables'])
+        assert not applied['failed'], applied.get('msg')
+        rc, output, dummy, report = site_suite.playbook(lab, tmp_path / 'before', 'check', '-e',
+                                                        'egress_firewall_default_deny=true', targets=host)
+        assert report is not None, output
+        row = site_suite.rows(report)[host]
+        assert row['drift'] == {'new': 0, 'gone': 0, 'purposes': [], 'text': '+0/\u22120'}, row
+
+        lab.exec(host, ['sed', '-i', 's/^%s origin.lab.internal$/%s origin.lab.internal/' % (ORIGIN_BY_NAME, ORIGIN_VARIABLE),
+                        '/etc/hosts'], check=True)
+        rc, output, dummy, report = site_suite.playbook(lab, tmp_path / 'after', 'check', '-e',
+                                                        'egress_firewall_default_deny=true', targets=host)
+        assert report is not None, output
+        row = site_suite.rows(report)[host]
+        assert row['drift'] == {'new': 1, 'gone': 1, 'purposes': ['origin'], 'text': '+1/\u22121'}, row
+        assert row['state'] in ('drifted', 'degraded'), row  # the moved origin is not allowed: its probe fails too
+        stats = output[output.index('CUSTOM STATS'):]
+        assert '+1/\u22121' in stats or '+1/\\u22121' in stats, stats
+    finally:
+        lab.reset_firewalls([host])

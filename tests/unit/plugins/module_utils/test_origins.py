@@ -223,3 +223,24 @@ def test_windows_takes_origins_by_address_and_refuses_names_and_origin_checks():
         wf.build_request(dict(base, origins=[{'host': 'app.internal', 'port': 80}]))
     with pytest.raises(wf.RuleError, match='verify: origins are not checked on Windows yet'):
         wf.verify_params({'plan': {}, 'origins': [{'host': '10.1.2.3', 'port': 80}]})
+
+
+def test_egress_firewall_info_resolves_the_origins_as_the_firewall_modules_do(tmp_path):
+    """egress_firewall_info's fresh origins (for drift): the same config reading and resolution as with_origins,
+    an error instead of a failure, and nothing at all unless asked."""
+    from ansible_collections.tunnelwall.cloudflared.plugins.modules import egress_firewall_info as info  # pylint: disable=C0415
+    config = tmp_path / 'config.yml'
+    config.write_text('ingress:\n  - hostname: a.example\n    service: https://app.internal\n  - service: http_status:404\n')
+
+    def getaddrinfo(host, port, family, kind):
+        return {'app.internal': [(2, kind, 6, '', ('10.1.2.3', 0))]}[host]
+    asked = {'origins': [{'host': '10.5.0.0/16', 'port': 22}], 'private_networks': None, 'cloudflared_config': str(config)}
+    fresh = info.fresh_origins(asked, getaddrinfo=getaddrinfo)
+    assert fresh['error'] is None and fresh['config']['path'] == str(config)
+    assert [(r['port'], r['ipv4']) for r in fresh['rules']] == [(22, ['10.5.0.0/16']), (443, ['10.1.2.3/32'])]
+    req, dummy = egress_module.with_origins(request(origins=asked['origins'], cloudflared_config=str(config)), None,
+                                            getaddrinfo=getaddrinfo)
+    assert fresh['allowed'] == req.origin_report['allowed']
+    assert info.fresh_origins({'origins': None, 'private_networks': None, 'cloudflared_config': 'none'}) is None
+    gone = info.fresh_origins(dict(asked, origins=None), getaddrinfo=lambda *a: (_ for _ in ()).throw(socket.gaierror(-2, 'Name or service not known')))
+    assert gone['rules'] is None and 'cannot resolve app.internal' in gone['error'], gone

@@ -57,3 +57,21 @@ def test_edge_probe_rows_refused_is_partial_and_udp_only_is_not_checked():
                                                                         'text': '0/1 reachable, 1 refused'}
     result['origins'] = origins.probe_rows([UDP], {})
     assert fleet_report.host_row('gw1', result)['cells']['origins'] == {'state': 'skipped', 'text': 'not checked'}
+
+
+def test_origins_drift_from_egress_firewall_info_and_its_error():
+    """The check playbook's Drift column covers origins: egress_firewall_info's `origins` (resolved on the host)
+    against the firewall's origin rules; origins that cannot be resolved now make the host degraded, naming why."""
+    applied = {'tunnel': [r for rule in PLAN['rules'] if rule['purpose'] == 'tunnel' for r in rule['ipv4'] + rule['ipv6']]}
+    applied['origin'] = ['10.1.2.3/32']
+    fresh = {'rules': [{'purpose': 'origin', 'protocol': 'tcp', 'port': 8080, 'ipv4': ['10.1.2.30/32'], 'ipv6': []}],
+             'error': None}
+    row = fleet_report.host_row('gw1', probed(), PLAN, applied, fresh)
+    assert row['drift']['purposes'] == ['origin'] and row['drift']['text'] == '+1/\u22121', row['drift']
+    assert row['state'] == 'drifted'
+    same = fleet_report.host_row('gw1', probed(), PLAN, applied, dict(fresh, rules=[dict(fresh['rules'][0],
+                                                                                            ipv4=['10.1.2.3/32'])]))
+    assert same['state'] == 'ok' and same['drift']['text'] == '+0/\u22120'
+    broken = fleet_report.host_row('gw1', probed(), PLAN, applied, {'rules': None, 'error': 'cannot resolve app'})
+    assert broken['state'] == 'degraded' and broken['drift']['text'] == '+0/\u22120'
+    assert broken['why'] == 'drift: origins not compared - cannot resolve app (the next site run fails the same way)'
