@@ -7,6 +7,8 @@
 
 # Runs behind the win_firewall_egress action plugin, which validates the options, computes the wanted rules
 # (canonical CIDR addresses, sorted) and drives the transaction: prepared.action is
+#   origins - read only: the Cloudflared service's ImagePath and account profile, cloudflared's config (its text) and
+#             the addresses of origin names, for the controller to parse and resolve with;
 #   apply   - settle a change a dead run left, read and record the group's rules and the default outbound actions,
 #             arm the dead-man scheduled task, reconcile; confirm at once when nothing will verify;
 #   confirm - the change was verified: remove the record and the scheduled task;
@@ -22,6 +24,73 @@ $module = [Ansible.Basic.AnsibleModule]::Create($args, $spec)
 $prepared = $module.Params.prepared
 $group = [string]$prepared.group
 $profiles = @($prepared.profiles)
+
+if ($prepared.action -eq 'origins') {
+    # Read-only, check mode too: what the controller must not read or resolve itself. It parses the config with the
+    # same Python code as on Linux (plugin_utils/windows_firewall.py discover_origins): no YAML here.
+    #   service - the registry values of that service (ImagePath, account) and the account's profile directory;
+    #   read    - the text of the first of these files that exists;
+    #   resolve - the addresses of these names, with this host's resolver.
+    $found = @{ service = $null; file = $null; resolved = @{}; unresolved = @{} }
+    if ($prepared.service) {
+        $serviceKey = 'HKLM:\SYSTEM\CurrentControlSet\Services\' + [string]$prepared.service
+        $item = Get-ItemProperty -LiteralPath $serviceKey -ErrorAction SilentlyContinue
+        if ($item) {
+            $account = if ($item.PSObject.Properties.Name -contains 'ObjectName') { [string]$item.ObjectName } else { '' }
+            # The profile (%USERPROFILE%) of the account the service runs as: LocalSystem's is
+            # C:\Windows\System32\config\systemprofile (ProfileList of S-1-5-18).
+            $wellKnown = @{ '' = 'S-1-5-18'; 'localsystem' = 'S-1-5-18'; 'nt authority\system' = 'S-1-5-18'
+                'nt authority\localservice' = 'S-1-5-19'; 'nt authority\networkservice' = 'S-1-5-20' }
+            $sid = $wellKnown[$account.ToLowerInvariant()]
+            if (-not $sid) {
+                try {
+                    $sid = ([System.Security.Principal.NTAccount]$account).Translate([System.Security.Principal.SecurityIdentifier]).Value
+                }
+                catch {
+                    $sid = $null
+                }
+            }
+            $userProfile = $null
+            if ($sid) {
+                $profileKey = 'HKLM:\SOFTWARE\Microsoft\Windows NT\CurrentVersion\ProfileList\' + $sid
+                $profileItem = Get-ItemProperty -LiteralPath $profileKey -ErrorAction SilentlyContinue
+                if ($profileItem) { $userProfile = [Environment]::ExpandEnvironmentVariables([string]$profileItem.ProfileImagePath) }
+            }
+            $found.service = @{
+                name = [string]$prepared.service
+                image_path = [string]$item.ImagePath
+                account = $account
+                profile = $userProfile
+                cfdpath = [Environment]::GetEnvironmentVariable('CFDPATH', 'Machine')
+                program_files_x86 = [Environment]::GetEnvironmentVariable('ProgramFiles(x86)')
+            }
+        }
+    }
+    foreach ($path in @($prepared.read)) {
+        if ($path -and (Test-Path -LiteralPath $path -PathType Leaf)) {
+            try {
+                $found.file = @{ path = [string]$path; text = [System.IO.File]::ReadAllText([string]$path) }
+            }
+            catch {
+                $module.FailJson("win_firewall_egress: cannot read cloudflared's config $($path): $($_.Exception.Message); nothing was changed", $_)
+            }
+            break
+        }
+    }
+    foreach ($name in @($prepared.resolve)) {
+        if (-not $name) { continue }
+        try {
+            $found.resolved[[string]$name] = @([System.Net.Dns]::GetHostAddresses([string]$name) |
+                ForEach-Object { $_.IPAddressToString })
+        }
+        catch {
+            $found.unresolved[[string]$name] = $_.Exception.Message
+        }
+    }
+    $module.Result.origins = $found
+    $module.ExitJson()
+}
+
 $txn = $prepared.transaction
 $id = [string]$txn.id
 if ($id -notmatch '^[0-9a-f]{12}$') {

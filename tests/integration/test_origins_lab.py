@@ -128,6 +128,49 @@ def test_a_default_deny_that_blocks_an_origin_fails_verification_and_restores(or
     assert connects(lab, host, DECOY4)
 
 
+PREBLOCK = """table inet preblock {
+  chain output {
+    type filter hook output priority filter - 10;
+    ip daddr %s tcp dport 443 reject with tcp reset
+  }
+}
+"""
+
+
+@pytest.mark.once
+def test_an_earlier_block_fails_verification_and_a_down_origin_passes(origin_host, plan):
+    """Verification honesty: an origin the new rules allow, still blocked by an earlier rule of this host (another
+    table's reject with tcp reset: refused before and after the change, like an origin's own refusal) fails and is
+    restored - connection tracking saw no SYN leave; an origin that is down (nothing listens: its own stack's reset,
+    the SYN left the host) passes."""
+    lab, host, module = origin_host
+    down = CONFIG.replace('https://%s' % ORIGIN_BY_ADDRESS, 'https://%s:8443' % ORIGIN_BY_ADDRESS)
+    write(lab, host, '/etc/cloudflared/config.yml', down.replace('origin.lab.internal', ORIGIN_BY_NAME))
+    probe = reaches(lab, host, 'connect', ORIGIN_BY_ADDRESS, 8443, timeout=BLOCKED)
+    assert not probe['ok'] and probe['error'] == 'refused', probe  # positive control: the origin's own reset
+    result = ufw_suite.run_module(lab, host, deny(plan), module=module)
+    assert not result['failed'], result.get('msg')
+    rows = dict((row['port'], row) for row in result['origins']['verification'])
+    assert rows[8443]['state'] == 'refused' and 'the SYN left this host' in rows[8443]['verdict'], rows
+    assert rows[443]['state'] == 'reachable', rows
+
+    lab.reset_firewalls([host])
+    write(lab, host, '/etc/cloudflared/config.yml', CONFIG.replace('origin.lab.internal', ORIGIN_BY_NAME))
+    lab.exec(host, ['nft', '-f', '-'], check=True, stdin=PREBLOCK % ORIGIN_BY_ADDRESS)
+    try:
+        probe = reaches(lab, host, 'connect', ORIGIN_BY_ADDRESS, 443, timeout=BLOCKED)
+        assert not probe['ok'] and probe['error'] == 'refused', probe  # the same refusal as the down origin's
+        before = lab.nft_ruleset(host)
+        result = ufw_suite.run_module(lab, host, deny(plan), module=module)
+        assert result['failed'] and 'verification failed after applying the rules' in result['msg'], result
+        assert 'origins: %s port 443' % ORIGIN_BY_ADDRESS in result['msg']
+        assert 'refused by this host itself' in result['msg'] and 'the same before the change' in result['msg']
+        assert result['rolled_back'] is True
+        assert lab.nft_ruleset(host) == before
+    finally:
+        lab.exec(host, ['nft', 'delete', 'table', 'inet', 'preblock'])
+
+
 @pytest.mark.once
 def test_the_role_keeps_the_configs_origins_reachable_on_every_backend(lab, tmp_path):
     """The role with nothing but -e egress_firewall_default_deny=true: the config in its standard place does it."""

@@ -37,7 +37,7 @@ def test_all_reachable_is_ok_and_the_column_is_shown_only_when_some_host_has_ori
 
 def test_a_blocked_origin_fails_the_host_and_names_what_to_open():
     result = verified({('10.1.2.3', 8080): 'connected', ('10.1.2.4', 22): 'refused'},
-                      {('10.1.2.3', 8080): 'refused', ('10.1.2.4', 22): 'refused'})
+                      {('10.1.2.3', 8080): ('refused', False), ('10.1.2.4', 22): ('refused', True)})
     row = fleet_report.host_row('gw1', result)
     assert row['state'] == 'failing' and 'origins' in row['failing']
     assert row['cells']['origins']['text'] == '0/2 reachable, 1 refused, 1 blocked'
