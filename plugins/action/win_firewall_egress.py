@@ -61,6 +61,7 @@ class ActionModule(ActionBase):
         if validation.error_messages:
             return dict(result, failed=True, msg='win_firewall_egress: %s' % '; '.join(validation.error_messages))
         params = validation.validated_parameters
+
         def execute(module, module_args):
             try:
                 return self._execute_module(module_name=module, module_args=module_args, task_vars=task_vars)

@@ -346,9 +346,9 @@ def judge(before, after):
     if left is False:
         verdict = 'blocked: %s - the SYN never left this host (connection tracking saw no connection)' % what
     else:
+        said = "refused (a TCP reset: the origin's or a reject rule's)" if outcome == 'refused' else outcome
         verdict = ("blocked: %s - nothing proves it is not this host's firewall (connection tracking could not say "
-                   'whether the SYN left)' % ('refused (a TCP reset: the origin\'s or a reject rule\'s)'
-                                             if outcome == 'refused' else outcome))
+                   'whether the SYN left)' % said)
     if earlier == 'connected':
         verdict += '; it connected before the change'
     elif earlier is not None:

@@ -7,14 +7,17 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: egress_firewall_info
-short_description: Find which firewall manages a Linux host's egress - firewalld, ufw or nftables
+short_description: Find which firewall manages a host's egress, and what it allows now (drift)
 version_added: 0.1.0
 description:
   - Reports whether firewalld is installed and running (asked over D-Bus, as M(tunnelwall.cloudflared.firewalld_egress)
     talks to it), whether ufw is installed and enabled, whether C(nft) is installed and usable (C(nft list tables)
     works, which needs root), and which of them the P(tunnelwall.cloudflared.egress_firewall#role) role would use
     with C(egress_firewall_backend=auto).
-  - Changes nothing. Linux only; the role recognises Windows hosts by their connection.
+  - Changes nothing. On a Windows host (reached with PowerShell) its action plugin answers instead, with the same
+    keys - RV(backend) V(windows), RV(applied) read from the rule group of M(tunnelwall.cloudflared.win_firewall_egress)
+    (one read-only run of that module), RV(origins) read and resolved on the host the way that module does it, and
+    RV(drift); RV(firewalld), RV(ufw) and RV(nftables) are V(null) there.
   - Also reads back what the chosen firewall allows now for the rules named O(name) (RV(applied)), so that the
     C(tunnelwall.cloudflared.check) playbook can compare it with a fresh plan (drift).
 author: tunnelwall developers (@tunnelwall)
@@ -29,9 +32,9 @@ options:
   backend:
     description:
       - Which firewall to read RV(applied) from - the role's C(egress_firewall_backend); V(auto) reads the one
-        RV(backend) names.
+        RV(backend) names. V(windows) only on Windows hosts (where V(auto) means it too).
     type: str
-    choices: [auto, firewalld, ufw, nftables]
+    choices: [auto, firewalld, ufw, nftables, windows]
     default: auto
   plan:
     description:
@@ -59,15 +62,18 @@ options:
   cloudflared_config:
     description:
       - cloudflared's config whose ingress rules name origins - V(auto) (found where cloudflared looks, as the firewall
-        modules find it), a path, or V(none) (the default here - origins are compared only when asked for). See
-        O(origins).
+        modules find it; on Windows as M(tunnelwall.cloudflared.win_firewall_egress) finds it), a path, or V(none) (the
+        default here - origins are compared only when asked for). See O(origins).
     type: str
     default: none
 attributes:
   platform:
     description: Target operating system.
     support: full
-    platforms: posix
+    platforms: posix, windows
+  action:
+    description: On Windows hosts an action plugin reads the Windows firewall through win_firewall_egress' read-only steps.
+    support: full
 notes:
   - The choice, in order - a running firewalld, because it owns the ruleset while it runs; an enabled ufw; nftables
     where C(nft) is usable (M(tunnelwall.cloudflared.nftables_egress), for hosts with neither); an installed but
@@ -109,7 +115,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 backend:
-  description: V(firewalld), V(ufw), V(nftables), or null when none is usable.
+  description: V(firewalld), V(ufw), V(nftables), V(windows) (on Windows hosts), or null when none is usable.
   returned: always
   type: str
   sample: firewalld
@@ -266,13 +272,15 @@ def read_applied(module, backend, name):
             return egress_applied.from_nftables(out), None
         except (ValueError, KeyError, TypeError) as error:
             return None, 'cannot read nft -j list table inet %s: %s' % (name, error)
+    if backend == 'windows':
+        return None, 'backend windows: this host is not reached with PowerShell; the Windows firewall is read on Windows hosts'
     return None, 'no firewall found'
 
 
 def main():
     module = AnsibleModule(argument_spec={'name': {'type': 'str', 'default': 'tunnelwall'},
                                           'backend': {'type': 'str', 'default': 'auto',
-                                                      'choices': ['auto', 'firewalld', 'ufw', 'nftables']},
+                                                      'choices': ['auto', 'firewalld', 'ufw', 'nftables', 'windows']},
                                           'plan': {'type': 'dict'},
                                           'origins': {'type': 'list', 'elements': 'dict'},
                                           'private_networks': {'type': 'list', 'elements': 'dict'},

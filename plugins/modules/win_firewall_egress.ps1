@@ -9,6 +9,7 @@
 # (canonical CIDR addresses, sorted) and drives the transaction: prepared.action is
 #   origins - read only: the Cloudflared service's ImagePath and account profile, cloudflared's config (its text) and
 #             the addresses of origin names, for the controller to parse and resolve with;
+#   read    - read only: the group's rules (egress_firewall_info's drift on Windows);
 #   apply   - settle a change a dead run left, read and record the group's rules and the default outbound actions,
 #             arm the dead-man scheduled task, reconcile; confirm at once when nothing will verify;
 #   confirm - the change was verified: remove the record and the scheduled task;
@@ -88,6 +89,66 @@ if ($prepared.action -eq 'origins') {
         }
     }
     $module.Result.origins = $found
+    $module.ExitJson()
+}
+
+Function ConvertTo-CanonicalAddress {
+    <# Windows gives 198.51.100.7 for /32 and 198.51.100.0/255.255.255.0 for /24; compare in CIDR form. #>
+    param([string]$Text)
+    $address, $mask = $Text.Split('/', 2)
+    $ip = [System.Net.IPAddress]::Parse($address)
+    $bits = if ($ip.AddressFamily -eq 'InterNetworkV6') { 128 } else { 32 }
+    $length = $bits
+    if ($mask) {
+        if ($mask.Contains('.')) {
+            $length = 0
+            foreach ($byte in [System.Net.IPAddress]::Parse($mask).GetAddressBytes()) {
+                for ($bit = 7; $bit -ge 0; $bit--) {
+                    if ($byte -band (1 -shl $bit)) { $length++ }
+                }
+            }
+        }
+        else {
+            $length = [int]$mask
+        }
+    }
+    $bytes = $ip.GetAddressBytes()
+    for ($index = 0; $index -lt $bytes.Length; $index++) {
+        $keep = [Math]::Max(0, [Math]::Min(8, $length - 8 * $index))
+        $bytes[$index] = $bytes[$index] -band ((0xFF -shl (8 - $keep)) -band 0xFF)
+    }
+    '{0}/{1}' -f ([System.Net.IPAddress]::new($bytes)).ToString(), $length
+}
+
+Function Get-GroupRule {
+    <# The group's rules as plain data, keyed by display name: what is compared, recorded and restored. #>
+    $found = @{}
+    foreach ($rule in @(Get-NetFirewallRule -Group $group -ErrorAction SilentlyContinue)) {
+        $ports = $rule | Get-NetFirewallPortFilter
+        $addresses = @(($rule | Get-NetFirewallAddressFilter).RemoteAddress | Where-Object { $_ -and $_ -ne 'Any' } |
+            ForEach-Object { ConvertTo-CanonicalAddress -Text $_ } | Sort-Object -Unique)
+        $found[$rule.DisplayName] = @{
+            display_name = $rule.DisplayName
+            protocol = ([string]$ports.Protocol).ToLowerInvariant()
+            port = [string]$ports.RemotePort
+            addresses = $addresses
+            profiles = [string]$rule.Profile
+            enabled = [string]$rule.Enabled
+            name = $rule.Name
+            description = [string]$rule.Description
+        }
+    }
+    $found
+}
+
+if ($prepared.action -eq 'read') {
+    # Read-only, check mode too: the group's rules as the controller compares them (egress_firewall_info's drift on
+    # Windows: plugin_utils/windows_firewall.py applied_from_rules).
+    $current = Get-GroupRule
+    $module.Result.rules = @($current.Keys | Sort-Object | ForEach-Object {
+            @{ display_name = $current[$_].display_name; protocol = $current[$_].protocol; port = $current[$_].port
+                addresses = @($current[$_].addresses); description = $current[$_].description }
+        })
     $module.ExitJson()
 }
 
@@ -265,55 +326,6 @@ if (-not $module.CheckMode) {
         $module.Result.transaction.settled = "a previous run ($($pending.id), started $($pending.started)) never confirmed its change: $message"
         $module.Warn($module.Result.transaction.settled)
     }
-}
-
-Function ConvertTo-CanonicalAddress {
-    <# Windows gives 198.51.100.7 for /32 and 198.51.100.0/255.255.255.0 for /24; compare in CIDR form. #>
-    param([string]$Text)
-    $address, $mask = $Text.Split('/', 2)
-    $ip = [System.Net.IPAddress]::Parse($address)
-    $bits = if ($ip.AddressFamily -eq 'InterNetworkV6') { 128 } else { 32 }
-    $length = $bits
-    if ($mask) {
-        if ($mask.Contains('.')) {
-            $length = 0
-            foreach ($byte in [System.Net.IPAddress]::Parse($mask).GetAddressBytes()) {
-                for ($bit = 7; $bit -ge 0; $bit--) {
-                    if ($byte -band (1 -shl $bit)) { $length++ }
-                }
-            }
-        }
-        else {
-            $length = [int]$mask
-        }
-    }
-    $bytes = $ip.GetAddressBytes()
-    for ($index = 0; $index -lt $bytes.Length; $index++) {
-        $keep = [Math]::Max(0, [Math]::Min(8, $length - 8 * $index))
-        $bytes[$index] = $bytes[$index] -band ((0xFF -shl (8 - $keep)) -band 0xFF)
-    }
-    '{0}/{1}' -f ([System.Net.IPAddress]::new($bytes)).ToString(), $length
-}
-
-Function Get-GroupRule {
-    <# The group's rules as plain data, keyed by display name: what is compared, recorded and restored. #>
-    $found = @{}
-    foreach ($rule in @(Get-NetFirewallRule -Group $group -ErrorAction SilentlyContinue)) {
-        $ports = $rule | Get-NetFirewallPortFilter
-        $addresses = @(($rule | Get-NetFirewallAddressFilter).RemoteAddress | Where-Object { $_ -and $_ -ne 'Any' } |
-            ForEach-Object { ConvertTo-CanonicalAddress -Text $_ } | Sort-Object -Unique)
-        $found[$rule.DisplayName] = @{
-            display_name = $rule.DisplayName
-            protocol = ([string]$ports.Protocol).ToLowerInvariant()
-            port = [string]$ports.RemotePort
-            addresses = $addresses
-            profiles = [string]$rule.Profile
-            enabled = [string]$rule.Enabled
-            name = $rule.Name
-            description = [string]$rule.Description
-        }
-    }
-    $found
 }
 
 Function ConvertTo-ProfileSet {

@@ -38,6 +38,8 @@ TASK_PATH = '\\tunnelwall\\'
 TASK_PREFIX = 'egress revert '
 # How often a run waits for another run's pending change to be confirmed (the host-wide lock).
 LOCK_POLL = 3.0
+# The ownership marker: the description of every rule the module creates (win_firewall_egress.ps1 $marker).
+MARKER = 'Managed by tunnelwall.cloudflared'
 
 
 class RuleError(ValueError):
@@ -177,8 +179,14 @@ def discover_origins(request, execute):
     """
     if not request.default_deny or request.state != 'present':
         return _no_origins(request)
-    wanted = list(request.origins) + list(request.private_networks)
-    setting = request.cloudflared_config
+    rules, report = discover(list(request.origins), list(request.private_networks), request.cloudflared_config, execute)
+    return egress_request.with_origin_rules(request, rules, report)
+
+
+def discover(given, private_networks, setting, execute):
+    """(origin rules, origins report) for the ``origins`` and ``private_networks`` given (origins.Origin) and
+    cloudflared's config as ``setting`` says, read and resolved on the Windows host (see discover_origins)."""
+    wanted = list(given) + list(private_networks)
 
     def ask(**args):
         answer = execute(MODULE, {'prepared': origins_args(**args)})
@@ -221,16 +229,39 @@ def discover_origins(request, execute):
     except origins.OriginError as error:
         raise RuleError(str(error))
     warnings = []
-    if config.get('warp_routing') and not request.private_networks:
+    if config.get('warp_routing') and not private_networks:
         warnings.append('%s enables warp-routing but private_networks is empty: private-network traffic through the '
                         'tunnel will be blocked by the default deny' % config['path'])
-    if config.get('token') and not request.origins:
+    if config.get('token') and not given:
         warnings.append('cloudflared runs with a token (remotely-managed tunnel, ingress in the dashboard) and origins '
                         'is empty: its origins will be blocked by the default deny unless listed in origins')
     notes = notes + ['origins are not connected to after the change on Windows (the Windows probe has no origin '
                      'check): their allow rules are in place'] if allowed else notes
-    report = {'allowed': allowed, 'config': config, 'notes': notes, 'warnings': warnings, 'checked': False}
-    return egress_request.with_origin_rules(request, rules, report)
+    return rules, {'allowed': allowed, 'config': config, 'notes': notes, 'warnings': warnings, 'checked': False}
+
+
+def read_args(name):
+    """The module's read-only ``read`` step: the group's rules (egress_firewall_info on Windows)."""
+    return {'action': 'read', 'group': group_name(name)}
+
+
+def applied_from_rules(rules, name):
+    """What the group's rules allow, by purpose (egress_applied's shape, for plan_drift), from the ``read`` step's
+    rules: each display name is ``GROUP: PURPOSE PROTOCOL/PORT`` (desired_rules), its addresses canonical CIDRs.
+    Rules without this module's marker or of another name are left out."""
+    prefix = group_name(name) + ': '
+    found = {}
+    for rule in rules or []:
+        title = str(rule.get('display_name') or '')
+        if not title.startswith(prefix) or rule.get('description') not in (None, MARKER):
+            continue
+        purpose = title[len(prefix):].split(' ', 1)[0]
+        for address in rule.get('addresses') or []:
+            try:
+                found.setdefault(purpose, set()).add(canonical_address(address))
+            except ValueError:
+                continue
+    return dict((purpose, sorted(values)) for purpose, values in sorted(found.items()))
 
 
 def canonical_profile(profile):

@@ -158,3 +158,16 @@ def test_the_origins_step_reads_only_and_answers_what_the_controller_parses():
     assert used <= keys, used - keys
     assert '$found = @{ service = $null; file = $null; resolved = @{}; unresolved = @{} }' in block
     assert '[System.Net.Dns]::GetHostAddresses' in block and '[System.IO.File]::ReadAllText' in block
+
+
+def test_the_read_step_comes_after_the_functions_it_uses_and_changes_nothing():
+    text = MODULE.read_text()
+    start = text.index("if ($prepared.action -eq 'read') {")
+    block = text[start:text.index('$module.ExitJson()', start)]
+    assert text.index('Function Get-GroupRule {') < start < text.index('$txn = $prepared.transaction')
+    assert text.index('Function ConvertTo-CanonicalAddress {') < start
+    for verb in ('New-', 'Set-', 'Remove-', 'Register-', 'Unregister-'):
+        assert re.search(r'\b%s[A-Z]' % verb, block) is None, verb
+    assert set(re.findall(r'(\w+) = (?:@\()?\$current\[\$_\]\.', block)) >= {'display_name', 'addresses', 'description'}
+    assert wf.read_args('n') == {'action': 'read', 'group': 'n cloudflared'}
+    assert "$marker = 'Managed by tunnelwall.cloudflared'" in text and wf.MARKER == 'Managed by tunnelwall.cloudflared'

@@ -191,9 +191,10 @@ def test_without_a_change_an_origin_this_host_blocks_still_fails():
     """A run that changed nothing checks all the same: an origin the rules allow but this host stops is blocked; one
     whose SYN left the host (down, unanswered beyond it) is not this host's firewall."""
     allowed = [{'host': 'x', 'addresses': ['10.0.0.1/32'], 'port': 80, 'protocol': 'tcp', 'source': 's'}]
-    check = origins.OriginCheck(allowed, connector=lambda address, port, timeout: ('blocked: no answer in 1s',
-                                                                                  '10.0.0.9', 40000),
-                                watch=FakeWatch({('10.0.0.1', 80): False}))
+
+    def unanswered(address, port, timeout):
+        return 'blocked: no answer in 1s', '10.0.0.9', 40000
+    check = origins.OriginCheck(allowed, connector=unanswered, watch=FakeWatch({('10.0.0.1', 80): False}))
     ok, output, message = check()
     assert not ok and 'the SYN never left this host' in check.report['verification'][0]['verdict']
     check.watch.left_by_destination = {('10.0.0.1', 80): True}

@@ -69,8 +69,8 @@ def test_origins_drift_from_egress_firewall_info_and_its_error():
     row = fleet_report.host_row('gw1', probed(), PLAN, applied, fresh)
     assert row['drift']['purposes'] == ['origin'] and row['drift']['text'] == '+1/\u22121', row['drift']
     assert row['state'] == 'drifted'
-    same = fleet_report.host_row('gw1', probed(), PLAN, applied, dict(fresh, rules=[dict(fresh['rules'][0],
-                                                                                            ipv4=['10.1.2.3/32'])]))
+    moved_back = dict(fresh, rules=[dict(fresh['rules'][0], ipv4=['10.1.2.3/32'])])
+    same = fleet_report.host_row('gw1', probed(), PLAN, applied, moved_back)
     assert same['state'] == 'ok' and same['drift']['text'] == '+0/\u22120'
     broken = fleet_report.host_row('gw1', probed(), PLAN, applied, {'rules': None, 'error': 'cannot resolve app'})
     assert broken['state'] == 'degraded' and broken['drift']['text'] == '+0/\u22120'
