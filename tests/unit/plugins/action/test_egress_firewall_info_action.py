@@ -23,8 +23,9 @@ READ = [
 ]
 
 
-def windows_host(rules=READ, names=None):
+def windows_host(rules=None, names=None):
     calls = []
+    rules = READ if rules is None else rules
 
     def execute(module, args):
         prepared = args['prepared']
