@@ -34,8 +34,8 @@ print(json.dumps({'ok': ok, 'rows': [(r['address'], r['state'], r['verdict']) fo
 
 
 def run_in_namespace(rules):
-    script = 'ip link set lo up && %s%s -c "$CHECK"' % ('nft -f /dev/stdin <<"EOF"\n%sEOF\n' % rules if rules else '',
-                                                     sys.executable)
+    load = 'nft -f /dev/stdin <<"EOF"\n%sEOF\n' % rules if rules else ''
+    script = 'ip link set lo up && %s%s -c "$CHECK"' % (load, sys.executable)
     result = subprocess.run(['unshare', '--net', 'sh', '-c', script], capture_output=True, text=True, timeout=60,
                             check=False, env=dict(os.environ, CHECK=CHECK))
     assert result.returncode == 0, result.stderr
