@@ -61,9 +61,7 @@ class ActionModule(ActionBase):
                                                  '(a trailing * for a prefix). Nothing was changed.' % (accepted,))
         typos = known_variables.unknown(task_vars, known, accepted=list(params['known']) + accepted)
         result.update(changed=False, unknown=[name for name, guess in typos], lookup_options=None, lookup_key=None,
-                      windows=known_variables.on_windows(self._templar.template(dict(
-                          (name, task_vars[name]) for name in ('ansible_facts', 'ansible_connection', 'ansible_shell_type')
-                          if name in task_vars))))
+                      windows=known_variables.windows_host(self._templar, task_vars))
         if params['targets_warning'] and 'tunnelwall_targets' not in task_vars:
             result['warnings'] = [TARGETS_WARNING]
         if typos:

@@ -203,7 +203,8 @@ class ActionModule(ActionBase):
 
     @staticmethod
     def _probe_results(params, task_vars):
-        """``[(host, probe result or None, plan or None, applied allow-list or None)]``, in the order to report them."""
+        """``[(host, probe result or None, plan or None, applied allow-list or None, fresh origins or None)]``, in the
+        order to report them (fresh origins: egress_firewall_info's ``origins``, resolved on the host)."""
         if params['results'] is not None:
             if not params['results']:
                 raise OptionError('results: empty; no host to report on')
@@ -211,7 +212,7 @@ class ActionModule(ActionBase):
                 if value is not None and not isinstance(value, Mapping):
                     raise OptionError('results[%r]: expected the registered result of edge_probe (a dict) or null, got %s'
                                       % (to_text(host), _described(value)))
-            return [(to_text(host), value, None, None) for host, value in params['results'].items()]
+            return [(to_text(host), value, None, None, None) for host, value in params['results'].items()]
         hosts = params['hosts'] if params['hosts'] is not None else task_vars.get('ansible_play_hosts_all') or []
         if not hosts:
             raise OptionError('hosts: empty; no host to report on')
@@ -228,16 +229,19 @@ class ActionModule(ActionBase):
             plan = variables.get(params['plan_var']) if params['plan_var'] else None
             # applied_var: egress_firewall_info's registered result, or its `applied` alone.
             applied = variables.get(params['applied_var']) if params['applied_var'] else None
+            fresh = None
             if isinstance(applied, Mapping) and 'backend' in applied:
+                fresh = applied.get('origins')
                 applied = applied.get('applied')
             probe_results.append((host, value, plan if isinstance(plan, Mapping) else None,
-                                  applied if isinstance(applied, Mapping) else None))
+                                  applied if isinstance(applied, Mapping) else None,
+                                  fresh if isinstance(fresh, Mapping) else None))
         return probe_results
 
     @staticmethod
     def _outputs(params, probe_results):
         """The report, its renderings, and which of them differ from the files on disk."""
-        rows = [fleet_report.host_row(host, value, plan, applied) for host, value, plan, applied in probe_results]
+        rows = [fleet_report.host_row(host, value, plan, applied, fresh) for host, value, plan, applied, fresh in probe_results]
         report = fleet_report.fleet_report(rows, _utc_now(), params['plan'])
         formats = [name for name in fleet_report.FORMATS if name in params['formats']]
         paths = dict((name, os.path.join(params['dest'], params['basename'] + fleet_report.EXTENSIONS[name]))

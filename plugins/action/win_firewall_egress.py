@@ -38,7 +38,7 @@ ARGUMENT_SPEC = dict(
     confirm_timeout=dict(type='int', default=300),
     lock_timeout=dict(type='int', default=120),
     state=dict(type='str', default='present', choices=['present', 'absent']),
-    # Origins by address or CIDR (windows_firewall.windows_origins); cloudflared's config is not read on Windows yet.
+    # Origins: names resolved and cloudflared's config read on the host (windows_firewall.discover_origins).
     origins=TRANSACTION_SPEC['origins'],
     private_networks=TRANSACTION_SPEC['private_networks'],
     cloudflared_config=TRANSACTION_SPEC['cloudflared_config'],
@@ -61,12 +61,6 @@ class ActionModule(ActionBase):
         if validation.error_messages:
             return dict(result, failed=True, msg='win_firewall_egress: %s' % '; '.join(validation.error_messages))
         params = validation.validated_parameters
-        try:
-            request, warning = windows_firewall.build_request(params)
-            probe_params = windows_firewall.verify_params(params['verify'])
-        except windows_firewall.RuleError as error:
-            return dict(result, failed=True, msg='win_firewall_egress: %s' % error)
-        prepared = windows_firewall.prepare(request, params['profiles'])
 
         def execute(module, module_args):
             try:
@@ -74,6 +68,15 @@ class ActionModule(ActionBase):
             except AnsibleConnectionFailure as error:
                 # Lost between apply and confirmation: the result must still say what the scheduled task will do.
                 return {'unreachable': True, 'msg': 'connection lost: %s' % error}
+
+        try:
+            request, warning = windows_firewall.build_request(params)
+            probe_params = windows_firewall.verify_params(params['verify'])
+            # Read-only module calls: the service's config and the origin names, read and resolved on the host.
+            request = windows_firewall.discover_origins(request, execute)
+        except windows_firewall.RuleError as error:
+            return dict(result, failed=True, msg='win_firewall_egress: %s' % error)
+        prepared = windows_firewall.prepare(request, params['profiles'])
 
         try:
             result.update(windows_firewall.run(request, prepared, probe_params, execute, check_mode=self._task.check_mode))

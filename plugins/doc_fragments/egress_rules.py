@@ -162,8 +162,8 @@ options:
         description:
           - More destinations that must stay reachable - checked after the change like the allowed origins (see
             O(origins)), but not allowed by this module (for example a service reached through O(extra_allow) or
-            another firewall's rule). Connected before the change and refused or blocked after it fails the
-            verification and restores.
+            another firewall's rule). Refused or unanswered after the change while the SYN never left the host (see
+            O(origins)) fails the verification and restores.
         type: list
         elements: dict
         suboptions:
@@ -191,14 +191,17 @@ options:
         run, every run), an IPv4 or IPv6 address or a CIDR."
       - Rendered as rules of purpose C(origin) by every backend. Loopback destinations need nothing (loopback always
         gets out). A name that does not resolve fails the run before anything changes.
-      - "Checked after the change, in the same run (the verification): each TCP origin address is connected to
-        before and after the change. Connected after = reachable. Refused after (a TCP reset) is the origin's own
-        refusal unless it connected before the change - the default deny's reject is a TCP reset too, which a connect
-        cannot tell from the origin's, so the connect before the change decides. No answer or an ICMP error after
-        the change fails unless it was the same before (the origin is down, not firewalled). A failure restores the
-        previous state, like an unreachable edge. UDP origins and networks (CIDRs) are not connected to - a datagram
-        proves nothing without an answer; their allow rules are in place. Always on under O(default_deny)
-        (O(verify.require) may name V(origins) to say so)."
+      - "Checked after the change, in the same run (the verification): a TCP connect from the host to each TCP origin
+        address and port. Connected = reachable. Refused (a TCP reset) or no answer passes only when it is provably
+        not this host's firewall: connection tracking saw the SYN leave the host (its C(NEW) event, read over
+        netlink while the connects run) - the origin is down or something beyond the host stops it. A SYN that never
+        left (a reject rule's TCP reset made on the host, a drop, an earlier deny of another table that still stops
+        an origin the new rules allow) fails the verification and restores the previous state, like an unreachable
+        edge - whatever it was before the change, and also in a run that changed nothing. When connection tracking
+        cannot be read (no CAP_NET_ADMIN, or it does not track in the host's network namespace - every backend's
+        default deny makes it track), nothing proves the refusal is not the firewall's: blocked. UDP origins and
+        networks (CIDRs) are not connected to - a datagram proves nothing without an answer; their allow rules are in
+        place. Always on under O(default_deny) (O(verify.require) may name V(origins) to say so)."
       - Ignored without O(default_deny) (everything gets out anyway).
     type: list
     elements: dict

@@ -146,6 +146,94 @@ def find(read_text, exists, home_of):
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# where, on Windows (the controller computes it from what the host reports: win_firewall_egress' origins step)
+# ----------------------------------------------------------------------------------------------------------------
+# cmd/cloudflared/windows_service.go: the service cloudflared service install creates; its ImagePath is the
+# executable, plus "tunnel run --token-file %PROGRAMDATA%\cloudflared\token" when installed with a token.
+WINDOWS_SERVICE = 'Cloudflared'
+
+
+def split_command_line(text):
+    """A Windows command line (a service's ImagePath) as argv, by the rules of CommandLineToArgvW / the C runtime:
+    blanks separate, double quotes group, 2n backslashes before a quote are n and the quote counts, 2n+1 are n and a
+    literal quote; other backslashes are literal (paths)."""
+    words, current, quoted, started, index = [], [], False, False, 0
+    text = text or ''
+    while index < len(text):
+        char = text[index]
+        if char == '\\':
+            run = len(text[index:]) - len(text[index:].lstrip('\\'))
+            if index + run < len(text) and text[index + run] == '"':
+                current.append('\\' * (run // 2))
+                if run % 2:
+                    current.append('"')
+                    index += run + 1
+                else:
+                    index += run
+                started = True
+                continue
+            current.append('\\' * run)
+            index += run
+            started = True
+            continue
+        if char == '"':
+            quoted, started = not quoted, True
+        elif char in ' \t' and not quoted:
+            if started:
+                words.append(''.join(current))
+                current, started = [], False
+        else:
+            current.append(char)
+            started = True
+        index += 1
+    if started:
+        words.append(''.join(current))
+    return words
+
+
+def windows_service_command(image_path):
+    """(config path or None, token run, service mode) from the Cloudflared service's ImagePath.
+
+    Service mode: the executable alone (main.go handleServiceMode: the config found, else created, in the default
+    config directory); otherwise a command line such as ``tunnel run`` (tunnel/cmd.go: --config defaults to the
+    first file of the search, nothing is created).
+    """
+    words = split_command_line(image_path)
+    # An unquoted executable path with blanks (C:\\Program Files\\...): the service manager tries the words up to
+    # the first that ends in .exe as the program; so does this.
+    ends = [index for index, word in enumerate(words) if word.lower().endswith('.exe')]
+    if ends and not words[0].lower().endswith('.exe'):
+        words = [' '.join(words[:ends[0] + 1])] + words[ends[0] + 1:]
+    config, token = None, False
+    for position, word in enumerate(words[1:], 1):
+        if word in ('--config', '-config') and position + 1 < len(words):
+            config = words[position + 1]
+        elif word.startswith(('--config=', '-config=')):
+            config = word.split('=', 1)[1]
+        elif word.startswith(('--token', '-token')):
+            token = True
+    return config, token, len(words) <= 1
+
+
+def windows_candidates(home, service_mode=False, cfdpath=None, program_files_x86=None):
+    """The paths cloudflared tries on Windows without --config, in its order (config/configuration.go): config.yml,
+    config.yaml in ~/.cloudflared, ~/.cloudflare-warp, ~/cloudflare-warp of the account it runs as (``home``: its
+    profile, %USERPROFILE% - C:\\Windows\\System32\\config\\systemprofile for LocalSystem); in service mode also the
+    default config directory (DefaultConfigDirectory: %CFDPATH%, else %ProgramFiles(x86)%\\cloudflared). The
+    executable's own directory is not searched."""
+    import ntpath  # pylint: disable=import-outside-toplevel
+    paths = []
+    if home:
+        for directory in USER_DIRS:
+            paths.extend(ntpath.join(home, directory, name) for name in CONFIG_FILES)
+    if service_mode:
+        default = cfdpath or (ntpath.join(program_files_x86, 'cloudflared') if program_files_x86 else None)
+        if default:
+            paths.append(ntpath.join(default, CONFIG_FILES[0]))
+    return paths
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # YAML, the subset cloudflared configs use
 # ----------------------------------------------------------------------------------------------------------------
 _INT_RE = re.compile(r'[-+]?[0-9]+\Z')

@@ -82,6 +82,8 @@ def from_nftables(listing):
 
 # Drift compares the plan's own purposes; `extra` also holds the user's static extra_allow, which no plan knows.
 DRIFT_PURPOSES = ('tunnel', 'api', 'update')
+# cloudflared's origins are resolved on the host (origins.collect), not in the plan: compared when they are given.
+ORIGIN_PURPOSE = 'origin'
 
 
 def _blocks(destinations):
@@ -104,26 +106,37 @@ def _covered(block, blocks):
     return any(block.version == other.version and block.subnet_of(other) for other in blocks)
 
 
-def plan_drift(applied, plan):
+def _rule_blocks(rules, wanted):
+    for rule in rules or []:
+        if isinstance(rule, Mapping):
+            wanted.setdefault(rule.get('purpose'), set()).update(_blocks((rule.get('ipv4') or []) + (rule.get('ipv6') or [])))
+    return wanted
+
+
+def plan_drift(applied, plan, origins=None):
     """How the allow-list a host's firewall holds (``applied``, egress_firewall_info's) differs from a fresh plan.
 
     ``{new, gone, purposes, text}``: ``new`` counts the plan's blocks the firewall does not allow (the edge moved
     there: an outage under default deny), ``gone`` the allowed blocks the plan no longer has (stale), for the
     purposes the firewall holds at all (a purpose the role was told to leave out is not drift). None when there is
     nothing to compare (no allow-list read, or none applied).
+
+    ``origins``: the origin rules (the plan's rule shape, purpose ``origin``) resolved afresh on the host from the
+    same sources the firewall modules read (origins.collect); with them purpose ``origin`` is compared too, whether
+    the firewall holds origins yet or not (a new ingress rule is ``new``). None: origins are not compared.
     """
     if not isinstance(applied, Mapping) or not isinstance(plan, Mapping) or not applied:
         return None
-    wanted = {}
-    for rule in plan.get('rules') or []:
-        if isinstance(rule, Mapping):
-            wanted.setdefault(rule.get('purpose'), set()).update(_blocks((rule.get('ipv4') or []) + (rule.get('ipv6') or [])))
+    wanted = _rule_blocks(plan.get('rules'), {})
+    wanted.pop(ORIGIN_PURPOSE, None)
+    purposes_compared = [p for p in DRIFT_PURPOSES if p in applied]
+    if origins is not None:
+        wanted[ORIGIN_PURPOSE] = _rule_blocks(origins, {}).get(ORIGIN_PURPOSE, set())
+        purposes_compared.append(ORIGIN_PURPOSE)
     new = gone = 0
     purposes = []
-    for purpose in DRIFT_PURPOSES:
-        if purpose not in applied:
-            continue
-        have, want = _blocks(applied[purpose]), wanted.get(purpose, set())
+    for purpose in purposes_compared:
+        have, want = _blocks(applied.get(purpose)), wanted.get(purpose, set())
         missing = sum(1 for block in want if not _covered(block, have))
         stale = sum(1 for block in have if not _covered(block, want))
         if missing or stale:

@@ -14,8 +14,9 @@ Names are resolved here, on the host, with its resolver (origins are often inter
 applies them; a name that does not resolve fails the run before anything changes. All of it only under a default
 deny - without one everything gets out anyway and nothing is read.
 
-``check_after`` proves from the host that every TCP origin is allowed by the firewall: see its docstring for how an
-origin's own refusal is told from the new rules' TCP reset.
+``OriginCheck`` proves from the host, after the change, that every TCP origin is allowed by the firewall: a TCP
+connect to each address and port, and connection tracking to tell an origin's own refusal (its SYN left this host)
+from a TCP reset made here by a reject rule (conntrack.py; ``judge``). UDP origins and networks are not checked.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -25,10 +26,11 @@ __metaclass__ = type
 import collections
 import errno
 import ipaddress
+import re
 import socket
 import threading
 
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import cloudflared_config
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import cloudflared_config, conntrack
 
 PURPOSE = 'origin'
 CONFIG_SETTINGS = ('auto', 'none')
@@ -120,12 +122,16 @@ def check_private_networks(values, where='private_networks'):
     return tuple(result)
 
 
-def check_config_setting(value, where='cloudflared_config'):
-    """``auto`` (default), ``none`` or an absolute path."""
+WINDOWS_ABSOLUTE = re.compile(r'([A-Za-z]:\\|\\\\[^\\])')
+
+
+def check_config_setting(value, where='cloudflared_config', windows=False):
+    """``auto`` (default), ``none`` or an absolute path (on Windows ``C:\\...`` or ``\\\\server\\share\\...``)."""
     value = 'auto' if value is None else value
     if value in CONFIG_SETTINGS:
         return value
-    if not isinstance(value, str) or not value.startswith('/') or any(ord(c) < 32 or ord(c) == 127 for c in value):
+    absolute = isinstance(value, str) and (WINDOWS_ABSOLUTE.match(value) if windows else value.startswith('/'))
+    if not absolute or any(ord(c) < 32 or ord(c) == 127 for c in value):
         _fail(where, value, 'expected auto, none or the absolute path of cloudflared\'s config file')
     return value
 
@@ -141,6 +147,12 @@ def read_config(setting, read_text, exists, home_of):
         found = cloudflared_config.find(read_text, exists, home_of)
     else:
         found = {'path': setting, 'how': 'cloudflared_config', 'token': False, 'unit': None}
+    return config_origins(found, setting, read_text(found['path']) if found['path'] is not None else None)
+
+
+def config_origins(found, setting, text):
+    """(config report, [Origin], notes) from where the config was found (cloudflared_config.find's dict, or the
+    Windows equivalent) and its ``text`` (None: not readable); OriginError naming file and rule."""
     report = dict(found, setting=setting, rules=0, warp_routing=False)
     notes = ['%s sets %s: cloudflared reaches its HTTP origins through that proxy (http.ProxyFromEnvironment); allow '
              'the proxy in extra_allow' % (found['unit'], proxy) for proxy in found.get('proxies') or []]
@@ -149,7 +161,6 @@ def read_config(setting, read_text, exists, home_of):
             notes.append('cloudflared runs with a token (%s): a remotely-managed tunnel keeps its ingress in the '
                          'dashboard, not in a local file; list its origins in origins' % found['unit'])
         return report, [], notes
-    text = read_text(found['path'])
     if text is None:
         raise OriginError('cloudflared_config: cannot read %s (%s); give its path, or cloudflared_config=none and '
                           'the origins in origins' % (found['path'], found['how']))
@@ -166,6 +177,15 @@ def read_config(setting, read_text, exists, home_of):
     origins = [Origin(item['host'], item['port'], item['protocol'], '%s (%s)' % (item['source'], item['kind']))
                for item in mapped['origins']]
     return report, origins, notes
+
+
+def is_address(host):
+    """An address or a CIDR (nothing to resolve), not a name."""
+    try:
+        ipaddress.ip_network(host, strict=False)
+        return True
+    except ValueError:
+        return False
 
 
 def resolve(host, protocol, getaddrinfo=socket.getaddrinfo):
@@ -215,20 +235,29 @@ def collect(wanted, getaddrinfo=socket.getaddrinfo, keep_loopback=False):
 # the check after the change
 # ----------------------------------------------------------------------------------------------------------------
 def connect(address, port, timeout=CONNECT_TIMEOUT):
-    """'connected', 'refused' (a TCP reset: the origin's, or a reject rule's) or 'blocked: why' (no answer, an ICMP
-    error, or the local firewall refusing the packet: EPERM/EACCES)."""
+    """(outcome, source address, source port): 'connected', 'refused' (a TCP reset: the origin's, or a reject rule's)
+    or 'blocked: why' (no answer, an ICMP error, or the local firewall refusing the packet: EPERM/EACCES). The socket
+    is bound to the source the route gives, so that conntrack.Watch can find the SYN by its tuple."""
     family = socket.AF_INET6 if ':' in address else socket.AF_INET
+    source = conntrack.source_for(family, address, port)
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.settimeout(timeout)
+    source_port = None
     try:
+        if source is not None:
+            try:
+                sock.bind((source, 0))
+                source_port = sock.getsockname()[1]
+            except (IOError, OSError):
+                source = None
         sock.connect((address, port))
-        return 'connected'
+        return 'connected', source, source_port
     except socket.timeout:
-        return 'blocked: no answer in %gs' % timeout
+        return 'blocked: no answer in %gs' % timeout, source, source_port
     except (IOError, OSError) as error:
         if error.errno == errno.ECONNREFUSED:
-            return 'refused'
-        return 'blocked: %s' % (errno.errorcode.get(error.errno) or error)
+            return 'refused', source, source_port
+        return 'blocked: %s' % (errno.errorcode.get(error.errno) or error), source, source_port
     finally:
         sock.close()
 
@@ -246,43 +275,90 @@ def targets(allowed):
     return pairs
 
 
-def connect_all(pairs, timeout=CONNECT_TIMEOUT, connector=connect):
-    """{(address, port): outcome}, all at once (threads: a blocked origin costs ``timeout`` once, not per origin)."""
-    outcomes = {}
+def _family(address):
+    return socket.AF_INET6 if ':' in address else socket.AF_INET
+
+
+def connect_all(pairs, timeout=CONNECT_TIMEOUT, connector=connect, watch=None):
+    """{(address, port): (outcome, left)}, all at once (threads: a blocked origin costs ``timeout`` once, not per
+    origin). ``left``: whether the SYN left this host (conntrack.Watch: True, False, None = cannot tell); True for a
+    connection. ``connector`` may return the outcome alone (then left is None)."""
+    raw = {}
 
     def one(pair):
-        outcomes[pair] = connector(pair[0], pair[1], timeout)
-    threads = [threading.Thread(target=one, args=(pair,)) for pair in pairs]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return outcomes
+        raw[pair] = connector(pair[0], pair[1], timeout)
+    watch = (watch or conntrack.Watch()).start() if pairs else None
+    try:
+        for family in sorted(set(_family(pair[0]) for pair in pairs)):
+            watch.control(family)
+        threads = [threading.Thread(target=one, args=(pair,)) for pair in pairs]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        outcomes = {}
+        for pair, value in raw.items():
+            outcome, source, source_port = value if isinstance(value, tuple) else (value, None, None)
+            left = True if outcome == 'connected' else (
+                watch.left(_family(pair[0]), source, source_port, pair[0], pair[1]) if source_port else None)
+            outcomes[pair] = (outcome, left)
+        return outcomes
+    finally:
+        if watch is not None:
+            watch.close()
+
+
+def _split(value):
+    """(outcome, left) from connect_all's value, or from an outcome alone (left unknown)."""
+    if isinstance(value, tuple):
+        return value
+    return value, (True if value == 'connected' else None)
 
 
 def judge(before, after):
-    """(ok, state, verdict) for one destination from its connect outcome before the change (None: not taken) and after.
+    """(ok, state, verdict) for one destination the new rules allow, from its connect after the change (and before
+    it, None: not taken) - each ``(outcome, left)`` or an outcome alone.
 
-    Our default deny rejects TCP with a reset, which a connect cannot tell from the origin's own refusal, so the
-    outcome before the change decides: refused after but connected before = the change blocks it. Refused before and
-    after = the origin refuses (or something before this change did); the rules allow it. No answer / an ICMP error
-    after = blocked, unless it was the same before the change (the origin is down or unroutable, not firewalled here).
-    state: reachable, refused, unreachable (the same before the change) or blocked.
+    Our default deny rejects TCP with a reset made on this host, which a connect cannot tell from the origin's own
+    refusal; connection tracking can (conntrack.Watch: did the SYN leave this host?). So after the change:
+
+    - connected: reachable;
+    - the SYN left this host (refused by the origin, or unanswered beyond the host): the rules let it out - ok
+      (refused: the origin is down; unreachable: not this host's firewall);
+    - the SYN never left: this host stopped it - blocked, whatever it was before the change (an earlier deny that
+      still stops an origin the new rules allow fails too);
+    - cannot tell (conntrack unreadable or not tracking here): blocked - nothing proves it is not this host's
+      firewall.
+
+    state: reachable, refused, unreachable or blocked.
     """
-    if after == 'connected':
+    outcome, left = _split(after)
+    earlier = _split(before)[0] if before is not None else None
+    if outcome == 'connected':
         return True, 'reachable', 'reachable'
-    if after == 'refused':
-        if before == 'connected':
-            return False, 'blocked', 'blocked: connected before the change, refused (a TCP reset) after it'
-        return True, 'refused', 'refused by the origin (refused before the change too); allowed by the rules'
-    if before is not None and before.startswith('blocked'):
-        return True, 'unreachable', ('unreachable before the change too (%s); not a firewall question of this change'
-                                     % after)
-    return False, 'blocked', after
+    if left is True:
+        if outcome == 'refused':
+            return True, 'refused', ('refused by the origin: the SYN left this host (connection tracking saw it) and a '
+                                     'TCP reset came back; the rules allow it')
+        return True, 'unreachable', ('unreachable (%s), but the SYN left this host (connection tracking saw it): not '
+                                     "this host's firewall" % outcome)
+    what = 'refused by this host itself (a TCP reset made here: a reject rule)' if outcome == 'refused' else outcome
+    if left is False:
+        verdict = 'blocked: %s - the SYN never left this host (connection tracking saw no connection)' % what
+    else:
+        said = "refused (a TCP reset: the origin's or a reject rule's)" if outcome == 'refused' else outcome
+        verdict = ("blocked: %s - nothing proves it is not this host's firewall (connection tracking could not say "
+                   'whether the SYN left)' % said)
+    if earlier == 'connected':
+        verdict += '; it connected before the change'
+    elif earlier is not None:
+        verdict += '; the same before the change (%s)' % earlier
+    return False, 'blocked', verdict
 
 
 def probe_rows(allowed, outcomes):
-    """edge_probe's ``origins``: one connect, no change to compare with - a refusal is the origin's or a firewall's."""
+    """edge_probe's ``origins``: one connect each, no change to compare with; a refusal is the origin's when the SYN
+    left this host (connection tracking), this host's when it did not, and either when that cannot be read."""
     rows = []
     for item in allowed:
         for address in item['addresses']:
@@ -292,11 +368,17 @@ def probe_rows(allowed, outcomes):
                 rows.append(dict(item_row(item, address), checked=False, state='not checked',
                                  verdict='not checked: %s' % ('UDP' if item['protocol'] != 'tcp' else 'a network')))
                 continue
-            outcome = outcomes.get(pair, 'blocked: not checked')
+            outcome, left = _split(outcomes.get(pair, 'blocked: not checked'))
             state = {'connected': 'reachable', 'refused': 'refused'}.get(outcome, 'blocked')
-            verdict = {'reachable': 'reachable',
-                       'refused': "refused: the origin's own refusal or a firewall's TCP reset (one connect cannot "
-                                  'tell them apart)'}.get(state, outcome)
+            if state == 'refused' and left is False:
+                state, verdict = 'blocked', ('blocked: refused by this host itself (a TCP reset made here: a reject '
+                                             'rule); the SYN never left it')
+            elif state == 'refused' and left is True:
+                verdict = 'refused by the origin (the SYN left this host): the origin is down, not blocked here'
+            else:
+                verdict = {'reachable': 'reachable',
+                           'refused': "refused: the origin's own refusal or a firewall's TCP reset (one connect cannot "
+                                      'tell them apart here)'}.get(state, outcome)
             rows.append(dict(item_row(item, address), checked=True, ok=state != 'blocked', state=state,
                              verdict=verdict))
     return rows
@@ -339,23 +421,29 @@ class OriginCheck(object):
     go into ``report['verification']`` either way (the module's ``origins`` result).
     """
 
-    def __init__(self, allowed, probe_verify=None, timeout=CONNECT_TIMEOUT, connector=connect, report=None):
+    def __init__(self, allowed, probe_verify=None, timeout=CONNECT_TIMEOUT, connector=connect, report=None,
+                 watch=None):
         self.allowed = allowed
         self.probe_verify = probe_verify
         self.timeout = timeout
         self.connector = connector
+        self.watch = watch
         self.report = report if report is not None else {}
         self.before = None
 
+    def _connect_all(self):
+        return connect_all(targets(self.allowed), self.timeout, self.connector, self.watch)
+
     def before_change(self):
-        self.before = connect_all(targets(self.allowed), self.timeout, self.connector)
+        """Each origin's connect before the change: not the verdict (judge), but said in it when it differs."""
+        self.before = self._connect_all()
 
     def __call__(self):
-        """(ok, output, message) like the probe's verify. Without before_change (this run changed nothing) the
-        firewall was the same before: each outcome is its own baseline, so only a change can fail an origin."""
+        """(ok, output, message) like the probe's verify: every origin the rules allow must connect, or be refused
+        or unanswered beyond this host (its SYN left it); whether this run changed anything or not."""
         ok, output, message = self.probe_verify() if self.probe_verify else (True, None, '')
-        after = connect_all(targets(self.allowed), self.timeout, self.connector)
-        origins_ok, rows, unmet = check(self.allowed, after if self.before is None else self.before, after)
+        after = self._connect_all()
+        origins_ok, rows, unmet = check(self.allowed, self.before or {}, after)
         self.report['verification'] = rows
         if output is not None:
             output = dict(output, origins=rows,

@@ -7,14 +7,17 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: egress_firewall_info
-short_description: Find which firewall manages a Linux host's egress - firewalld, ufw or nftables
+short_description: Find which firewall manages a host's egress, and what it allows now (drift)
 version_added: 0.1.0
 description:
   - Reports whether firewalld is installed and running (asked over D-Bus, as M(tunnelwall.cloudflared.firewalld_egress)
     talks to it), whether ufw is installed and enabled, whether C(nft) is installed and usable (C(nft list tables)
     works, which needs root), and which of them the P(tunnelwall.cloudflared.egress_firewall#role) role would use
     with C(egress_firewall_backend=auto).
-  - Changes nothing. Linux only; the role recognises Windows hosts by their connection.
+  - Changes nothing. On a Windows host (reached with PowerShell) its action plugin answers instead, with the same
+    keys - RV(backend) V(windows), RV(applied) read from the rule group of M(tunnelwall.cloudflared.win_firewall_egress)
+    (one read-only run of that module), RV(origins) read and resolved on the host the way that module does it, and
+    RV(drift); RV(firewalld), RV(ufw) and RV(nftables) are V(null) there.
   - Also reads back what the chosen firewall allows now for the rules named O(name) (RV(applied)), so that the
     C(tunnelwall.cloudflared.check) playbook can compare it with a fresh plan (drift).
 author: tunnelwall developers (@tunnelwall)
@@ -29,20 +32,48 @@ options:
   backend:
     description:
       - Which firewall to read RV(applied) from - the role's C(egress_firewall_backend); V(auto) reads the one
-        RV(backend) names.
+        RV(backend) names. V(windows) only on Windows hosts (where V(auto) means it too).
     type: str
-    choices: [auto, firewalld, ufw, nftables]
+    choices: [auto, firewalld, ufw, nftables, windows]
     default: auto
   plan:
     description:
       - An egress plan (the P(tunnelwall.cloudflared.edge_endpoints#lookup) lookup's, fresh) to compare RV(applied)
         with; the module then returns RV(drift).
     type: dict
+  origins:
+    description:
+      - cloudflared's origins as the firewall modules take them (their O(tunnelwall.cloudflared.ufw_egress#module:origins)
+        option) - C(host) a name, an address or a CIDR, C(port), C(protocol) (V(tcp) by default).
+      - With O(origins), O(private_networks) or O(cloudflared_config) other than V(none), the module resolves
+        cloudflared's origins afresh, here on the host, as a firewall module would under a default deny (the config
+        found the same way, names resolved with this host's resolver), returns them in RV(origins) and compares them
+        with what the firewall allows for purpose V(origin) in RV(drift).
+      - Give these only for hosts under a default deny - without one the firewall modules allow no origins, and every
+        origin would count as new.
+    type: list
+    elements: dict
+  private_networks:
+    description:
+      - warp-routing's private networks as the firewall modules take them - C(network) (a CIDR), C(ports),
+        C(protocol). See O(origins).
+    type: list
+    elements: dict
+  cloudflared_config:
+    description:
+      - cloudflared's config whose ingress rules name origins - V(auto) (found where cloudflared looks, as the firewall
+        modules find it; on Windows as M(tunnelwall.cloudflared.win_firewall_egress) finds it), a path, or V(none) (the
+        default here - origins are compared only when asked for). See O(origins).
+    type: str
+    default: none
 attributes:
   platform:
     description: Target operating system.
     support: full
-    platforms: posix
+    platforms: posix, windows
+  action:
+    description: On Windows hosts an action plugin reads the Windows firewall through win_firewall_egress' read-only steps.
+    support: full
 notes:
   - The choice, in order - a running firewalld, because it owns the ruleset while it runs; an enabled ufw; nftables
     where C(nft) is usable (M(tunnelwall.cloudflared.nftables_egress), for hosts with neither); an installed but
@@ -72,11 +103,19 @@ EXAMPLES = r"""
   ansible.builtin.debug:
     msg: "{{ now.drift.text }} ({{ now.drift.purposes | join(', ') }}): run tunnelwall.cloudflared.site"
   when: now.drift and (now.drift.new or now.drift.gone)
+
+- name: The edge and cloudflared's origins (its config, resolved here) against what a default deny allows
+  tunnelwall.cloudflared.egress_firewall_info:
+    plan: "{{ lookup('tunnelwall.cloudflared.edge_endpoints') }}"
+    cloudflared_config: auto
+    origins:
+      - {host: db.internal, port: 5432}
+  register: now
 """
 
 RETURN = r"""
 backend:
-  description: V(firewalld), V(ufw), V(nftables), or null when none is usable.
+  description: V(firewalld), V(ufw), V(nftables), V(windows) (on Windows hosts), or null when none is usable.
   returned: always
   type: str
   sample: firewalld
@@ -121,15 +160,36 @@ drift:
       holds - C(new) blocks of the plan the firewall does not allow (the edge moved there), C(gone) allowed blocks the
       plan no longer has, C(purposes) affected, and C(text) like V(+2/−1). V(null) without O(plan) or when nothing is
       applied.
+      - With O(origins), O(private_networks) or O(cloudflared_config), purpose V(origin) too - the origins resolved
+        afresh (RV(origins)) against what the firewall allows for them; an origin name that now resolves elsewhere
+        counts as new and gone. Compared by address blocks, not ports.
   returned: always
   type: dict
-  sample: {new: 2, gone: 1, purposes: [tunnel], text: "+2/−1"}
+  sample: {new: 2, gone: 1, purposes: [tunnel, origin], text: "+2/−1"}
+origins:
+  description:
+    - With O(origins), O(private_networks) or O(cloudflared_config), cloudflared's origins as a firewall module would
+      allow them now under a default deny - C(rules) (the egress plan's rule shape, purpose V(origin)), C(allowed)
+      (host, resolved addresses, port, protocol, source), C(config) (which file, found how) and C(notes); V(null)
+      otherwise. C(error) says why they could not be resolved (a config that cannot be understood, a name that does
+      not resolve) - then they are not compared.
+  returned: always
+  type: dict
+  sample:
+    rules: [{purpose: origin, protocol: tcp, port: 443, ipv4: [10.1.2.3/32], ipv6: []}]
+    allowed: [{host: app.internal, addresses: [10.1.2.3/32], port: 443, protocol: tcp,
+               source: "/etc/cloudflared/config.yml ingress[0] (hostname app.example.com) (https)"}]
+    config: {path: /etc/cloudflared/config.yml, how: "cloudflared's default search", setting: auto}
+    notes: []
+    error: null
 """
 
+import os
+import pwd
 import re
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import backend_choice, egress_applied, ufw_rules
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import backend_choice, egress_applied, origins, ufw_rules
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.firewalld_client import Firewalld, FirewalldError
 
 SBIN = ['/usr/sbin', '/sbin']
@@ -141,6 +201,31 @@ def read_text(path):
             return handle.read()
     except (IOError, OSError):
         return None
+
+
+def home_of(user):
+    try:
+        return pwd.getpwnam(user).pw_dir
+    except (KeyError, TypeError):
+        return None
+
+
+def fresh_origins(params, read=read_text, exists=os.path.exists, homes=home_of, getaddrinfo=None):
+    """cloudflared's origins resolved now, as a firewall module would under a default deny, or None when not asked.
+
+    -> {rules, allowed, config, notes, error}; a config or a name that cannot be used gives ``error`` and no rules
+    (the same reading and resolution as the firewall modules: origins.read_config and origins.collect).
+    """
+    if params['origins'] is None and params['private_networks'] is None and params['cloudflared_config'] == 'none':
+        return None
+    try:
+        setting = origins.check_config_setting(params['cloudflared_config'])
+        wanted = list(origins.check_origins(params['origins'])) + list(origins.check_private_networks(params['private_networks']))
+        config, from_config, notes = origins.read_config(setting, read, exists, homes)
+        rules, allowed = origins.collect(wanted + from_config, **({'getaddrinfo': getaddrinfo} if getaddrinfo else {}))
+    except origins.OriginError as error:
+        return {'rules': None, 'allowed': None, 'config': None, 'notes': [], 'error': str(error)}
+    return {'rules': rules, 'allowed': allowed, 'config': config, 'notes': notes, 'error': None}
 
 
 def first_line(text):
@@ -187,14 +272,19 @@ def read_applied(module, backend, name):
             return egress_applied.from_nftables(out), None
         except (ValueError, KeyError, TypeError) as error:
             return None, 'cannot read nft -j list table inet %s: %s' % (name, error)
+    if backend == 'windows':
+        return None, 'backend windows: this host is not reached with PowerShell; the Windows firewall is read on Windows hosts'
     return None, 'no firewall found'
 
 
 def main():
     module = AnsibleModule(argument_spec={'name': {'type': 'str', 'default': 'tunnelwall'},
                                           'backend': {'type': 'str', 'default': 'auto',
-                                                      'choices': ['auto', 'firewalld', 'ufw', 'nftables']},
-                                          'plan': {'type': 'dict'}},
+                                                      'choices': ['auto', 'firewalld', 'ufw', 'nftables', 'windows']},
+                                          'plan': {'type': 'dict'},
+                                          'origins': {'type': 'list', 'elements': 'dict'},
+                                          'private_networks': {'type': 'list', 'elements': 'dict'},
+                                          'cloudflared_config': {'type': 'str', 'default': 'none'}},
                            supports_check_mode=True)
     firewalld = {'installed': bool(module.get_bin_path('firewalld', opt_dirs=SBIN) or module.get_bin_path('firewall-cmd')),
                  'running': False, 'version': None, 'detail': 'not installed'}
@@ -211,9 +301,11 @@ def main():
     backend = backend_choice.choose(found)
     chosen = backend if module.params['backend'] == 'auto' else module.params['backend']
     applied, applied_error = read_applied(module, chosen, module.params['name'])
-    drift = egress_applied.plan_drift(applied, module.params['plan']) if module.params['plan'] else None
+    fresh = fresh_origins(module.params)
+    drift = egress_applied.plan_drift(applied, module.params['plan'], fresh and fresh['rules']) \
+        if module.params['plan'] else None
     module.exit_json(changed=False, backend=backend, description=backend_choice.describe(found), applied=applied,
-                     applied_error=applied_error, drift=drift, **found)
+                     applied_error=applied_error, drift=drift, origins=fresh, **found)
 
 
 if __name__ == '__main__':

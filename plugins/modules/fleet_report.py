@@ -58,6 +58,9 @@ options:
         compares it with the host's plan (C(drift) - C(new) blocks of the plan the firewall does not allow, C(gone)
         allowed blocks the plan no longer has, for the purposes V(tunnel), V(api) and V(update) the firewall holds),
         and a host that is otherwise ok but drifted is V(drifted).
+      - When the registered result carries C(origins) (M(tunnelwall.cloudflared.egress_firewall_info) asked for
+        cloudflared's origins), purpose V(origin) is compared too - the origins resolved afresh on the host against
+        what the firewall allows for them; origins that could not be resolved make the host V(degraded), naming why.
     type: str
   hosts:
     description:

@@ -7,6 +7,9 @@
 
 # Runs behind the win_firewall_egress action plugin, which validates the options, computes the wanted rules
 # (canonical CIDR addresses, sorted) and drives the transaction: prepared.action is
+#   origins - read only: the Cloudflared service's ImagePath and account profile, cloudflared's config (its text) and
+#             the addresses of origin names, for the controller to parse and resolve with;
+#   read    - read only: the group's rules (egress_firewall_info's drift on Windows);
 #   apply   - settle a change a dead run left, read and record the group's rules and the default outbound actions,
 #             arm the dead-man scheduled task, reconcile; confirm at once when nothing will verify;
 #   confirm - the change was verified: remove the record and the scheduled task;
@@ -22,6 +25,133 @@ $module = [Ansible.Basic.AnsibleModule]::Create($args, $spec)
 $prepared = $module.Params.prepared
 $group = [string]$prepared.group
 $profiles = @($prepared.profiles)
+
+if ($prepared.action -eq 'origins') {
+    # Read-only, check mode too: what the controller must not read or resolve itself. It parses the config with the
+    # same Python code as on Linux (plugin_utils/windows_firewall.py discover_origins): no YAML here.
+    #   service - the registry values of that service (ImagePath, account) and the account's profile directory;
+    #   read    - the text of the first of these files that exists;
+    #   resolve - the addresses of these names, with this host's resolver.
+    $found = @{ service = $null; file = $null; resolved = @{}; unresolved = @{} }
+    if ($prepared.service) {
+        $serviceKey = 'HKLM:\SYSTEM\CurrentControlSet\Services\' + [string]$prepared.service
+        $item = Get-ItemProperty -LiteralPath $serviceKey -ErrorAction SilentlyContinue
+        if ($item) {
+            $account = if ($item.PSObject.Properties.Name -contains 'ObjectName') { [string]$item.ObjectName } else { '' }
+            # The profile (%USERPROFILE%) of the account the service runs as: LocalSystem's is
+            # C:\Windows\System32\config\systemprofile (ProfileList of S-1-5-18).
+            $wellKnown = @{ '' = 'S-1-5-18'; 'localsystem' = 'S-1-5-18'; 'nt authority\system' = 'S-1-5-18'
+                'nt authority\localservice' = 'S-1-5-19'; 'nt authority\networkservice' = 'S-1-5-20' }
+            $sid = $wellKnown[$account.ToLowerInvariant()]
+            if (-not $sid) {
+                try {
+                    $sid = ([System.Security.Principal.NTAccount]$account).Translate([System.Security.Principal.SecurityIdentifier]).Value
+                }
+                catch {
+                    $sid = $null
+                }
+            }
+            $userProfile = $null
+            if ($sid) {
+                $profileKey = 'HKLM:\SOFTWARE\Microsoft\Windows NT\CurrentVersion\ProfileList\' + $sid
+                $profileItem = Get-ItemProperty -LiteralPath $profileKey -ErrorAction SilentlyContinue
+                if ($profileItem) { $userProfile = [Environment]::ExpandEnvironmentVariables([string]$profileItem.ProfileImagePath) }
+            }
+            $found.service = @{
+                name = [string]$prepared.service
+                image_path = [string]$item.ImagePath
+                account = $account
+                profile = $userProfile
+                cfdpath = [Environment]::GetEnvironmentVariable('CFDPATH', 'Machine')
+                program_files_x86 = [Environment]::GetEnvironmentVariable('ProgramFiles(x86)')
+            }
+        }
+    }
+    foreach ($path in @($prepared.read)) {
+        if ($path -and (Test-Path -LiteralPath $path -PathType Leaf)) {
+            try {
+                $found.file = @{ path = [string]$path; text = [System.IO.File]::ReadAllText([string]$path) }
+            }
+            catch {
+                $module.FailJson("win_firewall_egress: cannot read cloudflared's config $($path): $($_.Exception.Message); nothing was changed", $_)
+            }
+            break
+        }
+    }
+    foreach ($name in @($prepared.resolve)) {
+        if (-not $name) { continue }
+        try {
+            $found.resolved[[string]$name] = @([System.Net.Dns]::GetHostAddresses([string]$name) |
+                ForEach-Object { $_.IPAddressToString })
+        }
+        catch {
+            $found.unresolved[[string]$name] = $_.Exception.Message
+        }
+    }
+    $module.Result.origins = $found
+    $module.ExitJson()
+}
+
+Function ConvertTo-CanonicalAddress {
+    <# Windows gives 198.51.100.7 for /32 and 198.51.100.0/255.255.255.0 for /24; compare in CIDR form. #>
+    param([string]$Text)
+    $address, $mask = $Text.Split('/', 2)
+    $ip = [System.Net.IPAddress]::Parse($address)
+    $bits = if ($ip.AddressFamily -eq 'InterNetworkV6') { 128 } else { 32 }
+    $length = $bits
+    if ($mask) {
+        if ($mask.Contains('.')) {
+            $length = 0
+            foreach ($byte in [System.Net.IPAddress]::Parse($mask).GetAddressBytes()) {
+                for ($bit = 7; $bit -ge 0; $bit--) {
+                    if ($byte -band (1 -shl $bit)) { $length++ }
+                }
+            }
+        }
+        else {
+            $length = [int]$mask
+        }
+    }
+    $bytes = $ip.GetAddressBytes()
+    for ($index = 0; $index -lt $bytes.Length; $index++) {
+        $keep = [Math]::Max(0, [Math]::Min(8, $length - 8 * $index))
+        $bytes[$index] = $bytes[$index] -band ((0xFF -shl (8 - $keep)) -band 0xFF)
+    }
+    '{0}/{1}' -f ([System.Net.IPAddress]::new($bytes)).ToString(), $length
+}
+
+Function Get-GroupRule {
+    <# The group's rules as plain data, keyed by display name: what is compared, recorded and restored. #>
+    $found = @{}
+    foreach ($rule in @(Get-NetFirewallRule -Group $group -ErrorAction SilentlyContinue)) {
+        $ports = $rule | Get-NetFirewallPortFilter
+        $addresses = @(($rule | Get-NetFirewallAddressFilter).RemoteAddress | Where-Object { $_ -and $_ -ne 'Any' } |
+            ForEach-Object { ConvertTo-CanonicalAddress -Text $_ } | Sort-Object -Unique)
+        $found[$rule.DisplayName] = @{
+            display_name = $rule.DisplayName
+            protocol = ([string]$ports.Protocol).ToLowerInvariant()
+            port = [string]$ports.RemotePort
+            addresses = $addresses
+            profiles = [string]$rule.Profile
+            enabled = [string]$rule.Enabled
+            name = $rule.Name
+            description = [string]$rule.Description
+        }
+    }
+    $found
+}
+
+if ($prepared.action -eq 'read') {
+    # Read-only, check mode too: the group's rules as the controller compares them (egress_firewall_info's drift on
+    # Windows: plugin_utils/windows_firewall.py applied_from_rules).
+    $current = Get-GroupRule
+    $module.Result.rules = @($current.Keys | Sort-Object | ForEach-Object {
+            @{ display_name = $current[$_].display_name; protocol = $current[$_].protocol; port = $current[$_].port
+                addresses = @($current[$_].addresses); description = $current[$_].description }
+        })
+    $module.ExitJson()
+}
+
 $txn = $prepared.transaction
 $id = [string]$txn.id
 if ($id -notmatch '^[0-9a-f]{12}$') {
@@ -196,55 +326,6 @@ if (-not $module.CheckMode) {
         $module.Result.transaction.settled = "a previous run ($($pending.id), started $($pending.started)) never confirmed its change: $message"
         $module.Warn($module.Result.transaction.settled)
     }
-}
-
-Function ConvertTo-CanonicalAddress {
-    <# Windows gives 198.51.100.7 for /32 and 198.51.100.0/255.255.255.0 for /24; compare in CIDR form. #>
-    param([string]$Text)
-    $address, $mask = $Text.Split('/', 2)
-    $ip = [System.Net.IPAddress]::Parse($address)
-    $bits = if ($ip.AddressFamily -eq 'InterNetworkV6') { 128 } else { 32 }
-    $length = $bits
-    if ($mask) {
-        if ($mask.Contains('.')) {
-            $length = 0
-            foreach ($byte in [System.Net.IPAddress]::Parse($mask).GetAddressBytes()) {
-                for ($bit = 7; $bit -ge 0; $bit--) {
-                    if ($byte -band (1 -shl $bit)) { $length++ }
-                }
-            }
-        }
-        else {
-            $length = [int]$mask
-        }
-    }
-    $bytes = $ip.GetAddressBytes()
-    for ($index = 0; $index -lt $bytes.Length; $index++) {
-        $keep = [Math]::Max(0, [Math]::Min(8, $length - 8 * $index))
-        $bytes[$index] = $bytes[$index] -band ((0xFF -shl (8 - $keep)) -band 0xFF)
-    }
-    '{0}/{1}' -f ([System.Net.IPAddress]::new($bytes)).ToString(), $length
-}
-
-Function Get-GroupRule {
-    <# The group's rules as plain data, keyed by display name: what is compared, recorded and restored. #>
-    $found = @{}
-    foreach ($rule in @(Get-NetFirewallRule -Group $group -ErrorAction SilentlyContinue)) {
-        $ports = $rule | Get-NetFirewallPortFilter
-        $addresses = @(($rule | Get-NetFirewallAddressFilter).RemoteAddress | Where-Object { $_ -and $_ -ne 'Any' } |
-            ForEach-Object { ConvertTo-CanonicalAddress -Text $_ } | Sort-Object -Unique)
-        $found[$rule.DisplayName] = @{
-            display_name = $rule.DisplayName
-            protocol = ([string]$ports.Protocol).ToLowerInvariant()
-            port = [string]$ports.RemotePort
-            addresses = $addresses
-            profiles = [string]$rule.Profile
-            enabled = [string]$rule.Enabled
-            name = $rule.Name
-            description = [string]$rule.Description
-        }
-    }
-    $found
 }
 
 Function ConvertTo-ProfileSet {

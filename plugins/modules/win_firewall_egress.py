@@ -159,15 +159,18 @@ options:
     default: 120
   origins:
     description:
-      - cloudflared's origins to allow under O(default_deny), as rules of purpose C(origin) - on Windows as addresses
-        or CIDRs only (the action runs on the controller, which must not resolve the host's names); a name is refused
-        naming the item. Not checked after the change on Windows yet.
+      - cloudflared's origins to allow under O(default_deny), as rules of purpose C(origin), besides those
+        O(cloudflared_config) finds - C(host) a name, an address or a CIDR. Names are resolved on the host, with its
+        resolver (C([System.Net.Dns]::GetHostAddresses)), in a read-only module run before the change, every run; a
+        name that does not resolve fails the run before anything changes, naming the item.
+      - Not connected to after the change on Windows (the Windows probe has no origin check); the result's
+        C(origins.notes) say so.
     type: list
     elements: dict
     default: []
     suboptions:
       host:
-        description: An IPv4/IPv6 address or a CIDR.
+        description: A name (resolved on the host), an IPv4/IPv6 address or a CIDR.
         type: str
         required: true
       port:
@@ -201,8 +204,18 @@ options:
         default: tcp
   cloudflared_config:
     description:
-      - Not read on Windows yet, whatever it says (the result's C(origins.notes) say so unless V(none)); list the
-        origins in O(origins). Accepted for the same request on every backend.
+      - cloudflared's config whose ingress rules name origins to allow under O(default_deny) - V(auto), an absolute
+        Windows path (C(C:\...) or C(\\server\share\...)), or V(none).
+      - V(auto) reads what cloudflared itself would - the C(--config) in the C(Cloudflared) service's ImagePath
+        (C(HKLM:\SYSTEM\CurrentControlSet\Services\Cloudflared)), else cloudflared's own search -
+        C(config.yml), C(config.yaml) in C(.cloudflared), C(.cloudflare-warp), C(cloudflare-warp) of the service
+        account's profile (its C(%USERPROFILE%); LocalSystem's is C(C:\Windows\System32\config\systemprofile)),
+        and, for a service started without arguments, the default config directory (C(%CFDPATH%), else
+        C(%ProgramFiles(x86)%\cloudflared)); cloudflared.exe's own directory is not searched (cloudflared does not).
+        No C(Cloudflared) service - nothing is read.
+      - The module reads the file's text on the host; the action parses it on the controller with the same parser as
+        the Linux modules (the same table of ingress services, the same errors naming file and rule, before anything
+        changes). A token install (C(--token)/C(--token-file) in the ImagePath) has no local ingress - a warning.
     type: str
     default: auto
   state:
@@ -229,7 +242,8 @@ notes:
   - Not run on Windows in this project's CI, which has no PowerShell runtime; the tests parse the PowerShell and run the
     controller's half for real - validation, the rules, the transaction's calls (apply, probe, confirm or restore) and
     the arguments of each against a recording host. The scheduled task, the registry record and the restore have never
-    run.
+    run. Nor has the origins step on a real host - the registry and profile look-ups, the file read and the name
+    resolution; the ImagePath parsing, the search order and the parsing of the text it returns are tested.
   - The transaction spans several module runs (apply, probe, confirm or restore) because the QUIC datagrams are built on
     the controller; what protects the host between them is on the host - the record and the scheduled task.
   - The dead-man revert puts back the whole group and the default outbound actions as recorded; it does not check
@@ -295,8 +309,10 @@ origins:
     C(source)), C(config), C(notes) and C(warnings).
   returned: always
   type: dict
-  sample: {allowed: [{host: 10.1.2.3, addresses: [10.1.2.3/32], port: 8080, protocol: tcp, source: "variable origins[0]"}],
-           config: {setting: none, path: null, how: not read on Windows}, notes: [], warnings: [], checked: false}
+  sample: {allowed: [{host: app.corp, addresses: [10.1.2.3/32], port: 8443, protocol: tcp,
+                      source: 'C:\cf\config.yml ingress[0] (hostname app.example.com) (https)'}],
+           config: {setting: auto, path: 'C:\cf\config.yml', how: the --config of the Cloudflared service (ImagePath)},
+           notes: [], warnings: [], checked: false}
 verification:
   description:
     - The probe's result after the change (the keys M(tunnelwall.cloudflared.win_edge_probe) returns), when O(verify)

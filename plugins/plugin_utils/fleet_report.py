@@ -209,7 +209,13 @@ def _unreachable_row(hostname, result, plan=None, drift=None):
             'why': _no_result_message(result), 'drift': drift, 'firewall': None}
 
 
-def host_row(hostname, probe_result, plan=None, applied=None):
+def _fresh_origin_rules(fresh):
+    """The origin rules of egress_firewall_info's ``origins`` (resolved on the host), or None: not compared."""
+    rules = fresh.get('rules') if isinstance(fresh, Mapping) else None
+    return rules if isinstance(rules, list) else None
+
+
+def host_row(hostname, probe_result, plan=None, applied=None, fresh_origins=None):
     """One host's row, from its registered edge_probe (or win_edge_probe) result.
 
     A result without a summary (host unreachable, probe skipped or failed
@@ -220,9 +226,12 @@ def host_row(hostname, probe_result, plan=None, applied=None):
     different regions), summarised in the row's ``plan``; ``applied`` what
     its firewall allows now (egress_firewall_info's ``applied``), compared
     with the plan in the row's ``drift`` - an ok host that drifted is
-    ``drifted``.
+    ``drifted``. ``fresh_origins`` (egress_firewall_info's ``origins``:
+    cloudflared's origins resolved afresh on the host) adds purpose
+    ``origin`` to the drift; its ``error`` (a config or name that cannot
+    be used now) is a problem of the row.
     """
-    drift = plan_drift(applied, plan)
+    drift = plan_drift(applied, plan, _fresh_origin_rules(fresh_origins))
     if not isinstance(probe_result, Mapping) or probe_result.get('unreachable') \
             or not isinstance(probe_result.get('summary'), list):
         return _unreachable_row(hostname, probe_result, plan, drift)
@@ -272,6 +281,10 @@ def host_row(hostname, probe_result, plan=None, applied=None):
                         'playbook to follow the edge'
                         % (drift['text'], drift['new'], drift['gone'], ', '.join(drift['purposes'])))
         state = 'drifted' if state == 'ok' else state
+    origins_error = fresh_origins.get('error') if isinstance(fresh_origins, Mapping) else None
+    if origins_error:
+        problems.append('drift: origins not compared - %s (the next site run fails the same way)' % origins_error)
+        state = 'degraded' if state in ('ok', 'drifted') else state
     return {'host': hostname, 'state': state, 'message': None, 'protocol': protocol, 'why': _why(state, problems, what_failed),
             'reason': str(probe_result.get('recommendation_reason') or '') or None, 'cells': cells, 'failing': failing,
             'problems': problems, 'to_open': to_open, 'unmet': unmet, 'settings': _settings(probe_result),

@@ -139,7 +139,14 @@ WINDOWS_SHELLS = ('powershell', 'cmd')
 
 
 def on_windows(host_vars):
-    """Whether a host is Windows, from its (templated) variables."""
+    """Whether a host is Windows, from its (templated) variables - windows_host's test."""
     facts = host_vars.get('ansible_facts') or {}
     return (facts.get('os_family') == 'Windows' or host_vars.get('ansible_connection') in WINDOWS_CONNECTIONS
             or host_vars.get('ansible_shell_type') in WINDOWS_SHELLS)
+
+
+def windows_host(templar, task_vars):
+    """Whether the host of an action's ``task_vars`` is Windows (on_windows of its templated variables)."""
+    task_vars = task_vars or {}
+    names = ('ansible_facts', 'ansible_connection', 'ansible_shell_type')
+    return on_windows(templar.template(dict((name, task_vars[name]) for name in names if name in task_vars)))

@@ -19,10 +19,11 @@ sequence is unit-tested without a host.
 from __future__ import annotations
 
 import ipaddress
+import socket
 import time
 import uuid
 
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_request, origins, probe_run
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import cloudflared_config, egress_request, origins, probe_run
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.probe_options import validate_probe_params
 from ansible_collections.tunnelwall.cloudflared.plugins.plugin_utils import windows_probe
 
@@ -37,6 +38,8 @@ TASK_PATH = '\\tunnelwall\\'
 TASK_PREFIX = 'egress revert '
 # How often a run waits for another run's pending change to be confirmed (the host-wide lock).
 LOCK_POLL = 3.0
+# The ownership marker: the description of every rule the module creates (win_firewall_egress.ps1 $marker).
+MARKER = 'Managed by tunnelwall.cloudflared'
 
 
 class RuleError(ValueError):
@@ -112,43 +115,153 @@ def build_request(params):
     """(Request, warning or None) from the action's validated options; RuleError names the option."""
     name, warning = module_name(params.get('name'))
     try:
-        request = egress_request.build(dict(params, name=name), 'windows')
-    except egress_request.RequestError as error:
+        # A Windows path (C:\\...) for cloudflared_config: checked here, the rest of the request as on Linux.
+        config = origins.check_config_setting(params.get('cloudflared_config'), windows=True)
+        request = egress_request.build(dict(params, name=name, cloudflared_config='none'), 'windows')
+        request = request._replace(cloudflared_config=config)
+    except (egress_request.RequestError, origins.OriginError) as error:
         raise RuleError(str(error))
     if request.allow_dns and not request.dns_servers:
         # Linux reads resolv.conf; Windows has none the controller could read, so the resolvers must be given.
         raise RuleError('allow_dns=True: default_deny on Windows needs dns_servers (the resolvers Windows uses), or '
                         'allow_dns=false if the host needs no DNS')
-    request = windows_origins(request)
     unknown = [p for p in params.get('profiles') or () if canonical_profile(p) is None]
     if unknown or not params.get('profiles'):
         raise RuleError('profiles=%r: expected one or more of %s' % (params.get('profiles'), ', '.join(PROFILES)))
     return request, warning
 
 
-def windows_origins(request):
-    """The request with its origins as rules of purpose origin (under a default deny), and its origin_report.
+def _no_origins(request):
+    return request._replace(origin_report={'allowed': [], 'config': None, 'notes': [], 'warnings': [],
+                                           'checked': False})
 
-    The action runs on the controller, which must not resolve the host's names nor read its files: on Windows the
-    origins are addresses and CIDRs only for now, and cloudflared's config is not read (the report says so).
+
+def origins_args(service=None, read=(), resolve=()):
+    """The module's read-only ``origins`` step: the service's registry values, the first of ``read`` that exists
+    (its text) and the addresses of ``resolve``, with the host's resolver. Changes nothing (check mode too)."""
+    return {'action': 'origins', 'service': service, 'read': list(read), 'resolve': list(resolve)}
+
+
+def windows_config(service):
+    """Where cloudflared's config is, from what the host reported of the Cloudflared service (None: no service):
+    (found dict as cloudflared_config.find gives it, candidate paths to read in order)."""
+    if not service:
+        return {'path': None, 'how': 'no %s service' % cloudflared_config.WINDOWS_SERVICE, 'token': False,
+                'unit': None}, []
+    unit = 'the %s service' % service.get('name', cloudflared_config.WINDOWS_SERVICE)
+    config, token, service_mode = cloudflared_config.windows_service_command(service.get('image_path'))
+    found = {'path': None, 'how': None, 'token': token, 'unit': unit}
+    if config:
+        return dict(found, how='the --config of %s (ImagePath)' % unit), [config]
+    candidates = cloudflared_config.windows_candidates(service.get('profile'), service_mode, service.get('cfdpath'),
+                                                       service.get('program_files_x86'))
+    return dict(found, how="cloudflared's default search for %s (account %s, profile %s)" % (
+        unit, service.get('account') or 'LocalSystem', service.get('profile'))), candidates
+
+
+def _resolver(resolved, unresolved):
+    """A getaddrinfo stand-in answering from what the host resolved (origins.collect resolves with it)."""
+    def getaddrinfo(host, port, family, kind):
+        if host in unresolved or host not in resolved:
+            raise socket.gaierror(unresolved.get(host) or 'not resolved on the host')
+        return [(socket.AF_INET6 if ':' in a else socket.AF_INET, kind, 0, '', (a, 0)) for a in resolved[host]]
+    return getaddrinfo
+
+
+def discover_origins(request, execute):
+    """The request with its origin rules (under a default deny) and its origin_report, the host's way.
+
+    The Windows module reads on the host what the controller must not: the Cloudflared service's ImagePath and
+    account profile, cloudflared's config file (its text) and the addresses of the origin names (the host's
+    resolver). The config is parsed here by the same code as on Linux (cloudflared_config, origins.config_origins):
+    one parser, no YAML in PowerShell. Up to three read-only module calls (service, file, names). RuleError, before
+    anything changes, for a config or a name that cannot be used.
     """
-    if not request.default_deny:
-        return request._replace(origin_report={'allowed': [], 'config': None, 'notes': [], 'warnings': [],
-                                               'checked': False})
-    wanted = list(request.origins) + list(request.private_networks)
-    for origin in wanted:
-        try:
-            ipaddress.ip_network(origin.host, strict=False)
-        except ValueError:
-            raise RuleError('%s: host=%r: on Windows give origins as addresses or CIDRs (names are resolved on the '
-                            'host, which the Windows module does not do yet)' % (origin.source, origin.host))
-    rules, allowed = origins.collect(wanted)
-    notes = [] if request.cloudflared_config == 'none' else [
-        "cloudflared's config is not read on Windows yet: its origins must be listed in origins"]
-    report = {'allowed': allowed, 'config': {'setting': request.cloudflared_config, 'path': None,
-                                             'how': 'not read on Windows'},
-              'notes': notes, 'warnings': [], 'checked': False}
+    if not request.default_deny or request.state != 'present':
+        return _no_origins(request)
+    rules, report = discover(list(request.origins), list(request.private_networks), request.cloudflared_config, execute)
     return egress_request.with_origin_rules(request, rules, report)
+
+
+def discover(given, private_networks, setting, execute):
+    """(origin rules, origins report) for the ``origins`` and ``private_networks`` given (origins.Origin) and
+    cloudflared's config as ``setting`` says, read and resolved on the Windows host (see discover_origins)."""
+    wanted = list(given) + list(private_networks)
+
+    def ask(**args):
+        answer = execute(MODULE, {'prepared': origins_args(**args)})
+        if answer.get('failed') or answer.get('unreachable'):
+            raise RuleError('reading cloudflared\'s origins on the host failed: %s; nothing was changed'
+                            % (answer.get('msg') or 'no answer'))
+        return answer.get('origins') or {}
+    names = [o.host for o in wanted if not origins.is_address(o.host)]
+    needs_host = names or setting != 'none'
+    first = ask(service=cloudflared_config.WINDOWS_SERVICE if setting == 'auto' else None,
+                read=[setting] if setting not in origins.CONFIG_SETTINGS else [], resolve=names) if needs_host else {}
+    resolved, unresolved = dict(first.get('resolved') or {}), dict(first.get('unresolved') or {})
+    text = None
+    if setting == 'none':
+        found = {'path': None, 'how': 'not read (cloudflared_config=none)', 'token': False, 'unit': None}
+    elif setting != 'auto':
+        found = {'path': setting, 'how': 'cloudflared_config', 'token': False, 'unit': None}
+        text = (first.get('file') or {}).get('text')
+    else:
+        found, candidates = windows_config(first.get('service'))
+        read = ask(read=candidates).get('file') if candidates else None
+        if read:
+            found['path'], text = read.get('path'), read.get('text')
+        elif found['how'] and found['how'].startswith('the --config'):
+            found['path'] = candidates[0]
+        elif candidates:
+            found['how'] = 'none found (%s)' % ', '.join(candidates)
+    try:
+        if setting == 'none':
+            config, from_config, notes = {'setting': 'none', 'path': None, 'how': found['how'], 'token': False}, [], []
+        else:
+            config, from_config, notes = origins.config_origins(found, setting, text)
+        more = [o.host for o in from_config if not origins.is_address(o.host) and o.host not in resolved
+                and o.host not in unresolved]
+        if more:
+            answer = ask(resolve=sorted(set(more)))
+            resolved.update(answer.get('resolved') or {})
+            unresolved.update(answer.get('unresolved') or {})
+        rules, allowed = origins.collect(wanted + from_config, getaddrinfo=_resolver(resolved, unresolved))
+    except origins.OriginError as error:
+        raise RuleError(str(error))
+    warnings = []
+    if config.get('warp_routing') and not private_networks:
+        warnings.append('%s enables warp-routing but private_networks is empty: private-network traffic through the '
+                        'tunnel will be blocked by the default deny' % config['path'])
+    if config.get('token') and not given:
+        warnings.append('cloudflared runs with a token (remotely-managed tunnel, ingress in the dashboard) and origins '
+                        'is empty: its origins will be blocked by the default deny unless listed in origins')
+    notes = notes + ['origins are not connected to after the change on Windows (the Windows probe has no origin '
+                     'check): their allow rules are in place'] if allowed else notes
+    return rules, {'allowed': allowed, 'config': config, 'notes': notes, 'warnings': warnings, 'checked': False}
+
+
+def read_args(name):
+    """The module's read-only ``read`` step: the group's rules (egress_firewall_info on Windows)."""
+    return {'action': 'read', 'group': group_name(name)}
+
+
+def applied_from_rules(rules, name):
+    """What the group's rules allow, by purpose (egress_applied's shape, for plan_drift), from the ``read`` step's
+    rules: each display name is ``GROUP: PURPOSE PROTOCOL/PORT`` (desired_rules), its addresses canonical CIDRs.
+    Rules without this module's marker or of another name are left out."""
+    prefix = group_name(name) + ': '
+    found = {}
+    for rule in rules or []:
+        title = str(rule.get('display_name') or '')
+        if not title.startswith(prefix) or rule.get('description') not in (None, MARKER):
+            continue
+        purpose = title[len(prefix):].split(' ', 1)[0]
+        for address in rule.get('addresses') or []:
+            try:
+                found.setdefault(purpose, set()).add(canonical_address(address))
+            except ValueError:
+                continue
+    return dict((purpose, sorted(values)) for purpose, values in sorted(found.items()))
 
 
 def canonical_profile(profile):

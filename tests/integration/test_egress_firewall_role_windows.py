@@ -44,6 +44,19 @@ class ActionModule(Real):
     def _execute_module(self, module_name=None, module_args=None, task_vars=None, **kwargs):
         record({'module': module_name, 'args': module_args})
         prepared = module_args['prepared']
+        if prepared.get('action') == 'origins':
+            # The read-only step: a Cloudflared service whose ImagePath names its config, one origin by name.
+            found = {'service': None, 'file': None, 'resolved': {}, 'unresolved': {}}
+            if prepared['service'] == 'Cloudflared':
+                found['service'] = {'name': 'Cloudflared', 'account': '', 'profile': None,
+                                    'image_path': '"C:\\\\cf\\\\cloudflared.exe" --config C:\\\\cf\\\\config.yml tunnel run'}
+            if 'C:\\\\cf\\\\config.yml' in prepared['read']:
+                found['file'] = {'path': 'C:\\\\cf\\\\config.yml',
+                                 'text': 'ingress:\\n  - hostname: app.example.com\\n    service: https://app.corp:8443\\n'
+                                         '  - service: http_status:404\\n'}
+            for name in prepared['resolve']:
+                found['resolved'][name] = ['10.1.2.4']
+            return {'changed': False, 'origins': found}
         if module_name.endswith('win_edge_probe'):
             ok = os.environ['TW_PROBE_OK'] == '1'
             rows = [{'id': t['id'], 'check': c, 'ok': ok and c != 'quic', 'error_kind': None if ok and c != 'quic' else 'timeout',
@@ -87,7 +100,7 @@ def windows_collection(tmp_path):
     return copy
 
 
-def run_role(tmp_path, collections, dns, probe_ok=True, state='present'):
+def run_role(tmp_path, collections, dns, probe_ok=True, state='present', keep_origins=False):
     record = tmp_path / 'record.jsonl'
     record.write_text('')
     inventory = tmp_path / 'inventory.yml'
@@ -102,6 +115,8 @@ def run_role(tmp_path, collections, dns, probe_ok=True, state='present'):
     result = subprocess.run([os.path.join(BIN, 'ansible-playbook'), '-i', str(inventory), str(playbook)],
                             capture_output=True, text=True, env=env, timeout=300, check=False)
     calls = [json.loads(line) for line in record.read_text().splitlines()]
+    if not keep_origins:  # the read-only origins steps come first; test_origins_... looks at them
+        calls = [c for c in calls if c['args'].get('prepared', {}).get('action') != 'origins']
     return result.returncode, result.stdout + result.stderr, calls
 
 
@@ -124,7 +139,8 @@ def test_one_task_applies_the_plans_rules_verifies_and_confirms(tmp_path, window
     assert txn['confirm_timeout'] == 90 and txn['verify'] is True and txn['task_path'] == '\\tunnelwall\\'
     assert txn['task_name'] == 'egress revert ' + txn['id']
     purposes = {rule['purpose'] for rule in prepared['rules']}
-    assert purposes == {'tunnel', 'api', 'dns'}, prepared['rules']  # update left out by egress_firewall_purposes
+    # update left out by egress_firewall_purposes; origin: the service's config (test_origins_of_the_services_config_...)
+    assert purposes == {'tunnel', 'api', 'dns', 'origin'}, prepared['rules']
     tunnel = [rule for rule in prepared['rules'] if rule['purpose'] == 'tunnel']
     assert {rule['protocol'] for rule in tunnel} == {'tcp', 'udp'} and all(rule['port'] == 7844 for rule in tunnel)
     assert '198.51.100.11/32' in tunnel[0]['addresses'] and '2001:db8:e::11/128' in tunnel[0]['addresses']
@@ -160,3 +176,20 @@ def test_absent_is_one_module_run_without_verification(tmp_path, windows_collect
     prepared = calls[0]['args']['prepared']
     assert prepared['state'] == 'absent' and prepared['rules'] == [] and prepared['transaction']['verify'] is False
     assert calls[1]['args']['verification'] is None and calls[1]['args']['transaction']['confirmed'] is True
+
+
+def test_origins_of_the_services_config_are_read_on_the_host_and_allowed(tmp_path, windows_collection, dns):
+    """cloudflared_config auto on Windows: the Cloudflared service's --config (its ImagePath) read on the host, parsed
+    on the controller by the Linux parser, its origin name resolved on the host; the apply carries the origin rule."""
+    rc, output, calls = run_role(tmp_path, windows_collection, dns, keep_origins=True)
+    assert rc == 0, output
+    assert steps(calls) == ['origins', 'origins', 'origins', 'apply', 'win_edge_probe', 'confirm', 'result'], calls
+    asked = [c['args']['prepared'] for c in calls[:3]]
+    assert asked[0]['service'] == 'Cloudflared' and asked[1]['read'] == ['C:\\cf\\config.yml']
+    assert asked[2]['resolve'] == ['app.corp']
+    rules = [r for r in calls[3]['args']['prepared']['rules'] if r['purpose'] == 'origin']
+    assert rules == [{'purpose': 'origin', 'protocol': 'tcp', 'port': 8443, 'addresses': ['10.1.2.4/32'],
+                      'display_name': 'tunnelwall cloudflared: origin tcp/8443'}], rules
+    report = calls[-1]['args']['origins']
+    assert report['config']['path'] == 'C:\\cf\\config.yml' and report['config']['how'].startswith('the --config')
+    assert report['allowed'][0]['source'] == 'C:\\cf\\config.yml ingress[0] (hostname app.example.com) (https)'

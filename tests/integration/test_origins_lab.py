@@ -128,6 +128,49 @@ def test_a_default_deny_that_blocks_an_origin_fails_verification_and_restores(or
     assert connects(lab, host, DECOY4)
 
 
+PREBLOCK = """table inet preblock {
+  chain output {
+    type filter hook output priority filter - 10;
+    ip daddr %s tcp dport 443 reject with tcp reset
+  }
+}
+"""
+
+
+@pytest.mark.once
+def test_an_earlier_block_fails_verification_and_a_down_origin_passes(origin_host, plan):
+    """Verification honesty: an origin the new rules allow, still blocked by an earlier rule of this host (another
+    table's reject with tcp reset: refused before and after the change, like an origin's own refusal) fails and is
+    restored - connection tracking saw no SYN leave; an origin that is down (nothing listens: its own stack's reset,
+    the SYN left the host) passes."""
+    lab, host, module = origin_host
+    down = CONFIG.replace('https://%s' % ORIGIN_BY_ADDRESS, 'https://%s:8443' % ORIGIN_BY_ADDRESS)
+    write(lab, host, '/etc/cloudflared/config.yml', down.replace('origin.lab.internal', ORIGIN_BY_NAME))
+    probe = reaches(lab, host, 'connect', ORIGIN_BY_ADDRESS, 8443, timeout=BLOCKED)
+    assert not probe['ok'] and probe['error'] == 'refused', probe  # positive control: the origin's own reset
+    result = ufw_suite.run_module(lab, host, deny(plan), module=module)
+    assert not result['failed'], result.get('msg')
+    rows = dict((row['port'], row) for row in result['origins']['verification'])
+    assert rows[8443]['state'] == 'refused' and 'the SYN left this host' in rows[8443]['verdict'], rows
+    assert rows[443]['state'] == 'reachable', rows
+
+    lab.reset_firewalls([host])
+    write(lab, host, '/etc/cloudflared/config.yml', CONFIG.replace('origin.lab.internal', ORIGIN_BY_NAME))
+    lab.exec(host, ['nft', '-f', '-'], check=True, stdin=PREBLOCK % ORIGIN_BY_ADDRESS)
+    try:
+        probe = reaches(lab, host, 'connect', ORIGIN_BY_ADDRESS, 443, timeout=BLOCKED)
+        assert not probe['ok'] and probe['error'] == 'refused', probe  # the same refusal as the down origin's
+        before = sorted(lab.nft_ruleset(host).splitlines())  # firewalld's reload puts its table after ours
+        result = ufw_suite.run_module(lab, host, deny(plan), module=module)
+        assert result['failed'] and 'verification failed after applying the rules' in result['msg'], result
+        assert 'origins: %s port 443' % ORIGIN_BY_ADDRESS in result['msg']
+        assert 'refused by this host itself' in result['msg'] and 'the same before the change' in result['msg']
+        assert result['rolled_back'] is True
+        assert sorted(lab.nft_ruleset(host).splitlines()) == before
+    finally:
+        lab.exec(host, ['nft', 'delete', 'table', 'inet', 'preblock'])
+
+
 @pytest.mark.once
 def test_the_role_keeps_the_configs_origins_reachable_on_every_backend(lab, tmp_path):
     """The role with nothing but -e egress_firewall_default_deny=true: the config in its standard place does it."""
@@ -168,5 +211,38 @@ def test_the_check_playbook_reports_the_origins_of_the_config_and_of_the_variabl
         # destination (loopback always gets out) and the UDP origin is not connected to at all.
         assert reachable == checked == 3 and cell['state'] == 'ok', cell
         assert any(column['id'] == 'origins' for column in report['columns']), report['columns']
+    finally:
+        lab.reset_firewalls([host])
+
+
+@pytest.mark.once
+def test_the_check_playbook_shows_origin_drift_when_an_origin_name_moves(lab, plan, tmp_path):
+    """Every run resolves the origins again, and the drift check covers them like the edge: after a default deny
+    allowed the config's origins, the origin's name is re-pointed on the host (its resolver: /etc/hosts) - the check
+    playbook's Drift column says +1/-1 for purpose origin and the host is drifted; the edge did not move."""
+    from tests.integration import test_site_playbooks_lab as site_suite  # pylint: disable=import-outside-toplevel
+    host = lab.hosts_with('nftables')[0]
+    lab.reset_firewalls([host])
+    try:
+        write(lab, host, '/etc/cloudflared/config.yml', CONFIG)
+        write(lab, host, '/etc/hosts', '%s origin.lab.internal\n' % ORIGIN_BY_NAME, append=True)
+        applied = ufw_suite.run_module(lab, host, deny(plan), module=MODULES['nftables'])
+        assert not applied['failed'], applied.get('msg')
+        rc, output, dummy, report = site_suite.playbook(lab, tmp_path / 'before', 'check', '-e',
+                                                        'egress_firewall_default_deny=true', targets=host)
+        assert report is not None, output
+        row = site_suite.rows(report)[host]
+        assert row['drift'] == {'new': 0, 'gone': 0, 'purposes': [], 'text': '+0/\u22120'}, row
+
+        lab.exec(host, ['sed', '-i', 's/^%s origin.lab.internal$/%s origin.lab.internal/' % (ORIGIN_BY_NAME, ORIGIN_VARIABLE),
+                        '/etc/hosts'], check=True)
+        rc, output, dummy, report = site_suite.playbook(lab, tmp_path / 'after', 'check', '-e',
+                                                        'egress_firewall_default_deny=true', targets=host)
+        assert report is not None, output
+        row = site_suite.rows(report)[host]
+        assert row['drift'] == {'new': 1, 'gone': 1, 'purposes': ['origin'], 'text': '+1/\u22121'}, row
+        assert row['state'] in ('drifted', 'degraded'), row  # the moved origin is not allowed: its probe fails too
+        stats = output[output.index('CUSTOM STATS'):]
+        assert '+1/\u22121' in stats or '+1/\\u22121' in stats, stats
     finally:
         lab.reset_firewalls([host])

@@ -133,3 +133,41 @@ def test_a_group_with_rules_the_module_did_not_create_is_refused_before_any_chan
     assert check < text.index('New-ItemProperty -LiteralPath $pendingKey -Name pending')  # before the record
     assert "$marker = 'Managed by tunnelwall.cloudflared'" in text
     assert text.count("-Description 'Managed by tunnelwall.cloudflared'") == 2  # what apply and restore write
+
+
+def test_the_origins_step_reads_only_and_answers_what_the_controller_parses():
+    """The read-only origins step (cloudflared's config and origin names, read and resolved on the host): handled
+    before the transaction id is even looked at, it changes nothing, and it reads the options the controller sends
+    and returns the keys the controller reads."""
+    text = MODULE.read_text()
+    start = text.index("if ($prepared.action -eq 'origins') {")
+    end = text.index('$module.ExitJson()', start)
+    block = text[start:end]
+    assert start < text.index('$txn = $prepared.transaction') < text.index("$prepared.action -eq 'confirm'")
+    for verb in ('New-', 'Set-', 'Remove-', 'Register-', 'Unregister-', 'Disable-', 'Enable-'):
+        assert re.search(r'\b%s[A-Z]' % verb, block) is None, verb
+    assert set(re.findall(r'\$prepared\.(\w+)', block)) - {'action'} == set(wf.origins_args()) - {'action'}
+    assert "'HKLM:\\SYSTEM\\CurrentControlSet\\Services\\' + [string]$prepared.service" in block
+    assert 'ProfileList' in block and "'localsystem' = 'S-1-5-18'" in block
+    # What the controller reads of the service (windows_config) is what the module returns.
+    service = re.search(r'\$found\.service = @\{(.*?)\n            \}', block, re.S).group(1)
+    keys = set(re.findall(r'^\s*(\w+) = ', service, re.M))
+    assert keys == {'name', 'image_path', 'account', 'profile', 'cfdpath', 'program_files_x86'}, keys
+    source = (pathlib.Path(wf.__file__).read_text())
+    used = set(re.findall(r"service\.get\('(\w+)'", source))
+    assert used <= keys, used - keys
+    assert '$found = @{ service = $null; file = $null; resolved = @{}; unresolved = @{} }' in block
+    assert '[System.Net.Dns]::GetHostAddresses' in block and '[System.IO.File]::ReadAllText' in block
+
+
+def test_the_read_step_comes_after_the_functions_it_uses_and_changes_nothing():
+    text = MODULE.read_text()
+    start = text.index("if ($prepared.action -eq 'read') {")
+    block = text[start:text.index('$module.ExitJson()', start)]
+    assert text.index('Function Get-GroupRule {') < start < text.index('$txn = $prepared.transaction')
+    assert text.index('Function ConvertTo-CanonicalAddress {') < start
+    for verb in ('New-', 'Set-', 'Remove-', 'Register-', 'Unregister-'):
+        assert re.search(r'\b%s[A-Z]' % verb, block) is None, verb
+    assert set(re.findall(r'(\w+) = (?:@\()?\$current\[\$_\]\.', block)) >= {'display_name', 'addresses', 'description'}
+    assert wf.read_args('n') == {'action': 'read', 'group': 'n cloudflared'}
+    assert "$marker = 'Managed by tunnelwall.cloudflared'" in text and wf.MARKER == 'Managed by tunnelwall.cloudflared'

@@ -204,3 +204,30 @@ def test_a_proxy_in_the_units_environment_is_reported():
     assert cc.unit_proxies(unit) == ['HTTPS_PROXY=http://proxy.lan:3128']
     found = cc.find(**host({'/etc/systemd/system/cloudflared.service': unit}))
     assert found['proxies'] == ['HTTPS_PROXY=http://proxy.lan:3128']
+
+
+@pytest.mark.parametrize('line, argv', [
+    ('"C:\\Program Files\\cloudflared\\cloudflared.exe" tunnel run --token-file C:\\ProgramData\\cloudflared\\token',
+     ['C:\\Program Files\\cloudflared\\cloudflared.exe', 'tunnel', 'run', '--token-file',
+      'C:\\ProgramData\\cloudflared\\token']),
+    ('C:\\cf\\cloudflared.exe --config "D:\\my dir\\config.yml"', ['C:\\cf\\cloudflared.exe', '--config', 'D:\\my dir\\config.yml']),
+    ('a\\\\"b c"d" e\\\\f "g\\\\"', ['a\\b cd e\\\\f g\\']),  # 2n backslashes before a quote: n, and the quote counts
+    ('x \\"quoted\\" ""', ['x', '"quoted"', '']),  # 2n+1: a literal quote; "" an empty argument
+    ('', []),
+])
+def test_split_command_line_as_windows_does(line, argv):
+    assert cc.split_command_line(line) == argv
+
+
+def test_windows_service_command_and_candidates():
+    service = cc.windows_service_command
+    assert service('"C:\\cf\\cloudflared.exe"') == (None, False, True)  # service mode: the executable alone
+    assert service('C:\\Program Files\\cloudflared\\cloudflared.exe') == (None, False, True)  # unquoted, with blanks
+    assert service('C:\\cf\\cloudflared.exe --config=C:\\cf\\c.yml tunnel run') == ('C:\\cf\\c.yml', False, False)
+    assert service('C:\\cf\\cloudflared.exe tunnel run --token eyJh') == (None, True, False)
+    home = 'C:\\Windows\\System32\\config\\systemprofile'
+    paths = cc.windows_candidates(home, True, None, 'C:\\Program Files (x86)')
+    assert paths[:2] == [home + '\\.cloudflared\\config.yml', home + '\\.cloudflared\\config.yaml']
+    assert paths[-1] == 'C:\\Program Files (x86)\\cloudflared\\config.yml' and len(paths) == 7
+    assert cc.windows_candidates(home, True, 'E:\\cfd', 'C:\\x')[-1] == 'E:\\cfd\\config.yml'
+    assert cc.windows_candidates(None, False) == []

@@ -51,3 +51,23 @@ def test_rule_changes_one_shape_sorted_and_port_none_kept_apart_from_zero():
     assert added == [any_port, new_api, new_v6]
     assert removed == [gone]
     assert egress_applied.rule_changes([kept], [dict(kept)]) == ([], [])
+
+
+PLAN = {'rules': [{'purpose': 'tunnel', 'protocol': 'tcp', 'port': 7844, 'ipv4': ['198.51.100.1/32'], 'ipv6': []},
+                  {'purpose': 'origin', 'protocol': 'tcp', 'port': 443, 'ipv4': ['10.9.9.9/32'], 'ipv6': []}]}
+ORIGIN_RULES = [{'purpose': 'origin', 'protocol': 'tcp', 'port': 443, 'ipv4': ['10.1.2.4/32'], 'ipv6': ['fd0a::4/128']},
+                {'purpose': 'origin', 'protocol': 'tcp', 'port': 22, 'ipv4': ['10.1.2.3/32'], 'ipv6': []}]
+
+
+def test_origins_drift_only_when_resolved_on_the_host_is_given():
+    """Purpose origin: compared with the origins resolved afresh on the host (never with a plan's, which has none of
+    the host's names); without them the firewall's origin rules are not drift."""
+    applied = {'tunnel': ['198.51.100.1/32'], 'origin': ['10.1.2.3/32', '10.1.2.5/32']}
+    assert egress_applied.plan_drift(applied, PLAN) == {'new': 0, 'gone': 0, 'purposes': [], 'text': '+0/\u22120'}
+    drift = egress_applied.plan_drift(applied, PLAN, ORIGIN_RULES)
+    # 10.1.2.4 and fd0a::4 are new (the name moved there, or a new ingress rule), 10.1.2.5 gone; 10.1.2.3 stays.
+    assert drift == {'new': 2, 'gone': 1, 'purposes': ['origin'], 'text': '+2/\u22121'}
+    # A firewall without origin rules yet: the resolved origins are all new; none resolved: the applied ones gone.
+    assert egress_applied.plan_drift({'tunnel': ['198.51.100.1/32']}, PLAN, ORIGIN_RULES)['new'] == 3
+    assert egress_applied.plan_drift(applied, PLAN, [])['text'] == '+0/\u22122'
+    assert egress_applied.plan_drift(applied, PLAN, [dict(r, purpose='tunnel') for r in ORIGIN_RULES])['gone'] == 2

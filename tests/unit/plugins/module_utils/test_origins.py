@@ -102,20 +102,48 @@ def test_warp_routing_without_private_networks_warns():
 
 @pytest.mark.parametrize('before, after, ok, word', [
     (None, 'connected', True, 'reachable'),
-    ('connected', 'refused', False, 'connected before the change'),
-    ('refused', 'refused', True, 'refused by the origin'),
-    (None, 'refused', True, 'refused by the origin'),
-    ('connected', 'blocked: EHOSTUNREACH', False, 'EHOSTUNREACH'),
-    ('blocked: no answer in 3s', 'blocked: no answer in 3s', True, 'unreachable before the change too'),
+    (None, ('refused', True), True, 'refused by the origin: the SYN left this host'),
+    (('connected', True), ('refused', False), False, 'refused by this host itself'),
+    (('connected', True), ('refused', False), False, 'it connected before the change'),
+    # An earlier deny that still stops an origin the new rules allow: the same before and after, and blocked.
+    (('refused', False), ('refused', False), False, 'the same before the change (refused)'),
+    (None, ('refused', None), False, "nothing proves it is not this host's firewall"),
+    (None, 'refused', False, "nothing proves it is not this host's firewall"),
+    (None, ('blocked: no answer in 3s', True), True, "not this host's firewall"),
+    (('blocked: no answer in 3s', False), ('blocked: no answer in 3s', False), False, 'the SYN never left this host'),
+    (('connected', True), ('blocked: EHOSTUNREACH', None), False, 'EHOSTUNREACH'),
 ])
 def test_judge(before, after, ok, word):
     got_ok, state, verdict = origins.judge(before, after)
     assert state in ('reachable', 'refused', 'unreachable', 'blocked') and (state == 'blocked') is not ok
-    assert got_ok is ok and word in verdict
+    assert got_ok is ok and word in verdict, verdict
+
+
+class FakeWatch(object):
+    """conntrack.Watch's interface: which tuples left this host (by destination), None for the rest."""
+
+    def __init__(self, left):
+        self.left_by_destination = left
+        self.started = self.closed = 0
+
+    def start(self):
+        self.started += 1
+        return self
+
+    def control(self, family):
+        pass
+
+    def left(self, family, source, source_port, destination, destination_port):
+        assert source and source_port
+        return self.left_by_destination.get((destination, destination_port))
+
+    def close(self):
+        self.closed += 1
 
 
 def test_origin_check_with_real_sockets():
-    """A listener (connected), a closed port (refused: the kernel's RST), before and after."""
+    """A listener (connected), a closed port (refused: the kernel's RST - the SYN left: the origin is down, allowed),
+    the same closed port when conntrack saw no SYN leave (a reset made here: blocked), before and after."""
     listener = socket.socket()
     listener.bind(('127.0.0.1', 0))
     listener.listen(8)
@@ -129,17 +157,24 @@ def test_origin_check_with_real_sockets():
                {'host': 'z', 'addresses': ['10.0.0.0/8'], 'port': 80, 'protocol': 'tcp', 'source': 's'},
                {'host': 'u', 'addresses': ['127.0.0.1/32'], 'port': 53, 'protocol': 'udp', 'source': 's'}]
     report = {}
-    check = origins.OriginCheck(allowed, timeout=1, report=report)
+    watch = FakeWatch({('127.0.0.1', closed_port): True})
+    check = origins.OriginCheck(allowed, timeout=1, report=report, watch=watch)
     check.before_change()
     ok, output, message = check()
-    listener.close()
-    assert ok and message == '' and output is None  # no probe: the rows are the origins report's
+    assert watch.started == watch.closed == 2
+    assert ok and message == '' and output is None, message  # no probe: the rows are the origins report's
     assert [(row['checked'], row.get('ok'), row['state']) for row in report['verification']] == [
         (True, True, 'reachable'), (True, True, 'refused'), (False, None, 'not checked'), (False, None, 'not checked')]
-    # the listener is gone now: connected before, refused after = blocked by the change
-    check.before = {('127.0.0.1', allowed[0]['port']): 'connected'}
+    # The same refusal, but no SYN left this host: a reset made here, whatever it was before (an earlier deny).
+    watch.left_by_destination = {('127.0.0.1', closed_port): False}
+    ok, output, message = check()
+    assert not ok and 'origins: 127.0.0.1 port %d (y, s): blocked: refused by this host itself' % closed_port in message
+    # the listener is gone now: connected before, refused after, conntrack unreadable = blocked
+    listener.close()
+    watch.left_by_destination = {}
     ok, output, message = check()
     assert not ok and 'origins: 127.0.0.1 port %d (x, s): blocked' % allowed[0]['port'] in message
+    assert 'it connected before the change' in message
 
 
 def test_verify_origins_are_checked_not_allowed():
@@ -152,13 +187,18 @@ def test_verify_origins_are_checked_not_allowed():
         egress_module.with_origins(request(), None, verify_origins=[{'host': 'a', 'port': 0}])
 
 
-def test_without_a_change_each_outcome_is_its_own_baseline():
-    """A run that changed nothing (no before_change) cannot blame the firewall for an origin that is down."""
+def test_without_a_change_an_origin_this_host_blocks_still_fails():
+    """A run that changed nothing checks all the same: an origin the rules allow but this host stops is blocked; one
+    whose SYN left the host (down, unanswered beyond it) is not this host's firewall."""
     allowed = [{'host': 'x', 'addresses': ['10.0.0.1/32'], 'port': 80, 'protocol': 'tcp', 'source': 's'}]
-    check = origins.OriginCheck(allowed, connector=lambda address, port, timeout: 'blocked: no answer in 1s')
+
+    def unanswered(address, port, timeout):
+        return 'blocked: no answer in 1s', '10.0.0.9', 40000
+    check = origins.OriginCheck(allowed, connector=unanswered, watch=FakeWatch({('10.0.0.1', 80): False}))
     ok, output, message = check()
-    assert ok and 'unreachable before the change too' in check.report['verification'][0]['verdict']
-    check.before_change()
+    assert not ok and 'the SYN never left this host' in check.report['verification'][0]['verdict']
+    check.watch.left_by_destination = {('10.0.0.1', 80): True}
+    assert check()[0] and check.report['verification'][0]['state'] == 'unreachable'
     check.connector = lambda address, port, timeout: 'connected'
     assert check()[0]
 
@@ -171,6 +211,11 @@ def test_probe_rows_say_what_one_connect_cannot_tell():
     assert [(r['state'], r.get('ok')) for r in rows] == [('reachable', True), ('refused', True), ('blocked', False),
                                                          ('not checked', None)]
     assert 'cannot tell' in rows[1]['verdict'] and rows[2]['verdict'] == 'blocked: EHOSTUNREACH'
+    # With connection tracking: a refusal whose SYN left is the origin's, one whose SYN never left is this host's.
+    rows = origins.probe_rows([dict(allowed[0], addresses=['10.0.0.1/32'])], {('10.0.0.1', 80): ('refused', True)}) + \
+        origins.probe_rows([dict(allowed[0], addresses=['10.0.0.2/32'])], {('10.0.0.2', 80): ('refused', False)})
+    assert [(r['state'], r['ok']) for r in rows] == [('refused', True), ('blocked', False)]
+    assert 'the origin is down' in rows[0]['verdict'] and 'refused by this host itself' in rows[1]['verdict']
 
 
 def test_edge_probe_probes_origins_once_each(tmp_path):
@@ -205,21 +250,120 @@ def test_edge_probe_probes_origins_once_each(tmp_path):
         edge.close()
 
 
-def test_windows_takes_origins_by_address_and_refuses_names_and_origin_checks():
-    """The Windows action: the same request, origins by address/CIDR as purpose origin rules (no host resolution
-    on the controller); a name and verify.origins are refused naming the option."""
+class WindowsHost(object):
+    """win_firewall_egress' read-only ``origins`` step, answered from a Windows host described here."""
+
+    def __init__(self, service=None, files=None, names=None):
+        self.service, self.files, self.names, self.calls = service, files or {}, names or {}, []
+
+    def __call__(self, module, args):
+        prepared = args['prepared']
+        assert module == 'tunnelwall.cloudflared.win_firewall_egress' and prepared['action'] == 'origins'
+        assert set(prepared) == {'action', 'service', 'read', 'resolve'}
+        self.calls.append(prepared)
+        found = {'service': self.service if prepared['service'] == 'Cloudflared' else None, 'file': None,
+                 'resolved': {}, 'unresolved': {}}
+        for path in prepared['read']:
+            if path in self.files:
+                found['file'] = {'path': path, 'text': self.files[path]}
+                break
+        for name in prepared['resolve']:
+            if name in self.names:
+                found['resolved'][name] = self.names[name]
+            else:
+                found['unresolved'][name] = 'No such host is known'
+        return {'changed': False, 'origins': found}
+
+
+WINDOWS_CONFIG = """tunnel: 6ff42ae2-765d-4adf-8112-31c55c1551ef
+ingress:
+  - hostname: app.example.com
+    service: https://app.corp.internal
+  - hostname: rdp.example.com
+    service: rdp://10.1.2.5
+  - service: http_status:404
+"""
+SYSTEM_PROFILE = 'C:\\Windows\\System32\\config\\systemprofile'
+
+
+def windows_request(**values):
     from ansible_collections.tunnelwall.cloudflared.plugins.plugin_utils import windows_firewall as wf  # pylint: disable=C0415
     from tests.unit.plugins.plugin_utils.test_windows_firewall import params  # pylint: disable=import-outside-toplevel
-    base = params(default_deny=True, dns_servers=['203.0.113.53'], rules=TUNNEL)
-    request, dummy = wf.build_request(dict(base, origins=[{'host': '10.1.2.3', 'port': 8080}],
-                                           private_networks=[{'network': '10.8.0.0/16', 'ports': [443]}]))
-    assert [r for r in wf.desired_rules(request) if r['purpose'] == 'origin'] == [
-        {'purpose': 'origin', 'protocol': 'tcp', 'port': 443, 'addresses': ['10.8.0.0/16'],
-         'display_name': 'tunnelwall cloudflared: origin tcp/443'},
-        {'purpose': 'origin', 'protocol': 'tcp', 'port': 8080, 'addresses': ['10.1.2.3/32'],
-         'display_name': 'tunnelwall cloudflared: origin tcp/8080'}]
-    assert 'not read on Windows' in request.origin_report['notes'][0]
-    with pytest.raises(wf.RuleError, match=r"variable origins\[0\]: host='app.internal': on Windows give origins"):
-        wf.build_request(dict(base, origins=[{'host': 'app.internal', 'port': 80}]))
+    return wf, wf.build_request(params(**dict({'default_deny': True, 'dns_servers': ['203.0.113.53'],
+                                               'rules': TUNNEL}, **values)))[0]
+
+
+def test_windows_reads_the_services_config_and_resolves_names_on_the_host():
+    """cloudflared_config auto on Windows: the Cloudflared service's account profile (LocalSystem's systemprofile)
+    searched as cloudflared does, the file's text parsed here by the Linux parser, its names and the variables'
+    resolved on the host - three read-only module calls, then origin rules like on Linux."""
+    wf, request = windows_request(origins=[{'host': 'db.corp.internal', 'port': 5432}, {'host': '10.9.0.0/16', 'port': 22}])
+    config = SYSTEM_PROFILE + '\\.cloudflared\\config.yml'
+    host = WindowsHost(service={'name': 'Cloudflared', 'image_path': 'C:\\Program Files\\cloudflared\\cloudflared.exe',
+                                'account': 'LocalSystem', 'profile': SYSTEM_PROFILE, 'cfdpath': None,
+                                'program_files_x86': 'C:\\Program Files (x86)'},
+                       files={config: WINDOWS_CONFIG},
+                       names={'db.corp.internal': ['10.1.2.7'], 'app.corp.internal': ['10.1.2.3', 'fd0a::3%4']})
+    result = wf.discover_origins(request, host)
+    assert host.calls[0] == {'action': 'origins', 'service': 'Cloudflared', 'read': [], 'resolve': ['db.corp.internal']}
+    # Service mode (the executable alone): the profile's three directories, then %ProgramFiles(x86)%\cloudflared.
+    assert host.calls[1]['read'][0] == config and host.calls[1]['read'][-1] == 'C:\\Program Files (x86)\\cloudflared\\config.yml'
+    assert host.calls[2]['resolve'] == ['app.corp.internal']
+    assert len(host.calls) == 3
+    report = result.origin_report
+    assert report['config']['path'] == config and 'default search' in report['config']['how']
+    assert [(o['host'], o['addresses'], o['port']) for o in report['allowed']] == [
+        ('db.corp.internal', ['10.1.2.7/32'], 5432), ('10.9.0.0/16', ['10.9.0.0/16'], 22),
+        ('app.corp.internal', ['10.1.2.3/32', 'fd0a::3/128'], 443), ('10.1.2.5', ['10.1.2.5/32'], 3389)]
+    assert report['allowed'][2]['source'] == config + ' ingress[0] (hostname app.example.com) (https)'
+    assert any('not connected to after the change on Windows' in note for note in report['notes'])
+    rules = [r for r in wf.desired_rules(result) if r['purpose'] == 'origin']
+    assert [(r['port'], r['addresses']) for r in rules] == [
+        (22, ['10.9.0.0/16']), (443, ['10.1.2.3/32', 'fd0a::3/128']), (3389, ['10.1.2.5/32']), (5432, ['10.1.2.7/32'])]
+
+
+def test_windows_service_config_token_path_none_and_errors():
+    wf, request = windows_request(cloudflared_config='auto')
+    explicit = 'D:\\cf\\my config.yml'
+    host = WindowsHost(service={'name': 'Cloudflared', 'account': '',
+                                'image_path': '"C:\\cf\\cloudflared.exe" --config "%s" tunnel run' % explicit},
+                       files={explicit: 'ingress:\n  - service: http://10.1.2.3:8080\n'})
+    result = wf.discover_origins(request, host)
+    assert host.calls[1]['read'] == [explicit] and result.origin_report['config']['how'].startswith('the --config of')
+    assert result.origin_report['allowed'][0]['addresses'] == ['10.1.2.3/32']
+    # --config naming a file that is not there: an error naming it, before any change.
+    with pytest.raises(wf.RuleError, match=r'cannot read D:\\cf\\my config.yml \(the --config of the Cloudflared'):
+        wf.discover_origins(request, WindowsHost(service=host.service))
+    # A token install (tunnel run --token-file): no local ingress, a warning; no service at all: nothing read.
+    token = WindowsHost(service={'name': 'Cloudflared', 'profile': SYSTEM_PROFILE, 'image_path':
+                                 'C:\\cf\\cloudflared.exe tunnel run --token-file C:\\ProgramData\\cloudflared\\token'})
+    result = wf.discover_origins(request, token)
+    assert result.origin_report['config']['token'] and 'remotely-managed' in result.origin_report['warnings'][0]
+    assert 'C:\\Program Files (x86)' not in ' '.join(token.calls[1]['read'])  # not service mode: no default dir
+    result = wf.discover_origins(request, WindowsHost())
+    assert result.origin_report['config']['path'] is None and 'no Cloudflared service' in result.origin_report['config']['how']
+    # A path setting: read as given; none: no module call without names.
+    wf2, given = windows_request(cloudflared_config=explicit)
+    assert wf2.discover_origins(given, host).origin_report['config']['setting'] == explicit
+    wf2, none = windows_request(cloudflared_config='none', origins=[{'host': '10.1.2.3', 'port': 80}])
+    silent = WindowsHost()
+    assert wf2.discover_origins(none, silent).origin_report['allowed'][0]['port'] == 80 and silent.calls == []
+    # A name the host cannot resolve, a config cloudflared would refuse: errors naming them.
+    wf2, named = windows_request(cloudflared_config='none', origins=[{'host': 'gone.internal', 'port': 80}])
+    with pytest.raises(wf.RuleError, match=r'variable origins\[0\]: cannot resolve gone.internal .*No such host'):
+        wf2.discover_origins(named, WindowsHost())
+    bad = WindowsHost(service=host.service, files={explicit: 'ingress:\n  - hostname: a.example\n    service: http://x/app\n'})
+    with pytest.raises(wf.RuleError, match=r'my config.yml ingress\[0\] \(hostname a.example\).*no path'):
+        wf.discover_origins(request, bad)
+    # No default deny: nothing asked.
+    wf2, open_request = windows_request(default_deny=False)
+    assert wf2.discover_origins(open_request, silent).origin_report['allowed'] == [] and silent.calls == []
+
+
+def test_windows_config_paths_and_verify_origins():
+    wf, dummy = windows_request()
+    with pytest.raises(wf.RuleError, match=r"cloudflared_config='/etc/cloudflared/config.yml': expected auto, none"):
+        windows_request(cloudflared_config='/etc/cloudflared/config.yml')
+    assert windows_request(cloudflared_config='\\\\srv\\cf\\config.yml')[1].cloudflared_config == '\\\\srv\\cf\\config.yml'
     with pytest.raises(wf.RuleError, match='verify: origins are not checked on Windows yet'):
         wf.verify_params({'plan': {}, 'origins': [{'host': '10.1.2.3', 'port': 80}]})

@@ -37,7 +37,7 @@ def test_all_reachable_is_ok_and_the_column_is_shown_only_when_some_host_has_ori
 
 def test_a_blocked_origin_fails_the_host_and_names_what_to_open():
     result = verified({('10.1.2.3', 8080): 'connected', ('10.1.2.4', 22): 'refused'},
-                      {('10.1.2.3', 8080): 'refused', ('10.1.2.4', 22): 'refused'})
+                      {('10.1.2.3', 8080): ('refused', False), ('10.1.2.4', 22): ('refused', True)})
     row = fleet_report.host_row('gw1', result)
     assert row['state'] == 'failing' and 'origins' in row['failing']
     assert row['cells']['origins']['text'] == '0/2 reachable, 1 refused, 1 blocked'
@@ -57,3 +57,21 @@ def test_edge_probe_rows_refused_is_partial_and_udp_only_is_not_checked():
                                                                         'text': '0/1 reachable, 1 refused'}
     result['origins'] = origins.probe_rows([UDP], {})
     assert fleet_report.host_row('gw1', result)['cells']['origins'] == {'state': 'skipped', 'text': 'not checked'}
+
+
+def test_origins_drift_from_egress_firewall_info_and_its_error():
+    """The check playbook's Drift column covers origins: egress_firewall_info's `origins` (resolved on the host)
+    against the firewall's origin rules; origins that cannot be resolved now make the host degraded, naming why."""
+    applied = {'tunnel': [r for rule in PLAN['rules'] if rule['purpose'] == 'tunnel' for r in rule['ipv4'] + rule['ipv6']]}
+    applied['origin'] = ['10.1.2.3/32']
+    fresh = {'rules': [{'purpose': 'origin', 'protocol': 'tcp', 'port': 8080, 'ipv4': ['10.1.2.30/32'], 'ipv6': []}],
+             'error': None}
+    row = fleet_report.host_row('gw1', probed(), PLAN, applied, fresh)
+    assert row['drift']['purposes'] == ['origin'] and row['drift']['text'] == '+1/\u22121', row['drift']
+    assert row['state'] == 'drifted'
+    moved_back = dict(fresh, rules=[dict(fresh['rules'][0], ipv4=['10.1.2.3/32'])])
+    same = fleet_report.host_row('gw1', probed(), PLAN, applied, moved_back)
+    assert same['state'] == 'ok' and same['drift']['text'] == '+0/\u22120'
+    broken = fleet_report.host_row('gw1', probed(), PLAN, applied, {'rules': None, 'error': 'cannot resolve app'})
+    assert broken['state'] == 'degraded' and broken['drift']['text'] == '+0/\u22120'
+    assert broken['why'] == 'drift: origins not compared - cannot resolve app (the next site run fails the same way)'
