@@ -14,7 +14,7 @@ __metaclass__ = type
 
 import os
 
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_revert
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_applied, egress_revert
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import firewalld_policy as fp
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.firewalld_client import FirewalldError
 
@@ -65,10 +65,10 @@ def plan_change(params, firewalld, desired):
 
 
 class FirewalldBackend(object):
-    """Apply to the runtime, commit to the permanent configuration.
+    """Apply (new objects: their complete files and one reload; else the runtime), commit to the permanent configuration.
 
-    Until the commit a reload - the restore - gives back the permanent configuration; the files the runtime apply
-    may create (empty objects) and those the commit writes (with firewalld's .xml.old backups) are recorded.
+    The pending record holds every owned file (and firewalld's .xml.old backups) as it was, so a restore - files back,
+    then a reload that keeps other tools' runtime-only rules - undoes either.
     """
 
     def __init__(self, firewalld, params, desired):
@@ -114,18 +114,28 @@ class FirewalldBackend(object):
     def _committing(self):
         return self.params['state'] == 'present' and self.params['permanent']
 
+    def _split(self):
+        """(apply's steps, commit's steps) of the plan: the permanent layer's in-place changes wait for the commit.
+
+        New or stale objects (file writes and one reload) go in at once, complete: firewalld cannot create them in
+        the runtime only, and one reload of complete files is the cheapest way to a first apply (the pending record
+        holds the files as they were, so a restore, the dead-man and the boot check take them back). In-place changes
+        go to the runtime first - verification judges it - and to the permanent configuration at the commit.
+        """
+        if not self._committing():
+            return self.steps, []
+        later = [s for s in self.steps if getattr(s, 'layer', None) == 'permanent']
+        return [s for s in self.steps if getattr(s, 'layer', None) != 'permanent'], later
+
     def apply(self):
-        steps = self.steps
-        if self._committing():
-            # The runtime first: verification judges it, and a reload (the restore) throws it away.
-            runtime = self.firewalld.read(self.params['name'], permanent=False)
-            permanent = self.firewalld.read(self.params['name'], permanent=True)
-            steps = fp.plan_present(self.desired, runtime, permanent, False)
-        self.firewalld.transaction(self.params['name'], steps)
+        now = self._split()[0]
+        if now:
+            self.firewalld.transaction(self.params['name'], now)
 
     def commit(self):
-        if self._committing():
-            self.firewalld.transaction(self.params['name'], plan_change(self.params, self.firewalld, self.desired)[0])
+        later = self._split()[1]
+        if later:
+            self.firewalld.transaction(self.params['name'], later)
 
 
 def describe_step(step):
@@ -142,8 +152,11 @@ def describe_step(step):
 def result(backend, commands, check_mode, diff):
     """The module's result once the transaction is done: what changed, the objects, the commands, the diff."""
     before, after, permanent_views = backend.views
-    added, removed = fp.summarize(before, after)
-    out = dict(changed=bool(backend.steps), added=added, removed=removed, ipsets=sorted(after['ipsets']),
+    name = backend.params['name']
+    added, removed = egress_applied.rule_changes(fp.allow_list(before, name), fp.allow_list(after, name))
+    firewalld_added, firewalld_removed = fp.summarize(before, after)
+    out = dict(changed=bool(backend.steps), added=added, removed=removed, firewalld_added=firewalld_added,
+               firewalld_removed=firewalld_removed, ipsets=sorted(after['ipsets']),
                rich_rules=sorted(after['policy']['rich_rules']) if after['policy'] else [],
                reloaded=any(s.kind == 'reload' for s in backend.steps),
                commands=[describe_step(s) for s in backend.steps] if check_mode else [list(c) for c in commands])

@@ -17,7 +17,7 @@ from xml.sax.saxutils import quoteattr, escape
 
 # Names and purposes as every module spells them. They match whole strings (\Z: a trailing newline is refused,
 # where $ would let "name\n" through), and their characters are all firewalld allows in policy and ipset names.
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.egress_request import NAME_RE, PURPOSE_RE
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.egress_request import METADATA, NAME_RE, PURPOSE_RE
 
 # firewalld limits a policy name to 18 characters (its longest nftables chain name must fit netfilter's limit);
 # the policy is NAME-egress, so NAME may have 11. ipset names must fit the kernel's 31 characters.
@@ -606,6 +606,35 @@ def plan_revert(name, runtime, permanent):
     if steps or state_view(runtime['policy'], runtime['ipsets']) != state_view(policy, permanent['ipsets']):
         steps.append(reload_step())
     return steps
+
+
+# The allow-to-destination rules this module writes, as firewalld prints them back (render_rule's form).
+ALLOW_RULE_RE = re.compile(r'rule family="(?P<family>ipv[46])" destination (?P<kind>ipset|address)="(?P<destination>[^"]+)" '
+                           r'port port="(?P<port>[0-9]+)" protocol="(?P<protocol>tcp|udp)" accept\Z')
+METADATA_ADDRESSES = tuple(address.split('/')[0] for address in METADATA)
+
+
+def allow_list(view, name):
+    """A state view's allow rules in egress_applied's shape: {purpose, family, protocol, port, destination}, one per
+    destination. An ipset rule's purpose is in the ipset's name; an address rule is ``dns`` (port 53), ``metadata``
+    (the metadata service) or ``extra``. Host services without a destination (DHCP, MLD, NDP) and the reject are not
+    allow-to-destination rules and are left out, as egress_applied does for the other backends."""
+    purpose_re = re.compile(r'^%s-(?P<purpose>[a-z][a-z0-9_]*?)(-(tcp|udp)[0-9]{1,5})?-v[46]$' % re.escape(name))
+    found = []
+    for text in view['policy']['rich_rules'] if view['policy'] else []:
+        match = ALLOW_RULE_RE.match(text)
+        if not match:
+            continue
+        rule = dict(family=match.group('family'), protocol=match.group('protocol'), port=int(match.group('port')))
+        destination = match.group('destination')
+        if match.group('kind') == 'ipset':
+            owner = purpose_re.match(destination)
+            for entry in view['ipsets'].get(destination, []):
+                found.append(dict(rule, purpose=owner.group('purpose') if owner else destination, destination=entry))
+        else:
+            purpose = 'dns' if rule['port'] == 53 else 'metadata' if destination in METADATA_ADDRESSES else 'extra'
+            found.append(dict(rule, purpose=purpose, destination=destination))
+    return found
 
 
 def summarize(before, after):

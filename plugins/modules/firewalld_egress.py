@@ -191,7 +191,25 @@ rich_rules:
     - rule family="ipv4" destination ipset="tunnelwall-tunnel-v4" port port="7844" protocol="tcp" accept
     - rule priority="32767" reject
 added:
-  description: What the run added to the runtime configuration (would add, in check mode).
+  description:
+    - The allow rules the run added to the runtime configuration (would add, in check mode), one per destination, in
+      the shape every firewall module of the collection returns - C(purpose), C(family) (V(ipv4) or V(ipv6)),
+      C(protocol), C(port) and C(destination) (an address or CIDR block as firewalld stores it), sorted.
+    - An ipset rule's purpose is in the ipset's name; a rule to an address is V(dns) (port 53), V(metadata) (the
+      metadata service) or V(extra) (O(extra_allow)). Host services without a destination (DHCP, MLD, neighbour
+      discovery) and the reject rule are in RV(firewalld_added).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{purpose: tunnel, family: ipv4, protocol: tcp, port: 7844, destination: 198.51.100.14}]
+removed:
+  description: The allow rules the run removed from the runtime configuration (would remove), in the same shape as RV(added).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{purpose: tunnel, family: ipv4, protocol: tcp, port: 7844, destination: 198.51.100.13}]
+firewalld_added:
+  description: What the run added in firewalld's own terms - ipset entries and rich rules (would add, in check mode).
   returned: always
   type: dict
   contains:
@@ -203,8 +221,8 @@ added:
       description: Rich rules added.
       type: list
       elements: str
-removed:
-  description: What the run removed from the runtime configuration (would remove, in check mode).
+firewalld_removed:
+  description: What the run removed in firewalld's own terms, in the same form as RV(firewalld_added).
   returned: always
   type: dict
   contains:

@@ -321,6 +321,20 @@ def test_summarize():
     assert removed == {'entries': {'s': ['198.51.100.1']}, 'rich_rules': ['a']}
 
 
+def test_allow_list_is_the_shape_every_backend_returns():
+    desired = fp.desired_state('tw', RULES, default_deny=True, nameservers=['203.0.113.53'],
+                               extra_allow=[{'protocol': 'udp', 'port': 123, 'destinations': ['203.0.113.123']}],
+                               services={'dhcp': True, 'mld': True, 'metadata': ('169.254.169.254/32',)})
+    rules = fp.allow_list(fp.desired_view(desired), 'tw')
+    keys = {(r['purpose'], r['family'], r['protocol'], r['port'], r['destination']) for r in rules}
+    assert ('tunnel', 'ipv4', 'udp', 7844, '198.51.100.12/31') in keys and ('api', 'ipv4', 'tcp', 443, '198.51.100.80') in keys
+    assert ('dns', 'ipv4', 'tcp', 53, '203.0.113.53') in keys and ('extra', 'ipv4', 'udp', 123, '203.0.113.123') in keys
+    assert ('metadata', 'ipv4', 'tcp', 80, '169.254.169.254') in keys
+    # Host services without a destination and the reject are not allow-to-destination rules.
+    assert len(rules) == 2 * 3 + 1 + 2 + 1 + 1
+    assert fp.allow_list({'policy': None, 'ipsets': {}}, 'tw') == []
+
+
 class FakeFirewalld:
     """Answers dbus-send and firewall-cmd like firewalld would, failing the command named by ``fail``."""
 
