@@ -481,3 +481,65 @@ def test_a_runtime_only_rule_of_another_tool_survives_apply_commit_and_restore(f
     kept('after the restore')
     ok(run_module(fw, {'state': 'absent'}))
     kept('after state=absent')
+
+
+STANDIN = '/run/tunnelwall-standin'
+# A firewall-cmd that writes the permanent rich rules the module asks for, then SIGKILLs the module - between the
+# permanent write and the confirmation - once (the dead-man's own firewall-cmd calls go through untouched).
+KILLING_FIREWALL_CMD = r'''#!/bin/sh
+if [ "$1" = --permanent ] && [ ! -e %(dir)s/killed ]; then
+  case "$*" in
+    *--add-rich-rule=*) /usr/bin/firewall-cmd "$@"; rc=$?; touch %(dir)s/killed; kill -9 $PPID; exit $rc;;
+  esac
+fi
+exec /usr/bin/firewall-cmd "$@"
+''' % {'dir': STANDIN}
+
+
+def pending(lab, host=HOST):
+    text = lab.exec(host, ['cat', '/etc/firewalld/tunnelwall-pending.json']).stdout
+    return json.loads(text) if text.strip() else None
+
+
+@pytest.mark.once
+@pytest.mark.parametrize('undone_by', ['dead-man', 'next run'])
+def test_a_run_killed_during_the_commit_is_undone_and_a_runtime_rule_of_another_tool_stays(fw, plan, tmp_path, undone_by):
+    """Issue 18: the module dies after firewalld's permanent configuration was written and before the confirmation.
+    The dead-man revert (or, with it off, the next run) brings back the previous state in both layers, and a
+    runtime-only rich rule another tool added (fail2ban's ban) survives the restore's reload."""
+    ok(apply(fw, plan))  # committed: allow rules, no default deny
+    ban = 'rule family="ipv4" source address="203.0.113.55" reject'
+    fwcmd(fw, '--zone=public', '--add-rich-rule=' + ban)
+    before = nft_sorted(fw), etc_firewalld(fw)
+    fw.exec(HOST, ['sh', '-c', 'mkdir -p %s && cat > %s/firewall-cmd && chmod 755 %s/firewall-cmd' % (STANDIN, STANDIN, STANDIN)],
+            stdin=KILLING_FIREWALL_CMD, check=True)
+    try:
+        # default_deny switched on: new rich rules, added to the runtime at apply and to the permanent layer at commit.
+        args = dict(rules=plan['rules'], default_deny=True, confirm_timeout=3 if undone_by == 'dead-man' else 0)
+        task = {'name': 'egress change', MODULE: args, 'environment': {'PATH': STANDIN + ':' + config.HOST_PATH}}
+        playbook = tmp_path / 'killed.yml'
+        playbook.write_text(json.dumps([{'hosts': HOST, 'gather_facts': False, 'tasks': [task]}]))
+        done = subprocess.run([os.path.join(BIN, 'ansible-playbook'), '-i', fw.inventory, str(playbook)], capture_output=True,
+                              text=True, timeout=300, check=False, cwd=config.REPO, env=dict(os.environ, ANSIBLE_NOCOLOR='1'))
+        assert done.returncode != 0, done.stdout
+        assert fw.exec(HOST, ['test', '-e', STANDIN + '/killed']).returncode == 0, done.stdout  # killed in the commit
+        record = pending(fw)
+        if undone_by == 'dead-man':
+            deadline = time.monotonic() + 20
+            while record is not None and time.monotonic() < deadline:
+                time.sleep(0.2)
+                record = pending(fw)
+            assert record is None, 'the dead-man revert did not restore'
+        else:
+            assert record is not None and record['armed'] is None
+            # The permanent layer holds the killed run's rules: the kill came after the permanent write.
+            assert 'rule priority="32767" reject' in fwcmd(fw, '--permanent', '--policy=tunnelwall-egress', '--list-rich-rules')
+            again = ok(apply(fw, plan))
+            assert again['transaction']['settled'].startswith('a previous run'), again['transaction']
+            assert again['changed'] is False  # the restore already gave back exactly what this run asks for
+    finally:
+        fw.exec(HOST, ['rm', '-rf', STANDIN])
+    assert (nft_sorted(fw), etc_firewalld(fw)) == before
+    assert 'rule priority="32767" reject' not in fwcmd(fw, '--permanent', '--policy=tunnelwall-egress', '--list-rich-rules')
+    assert ban in fwcmd(fw, '--zone=public', '--list-rich-rules')
+    assert ban not in fwcmd(fw, '--permanent', '--zone=public', '--list-rich-rules')
