@@ -15,6 +15,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import collections
+import functools
 import ipaddress
 import re
 from xml.sax.saxutils import quoteattr, escape
@@ -58,28 +59,14 @@ SetEntries = collections.namedtuple('SetEntries', 'kind layer ipset entries')  #
 ChangeRules = collections.namedtuple('ChangeRules', 'kind layer policy rules')  # kind: add_rules or remove_rules
 
 
-def write_file(path, content):
-    return WriteFile('write_file', path, content)
-
-
-def remove_file(path):
-    return RemoveFile('remove_file', path)
-
-
-def reload_step():
-    return Reload('reload')
-
-
-def set_entries(layer, ipset, entries):
-    return SetEntries('set_entries', layer, ipset, entries)
-
-
-def add_rules(layer, policy, rules):
-    return ChangeRules('add_rules', layer, policy, rules)
-
-
-def remove_rules(layer, policy, rules):
-    return ChangeRules('remove_rules', layer, policy, rules)
+# The step constructors: write_file(path, content), remove_file(path), reload_step(), set_entries(layer, ipset, entries),
+# add_rules(layer, policy, rules), remove_rules(layer, policy, rules).
+write_file = functools.partial(WriteFile, 'write_file')
+remove_file = functools.partial(RemoveFile, 'remove_file')
+reload_step = functools.partial(Reload, 'reload')
+set_entries = functools.partial(SetEntries, 'set_entries')
+add_rules = functools.partial(ChangeRules, 'add_rules')
+remove_rules = functools.partial(ChangeRules, 'remove_rules')
 
 
 def allow_rule(family, destination_kind, destination, port, protocol):
