@@ -12,7 +12,7 @@ import pytest
 
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_request as er
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import firewalld_policy as fp
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import firewalld_client
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import firewalld_apply, firewalld_client
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.firewalld_client import Firewalld, FirewalldError
 
 RULES = [
@@ -401,6 +401,34 @@ def test_transaction_failure_restores_the_files_and_reloads(tmp_path):
     assert (config / 'ipsets' / 'mine.xml').read_text() == 'the user\'s\n'
     assert fake.calls[-1][-1].endswith('.reload')  # the rollback reloads: runtime = the restored permanent config
     assert not [f for f in os.listdir(config / 'ipsets') if f.startswith('.tunnelwall.')]
+
+
+class EmptyFirewalld(FakeFirewalld):
+    """A running firewalld without a policy, ipset or zone of its own: every listing is empty."""
+
+    def __call__(self, argv):
+        if argv[0] == 'dbus-send' and argv[6].rsplit('.', 1)[-1] in ('getPolicyNames', 'getIPSetNames', 'getPolicies',
+                                                                      'getIPSets', 'getZones'):
+            self.calls.append(argv)
+            return 0, 'method return\n   array [\n   ]\n', ''
+        return super().__call__(argv)
+
+
+def test_a_first_apply_writes_whole_files_reloads_once_and_leaves_the_commit_nothing(tmp_path):
+    # Issue 18's figure: new objects go in complete with one reload - no firewall-cmd, nothing left for the commit.
+    fake = EmptyFirewalld()
+    request = er.build(dict(name='tw', rules=RULES, default_deny=True), 'firewalld')
+    backend = firewalld_apply.FirewalldBackend(request, ['203.0.113.53'], fake, config_dir=str(tmp_path))
+    assert backend.plan() == {'changed': True}
+    backend.apply()
+    applied = list(fake.calls)
+    backend.commit()
+    assert fake.calls == applied
+    assert not [c for c in fake.calls if c[0] == 'firewall-cmd']
+    assert [c[6].rsplit('.', 1)[-1] for c in fake.calls].count('reload') == 1
+    assert 'priority="32767"' in (tmp_path / 'policies' / 'tw-egress.xml').read_text()
+    assert '<entry>198.51.100.12/31</entry>' in (tmp_path / 'ipsets' / 'tw-tunnel-v4.xml').read_text()
+    assert str(tmp_path / 'policies' / 'tw-egress.xml') in backend.files()  # the record covers what was written
 
 
 def test_firewalld_not_running_is_a_clear_error():
