@@ -407,8 +407,8 @@ class EmptyFirewalld(FakeFirewalld):
     """A running firewalld without a policy, ipset or zone of its own: every listing is empty."""
 
     def __call__(self, argv):
-        if argv[0] == 'dbus-send' and argv[6].rsplit('.', 1)[-1] in ('getPolicyNames', 'getIPSetNames', 'getPolicies',
-                                                                      'getIPSets', 'getZones'):
+        listings = ('getPolicyNames', 'getIPSetNames', 'getPolicies', 'getIPSets', 'getZones')
+        if argv[0] == 'dbus-send' and argv[6].rsplit('.', 1)[-1] in listings:
             self.calls.append(argv)
             return 0, 'method return\n   array [\n   ]\n', ''
         return super().__call__(argv)
