@@ -506,3 +506,21 @@ def test_a_small_set_is_still_replaced_atomically_with_set_entries():
     Firewalld(fake).apply([fp.set_entries('runtime', 'tw-tunnel-v4', ['198.51.100.2', '198.51.100.4'])])
     assert fake.sets['runtime'] == ['198.51.100.2', '198.51.100.4']
     assert [c[6].rsplit('.', 1)[1] for c in fake.calls] == ['setEntries']
+
+
+@pytest.mark.parametrize('args, deprecated', [
+    ({'rules': [], 'name': 'tw', 'permanent': False}, True),
+    ({'name': 'tw', 'state': 'reverted'}, True),
+    ({'rules': [], 'name': 'tw'}, False),
+    ({'name': 'tw', 'state': 'absent', 'permanent': False}, False),  # ignored with absent: nothing to warn about
+])
+def test_permanent_false_and_state_reverted_are_deprecated(tmp_path, monkeypatch, args, deprecated):
+    from ansible.module_utils.basic import AnsibleModule
+    from tests.support.module_runner import run_module
+    said = []
+    monkeypatch.setattr(AnsibleModule, 'deprecate', lambda self, msg, **kwargs: said.append((msg, kwargs)))
+    monkeypatch.setenv('PATH', str(tmp_path))  # no dbus-send: the run stops right after the deprecation, changing nothing
+    result = run_module('firewalld_egress', args)
+    assert result['failed'] and 'dbus-send' in result['msg'], result
+    assert [kwargs.get('version') for msg, kwargs in said if 'state=reverted are deprecated' in msg] == (
+        ['1.0.0'] if deprecated else []), said
