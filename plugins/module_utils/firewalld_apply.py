@@ -1,11 +1,11 @@
 # -*- coding: utf-8 -*-
 # Copyright: tunnelwall developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""firewalld_egress's change as an egress_transaction backend, and its result (ufw_apply is ufw's twin).
+"""firewalld_egress's backend for egress_transaction (nftables_apply is its twin): the Request in, rendered and loaded.
 
-The pure planning is in firewalld_policy, the I/O in firewalld_client; this file joins them: what to change, how
-to apply it to the runtime and commit it to the permanent configuration, which files a restore must cover, and
-the module's result and diff.
+``FirewalldBackend(request, nameservers, run)`` renders the validated Request (firewalld_policy), reads firewalld over
+D-Bus and carries the plan out (firewalld_client): what to change, how to apply it and commit it to the permanent
+configuration, which files a restore must cover, and the module's result and diff.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -14,11 +14,12 @@ __metaclass__ = type
 
 import os
 
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_revert
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_applied, egress_revert
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import firewalld_policy as fp
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.firewalld_client import FirewalldError
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.firewalld_client import Firewalld, FirewalldError
 
 RECORD_NAME = 'tunnelwall-pending.json'
+EMPTY = {'policy': None, 'ipsets': {}}
 
 
 def foreign_objects(layers):
@@ -31,61 +32,57 @@ def foreign_objects(layers):
     return sorted(found)
 
 
-def plan_change(params, firewalld, desired):
-    """(steps, before view, after view, permanent before/after views or None)."""
-    name = params['name']
-    runtime = firewalld.read(name, permanent=False)
-    permanent = firewalld.read(name, permanent=True)
-    foreign = foreign_objects((runtime, permanent))
-    if foreign:
-        raise FirewalldError('%s of name %s: not created by this module (its description is not "%s"): another '
-                             'program\'s object; choose another name. Nothing was changed'
-                             % (', '.join(o if o != 'policy' else 'policy %s' % fp.policy_name(name) for o in foreign),
-                                name, fp.DESCRIPTION))
-    before = fp.state_view(runtime['policy'], runtime['ipsets'])
-    before_p = fp.state_view(permanent['policy'], permanent['ipsets'])
-    empty = {'policy': None, 'ipsets': {}}
-    if params['state'] == 'absent':
-        steps = fp.plan_absent(runtime, permanent, firewalld.owned_files(name))
-        return steps, before, empty, (before_p, empty)
-    if params['state'] == 'reverted':
-        steps = fp.plan_revert(name, runtime, permanent)
-        removed = [s.path.split('/', 1)[1][:-4] for s in steps if s.kind == 'remove_file']
-        after = fp.state_view(None if fp.policy_name(name) in removed else permanent['policy'],
-                              dict((n, s) for n, s in permanent['ipsets'].items() if n not in removed))
-        return steps, before, after, (before_p, after)
-    steps = fp.plan_present(desired, runtime, permanent, params['permanent'])
-    after = fp.desired_view(desired)
-    if params['permanent']:
-        return steps, before, after, (before_p, after)
-    # The runtime cannot delete an ipset: a stale one stays, empty and unused, until a reload.
-    for stale in set(runtime['ipsets']) | set(permanent['ipsets']):
-        after['ipsets'].setdefault(stale, [])
-    return steps, before, after, None
-
-
 class FirewalldBackend(object):
-    """Apply to the runtime, commit to the permanent configuration.
+    """Apply (new objects: their complete files and one reload; else the runtime), commit to the permanent configuration.
 
-    Until the commit a reload - the restore - gives back the permanent configuration; the files the runtime apply
-    may create (empty objects) and those the commit writes (with firewalld's .xml.old backups) are recorded.
+    The pending record holds every owned file (and firewalld's .xml.old backups) as it was, so a restore - files back,
+    then a reload that keeps other tools' runtime-only rules - undoes either. ``permanent=False`` (deprecated) changes
+    the runtime only and never commits; the Request's state ``reverted`` (deprecated) throws such a change away.
     """
 
-    def __init__(self, firewalld, params, desired):
-        self.firewalld = firewalld
-        self.params = params
-        self.desired = desired
-        self.record_path = os.path.join(firewalld.config_dir, RECORD_NAME)
+    def __init__(self, request, nameservers, run, permanent=True, config_dir='/etc/firewalld'):
+        self.request = request
+        self.name = request.name
+        self.permanent = permanent
+        self.firewalld = Firewalld(run, config_dir)
+        self.record_path = os.path.join(config_dir, RECORD_NAME)
+        self.desired = fp.desired_state(request, nameservers) if request.state == 'present' else None
         self.steps = []
         self.views = None
 
     def plan(self):
-        self.steps, before, after, permanent_views = plan_change(self.params, self.firewalld, self.desired)
-        self.views = (before, after, permanent_views)
+        """Read both layers and plan: (steps, runtime before/after views, permanent before/after views or None)."""
+        runtime = self.firewalld.read(self.name, permanent=False)
+        permanent = self.firewalld.read(self.name, permanent=True)
+        foreign = foreign_objects((runtime, permanent))
+        if foreign:
+            raise FirewalldError('%s of name %s: not created by this module (its description is not "%s"): another '
+                                 'program\'s object; choose another name. Nothing was changed'
+                                 % (', '.join(o if o != 'policy' else 'policy %s' % fp.policy_name(self.name)
+                                              for o in foreign), self.name, fp.DESCRIPTION))
+        before = fp.state_view(runtime['policy'], runtime['ipsets'])
+        before_p = fp.state_view(permanent['policy'], permanent['ipsets'])
+        if self.request.state == 'absent':
+            self.steps = fp.plan_absent(runtime, permanent, self.firewalld.owned_files(self.name))
+            self.views = (before, EMPTY, (before_p, EMPTY))
+        elif self.request.state == 'reverted':
+            self.steps = fp.plan_revert(self.name, runtime, permanent)
+            removed = [s.path.split('/', 1)[1][:-4] for s in self.steps if s.kind == 'remove_file']
+            after = fp.state_view(None if fp.policy_name(self.name) in removed else permanent['policy'],
+                                  dict((n, s) for n, s in permanent['ipsets'].items() if n not in removed))
+            self.views = (before, after, (before_p, after))
+        else:
+            self.steps = fp.plan_present(self.desired, runtime, permanent, self.permanent)
+            after = fp.desired_view(self.desired)
+            if not self.permanent:
+                # The runtime cannot delete an ipset: a stale one stays, empty and unused, until a reload.
+                for stale in set(runtime['ipsets']) | set(permanent['ipsets']):
+                    after['ipsets'].setdefault(stale, [])
+            self.views = (before, after, (before_p, after) if self.permanent else None)
         return {'changed': bool(self.steps)}
 
     def files(self):
-        objects = set(self.firewalld.owned_files(self.params['name']))
+        objects = set(self.firewalld.owned_files(self.name))
         if self.desired:
             objects.add('policies/%s.xml' % self.desired['policy'])
             objects.update('ipsets/%s.xml' % ipset for ipset in self.desired['ipsets'])
@@ -97,13 +94,13 @@ class FirewalldBackend(object):
 
     def reload_commands(self):
         # A reload that keeps other tools' runtime-only rich rules; our own policy's are the change being undone.
-        return [[egress_revert.FIREWALLD_RELOAD, fp.policy_name(self.params['name'])]]
+        return [[egress_revert.FIREWALLD_RELOAD, fp.policy_name(self.name)]]
 
     def spec_for(self, record):
         """The restore spec of a pending record: the files of its name's objects (and their .old backups) under
         /etc/firewalld's policies/ and ipsets/, whatever else the record names."""
         name = record.get('name')
-        paths = set(self.files()) if name == self.params['name'] else set()
+        paths = set(self.files()) if name == self.name else set()
         for path in record['files']:
             directory, filename = os.path.split(path)
             if os.path.dirname(directory) == self.firewalld.config_dir and os.path.basename(directory) in (
@@ -111,21 +108,26 @@ class FirewalldBackend(object):
                 paths.add(path)
         return {'files': sorted(paths), 'shared': [], 'reload': self.reload_commands()}
 
-    def _committing(self):
-        return self.params['state'] == 'present' and self.params['permanent']
+    def _split(self):
+        """(apply's steps, commit's steps) of the plan: the permanent layer's in-place changes wait for the commit.
+
+        New or stale objects (file writes and one reload) go in at once, complete: firewalld cannot create them in
+        the runtime only, and one reload of complete files is the cheapest way to a first apply (the pending record
+        holds the files as they were, so a restore, the dead-man and the boot check take them back). In-place changes
+        go to the runtime first - verification judges it - and to the permanent configuration at the commit.
+        """
+        later = [s for s in self.steps if getattr(s, 'layer', None) == 'permanent']
+        return [s for s in self.steps if getattr(s, 'layer', None) != 'permanent'], later
 
     def apply(self):
-        steps = self.steps
-        if self._committing():
-            # The runtime first: verification judges it, and a reload (the restore) throws it away.
-            runtime = self.firewalld.read(self.params['name'], permanent=False)
-            permanent = self.firewalld.read(self.params['name'], permanent=True)
-            steps = fp.plan_present(self.desired, runtime, permanent, False)
-        self.firewalld.transaction(self.params['name'], steps)
+        now = self._split()[0]
+        if now:
+            self.firewalld.transaction(self.name, now)
 
     def commit(self):
-        if self._committing():
-            self.firewalld.transaction(self.params['name'], plan_change(self.params, self.firewalld, self.desired)[0])
+        later = self._split()[1]
+        if later:
+            self.firewalld.transaction(self.name, later)
 
 
 def describe_step(step):
@@ -139,14 +141,16 @@ def describe_step(step):
     return [step.kind]
 
 
-def result(backend, commands, check_mode, diff):
+def result(backend, check_mode, diff):
     """The module's result once the transaction is done: what changed, the objects, the commands, the diff."""
     before, after, permanent_views = backend.views
-    added, removed = fp.summarize(before, after)
-    out = dict(changed=bool(backend.steps), added=added, removed=removed, ipsets=sorted(after['ipsets']),
+    added, removed = egress_applied.rule_changes(fp.allow_list(before, backend.name), fp.allow_list(after, backend.name))
+    firewalld_added, firewalld_removed = fp.summarize(before, after)
+    out = dict(changed=bool(backend.steps), added=added, removed=removed, firewalld_added=firewalld_added,
+               firewalld_removed=firewalld_removed, ipsets=sorted(after['ipsets']),
                rich_rules=sorted(after['policy']['rich_rules']) if after['policy'] else [],
                reloaded=any(s.kind == 'reload' for s in backend.steps),
-               commands=[describe_step(s) for s in backend.steps] if check_mode else [list(c) for c in commands])
+               commands=[describe_step(s) for s in backend.steps] if check_mode else [list(c) for c in backend.firewalld.commands])
     if diff:
         out['diff'] = [dict(before=before, after=after, before_header='firewalld runtime', after_header='firewalld runtime')]
         if permanent_views:

@@ -228,7 +228,9 @@ class Firewalld(object):
         for step in steps:
             getattr(self, '_step_' + step.kind)(*step[1:])
 
-    def _step_write_file(self, path, text):
+    def _step_write_file(self, path, content):
+        """Write a Policy or IpSet (firewalld_policy's data) as firewalld's XML file, atomically."""
+        text = fp.object_xml(content)
         target = os.path.join(self.config_dir, path)
         directory = os.path.dirname(target)
         if not os.path.isdir(directory):

@@ -34,9 +34,9 @@ description:
     icmptype), O(allow_metadata) TCP 80 to C(169.254.169.254) and C(fd00:ec2::254).
   - Fast - the state is read over D-Bus with C(dbus-send) (milliseconds), ipset entries are replaced atomically with
     one D-Bus call per ipset, rich rules are added in one C(firewall-cmd) call and removed in another.
-    Policies and ipsets can only be created in firewalld's permanent configuration, so new objects are written as XML
-    files into C(/etc/firewalld/policies) and C(/etc/firewalld/ipsets) (firewalld's own format) and firewalld is
-    reloaded once.
+    Policies and ipsets can only be created in firewalld's permanent configuration, so new objects are written, complete,
+    as XML files into C(/etc/firewalld/policies) and C(/etc/firewalld/ipsets) (firewalld's own format) and firewalld is
+    reloaded once, keeping the rich rules other tools hold in its runtime only.
   - On any failure the module puts its own files back as they were and reloads firewalld, so neither the runtime nor
     the permanent configuration is left half-applied, and fails saying so.
   - Two runs on one host wait for each other (a lock in C(/run)).
@@ -61,7 +61,8 @@ options:
         reboot).
       - V(false) - change only the runtime configuration, which a reload throws away. Objects firewalld can only create
         permanently (the policy, a new ipset) are first created empty in the permanent configuration, which changes no
-        traffic. This is the first half of "apply, verify, then persist or revert" - see the notes.
+        traffic. Deprecated, to be removed in 1.0.0 - the transaction (O(verify), O(confirm_timeout)) already applies,
+        verifies and restores on the host.
       - Ignored with O(state=absent) and O(state=reverted).
     type: bool
     default: true
@@ -72,14 +73,17 @@ options:
         of them) and reload firewalld; the ruleset is as before the first run.
       - V(reverted) - throw away what a O(permanent=false) run changed - reload firewalld, which restores the permanent
         configuration - and delete the empty objects such a run created. Nothing happens (changed=false) when the runtime
-        already equals the permanent configuration.
+        already equals the permanent configuration. Deprecated with O(permanent=false), to be removed in 1.0.0.
     type: str
     choices: [present, absent, reverted]
     default: present
 notes:
-  - With O(permanent=true) the transaction applies to the runtime first, verifies (O(verify)), and only then writes the
-    permanent configuration, so until the confirmation a reload or a reboot also reverts. O(permanent=false) never
-    commits to the permanent configuration; O(state=reverted) then throws the runtime change away.
+  - With O(permanent=true) the transaction applies a change of existing objects to the runtime first, verifies
+    (O(verify)), and only then writes the permanent configuration. New objects are written complete to the permanent
+    configuration before the verification (firewalld loads them with a reload); the pending record holds their files
+    as they were, so a failed verification, the dead-man revert and the boot check take them back.
+    O(permanent=false) never commits to the permanent configuration; O(state=reverted) then throws the runtime change
+    away (both deprecated).
   - A reload - when objects are created or deleted, with O(state=absent) and O(state=reverted), and when rolling back -
     also discards runtime-only changes other tools made to firewalld. firewalld keeps established connections over a reload.
   - Needs root (firewalld's D-Bus interface), C(dbus-send) (D-Bus's tools, installed with firewalld) and firewalld 0.9
@@ -113,28 +117,13 @@ EXAMPLES = r"""
     extra_allow:
       - {protocol: udp, port: 123, destinations: [203.0.113.123]}
 
-- name: Apply to the runtime configuration only
+- name: Apply, prove from the host that the tunnel edge answers, and keep the change only then
   tunnelwall.cloudflared.firewalld_egress:
     rules: "{{ egress_plan.rules }}"
     default_deny: true
-    permanent: false
-
-- name: Verify from the host
-  tunnelwall.cloudflared.edge_probe:
-    plan: "{{ egress_plan }}"
-  register: probe
-  ignore_errors: true
-
-- name: Persist when verified
-  tunnelwall.cloudflared.firewalld_egress:
-    rules: "{{ egress_plan.rules }}"
-    default_deny: true
-  when: probe is succeeded
-
-- name: Otherwise throw the runtime change away
-  tunnelwall.cloudflared.firewalld_egress:
-    state: reverted
-  when: probe is failed
+    verify:
+      plan: "{{ egress_plan }}"
+      require: [any_tunnel]
 
 - name: Remove everything the module made
   tunnelwall.cloudflared.firewalld_egress:
@@ -191,7 +180,25 @@ rich_rules:
     - rule family="ipv4" destination ipset="tunnelwall-tunnel-v4" port port="7844" protocol="tcp" accept
     - rule priority="32767" reject
 added:
-  description: What the run added to the runtime configuration (would add, in check mode).
+  description:
+    - The allow rules the run added to the runtime configuration (would add, in check mode), one per destination, in
+      the shape every firewall module of the collection returns - C(purpose), C(family) (V(ipv4) or V(ipv6)),
+      C(protocol), C(port) and C(destination) (an address or CIDR block as firewalld stores it), sorted.
+    - An ipset rule's purpose is in the ipset's name; a rule to an address is V(dns) (port 53), V(metadata) (the
+      metadata service) or V(extra) (O(extra_allow)). Host services without a destination (DHCP, MLD, neighbour
+      discovery) and the reject rule are in RV(firewalld_added).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{purpose: tunnel, family: ipv4, protocol: tcp, port: 7844, destination: 198.51.100.14}]
+removed:
+  description: The allow rules the run removed from the runtime configuration (would remove), in the same shape as RV(added).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{purpose: tunnel, family: ipv4, protocol: tcp, port: 7844, destination: 198.51.100.13}]
+firewalld_added:
+  description: What the run added in firewalld's own terms - ipset entries and rich rules (would add, in check mode).
   returned: always
   type: dict
   contains:
@@ -203,8 +210,8 @@ added:
       description: Rich rules added.
       type: list
       elements: str
-removed:
-  description: What the run removed from the runtime configuration (would remove, in check mode).
+firewalld_removed:
+  description: What the run removed in firewalld's own terms, in the same form as RV(firewalld_added).
   returned: always
   type: dict
   contains:
@@ -244,10 +251,10 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import (
-    egress_module, egress_request, egress_transaction, firewalld_apply, firewalld_policy as fp)
+    egress_module, egress_transaction, firewalld_apply, firewalld_policy as fp)
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.egress_spec import (
     EXTRA_ALLOW_SPEC, REQUIRED_IF, RULES_SPEC, TRANSACTION_SPEC)
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.firewalld_client import Firewalld, FirewalldError
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.firewalld_client import FirewalldError
 
 ARGUMENT_SPEC = dict(
     TRANSACTION_SPEC,
@@ -256,47 +263,33 @@ ARGUMENT_SPEC = dict(
     permanent=dict(type='bool', default=True),
     state=dict(type='str', default='present', choices=['present', 'absent', 'reverted']),
 )
-
-
-def render_problem(params):
-    """What firewalld cannot render (its object names' length limits), for a request that is otherwise fine."""
-    def check(request):
-        return fp.validate_params(normalised(params, request))
-    return check
-
-
-def normalised(params, request):
-    return dict(params, name=request.name, rules=egress_request.as_rule_dicts(request),
-                extra_allow=egress_request.as_extra_dicts(request), default_deny=request.default_deny)
+DEPRECATED = ('the runtime-only change (permanent=false) and state=reverted are deprecated: the transaction already '
+              'applies to the runtime first and restores it unless the change is verified and confirmed - use verify '
+              'and confirm_timeout instead')
 
 
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, required_if=REQUIRED_IF, supports_check_mode=True)
-    request, verify, nameservers = egress_module.prepare(module, 'firewalld', 'firewalld_egress',
-                                                         render_problem(module.params))
+    request, verify, nameservers = egress_module.prepare(module, 'firewalld', 'firewalld_egress', fp.render_problem)
     if os.geteuid() != 0:
         # As ufw_egress and nftables_egress: firewalld may answer D-Bus reads, but the files and the transaction
         # record under /etc/firewalld need root - say so instead of a PermissionError half-way.
         module.fail_json(msg='firewalld_egress changes the firewall and must run as root (become: true)')
-    params = normalised(module.params, request)
-    services = dict(dhcp=request.allow_dhcp, mld=request.allow_mld,
-                    metadata=sum(egress_request.metadata_destinations(request), ()))
-    desired = fp.desired_state(request.name, params['rules'], request.default_deny, nameservers,
-                               params['extra_allow'], services) if request.state == 'present' else None
-    run = egress_module.command_runner(module)
-    firewalld = Firewalld(run)
-    backend = firewalld_apply.FirewalldBackend(firewalld, params, desired)
+    if request.state == 'reverted' or (request.state == 'present' and not module.params['permanent']):
+        module.deprecate(DEPRECATED, version='1.0.0', collection_name='tunnelwall.cloudflared')
+    backend = firewalld_apply.FirewalldBackend(request, nameservers, egress_module.command_runner(module),
+                                               permanent=module.params['permanent'])
     result = dict(changed=False, policy=fp.policy_name(request.name), nameservers=nameservers, reloaded=False)
     try:
-        dummy, result['firewalld_version'] = firewalld.state()
+        dummy, result['firewalld_version'] = backend.firewalld.state()
         outcome = egress_transaction.run(backend, request, verify, module.check_mode, which=module.get_bin_path,
-                                         command=run)
+                                         command=backend.firewalld.run)
     except (FirewalldError, egress_transaction.TransactionError) as error:
-        module.fail_json(msg='firewalld_egress: %s' % error, commands=[list(c) for c in firewalld.commands],
+        module.fail_json(msg='firewalld_egress: %s' % error, commands=[list(c) for c in backend.firewalld.commands],
                          origins=request.origin_report, **dict(result, **error.details))
     if outcome['transaction'].get('settled'):
         module.warn(outcome['transaction']['settled'])
-    result.update(firewalld_apply.result(backend, firewalld.commands, module.check_mode, module._diff),
+    result.update(firewalld_apply.result(backend, module.check_mode, module._diff),
                   verification=outcome['verification'], transaction=outcome['transaction'],
                   origins=request.origin_report)
     module.exit_json(**result)

@@ -132,8 +132,14 @@ def test_default_deny_allows_exactly_the_plan_and_absent_restores(fw, plan):
     assert result['ipsets'] == ['tunnelwall-api-v4', 'tunnelwall-api-v6', 'tunnelwall-tunnel-v4', 'tunnelwall-tunnel-v6',
                                 'tunnelwall-update-v4', 'tunnelwall-update-v6']
     assert result['nameservers'] == list(config.DNS_HOST_ADDRESSES)
-    assert result['added']['entries']['tunnelwall-tunnel-v4'] == entries(plan, 'tunnel', 'ipv4')
-    assert result['added']['entries']['tunnelwall-api-v6'] == entries(plan, 'api', 'ipv6')
+    assert result['firewalld_added']['entries']['tunnelwall-tunnel-v4'] == entries(plan, 'tunnel', 'ipv4')
+    assert result['firewalld_added']['entries']['tunnelwall-api-v6'] == entries(plan, 'api', 'ipv6')
+    # The shape every backend returns: one allow rule per destination, DNS to the host's resolvers among them.
+    added = {(r['purpose'], r['family'], r['protocol'], r['port'], r['destination']) for r in result['added']}
+    assert {('tunnel', 'ipv4', p, 7844, a) for a in entries(plan, 'tunnel', 'ipv4') for p in ('tcp', 'udp')} <= added
+    assert ('api', 'ipv6', 'tcp', 443, entries(plan, 'api', 'ipv6')[0]) in added
+    assert {('dns', 'ipv4', p, 53, config.DNS_HOST_ADDRESSES[0]) for p in ('tcp', 'udp')} <= added
+    assert result['removed'] == []
     assert 'rule priority="32767" reject' in result['rich_rules']
 
     # Allowed, with packets: TCP and QUIC on 7844 to the edge (both families), 443 to api and update.
@@ -155,7 +161,9 @@ def test_default_deny_allows_exactly_the_plan_and_absent_restores(fw, plan):
 
     again = ok(apply(fw, plan, default_deny=True))
     assert again['changed'] is False and again['commands'] == [] and again['reloaded'] is False
-    assert again['added'] == {'entries': {}, 'rich_rules': []} and again['removed'] == {'entries': {}, 'rich_rules': []}
+    assert again['firewalld_added'] == {'entries': {}, 'rich_rules': []}
+    assert again['firewalld_removed'] == {'entries': {}, 'rich_rules': []}
+    assert again['added'] == [] and again['removed'] == []
 
     gone = ok(run_module(fw, {'state': 'absent'}))
     assert gone['changed'] is True and gone['reloaded'] is True
@@ -185,9 +193,10 @@ def test_check_and_diff_mode_report_the_change_and_touch_nothing(fw, plan):
     rotated = rotate(plan)
     checked = ok(apply(fw, rotated, check=True, diff=True, default_deny=False))
     assert checked['changed'] is True
-    assert checked['removed']['entries']['tunnelwall-tunnel-v4'] == [tunnel(plan)[0]]
-    assert checked['added']['entries']['tunnelwall-tunnel-v4'] == ['198.51.100.31']
-    assert 'rule priority="32767" reject' in checked['removed']['rich_rules']
+    assert checked['firewalld_removed']['entries']['tunnelwall-tunnel-v4'] == [tunnel(plan)[0]]
+    assert checked['firewalld_added']['entries']['tunnelwall-tunnel-v4'] == ['198.51.100.31']
+    assert 'rule priority="32767" reject' in checked['firewalld_removed']['rich_rules']
+    assert {r['destination'] for r in checked['added']} == {'198.51.100.31'}
     assert not any(c[0] in ('reload', 'write') for c in checked['commands'])  # an update in place, no reload
     assert checked['diff'][0]['before']['ipsets']['tunnelwall-tunnel-v4'] != checked['diff'][0]['after']['ipsets']['tunnelwall-tunnel-v4']
     assert nft(fw) == applied_nft and etc_firewalld(fw) == applied_files
@@ -213,8 +222,12 @@ def test_rotation_removes_the_stale_and_adds_the_new(fw, plan):
 
     result = ok(apply(fw, rotated, default_deny=True))
     assert result['changed'] is True and result['reloaded'] is False
-    assert result['added'] == {'entries': {'tunnelwall-tunnel-v4': ['198.51.100.31']}, 'rich_rules': []}
-    assert result['removed'] == {'entries': {'tunnelwall-tunnel-v4': [dropped]}, 'rich_rules': []}
+    assert result['firewalld_added'] == {'entries': {'tunnelwall-tunnel-v4': ['198.51.100.31']}, 'rich_rules': []}
+    assert result['firewalld_removed'] == {'entries': {'tunnelwall-tunnel-v4': [dropped]}, 'rich_rules': []}
+    assert result['added'] == [{'purpose': 'tunnel', 'family': 'ipv4', 'protocol': p, 'port': 7844,
+                                'destination': '198.51.100.31'} for p in ('tcp', 'udp')]
+    assert result['removed'] == [{'purpose': 'tunnel', 'family': 'ipv4', 'protocol': p, 'port': 7844,
+                                  'destination': dropped} for p in ('tcp', 'udp')]
     # One atomic D-Bus call per layer for the ipset; no rich rule touched.
     assert [c[2].rsplit('.', 1)[-1] for c in result['commands']] == ['setEntries', 'setEntries']
     assert not reaches(fw, HOST, dropped, 7844) and reaches(fw, HOST, '198.51.100.31', 7844)
@@ -288,7 +301,8 @@ def test_runtime_first_then_revert_or_persist(fw, plan):
     ok(apply(fw, plan, default_deny=True, permanent=False))
     persisted = ok(apply(fw, plan, default_deny=True))
     assert persisted['changed'] is True and persisted['reloaded'] is False
-    assert persisted['added'] == {'entries': {}, 'rich_rules': []}  # the runtime already had it
+    assert persisted['firewalld_added'] == {'entries': {}, 'rich_rules': []}  # the runtime already had it
+    assert persisted['added'] == []
     runtime = nft_sorted(fw)
     fwcmd(fw, '--reload')
     assert nft_sorted(fw) == runtime
@@ -381,10 +395,9 @@ def test_an_ipset_of_more_than_10000_entries_loads_reruns_unchanged_and_allows(f
     first = run()
     took = time.monotonic() - started
     assert first['changed'] is True
-    assert len(first['added']['entries'][big_set]) == len(big) + len(planned)
-    # Loaded from files by firewall-cmd, in both layers; not one huge argument.
-    from_files = [c for c in first['commands'] if c[0] == 'firewall-cmd' and c[-1].startswith('--add-entries-from-file=')]
-    assert [c[1] for c in from_files] == ['--ipset=' + big_set, '--permanent'], first['commands']
+    assert len(first['firewalld_added']['entries'][big_set]) == len(big) + len(planned)
+    # A first apply writes the new ipset's file and reloads once: no command carries the entries.
+    assert not [c for c in first['commands'] if len(' '.join(c)) > 64 * 1024], first['commands']
     for layer in ([], ['--permanent']):
         loaded = set(fwcmd(fw, *layer, '--ipset=' + big_set, '--get-entries').split())
         assert set(big) <= loaded and set(planned) <= loaded, layer
@@ -394,6 +407,15 @@ def test_an_ipset_of_more_than_10000_entries_loads_reruns_unchanged_and_allows(f
     assert not reaches(fw, HOST, DECOY['ipv6'], 7844)
     again = run()
     assert again['changed'] is False and again['commands'] == []
+    # A change of the existing set: loaded from files by firewall-cmd, in both layers; not one huge argument.
+    tcp['ipv6'] = tcp['ipv6'][:-1] + ['2001:db8:200::1/128']
+    (tmp_path / 'vars.json').write_text(json.dumps({'big_rules': rules}))
+    changed = run()
+    from_files = [c for c in changed['commands'] if c[0] == 'firewall-cmd' and c[-1].startswith('--add-entries-from-file=')]
+    assert [c[1] for c in from_files] == ['--ipset=' + big_set, '--permanent'], changed['commands']
+    for layer in ([], ['--permanent']):
+        loaded = set(fwcmd(fw, *layer, '--ipset=' + big_set, '--get-entries').split())
+        assert '2001:db8:200::1' in loaded and big[-1] not in loaded, layer
     print('\nfirewalld_egress, %d IPv6 entries in one ipset: first apply %.1fs' % (len(big), took))
 
 
@@ -459,3 +481,70 @@ def test_a_runtime_only_rule_of_another_tool_survives_apply_commit_and_restore(f
     kept('after the restore')
     ok(run_module(fw, {'state': 'absent'}))
     kept('after state=absent')
+
+
+STANDIN = '/run/tunnelwall-standin'
+# A firewall-cmd that writes the permanent rich rules the module asks for, then SIGKILLs the module - between the
+# permanent write and the confirmation - once (the dead-man's own firewall-cmd calls go through untouched).
+KILLING_FIREWALL_CMD = r'''#!/bin/sh
+if [ "$1" = --permanent ] && [ ! -e %(dir)s/killed ]; then
+  case "$*" in
+    *--add-rich-rule=*) /usr/bin/firewall-cmd "$@"; rc=$?; touch %(dir)s/killed; kill -9 $PPID; exit $rc;;
+  esac
+fi
+exec /usr/bin/firewall-cmd "$@"
+''' % {'dir': STANDIN}
+
+
+DHCP_RULE = 'rule family="ipv4" source-port port="68" protocol="udp" accept'
+
+
+def pending(lab, host=HOST):
+    text = lab.exec(host, ['cat', '/etc/firewalld/tunnelwall-pending.json']).stdout
+    return json.loads(text) if text.strip() else None
+
+
+@pytest.mark.once
+@pytest.mark.parametrize('undone_by', ['dead-man', 'next run'])
+def test_a_run_killed_during_the_commit_is_undone_and_a_runtime_rule_of_another_tool_stays(fw, plan, tmp_path, undone_by):
+    """Issue 18: the module dies after firewalld's permanent configuration was written and before the confirmation.
+    The dead-man revert (or, with it off, the next run) brings back the previous state in both layers, and a
+    runtime-only rich rule another tool added (fail2ban's ban) survives the restore's reload."""
+    ok(apply(fw, plan))  # committed: allow rules, no default deny
+    ban = 'rule family="ipv4" source address="203.0.113.55" reject'
+    fwcmd(fw, '--zone=public', '--add-rich-rule=' + ban)
+    before = nft_sorted(fw), etc_firewalld(fw)
+    fw.exec(HOST, ['sh', '-c', 'mkdir -p %s && cat > %s/firewall-cmd && chmod 755 %s/firewall-cmd' % (STANDIN, STANDIN, STANDIN)],
+            stdin=KILLING_FIREWALL_CMD, check=True)
+    try:
+        # default_deny switched on: new rich rules, added to the runtime at apply and to the permanent layer at commit.
+        args = dict(rules=plan['rules'], default_deny=True, confirm_timeout=3 if undone_by == 'dead-man' else 0)
+        task = {'name': 'egress change', MODULE: args, 'environment': {'PATH': STANDIN + ':' + config.HOST_PATH}}
+        playbook = tmp_path / 'killed.yml'
+        playbook.write_text(json.dumps([{'hosts': HOST, 'gather_facts': False, 'tasks': [task]}]))
+        done = subprocess.run([os.path.join(BIN, 'ansible-playbook'), '-i', fw.inventory, str(playbook)], capture_output=True,
+                              text=True, timeout=300, check=False, cwd=config.REPO, env=dict(os.environ, ANSIBLE_NOCOLOR='1'))
+        assert done.returncode != 0, done.stdout
+        assert fw.exec(HOST, ['test', '-e', STANDIN + '/killed']).returncode == 0, done.stdout  # killed in the commit
+        record = pending(fw)
+        if undone_by == 'dead-man':
+            deadline = time.monotonic() + 20
+            while record is not None and time.monotonic() < deadline:
+                time.sleep(0.2)
+                record = pending(fw)
+            assert record is None, 'the dead-man revert did not restore'
+        else:
+            assert record is not None and record['armed'] is None
+            # The permanent layer holds the killed run's first rules (the allows; the reject would come in a second
+            # call): the kill came after a permanent write, in the middle of the commit.
+            assert DHCP_RULE in fwcmd(fw, '--permanent', '--policy=tunnelwall-egress', '--list-rich-rules')
+            again = ok(apply(fw, plan))
+            assert again['transaction']['settled'].startswith('a previous run'), again['transaction']
+            assert again['changed'] is False  # the restore already gave back exactly what this run asks for
+    finally:
+        fw.exec(HOST, ['rm', '-rf', STANDIN])
+    assert (nft_sorted(fw), etc_firewalld(fw)) == before
+    permanent = fwcmd(fw, '--permanent', '--policy=tunnelwall-egress', '--list-rich-rules')
+    assert 'rule priority="32767" reject' not in permanent and DHCP_RULE not in permanent
+    assert ban in fwcmd(fw, '--zone=public', '--list-rich-rules')
+    assert ban not in fwcmd(fw, '--permanent', '--zone=public', '--list-rich-rules')

@@ -6,11 +6,13 @@ from __future__ import annotations
 import ipaddress
 import os
 import subprocess
+import xml.etree.ElementTree as ET
 
 import pytest
 
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_request as er
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import firewalld_policy as fp
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import firewalld_client
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import firewalld_apply, firewalld_client
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.firewalld_client import Firewalld, FirewalldError
 
 RULES = [
@@ -26,6 +28,26 @@ def params(**overrides):
     return base
 
 
+def desired_state(name, rules, default_deny=False, nameservers=(), extra_allow=None, **options):
+    """firewalld_policy's render of the Request these options make (egress_request, the one validator)."""
+    request = er.build(dict(options, name=name, rules=rules, default_deny=default_deny, extra_allow=extra_allow), 'firewalld')
+    return fp.desired_state(request, nameservers)
+
+
+def rules_of_xml(text):
+    """A policy file's rules as rich-rule text, read with the standard library's XML parser (the test's own reader)."""
+    rules = []
+    for rule in ET.fromstring(text).iter('rule'):
+        parts = ['rule'] + ['%s="%s"' % (key, rule.get(key)) for key in ('priority', 'family') if rule.get(key)]
+        for element in rule:
+            if element.tag in ('accept', 'reject', 'drop'):
+                action = element.tag
+            else:
+                parts.append(' '.join([element.tag] + ['%s="%s"' % item for item in element.attrib.items()]))
+        rules.append(' '.join(parts + [action]))
+    return rules
+
+
 def test_rules_render_in_firewalld_canonical_form():
     assert fp.render_rule(fp.allow_rule('ipv4', 'ipset', 'tw-tunnel-v4', 7844, 'tcp')) == \
         'rule family="ipv4" destination ipset="tw-tunnel-v4" port port="7844" protocol="tcp" accept'
@@ -36,21 +58,21 @@ def test_rules_render_in_firewalld_canonical_form():
 
 
 def test_policy_xml_reads_back_to_the_same_rules():
-    rules = fp.desired_state('tw', RULES, default_deny=True, nameservers=['203.0.113.53'])['rules']
-    text = fp.policy_xml(rules)
+    rules = desired_state('tw', RULES, default_deny=True, nameservers=['203.0.113.53'])['rules']
+    text = fp.object_xml(fp.Policy(rules))
     assert '<ingress-zone name="HOST"/>' in text and '<egress-zone name="ANY"/>' in text and 'target="CONTINUE"' in text
-    assert fp._rules_of_xml(text) == [fp.render_rule(r) for r in rules]
-    ipset = fp.ipset_xml('inet6', ['2001:db8::/64'])
+    assert rules_of_xml(text) == [fp.render_rule(r) for r in rules]
+    ipset = fp.object_xml(fp.IpSet('inet6', ['2001:db8::/64']))
     assert '<option name="family" value="inet6"/>' in ipset and '<entry>2001:db8::/64</entry>' in ipset
 
 
 def test_desired_state_one_ipset_per_purpose_and_family():
-    desired = fp.desired_state('tw', RULES)
+    desired = desired_state('tw', RULES)
     assert desired['policy'] == 'tw-egress'
     assert desired['ipsets'] == {
-        'tw-tunnel-v4': {'family': 'inet', 'entries': ['198.51.100.11', '198.51.100.12/31']},
-        'tw-tunnel-v6': {'family': 'inet6', 'entries': ['2001:db8:e::11']},
-        'tw-api-v4': {'family': 'inet', 'entries': ['198.51.100.80']},
+        'tw-tunnel-v4': fp.IpSet('inet', ['198.51.100.11', '198.51.100.12/31']),
+        'tw-tunnel-v6': fp.IpSet('inet6', ['2001:db8:e::11']),
+        'tw-api-v4': fp.IpSet('inet', ['198.51.100.80']),
     }
     rendered = [fp.render_rule(r) for r in desired['rules']]
     assert len(rendered) == 5 and 'rule priority="32767" reject' not in rendered
@@ -60,14 +82,15 @@ def test_desired_state_one_ipset_per_purpose_and_family():
 def test_overlapping_cidrs_are_merged_and_differing_destinations_split_the_ipset():
     rules = [{'purpose': 'extra', 'protocol': 'tcp', 'port': 443, 'ipv4': ['203.0.113.0/25', '203.0.113.128/25', '203.0.113.7/32'], 'ipv6': []},
              {'purpose': 'extra', 'protocol': 'tcp', 'port': 22, 'ipv4': ['203.0.113.9/32'], 'ipv6': []}]
-    desired = fp.desired_state('tw', rules)
-    assert desired['ipsets'] == {'tw-extra-tcp443-v4': {'family': 'inet', 'entries': ['203.0.113.0/24']},
-                                 'tw-extra-tcp22-v4': {'family': 'inet', 'entries': ['203.0.113.9']}}
+    desired = desired_state('tw', rules)
+    assert desired['ipsets'] == {'tw-extra-tcp443-v4': fp.IpSet('inet', ['203.0.113.0/24']),
+                                 'tw-extra-tcp22-v4': fp.IpSet('inet', ['203.0.113.9'])}
 
 
 def test_default_deny_adds_dns_ndp_and_the_reject_last():
-    desired = fp.desired_state('tw', RULES, default_deny=True, nameservers=['127.0.0.53', '203.0.113.53', 'fe80::1'],
-                               extra_allow=[{'protocol': 'udp', 'port': 123, 'destinations': ['203.0.113.123', '203.0.113.122/31']}])
+    desired = desired_state('tw', RULES, default_deny=True, nameservers=['127.0.0.53', '203.0.113.53', 'fe80::1'],
+                            extra_allow=[{'protocol': 'udp', 'port': 123, 'destinations': ['203.0.113.123', '203.0.113.122/31']}],
+                            allow_dhcp=False, allow_mld=False)
     rendered = [fp.render_rule(r) for r in desired['rules']]
     assert rendered[-1] == 'rule priority="32767" reject'
     assert 'rule family="ipv4" destination address="203.0.113.53" port port="53" protocol="tcp" accept' in rendered
@@ -75,11 +98,11 @@ def test_default_deny_adds_dns_ndp_and_the_reject_last():
     assert not any('127.0.0.53' in r for r in rendered)  # loopback leaves before any policy
     assert 'rule family="ipv4" destination address="203.0.113.122/31" port port="123" protocol="udp" accept' in rendered
     assert sum('icmp-type' in r for r in rendered) == 3
-    # Called without services (as before issue 13): no DHCP, MLD or metadata rule.
+    # Without the host services (allow_dhcp and allow_mld off, allow_metadata off by default): no such rule.
     assert not any('source-port' in r or 'ipv6-icmp' in r or '169.254.169.254' in r for r in rendered)
 
 
-SERVICES = {'dhcp': True, 'mld': True, 'metadata': ('169.254.169.254/32', 'fd00:ec2::254/128')}
+SERVICES = {'allow_dhcp': True, 'allow_mld': True, 'allow_metadata': True}
 DHCP4 = 'rule family="ipv4" source-port port="68" protocol="udp" accept'
 DHCP6 = 'rule family="ipv6" source-port port="546" protocol="udp" accept'
 MLD = 'rule family="ipv6" destination address="ff00::/8" protocol value="ipv6-icmp" accept'
@@ -88,7 +111,7 @@ META6 = 'rule family="ipv6" destination address="fd00:ec2::254" port port="80" p
 
 
 def test_host_services_render_as_rich_rules_before_the_reject():
-    rendered = [fp.render_rule(r) for r in fp.desired_state('tw', RULES, True, ['203.0.113.53'], [], SERVICES)['rules']]
+    rendered = [fp.render_rule(r) for r in desired_state('tw', RULES, True, ['203.0.113.53'], [], **SERVICES)['rules']]
     for rule in (DHCP4, DHCP6, MLD, META4, META6):
         assert rendered.count(rule) == 1
         assert rendered.index(rule) < rendered.index('rule priority="32767" reject')
@@ -96,62 +119,66 @@ def test_host_services_render_as_rich_rules_before_the_reject():
 
 
 @pytest.mark.parametrize('services, present, absent', [
-    ({'dhcp': True}, [DHCP4, DHCP6], [MLD, META4, META6]),
-    ({'mld': True}, [MLD], [DHCP4, DHCP6, META4]),
-    ({'metadata': ('169.254.169.254/32',)}, [META4], [DHCP4, MLD, META6]),
-    ({'dhcp': False, 'mld': False, 'metadata': ()}, [], [DHCP4, DHCP6, MLD, META4, META6]),
+    ({'allow_dhcp': True, 'allow_mld': False}, [DHCP4, DHCP6], [MLD, META4, META6]),
+    ({'allow_mld': True, 'allow_dhcp': False}, [MLD], [DHCP4, DHCP6, META4]),
+    ({'allow_metadata': True, 'allow_dhcp': False, 'allow_mld': False}, [META4, META6], [DHCP4, MLD]),
+    ({'allow_dhcp': False, 'allow_mld': False, 'allow_metadata': False}, [], [DHCP4, DHCP6, MLD, META4, META6]),
 ])
 def test_each_host_service_adds_only_its_own_rules(services, present, absent):
-    rendered = [fp.render_rule(r) for r in fp.desired_state('tw', RULES, True, [], [], services)['rules']]
+    rendered = [fp.render_rule(r) for r in desired_state('tw', RULES, True, [], [], **services)['rules']]
     assert all(rule in rendered for rule in present)
     assert not any(rule in rendered for rule in absent)
 
 
 def test_host_services_need_a_default_deny():
-    rendered = [fp.render_rule(r) for r in fp.desired_state('tw', RULES, False, [], [], SERVICES)['rules']]
+    rendered = [fp.render_rule(r) for r in desired_state('tw', RULES, False, [], [], **SERVICES)['rules']]
     assert not any(rule in rendered for rule in (DHCP4, DHCP6, MLD, META4, META6))
 
 
 def test_host_service_rules_survive_the_policy_file_round_trip():
     # A reload reads the policy back from its XML: source-port and protocol elements must come back the same.
-    rules = fp.desired_state('tw', RULES, True, [], [], SERVICES)['rules']
-    text = fp.policy_xml(rules)
+    rules = desired_state('tw', RULES, True, [], [], **SERVICES)['rules']
+    text = fp.object_xml(fp.Policy(rules))
     assert '<source-port port="68" protocol="udp"/>' in text and '<protocol value="ipv6-icmp"/>' in text
-    assert fp._rules_of_xml(text) == [fp.render_rule(r) for r in rules]
+    assert rules_of_xml(text) == [fp.render_rule(r) for r in rules]
 
 
+# One validator (egress_request) for every backend, plus what only firewalld cannot render (fp.render_problem).
 @pytest.mark.parametrize('overrides, expected', [
-    ({'name': ''}, "name='': must not be empty"),
-    ({'name': 'tw egress'}, "name='tw egress': only ASCII"),
+    ({'name': ''}, "name='': expected ASCII letters"),
+    ({'name': 'tw egress'}, "name='tw egress': expected ASCII"),
     ({'name': 'twelve-chars'}, "name='twelve-chars': at most 11 characters"),
     ({'name': 'tw/x'}, "name='tw/x'"),
     # Whole strings only: a trailing newline is refused (egress_request's patterns, shared).
-    ({'name': 'tw\n'}, "name='tw\\n': only ASCII"),
+    ({'name': 'tw\n'}, "name='tw\\n': expected ASCII"),
     ({'rules': [dict(RULES[0], purpose='tunnel\n')]}, "rules[0].purpose='tunnel\\n'"),
     ({'rules': [dict(RULES[0], port=0)]}, 'rules[0].port=0: expected a port number'),
     ({'rules': [dict(RULES[0], port=70000)]}, 'rules[0].port=70000'),
     ({'rules': [dict(RULES[0], protocol='icmp')]}, "rules[0].protocol='icmp': expected one of tcp, udp"),
     ({'rules': [dict(RULES[0], purpose='Tunnel!')]}, "rules[0].purpose='Tunnel!'"),
-    ({'rules': [RULES[0], dict(RULES[1], ipv4=['198.51.100.300/32'])]}, "rules[1].ipv4: '198.51.100.300/32' is not a valid ipv4 CIDR"),
-    ({'rules': [dict(RULES[0], ipv4=['198.51.100.11/24'])]}, "rules[0].ipv4: '198.51.100.11/24' is not a valid ipv4 CIDR (198.51.100.11/24 has host bits set)"),
-    ({'rules': [dict(RULES[0], ipv4=['2001:db8::1/128'])]}, "rules[0].ipv4: '2001:db8::1/128' is an IPv6 network in the ipv4 list"),
-    ({'rules': [dict(RULES[0], ipv6=['198.51.100.1'])]}, "rules[0].ipv6: '198.51.100.1' is an IPv4 network in the ipv6 list"),
+    ({'rules': [RULES[0], dict(RULES[1], ipv4=['198.51.100.300/32'])]}, "rules[1].ipv4[0]='198.51.100.300/32': not an IPv4"),
+    ({'rules': [dict(RULES[0], ipv4=['198.51.100.11/24'])]}, "rules[0].ipv4[0]='198.51.100.11/24': host bits set"),
+    ({'rules': [dict(RULES[0], ipv4=['2001:db8::1/128'])]}, "rules[0].ipv4[0]='2001:db8::1/128': an IPv6 destination in the ipv4 list"),
+    ({'rules': [dict(RULES[0], ipv6=['198.51.100.1'])]}, "rules[0].ipv6[0]='198.51.100.1': an IPv4 destination in the ipv6 list"),
     ({'rules': [dict(RULES[0], ipv4='198.51.100.1')]}, "rules[0].ipv4='198.51.100.1': expected a list"),
-    ({'dns_servers': ['dns.example.org']}, "dns_servers: 'dns.example.org' is not an IPv4 or IPv6 address"),
-    ({'extra_allow': [{'protocol': 'tcp', 'port': 25, 'destinations': []}]}, 'extra_allow[0].destinations: empty'),
-    ({'extra_allow': [{'protocol': 'tcp', 'port': 25, 'destinations': ['mail.example.org']}]}, "extra_allow[0].destinations: 'mail.example.org'"),
+    ({'dns_servers': ['dns.example.org']}, "dns_servers[0]='dns.example.org': not an IPv4 or IPv6 address"),
+    ({'extra_allow': [{'protocol': 'tcp', 'port': 25, 'destinations': []}]}, 'extra_allow[0].destinations=[]: expected at least one'),
+    ({'extra_allow': [{'protocol': 'tcp', 'port': 25, 'destinations': ['mail.example.org']}]}, "extra_allow[0].destinations[0]='mail.example.org'"),
     ({'extra_allow': [{'protocol': 'sctp', 'port': 25, 'destinations': ['203.0.113.1']}]}, "extra_allow[0].protocol='sctp'"),
-    ({'rules': [dict(RULES[0], purpose='a_really_long_purpose')]}, "ipset name 'tunnelwall-a_really_long_purpose-tcp7844-v4' would exceed 31"),
-    ({'default_deny': True, 'rules': [RULES[2]]}, 'default_deny=true with no tunnel destinations'),
+    ({'rules': [dict(RULES[0], purpose='a_long_purpose12')]}, "ipset name 'tunnelwall-a_long_purpose12-tcp7844-v4' would exceed 31"),
+    ({'default_deny': True, 'rules': [RULES[2]]}, 'default_deny=True: no tunnel destination'),
 ])
 def test_bad_input_names_option_and_value(overrides, expected):
-    problem = fp.validate_params(params(**overrides))
+    try:
+        problem = fp.render_problem(er.build(params(**overrides), 'firewalld'))
+    except er.RequestError as error:
+        problem = str(error)
     assert problem is not None and expected in problem, problem
 
 
 def test_good_input_passes():
-    assert fp.validate_params(params(default_deny=True, dns_servers=['203.0.113.53', 'fe80::1%eth0'])) is None
-    assert fp.validate_params(params(name='a_b-1', rules=[], state='absent')) is None
+    assert fp.render_problem(er.build(params(default_deny=True, dns_servers=['203.0.113.53', 'fe80::1']), 'firewalld')) is None
+    assert fp.render_problem(er.build(params(name='a_b-1', rules=[], state='absent'), 'firewalld')) is None
 
 
 def test_ownership_is_by_name_pattern_only():
@@ -237,7 +264,7 @@ def layer(desired, rules=None, entries=None):
     """A layer holding ``desired`` (optionally with other rules or entries)."""
     policy = {'target': 'CONTINUE', 'ingress_zones': ['HOST'], 'egress_zones': ['ANY'],
               'rich_rules': rules if rules is not None else [fp.render_rule(r) for r in desired['rules']]}
-    ipsets = {n: {'type': 'hash:net', 'family': s['family'], 'entries': list((entries or {}).get(n, s['entries']))}
+    ipsets = {n: {'type': 'hash:net', 'family': s.family, 'entries': list((entries or {}).get(n, s.entries))}
               for n, s in desired['ipsets'].items()}
     return {'policy': policy, 'ipsets': ipsets}
 
@@ -246,7 +273,7 @@ EMPTY = {'policy': None, 'ipsets': {}}
 
 
 def test_plan_first_run_writes_files_and_reloads_once():
-    desired = fp.desired_state('tw', RULES, default_deny=True, nameservers=['203.0.113.53'])
+    desired = desired_state('tw', RULES, default_deny=True, nameservers=['203.0.113.53'])
     steps = fp.plan_present(desired, EMPTY, EMPTY, persist=True)
     assert [s[0] for s in steps] == ['write_file'] * 4 + ['reload']
     assert sorted(s[1] for s in steps[:4]) == [
@@ -254,14 +281,14 @@ def test_plan_first_run_writes_files_and_reloads_once():
 
 
 def test_plan_is_empty_when_both_layers_hold_the_desired_state():
-    desired = fp.desired_state('tw', RULES, default_deny=True, nameservers=['203.0.113.53'])
+    desired = desired_state('tw', RULES, default_deny=True, nameservers=['203.0.113.53'])
     same = layer(desired, entries={'tw-tunnel-v4': ['198.51.100.12/31', '198.51.100.11/32']})  # other spelling, other order
     assert fp.plan_present(desired, same, same, persist=True) == []
     assert fp.plan_present(desired, same, EMPTY, persist=False) == []
 
 
 def test_plan_rotation_updates_entries_in_place_in_both_layers():
-    desired = fp.desired_state('tw', RULES)
+    desired = desired_state('tw', RULES)
     old = layer(desired, entries={'tw-tunnel-v4': ['198.51.100.11', '198.51.100.9']})
     steps = fp.plan_present(desired, old, old, persist=True)
     assert steps == [('set_entries', 'runtime', 'tw-tunnel-v4', ['198.51.100.11', '198.51.100.12/31']),
@@ -269,8 +296,8 @@ def test_plan_rotation_updates_entries_in_place_in_both_layers():
 
 
 def test_plan_default_deny_switched_on_adds_the_reject_after_the_allows():
-    before = fp.desired_state('tw', RULES)
-    after = fp.desired_state('tw', RULES, default_deny=True, nameservers=['203.0.113.53'])
+    before = desired_state('tw', RULES)
+    after = desired_state('tw', RULES, default_deny=True, nameservers=['203.0.113.53'])
     steps = fp.plan_present(after, layer(before), layer(before), persist=False)
     assert [s[0] for s in steps] == ['add_rules', 'add_rules']
     assert steps[1] == ('add_rules', 'runtime', 'tw-egress', ['rule priority="32767" reject'])
@@ -281,18 +308,18 @@ def test_plan_default_deny_switched_on_adds_the_reject_after_the_allows():
 
 
 def test_plan_runtime_only_creates_skeletons_then_fills_the_runtime():
-    desired = fp.desired_state('tw', RULES)
+    desired = desired_state('tw', RULES)
     steps = fp.plan_present(desired, EMPTY, EMPTY, persist=False)
     kinds = [s[0] for s in steps]
     assert kinds[:5] == ['write_file'] * 4 + ['reload']
-    assert all('<entry>' not in s[2] and '<rule' not in s[2] for s in steps[:4])  # empty: no traffic changes
+    assert all('<entry>' not in fp.object_xml(s[2]) and '<rule' not in fp.object_xml(s[2]) for s in steps[:4])  # empty
     assert kinds[5:] == ['set_entries'] * 3 + ['add_rules']
     assert all(s[1] == 'runtime' for s in steps[5:])
 
 
 def test_plan_stale_purpose_is_deleted_when_persisting_and_emptied_in_the_runtime():
-    full = fp.desired_state('tw', RULES)
-    no_api = fp.desired_state('tw', RULES[:2])
+    full = desired_state('tw', RULES)
+    no_api = desired_state('tw', RULES[:2])
     persist = fp.plan_present(no_api, layer(full), layer(full), persist=True)
     assert ('remove_file', 'ipsets/tw-api-v4.xml') in persist and persist[-1] == ('reload',)
     runtime = fp.plan_present(no_api, layer(full), layer(full), persist=False)
@@ -301,7 +328,7 @@ def test_plan_stale_purpose_is_deleted_when_persisting_and_emptied_in_the_runtim
 
 
 def test_plan_revert_and_absent():
-    desired = fp.desired_state('tw', RULES)
+    desired = desired_state('tw', RULES)
     skeleton = layer(desired, rules=[], entries={n: [] for n in desired['ipsets']})
     steps = fp.plan_revert('tw', layer(desired), skeleton)
     assert sorted(s[1] for s in steps if s[0] == 'remove_file') == [
@@ -319,6 +346,20 @@ def test_summarize():
     added, removed = fp.summarize(before, after)
     assert added == {'entries': {'s': ['198.51.100.3'], 't': ['::1']}, 'rich_rules': ['c']}
     assert removed == {'entries': {'s': ['198.51.100.1']}, 'rich_rules': ['a']}
+
+
+def test_allow_list_is_the_shape_every_backend_returns():
+    desired = desired_state('tw', RULES, default_deny=True, nameservers=['203.0.113.53'],
+                            extra_allow=[{'protocol': 'udp', 'port': 123, 'destinations': ['203.0.113.123']}],
+                            allow_metadata=True)
+    rules = fp.allow_list(fp.desired_view(desired), 'tw')
+    keys = {(r['purpose'], r['family'], r['protocol'], r['port'], r['destination']) for r in rules}
+    assert ('tunnel', 'ipv4', 'udp', 7844, '198.51.100.12/31') in keys and ('api', 'ipv4', 'tcp', 443, '198.51.100.80') in keys
+    assert ('dns', 'ipv4', 'tcp', 53, '203.0.113.53') in keys and ('extra', 'ipv4', 'udp', 123, '203.0.113.123') in keys
+    assert ('metadata', 'ipv4', 'tcp', 80, '169.254.169.254') in keys and ('metadata', 'ipv6', 'tcp', 80, 'fd00:ec2::254') in keys
+    # Host services without a destination (DHCP, MLD, NDP) and the reject are not allow-to-destination rules.
+    assert len(rules) == 2 * 3 + 1 + 2 + 1 + 2
+    assert fp.allow_list({'policy': None, 'ipsets': {}}, 'tw') == []
 
 
 class FakeFirewalld:
@@ -350,7 +391,7 @@ def test_transaction_failure_restores_the_files_and_reloads(tmp_path):
     (config / 'ipsets' / 'mine.xml').write_text('the user\'s\n')
     fake = FakeFirewalld(fail='--add-rich-rule')
     firewalld = Firewalld(fake, str(config))
-    steps = [fp.write_file('ipsets/tw-tunnel-v4.xml', 'new tunnel\n'), fp.write_file('policies/tw-egress.xml', 'new policy\n'),
+    steps = [fp.write_file('ipsets/tw-tunnel-v4.xml', fp.IpSet('inet', ['198.51.100.1'])), fp.write_file('policies/tw-egress.xml', fp.Policy([])),
              fp.add_rules('runtime', 'tw-egress', ['rule priority="32767" reject']), fp.reload_step()]
     with pytest.raises(FirewalldError) as error:
         firewalld.transaction('tw', steps)
@@ -360,6 +401,34 @@ def test_transaction_failure_restores_the_files_and_reloads(tmp_path):
     assert (config / 'ipsets' / 'mine.xml').read_text() == 'the user\'s\n'
     assert fake.calls[-1][-1].endswith('.reload')  # the rollback reloads: runtime = the restored permanent config
     assert not [f for f in os.listdir(config / 'ipsets') if f.startswith('.tunnelwall.')]
+
+
+class EmptyFirewalld(FakeFirewalld):
+    """A running firewalld without a policy, ipset or zone of its own: every listing is empty."""
+
+    def __call__(self, argv):
+        listings = ('getPolicyNames', 'getIPSetNames', 'getPolicies', 'getIPSets', 'getZones')
+        if argv[0] == 'dbus-send' and argv[6].rsplit('.', 1)[-1] in listings:
+            self.calls.append(argv)
+            return 0, 'method return\n   array [\n   ]\n', ''
+        return super().__call__(argv)
+
+
+def test_a_first_apply_writes_whole_files_reloads_once_and_leaves_the_commit_nothing(tmp_path):
+    # Issue 18's figure: new objects go in complete with one reload - no firewall-cmd, nothing left for the commit.
+    fake = EmptyFirewalld()
+    request = er.build(dict(name='tw', rules=RULES, default_deny=True), 'firewalld')
+    backend = firewalld_apply.FirewalldBackend(request, ['203.0.113.53'], fake, config_dir=str(tmp_path))
+    assert backend.plan() == {'changed': True}
+    backend.apply()
+    applied = list(fake.calls)
+    backend.commit()
+    assert fake.calls == applied
+    assert not [c for c in fake.calls if c[0] == 'firewall-cmd']
+    assert [c[6].rsplit('.', 1)[-1] for c in fake.calls].count('reload') == 1
+    assert 'priority="32767"' in (tmp_path / 'policies' / 'tw-egress.xml').read_text()
+    assert '<entry>198.51.100.12/31</entry>' in (tmp_path / 'ipsets' / 'tw-tunnel-v4.xml').read_text()
+    assert str(tmp_path / 'policies' / 'tw-egress.xml') in backend.files()  # the record covers what was written
 
 
 def test_firewalld_not_running_is_a_clear_error():
@@ -437,3 +506,21 @@ def test_a_small_set_is_still_replaced_atomically_with_set_entries():
     Firewalld(fake).apply([fp.set_entries('runtime', 'tw-tunnel-v4', ['198.51.100.2', '198.51.100.4'])])
     assert fake.sets['runtime'] == ['198.51.100.2', '198.51.100.4']
     assert [c[6].rsplit('.', 1)[1] for c in fake.calls] == ['setEntries']
+
+
+@pytest.mark.parametrize('args, deprecated', [
+    ({'rules': [], 'name': 'tw', 'permanent': False}, True),
+    ({'name': 'tw', 'state': 'reverted'}, True),
+    ({'rules': [], 'name': 'tw'}, False),
+    ({'name': 'tw', 'state': 'absent', 'permanent': False}, False),  # ignored with absent: nothing to warn about
+])
+def test_permanent_false_and_state_reverted_are_deprecated(tmp_path, monkeypatch, args, deprecated):
+    from ansible.module_utils.basic import AnsibleModule
+    from tests.support.module_runner import run_module
+    said = []
+    monkeypatch.setattr(AnsibleModule, 'deprecate', lambda self, msg, **kwargs: said.append((msg, kwargs)))
+    monkeypatch.setenv('PATH', str(tmp_path))  # no dbus-send: the run stops right after the deprecation, changing nothing
+    result = run_module('firewalld_egress', args)
+    assert result['failed'] and 'dbus-send' in result['msg'], result
+    assert [kwargs.get('version') for msg, kwargs in said if 'state=reverted are deprecated' in msg] == (
+        ['1.0.0'] if deprecated else []), said
