@@ -195,9 +195,9 @@ def test_a_restore_keeps_lines_another_writer_added_to_a_shared_file_and_replace
         handle.write(current)
     path = write_record(root, {'files': {shared: original, owned: 'older\n'},
                                'applied': {shared: applied, owned: 'what the change left\n'}})
-    restored, message = egress_revert.restore(path, {'files': [shared, owned], 'shared': [shared], 'reload': []})
-    assert restored and message.startswith('restored the state before run 1-1')
-    assert '%s: kept what another writer changed since this run' % shared in message
+    outcome = egress_revert.restore(path, {'files': [shared, owned], 'shared': [shared], 'reload': []})
+    assert outcome.status == egress_revert.FULL and outcome.message.startswith('restored the state before run 1-1')
+    assert outcome.notes == ('%s: kept what another writer changed since this run' % shared,)
     assert open(shared).read() == original.replace('### RULES ###\n', '### RULES ###\n' + THEIRS)
     assert open(owned).read() == 'older\n'  # ours alone: put back whole, whatever is in it now
     assert not os.path.exists(path)
@@ -208,8 +208,8 @@ def test_a_conflicting_change_of_another_writer_still_restores_and_says_what_was
     with open(shared, 'w') as handle:
         handle.write('POLICY="DROP"\n')
     path = write_record(root, {'files': {shared: 'POLICY="ACCEPT"\n'}, 'applied': {shared: 'POLICY="REJECT"\n'}})
-    restored, message = egress_revert.restore(path, {'files': [shared], 'shared': [shared], 'reload': []})
-    assert restored and 'their change there is lost' in message
+    outcome = egress_revert.restore(path, {'files': [shared], 'shared': [shared], 'reload': []})
+    assert outcome.status == egress_revert.FULL and 'their change there is lost' in outcome.notes[0]
     assert open(shared).read() == 'POLICY="ACCEPT"\n'  # the host's way out first
 
 
@@ -219,8 +219,8 @@ def test_a_hostile_record_names_files_and_commands_that_are_never_used(root):
         handle.write('mine\n')
     path = write_record(root, {'files': {os.path.join(root, 'rules'): 'older\n', victim: 'owned\n'},
                                'reload': [['sh', '-c', 'echo pwned > %s' % victim]]})
-    restored, message = egress_revert.restore(path, {'files': [os.path.join(root, 'rules')], 'reload': []})
-    assert restored and 'ignored %s: not a file of this backend' % victim in message
+    outcome = egress_revert.restore(path, {'files': [os.path.join(root, 'rules')], 'reload': []})
+    assert outcome.status == egress_revert.FULL and 'ignored %s: not a file of this backend' % victim in outcome.message
     assert open(victim).read() == 'mine\n' and open(os.path.join(root, 'rules')).read() == 'older\n'
 
 
