@@ -22,7 +22,7 @@ import os
 import time
 
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import (
-    egress_request, egress_revert, egress_transaction, ufw_rules)
+    egress_applied, egress_request, egress_revert, egress_transaction, ufw_rules)
 
 # How long to wait for ufw's own lock, which only a ufw command holds (for as long as it runs).
 UFW_LOCK_TIMEOUT = 120.0
@@ -197,14 +197,14 @@ class UfwBackend(object):
                     rules[side].extend(ufw_rules.owned_rules(texts[path], family, self.name, path))
                 except ValueError as error:
                     raise UfwError(str(error))
-        added = [r for r in rules[1] if r not in rules[0]]
-        removed = [r for r in rules[0] if r not in rules[1]]
+        added, removed = egress_applied.rule_changes([ufw_rules.applied_rule(r) for r in rules[0]],
+                                                     [ufw_rules.applied_rule(r) for r in rules[1]])
         changed = bool(added or removed or policies[0] != policies[1] or current[self.paths.state] != target[self.paths.state])
         header = 'ufw egress rules of %s' % self.name
         return {
             'changed': changed,
-            'added': [ufw_rules.rule_dict(r) for r in added],
-            'removed': [ufw_rules.rule_dict(r) for r in removed],
+            'added': added,
+            'removed': removed,
             'policy': {'before': policies[0], 'after': policies[1]},
             'rule_count': len(rules[1]),
             'ufw': {'enabled': enabled, 'ipv6': ipv6},

@@ -320,9 +320,7 @@ def describe(rule):
     return 'allow out %s/%s%s to %s  # %s' % (rule.protocol, rule.port, source, rule.destination, rule.comment)
 
 
-def rule_dict(rule):
-    result = {'family': rule.family, 'protocol': rule.protocol, 'port': rule.port, 'destination': rule.destination,
-              'comment': rule.comment}
-    if rule.source_port is not None:
-        result['source_port'] = rule.source_port
-    return result
+def applied_rule(rule):
+    """An owned rule in the shape every backend reports (egress_applied.rule_changes): its purpose from NAME:PURPOSE."""
+    return {'purpose': rule.comment.split(':', 1)[1], 'family': rule.family, 'protocol': rule.protocol,
+            'port': rule.port, 'destination': rule.destination}

@@ -59,7 +59,7 @@ options:
       - V(present) makes the owned rules exactly those asked for.
       - V(absent) removes every owned rule and puts back the outgoing policy this module replaced.
       - V(reverted) undoes the last confirmed change a run with this O(name) made since boot - files, outgoing policy
-        and live rules - with the restore of a failed run: lines other writers (an admin's C(ufw allow), fail2ban) changed
+        and live rules - with the restore of a failed run; lines other writers (an admin's C(ufw allow), fail2ban) changed
         since stay. Nothing to undo (no change since boot, or already reverted) gives changed=false.
         The P(tunnelwall.cloudflared.egress_firewall#role) role no longer needs it - O(verify) restores in the same run.
     type: str
@@ -155,19 +155,22 @@ transaction:
   sample: {confirm_timeout: 300, armed: {how: process, pid: 4242, unit: null, confirm_timeout: 300}, confirmed: true,
            restored: false, settled: null, waited_for_lock: false}
 added:
-  description: Owned rules added (or, in check mode, that would be).
+  description:
+    - Owned rules added (or, in check mode, that would be), one item per rule - C(purpose) (from the comment
+      C(NAME:PURPOSE)), C(family) (V(ipv4) or V(ipv6)), C(protocol), C(port), C(destination) (as ufw writes it; V(0.0.0.0/0)
+      or V(::/0) for the DHCP rules, which match the client's source port) - the shape every firewall module returns.
   returned: always
   type: list
   elements: dict
   sample:
-    - {family: ipv4, protocol: udp, port: 7844, destination: 198.41.192.7, comment: "tunnelwall:tunnel"}
+    - {purpose: tunnel, family: ipv4, protocol: udp, port: 7844, destination: 198.41.192.7}
 removed:
   description: Owned rules removed (or that would be), in the same form as RV(added).
   returned: always
   type: list
   elements: dict
   sample:
-    - {family: ipv6, protocol: tcp, port: 7844, destination: "2606:4700:a0::1", comment: "tunnelwall:tunnel"}
+    - {purpose: tunnel, family: ipv6, protocol: tcp, port: 7844, destination: "2606:4700:a0::1"}
 policy:
   description: ufw's default outgoing policy (V(allow), V(deny) or V(reject)) before and after.
   returned: always

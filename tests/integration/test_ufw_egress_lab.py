@@ -80,7 +80,7 @@ def expanded(plan):
 
 
 def as_set(rules):
-    return {(r['protocol'], r['port'], r['destination'], r['comment']) for r in rules}
+    return {(r['protocol'], r['port'], r['destination'], 'tunnelwall:' + r['purpose']) for r in rules}
 
 
 def dns_rules():

@@ -80,7 +80,8 @@ def test_dhcp_rules_reconcile_and_read_back_with_their_source_port():
     # A second run finds it present; switching DHCP off removes it and leaves the file as before.
     assert ufw_rules.reconcile_file(text, 'ipv4', [DHCP4], 'tunnelwall')[1:] == ([], [])
     assert ufw_rules.reconcile_file(text, 'ipv4', [], 'tunnelwall') == (EMPTY4, [], [DHCP4])
-    assert ufw_rules.rule_dict(DHCP4)['source_port'] == 68 and 'source_port' not in ufw_rules.rule_dict(META4)
+    assert ufw_rules.applied_rule(DHCP4) == {'purpose': 'dhcp', 'family': 'ipv4', 'protocol': 'udp', 'port': 67,
+                                             'destination': '0.0.0.0/0'}
     assert ufw_rules.describe(DHCP4) == 'allow out udp/67 from port 68 to 0.0.0.0/0  # tunnelwall:dhcp'
 
 

@@ -584,3 +584,13 @@ def test_reverted_first_restores_what_a_killed_run_left_pending(root):
     assert reverted['changed'] is False
     assert {k: v for k, v in snapshot(root).items() if k != 'etc/ufw/tunnelwall-pending.json'} == denied
     assert not (root / 'etc/ufw/tunnelwall-pending.json').exists()
+
+
+def test_added_and_removed_have_the_shape_every_backend_reports(root):
+    applied = transact(root, Commands(root), default_deny=True, allow_dhcp=True)
+    assert {'purpose': 'dhcp', 'family': 'ipv6', 'protocol': 'udp', 'port': 547, 'destination': '::/0'} in applied['added']
+    assert {'purpose': 'tunnel', 'family': 'ipv4', 'protocol': 'tcp', 'port': 7844,
+            'destination': '198.51.100.12/31'} in applied['added']
+    assert all(set(r) == {'purpose', 'family', 'protocol', 'port', 'destination'} for r in applied['added'])
+    removed = transact(root, Commands(root), state='absent')
+    assert removed['added'] == [] and sorted(removed['removed'], key=repr) == sorted(applied['added'], key=repr)
