@@ -29,7 +29,7 @@ import ipaddress
 import re
 
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import origins as origin_options
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.egress_contract import FAMILIES, PROTOCOLS
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.egress_contract import PROTOCOLS
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.dns_client import resolvers_to_allow
 
 # One spelling for names everywhere: letters, digits, "-" and "_", starting with a letter or digit. A Windows rule

@@ -510,5 +510,5 @@ def _verified(result, verify, change):
                                verification=output, rolled_back=False, transaction=result['transaction'])
     outcome = change.restore()
     raise Restored('verification failed after applying the rules - %s. %s.' % (message, outcome),
-                           verification=output, rolled_back=result['transaction']['restored'],
-                           transaction=result['transaction'])
+                   verification=output, rolled_back=result['transaction']['restored'],
+                   transaction=result['transaction'])
