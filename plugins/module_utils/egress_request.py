@@ -28,8 +28,7 @@ import collections
 import ipaddress
 import re
 
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import origins as origin_options
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.egress_contract import PROTOCOLS
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_contract, origins as origin_options
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.dns_client import resolvers_to_allow
 
 # One spelling for names everywhere: letters, digits, "-" and "_", starting with a letter or digit. A Windows rule
@@ -39,6 +38,9 @@ PURPOSE_RE = re.compile(r'[a-z][a-z0-9_]*\Z')
 MAX_PURPOSE = 20
 # Backends whose object names are built from NAME limit it further (firewalld: policy names of 18 characters).
 MAX_NAME = {'firewalld': 11, 'ufw': 64, 'nftables': 32, 'windows': 64}
+# The plan's own (egress_contract): the renderers take them from here, with the rest of the request model.
+PROTOCOLS = egress_contract.PROTOCOLS
+FAMILIES = egress_contract.FAMILIES
 STATES = ('present', 'absent', 'reverted')
 MAX_CONFIRM_TIMEOUT = 86400
 MAX_LOCK_TIMEOUT = 3600
@@ -268,9 +270,14 @@ def tunnel_destinations(rules):
 
 
 def as_rule_dicts(request):
-    """The rules in the egress plan's shape (what the backends' renderers take), destinations normalised."""
+    """The rules in the egress plan's shape, for firewalld_egress's planning of old (gone with issue 21's firewalld part)."""
     return [dict(purpose=r.purpose, protocol=r.protocol, port=r.port, ipv4=list(r.ipv4), ipv6=list(r.ipv6))
             for r in request.rules]
+
+
+def as_extra_dicts(request):
+    """extra_allow in the options' shape, for firewalld_egress's planning of old (as as_rule_dicts)."""
+    return [dict(protocol=e.protocol, port=e.port, destinations=list(e.ipv4 + e.ipv6)) for e in request.extra_allow]
 
 
 def metadata_destinations(request):
@@ -278,7 +285,3 @@ def metadata_destinations(request):
     if not request.allow_metadata:
         return (), ()
     return _split_families(METADATA)
-
-
-def as_extra_dicts(request):
-    return [dict(protocol=e.protocol, port=e.port, destinations=list(e.ipv4 + e.ipv6)) for e in request.extra_allow]
