@@ -3,8 +3,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The egress change as one transaction on the host: lock, record, arm, apply, verify, commit or restore.
 
-``run()`` takes a backend (firewalld, ufw) that can plan, apply and commit a change of its firewall, and does, in one
-process and under one host-wide lock:
+``run()`` takes a backend (firewalld, ufw, nftables) that can plan, apply and commit a change of its firewall, and
+does, in one process and under one host-wide lock - the only rollback there is, the backends never restore:
 
 1. settle what a previous run left pending (it died before confirming): restore it now;
 2. plan; in check mode, or with nothing to change and nothing to verify, stop there;
@@ -15,6 +15,8 @@ process and under one host-wide lock:
    load their files: a reboot before the confirmation ends the timer and the process, never the record;
 5. apply; verify from this host with the probe code; on success commit (firewalld: make it permanent), remove the
    record and cancel the timer - the confirmation; on any failure restore at once with the same code the dead-man uses.
+   The confirmed record is kept in /run as the last change of its backend and name, which ``revert_last()``
+   (state=reverted) restores.
 
 A SIGKILL of this process, of ansible-playbook or of the SSH connection at any point after 3. leaves the record
 behind: the dead-man restores it within ``confirm_timeout`` seconds, the next run restores it first, and a reboot
