@@ -16,7 +16,8 @@ __metaclass__ = type
 import json
 import os
 
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_applied, egress_request, egress_revert
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import (
+    egress_applied, egress_request, egress_revert, egress_transaction)
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import nftables_rules as nr
 
 MODULE = 'tunnelwall.cloudflared.nftables_egress'
@@ -24,12 +25,7 @@ MODULE = 'tunnelwall.cloudflared.nftables_egress'
 SEPARATOR = '---- tunnelwall ----'
 
 
-class NftablesError(Exception):
-    """nft refused or failed; ``details`` go into the module's result."""
-
-    def __init__(self, message, **details):
-        super(NftablesError, self).__init__(message)
-        self.details = details
+NftablesError = egress_transaction.EgressError  # nft refused or failed; ``details`` go into the module's result
 
 
 def comparable(listing):

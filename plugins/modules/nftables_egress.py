@@ -227,7 +227,7 @@ def main():
     try:
         outcome = egress_transaction.run(backend, request, verify, module.check_mode, which=module.get_bin_path,
                                          command=run)
-    except (nftables_apply.NftablesError, egress_transaction.TransactionError) as error:
+    except egress_transaction.EgressError as error:
         module.fail_json(msg='nftables_egress: %s' % error, table=nftables_rules.table(request.name),
                          commands=backend.commands, nameservers=nameservers, origins=request.origin_report,
                          **error.details)
