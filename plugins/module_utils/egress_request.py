@@ -28,7 +28,7 @@ import collections
 import ipaddress
 import re
 
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import origins as origin_options
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_contract, origins as origin_options
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.dns_client import resolvers_to_allow
 
 # One spelling for names everywhere: letters, digits, "-" and "_", starting with a letter or digit. A Windows rule
@@ -38,8 +38,9 @@ PURPOSE_RE = re.compile(r'[a-z][a-z0-9_]*\Z')
 MAX_PURPOSE = 20
 # Backends whose object names are built from NAME limit it further (firewalld: policy names of 18 characters).
 MAX_NAME = {'firewalld': 11, 'ufw': 64, 'nftables': 32, 'windows': 64}
-PROTOCOLS = ('tcp', 'udp')
-FAMILIES = ('ipv4', 'ipv6')
+# The plan's own (egress_contract): the renderers take them from here, with the rest of the request model.
+PROTOCOLS = egress_contract.PROTOCOLS
+FAMILIES = egress_contract.FAMILIES
 STATES = ('present', 'absent', 'reverted')
 MAX_CONFIRM_TIMEOUT = 86400
 MAX_LOCK_TIMEOUT = 3600
@@ -66,6 +67,7 @@ MLD_TYPES = (131, 132, 143)
 # DigitalOcean ...) and AWS's IPv6 endpoint fd00:ec2::254, plain HTTP on TCP 80 (IMDSv2's PUT included).
 METADATA = ('169.254.169.254/32', 'fd00:ec2::254/128')
 METADATA_PORT = 80
+DNS_PORT = 53
 # Option -> its default when not given (the module specs and the role say the same).
 HOST_SERVICES = (('allow_dhcp', True), ('allow_mld', True), ('allow_metadata', False))
 
@@ -201,7 +203,7 @@ def build(params, backend):
         if not isinstance(extra_items, (list, tuple)):
             _fail('extra_allow', extra_items, 'expected a list of {protocol, port, destinations}')
         extra = tuple(_extra(i, e) for i, e in enumerate(extra_items))
-        if default_deny and not any(r.ipv4 or r.ipv6 for r in rules if r.purpose == 'tunnel'):
+        if default_deny and not tunnel_destinations(rules):
             _fail('default_deny', True, 'no tunnel destination in rules: the host could not reach the tunnel edge; '
                                         "pass the egress plan's rules")
     dns_servers = params.get('dns_servers')
@@ -262,14 +264,20 @@ def nameservers(request, resolv_conf_servers, stub_upstream_servers):
     return servers
 
 
-def tunnel_destinations(request):
-    return sum(len(r.ipv4) + len(r.ipv6) for r in request.rules if r.purpose == 'tunnel')
+def tunnel_destinations(rules):
+    """How many tunnel destinations ``rules`` (a Request's) hold: a default deny needs one at least."""
+    return sum(len(r.ipv4) + len(r.ipv6) for r in rules if r.purpose == 'tunnel')
 
 
 def as_rule_dicts(request):
-    """The rules in the egress plan's shape (what the backends' renderers take), destinations normalised."""
+    """The rules in the egress plan's shape, for firewalld_egress's planning of old (gone with issue 21's firewalld part)."""
     return [dict(purpose=r.purpose, protocol=r.protocol, port=r.port, ipv4=list(r.ipv4), ipv6=list(r.ipv6))
             for r in request.rules]
+
+
+def as_extra_dicts(request):
+    """extra_allow in the options' shape, for firewalld_egress's planning of old (as as_rule_dicts)."""
+    return [dict(protocol=e.protocol, port=e.port, destinations=list(e.ipv4 + e.ipv6)) for e in request.extra_allow]
 
 
 def metadata_destinations(request):
@@ -277,7 +285,3 @@ def metadata_destinations(request):
     if not request.allow_metadata:
         return (), ()
     return _split_families(METADATA)
-
-
-def as_extra_dicts(request):
-    return [dict(protocol=e.protocol, port=e.port, destinations=list(e.ipv4 + e.ipv6)) for e in request.extra_allow]

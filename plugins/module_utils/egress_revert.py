@@ -35,6 +35,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import collections
 import difflib
 import errno
 import fcntl
@@ -54,8 +55,14 @@ LOCK_WAIT_SECONDS = 300
 RETRY_SECONDS = 10
 RETRIES = 6
 BOOT_ID = '/proc/sys/kernel/random/boot_id'
+# The pending record's file name, in the directory of the firewall's own files (a reboot keeps it as it keeps them).
+RECORD_NAME = 'tunnelwall-pending.json'
 NAME_RE = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z')
-COMPLETE = 'restored the state before run'  # the words of a complete restore, which callers test for
+# What a restore achieved (Outcome.status): the firewall as before the run (FULL), files back but the live firewall
+# not (PARTIAL: a reload failed), no record (NOTHING), or files that could not be written (FAILED).
+FULL, PARTIAL, NOTHING, FAILED = 'full', 'partial', 'nothing', 'failed'
+# ``message``: the whole story, for a log; ``notes``: what other writers' lines became; ``problems``: what failed.
+Outcome = collections.namedtuple('Outcome', 'status message notes problems')
 # A restore spec's reload that egress_revert carries out itself: firewall-cmd --reload, keeping the rich rules other
 # tools hold in firewalld's runtime only (fail2ban's firewallcmd-rich-rules, a hand-added runtime rule).
 FIREWALLD_RELOAD = 'tunnelwall:firewalld-reload'
@@ -166,12 +173,13 @@ def read_record(path):
         if error.errno == errno.ELOOP:
             raise UntrustedRecord('%s: a symlink; it is not trusted and nothing was done with it' % path)
         raise
+    info = os.fstat(handle)  # before reading: a directory opens too, and only reading it fails
+    if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o022:
+        os.close(handle)
+        raise UntrustedRecord('%s: not a regular file of uid %d without group/other write (uid %d, mode %o); it is '
+                              'not trusted and nothing was done with it'
+                              % (path, os.geteuid(), info.st_uid, info.st_mode & 0o7777))
     with os.fdopen(handle, 'r') as stream:
-        info = os.fstat(stream.fileno())
-        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o022:
-            raise UntrustedRecord('%s: not a regular file of uid %d without group/other write (uid %d, mode %o); it is '
-                                  'not trusted and nothing was done with it'
-                                  % (path, os.geteuid(), info.st_uid, info.st_mode & 0o7777))
         text = stream.read()
     try:
         record = json.loads(text)
@@ -221,6 +229,35 @@ def merge(original, applied, current):
     return ''.join(base)
 
 
+def targets(record, spec):
+    """({path: text to put back (None: remove)}, notes) for a pending record, within ``spec`` (see restore()).
+
+    A file the module owns is put back whole; a shared one gets the three-way merge, keeping other writers' lines.
+    """
+    allowed = set(spec.get('files') or [])
+    shared = set(spec.get('shared') or [])
+    applied = record.get('applied') if isinstance(record.get('applied'), dict) else None
+    wanted, notes = {}, []
+    for path in sorted(allowed):
+        if path not in record['files']:
+            continue
+        text = record['files'][path]
+        wanted[path] = text
+        if path in shared and applied is not None and path in applied:
+            current = read_text(path)
+            try:
+                wanted[path] = merge(text, applied[path], current)
+                if current not in (applied[path], text):
+                    notes.append('%s: kept what another writer changed since this run' % path)
+            except ValueError:
+                notes.append('%s: another writer changed lines next to this run\'s own, so the file was put back '
+                             'whole and their change there is lost' % path)
+    ignored = sorted(path for path in record['files'] if path not in allowed)
+    if ignored:
+        notes.append('ignored %s: not a file of this backend' % ', '.join(ignored))
+    return wanted, notes
+
+
 def restore(record_path, spec, run=None, reload=True, done=None):
     """Restore what the pending record at ``record_path`` describes, within ``spec``; the caller holds the lock.
 
@@ -230,38 +267,24 @@ def restore(record_path, spec, run=None, reload=True, done=None):
     (at boot) only puts the files back, for the firewall's own start to load. ``done(message)`` is called just before
     the record of a complete restore is removed (the dead-man's log: once the record is gone, the log says why).
 
-    Returns (restored, message). The record is removed once the restore completed; when a reload failed it stays,
-    so the dead-man, the next run and the boot check try again.
+    Returns an Outcome: FULL (the record is removed), PARTIAL (files back, a reload failed: the record stays, so the
+    dead-man, the next run and the boot check try again), NOTHING (no record) or FAILED (a file could not be written;
+    the record stays). UntrustedRecord for a record that is not provably ours.
     """
     record = read_record(record_path)
     if record is None:
-        return False, 'nothing to restore'
-    allowed = set(spec.get('files') or [])
-    shared = set(spec.get('shared') or [])
-    applied = record.get('applied') if isinstance(record.get('applied'), dict) else None
-    ignored = sorted(path for path in record['files'] if path not in allowed)
-    notes = []
-    for path in sorted(allowed):
-        if path not in record['files']:
-            continue
-        text = record['files'][path]
-        current = read_text(path)
-        target = text
-        if path in shared and applied is not None and path in applied:
-            try:
-                target = merge(text, applied[path], current)
-                if current not in (applied[path], text):
-                    notes.append('%s: kept what another writer changed since this run' % path)
-            except ValueError:
-                target = text
-                notes.append('%s: another writer changed lines next to this run\'s own, so the file was put back '
-                             'whole and their change there is lost' % path)
-        if current == target:
-            continue
-        if target is None:
-            remove_durably(path)
-        else:
-            write_durably(path, target)
+        return Outcome(NOTHING, 'nothing to restore', (), ())
+    try:
+        wanted, notes = targets(record, spec)
+        for path, target in sorted(wanted.items()):
+            if read_text(path) == target:
+                continue
+            if target is None:
+                remove_durably(path)
+            else:
+                write_durably(path, target)
+    except (IOError, OSError) as error:
+        return Outcome(FAILED, 'restore failed (%s); the pending record %s stays' % (error, record_path), (), (str(error),))
     problems = []
     for argv in (spec.get('reload') or []) if reload else []:
         try:
@@ -273,17 +296,16 @@ def restore(record_path, spec, run=None, reload=True, done=None):
             rc, output = 127, str(error)
         if rc != 0:
             problems.append('%s failed (rc=%s): %s' % (' '.join(argv), rc, output.strip()))
-    if ignored:
-        notes.append('ignored %s: not a file of this backend' % ', '.join(ignored))
     if problems:
-        return False, ('files restored, but %s; the pending record %s stays, so the restore is tried again (by the '
-                       'dead-man, the next run and at boot)' % ('; '.join(problems), record_path))
-    message = '%s %s (%s)' % (COMPLETE, record['id'], ', '.join(sorted(p for p in allowed if p in record['files'])))
+        return Outcome(PARTIAL, 'files restored, but %s; the pending record %s stays, so the restore is tried again (by '
+                                'the dead-man, the next run and at boot)' % ('; '.join(problems), record_path),
+                       tuple(notes), tuple(problems))
+    message = 'restored the state before run %s (%s)' % (record['id'], ', '.join(sorted(wanted)))
     message += ''.join('; ' + note for note in notes)
     if done:
         done(message)
     remove_durably(record_path)
-    return True, message
+    return Outcome(FULL, message, tuple(notes), ())
 
 
 def listed_rich_rules(text):
@@ -395,14 +417,13 @@ def wait_and_restore(record_path, record_id, lock_path, log_path, spec, retries=
                 record = read_record(record_path)
                 if record is None or record['id'] != record_id:
                     return 0
-                restored, message = restore(record_path, spec, done=lambda text: _log(log_path, record_id, text))
-            except (IOError, OSError) as error:  # a file that cannot be written: tried again like a failed reload
-                restored, message = False, 'restore failed (%s); the record stays' % error
+                # A file that cannot be written (FAILED) is tried again like a failed reload (PARTIAL).
+                outcome = restore(record_path, spec, done=lambda text: _log(log_path, record_id, text))
             finally:
                 handle.close()
-            if restored:
+            if outcome.status in (FULL, NOTHING):
                 return 0
-            _log(log_path, record_id, message)
+            _log(log_path, record_id, outcome.message)
             if attempt < retries:
                 time.sleep(retry_seconds)
         return 1
@@ -436,8 +457,8 @@ def boot_spec(backend, name, record, root='/'):
     return None
 
 
-BOOT_RECORDS = (('ufw', 'etc/ufw/tunnelwall-pending.json'), ('nftables', 'etc/nftables.d/tunnelwall-pending.json'),
-                ('firewalld', 'etc/firewalld/tunnelwall-pending.json'))
+BOOT_RECORDS = tuple((backend, '%s/%s' % (directory, RECORD_NAME)) for backend, directory in (
+    ('ufw', 'etc/ufw'), ('nftables', 'etc/nftables.d'), ('firewalld', 'etc/firewalld')))
 
 
 def boot(root='/', log_path=None):
@@ -458,13 +479,13 @@ def boot(root='/', log_path=None):
             if spec is None:
                 raise UntrustedRecord('%s: backend %r, name %r: not a record of this collection' % (
                     path, record.get('backend'), record.get('name')))
-            restored, message = restore(path, spec, reload=False)
+            outcome = restore(path, spec, reload=False)
         except (UntrustedRecord, IOError, OSError) as error:
-            restored, message = False, str(error)
+            outcome = Outcome(FAILED, str(error), (), (str(error),))
         if log_path:
-            _log(log_path, 'boot check', '%s: %s' % (path, message))
-        sys.stderr.write('tunnelwall boot check: %s: %s\n' % (path, message))
-        failed += 0 if restored else 1
+            _log(log_path, 'boot check', '%s: %s' % (path, outcome.message))
+        sys.stderr.write('tunnelwall boot check: %s: %s\n' % (path, outcome.message))
+        failed += 0 if outcome.status == FULL else 1
     return 1 if failed else 0
 
 

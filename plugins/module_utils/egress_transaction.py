@@ -3,8 +3,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The egress change as one transaction on the host: lock, record, arm, apply, verify, commit or restore.
 
-``run()`` takes a backend (firewalld, ufw) that can plan, apply and commit a change of its firewall, and does, in one
-process and under one host-wide lock:
+``run()`` takes a backend (firewalld, ufw, nftables) that can plan, apply and commit a change of its firewall, and
+does, in one process and under one host-wide lock - the only rollback there is, the backends never restore:
 
 1. settle what a previous run left pending (it died before confirming): restore it now;
 2. plan; in check mode, or with nothing to change and nothing to verify, stop there;
@@ -15,6 +15,8 @@ process and under one host-wide lock:
    load their files: a reboot before the confirmation ends the timer and the process, never the record;
 5. apply; verify from this host with the probe code; on success commit (firewalld: make it permanent), remove the
    record and cancel the timer - the confirmation; on any failure restore at once with the same code the dead-man uses.
+   The confirmed record is kept in /run as the last change of its backend and name, which ``revert_last()``
+   (state=reverted) restores.
 
 A SIGKILL of this process, of ansible-playbook or of the SSH connection at any point after 3. leaves the record
 behind: the dead-man restores it within ``confirm_timeout`` seconds, the next run restores it first, and a reboot
@@ -49,12 +51,23 @@ SYSTEMD_DIR = '/etc/systemd/system'
 BOOT_UNIT = 'tunnelwall-boot-revert.service'
 
 
-class TransactionError(Exception):
-    """The change failed or was refused; ``details`` go into the module's result."""
+class EgressError(Exception):
+    """A failure of an egress change, with a message for the user; ``details`` go into the module's result.
+
+    The one error of the Linux backends and their transaction (ufw_apply.UfwError, nftables_apply.NftablesError and
+    TransactionError are this class).
+    """
 
     def __init__(self, message, **details):
-        super(TransactionError, self).__init__(message)
+        super(EgressError, self).__init__(message)
         self.details = details
+
+
+TransactionError = EgressError
+
+
+class Restored(EgressError):
+    """A failure whose restore has run already (a failed verification): raised as it is."""
 
 
 class HostLock(object):
@@ -270,13 +283,10 @@ def settle_pending(record_path, run, which, backend=None, spec=None):
         return None
     if backend is not None:
         spec = spec_of(backend, record)
-    try:
-        restored, message = egress_revert.restore(record_path, spec or {}, _runner(run))
-    except (IOError, OSError) as error:
-        restored, message = False, 'restore failed (%s); the record stays' % error
+    outcome = egress_revert.restore(record_path, spec or {}, _runner(run))
     said = 'a previous run (%s, started %s) never confirmed its change: %s' % (
-        record['id'], record.get('started', '?'), message)
-    if not restored:
+        record['id'], record.get('started', '?'), outcome.message)
+    if outcome.status != egress_revert.FULL:
         raise TransactionError('%s. This run changed nothing; fix what failed and run again (or remove %s to give up '
                                'the restore)' % (said, record_path))
     cancel(record.get('armed'), record['id'], run, which)
@@ -305,6 +315,7 @@ class _Change(object):
                        'deadline': time.time() + request.confirm_timeout,
                        'files': dict((path, egress_revert.read_text(path)) for path in self.spec['files']),
                        'applied': None, 'armed': None}
+        self.last_path = last_record(run_dir, request)
         self.deadman = DeadMan(run_dir, backend.record_path, self.id, request.confirm_timeout, python, which,
                                command, self.spec) if request.confirm_timeout else None
 
@@ -312,8 +323,12 @@ class _Change(object):
         egress_revert.write_durably(self.backend.record_path, json.dumps(self.record), 0o600)
 
     def begin(self):
-        """Record the state before the change, durably, then arm the dead-man revert; nothing is changed yet."""
+        """Record the state before the change, durably, then arm the dead-man revert; nothing is changed yet.
+
+        The record of the last confirmed change (what state=reverted undoes) goes: this change replaces it.
+        """
         try:
+            egress_revert.remove_durably(self.last_path)
             if not os.path.isdir(os.path.dirname(self.backend.record_path)):
                 # nftables' /etc/nftables.d may not exist yet; left behind by a restore (an empty directory).
                 os.makedirs(os.path.dirname(self.backend.record_path), 0o755)
@@ -335,46 +350,59 @@ class _Change(object):
         self.record['applied'] = dict((path, egress_revert.read_text(path)) for path in self.record['files'])
         self.save()
 
-    def end(self, restored, message=None):
-        """The record is gone (confirmed, or restored by the backend itself): stop the revert."""
+    def confirm(self):
+        """The change holds: its record becomes the last confirmed change of this backend and name (state=reverted
+        undoes it, until the next change or reboot), and the revert stops."""
+        egress_revert.write_durably(self.last_path, json.dumps(self.record), 0o600)
+        self.end()
+        self.info['confirmed'] = True
+
+    def end(self):
+        """The record is gone (confirmed or restored): stop the revert."""
         if os.path.lexists(self.backend.record_path):
             egress_revert.remove_durably(self.backend.record_path)
         if self.deadman:
             self.deadman.cancel()
-        self.info['restored'] = restored
-        if message:
-            self.info['restore_message'] = message
 
     def restore(self):
         """Restore now, with the dead-man's own code; the words for the module's message.
 
-        An incomplete restore keeps the record and the dead-man: it tries again at its deadline, as do the next run
-        and the boot check.
+        The reload commands are the backend's now (after a failure it may know that nothing was loaded). An
+        incomplete restore keeps the record and the dead-man: it tries again at its deadline, as do the next run and
+        the boot check.
         """
+        spec = dict(self.spec, reload=self.backend.reload_commands())
         try:
-            restored, message = egress_revert.restore(self.backend.record_path, self.spec, _runner(self.command))
-        except (egress_revert.UntrustedRecord, IOError, OSError) as error:
-            restored, message = False, 'restore failed: %s' % error
-        if restored:
-            self.end(restored, message)
-            return 'Rolled back: the firewall is as before this run' + (
-                '' if message.count('; ') == 0 else ' (%s)' % message.split('; ', 1)[1])
-        self.info['restored'] = False
-        self.info['restore_message'] = message
-        retry = ' (the dead-man revert retries at its deadline)' if self.deadman else ''
-        return 'ROLLBACK INCOMPLETE: %s%s' % (message, retry)
+            outcome = egress_revert.restore(self.backend.record_path, spec, _runner(self.command))
+        except egress_revert.UntrustedRecord as error:
+            outcome = egress_revert.Outcome(egress_revert.FAILED, 'restore failed: %s' % error, (), (str(error),))
+        self.info['restored'] = outcome.status == egress_revert.FULL
+        self.info['restore_message'] = outcome.message
+        if outcome.status == egress_revert.FULL:
+            self.end()
+        return outcome_text(outcome, retries=bool(self.deadman))
 
     def failed(self, error):
-        """A failure while changing: restore (unless the backend did, exactly) and raise it with the outcome."""
-        details = dict(getattr(error, 'details', {}) or {})
-        if details.get('rolled_back'):
-            # The backend put back exactly what it changed (and only that): a second, coarser restore (a full
-            # reload) would also load what was on disk but not live before the run.
-            self.end(True)
-            return TransactionError(str(error), **dict(details, transaction=self.info))
-        outcome = self.restore()
-        details.update(transaction=self.info, rolled_back=self.info['restored'])
-        return TransactionError('%s. %s.' % (error, outcome), **details)
+        """A failure while changing: restore, and the error to raise, with the outcome."""
+        text = self.restore()
+        details = dict(getattr(error, 'details', {}) or {}, transaction=self.info, rolled_back=self.info['restored'])
+        return TransactionError('%s. %s.' % (error, text), **details)
+
+
+def outcome_text(outcome, retries=False):
+    """A restore's Outcome in words for the module's message: "as before" only when it is."""
+    if outcome.status == egress_revert.FULL:
+        return 'Rolled back: the firewall is as before this run' + (
+            ' (%s)' % '; '.join(outcome.notes) if outcome.notes else '')
+    if outcome.status == egress_revert.NOTHING:
+        return 'Nothing was restored: the pending record of this run is gone'
+    retry = ' (the dead-man revert retries at its deadline)' if retries else ''
+    return 'ROLLBACK INCOMPLETE: %s%s' % (outcome.message, retry)
+
+
+def last_record(run_dir, request):
+    """Where the last confirmed change of a backend and name is kept, for state=reverted (this boot only: /run)."""
+    return os.path.join(run_dir, 'last-%s-%s.json' % (request.backend, request.name))
 
 
 def transaction_info(request):
@@ -386,8 +414,8 @@ def transaction_info(request):
 def host_locked(request, record_path, info, command, which=None, run_dir=RUN_DIR, backend=None):
     """Hold the host-wide lock, restore first what a dead earlier run left pending in ``record_path``, then yield.
 
-    Every change of a host's egress firewall goes through here - a transaction (run()) as well as a backend's own
-    undo (ufw's state=reverted) - so that no two of them ever interleave, whatever their backend or name.
+    Every change of a host's egress firewall goes through here - a transaction (run()) as well as an undo of the
+    last one (revert_last(), state=reverted) - so that no two of them ever interleave, whatever their backend or name.
     """
     holder = 'tunnelwall %s egress change, name %s' % (request.backend, request.name)
     with HostLock(run_dir, request.lock_timeout, holder) as held:
@@ -431,12 +459,42 @@ def run(backend, request, verify=None, check_mode=False, run_dir=RUN_DIR, python
             change.applied()
             result = _verified(result, verify, change)
             backend.commit()
-        except TransactionError:
+        except Restored:
             raise
         except Exception as error:  # any failure of the change, the probe or the commit: restore, then report it
             raise change.failed(error)
-        change.end(False)
-        info['confirmed'] = True
+        change.confirm()
+        return result
+
+
+def revert_last(backend, request, check_mode=False, run_dir=RUN_DIR, which=None, command=None):
+    """state=reverted: undo the last confirmed change of this backend and name, with the restore of a failed run.
+
+    Under the host-wide lock, after settling what a dead run left pending (as every transaction does); what other
+    writers changed since stays (egress_revert's merge). Nothing recorded (no change since boot, or already
+    reverted): changed=false. ``backend.compare(current, target)`` -> the module's result for a change of the
+    backend's files from ``current`` to ``target`` (path -> text). Check mode takes no lock and writes nothing.
+    """
+    info = transaction_info(request)
+    path = last_record(run_dir, request)
+
+    def planned():
+        spec = spec_of(backend)
+        try:
+            record = egress_revert.read_record(path)
+        except egress_revert.UntrustedRecord as error:
+            raise TransactionError('refusing the record of the last change: %s' % error)
+        current = dict((name, egress_revert.read_text(name)) for name in spec['files'])
+        target = dict(current)
+        target.update(egress_revert.targets(record, spec)[0] if record else {})
+        return spec, dict(backend.compare(current, target), transaction=info)
+    if check_mode:
+        return planned()[1]
+    with host_locked(request, backend.record_path, info, command, which, run_dir, backend):
+        spec, result = planned()
+        outcome = egress_revert.restore(path, spec, _runner(command), reload=result['changed'])
+        if outcome.status not in (egress_revert.FULL, egress_revert.NOTHING):
+            raise TransactionError('state=reverted: %s' % outcome_text(outcome), transaction=info)
         return result
 
 
@@ -453,6 +511,6 @@ def _verified(result, verify, change):
         raise TransactionError('verification failed - %s. Nothing was changed by this run.' % message,
                                verification=output, rolled_back=False, transaction=result['transaction'])
     outcome = change.restore()
-    raise TransactionError('verification failed after applying the rules - %s. %s.' % (message, outcome),
-                           verification=output, rolled_back=result['transaction']['restored'],
-                           transaction=result['transaction'])
+    raise Restored('verification failed after applying the rules - %s. %s.' % (message, outcome),
+                   verification=output, rolled_back=result['transaction']['restored'],
+                   transaction=result['transaction'])

@@ -16,7 +16,8 @@ __metaclass__ = type
 import json
 import os
 
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_revert
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import (
+    egress_applied, egress_request, egress_revert, egress_transaction)
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import nftables_rules as nr
 
 MODULE = 'tunnelwall.cloudflared.nftables_egress'
@@ -24,12 +25,7 @@ MODULE = 'tunnelwall.cloudflared.nftables_egress'
 SEPARATOR = '---- tunnelwall ----'
 
 
-class NftablesError(Exception):
-    """nft refused or failed; ``details`` go into the module's result."""
-
-    def __init__(self, message, **details):
-        super(NftablesError, self).__init__(message)
-        self.details = details
+NftablesError = egress_transaction.EgressError  # nft refused or failed; ``details`` go into the module's result
 
 
 def comparable(listing):
@@ -78,6 +74,7 @@ class NftablesBackend(object):
             self.wanted[self.paths.dropin] = nr.dropin_text(request.name, unit) if present else None
         self.commands = []
         self.views = None
+        self.allowed = ([], [])
         self.changed_files = []
 
     def live(self):
@@ -128,6 +125,7 @@ class NftablesBackend(object):
         desired, desired_text = self.desired()
         self.changed_files = sorted(path for path, text in self.wanted.items() if egress_revert.read_text(path) != text)
         self.views = (live_text, desired_text)
+        self.allowed = (set_rules(live), set_rules(desired))
         return {'changed': live != desired or bool(self.changed_files)}
 
     def files(self):
@@ -184,10 +182,26 @@ class NftablesBackend(object):
         pass
 
 
+def set_rules(objects):
+    """The destinations a table's sets allow (``comparable()`` objects), as egress_applied.rule_changes' rules."""
+    rules = []
+    for item in objects or []:
+        name = item.get('set', {}).get('name', '') if isinstance(item, dict) else ''
+        parts = name.rsplit('_', 3)
+        if len(parts) != 4 or parts[1] not in egress_request.PROTOCOLS or not parts[2].isdigit() or \
+                parts[3] not in ('v4', 'v6'):
+            continue
+        for purpose, destinations in egress_applied.from_nftables(json.dumps({'nftables': [item]})).items():
+            rules.extend({'purpose': purpose, 'family': 'ip' + parts[3], 'protocol': parts[1], 'port': int(parts[2]),
+                          'destination': destination} for destination in destinations)
+    return rules
+
+
 def result(backend, changed, check_mode, diff):
     """The module's result once the transaction is done."""
     before, after = backend.views
-    out = dict(changed=changed, table=nr.table(backend.request.name),
+    added, removed = egress_applied.rule_changes(*backend.allowed)
+    out = dict(changed=changed, table=nr.table(backend.request.name), added=added, removed=removed,
                sets=sorted(nr.set_name(a) for a in backend.allowances),
                rule_count=len(backend.rules), files=backend.changed_files,
                commands=[argv for argv, dummy in backend.steps()] if check_mode and changed else backend.commands)

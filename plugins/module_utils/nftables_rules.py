@@ -24,18 +24,16 @@ import collections
 import ipaddress
 import os
 
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_request
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_request, egress_revert
 
 FAMILY = 'inet'
 CHAIN = 'output'
 CONFIG_DIR = '/etc/nftables.d'
 SYSTEMD_DIR = '/etc/systemd/system'
-RECORD_NAME = 'tunnelwall-pending.json'
 # The ownership marker: the table's comment. A table of the same name without it is someone else's (Debian's own
 # ``inet filter``): the module refuses to touch it.
 MARKER = 'tunnelwall.cloudflared.nftables_egress %s'
 BOOT_UNIT = 'tunnelwall-boot-revert.service'  # egress_transaction's boot check: it runs before our unit
-DNS_PORT = 53
 # Neighbour discovery a host sends: without it, IPv6 stops working on the link at once.
 ND_TYPES = ('nd-router-solicit', 'nd-neighbor-solicit', 'nd-neighbor-advert')
 # A TCP connection opened before connection tracking was on in this network namespace - on a host with no firewall,
@@ -69,7 +67,7 @@ def paths(name, config_dir=CONFIG_DIR, systemd_dir=SYSTEMD_DIR):
     return Paths(os.path.join(config_dir, '%s-egress.nft' % name),
                  os.path.join(systemd_dir, unit) if systemd_dir else None,
                  os.path.join(systemd_dir, 'sysinit.target.d', '%s.conf' % unit[:-len('.service')]) if systemd_dir else None,
-                 os.path.join(config_dir, RECORD_NAME))
+                 os.path.join(config_dir, egress_revert.RECORD_NAME))
 
 
 def _collapsed(networks):
@@ -93,7 +91,7 @@ def allowances(request, nameservers):
         return []
     servers = nameservers if request.allow_dns else ()  # the request says whether DNS is allowed at all
     for protocol in ('udp', 'tcp'):
-        add('dns', protocol, DNS_PORT, [s for s in servers if ':' not in s], [s for s in servers if ':' in s])
+        add('dns', protocol, egress_request.DNS_PORT, [s for s in servers if ':' not in s], [s for s in servers if ':' in s])
     add('metadata', 'tcp', egress_request.METADATA_PORT, *egress_request.metadata_destinations(request))
     for rule in request.rules:
         add(rule.purpose, rule.protocol, rule.port, rule.ipv4, rule.ipv6)

@@ -1,9 +1,10 @@
 # -*- coding: utf-8 -*-
 # Copyright: tunnelwall developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""ufw egress rules as text: validate the options, render rules in ufw's own file format, parse and edit the files.
+"""ufw egress rules as text: the egress Request rendered as rules in ufw's own file format, parse and edit the files.
 
-Pure functions of strings and plain data (no I/O), so every decision of ufw_egress is unit-tested.
+Pure functions of a validated Request (egress_request), strings and plain data (no I/O), so every decision of
+ufw_egress is unit-tested.
 ufw keeps its rules in /etc/ufw/user.rules and user6.rules: between ``### RULES ###`` and ``### END RULES ###``,
 each rule is a block of a ``### tuple ###`` line (what ``ufw status`` shows and ``ufw delete`` matches) and the
 ``-A`` lines iptables-restore loads. Writing these blocks ourselves, exactly as ufw would, lets one
@@ -19,15 +20,12 @@ import collections
 import ipaddress
 import re
 
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_request
+
 RULES_START = '### RULES ###'
 RULES_END = '### END RULES ###'
 TUPLE_MARK = '### tuple ### '
 TUPLE_RE = re.compile(r'^### tuple ### (?P<body>.*?)(?: comment=(?P<hex>[0-9a-fA-F]*))?\s*$')
-# ufw refuses quotes in comments; a tag of these characters is safe in the file and in `ufw status`.
-# \Z, not $: a name or purpose with a trailing newline is refused, not written into the rule's comment.
-TAG_PART_RE = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z')
-PROTOCOLS = ('tcp', 'udp')
-FAMILIES = ('ipv4', 'ipv6')
 # /etc/default/ufw spells the outgoing policy as the iptables target; ufw's command line as a word.
 POLICY_WORDS = {'ACCEPT': 'allow', 'DROP': 'deny', 'REJECT': 'reject'}
 POLICY_TARGETS = dict((word, target) for target, word in POLICY_WORDS.items())
@@ -36,125 +34,56 @@ ANY_SOURCE = {'ipv4': '0.0.0.0/0', 'ipv6': '::/0'}
 
 # source_port: the client port of a DHCP rule (ufw's "from any port 68"); None for every other rule.
 UfwRule = collections.namedtuple('UfwRule', 'family protocol port destination comment source_port', defaults=(None,))
-# egress_request's host services in ufw terms. DHCP: the client's source and the server's port, to any destination
-# (a renewal is unicast to the lease's server). MLD is not here: ufw user rules cannot name ICMPv6 types, and ufw's
-# own before6.rules already accept MLD reports and done messages (131, 132, 143) from link-local sources.
-DHCP_PORTS = {'ipv4': (68, 67), 'ipv6': (546, 547)}
 Block = collections.namedtuple('Block', 'blanks lines comment')
 RulesFile = collections.namedtuple('RulesFile', 'head blocks trailing tail')
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# options
+# the Request as ufw rules
 # ----------------------------------------------------------------------------------------------------------------
-def normalize_destination(value, family, where):
-    """A CIDR or address as ufw writes it: host routes without a prefix, networks canonical (compressed IPv6).
-
-    ``where`` names the option for the message; host bits set are an error, not silently widened as ufw would.
-    """
-    text = str(value).strip()
-    try:
-        network = ipaddress.ip_network(text, strict=True)
-    except ValueError as error:
-        if 'has host bits set' in str(error):
-            wider = ipaddress.ip_network(text, strict=False)
-            raise ValueError('%s=%r: host bits set; did you mean %s?' % (where, value, wider))
-        raise ValueError('%s=%r: not an IPv4 or IPv6 address or CIDR' % (where, value))
-    expected = 4 if family == 'ipv4' else 6
-    if network.version != expected:
-        raise ValueError('%s=%r: an IPv%d destination where IPv%d is expected' % (where, value, network.version, expected))
-    if network.prefixlen == 0:
-        raise ValueError('%s=%r: a default route would allow everything; leave default_deny off instead' % (where, value))
-    if network.prefixlen == network.max_prefixlen:
-        return str(network.network_address)
-    return str(network)
+def host_form(destination):
+    """A destination as ufw writes it: a host without its prefix, a network canonical (compressed IPv6)."""
+    network = ipaddress.ip_network(destination)
+    return str(network.network_address) if network.prefixlen == network.max_prefixlen else str(network)
 
 
-def family_of(value):
-    """``ipv4`` or ``ipv6`` for a destination whose family the option does not say (extra_allow, dns_servers)."""
-    return 'ipv6' if ':' in str(value) else 'ipv4'
-
-
-def _check_port(port, where):
-    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-        raise ValueError('%s=%r: expected a port from 1 to 65535' % (where, port))
-
-
-def _check_protocol(protocol, where):
-    if protocol not in PROTOCOLS:
-        raise ValueError('%s=%r: expected one of %s' % (where, protocol, ', '.join(PROTOCOLS)))
+def family_of(destination):
+    return 'ipv6' if ':' in destination else 'ipv4'
 
 
 def tag(name, purpose):
+    """The comment of an owned rule: NAME:PURPOSE (both checked by egress_request: safe in the file and in ufw status)."""
     return '%s:%s' % (name, purpose)
 
 
-def desired_rules(params, resolvers):
-    """The rules the options ask for, deduplicated, in a stable order; ValueError names the bad option and value.
+def render(request, nameservers):
+    """The rules a validated egress Request asks for, deduplicated, in a stable order; none unless state=present.
 
-    ``resolvers`` are the host's nameservers (used when DNS is allowed and O(dns_servers) is not given).
+    ``nameservers``: where DNS is allowed (egress_request.nameservers). DHCP is the client's source and the server's
+    port, to any destination (a renewal is unicast to the lease's server). MLD is not here: ufw user rules cannot name
+    ICMPv6 types, and ufw's own before6.rules already accept MLD reports and done messages from link-local sources.
     """
-    name = params['name']
-    if not isinstance(name, str) or not TAG_PART_RE.match(name):
-        raise ValueError('name=%r: expected 1 to 64 letters, digits, "_", "." or "-", starting with a letter or digit' % (name,))
-    if params.get('state', 'present') == 'absent':
+    if request.state != 'present':
         return []
     wanted = []
-    for index, rule in enumerate(params.get('rules') or []):
-        where = 'rules[%d]' % index
-        purpose = rule.get('purpose')
-        if not isinstance(purpose, str) or not TAG_PART_RE.match(purpose):
-            raise ValueError('%s.purpose=%r: expected letters, digits, "_", "." or "-" (it becomes the comment %s:PURPOSE)'
-                             % (where, purpose, name))
-        _check_protocol(rule.get('protocol'), where + '.protocol')
-        _check_port(rule.get('port'), where + '.port')
-        for family in FAMILIES:
-            for position, value in enumerate(rule.get(family) or []):
-                destination = normalize_destination(value, family, '%s.%s[%d]' % (where, family, position))
-                wanted.append(UfwRule(family, rule['protocol'], rule['port'], destination, tag(name, purpose)))
-    for index, extra in enumerate(params.get('extra_allow') or []):
-        where = 'extra_allow[%d]' % index
-        _check_protocol(extra.get('protocol'), where + '.protocol')
-        _check_port(extra.get('port'), where + '.port')
-        if not extra.get('destinations'):
-            raise ValueError('%s.destinations=%r: expected at least one address or CIDR' % (where, extra.get('destinations')))
-        for position, value in enumerate(extra['destinations']):
-            family = family_of(value)
-            destination = normalize_destination(value, family, '%s.destinations[%d]' % (where, position))
-            wanted.append(UfwRule(family, extra['protocol'], extra['port'], destination, tag(name, 'extra')))
-    if dns_allowed(params):
-        servers = params.get('dns_servers')
-        where = 'dns_servers' if servers else 'allow_dns'
-        servers = servers if servers else resolvers
-        if not servers:
-            raise ValueError('allow_dns=true: no nameserver to allow (none in resolv.conf but loopback ones); '
-                             'set dns_servers, or allow_dns=false if the host needs no DNS')
-        for position, value in enumerate(servers):
-            family = family_of(value)
-            label = '%s[%d]' % (where, position) if where == 'dns_servers' else 'allow_dns: resolv.conf nameserver'
-            destination = normalize_destination(value, family, label)
-            for protocol in ('udp', 'tcp'):
-                wanted.append(UfwRule(family, protocol, 53, destination, tag(name, 'dns')))
-    if params.get('allow_dhcp'):
-        for family in FAMILIES:
-            client, server = DHCP_PORTS[family]
-            wanted.append(UfwRule(family, 'udp', server, ANY_SOURCE[family], tag(name, 'dhcp'), client))
-    for position, value in enumerate(params.get('metadata') or []):
-        family = family_of(value)
-        destination = normalize_destination(value, family, 'metadata[%d]' % position)
-        wanted.append(UfwRule(family, 'tcp', 80, destination, tag(name, 'metadata')))
-    if params.get('default_deny') and not any(
-            rule.get('ipv4') or rule.get('ipv6') for rule in params.get('rules') or []):
-        raise ValueError('default_deny=true with no destination in rules: cloudflared could reach nothing; '
-                         'pass the egress plan\'s rules')
+
+    def add(protocol, port, destination, purpose):
+        wanted.append(UfwRule(family_of(destination), protocol, port, host_form(destination), tag(request.name, purpose)))
+    for rule in request.rules:
+        for destination in rule.ipv4 + rule.ipv6:
+            add(rule.protocol, rule.port, destination, rule.purpose)
+    for extra in request.extra_allow:
+        for destination in extra.ipv4 + extra.ipv6:
+            add(extra.protocol, extra.port, destination, 'extra')
+    for server in nameservers:
+        for protocol in ('udp', 'tcp'):
+            add(protocol, egress_request.DNS_PORT, server, 'dns')
+    if request.allow_dhcp:
+        for family, client, server in egress_request.DHCP:
+            wanted.append(UfwRule(family, 'udp', server, ANY_SOURCE[family], tag(request.name, 'dhcp'), client))
+    for destination in egress_request.METADATA if request.allow_metadata else ():
+        add('tcp', egress_request.METADATA_PORT, destination, 'metadata')
     return unique(wanted)
-
-
-def dns_allowed(params):
-    """O(allow_dns) defaults to O(default_deny): DNS needs an allowance only when outgoing traffic is denied."""
-    if params.get('allow_dns') is None:
-        return bool(params.get('default_deny'))
-    return bool(params['allow_dns'])
 
 
 def unique(rules):
@@ -243,7 +172,7 @@ def _generated_lines(body):
     """The lines ufw writes for a tuple this module would write (an outgoing allow to one destination and port from
     anywhere); None for any other tuple, whose lines (logging, limits, ...) only ufw knows, and which stay verbatim."""
     fields = body.split()
-    if len(fields) != 7 or fields[0] != 'allow' or fields[1] not in PROTOCOLS or not fields[2].isdigit() \
+    if len(fields) != 7 or fields[0] != 'allow' or fields[1] not in egress_request.PROTOCOLS or not fields[2].isdigit() \
             or fields[4] != 'any' or fields[6] != 'out' or fields[5] not in ANY_SOURCE.values():
         return None
     family = 'ipv6' if fields[5] == ANY_SOURCE['ipv6'] else 'ipv4'
@@ -391,9 +320,7 @@ def describe(rule):
     return 'allow out %s/%s%s to %s  # %s' % (rule.protocol, rule.port, source, rule.destination, rule.comment)
 
 
-def rule_dict(rule):
-    result = {'family': rule.family, 'protocol': rule.protocol, 'port': rule.port, 'destination': rule.destination,
-              'comment': rule.comment}
-    if rule.source_port is not None:
-        result['source_port'] = rule.source_port
-    return result
+def applied_rule(rule):
+    """An owned rule in the shape every backend reports (egress_applied.rule_changes): its purpose from NAME:PURPOSE."""
+    return {'purpose': rule.comment.split(':', 1)[1], 'family': rule.family, 'protocol': rule.protocol,
+            'port': rule.port, 'destination': rule.destination}

@@ -120,6 +120,23 @@ sets:
   type: list
   elements: str
   sample: [dns_udp_53_v4, tunnel_tcp_7844_v4, tunnel_udp_7844_v4]
+added:
+  description:
+    - The destinations the table's sets allow after the run and did not before (or, in check mode, would), one item
+      per destination - C(purpose), C(family) (V(ipv4) or V(ipv6)), C(protocol), C(port), C(destination) (an
+      address, a CIDR block or a C(first-last) range, as nft stores it) - the shape every firewall module returns.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {purpose: tunnel, family: ipv4, protocol: udp, port: 7844, destination: 198.41.192.7}
+removed:
+  description: The destinations the sets no longer allow, in the same form as RV(added).
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {purpose: tunnel, family: ipv6, protocol: tcp, port: 7844, destination: "2606:4700:a0::1"}
 rule_count:
   description: The number of rules of the output chain afterwards.
   returned: always
@@ -210,7 +227,7 @@ def main():
     try:
         outcome = egress_transaction.run(backend, request, verify, module.check_mode, which=module.get_bin_path,
                                          command=run)
-    except (nftables_apply.NftablesError, egress_transaction.TransactionError) as error:
+    except egress_transaction.EgressError as error:
         module.fail_json(msg='nftables_egress: %s' % error, table=nftables_rules.table(request.name),
                          commands=backend.commands, nameservers=nameservers, origins=request.origin_report,
                          **error.details)

@@ -31,9 +31,9 @@ description:
     a packet. C(ufw status), C(ufw delete) and C(ufw reload) keep working on these rules as on any other.
   - One transaction. ufw's own lock (C(/run/ufw.lock)) is held while the files are read, written and loaded, and the
     host-wide lock of every egress change (C(/run/tunnelwall/egress.lock), see O(lock_timeout)) serialises concurrent
-    runs, O(state=reverted) included. The files are backed up first; the new rules are checked with
-    C(iptables-restore --test) before anything is written; on any failure every file is put back and the previous rules
-    are loaded again, so the firewall is never left half applied.
+    runs, O(state=reverted) included. The previous content of every file is recorded first (the transaction's pending
+    record); the new rules are checked with C(iptables-restore --test) before anything is written; on any failure every
+    file is put back and what was loaded is loaded again, so the firewall is never left half applied.
   - With O(default_deny), the default outgoing policy becomes V(reject) after the allowances are in place, with
     C(ufw default reject outgoing) (run only when the policy changes). ufw accepts established and related traffic
     and loopback ahead of every rule, so running connections - the Ansible SSH session among them - survive.
@@ -58,9 +58,9 @@ options:
     description:
       - V(present) makes the owned rules exactly those asked for.
       - V(absent) removes every owned rule and puts back the outgoing policy this module replaced.
-      - V(reverted) undoes the last change a run with this O(name) made, from its backup in RV(backup_dir) - files,
-        outgoing policy and live rules - provided ufw's files are still exactly as that run left them (otherwise it
-        fails and changes nothing). Nothing to undo (no change since boot, or already reverted) gives changed=false.
+      - V(reverted) undoes the last confirmed change a run with this O(name) made since boot - files, outgoing policy
+        and live rules - with the restore of a failed run; lines other writers (an admin's C(ufw allow), fail2ban) changed
+        since stay. Nothing to undo (no change since boot, or already reverted) gives changed=false.
         The P(tunnelwall.cloudflared.egress_firewall#role) role no longer needs it - O(verify) restores in the same run.
     type: str
     choices: [present, absent, reverted]
@@ -81,8 +81,8 @@ notes:
     placed before them wins.
   - A rule is present only when its lines are exactly what the module writes; an owned rule edited by hand is replaced.
     A user's own rule for the same destination is left alone and does not replace the owned one.
-  - The files are backed up to C(/run/tunnelwall/ufw_egress/NAME/) before every change (see RV(backup_dir)), and
-    the digests of what the change left are recorded there for O(state=reverted).
+  - The record of the last confirmed change, which O(state=reverted) undoes, is kept in
+    C(/run/tunnelwall/last-ufw-NAME.json) until the next change or reboot.
 seealso:
   - plugin: tunnelwall.cloudflared.edge_endpoints
     plugin_type: lookup
@@ -155,19 +155,22 @@ transaction:
   sample: {confirm_timeout: 300, armed: {how: process, pid: 4242, unit: null, confirm_timeout: 300}, confirmed: true,
            restored: false, settled: null, waited_for_lock: false}
 added:
-  description: Owned rules added (or, in check mode, that would be).
+  description:
+    - Owned rules added (or, in check mode, that would be), one item per rule - C(purpose) (from the comment
+      C(NAME:PURPOSE)), C(family) (V(ipv4) or V(ipv6)), C(protocol), C(port), C(destination) (as ufw writes it; V(0.0.0.0/0)
+      or V(::/0) for the DHCP rules, which match the client's source port) - the shape every firewall module returns.
   returned: always
   type: list
   elements: dict
   sample:
-    - {family: ipv4, protocol: udp, port: 7844, destination: 198.41.192.7, comment: "tunnelwall:tunnel"}
+    - {purpose: tunnel, family: ipv4, protocol: udp, port: 7844, destination: 198.41.192.7}
 removed:
   description: Owned rules removed (or that would be), in the same form as RV(added).
   returned: always
   type: list
   elements: dict
   sample:
-    - {family: ipv6, protocol: tcp, port: 7844, destination: "2606:4700:a0::1", comment: "tunnelwall:tunnel"}
+    - {purpose: tunnel, family: ipv6, protocol: tcp, port: 7844, destination: "2606:4700:a0::1"}
 policy:
   description: ufw's default outgoing policy (V(allow), V(deny) or V(reject)) before and after.
   returned: always
@@ -190,11 +193,6 @@ diff:
   sample:
     before: "default outgoing policy: allow\n"
     after: "default outgoing policy: deny\nallow out tcp/7844 to 198.41.192.7  # tunnelwall:tunnel\n"
-backup_dir:
-  description: Where the ufw files were copied before the change (in the result of a failed run too).
-  returned: changed and not check mode, or failed during the change
-  type: str
-  sample: /run/tunnelwall/ufw_egress/tunnelwall
 rolled_back:
   description: In a failed run, whether every file and the live rules were put back as they were.
   returned: failed during the change
@@ -205,7 +203,7 @@ rolled_back:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_module, egress_request, egress_transaction, ufw_apply
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_module, egress_transaction, ufw_apply
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.egress_spec import (
     EXTRA_ALLOW_SPEC, REQUIRED_IF, RULES_SPEC, TRANSACTION_SPEC)
 
@@ -230,24 +228,21 @@ def main():
 
     # ufw_apply feeds iptables-restore its input as bytes; a command that cannot start fails the transaction, which
     # then restores, instead of ending the module (egress_module.command_runner).
-    run = egress_module.command_runner(module, binary_data=True)
-    job = ufw_apply.UfwEgress(dict(name=request.name, state=request.state, default_deny=request.default_deny,
-                                   allow_dns=bool(servers), dns_servers=servers, on_inactive=module.params['on_inactive'],
-                                   allow_dhcp=request.allow_dhcp, metadata=sum(egress_request.metadata_destinations(request), ()),
-                                   rules=egress_request.as_rule_dicts(request), extra_allow=egress_request.as_extra_dicts(request)),
-                              run, binaries)
+    backend = ufw_apply.UfwBackend(request, servers, egress_module.command_runner(module, binary_data=True), binaries,
+                                   module.params['on_inactive'])
     command = egress_module.command_runner(module)
     try:
         if request.state == 'reverted':
-            result = ufw_apply.revert_with_host_lock(job, request, module.check_mode, command, which=module.get_bin_path)
+            result = egress_transaction.revert_last(backend, request, module.check_mode, which=module.get_bin_path,
+                                                    command=command)
         else:
-            result = egress_transaction.run(ufw_apply.UfwBackend(job), request, verify, module.check_mode,
-                                            which=module.get_bin_path, command=command)
-    except (ufw_apply.UfwError, egress_transaction.TransactionError) as error:
-        for warning in job.warnings:
+            result = egress_transaction.run(backend, request, verify, module.check_mode, which=module.get_bin_path,
+                                            command=command)
+    except egress_transaction.EgressError as error:
+        for warning in backend.warnings:
             module.warn(warning)
         module.fail_json(msg='ufw_egress: %s' % error, origins=request.origin_report, **error.details)
-    for warning in job.warnings + [result.get('transaction', {}).get('settled')]:
+    for warning in backend.warnings + [result.get('transaction', {}).get('settled')]:
         if warning:
             module.warn(warning)
     module.exit_json(origins=request.origin_report, **result)

@@ -240,9 +240,10 @@ def test_nothing_else_changes(hosts, plan):  # pylint: disable=redefined-outer-n
 
 def test_ufw_lists_the_host_service_rules_and_a_second_run_changes_nothing(hosts, plan):  # pylint: disable=redefined-outer-name
     first = apply(hosts, plan, 'ufw', allow_metadata=True)
-    assert {(r['comment'], r['port'], r.get('source_port')) for r in first['added'] if r['comment'] != 'tunnelwall:tunnel'
-            and r['comment'] in ('tunnelwall:dhcp', 'tunnelwall:metadata')} == {
-        ('tunnelwall:dhcp', 67, 68), ('tunnelwall:dhcp', 547, 546), ('tunnelwall:metadata', 80, None)}
+    assert {(r['purpose'], r['family'], r['port'], r['destination']) for r in first['added']
+            if r['purpose'] in ('dhcp', 'metadata')} == {
+        ('dhcp', 'ipv4', 67, '0.0.0.0/0'), ('dhcp', 'ipv6', 547, '::/0'), ('metadata', 'ipv4', 80, '169.254.169.254'),
+        ('metadata', 'ipv6', 80, 'fd00:ec2::254')}
     # ufw itself reads the blocks back (its own status listing), with the client port and the comment.
     status = hosts.exec('ufw1', ['ufw', 'status'], check=True).stdout
     assert re.search(r'\n67/udp\s+ALLOW OUT\s+68/udp\s+# tunnelwall:dhcp\n', status), status

@@ -148,6 +148,12 @@ def test_rotation_prunes_and_another_table_survives_everything(sandbox):
     live = sandbox.run([NFT, 'list', 'table', 'inet', 'tunnelwall'])[1]
     assert '198.51.100.111' in live and '198.51.100.11,' not in live and '198.51.100.12' not in live
     assert 'tunnel_udp_7844_v6' not in live and 'tunnel_udp_7844_v6' in result['diff']['before']
+    # added and removed: the one shape of every backend (egress_applied.rule_changes), one item per destination.
+    assert result['added'] == [{'purpose': 'tunnel', 'family': 'ipv4', 'protocol': protocol, 'port': 7844,
+                                'destination': '198.51.100.111'} for protocol in ('tcp', 'udp')]
+    assert {(r['family'], r['protocol']) for r in result['removed']} == {('ipv4', 'tcp'), ('ipv4', 'udp'), ('ipv6', 'udp')}
+    assert '2001:db8:e::11' in {r['destination'] for r in result['removed']}
+    assert all(r['purpose'] == 'tunnel' and r['port'] == 7844 for r in result['removed'])
     assert sandbox.run([NFT, 'list', 'table', 'ip', 'other'])[1] == other
     sandbox.change({'state': 'absent'})
     assert sandbox.run([NFT, 'list', 'table', 'ip', 'other'])[1] == other

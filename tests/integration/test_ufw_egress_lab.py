@@ -80,7 +80,7 @@ def expanded(plan):
 
 
 def as_set(rules):
-    return {(r['protocol'], r['port'], r['destination'], r['comment']) for r in rules}
+    return {(r['protocol'], r['port'], r['destination'], 'tunnelwall:' + r['purpose']) for r in rules}
 
 
 def dns_rules():
@@ -381,12 +381,12 @@ def test_a_failed_policy_change_rolls_everything_back(ufw_lab, plan):
         lab.exec(host, ['chattr', '-i', '/etc/default/ufw'], check=True)
     assert result['failed'] is True
     assert 'ufw default reject outgoing failed' in result['msg'] and 'is not writable' in result['msg']
-    assert 'rolled back: every ufw file and the live rules are as before' in result['msg']
-    assert result['rolled_back'] is True
+    assert 'Rolled back: the firewall is as before this run' in result['msg']
+    assert result['rolled_back'] is True and result['transaction']['restored'] is True
     assert firewall_state(lab, host) == before
     assert reaches(lab, host, 'connect', DECOY4, 443)['ok']
-    backup = lab.exec(host, ['cat', result['backup_dir'] + '/user.rules'], check=True).stdout
-    assert 'tunnelwall:' not in backup and '### RULES ###' in backup
+    # The transaction's record of the state before the run did the restore, and went with it.
+    assert lab.exec(host, ['test', '-e', '/etc/ufw/tunnelwall-pending.json']).returncode == 1
 
 
 @pytest.mark.once

@@ -91,8 +91,9 @@ def test_the_revert_survives_a_runner_that_raises(tmp_path):
 
     def run(argv):
         raise FileNotFoundError(2, 'No such file or directory', argv[0])
-    restored, message = egress_revert.restore(str(record), {'files': [str(target)], 'reload': [['x']]}, run)
-    assert not restored and message.startswith('files restored, but x failed (rc=127)')
+    outcome = egress_revert.restore(str(record), {'files': [str(target)], 'reload': [['x']]}, run)
+    assert outcome.status == egress_revert.PARTIAL and outcome.message.startswith('files restored, but x failed (rc=127)')
+    assert len(outcome.problems) == 1 and outcome.problems[0].startswith('x failed (rc=127)')
     assert target.read_text() == 'old\n' and record.exists()  # kept for the next attempt
 
 

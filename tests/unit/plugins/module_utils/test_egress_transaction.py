@@ -195,9 +195,9 @@ def test_a_restore_keeps_lines_another_writer_added_to_a_shared_file_and_replace
         handle.write(current)
     path = write_record(root, {'files': {shared: original, owned: 'older\n'},
                                'applied': {shared: applied, owned: 'what the change left\n'}})
-    restored, message = egress_revert.restore(path, {'files': [shared, owned], 'shared': [shared], 'reload': []})
-    assert restored and message.startswith('restored the state before run 1-1')
-    assert '%s: kept what another writer changed since this run' % shared in message
+    outcome = egress_revert.restore(path, {'files': [shared, owned], 'shared': [shared], 'reload': []})
+    assert outcome.status == egress_revert.FULL and outcome.message.startswith('restored the state before run 1-1')
+    assert outcome.notes == ('%s: kept what another writer changed since this run' % shared,)
     assert open(shared).read() == original.replace('### RULES ###\n', '### RULES ###\n' + THEIRS)
     assert open(owned).read() == 'older\n'  # ours alone: put back whole, whatever is in it now
     assert not os.path.exists(path)
@@ -208,8 +208,8 @@ def test_a_conflicting_change_of_another_writer_still_restores_and_says_what_was
     with open(shared, 'w') as handle:
         handle.write('POLICY="DROP"\n')
     path = write_record(root, {'files': {shared: 'POLICY="ACCEPT"\n'}, 'applied': {shared: 'POLICY="REJECT"\n'}})
-    restored, message = egress_revert.restore(path, {'files': [shared], 'shared': [shared], 'reload': []})
-    assert restored and 'their change there is lost' in message
+    outcome = egress_revert.restore(path, {'files': [shared], 'shared': [shared], 'reload': []})
+    assert outcome.status == egress_revert.FULL and 'their change there is lost' in outcome.notes[0]
     assert open(shared).read() == 'POLICY="ACCEPT"\n'  # the host's way out first
 
 
@@ -219,8 +219,8 @@ def test_a_hostile_record_names_files_and_commands_that_are_never_used(root):
         handle.write('mine\n')
     path = write_record(root, {'files': {os.path.join(root, 'rules'): 'older\n', victim: 'owned\n'},
                                'reload': [['sh', '-c', 'echo pwned > %s' % victim]]})
-    restored, message = egress_revert.restore(path, {'files': [os.path.join(root, 'rules')], 'reload': []})
-    assert restored and 'ignored %s: not a file of this backend' % victim in message
+    outcome = egress_revert.restore(path, {'files': [os.path.join(root, 'rules')], 'reload': []})
+    assert outcome.status == egress_revert.FULL and 'ignored %s: not a file of this backend' % victim in outcome.message
     assert open(victim).read() == 'mine\n' and open(os.path.join(root, 'rules')).read() == 'older\n'
 
 
@@ -377,3 +377,31 @@ def test_a_firewalld_reload_keeps_the_runtime_only_rich_rules_of_other_tools():
     assert calls[4:] == [['firewall-cmd', '--reload'],
                          ['firewall-cmd', '--zone=public', '--add-rich-rule=rule family="ipv4" source address="203.0.113.55" reject'],
                          ['firewall-cmd', '--policy=mine', '--add-rich-rule=rule family="ipv4" destination address="203.0.113.9" drop']]
+
+
+@pytest.mark.parametrize('status, reload_rc, expected', [
+    ('full', 0, 'Rolled back: the firewall is as before this run'),
+    ('partial', 1, 'ROLLBACK INCOMPLETE: files restored, but x failed (rc=1)'),
+])
+def test_a_restore_returns_a_typed_outcome_and_only_a_full_one_says_as_before(root, status, reload_rc, expected):
+    path = write_record(root, {'files': {os.path.join(root, 'rules'): 'older\n'}})
+    outcome = egress_revert.restore(path, {'files': [os.path.join(root, 'rules')], 'reload': [['x']]},
+                                    lambda argv: (reload_rc, 'said %s' % argv[0]))
+    assert outcome.status == status and outcome.notes == ()
+    assert outcome.problems == (() if status == 'full' else ('x failed (rc=1): said x',))
+    assert os.path.exists(path) is (status != 'full')  # a partial restore keeps its record, for the next attempt
+    text = tx.outcome_text(outcome)
+    assert text.startswith(expected) and ('as before' in text) is (status == 'full')
+
+
+def test_no_record_and_an_unwritable_file_are_outcomes_too(root):
+    missing = os.path.join(root, 'none.json')
+    assert egress_revert.restore(missing, {}).status == egress_revert.NOTHING
+    assert 'as before' not in tx.outcome_text(egress_revert.restore(missing, {}))
+    blocked = os.path.join(root, 'blocked')
+    os.mkdir(blocked)  # a directory where the file goes: it cannot be written
+    path = write_record(root, {'files': {blocked: 'older\n'}})
+    outcome = egress_revert.restore(path, {'files': [blocked], 'reload': []})
+    assert outcome.status == egress_revert.FAILED and os.path.exists(path)
+    assert tx.outcome_text(outcome, retries=True).startswith('ROLLBACK INCOMPLETE: restore failed (')
+    assert tx.outcome_text(outcome, retries=True).endswith('(the dead-man revert retries at its deadline)')

@@ -112,3 +112,25 @@ def test_the_restore_is_a_shell_line_of_its_own():
     argv = nr.restore_command('/usr/sbin/nft', nr.paths('tw'), 'tw')
     assert argv[:2] == ['/bin/sh', '-c']
     assert argv[3:] == ['tunnelwall-nftables-restore', '/etc/nftables.d/tw-egress.nft', 'tw', '/usr/sbin/nft']
+
+
+def test_the_sets_of_a_listed_table_are_the_rules_every_backend_reports():
+    # `nft -j list table` objects as nftables_apply.comparable() leaves them: sets of addresses, prefixes and ranges.
+    from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_applied, nftables_apply
+    before = [{'table': {'family': 'inet', 'name': 'tunnelwall'}},
+              {'set': {'family': 'inet', 'name': 'tunnel_udp_7844_v4', 'table': 'tunnelwall', 'type': 'ipv4_addr',
+                       'flags': ['interval'], 'elem': ['198.51.100.11', {'prefix': {'addr': '198.51.100.16', 'len': 28}}]}},
+              {'set': {'family': 'inet', 'name': 'dns_tcp_53_v6', 'table': 'tunnelwall', 'type': 'ipv6_addr',
+                       'elem': ['2001:db8::53']}},
+              {'set': {'family': 'inet', 'name': 'not_ours', 'table': 'tunnelwall', 'elem': ['198.51.100.1']}},
+              {'chain': {'family': 'inet', 'name': 'output', 'table': 'tunnelwall'}}]
+    after = [before[1], {'set': dict(before[2]['set'], elem=[{'range': ['2001:db8::53', '2001:db8::54']}])}]
+    rules = nftables_apply.set_rules(before)
+    assert rules == [
+        {'purpose': 'tunnel', 'family': 'ipv4', 'protocol': 'udp', 'port': 7844, 'destination': '198.51.100.11'},
+        {'purpose': 'tunnel', 'family': 'ipv4', 'protocol': 'udp', 'port': 7844, 'destination': '198.51.100.16/28'},
+        {'purpose': 'dns', 'family': 'ipv6', 'protocol': 'tcp', 'port': 53, 'destination': '2001:db8::53'}]
+    added, removed = egress_applied.rule_changes(rules, nftables_apply.set_rules(after))
+    assert [r['destination'] for r in added] == ['2001:db8::53-2001:db8::54']
+    assert [r['destination'] for r in removed] == ['2001:db8::53']
+    assert nftables_apply.set_rules(None) == []

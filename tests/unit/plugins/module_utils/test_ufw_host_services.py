@@ -11,7 +11,7 @@ import pytest
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_request, ufw_rules
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.ufw_rules import UfwRule
 
-from tests.unit.plugins.module_utils.test_ufw_rules import EMPTY4, params
+from tests.unit.plugins.module_utils.test_ufw_rules import EMPTY4, PLAN_RULES
 
 DHCP4 = UfwRule('ipv4', 'udp', 67, '0.0.0.0/0', 'tunnelwall:dhcp', 68)
 DHCP6 = UfwRule('ipv6', 'udp', 547, '::/0', 'tunnelwall:dhcp', 546)
@@ -19,11 +19,9 @@ META4 = UfwRule('ipv4', 'tcp', 80, '169.254.169.254', 'tunnelwall:metadata')
 META6 = UfwRule('ipv6', 'tcp', 80, 'fd00:ec2::254', 'tunnelwall:metadata')
 
 
-def module_params(**options):
-    """What ufw_egress hands UfwEgress for these module options (the same translation as the module's main)."""
-    request = egress_request.build(dict({'rules': params()['rules']}, **options), 'ufw')
-    return params(default_deny=request.default_deny, allow_dns=False, allow_dhcp=request.allow_dhcp,
-                  metadata=sum(egress_request.metadata_destinations(request), ()))
+def rendered(**options):
+    """The ufw rules of the module's Request for these options (no nameserver: DNS is not the point here)."""
+    return ufw_rules.render(egress_request.build(dict({'rules': PLAN_RULES}, **options), 'ufw'), [])
 
 
 def test_dhcp_blocks_are_what_the_ufw_command_line_writes():
@@ -52,26 +50,26 @@ def test_the_rule_lines_match_ufws_own_formatter():
 
 
 def test_default_deny_wants_dhcp_but_no_metadata_by_default():
-    wanted = ufw_rules.desired_rules(module_params(default_deny=True), [])
+    wanted = rendered(default_deny=True)
     assert DHCP4 in wanted and DHCP6 in wanted
     assert not [r for r in wanted if r.comment == 'tunnelwall:metadata']
 
 
 def test_allow_metadata_adds_both_endpoints_and_allow_dhcp_false_drops_dhcp():
-    wanted = ufw_rules.desired_rules(module_params(default_deny=True, allow_dhcp=False, allow_metadata=True), [])
+    wanted = rendered(default_deny=True, allow_dhcp=False, allow_metadata=True)
     assert META4 in wanted and META6 in wanted
     assert not [r for r in wanted if r.comment == 'tunnelwall:dhcp']
 
 
 def test_no_host_service_rule_without_a_default_deny():
-    wanted = ufw_rules.desired_rules(module_params(allow_dhcp=True, allow_metadata=True), [])
+    wanted = rendered(allow_dhcp=True, allow_metadata=True)
     assert not [r for r in wanted if r.comment in ('tunnelwall:dhcp', 'tunnelwall:metadata')]
 
 
 def test_allow_mld_writes_no_ufw_rule():
     # ufw user rules cannot name ICMPv6 types; ufw's before6.rules accept MLD from link-local sources already.
-    with_mld = ufw_rules.desired_rules(module_params(default_deny=True, allow_mld=True), [])
-    without = ufw_rules.desired_rules(module_params(default_deny=True, allow_mld=False), [])
+    with_mld = rendered(default_deny=True, allow_mld=True)
+    without = rendered(default_deny=True, allow_mld=False)
     assert with_mld == without
 
 
@@ -82,7 +80,8 @@ def test_dhcp_rules_reconcile_and_read_back_with_their_source_port():
     # A second run finds it present; switching DHCP off removes it and leaves the file as before.
     assert ufw_rules.reconcile_file(text, 'ipv4', [DHCP4], 'tunnelwall')[1:] == ([], [])
     assert ufw_rules.reconcile_file(text, 'ipv4', [], 'tunnelwall') == (EMPTY4, [], [DHCP4])
-    assert ufw_rules.rule_dict(DHCP4)['source_port'] == 68 and 'source_port' not in ufw_rules.rule_dict(META4)
+    assert ufw_rules.applied_rule(DHCP4) == {'purpose': 'dhcp', 'family': 'ipv4', 'protocol': 'udp', 'port': 67,
+                                             'destination': '0.0.0.0/0'}
     assert ufw_rules.describe(DHCP4) == 'allow out udp/67 from port 68 to 0.0.0.0/0  # tunnelwall:dhcp'
 
 

@@ -47,11 +47,15 @@ PLAN_RULES = [
 ]
 
 
-def params(**overrides):
-    base = {'rules': PLAN_RULES, 'name': 'tunnelwall', 'default_deny': False, 'allow_dns': None, 'dns_servers': None,
-            'extra_allow': [], 'state': 'present', 'on_inactive': 'fail'}
-    base.update(overrides)
-    return base
+def build(**overrides):
+    """The module's Request; no DHCP rules (unless asked), no dead-man revert, a short wait for the host-wide lock."""
+    options = {'rules': PLAN_RULES, 'allow_dhcp': False, 'confirm_timeout': 0, 'lock_timeout': 1}
+    options.update(overrides)
+    return egress_request.build(options, 'ufw')
+
+
+def wanted(nameservers=(), **overrides):
+    return ufw_rules.render(build(**overrides), list(nameservers))
 
 
 def rule(destination, protocol='tcp', port=7844, purpose='tunnel', family='ipv4'):
@@ -74,10 +78,10 @@ def test_comment_is_the_hex_of_its_utf8_bytes_and_decodes_back():
 
 
 def test_destinations_are_normalised_as_ufw_writes_them():
-    assert ufw_rules.normalize_destination('198.51.100.11/32', 'ipv4', 'x') == '198.51.100.11'
-    assert ufw_rules.normalize_destination('198.51.100.12/31', 'ipv4', 'x') == '198.51.100.12/31'
-    assert ufw_rules.normalize_destination('2001:0db8:000e:0::11/128', 'ipv6', 'x') == '2001:db8:e::11'
-    assert ufw_rules.normalize_destination('2001:db8:e::/64', 'ipv6', 'x') == '2001:db8:e::/64'
+    assert ufw_rules.host_form('198.51.100.11/32') == '198.51.100.11'
+    assert ufw_rules.host_form('198.51.100.12/31') == '198.51.100.12/31'
+    assert ufw_rules.host_form('2001:0db8:000e:0::11/128') == '2001:db8:e::11'
+    assert ufw_rules.host_form('2001:db8:e::/64') == '2001:db8:e::/64'
 
 
 def test_parse_keeps_blocks_comments_and_everything_around_them():
@@ -176,24 +180,27 @@ def test_names_own_separate_rules():
     assert ufw_rules.owned_rules(HEAD4 + USER_SSH + '\n' + TAIL4, 'ipv4', 'tunnelwall') == []
 
 
-def test_desired_rules_expand_the_plan_with_dns_and_extras_and_deduplicate():
-    wanted = ufw_rules.desired_rules(params(default_deny=True, extra_allow=[
+def test_render_expands_the_plan_with_dns_and_extras_and_deduplicate():
+    rules = wanted(['198.51.100.253', '2001:db8:e::253'], default_deny=True, extra_allow=[
         {'protocol': 'tcp', 'port': 3128, 'destinations': ['203.0.113.10', '2001:db8::10/128']},
-        {'protocol': 'tcp', 'port': 3128, 'destinations': ['203.0.113.10']}]), ['198.51.100.253', '2001:db8:e::253'])
-    assert len(wanted) == 3 + 1 + 1 + 2 + 4  # tunnel tcp, tunnel udp, api, extra (one duplicate), dns
-    assert wanted[0] == rule('198.51.100.11') and wanted[1] == rule('198.51.100.12/31')
-    assert rule('2001:db8:e::11', family='ipv6') in wanted
-    assert UfwRule('ipv6', 'tcp', 3128, '2001:db8::10', 'tunnelwall:extra') in wanted
-    assert {(r.protocol, r.destination) for r in wanted if r.comment == 'tunnelwall:dns'} == {
+        {'protocol': 'tcp', 'port': 3128, 'destinations': ['203.0.113.10']}])
+    assert len(rules) == 3 + 1 + 1 + 2 + 4  # tunnel tcp, tunnel udp, api, extra (one duplicate), dns
+    assert rules[0] == rule('198.51.100.11') and rules[1] == rule('198.51.100.12/31')
+    assert rule('2001:db8:e::11', family='ipv6') in rules
+    assert UfwRule('ipv6', 'tcp', 3128, '2001:db8::10', 'tunnelwall:extra') in rules
+    assert {(r.protocol, r.destination) for r in rules if r.comment == 'tunnelwall:dns'} == {
         ('udp', '198.51.100.253'), ('tcp', '198.51.100.253'), ('udp', '2001:db8:e::253'), ('tcp', '2001:db8:e::253')}
 
 
-def test_dns_defaults_to_default_deny_and_dns_servers_override_the_resolvers():
-    assert not [r for r in ufw_rules.desired_rules(params(), ['203.0.113.53']) if r.port == 53]
-    assert [r.destination for r in ufw_rules.desired_rules(params(allow_dns=True), ['203.0.113.53']) if r.port == 53] == ['203.0.113.53'] * 2
-    overridden = ufw_rules.desired_rules(params(default_deny=True, dns_servers=['203.0.113.1']), ['203.0.113.53'])
-    assert {r.destination for r in overridden if r.port == 53} == {'203.0.113.1'}
-    assert not [r for r in ufw_rules.desired_rules(params(default_deny=True, allow_dns=False), ['203.0.113.53']) if r.port == 53]
+def test_dns_only_under_a_default_deny_and_dns_servers_override_the_resolvers():
+    def dns(**overrides):
+        request = build(**overrides)
+        servers = egress_request.nameservers(request, ['203.0.113.53'], [])
+        return [r.destination for r in ufw_rules.render(request, servers) if r.port == 53]
+    assert dns() == [] and dns(allow_dns=True) == []  # without a default deny DNS gets out anyway (egress_request)
+    assert dns(default_deny=True) == ['203.0.113.53'] * 2
+    assert set(dns(default_deny=True, dns_servers=['203.0.113.1'])) == {'203.0.113.1'}
+    assert dns(default_deny=True, allow_dns=False) == []
 
 
 def test_loopback_resolvers_are_replaced_by_the_stubs_upstream_servers():
@@ -204,18 +211,18 @@ def test_loopback_resolvers_are_replaced_by_the_stubs_upstream_servers():
 
 
 def test_state_absent_wants_nothing():
-    assert ufw_rules.desired_rules(params(state='absent', default_deny=True, rules=[{'bad': 1}]), []) == []
+    assert wanted(state='absent', default_deny=True, rules=[{'bad': 1}]) == []
 
 
 @pytest.mark.parametrize('overrides, message', [
     ({'rules': [dict(PLAN_RULES[0], ipv4=['198.51.100.300'])]}, "rules[0].ipv4[0]='198.51.100.300': not an IPv4 or IPv6"),
     ({'rules': [dict(PLAN_RULES[0], ipv4=['not-an-address'])]}, "rules[0].ipv4[0]='not-an-address'"),
     ({'rules': [dict(PLAN_RULES[0], ipv4=['198.51.100.5/24'])]}, "rules[0].ipv4[0]='198.51.100.5/24': host bits set; did you mean 198.51.100.0/24?"),
-    ({'rules': [dict(PLAN_RULES[0], ipv4=['2001:db8::1'])]}, "rules[0].ipv4[0]='2001:db8::1': an IPv6 destination where IPv4"),
-    ({'rules': [dict(PLAN_RULES[0], ipv6=['198.51.100.1'])]}, "rules[0].ipv6[0]='198.51.100.1': an IPv4 destination where IPv6"),
+    ({'rules': [dict(PLAN_RULES[0], ipv4=['2001:db8::1'])]}, "rules[0].ipv4[0]='2001:db8::1': an IPv6 destination in the ipv4 list"),
+    ({'rules': [dict(PLAN_RULES[0], ipv6=['198.51.100.1'])]}, "rules[0].ipv6[0]='198.51.100.1': an IPv4 destination in the ipv6 list"),
     ({'rules': [dict(PLAN_RULES[0], ipv6=['2001:db8::g'])]}, "rules[0].ipv6[0]='2001:db8::g'"),
     ({'rules': [dict(PLAN_RULES[0], ipv4=['0.0.0.0/0'])]}, "rules[0].ipv4[0]='0.0.0.0/0': a default route"),
-    ({'rules': [PLAN_RULES[0], dict(PLAN_RULES[1], port=0)]}, 'rules[1].port=0: expected a port from 1 to 65535'),
+    ({'rules': [PLAN_RULES[0], dict(PLAN_RULES[1], port=0)]}, 'rules[1].port=0: expected a port number from 1 to 65535'),
     ({'rules': [dict(PLAN_RULES[1], port=70000)]}, 'rules[0].port=70000'),
     ({'rules': [dict(PLAN_RULES[1], protocol='icmp')]}, "rules[0].protocol='icmp': expected one of tcp, udp"),
     ({'rules': [dict(PLAN_RULES[1], purpose="it's")]}, "rules[0].purpose=\"it's\""),
@@ -228,17 +235,17 @@ def test_state_absent_wants_nothing():
     ({'extra_allow': [{'protocol': 'tcp', 'port': 65536, 'destinations': ['203.0.113.1']}]}, 'extra_allow[0].port=65536'),
     ({'extra_allow': [{'protocol': 'tcp', 'port': 1, 'destinations': []}]}, 'extra_allow[0].destinations=[]'),
     ({'default_deny': True, 'dns_servers': ['203.0.113.1', 'dns.example']}, "dns_servers[1]='dns.example'"),
-    ({'default_deny': True, 'rules': []}, 'default_deny=true with no destination in rules'),
+    ({'default_deny': True, 'rules': []}, 'default_deny=True: no tunnel destination in rules'),
 ])
 def test_bad_input_fails_naming_the_option_and_the_value(overrides, message):
     with pytest.raises(ValueError) as error:
-        ufw_rules.desired_rules(params(**overrides), ['203.0.113.53'])
+        wanted(['203.0.113.53'], **overrides)
     assert message in str(error.value)
 
 
 def test_no_resolver_with_dns_allowed_fails_saying_what_to_set():
-    with pytest.raises(ValueError, match='allow_dns=true: no nameserver to allow.*set dns_servers'):
-        ufw_rules.desired_rules(params(default_deny=True), [])
+    with pytest.raises(ValueError, match='allow_dns=True: no usable nameserver.*set dns_servers'):
+        egress_request.nameservers(build(default_deny=True), [], [])
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -337,31 +344,29 @@ def snapshot(root):
     return files
 
 
-def job(root, commands, **overrides):
-    return ufw_apply.UfwEgress(params(**overrides), commands, BINARIES, root=str(root), resolvers=['198.51.100.253'])
+def job(root, commands, on_inactive='fail', **overrides):
+    """The module's backend; the host's resolver is 198.51.100.253."""
+    request = build(**overrides)
+    servers = egress_request.nameservers(request, ['198.51.100.253'], [])
+    return ufw_apply.UfwBackend(request, servers, commands, BINARIES, on_inactive, root=str(root))
 
 
 def host_lock(root):
     return root / 'run/tunnelwall/egress.lock'
 
 
-def request(**options):
-    """The module's request; no dead-man revert (confirm_timeout 0), and a short wait for the host-wide lock."""
-    return egress_request.build(dict({'rules': [], 'confirm_timeout': 0, 'lock_timeout': 1}, **options), 'ufw')
-
-
-def transact(root, commands, check_mode=False, backend=None, **overrides):
-    """present/absent as the module runs them: the job as the backend of an egress transaction."""
-    backend = backend or ufw_apply.UfwBackend(job(root, commands, **overrides))
-    return egress_transaction.run(backend, request(), check_mode=check_mode, run_dir=str(host_lock(root).parent),
+def transact(root, commands, check_mode=False, **overrides):
+    """present/absent as the module runs them: the backend in an egress transaction."""
+    backend = job(root, commands, **overrides)
+    return egress_transaction.run(backend, backend.request, check_mode=check_mode, run_dir=str(host_lock(root).parent),
                                   command=commands)
 
 
 def revert(root, commands, check_mode=False, lock_timeout=1):
     """state=reverted as the module runs it."""
-    return ufw_apply.revert_with_host_lock(job(root, commands, state='reverted'),
-                                           request(state='reverted', lock_timeout=lock_timeout),
-                                           check_mode, commands, run_dir=str(host_lock(root).parent))
+    backend = job(root, commands, state='reverted', lock_timeout=lock_timeout)
+    return egress_transaction.revert_last(backend, backend.request, check_mode, run_dir=str(host_lock(root).parent),
+                                          command=commands)
 
 
 def test_apply_writes_tests_loads_denies_last_and_remembers_the_policy(root):
@@ -379,9 +384,6 @@ def test_apply_writes_tests_loads_denies_last_and_remembers_the_policy(root):
     assert json.loads((root / 'etc/ufw/tunnelwall-egress.json').read_text())['original_policy'] == 'allow'
     assert 'tunnelwall lab: controller ssh' not in (root / 'etc/ufw/user.rules').read_text()  # hex, not text
     assert USER_SSH in (root / 'etc/ufw/user.rules').read_text()
-    backup = root / 'run/tunnelwall/ufw_egress/tunnelwall'
-    assert (backup / 'user.rules').read_text() == HEAD4 + USER_SSH + '\n' + TAIL4
-    assert (backup / 'tunnelwall-egress.json.absent').exists()
     again = job(root, Commands(root), default_deny=True).plan()
     assert again['changed'] is False and again['added'] == [] and again['removed'] == []
 
@@ -416,12 +418,10 @@ def test_check_mode_reports_the_change_and_writes_nothing(root):
 def test_a_failed_policy_change_restores_files_and_reloads_the_previous_rules(root):
     before = snapshot(root)
     commands = Commands(root, fail=('ufw default',))
-    run = job(root, commands, default_deny=True)
-    run.plan()
-    with pytest.raises(ufw_apply.UfwError) as error:
-        run.apply()
+    with pytest.raises(egress_transaction.EgressError) as error:
+        transact(root, commands, default_deny=True)
     assert 'ufw default reject outgoing failed (rc=2)' in str(error.value)
-    assert 'rolled back: every ufw file and the live rules are as before' in str(error.value)
+    assert 'Rolled back: the firewall is as before this run' in str(error.value)
     assert error.value.details['rolled_back'] is True
     assert snapshot(root) == before
     # What a failed `ufw default` did to the live rules is unknown: only ufw's full reload of the restored files is sure.
@@ -431,10 +431,8 @@ def test_a_failed_policy_change_restores_files_and_reloads_the_previous_rules(ro
 def test_a_rejected_ruleset_fails_before_anything_is_written(root):
     before = snapshot(root)
     commands = Commands(root, fail=('ip6tables-restore -n --test',))
-    run = job(root, commands)
-    run.plan()
     with pytest.raises(ufw_apply.UfwError, match='ip6tables-restore --test of the new .*user6.rules failed'):
-        run.apply()
+        transact(root, commands)
     assert snapshot(root) == before
     assert not [c for c in commands.calls if '--test' not in c]
 
@@ -442,22 +440,18 @@ def test_a_rejected_ruleset_fails_before_anything_is_written(root):
 def test_a_failed_load_of_ipv6_reloads_ipv4_too(root):
     before = snapshot(root)
     commands = Commands(root, fail=('ip6tables-restore -n /',))
-    run = job(root, commands)
-    run.plan()
-    with pytest.raises(ufw_apply.UfwError, match='rolled back'):
-        run.apply()
+    with pytest.raises(ufw_apply.UfwError, match='Rolled back'):
+        transact(root, commands)
     assert snapshot(root) == before
     assert commands.calls[-1] == 'iptables-restore -n %s/etc/ufw/user.rules' % root
 
 
-def test_an_unwritable_backup_dir_fails_before_any_change(root):
+def test_an_unusable_pending_record_fails_before_any_change(root):
     before = snapshot(root)
-    (root / 'run/tunnelwall').write_text('a file where the backup directory should be')
+    (root / 'etc/ufw/tunnelwall-pending.json').mkdir()  # where the record of the state before the change goes
     commands = Commands(root)
-    run = job(root, commands, default_deny=True)
-    run.plan()
-    with pytest.raises(ufw_apply.UfwError, match='cannot back up ufw files to .*nothing was changed'):
-        run.apply()
+    with pytest.raises(ufw_apply.UfwError, match='pending record .*not a regular file.*nothing was done'):
+        transact(root, commands, default_deny=True)
     assert snapshot(root) == before and commands.calls == []
 
 
@@ -500,9 +494,7 @@ def test_missing_ufw_files_fail_clearly(root):
 
 def test_reverted_undoes_exactly_the_last_change_once(root):
     before = snapshot(root)
-    first = job(root, Commands(root), default_deny=True)
-    first.plan()
-    first.apply()
+    transact(root, Commands(root), default_deny=True)
     checked = revert(root, Commands(root), check_mode=True)
     assert checked['changed'] is True and checked['policy'] == {'before': 'reject', 'after': 'allow'}
     assert len(checked['removed']) == 7 and checked['added'] == [] and checked['rule_count'] == 0
@@ -524,20 +516,21 @@ def test_reverted_reloads_only_the_rules_when_the_policy_stays(root):
     reverted = revert(root, commands)
     assert [r['destination'] for r in reverted['removed']] == ['203.0.113.123']
     assert reverted['policy'] == {'before': 'reject', 'after': 'reject'}
-    assert commands.calls == ['iptables-restore -n %s/etc/ufw/user.rules' % root,
-                              'ip6tables-restore -n %s/etc/ufw/user6.rules' % root]
+    assert commands.calls == ['ufw reload']
     assert snapshot(root) == after_deny
 
 
-def test_reverted_refuses_when_the_files_changed_since_the_run(root):
+def test_reverted_keeps_what_another_writer_changed_since_the_run(root):
+    before = snapshot(root)
     transact(root, Commands(root), default_deny=True)
     rules = root / 'etc/ufw/user.rules'
     rules.write_text(rules.read_text().replace('### END RULES ###', '# edited by hand\n### END RULES ###'))
-    edited = snapshot(root)
     commands = Commands(root)
-    with pytest.raises(ufw_apply.UfwError, match=r'not reverting: .*user\.rules changed since the last ufw_egress run'):
-        revert(root, commands)
-    assert snapshot(root) == edited and commands.calls == []
+    reverted = revert(root, commands)
+    assert reverted['changed'] is True and reverted['policy'] == {'before': 'reject', 'after': 'allow'}
+    assert commands.calls == ['ufw reload']
+    assert snapshot(root) == dict(before, **{'etc/ufw/user.rules': before['etc/ufw/user.rules'].replace(
+        '### END RULES ###', '# edited by hand\n### END RULES ###')})
 
 
 def test_reverted_takes_turns_on_the_host_wide_lock_and_refuses_after_lock_timeout(root):
@@ -591,3 +584,13 @@ def test_reverted_first_restores_what_a_killed_run_left_pending(root):
     assert reverted['changed'] is False
     assert {k: v for k, v in snapshot(root).items() if k != 'etc/ufw/tunnelwall-pending.json'} == denied
     assert not (root / 'etc/ufw/tunnelwall-pending.json').exists()
+
+
+def test_added_and_removed_have_the_shape_every_backend_reports(root):
+    applied = transact(root, Commands(root), default_deny=True, allow_dhcp=True)
+    assert {'purpose': 'dhcp', 'family': 'ipv6', 'protocol': 'udp', 'port': 547, 'destination': '::/0'} in applied['added']
+    assert {'purpose': 'tunnel', 'family': 'ipv4', 'protocol': 'tcp', 'port': 7844,
+            'destination': '198.51.100.12/31'} in applied['added']
+    assert all(set(r) == {'purpose', 'family', 'protocol', 'port', 'destination'} for r in applied['added'])
+    removed = transact(root, Commands(root), state='absent')
+    assert removed['added'] == [] and sorted(removed['removed'], key=repr) == sorted(applied['added'], key=repr)
