@@ -269,17 +269,6 @@ def tunnel_destinations(rules):
     return sum(len(r.ipv4) + len(r.ipv6) for r in rules if r.purpose == 'tunnel')
 
 
-def as_rule_dicts(request):
-    """The rules in the egress plan's shape, for firewalld_egress's planning of old (gone with issue 21's firewalld part)."""
-    return [dict(purpose=r.purpose, protocol=r.protocol, port=r.port, ipv4=list(r.ipv4), ipv6=list(r.ipv6))
-            for r in request.rules]
-
-
-def as_extra_dicts(request):
-    """extra_allow in the options' shape, for firewalld_egress's planning of old (as as_rule_dicts)."""
-    return [dict(protocol=e.protocol, port=e.port, destinations=list(e.ipv4 + e.ipv6)) for e in request.extra_allow]
-
-
 def metadata_destinations(request):
     """(ipv4, ipv6) of the metadata service when the request allows it, else two empty tuples."""
     if not request.allow_metadata:

@@ -11,16 +11,18 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.egress_contract import PROTOCOLS
+
 RULES_SPEC = dict(type='list', elements='dict', options=dict(
     purpose=dict(type='str', required=True),
-    protocol=dict(type='str', required=True, choices=['tcp', 'udp']),
+    protocol=dict(type='str', required=True, choices=list(PROTOCOLS)),
     port=dict(type='int', required=True),
     ipv4=dict(type='list', elements='str', default=[]),
     ipv6=dict(type='list', elements='str', default=[]),
 ))
 
 EXTRA_ALLOW_SPEC = dict(type='list', elements='dict', default=[], options=dict(
-    protocol=dict(type='str', required=True, choices=['tcp', 'udp']),
+    protocol=dict(type='str', required=True, choices=list(PROTOCOLS)),
     port=dict(type='int', required=True),
     destinations=dict(type='list', elements='str', required=True),
 ))
@@ -47,12 +49,12 @@ TRANSACTION_SPEC = dict(
     origins=dict(type='list', elements='dict', default=[], options=dict(
         host=dict(type='str', required=True),
         port=dict(type='int', required=True),
-        protocol=dict(type='str', default='tcp', choices=['tcp', 'udp']),
+        protocol=dict(type='str', default='tcp', choices=list(PROTOCOLS)),
     )),
     private_networks=dict(type='list', elements='dict', default=[], options=dict(
         network=dict(type='str', required=True),
         ports=dict(type='list', elements='int', required=True),
-        protocol=dict(type='str', default='tcp', choices=['tcp', 'udp']),
+        protocol=dict(type='str', default='tcp', choices=list(PROTOCOLS)),
     )),
     cloudflared_config=dict(type='str', default='auto'),
 )

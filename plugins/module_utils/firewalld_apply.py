@@ -18,7 +18,6 @@ from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egre
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import firewalld_policy as fp
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.firewalld_client import Firewalld, FirewalldError
 
-RECORD_NAME = 'tunnelwall-pending.json'
 EMPTY = {'policy': None, 'ipsets': {}}
 
 
@@ -45,7 +44,7 @@ class FirewalldBackend(object):
         self.name = request.name
         self.permanent = permanent
         self.firewalld = Firewalld(run, config_dir)
-        self.record_path = os.path.join(config_dir, RECORD_NAME)
+        self.record_path = os.path.join(config_dir, egress_revert.RECORD_NAME)
         self.desired = fp.desired_state(request, nameservers) if request.state == 'present' else None
         self.steps = []
         self.views = None

@@ -30,7 +30,7 @@ import re
 import socket
 import threading
 
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import cloudflared_config, conntrack
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import cloudflared_config, conntrack, egress_contract
 
 PURPOSE = 'origin'
 CONFIG_SETTINGS = ('auto', 'none')
@@ -71,7 +71,7 @@ def _port(value, where):
 
 def _protocol(value, where):
     value = 'tcp' if value is None else value
-    if value not in ('tcp', 'udp'):
+    if value not in egress_contract.PROTOCOLS:
         _fail(where, value, 'expected tcp or udp')
     return value
 

@@ -290,7 +290,7 @@ to_open:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_module, origins, probe_run
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_contract, egress_module, origins, probe_run
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.probe_options import PROBE_ARGUMENT_SPEC
 
 
@@ -298,7 +298,7 @@ def main():
     argument_spec = dict(PROBE_ARGUMENT_SPEC, resolv_conf=dict(type='path', default='/etc/resolv.conf'),
                          origins=dict(type='list', elements='dict', default=[], options=dict(
                              host=dict(type='str', required=True), port=dict(type='int', required=True),
-                             protocol=dict(type='str', choices=['tcp', 'udp'], default='tcp'))),
+                             protocol=dict(type='str', choices=list(egress_contract.PROTOCOLS), default='tcp'))),
                          cloudflared_config=dict(type='str', default='none'))
     module = AnsibleModule(argument_spec=argument_spec, mutually_exclusive=[('plan', 'targets')],
                            required_one_of=[('plan', 'targets')], supports_check_mode=True)

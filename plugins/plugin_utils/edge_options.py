@@ -14,6 +14,7 @@ import ipaddress
 import math
 
 from ansible.errors import AnsibleOptionsError
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_contract
 from ansible_collections.tunnelwall.cloudflared.plugins.plugin_utils import cloudflare_catalog, edge_names
 
 # The probe's choices too (auto, 4, 6, both): one set of names everywhere. On the controller `auto` is `both` -
@@ -174,7 +175,7 @@ def _extra_hostnames(value):
         unknown = set(entry) - {'hostname', 'port', 'protocols', 'verify_ownership'}
         if unknown:
             _fail('extra_hostnames', item, 'unknown keys %s' % ', '.join(sorted(map(str, unknown))))
-        protocols = [_choice('extra_hostnames.protocols', p, ('tcp', 'udp'))
+        protocols = [_choice('extra_hostnames.protocols', p, egress_contract.PROTOCOLS)
                      for p in _as_list('extra_hostnames.protocols', entry.get('protocols', ['tcp']))]
         if not protocols:
             _fail('extra_hostnames.protocols', entry.get('protocols'), 'expected tcp, udp or both')

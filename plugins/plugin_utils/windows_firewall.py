@@ -29,7 +29,7 @@ from ansible_collections.tunnelwall.cloudflared.plugins.plugin_utils import wind
 
 MODULE = 'tunnelwall.cloudflared.win_firewall_egress'
 PROBE_MODULE = 'tunnelwall.cloudflared.win_edge_probe'
-PROTOCOLS = ('tcp', 'udp')
+PROTOCOLS = egress_request.PROTOCOLS
 PROFILES = ('Domain', 'Private', 'Public')
 # The rule group is NAME plus this suffix: the role always wrote "NAME cloudflared", so hosts keep their group.
 GROUP_SUFFIX = ' cloudflared'
