@@ -47,7 +47,7 @@ def test_nothing_usable_gives_none_and_a_description_of_what_was_found():
     assert backend_choice.choose(nothing) is None
     assert backend_choice.choose(found()) is None
     assert backend_choice.describe(nothing) == ('firewalld installed but not running (state FAILED); ufw not installed; '
-                                                  'nft installed but not usable (Operation not permitted)')
+                                                'nft installed but not usable (Operation not permitted)')
     assert backend_choice.describe(found()) == 'firewalld not installed; ufw not installed; nft not installed'
     assert backend_choice.describe(found(firewalld=(True, True), ufw=(True, False), nftables=(True, True))) == \
         'firewalld 1.3.3 running; ufw installed, inactive; nftables 1.0.6 usable'
