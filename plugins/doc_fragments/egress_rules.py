@@ -102,7 +102,7 @@ options:
       - With O(default_deny=true), let the host's DHCP client renew its lease - UDP from port 68 to port 67 (DHCPv4) and
         from port 546 to port 547 (DHCPv6), to any destination, broadcast 255.255.255.255 and ff02::1:2 included. Any
         destination because a renewal is unicast to the server that gave the lease, which the module cannot know. The
-        client's source port is part of the rule where the firewall can say it (firewalld, ufw), so only a program
+        client's source port is part of the rule where the firewall can say it (firewalld, ufw, nftables), so only a program
         bound to the client port (root) gets through.
       - Without it a host whose address comes from DHCP loses it when the lease runs out. Without O(default_deny)
         no rule is written.

@@ -55,7 +55,7 @@ COLUMNS = [{'id': 'dns', 'label': 'DNS', 'family': None, 'purpose': None, 'check
     {'id': '%s_%s' % (prefix, family), 'label': label, 'family': family, 'purpose': purpose, 'checks': checks}
     for family in FAMILIES for prefix, label, purpose, checks in CHECK_COLUMNS]
 
-# cloudflared's origins (issue 17): the ``origins`` rows of edge_probe or of a firewall module's verification; a
+# cloudflared's origins: the ``origins`` rows of edge_probe or of a firewall module's verification; a
 # row's state is reachable, refused, unreachable (the same before the change), blocked or not checked. Shown only
 # when some host has them, after DNS.
 ORIGINS_COLUMN = {'id': 'origins', 'label': 'origins', 'family': None, 'purpose': 'origin', 'checks': ()}

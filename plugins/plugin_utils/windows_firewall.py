@@ -72,7 +72,7 @@ def group_name(name):
 def module_name(name):
     """The ``name`` option as egress_request checks it, and a warning when the old spelling was used.
 
-    Until issue 10 the option was the group itself ("tunnelwall cloudflared"); a space is not a valid name, so that
+    Earlier versions took the group itself as the option ("tunnelwall cloudflared"); a space is not a valid name, so that
     spelling is read as the name it was derived from - the same group on the host.
     """
     if isinstance(name, str) and name.endswith(GROUP_SUFFIX) and name != GROUP_SUFFIX.strip():
