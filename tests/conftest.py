@@ -13,6 +13,10 @@ Which copy the tests see:
   lab) too.
 
 The header of pytest's output says which copy is under test.
+
+Tests that need the lab (root: network and mount namespaces, nft) get the ``lab`` marker here, whether they live
+under LAB_TEST_DIRS or use a fixture of tests/lab/fixtures.py; without root they are skipped with the reason.
+``-m 'not lab'`` leaves them out altogether.
 """
 
 from __future__ import annotations
@@ -23,10 +27,18 @@ import shutil
 import sys
 import tempfile
 
+import pytest
+
 from ansible.plugins.loader import init_plugin_loader
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAMESPACE, NAME = 'tunnelwall', 'cloudflared'
+
+# Every test under these folders needs the lab; so does every test that uses one of LAB_FIXTURES (directly or
+# through another fixture).
+LAB_TEST_DIRS = ('tests/integration_lab',)
+LAB_FIXTURES = ('lab_session', 'lab_cli')
+NOT_ROOT = 'needs root for the lab (network and mount namespaces, nft): run as root, e.g. sudo make integration'
 
 
 def holds_collection(path):
@@ -68,3 +80,20 @@ init_plugin_loader(COLLECTIONS_PATH)
 
 def pytest_report_header():
     return 'tunnelwall.cloudflared under test: %s' % UNDER_TEST
+
+
+def needs_lab(item):
+    """True when the test ITEM needs the lab: it lives in LAB_TEST_DIRS or uses a LAB_FIXTURES fixture."""
+    where = os.path.relpath(str(item.path), REPO).replace(os.sep, '/')
+    return (any(where.startswith(d + '/') for d in LAB_TEST_DIRS)
+            or any(f in getattr(item, 'fixturenames', ()) for f in LAB_FIXTURES))
+
+
+def pytest_collection_modifyitems(items):
+    """Mark the lab's tests ``lab``; without root, skip them with the reason."""
+    skip = pytest.mark.skip(reason=NOT_ROOT) if os.geteuid() != 0 else None
+    for item in items:
+        if needs_lab(item):
+            item.add_marker(pytest.mark.lab)
+            if skip:
+                item.add_marker(skip)
