@@ -39,6 +39,7 @@ NAMESPACE, NAME = 'tunnelwall', 'cloudflared'
 LAB_TEST_DIRS = ('tests/integration_lab',)
 LAB_FIXTURES = ('lab_session', 'lab_cli')
 NOT_ROOT = 'needs root for the lab (network and mount namespaces, nft): run as root, e.g. sudo make integration'
+NOT_ROOT_OTHER = 'needs root (marked root: it gives files to another user)'
 
 
 def holds_collection(path):
@@ -47,15 +48,18 @@ def holds_collection(path):
 
 
 def checkout_as_collection():
-    """A temporary collections directory whose tunnelwall.cloudflared is a symlink to this checkout.
+    """A temporary collections directory whose tunnelwall.cloudflared links to this checkout's files.
 
-    The directory is removed when the test process exits. Returns its path.
+    One symlink per top-level entry of the checkout, hidden ones (.git, .venv, .build, caches) left out as
+    galaxy.yml's build_ignore leaves them out. The directory is removed when the test process exits. Returns its path.
     """
     root = tempfile.mkdtemp(prefix='tunnelwall-collections-')
     atexit.register(shutil.rmtree, root, True)
-    namespace_dir = os.path.join(root, 'ansible_collections', NAMESPACE)
-    os.makedirs(namespace_dir)
-    os.symlink(REPO, os.path.join(namespace_dir, NAME), target_is_directory=True)
+    collection_dir = os.path.join(root, 'ansible_collections', NAMESPACE, NAME)
+    os.makedirs(collection_dir)
+    for entry in os.listdir(REPO):
+        if not entry.startswith('.'):
+            os.symlink(os.path.join(REPO, entry), os.path.join(collection_dir, entry))
     return root
 
 
@@ -90,10 +94,12 @@ def needs_lab(item):
 
 
 def pytest_collection_modifyitems(items):
-    """Mark the lab's tests ``lab``; without root, skip them with the reason."""
-    skip = pytest.mark.skip(reason=NOT_ROOT) if os.geteuid() != 0 else None
+    """Mark the lab's tests ``lab``; without root, skip them and the ``root`` ones with the reason."""
+    root = os.geteuid() == 0
     for item in items:
         if needs_lab(item):
             item.add_marker(pytest.mark.lab)
-            if skip:
-                item.add_marker(skip)
+            if not root:
+                item.add_marker(pytest.mark.skip(reason=NOT_ROOT))
+        elif not root and item.get_closest_marker('root'):
+            item.add_marker(pytest.mark.skip(reason=NOT_ROOT_OTHER))
