@@ -76,7 +76,8 @@ INTEGRATION_DIRS := tests/integration tests/integration_lab
 # PYTEST_ARGS names.
 define run_pytest
 	@cd $(ROOT); \
-	dirs=$$(for d in $(2); do if [ -d "$$d" ]; then echo "$$d"; fi; done); named=$$(for a in $(PYTEST_ARGS); do case "$$a" in (tests/*) echo "$$a";; esac; done); \
+	dirs=$$(for d in $(2); do if [ -d "$$d" ]; then echo "$$d"; fi; done); \
+	named=$$(for a in $(PYTEST_ARGS); do case "$$a" in (tests/*) echo "$$a";; esac; done); \
 	if [ -n "$$named" ]; then dirs=; fi; \
 	echo ">>> pytest in .venv/$(1): ansible-core $$($(VENV_DIR)/$(1)/bin/python -c 'import ansible.release as r; print(r.__version__)')"; \
 	PATH=$(VENV_DIR)/$(1)/bin:$$PATH $(TEST_ENV) $(VENV_DIR)/$(1)/bin/pytest $(PYTEST_SELECT_$(1)) $(PYTEST_ARGS) $$dirs
