@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
-"""Fixtures: one real DNS server (and one DNS-over-TLS server) per session (tests/support/fixtures.py), and the lab
-(tests/lab/fixtures.py)."""
+"""Fixtures: one real DNS server (and one DNS-over-TLS server) per session (tests/support/fixtures.py). The lab's
+fixtures (tests/lab/fixtures.py) too, for a lab test not yet moved to tests/integration_lab: tests/conftest.py marks it
+``lab`` and skips it without root like those."""
 
 from __future__ import annotations
 
