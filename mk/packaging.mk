@@ -1,8 +1,6 @@
 # Packaging: the collection's documentation, the Galaxy import and the AWX execution environment.
-# Included by the Makefile, whose variables (ROOT, VENV_DIR, BUILD_DIR, COLLECTIONS_DIR, DIST_DIR, TEST_ENV,
-# PIP_ENV, PIP_FILTER) and find_python macro it uses. Their tools live in their own venv, .venv/packaging
-# (requirements-packaging.txt): galaxy-importer pins its own ansible-core and ansible-lint, which must not
-# disturb the test venvs.
+# Included by the Makefile; the tools live in their own venv, .venv/packaging (mk/venvs.mk,
+# requirements-packaging.txt).
 #
 #   make packaging      docs-lint, docs-check, galaxy-import and ee, as `make test` runs them (after lint)
 #   make docs           render the plugin and role docs into docs/collection/ (RST, GitHub renders it): commit it
@@ -13,8 +11,6 @@
 #   make ee             ansible-builder create: the execution environment's build context in .build/ee-context, checked
 #   make changelog-preview  optional: the next release's CHANGELOG.rst from the fragments, in .build (nothing is released)
 
-PY_MINORS_packaging := 12 99
-PIP_SPEC_packaging := -r requirements.txt -r requirements-packaging.txt
 PACKAGING_VENV := $(VENV_DIR)/packaging
 
 # The tools see the installed collection only (TEST_ENV), with this venv's ansible-core first on PATH.
@@ -31,38 +27,8 @@ GALAXY_IMPORT_DIR := $(BUILD_DIR)/galaxy-importer
 # The tarball `make collection` just built (recipes only: it does not exist when make reads this file).
 BUILT_TARBALL = $$(ls $(DIST_DIR)/$(NAMESPACE)-$(NAME)-*.tar.gz)
 
-.PHONY: packaging docs docs-check docs-lint docs-html galaxy-import ee changelog-preview venv-packaging
+.PHONY: packaging docs docs-check docs-lint docs-html galaxy-import ee changelog-preview
 packaging: docs-lint docs-check galaxy-import ee
-
-# ---------------------------------------------------------------------------
-# .venv/packaging, rebuilt exactly when the Makefile's venvs are: when its requirements, its pip spec or its
-# interpreter choice change, or when its Python no longer runs (the same spec/stamp scheme as there).
-# ---------------------------------------------------------------------------
-venv-packaging: $(PACKAGING_VENV)/.stamp
-
-$(VENV_DIR)/.packaging.spec: FORCE
-	@mkdir -p $(@D)
-	@spec='$(PY_MINORS_packaging) $(PYTHON_packaging) $(PIP_SPEC_packaging)'; \
-	if [ "$$(cat $@ 2>/dev/null)" != "$$spec" ] || \
-		{ [ -e $(PACKAGING_VENV)/.stamp ] && ! $(PACKAGING_VENV)/bin/python -c '' 2>/dev/null; }; then \
-		printf '%s\n' "$$spec" > $@; \
-	fi
-
-$(PACKAGING_VENV)/.stamp: requirements.txt requirements-packaging.txt $(VENV_DIR)/.packaging.spec
-	@python='$(or $(PYTHON_packaging),$(call find_python,$(word 1,$(PY_MINORS_packaging)),$(word 2,$(PY_MINORS_packaging))))'; \
-	if [ -z "$$python" ]; then \
-		echo "ERROR: no usable Python $(call py_range,packaging) (one that runs and has venv and ensurepip) found for .venv/packaging." >&2; \
-		echo "       Install one (e.g. 'pyenv install 3.13') or pass PYTHON_packaging=/path/to/python3.x." >&2; \
-		exit 1; \
-	fi; \
-	echo ">>> creating .venv/packaging with $$python ($$("$$python" -V 2>&1))"; \
-	rm -rf $(PACKAGING_VENV); \
-	"$$python" -m venv $(PACKAGING_VENV)
-	$(PIP_ENV) $(PACKAGING_VENV)/bin/python -m pip install --quiet --upgrade pip 2>&1 | $(PIP_FILTER)
-	$(PIP_ENV) $(PACKAGING_VENV)/bin/python -m pip install --quiet $(PIP_SPEC_packaging) 2>&1 | $(PIP_FILTER)
-	@$(PACKAGING_VENV)/bin/python -m pip list 2>/dev/null \
-		| grep -i -E '^(ansible-core|ansible-lint|antsibull-docs|galaxy.importer|ansible-builder|sphinx) ' | sed 's/^/    /'
-	@touch $@
 
 # ---------------------------------------------------------------------------
 # Documentation

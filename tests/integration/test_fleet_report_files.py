@@ -74,6 +74,7 @@ def test_a_directory_others_can_write_is_refused(dest, mode):
     assert os.listdir(dest) == []
 
 
+@pytest.mark.root
 def test_a_directory_of_another_user_is_refused(dest):
     os.chown(dest, NOBODY, NOBODY)
     result = report(dest)

@@ -85,6 +85,7 @@ def test_a_good_entry_of_other_options_is_used_too(cached_lookup, dns, warnings,
     assert not [w for w in warnings if 'cache' in w]
 
 
+@pytest.mark.root
 def test_directory_created_by_another_user_is_ignored(cached_lookup, cache_dir, dns, warnings):
     cache_dir.mkdir(mode=0o700)
     os.chown(cache_dir, NOBODY, NOBODY)
@@ -146,6 +147,7 @@ def test_symlinked_lock_is_not_followed(cached_lookup, cache_dir, tmp_path, dns,
     assert victim.read_text() == 'precious'
 
 
+@pytest.mark.root
 def test_entry_owned_by_another_user_is_ignored(cached_lookup, cache_dir, dns, warnings):
     plan = cached_lookup()
     path = entry_path(cache_dir)
@@ -208,6 +210,7 @@ def test_a_long_dns_ttl_is_cached_for_a_day_at_most(cached_lookup, cache_dir, dn
     assert expires - time.time() <= 86400
 
 
+@pytest.mark.root
 def test_key_is_specific_to_the_user():
     """The same options give another key for another uid: root's entries are not what nobody reads, and back."""
     from ansible_collections.tunnelwall.cloudflared.plugins.plugin_utils import plan_cache

@@ -11,7 +11,8 @@ register as a plugin (``-p tests.lab.fixtures``). Fixtures:
 
 Environment: TWLAB_DIR (lab directory), TWLAB_HOSTS (default ``firewalld:2,ufw:2,nftables:1,none:1``),
 TWLAB_REUSE=1 (use a lab already up, e.g. from ``python -m tests.lab up``, and leave it up).
-The lab needs root: without it the fixtures fail (never skip) with a message saying so.
+The lab needs root: tests/conftest.py marks every test using these fixtures (and every test in tests/integration_lab)
+``lab`` and skips it, saying why, without root; used elsewhere without root the fixtures fail saying so.
 """
 
 from __future__ import annotations

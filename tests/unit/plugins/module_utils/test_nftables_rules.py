@@ -1,5 +1,5 @@
 # -*- coding: utf-8 -*-
-"""nftables_rules: the request as one nft table (pure; tests/integration/test_nftables_backend.py loads it into nft)."""
+"""nftables_rules: the request as one nft table (pure; tests/integration_lab/test_nftables_backend.py loads it into nft)."""
 
 from __future__ import annotations
 

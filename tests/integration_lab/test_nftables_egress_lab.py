@@ -13,8 +13,8 @@ import copy
 
 import pytest
 
-from tests.integration import test_ufw_egress_lab as ufw_suite
-from tests.integration.test_ufw_egress_lab import API4, API6, DECOY4, DECOY6, DROPPED, reaches
+from tests.integration_lab import test_ufw_egress_lab as ufw_suite
+from tests.integration_lab.test_ufw_egress_lab import API4, API6, DECOY4, DECOY6, DROPPED, reaches
 from tests.lab import config
 
 # Tests marked `once` prove packets, rulesets and files, the same whatever ansible-core started the module: `make test`

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from tests.integration.test_site_playbooks_lab import playbook, rows
+from tests.integration_lab.test_site_playbooks_lab import playbook, rows
 
 # One host per Linux backend: each reads its allow-list back its own way.
 HOSTS = ('fw1', 'ufw1', 'nft1')

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration import test_ufw_egress_lab as ufw_suite
-from tests.integration.test_ufw_egress_lab import DECOY4, reaches
+from tests.integration_lab import test_ufw_egress_lab as ufw_suite
+from tests.integration_lab.test_ufw_egress_lab import DECOY4, reaches
 from tests.lab import config
 
 ORIGIN_BY_ADDRESS, ORIGIN_BY_NAME, ORIGIN_VARIABLE = '198.51.100.11', '198.51.100.12', '198.51.100.13'
@@ -174,7 +174,7 @@ def test_an_earlier_block_fails_verification_and_a_down_origin_passes(origin_hos
 @pytest.mark.once
 def test_the_role_keeps_the_configs_origins_reachable_on_every_backend(lab, tmp_path):
     """The role with nothing but -e egress_firewall_default_deny=true: the config in its standard place does it."""
-    from tests.integration import test_egress_firewall_role_lab as role_suite  # pylint: disable=import-outside-toplevel
+    from tests.integration_lab import test_egress_firewall_role_lab as role_suite  # pylint: disable=import-outside-toplevel
     hosts = role_suite.HOSTS
     lab.reset_firewalls(hosts)
     try:
@@ -195,7 +195,7 @@ def test_the_role_keeps_the_configs_origins_reachable_on_every_backend(lab, tmp_
 def test_the_check_playbook_reports_the_origins_of_the_config_and_of_the_variable(lab, tmp_path):
     """tunnelwall.cloudflared.check probes cloudflared's origins as the role would allow them: its config in the
     standard place (auto) and egress_firewall_origins, names resolved on the host; a UDP origin is listed, not checked."""
-    from tests.integration import test_site_playbooks_lab as site_suite  # pylint: disable=import-outside-toplevel
+    from tests.integration_lab import test_site_playbooks_lab as site_suite  # pylint: disable=import-outside-toplevel
     host = lab.hosts_with('nftables')[0]
     lab.reset_firewalls([host])
     try:

@@ -208,7 +208,7 @@ def test_a_name_nft_cannot_use_is_refused_before_anything_changes(sandbox):
 KILLED_RUN = textwrap.dedent('''
     import sys, time
     from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_request, egress_transaction, nftables_apply
-    from tests.integration.test_nftables_backend import BINARIES, TUNNEL
+    from tests.integration_lab.test_nftables_backend import BINARIES, TUNNEL
     import subprocess
     def run(argv, data=None):
         p = subprocess.run(argv, input=data, capture_output=True, text=True)
