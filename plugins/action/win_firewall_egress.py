@@ -82,6 +82,7 @@ class ActionModule(ActionBase):
             result.update(windows_firewall.run(request, prepared, probe_params, execute, check_mode=self._task.check_mode))
         except windows_firewall.TransactionFailed as error:
             result.update(error.details, failed=True, msg=str(error))
+        result = windows_firewall.with_rule_changes(result, prepared, request.name)
         result['origins'] = request.origin_report
         if warning:
             result['warnings'] = list(result.get('warnings') or []) + [warning]

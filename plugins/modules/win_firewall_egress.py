@@ -277,14 +277,29 @@ EXAMPLES = r"""
 
 RETURN = r"""
 added:
-  description: Display names of the rules added.
-  returned: always
+  description:
+    - What the run allows that was not allowed before (would, in check mode) - one item per destination, in the shape
+      every firewall module of the collection returns - C(purpose), C(family) (V(ipv4)/V(ipv6)), C(protocol),
+      C(port), C(destination) (a CIDR block).
+  returned: when the module compared the rules
+  type: list
+  elements: dict
+  sample:
+    - {purpose: tunnel, family: ipv4, protocol: udp, port: 7844, destination: 198.41.192.7/32}
+removed:
+  description: What the run no longer allows, in the same shape as RV(added).
+  returned: when the module compared the rules
+  type: list
+  elements: dict
+windows_added:
+  description: Display names of the Windows firewall rules added.
+  returned: when the module compared the rules
   type: list
   elements: str
   sample: ["tunnelwall cloudflared: tunnel udp/7844"]
-removed:
-  description: Display names of the rules removed.
-  returned: always
+windows_removed:
+  description: Display names of the Windows firewall rules removed.
+  returned: when the module compared the rules
   type: list
   elements: str
 updated:

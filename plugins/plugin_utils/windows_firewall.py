@@ -23,7 +23,8 @@ import socket
 import time
 import uuid
 
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import cloudflared_config, egress_request, origins, probe_run
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import (
+    cloudflared_config, egress_applied, egress_request, origins, probe_run)
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.probe_options import validate_probe_params
 from ansible_collections.tunnelwall.cloudflared.plugins.plugin_utils import windows_probe
 
@@ -262,6 +263,38 @@ def applied_from_rules(rules, name):
             except ValueError:
                 continue
     return dict((purpose, sorted(values)) for purpose, values in sorted(found.items()))
+
+
+def rule_rows(rules, name):
+    """The group's rules (the module's ``previous.rules``, or desired_rules) as one row per destination, in the
+    shape every firewall module returns as ``added``/``removed`` (egress_applied.rule_changes)."""
+    prefix = group_name(name) + ': '
+    rows = []
+    for rule in rules or []:
+        title = str(rule.get('display_name') or '')
+        if not title.startswith(prefix):
+            continue
+        port = rule.get('port')
+        for address in rule.get('addresses') or []:
+            try:
+                destination = canonical_address(address)
+            except ValueError:
+                continue
+            rows.append({'purpose': title[len(prefix):].split(' ', 1)[0], 'family': 'ipv6' if ':' in destination else 'ipv4',
+                         'protocol': str(rule.get('protocol') or '').lower() or None,
+                         'port': int(port) if str(port or '').isdigit() else None, 'destination': destination})
+    return rows
+
+
+def with_rule_changes(result, prepared, name):
+    """The task's result with ``added``/``removed`` in the one shape of every backend (from the rules before the
+    run and the rules it applies); the module's lists of display names stay as ``windows_added``/``windows_removed``."""
+    if 'added' not in result and 'removed' not in result:
+        return result  # the module did not get as far as comparing (bad input, unreachable)
+    before = (result.get('previous') or {}).get('rules') or []
+    added, removed = egress_applied.rule_changes(rule_rows(before, name), rule_rows(prepared['rules'], name))
+    return dict(result, added=added, removed=removed, windows_added=result.get('added') or [],
+                windows_removed=result.get('removed') or [])
 
 
 def canonical_profile(profile):

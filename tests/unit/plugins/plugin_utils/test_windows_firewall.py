@@ -362,3 +362,25 @@ def test_dhcp_and_mld_are_left_to_windows_core_networking_rules():
 def test_a_bad_host_service_option_gets_the_linux_message():
     with pytest.raises(wf.RuleError, match="^allow_metadata='yes': expected true or false$"):
         wf.build_request(params(default_deny=True, dns_servers=['203.0.113.53'], allow_metadata='yes'))
+
+
+def test_added_and_removed_in_the_shape_of_every_backend_with_the_windows_names_kept():
+    before = [{'display_name': 'tunnelwall cloudflared: tunnel udp/7844', 'protocol': 'UDP', 'port': '7844',
+               'addresses': ['198.41.192.7/32', '198.41.192.8']},
+              {'display_name': 'tunnelwall cloudflared: update tcp/443', 'protocol': 'TCP', 'port': '443',
+               'addresses': ['2606:4700::1']},
+              {'display_name': 'other cloudflared: tunnel udp/7844', 'protocol': 'UDP', 'port': '7844',
+               'addresses': ['192.0.2.1/32']}]
+    prepared = {'rules': [{'display_name': 'tunnelwall cloudflared: tunnel udp/7844', 'protocol': 'udp', 'port': 7844,
+                           'addresses': ['198.41.192.7/32', '198.41.192.9/32']}]}
+    module = {'changed': True, 'added': [], 'removed': ['tunnelwall cloudflared: update tcp/443'],
+              'updated': ['tunnelwall cloudflared: tunnel udp/7844'], 'previous': {'rules': before}}
+    result = wf.with_rule_changes(module, prepared, 'tunnelwall')
+    row = {'purpose': 'tunnel', 'family': 'ipv4', 'protocol': 'udp', 'port': 7844}
+    assert result['added'] == [dict(row, destination='198.41.192.9/32')]
+    assert result['removed'] == [dict(row, destination='198.41.192.8/32'),
+                                 {'purpose': 'update', 'family': 'ipv6', 'protocol': 'tcp', 'port': 443,
+                                  'destination': '2606:4700::1/128'}]
+    assert result['windows_removed'] == ['tunnelwall cloudflared: update tcp/443'] and result['windows_added'] == []
+    # A module that stopped before comparing (bad input, unreachable) gets no lists made up.
+    assert wf.with_rule_changes({'failed': True, 'msg': 'x'}, prepared, 'tunnelwall') == {'failed': True, 'msg': 'x'}
