@@ -21,7 +21,7 @@ import os
 import tempfile
 
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_revert
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import firewalld_policy as fp
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import firewalld_policy
 
 BUS = 'org.fedoraproject.FirewallD1'
 PATH = '/org/fedoraproject/FirewallD1'
@@ -184,7 +184,7 @@ class Firewalld(object):
 
     def read(self, name, permanent):
         """The owned objects of one layer: {'policy': None or dict, 'ipsets': {name: dict}}."""
-        policy_name = fp.policy_name(name)
+        policy_name = firewalld_policy.policy_name(name)
         if permanent:
             policies = self.dbus(CONFIG_PATH, BUS + '.config.getPolicyNames')
             ipsets = self.dbus(CONFIG_PATH, BUS + '.config.getIPSetNames')
@@ -198,7 +198,7 @@ class Firewalld(object):
             else:
                 settings = self.dbus(PATH, BUS + '.policy.getPolicySettings', 'string:' + policy_name)
             layer['policy'] = policy_from_settings(settings)
-        for ipset in fp.owned_ipsets(name, ipsets):
+        for ipset in firewalld_policy.owned_ipsets(name, ipsets):
             if permanent:
                 settings = self.dbus(self._config_path('IPSet', ipset), BUS + '.config.ipset.getSettings')
             else:
@@ -217,7 +217,7 @@ class Firewalld(object):
         for kind in ('policies', 'ipsets'):
             directory = os.path.join(self.config_dir, kind)
             if os.path.isdir(directory):
-                found += ['%s/%s' % (kind, f) for f in sorted(os.listdir(directory)) if fp.owned_file(name, f)]
+                found += ['%s/%s' % (kind, f) for f in sorted(os.listdir(directory)) if firewalld_policy.owned_file(name, f)]
         return found
 
     # ------------------------------------------------------------------------------------------------------------
@@ -230,7 +230,7 @@ class Firewalld(object):
 
     def _step_write_file(self, path, content):
         """Write a Policy or IpSet (firewalld_policy's data) as firewalld's XML file, atomically."""
-        text = fp.object_xml(content)
+        text = firewalld_policy.object_xml(content)
         target = os.path.join(self.config_dir, path)
         directory = os.path.dirname(target)
         if not os.path.isdir(directory):
@@ -276,7 +276,7 @@ class Firewalld(object):
 
     def reload(self, name):
         """Reload firewalld, keeping the rich rules other tools hold in the runtime only (a reload drops them)."""
-        own = fp.policy_name(name) if name else None
+        own = firewalld_policy.policy_name(name) if name else None
         try:
             kept = self.runtime_only_rules(own)
         except (FirewalldError, ValueError, TypeError, AttributeError):
@@ -319,7 +319,7 @@ class Firewalld(object):
         applies; each call is one setEntries. Adding first means the set only ever holds more than the old or the
         new one - never less - while the two calls run.
         """
-        have = fp.normalize_entries(self.entries(layer, ipset))
+        have = firewalld_policy.normalize_entries(self.entries(layer, ipset))
         present = set(have)
         wanted = set(entries)
         add = [e for e in entries if e not in present]
