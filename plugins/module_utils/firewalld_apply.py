@@ -81,6 +81,8 @@ class FirewalldBackend(object):
         return {'changed': bool(self.steps)}
 
     def files(self):
+        """Every file the change may write: the XML of the owned and the desired policy and ipsets, each with
+        firewalld's ``.old`` backup."""
         objects = set(self.firewalld.owned_files(self.name))
         if self.desired:
             objects.add('policies/%s.xml' % self.desired['policy'])
@@ -92,6 +94,7 @@ class FirewalldBackend(object):
         return sorted(paths)
 
     def reload_commands(self):
+        """What loads restored files: egress_revert's firewalld reload for this name's policy."""
         # A reload that keeps other tools' runtime-only rich rules; our own policy's are the change being undone.
         return [[egress_revert.FIREWALLD_RELOAD, firewalld_policy.policy_name(self.name)]]
 
@@ -119,11 +122,13 @@ class FirewalldBackend(object):
         return [s for s in self.steps if getattr(s, 'layer', None) != 'permanent'], later
 
     def apply(self):
+        """Carry out the steps that go in at once (_split): file writes, reload, runtime changes."""
         now = self._split()[0]
         if now:
             self.firewalld.transaction(self.name, now)
 
     def commit(self):
+        """Carry out the permanent layer's in-place changes, after the runtime passed the verification (_split)."""
         later = self._split()[1]
         if later:
             self.firewalld.transaction(self.name, later)

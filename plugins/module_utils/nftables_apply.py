@@ -31,6 +31,7 @@ NftablesError = egress_transaction.EgressError  # nft refused or failed; ``detai
 def comparable(listing):
     """``nft -j list table`` output -> its objects without handles and metainfo (what differs between two loads)."""
     def strip(value):
+        """``value`` with every ``handle`` key removed, at any depth."""
         if isinstance(value, dict):
             return dict((k, strip(v)) for k, v in value.items() if k != 'handle')
         if isinstance(value, list):
@@ -120,6 +121,8 @@ class NftablesBackend(object):
                                 % (nftables_rules.table(self.request.name), nftables_rules.marker(self.request.name), self.paths.ruleset))
 
     def plan(self):
+        """Compare the live table with the rendered one and the files with what they should hold; {'changed': ...}.
+        Refuses a live table of that name that is not ours (check_owner)."""
         live, live_text = self.live()
         self.check_owner(live_text)
         desired, desired_text = self.desired()
@@ -129,6 +132,7 @@ class NftablesBackend(object):
         return {'changed': live != desired or bool(self.changed_files)}
 
     def files(self):
+        """Every file the change may write or remove: ruleset, and the systemd unit and drop-in where systemd is used."""
         return sorted(self.wanted)
 
     def spec_for(self, record):
@@ -144,6 +148,8 @@ class NftablesBackend(object):
         return {'files': self.files(), 'shared': [], 'reload': self.reload_commands()}
 
     def reload_commands(self):
+        """What loads restored files: the ruleset into the live table (or the table deleted), then
+        systemd's daemon-reload where systemd is used."""
         commands = [nftables_rules.restore_command(self.nft, self.paths, self.request.name)]
         if self.systemctl:
             commands.append([self.systemctl, 'daemon-reload'])
@@ -165,6 +171,8 @@ class NftablesBackend(object):
         return steps
 
     def apply(self):
+        """Carry out steps() in order, noting each in ``commands``; a failed command is an NftablesError (the
+        transaction restores)."""
         for argv, data in self.steps():
             self.commands.append(argv)
             if argv[0] == 'write':
@@ -179,7 +187,7 @@ class NftablesBackend(object):
                     raise NftablesError('%s failed (rc=%s): %s' % (' '.join(argv[:3]), rc, (err or out).strip()), rc=rc)
 
     def commit(self):
-        pass
+        """Nothing to do: the kernel has no runtime/permanent layers, the files written are the permanent part."""
 
 
 def set_rules(objects):
