@@ -269,6 +269,7 @@ DEPRECATED = ('the runtime-only change (permanent=false) and state=reverted are 
 
 
 def main():
+    """Apply the egress policy to firewalld in one transaction (egress_transaction) and report the change."""
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, required_if=REQUIRED_IF, supports_check_mode=True)
     request, verify, nameservers = egress_module.prepare(module, 'firewalld', 'firewalld_egress', firewalld_policy.render_problem)
     if os.geteuid() != 0:
