@@ -68,7 +68,7 @@ class FirewalldBackend(object):
             self.steps = firewalld_policy.plan_revert(self.name, runtime, permanent)
             removed = [s.path.split('/', 1)[1][:-4] for s in self.steps if s.kind == 'remove_file']
             after = firewalld_policy.state_view(None if firewalld_policy.policy_name(self.name) in removed else permanent['policy'],
-                                  dict((n, s) for n, s in permanent['ipsets'].items() if n not in removed))
+                                                dict((n, s) for n, s in permanent['ipsets'].items() if n not in removed))
             self.views = (before, after, (before_p, after))
         else:
             self.steps = firewalld_policy.plan_present(self.desired, runtime, permanent, self.permanent)

@@ -142,7 +142,7 @@ class NftablesBackend(object):
             if not isinstance(name, str) or not egress_revert.NAME_RE.match(name):
                 return {'files': [], 'shared': [], 'reload': []}
             files = nftables_rules.paths(name, os.path.dirname(self.paths.ruleset),
-                             os.path.dirname(self.paths.unit) if self.paths.unit else None)
+                                         os.path.dirname(self.paths.unit) if self.paths.unit else None)
             commands = [nftables_rules.restore_command(self.nft, files, name)] + self.reload_commands()[1:]
             return {'files': sorted(p for p in files[:3] if p), 'shared': [], 'reload': commands}
         return {'files': self.files(), 'shared': [], 'reload': self.reload_commands()}

@@ -45,7 +45,7 @@ def test_default_deny_lets_the_host_itself_out_first_and_rejects_last():
     req = request(default_deny=True, allow_metadata=True)
     sets = nftables_rules.allowances(req, ['198.51.100.253', '2001:db8:e::253'])
     assert [nftables_rules.set_name(s) for s in sets][:6] == ['dns_udp_53_v4', 'dns_udp_53_v6', 'dns_tcp_53_v4', 'dns_tcp_53_v6',
-                                                  'metadata_tcp_80_v4', 'metadata_tcp_80_v6']
+                                                              'metadata_tcp_80_v4', 'metadata_tcp_80_v6']
     rules = nftables_rules.chain_rules(req, sets)
     assert rules[:4] == ['oifname "lo" accept', 'ct state established,related accept',
                          'tcp flags & syn == 0 ct state new accept',
@@ -67,7 +67,7 @@ def test_extra_allow_and_a_rule_of_the_same_set_share_it():
                   rules=TUNNEL + [{'purpose': 'extra', 'protocol': 'tcp', 'port': 3128, 'ipv4': ['203.0.113.11']}])
     extra = [s for s in nftables_rules.allowances(req, ()) if s.label == 'extra']
     assert [(nftables_rules.set_name(s), s.destinations) for s in extra] == [('extra_tcp_3128_v4', ('203.0.113.10/31',)),
-                                                                 ('extra_tcp_3128_v6', ('2001:db8::10',))]
+                                                                             ('extra_tcp_3128_v6', ('2001:db8::10',))]
 
 
 def test_the_script_replaces_the_whole_table_and_absent_renders_nothing():
@@ -92,8 +92,8 @@ def test_a_table_name_starts_with_a_letter(name, problem):
 def test_paths_and_boot_files():
     paths = nftables_rules.paths('tw', '/etc/nftables.d', '/etc/systemd/system')
     assert paths == nftables_rules.Paths('/etc/nftables.d/tw-egress.nft', '/etc/systemd/system/tunnelwall-nftables-tw.service',
-                             '/etc/systemd/system/sysinit.target.d/tunnelwall-nftables-tw.conf',
-                             '/etc/nftables.d/tunnelwall-pending.json')
+                                         '/etc/systemd/system/sysinit.target.d/tunnelwall-nftables-tw.conf',
+                                         '/etc/nftables.d/tunnelwall-pending.json')
     assert nftables_rules.paths('tw', '/etc/nftables.d', None).unit is None
     unit = nftables_rules.unit_text('tw', '/usr/sbin/nft', paths.ruleset)
     assert 'ExecStart=/usr/sbin/nft -f /etc/nftables.d/tw-egress.nft\n' in unit
