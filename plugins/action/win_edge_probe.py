@@ -20,7 +20,7 @@ class ActionModule(ActionBase):
     TRANSFERS_FILES = False
 
     def run(self, tmp=None, task_vars=None):
-        """Probe from the Windows host (its module does the connects), judge the results here; fails on unmet requirements."""
+        """Prepare the probes here, let the Windows module send them, judge the answers here; fails on unmet requirements."""
         result = super().run(tmp, task_vars)
         params, problem = windows_probe.validate(self._task.args)
         if problem:
