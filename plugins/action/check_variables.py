@@ -44,6 +44,8 @@ class ActionModule(ActionBase):
     _requires_connection = False
 
     def run(self, tmp=None, task_vars=None):
+        """Validate the role's variables on the controller: unknown names (typos), choice lists and the lookup's
+        options; fails, changing nothing, on the first problem."""
         result = super().run(tmp, task_vars)
         task_vars = task_vars or {}
         validation = ArgumentSpecValidator(ARGUMENT_SPEC).validate(self._task.args)

@@ -58,6 +58,7 @@ class ActionModule(ActionBase):
     TRANSFERS_FILES = False
 
     def run(self, tmp=None, task_vars=None):
+        """The module on a Linux host; on Windows the same report built here from read-only Windows module calls."""
         result = super().run(tmp, task_vars)
         if not known_variables.windows_host(self._templar, task_vars):
             result.update(self._execute_module(task_vars=task_vars, wrap_async=self._task.async_val))
@@ -67,6 +68,7 @@ class ActionModule(ActionBase):
             return dict(result, failed=True, msg='egress_firewall_info: %s' % '; '.join(validation.error_messages))
 
         def execute(module, module_args):
+            """Run the Windows module ``module`` with ``module_args`` on the host; its result."""
             return self._execute_module(module_name=module, module_args=module_args, task_vars=task_vars)
         result.update(windows_info(validation.validated_parameters, execute))
         return result

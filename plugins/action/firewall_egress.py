@@ -31,6 +31,8 @@ class ActionModule(ActionBase):
     _supports_async = False
 
     def run(self, tmp=None, task_vars=None):
+        """Refuse a change the found backend or the plan cannot make safely, else run the backend's module (or the
+        Windows action plugin) with the arguments the options and the plan give."""
         result = super().run(tmp, task_vars)
         validation = ArgumentSpecValidator(ARGUMENT_SPEC).validate(self._task.args)
         if validation.error_messages:

@@ -133,6 +133,7 @@ class ActionModule(ActionBase):
     _supports_async = False
 
     def run(self, tmp=None, task_vars=None):
+        """Build the fleet report from the probe results and write the files that change (none in check mode)."""
         result = super().run(tmp, task_vars)
         task_vars = task_vars or {}
         validation = ArgumentSpecValidator(ARGUMENT_SPEC, mutually_exclusive=[('results', 'probe_var')],

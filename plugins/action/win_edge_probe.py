@@ -20,6 +20,7 @@ class ActionModule(ActionBase):
     TRANSFERS_FILES = False
 
     def run(self, tmp=None, task_vars=None):
+        """Prepare the probes here, let the Windows module send them, judge the answers here; fails on unmet requirements."""
         result = super().run(tmp, task_vars)
         params, problem = windows_probe.validate(self._task.args)
         if problem:

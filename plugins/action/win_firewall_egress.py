@@ -50,6 +50,8 @@ class ActionModule(ActionBase):
     TRANSFERS_FILES = False
 
     def run(self, tmp=None, task_vars=None):
+        """Validate the options and build the request here, read the origins on the host, then run the Windows firewall
+        transaction (apply, verify, confirm or restore)."""
         result = super().run(tmp, task_vars)
         verify = self._task.args.get('verify')
         if verify is not None and not isinstance(verify, (dict, str)):
@@ -63,6 +65,8 @@ class ActionModule(ActionBase):
         params = validation.validated_parameters
 
         def execute(module, module_args):
+            """Run ``module`` on the host; a lost connection is a result saying so, not an exception, so the transaction
+            can still report what the scheduled task will do."""
             try:
                 return self._execute_module(module_name=module, module_args=module_args, task_vars=task_vars)
             except AnsibleConnectionFailure as error:

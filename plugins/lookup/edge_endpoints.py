@@ -342,6 +342,8 @@ display = Display()
 class LookupModule(LookupBase):
 
     def run(self, terms, variables=None, **kwargs):
+        """A one-item list, the egress plan for the options given (no terms): resolved now, or from the cache when
+        ``cache`` is on and the cached plan is fresh and passes the ownership guard."""
         missing = [name for name, present in (('dnspython', edge_resolver.HAS_DNSPYTHON),
                                               ('netaddr', egress_plan.HAS_NETADDR)) if not present]
         if missing:
@@ -362,6 +364,7 @@ class LookupModule(LookupBase):
                             "Cloudflare's published ranges; a spoofed DNS answer goes into the plan unnoticed")
 
         def resolve():
+            """Resolve the plan now: (plan, how long it may be cached), as plan_cache.cached expects."""
             return edge_lookup.resolve_plan(options, display.warning)
 
         if not self.get_option('cache'):

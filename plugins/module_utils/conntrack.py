@@ -139,6 +139,7 @@ class Watch(object):
         return sock
 
     def start(self):
+        """Open the event socket before the connects; without one (no netlink, not allowed) every answer is None. Returns self."""
         try:
             self.sock = self.listen()
         except (AttributeError, OSError):
@@ -170,6 +171,7 @@ class Watch(object):
                     sock.close()
 
     def drain(self):
+        """Read every queued event into ``seen``; an overrun or a receive error sets ``lost`` (an absent event proves nothing)."""
         if self.sock is None:
             return
         self.sock.setblocking(False)
@@ -206,6 +208,7 @@ class Watch(object):
         return False
 
     def close(self):
+        """Close the event socket; harmless when it is closed already."""
         if self.sock is not None:
             self.sock.close()
             self.sock = None

@@ -129,6 +129,7 @@ def command_runner(module, binary_data=False):
     other (restore, then report).
     """
     def run(argv, data=None):
+        """Run ``argv`` (``data`` on stdin) in the C locale: (rc, out, err); a command that cannot start gives rc 127 or 126."""
         try:
             return module.run_command(argv, data=data, binary_data=binary_data, environ_update=C_ENV,
                                       handle_exceptions=False)

@@ -81,6 +81,8 @@ def _fail(where, value, why):
 
 
 def check_name(value, backend, where='name'):
+    """``value`` if it is a valid name no longer than ``backend`` allows (its object names derive from it), else a
+    RequestError naming ``where``."""
     if not isinstance(value, str) or not NAME_RE.match(value):
         _fail(where, value, 'expected ASCII letters, digits, "-" and "_", starting with a letter or digit')
     if len(value) > MAX_NAME[backend]:
@@ -89,18 +91,21 @@ def check_name(value, backend, where='name'):
 
 
 def check_port(value, where):
+    """``value`` if it is a port number from 1 to 65535 (not a bool), else a RequestError naming ``where``."""
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
         _fail(where, value, 'expected a port number from 1 to 65535')
     return value
 
 
 def check_protocol(value, where):
+    """``value`` if it is one of PROTOCOLS, else a RequestError naming ``where``."""
     if value not in PROTOCOLS:
         _fail(where, value, 'expected one of %s' % ', '.join(PROTOCOLS))
     return value
 
 
 def check_seconds(value, where, maximum):
+    """``value`` if it is whole seconds from 0 to ``maximum`` (not a bool), else a RequestError naming ``where``."""
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= maximum:
         _fail(where, value, 'expected whole seconds from 0 to %d' % maximum)
     return value

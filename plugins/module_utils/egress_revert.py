@@ -73,10 +73,12 @@ class UntrustedRecord(Exception):
 
 
 def digest(text):
+    """The SHA-256 hex digest of ``text`` (UTF-8), None for None (a missing file)."""
     return None if text is None else hashlib.sha256(text.encode('utf-8')).hexdigest()
 
 
 def read_text(path):
+    """A file's text, or None when it does not exist; any other error is raised."""
     try:
         with open(path, 'r') as handle:
             return handle.read()
@@ -87,6 +89,7 @@ def read_text(path):
 
 
 def fsync_dir(path):
+    """fsync the directory of ``path``, so a rename or removal in it survives a crash."""
     handle = os.open(os.path.dirname(path) or '.', os.O_RDONLY)
     try:
         os.fsync(handle)
@@ -125,6 +128,7 @@ def write_durably(path, text, mode=None):
 
 
 def remove_durably(path):
+    """Remove ``path`` if it exists and fsync its directory, so the removal survives a crash."""
     if os.path.lexists(path):
         os.unlink(path)
         fsync_dir(path)
@@ -152,6 +156,7 @@ def check_owned(path, directory=False):
 
 
 def boot_id():
+    """This boot's id (the kernel's random boot_id), or None where it cannot be read."""
     try:
         with open(BOOT_ID) as handle:
             return handle.read().strip()
@@ -441,6 +446,7 @@ def boot_spec(backend, name, record, root='/'):
         return None
 
     def at(*parts):
+        """``parts`` joined below ``root``."""
         return os.path.join(root, *parts)
     if backend == 'ufw':
         shared = [at('etc/ufw/user.rules'), at('etc/ufw/user6.rules'), at('etc/default/ufw'), at('etc/ufw/after.rules'),

@@ -212,6 +212,8 @@ class DeadMan(object):
         self.pid = None
 
     def argv(self):
+        """The revert's command line: egress_revert's source written (durably) to run_dir as a program, run with this
+        record, lock, log and spec."""
         program = os.path.join(self.run_dir, PROGRAM_NAME)
         egress_revert.write_durably(program, revert_source(), 0o700)
         # -I: no PYTHONPATH, no user site, not the program's own directory first on sys.path.
@@ -219,6 +221,9 @@ class DeadMan(object):
                 os.path.join(self.run_dir, LOG_NAME), json.dumps(self.spec, sort_keys=True)]
 
     def arm(self):
+        """Start the revert: a transient systemd timer where systemd runs the host, else a detached process in its own
+        session; raise TransactionError (nothing changed yet) when it cannot be armed so that it outlives the
+        session."""
         if systemd_booted() and self.which('systemd-run') is None:
             # A process of ours would belong to this SSH session's scope, which logind may kill at logout.
             raise TransactionError('systemd runs this host but systemd-run is missing, so the revert cannot outlive '
@@ -242,10 +247,12 @@ class DeadMan(object):
         self.how = 'process'
 
     def describe(self):
+        """How the revert was armed (the record's ``armed``, the result's ``transaction``): systemd timer unit or process id."""
         return {'how': self.how, 'unit': self.unit + '.timer' if self.how == 'systemd' else None, 'pid': self.pid,
                 'confirm_timeout': self.timeout}
 
     def cancel(self):
+        """Stop the armed revert (module-level cancel)."""
         cancel(self.describe(), self.record_id, self.run, self.which)
 
 
@@ -296,6 +303,7 @@ def settle_pending(record_path, run, which, backend=None, spec=None):
 def _runner(run):
     """``run(argv)`` -> (rc, out, err) as egress_revert's (rc, output): what it printed, or why it failed."""
     def reload(argv):
+        """Run ``argv``; (rc, stdout) on success, (rc, stderr or stdout) on failure."""
         rc, out, err = run(argv)
         return rc, ((out or '') if rc == 0 else (err or out or ''))
     return reload
@@ -320,6 +328,7 @@ class _Change(object):
                                command, self.spec) if request.confirm_timeout else None
 
     def save(self):
+        """Write the pending record durably (mode 0600): what the dead-man, the next run and the boot check restore from."""
         egress_revert.write_durably(self.backend.record_path, json.dumps(self.record), 0o600)
 
     def begin(self):
@@ -479,6 +488,7 @@ def revert_last(backend, request, check_mode=False, run_dir=RUN_DIR, which=None,
     path = last_record(run_dir, request)
 
     def planned():
+        """(spec, result): the backend's files now and as the last confirmed change's record would restore them, compared."""
         spec = spec_of(backend)
         try:
             record = egress_revert.read_record(path)

@@ -15,7 +15,7 @@ __metaclass__ = type
 import os
 
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_applied, egress_revert
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import firewalld_policy as fp
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import firewalld_policy
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.firewalld_client import Firewalld, FirewalldError
 
 EMPTY = {'policy': None, 'ipsets': {}}
@@ -25,9 +25,9 @@ def foreign_objects(layers):
     """Objects of our names without our marker (the description every object this module writes carries)."""
     found = set()
     for layer in layers:
-        if layer['policy'] is not None and layer['policy'].get('description', fp.DESCRIPTION) != fp.DESCRIPTION:
+        if layer['policy'] is not None and layer['policy'].get('description', firewalld_policy.DESCRIPTION) != firewalld_policy.DESCRIPTION:
             found.add('policy')
-        found.update('ipset %s' % n for n, s in layer['ipsets'].items() if s.get('description', fp.DESCRIPTION) != fp.DESCRIPTION)
+        found.update('ipset %s' % n for n, s in layer['ipsets'].items() if s.get('description', firewalld_policy.DESCRIPTION) != firewalld_policy.DESCRIPTION)
     return sorted(found)
 
 
@@ -45,7 +45,7 @@ class FirewalldBackend(object):
         self.permanent = permanent
         self.firewalld = Firewalld(run, config_dir)
         self.record_path = os.path.join(config_dir, egress_revert.RECORD_NAME)
-        self.desired = fp.desired_state(request, nameservers) if request.state == 'present' else None
+        self.desired = firewalld_policy.desired_state(request, nameservers) if request.state == 'present' else None
         self.steps = []
         self.views = None
 
@@ -57,22 +57,22 @@ class FirewalldBackend(object):
         if foreign:
             raise FirewalldError('%s of name %s: not created by this module (its description is not "%s"): another '
                                  'program\'s object; choose another name. Nothing was changed'
-                                 % (', '.join(o if o != 'policy' else 'policy %s' % fp.policy_name(self.name)
-                                              for o in foreign), self.name, fp.DESCRIPTION))
-        before = fp.state_view(runtime['policy'], runtime['ipsets'])
-        before_p = fp.state_view(permanent['policy'], permanent['ipsets'])
+                                 % (', '.join(o if o != 'policy' else 'policy %s' % firewalld_policy.policy_name(self.name)
+                                              for o in foreign), self.name, firewalld_policy.DESCRIPTION))
+        before = firewalld_policy.state_view(runtime['policy'], runtime['ipsets'])
+        before_p = firewalld_policy.state_view(permanent['policy'], permanent['ipsets'])
         if self.request.state == 'absent':
-            self.steps = fp.plan_absent(runtime, permanent, self.firewalld.owned_files(self.name))
+            self.steps = firewalld_policy.plan_absent(runtime, permanent, self.firewalld.owned_files(self.name))
             self.views = (before, EMPTY, (before_p, EMPTY))
         elif self.request.state == 'reverted':
-            self.steps = fp.plan_revert(self.name, runtime, permanent)
+            self.steps = firewalld_policy.plan_revert(self.name, runtime, permanent)
             removed = [s.path.split('/', 1)[1][:-4] for s in self.steps if s.kind == 'remove_file']
-            after = fp.state_view(None if fp.policy_name(self.name) in removed else permanent['policy'],
-                                  dict((n, s) for n, s in permanent['ipsets'].items() if n not in removed))
+            after = firewalld_policy.state_view(None if firewalld_policy.policy_name(self.name) in removed else permanent['policy'],
+                                                dict((n, s) for n, s in permanent['ipsets'].items() if n not in removed))
             self.views = (before, after, (before_p, after))
         else:
-            self.steps = fp.plan_present(self.desired, runtime, permanent, self.permanent)
-            after = fp.desired_view(self.desired)
+            self.steps = firewalld_policy.plan_present(self.desired, runtime, permanent, self.permanent)
+            after = firewalld_policy.desired_view(self.desired)
             if not self.permanent:
                 # The runtime cannot delete an ipset: a stale one stays, empty and unused, until a reload.
                 for stale in set(runtime['ipsets']) | set(permanent['ipsets']):
@@ -81,6 +81,8 @@ class FirewalldBackend(object):
         return {'changed': bool(self.steps)}
 
     def files(self):
+        """Every file the change may write: the XML of the owned and the desired policy and ipsets, each with
+        firewalld's ``.old`` backup."""
         objects = set(self.firewalld.owned_files(self.name))
         if self.desired:
             objects.add('policies/%s.xml' % self.desired['policy'])
@@ -92,8 +94,9 @@ class FirewalldBackend(object):
         return sorted(paths)
 
     def reload_commands(self):
+        """What loads restored files: egress_revert's firewalld reload for this name's policy."""
         # A reload that keeps other tools' runtime-only rich rules; our own policy's are the change being undone.
-        return [[egress_revert.FIREWALLD_RELOAD, fp.policy_name(self.name)]]
+        return [[egress_revert.FIREWALLD_RELOAD, firewalld_policy.policy_name(self.name)]]
 
     def spec_for(self, record):
         """The restore spec of a pending record: the files of its name's objects (and their .old backups) under
@@ -103,7 +106,7 @@ class FirewalldBackend(object):
         for path in record['files']:
             directory, filename = os.path.split(path)
             if os.path.dirname(directory) == self.firewalld.config_dir and os.path.basename(directory) in (
-                    'policies', 'ipsets') and isinstance(name, str) and fp.owned_file(name, filename):
+                    'policies', 'ipsets') and isinstance(name, str) and firewalld_policy.owned_file(name, filename):
                 paths.add(path)
         return {'files': sorted(paths), 'shared': [], 'reload': self.reload_commands()}
 
@@ -119,11 +122,13 @@ class FirewalldBackend(object):
         return [s for s in self.steps if getattr(s, 'layer', None) != 'permanent'], later
 
     def apply(self):
+        """Carry out the steps that go in at once (_split): file writes, reload, runtime changes."""
         now = self._split()[0]
         if now:
             self.firewalld.transaction(self.name, now)
 
     def commit(self):
+        """Carry out the permanent layer's in-place changes, after the runtime passed the verification (_split)."""
         later = self._split()[1]
         if later:
             self.firewalld.transaction(self.name, later)
@@ -143,8 +148,8 @@ def describe_step(step):
 def result(backend, check_mode, diff):
     """The module's result once the transaction is done: what changed, the objects, the commands, the diff."""
     before, after, permanent_views = backend.views
-    added, removed = egress_applied.rule_changes(fp.allow_list(before, backend.name), fp.allow_list(after, backend.name))
-    firewalld_added, firewalld_removed = fp.summarize(before, after)
+    added, removed = egress_applied.rule_changes(firewalld_policy.allow_list(before, backend.name), firewalld_policy.allow_list(after, backend.name))
+    firewalld_added, firewalld_removed = firewalld_policy.summarize(before, after)
     out = dict(changed=bool(backend.steps), added=added, removed=removed, firewalld_added=firewalld_added,
                firewalld_removed=firewalld_removed, ipsets=sorted(after['ipsets']),
                rich_rules=sorted(after['policy']['rich_rules']) if after['policy'] else [],

@@ -21,7 +21,7 @@ import os
 import tempfile
 
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_revert
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import firewalld_policy as fp
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import firewalld_policy
 
 BUS = 'org.fedoraproject.FirewallD1'
 PATH = '/org/fedoraproject/FirewallD1'
@@ -43,17 +43,21 @@ class _DbusReply:
         self.pos = 0
 
     def values(self):
+        """Every top-level value of the reply, in order."""
         values = []
         while self.pos < len(self.lines):
             values.append(self.value(self.take()))
         return values
 
     def take(self):
+        """The next line of the reply (consumed)."""
         line = self.lines[self.pos]
         self.pos += 1
         return line
 
     def value(self, line):
+        """The value ``line`` starts, reading the lines of a container or dict entry it opens; ValueError for a type
+        this parser does not know."""
         if line.startswith('variant'):
             return self.value(line[len('variant'):].strip())
         if line.startswith('array ['):
@@ -141,6 +145,8 @@ class Firewalld(object):
     # commands
     # ------------------------------------------------------------------------------------------------------------
     def dbus(self, path, method, *args):
+        """Call ``method`` on firewalld's object ``path`` with dbus-send and return the parsed reply; a failure is a
+        FirewalldError, with ``cannot_start`` set when dbus-send itself did not run."""
         argv = ['dbus-send', '--system', '--print-reply', '--reply-timeout=120000', '--dest=' + BUS, path, method] + list(args)
         rc, out, err = self.run(argv)
         if rc != 0:
@@ -151,6 +157,7 @@ class Firewalld(object):
         return parse_dbus_reply(out)
 
     def firewall_cmd(self, args):
+        """Run ``firewall-cmd ARGS`` (noted in ``commands``) and return its stdout; a failure is a FirewalldError."""
         argv = ['firewall-cmd'] + args
         self.commands.append(argv)
         rc, out, err = self.run(argv)
@@ -160,6 +167,7 @@ class Firewalld(object):
         return out
 
     def changing_dbus(self, path, method, *args):
+        """dbus() for a call that changes firewalld: noted in ``commands`` first, for the module's result."""
         self.commands.append(['dbus-send', path, method] + list(args))
         return self.dbus(path, method, *args)
 
@@ -184,7 +192,7 @@ class Firewalld(object):
 
     def read(self, name, permanent):
         """The owned objects of one layer: {'policy': None or dict, 'ipsets': {name: dict}}."""
-        policy_name = fp.policy_name(name)
+        policy_name = firewalld_policy.policy_name(name)
         if permanent:
             policies = self.dbus(CONFIG_PATH, BUS + '.config.getPolicyNames')
             ipsets = self.dbus(CONFIG_PATH, BUS + '.config.getIPSetNames')
@@ -198,7 +206,7 @@ class Firewalld(object):
             else:
                 settings = self.dbus(PATH, BUS + '.policy.getPolicySettings', 'string:' + policy_name)
             layer['policy'] = policy_from_settings(settings)
-        for ipset in fp.owned_ipsets(name, ipsets):
+        for ipset in firewalld_policy.owned_ipsets(name, ipsets):
             if permanent:
                 settings = self.dbus(self._config_path('IPSet', ipset), BUS + '.config.ipset.getSettings')
             else:
@@ -217,20 +225,22 @@ class Firewalld(object):
         for kind in ('policies', 'ipsets'):
             directory = os.path.join(self.config_dir, kind)
             if os.path.isdir(directory):
-                found += ['%s/%s' % (kind, f) for f in sorted(os.listdir(directory)) if fp.owned_file(name, f)]
+                found += ['%s/%s' % (kind, f) for f in sorted(os.listdir(directory)) if firewalld_policy.owned_file(name, f)]
         return found
 
     # ------------------------------------------------------------------------------------------------------------
     # changing
     # ------------------------------------------------------------------------------------------------------------
     def apply(self, steps, name=None):
+        """Carry out a plan's ``steps`` in order (each by its ``_step_KIND`` method); ``name``: whose reload keeps no
+        runtime-only rules of its own policy."""
         self._name = name
         for step in steps:
             getattr(self, '_step_' + step.kind)(*step[1:])
 
     def _step_write_file(self, path, content):
         """Write a Policy or IpSet (firewalld_policy's data) as firewalld's XML file, atomically."""
-        text = fp.object_xml(content)
+        text = firewalld_policy.object_xml(content)
         target = os.path.join(self.config_dir, path)
         directory = os.path.dirname(target)
         if not os.path.isdir(directory):
@@ -276,12 +286,13 @@ class Firewalld(object):
 
     def reload(self, name):
         """Reload firewalld, keeping the rich rules other tools hold in the runtime only (a reload drops them)."""
-        own = fp.policy_name(name) if name else None
+        own = firewalld_policy.policy_name(name) if name else None
         try:
             kept = self.runtime_only_rules(own)
         except (FirewalldError, ValueError, TypeError, AttributeError):
             # What D-Bus gave could not be read: firewall-cmd's listing, as the dead-man revert does it.
             def run(argv):
+                """``self.run(argv)`` as egress_revert's (rc, output): what it printed, or why it failed."""
                 rc, out, err = self.run(argv)
                 return rc, ((out or '') if rc == 0 else (err or out or ''))
             self.commands.append(['firewall-cmd', '--reload'])
@@ -308,6 +319,7 @@ class Firewalld(object):
             self.changing_dbus(self._config_path('IPSet', ipset), BUS + '.config.ipset.setEntries', value)
 
     def entries(self, layer, ipset):
+        """The entries of ``ipset`` in ``layer`` (runtime or permanent), [] for an empty set."""
         if layer == 'runtime':
             return self.dbus(PATH, BUS + '.ipset.getEntries', 'string:' + ipset) or []
         return self.dbus(self._config_path('IPSet', ipset), BUS + '.config.ipset.getEntries') or []
@@ -319,7 +331,7 @@ class Firewalld(object):
         applies; each call is one setEntries. Adding first means the set only ever holds more than the old or the
         new one - never less - while the two calls run.
         """
-        have = fp.normalize_entries(self.entries(layer, ipset))
+        have = firewalld_policy.normalize_entries(self.entries(layer, ipset))
         present = set(have)
         wanted = set(entries)
         add = [e for e in entries if e not in present]

@@ -70,22 +70,27 @@ remove_rules = functools.partial(ChangeRules, 'remove_rules')
 
 
 def allow_rule(family, destination_kind, destination, port, protocol):
+    """A rich rule accepting ``protocol``/``port`` to ``destination`` (an address or, by ``destination_kind``, an ipset)."""
     return Rule(family, destination_kind, destination, port, protocol, None, 'accept', None)
 
 
 def icmp_rule(family, icmp_type):
+    """A rich rule accepting the ICMP(v6) type ``icmp_type`` of ``family``, to any destination."""
     return Rule(family, None, None, None, None, icmp_type, 'accept', None)
 
 
 def dhcp_rule(family):
+    """A rich rule accepting UDP from the DHCP client's source port of ``family``, to any destination (a renewal is unicast)."""
     return Rule(family, None, None, None, None, None, 'accept', None, (DHCP_SOURCE_PORTS[family], 'udp'), None)
 
 
 def mld_rule():
+    """A rich rule accepting ICMPv6 to multicast destinations: the MLD reports IPv6 needs on the link."""
     return Rule('ipv6', 'address', MULTICAST_V6, None, None, None, 'accept', None, None, ICMPV6)
 
 
 def reject_rule():
+    """The policy's last rich rule (lowest priority): reject whatever no allow rule accepted - the default deny."""
     return Rule(None, None, None, None, None, None, 'reject', REJECT_PRIORITY)
 
 
@@ -137,10 +142,13 @@ def object_xml(content):
 # names
 # ----------------------------------------------------------------------------------------------------------------
 def policy_name(name):
+    """The firewalld policy of ``name``: NAME plus POLICY_SUFFIX."""
     return name + POLICY_SUFFIX
 
 
 def ipset_name(name, purpose, family, protocol=None, port=None):
+    """The ipset NAME-PURPOSE[-PROTOCOLPORT]-v4|v6 holding one purpose's destinations of one family (owned_ipset_re
+    matches it)."""
     middle = '-%s%d' % (protocol, port) if protocol else ''
     return '%s-%s%s-v%s' % (name, purpose, middle, family[-1])
 
@@ -151,6 +159,7 @@ def owned_ipset_re(name):
 
 
 def owned_ipsets(name, names):
+    """The names among ``names`` that are ipsets of ``name`` (owned_ipset_re), sorted."""
     pattern = owned_ipset_re(name)
     return sorted(n for n in names if pattern.match(n))
 
@@ -259,6 +268,7 @@ def state_view(policy, ipsets):
 
 
 def desired_view(desired):
+    """The desired state (desired_state) as state_view shows it, to compare with what firewalld holds."""
     return state_view({'target': 'CONTINUE', 'rich_rules': [render_rule(r) for r in desired['rules']]},
                       dict((n, {'entries': s.entries}) for n, s in desired['ipsets'].items()))
 

@@ -18,7 +18,7 @@ import os
 
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import (
     egress_applied, egress_request, egress_revert, egress_transaction)
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import nftables_rules as nr
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import nftables_rules
 
 MODULE = 'tunnelwall.cloudflared.nftables_egress'
 # Lists the table twice (JSON, to compare; text, for the diff), separated by a line nft never prints.
@@ -31,6 +31,7 @@ NftablesError = egress_transaction.EgressError  # nft refused or failed; ``detai
 def comparable(listing):
     """``nft -j list table`` output -> its objects without handles and metainfo (what differs between two loads)."""
     def strip(value):
+        """``value`` with every ``handle`` key removed, at any depth."""
         if isinstance(value, dict):
             return dict((k, strip(v)) for k, v in value.items() if k != 'handle')
         if isinstance(value, list):
@@ -42,7 +43,7 @@ def comparable(listing):
 def _listing(name):
     """A shell line listing table NAME as JSON, the separator, then as text; $1 is nft."""
     return ('"$1" -j list table %s %s && echo "%s" && "$1" list table %s %s'
-            % (nr.FAMILY, name, SEPARATOR, nr.FAMILY, name))
+            % (nftables_rules.FAMILY, name, SEPARATOR, nftables_rules.FAMILY, name))
 
 
 def _split(out):
@@ -53,25 +54,25 @@ def _split(out):
 class NftablesBackend(object):
     """Write the files, load the table; nothing to commit (the kernel has no runtime/permanent layers)."""
 
-    def __init__(self, request, nameservers, run, binaries, config_dir=nr.CONFIG_DIR, systemd_dir=nr.SYSTEMD_DIR,
+    def __init__(self, request, nameservers, run, binaries, config_dir=nftables_rules.CONFIG_DIR, systemd_dir=nftables_rules.SYSTEMD_DIR,
                  systemd_running=False):
         self.request = request
         self.run = run
         self.nft = binaries['nft']
         self.unshare = binaries.get('unshare')
         self.systemctl = binaries.get('systemctl') if systemd_running else None
-        self.paths = nr.paths(request.name, config_dir, systemd_dir if os.path.isdir(systemd_dir) else None)
+        self.paths = nftables_rules.paths(request.name, config_dir, systemd_dir if os.path.isdir(systemd_dir) else None)
         self.record_path = self.paths.record
-        self.allowances = nr.allowances(request, nameservers)
-        self.rules = nr.chain_rules(request, self.allowances)  # none for absent: no set, no default deny
-        self.script = nr.render(request, self.allowances)
+        self.allowances = nftables_rules.allowances(request, nameservers)
+        self.rules = nftables_rules.chain_rules(request, self.allowances)  # none for absent: no set, no default deny
+        self.script = nftables_rules.render(request, self.allowances)
         unit = os.path.basename(self.paths.unit) if self.paths.unit else None
         self.wanted = {}  # path -> desired content (None: absent)
         present = request.state == 'present'
-        self.wanted[self.paths.ruleset] = nr.header(MODULE, request.name, unit) + self.script if present else None
+        self.wanted[self.paths.ruleset] = nftables_rules.header(MODULE, request.name, unit) + self.script if present else None
         if unit:
-            self.wanted[self.paths.unit] = nr.unit_text(request.name, self.nft, self.paths.ruleset) if present else None
-            self.wanted[self.paths.dropin] = nr.dropin_text(request.name, unit) if present else None
+            self.wanted[self.paths.unit] = nftables_rules.unit_text(request.name, self.nft, self.paths.ruleset) if present else None
+            self.wanted[self.paths.dropin] = nftables_rules.dropin_text(request.name, unit) if present else None
         self.commands = []
         self.views = None
         self.allowed = ([], [])
@@ -84,7 +85,7 @@ class NftablesBackend(object):
             if 'No such file or directory' in err:
                 return None, ''
             self._check_name(err)
-            raise NftablesError('cannot list table %s (rc=%s): %s' % (nr.table(self.request.name), rc, (err or out).strip()))
+            raise NftablesError('cannot list table %s (rc=%s): %s' % (nftables_rules.table(self.request.name), rc, (err or out).strip()))
         return _split(out)
 
     def desired(self):
@@ -103,13 +104,13 @@ class NftablesBackend(object):
 
     def _check_name(self, err):
         # The name is the one word of the script that comes from the user unchecked by nft's own grammar.
-        if 'syntax error' in err and ('table %s %s' % (nr.FAMILY, self.request.name)) in err:
+        if 'syntax error' in err and ('table %s %s' % (nftables_rules.FAMILY, self.request.name)) in err:
             raise NftablesError('name=%r: nft cannot use it as a table name (a keyword of its language?): %s; nothing '
                                 'was changed' % (self.request.name, err.strip().splitlines()[0]))
 
     def check_owner(self, live_text):
         """Refuse a live table of our name that is not ours: no marker, and no ruleset file of ours loads it."""
-        if not live_text or nr.owned_listing(live_text, self.request.name):
+        if not live_text or nftables_rules.owned_listing(live_text, self.request.name):
             return
         # A table an earlier version of this module loaded has no comment yet; its ruleset file names it.
         ours = (egress_revert.read_text(self.paths.ruleset) or '').startswith(
@@ -117,9 +118,11 @@ class NftablesBackend(object):
         if not ours:
             raise NftablesError('table %s exists and was not created by this module (no comment "%s", no %s): it is '
                                 'another program\'s table; choose another name. Nothing was changed'
-                                % (nr.table(self.request.name), nr.marker(self.request.name), self.paths.ruleset))
+                                % (nftables_rules.table(self.request.name), nftables_rules.marker(self.request.name), self.paths.ruleset))
 
     def plan(self):
+        """Compare the live table with the rendered one and the files with what they should hold; {'changed': ...}.
+        Refuses a live table of that name that is not ours (check_owner)."""
         live, live_text = self.live()
         self.check_owner(live_text)
         desired, desired_text = self.desired()
@@ -129,6 +132,7 @@ class NftablesBackend(object):
         return {'changed': live != desired or bool(self.changed_files)}
 
     def files(self):
+        """Every file the change may write or remove: ruleset, and the systemd unit and drop-in where systemd is used."""
         return sorted(self.wanted)
 
     def spec_for(self, record):
@@ -137,14 +141,16 @@ class NftablesBackend(object):
         if name != self.request.name:
             if not isinstance(name, str) or not egress_revert.NAME_RE.match(name):
                 return {'files': [], 'shared': [], 'reload': []}
-            files = nr.paths(name, os.path.dirname(self.paths.ruleset),
-                             os.path.dirname(self.paths.unit) if self.paths.unit else None)
-            commands = [nr.restore_command(self.nft, files, name)] + self.reload_commands()[1:]
+            files = nftables_rules.paths(name, os.path.dirname(self.paths.ruleset),
+                                         os.path.dirname(self.paths.unit) if self.paths.unit else None)
+            commands = [nftables_rules.restore_command(self.nft, files, name)] + self.reload_commands()[1:]
             return {'files': sorted(p for p in files[:3] if p), 'shared': [], 'reload': commands}
         return {'files': self.files(), 'shared': [], 'reload': self.reload_commands()}
 
     def reload_commands(self):
-        commands = [nr.restore_command(self.nft, self.paths, self.request.name)]
+        """What loads restored files: the ruleset into the live table (or the table deleted), then
+        systemd's daemon-reload where systemd is used."""
+        commands = [nftables_rules.restore_command(self.nft, self.paths, self.request.name)]
         if self.systemctl:
             commands.append([self.systemctl, 'daemon-reload'])
         return commands
@@ -159,12 +165,14 @@ class NftablesBackend(object):
         if self.script:
             steps.append(([self.nft, '-f', self.paths.ruleset], None))
         elif self.views[0]:  # absent, and the table is live
-            steps.append(([self.nft, 'delete', 'table', nr.FAMILY, self.request.name], None))
+            steps.append(([self.nft, 'delete', 'table', nftables_rules.FAMILY, self.request.name], None))
         if self.systemctl and self.paths.unit in self.changed_files:
             steps.append(([self.systemctl, 'daemon-reload'], None))
         return steps
 
     def apply(self):
+        """Carry out steps() in order, noting each in ``commands``; a failed command is an NftablesError (the
+        transaction restores)."""
         for argv, data in self.steps():
             self.commands.append(argv)
             if argv[0] == 'write':
@@ -179,7 +187,7 @@ class NftablesBackend(object):
                     raise NftablesError('%s failed (rc=%s): %s' % (' '.join(argv[:3]), rc, (err or out).strip()), rc=rc)
 
     def commit(self):
-        pass
+        """Nothing to do: the kernel has no runtime/permanent layers, the files written are the permanent part."""
 
 
 def set_rules(objects):
@@ -201,8 +209,8 @@ def result(backend, changed, check_mode, diff):
     """The module's result once the transaction is done."""
     before, after = backend.views
     added, removed = egress_applied.rule_changes(*backend.allowed)
-    out = dict(changed=changed, table=nr.table(backend.request.name), added=added, removed=removed,
-               sets=sorted(nr.set_name(a) for a in backend.allowances),
+    out = dict(changed=changed, table=nftables_rules.table(backend.request.name), added=added, removed=removed,
+               sets=sorted(nftables_rules.set_name(a) for a in backend.allowances),
                rule_count=len(backend.rules), files=backend.changed_files,
                commands=[argv for argv, dummy in backend.steps()] if check_mode and changed else backend.commands)
     if diff:

@@ -58,6 +58,7 @@ def render_problem(request):
 
 
 def table(name):
+    """The table as nft names it: FAMILY NAME (``inet NAME``)."""
     return '%s %s' % (FAMILY, name)
 
 
@@ -82,6 +83,7 @@ def allowances(request, nameservers):
     wanted = collections.OrderedDict()
 
     def add(label, protocol, port, ipv4, ipv6):
+        """Add ``ipv4``/``ipv6`` destinations to the allowance of (``label``, ``protocol``, ``port``) of each family."""
         for family, networks in (('ipv4', ipv4), ('ipv6', ipv6)):
             if networks:
                 key = (label, protocol, port, family)
@@ -102,6 +104,7 @@ def allowances(request, nameservers):
 
 
 def set_name(allowance):
+    """The nft set of one allowance: PURPOSE_PROTOCOL_PORT_v4|v6 (what egress_applied reads back)."""
     return '%s_%s_%d_%s' % (allowance.label, allowance.protocol, allowance.port, ADDRESS[allowance.family][2])
 
 
@@ -147,6 +150,7 @@ def render(request, sets):
 
 
 def marker(name):
+    """The comment on the table that marks it as this module's for ``name``."""
     return MARKER % name
 
 
@@ -156,6 +160,7 @@ def owned_listing(text, name):
 
 
 def header(module_name, name, unit):
+    """The comment lines at the top of the ruleset file: who wrote it and what loads it at boot."""
     loader = ('loaded at boot by %s' % unit) if unit else 'load it at boot with your nftables service'
     return ('# Written by %s (name %s); %s.\n# Changes made here are replaced by its next run.\n'
             % (module_name, name, loader))

@@ -286,6 +286,7 @@ def connect_all(pairs, timeout=CONNECT_TIMEOUT, connector=connect, watch=None):
     raw = {}
 
     def one(pair):
+        """Connect to one (address, port) pair; its outcome into ``raw`` (runs in a thread of its own)."""
         raw[pair] = connector(pair[0], pair[1], timeout)
     watch = (watch or conntrack.Watch()).start() if pairs else None
     try:
@@ -409,6 +410,7 @@ def check(allowed, before, after):
 
 
 def item_row(item, address):
+    """The columns of an origin's row in the probe's ``origins`` list that its item and one address give."""
     return {'host': item['host'], 'address': address, 'port': item['port'], 'protocol': item['protocol'],
             'source': item['source']}
 

@@ -268,6 +268,7 @@ def unmet_records(require, results, findings, plan, families):
     unmet = []
 
     def failures(predicate):
+        """The failed results that ``predicate`` selects."""
         return [r for r in results if predicate(r) and not r['ok']]
 
     checks = {

@@ -53,6 +53,7 @@ def probe(params, resolv_conf='/etc/resolv.conf'):
     nameservers = dns_client.read_resolv_conf(resolv_conf)
 
     def ask_dns():
+        """Ask the host's nameservers the probe's DNS questions."""
         return probe_report.resolve_all(questions, nameservers, params['timeout'])
 
     context = reachability.tls_context(params['validate_certs'], params['ca_path'])
@@ -70,6 +71,7 @@ def verifier(options, resolv_conf):
     params['require'] = [r for r in params['require'] if r != 'origins']
 
     def verify():
+        """Probe now: (ok, the probe's output, the unmet requirements joined with ' | ')."""
         output = probe(params, resolv_conf)
         unmet = output['unmet_requirements']
         return not unmet, output, ' | '.join(unmet)

@@ -41,6 +41,7 @@ class UfwPaths(object):
         self.root = root
 
         def at(relative):
+            """``relative`` (a path without its leading /) below ``root``."""
             return os.path.join(root, relative)
         self.conf = at('etc/ufw/ufw.conf')
         self.defaults = at('etc/default/ufw')
@@ -119,6 +120,8 @@ class UfwBackend(object):
 
     # -- reading and deciding ----------------------------------------------------------------------------------
     def read(self):
+        """The text of every file the change may write and of ufw.conf (None: missing), read under ufw's lock; raise
+        UfwError when a file ufw itself needs is missing."""
         with ufw_locked(self.paths.ufw_lock):
             texts = dict((path, read_text(path)) for path in self.paths.files() + [self.paths.conf])
         for path in (self.paths.rules['ipv4'], self.paths.rules['ipv6'], self.paths.defaults, self.paths.conf):
@@ -127,6 +130,8 @@ class UfwBackend(object):
         return texts
 
     def remembered(self, texts):
+        """The state file's content as {'original_policy', 'set_policy'}, or None without one; raise UfwError for a file
+        of that name this module did not write (it is not overwritten)."""
         text = texts[self.paths.state]
         if text is None:
             return None
@@ -171,6 +176,7 @@ class UfwBackend(object):
         return self.result
 
     def reconcile(self, texts, family):
+        """The new text of ``family``'s user*.rules in ``texts``: this name's rules replaced by the wanted ones, the rest kept."""
         path = self.paths.rules[family]
         try:
             return ufw_rules.reconcile_file(texts[path], family, self.wanted, self.name, path)[0]
@@ -178,6 +184,7 @@ class UfwBackend(object):
             raise UfwError(str(error))
 
     def policy(self, texts):
+        """The outgoing policy word of /etc/default/ufw in ``texts``; a value ufw would not write is a UfwError."""
         try:
             return ufw_rules.output_policy(texts[self.paths.defaults])
         except ValueError as error:
@@ -215,16 +222,19 @@ class UfwBackend(object):
 
     @staticmethod
     def families(ipv6):
+        """The address families ufw manages: both, or only ipv4 unless /etc/default/ufw says IPV6=yes."""
         return egress_request.FAMILIES if ipv6 else ('ipv4',)
 
     # -- applying ----------------------------------------------------------------------------------------------
     def command(self, argv, data=None, what=None):
+        """Run ``argv`` (``data`` on stdin) and return its stdout; a non-zero exit is a UfwError naming ``what`` (or the command)."""
         rc, out, err = self.run(argv, data=data)
         if rc != 0:
             raise UfwError('%s failed (rc=%d): %s' % (what or ' '.join(argv), rc, (err or out).strip()))
         return out
 
     def set_policy(self, policy):
+        """``ufw default POLICY outgoing``, noted in ``progress`` first: after it only ufw's full reload restores the live rules."""
         # ufw rewrites /etc/default/ufw, user*.rules and after*.rules and reloads; it takes ufw's lock itself,
         # so ours must not be held here.
         self.progress['policy'] = True
@@ -277,13 +287,15 @@ class UfwBackend(object):
             os.unlink(self.paths.state)
 
     def commit(self):
-        pass
+        """Nothing to do: ufw's files hold the change once written, there is no runtime-only layer to make permanent."""
 
     # -- what the transaction needs to restore -----------------------------------------------------------------
     def files(self):
+        """Every file the change may write, for the transaction's record (UfwPaths.files)."""
         return self.paths.files()
 
     def shared_files(self):
+        """The files ufw and its users write too (UfwPaths.shared): a restore merges them rather than replacing them."""
         return self.paths.shared()
 
     def reload_commands(self):

@@ -48,6 +48,7 @@ def host_form(destination):
 
 
 def family_of(destination):
+    """ipv6 for an address or network with a colon, else ipv4."""
     return 'ipv6' if ':' in destination else 'ipv4'
 
 
@@ -68,6 +69,7 @@ def render(request, nameservers):
     wanted = []
 
     def add(protocol, port, destination, purpose):
+        """Append the outgoing allow rule to ``destination`` on ``protocol``/``port``, tagged with NAME:``purpose``."""
         wanted.append(UfwRule(family_of(destination), protocol, port, host_form(destination), tag(request.name, purpose)))
     for rule in request.rules:
         for destination in rule.ipv4 + rule.ipv6:
@@ -87,6 +89,7 @@ def render(request, nameservers):
 
 
 def unique(rules):
+    """``rules`` without repeats, first occurrence kept (order is what ends up in user*.rules)."""
     seen = set()
     result = []
     for rule in rules:
@@ -105,6 +108,7 @@ def hex_comment(comment):
 
 
 def decode_comment(text):
+    """The text of a hex comment of ufw's (hex_comment's inverse); None for one that is not hex of UTF-8."""
     try:
         return binascii.unhexlify(text).decode('utf-8')
     except (binascii.Error, TypeError, ValueError):
@@ -185,6 +189,7 @@ def _same_match(line, generated):
 
 
 def render_rules_file(parsed):
+    """The text of a parsed user*.rules (parse_rules_file) put back together, blank lines included."""
     lines = list(parsed.head)
     for block in parsed.blocks:
         lines.extend(block.blanks)
@@ -195,6 +200,7 @@ def render_rules_file(parsed):
 
 
 def owned(block, name):
+    """Whether a rule block is this name's: its comment is tagged NAME:PURPOSE."""
     return block.comment is not None and block.comment.startswith(name + ':')
 
 
@@ -276,10 +282,12 @@ def output_policy(defaults_text):
 
 
 def ipv6_enabled(defaults_text):
+    """Whether /etc/default/ufw has IPV6=yes (ufw's default when the line is missing)."""
     return read_assignments(defaults_text).get('IPV6', 'yes').lower() == 'yes'
 
 
 def ufw_enabled(conf_text):
+    """Whether ufw.conf has ENABLED=yes: ufw is active and its rules are loaded at boot."""
     return read_assignments(conf_text).get('ENABLED', 'no').lower() == 'yes'
 
 
@@ -314,6 +322,7 @@ def diff_text(rules, policy):
 
 
 def describe(rule):
+    """One rule as a line of the diff: the outgoing allow it is, or the destination of one that is not an allow rule."""
     if rule.protocol is None:
         return '%s  # %s (not an outgoing allow rule)' % (rule.destination, rule.comment)
     source = '' if rule.source_port is None else ' from port %d' % rule.source_port

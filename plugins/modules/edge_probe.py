@@ -295,6 +295,7 @@ from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.probe_optio
 
 
 def main():
+    """Probe the edge (and cloudflared's origins, if given) from this host; fails when a requirement is not met."""
     argument_spec = dict(PROBE_ARGUMENT_SPEC, resolv_conf=dict(type='path', default='/etc/resolv.conf'),
                          origins=dict(type='list', elements='dict', default=[], options=dict(
                              host=dict(type='str', required=True), port=dict(type='int', required=True),

@@ -196,6 +196,7 @@ SBIN = ['/usr/sbin', '/sbin']
 
 
 def read_text(path):
+    """A file's text, or None when it cannot be read (missing or not readable: this module only reports)."""
     try:
         with open(path, 'r') as handle:
             return handle.read()
@@ -204,6 +205,7 @@ def read_text(path):
 
 
 def home_of(user):
+    """The home directory of ``user``, or None for an unknown user (where cloudflared looks for its config)."""
     try:
         return pwd.getpwnam(user).pw_dir
     except (KeyError, TypeError):
@@ -229,6 +231,7 @@ def fresh_origins(params, read=read_text, exists=os.path.exists, homes=home_of, 
 
 
 def first_line(text):
+    """The first non-blank line of ``text`` (say, a version banner), '' for none."""
     lines = (text or '').strip().splitlines()
     return lines[0] if lines else ''
 
@@ -278,6 +281,7 @@ def read_applied(module, backend, name):
 
 
 def main():
+    """Report what each firewall backend's state is, the one chosen, what it allows now and its drift from ``plan``."""
     module = AnsibleModule(argument_spec={'name': {'type': 'str', 'default': 'tunnelwall'},
                                           'backend': {'type': 'str', 'default': 'auto',
                                                       'choices': ['auto', 'firewalld', 'ufw', 'nftables', 'windows']},

@@ -251,7 +251,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import (
-    egress_module, egress_transaction, firewalld_apply, firewalld_policy as fp)
+    egress_module, egress_transaction, firewalld_apply, firewalld_policy)
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.egress_spec import (
     EXTRA_ALLOW_SPEC, REQUIRED_IF, RULES_SPEC, TRANSACTION_SPEC)
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.firewalld_client import FirewalldError
@@ -269,8 +269,9 @@ DEPRECATED = ('the runtime-only change (permanent=false) and state=reverted are 
 
 
 def main():
+    """Apply the egress policy to firewalld in one transaction (egress_transaction) and report the change."""
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, required_if=REQUIRED_IF, supports_check_mode=True)
-    request, verify, nameservers = egress_module.prepare(module, 'firewalld', 'firewalld_egress', fp.render_problem)
+    request, verify, nameservers = egress_module.prepare(module, 'firewalld', 'firewalld_egress', firewalld_policy.render_problem)
     if os.geteuid() != 0:
         # As ufw_egress and nftables_egress: firewalld may answer D-Bus reads, but the files and the transaction
         # record under /etc/firewalld need root - say so instead of a PermissionError half-way.
@@ -279,7 +280,7 @@ def main():
         module.deprecate(DEPRECATED, version='1.0.0', collection_name='tunnelwall.cloudflared')
     backend = firewalld_apply.FirewalldBackend(request, nameservers, egress_module.command_runner(module),
                                                permanent=module.params['permanent'])
-    result = dict(changed=False, policy=fp.policy_name(request.name), nameservers=nameservers, reloaded=False)
+    result = dict(changed=False, policy=firewalld_policy.policy_name(request.name), nameservers=nameservers, reloaded=False)
     try:
         dummy, result['firewalld_version'] = backend.firewalld.state()
         outcome = egress_transaction.run(backend, request, verify, module.check_mode, which=module.get_bin_path,

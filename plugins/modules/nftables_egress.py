@@ -213,6 +213,7 @@ ARGUMENT_SPEC = dict(
 
 
 def main():
+    """Apply the egress policy as an nftables table in one transaction (egress_transaction) and report the change."""
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, required_if=REQUIRED_IF, supports_check_mode=True)
     request, verify, nameservers = egress_module.prepare(module, 'nftables', 'nftables_egress', nftables_rules.render_problem)
     if os.geteuid() != 0:

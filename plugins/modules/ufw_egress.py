@@ -217,6 +217,7 @@ ARGUMENT_SPEC = dict(
 
 
 def main():
+    """Apply the egress policy to ufw in one transaction, or revert the last confirmed change (state=reverted)."""
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, required_if=REQUIRED_IF, supports_check_mode=True)
     request, verify, servers = egress_module.prepare(module, 'ufw', 'ufw_egress')
     if os.geteuid() != 0:

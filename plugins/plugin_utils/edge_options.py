@@ -232,6 +232,7 @@ def parse_options(get):
     defaults = EdgeOptions()
 
     def raw(name):
+        """The value of option ``name``, or EdgeOptions' default when it is not set."""
         value = get(name)
         return getattr(defaults, name) if value is None else value
 

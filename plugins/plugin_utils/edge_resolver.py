@@ -114,6 +114,7 @@ def srv_problem(records):
 
 def _describe(nameservers, port):
     def one(ns):
+        """A nameserver as HOST:PORT, an IPv6 address in brackets."""
         host = '[%s]' % ns if ':' in ns else ns
         return '%s:%d' % (host, port)
     return ', '.join(one(str(ns)) for ns in nameservers) or 'no nameserver'
@@ -164,6 +165,7 @@ class EdgeResolver:
             _describe([options.dot_server], options.dot_port), options.dot_server_name)
 
     async def query(self, name, rdtype):
+        """The Answer to ``name``/``rdtype`` from this resolver, or a Failure saying why not (no exception escapes)."""
         try:
             answer = await self._resolver.resolve(
                 dns.name.from_text(name), rdtype, tcp=self.options.tcp, search=False)
@@ -205,6 +207,7 @@ async def _discover(resolver, srv_names, hostnames, families):
     address_tasks = {}
 
     def resolve_addresses(host):
+        """Start the address lookups of ``host`` for each family, once per host and type."""
         for family in families:
             key = (host, ADDRESS_TYPES[family])
             if key not in address_tasks:
@@ -214,6 +217,8 @@ async def _discover(resolver, srv_names, hostnames, families):
         resolve_addresses(host)
 
     async def resolve_srv(srv):
+        """Look up the SRV record ``srv`` (over TLS too when plain DNS fails and dot_fallback is set) and start the
+        address lookups of its targets."""
         result = await resolver.query(srv, 'SRV')
         if isinstance(result, Failure) and resolver.options.dot_fallback:
             result = await resolver.query_over_tls(srv, 'SRV')

@@ -67,6 +67,7 @@ def _sorted(addresses):
 
 
 def group_name(name):
+    """The Windows Firewall rule group of ``name``: NAME plus GROUP_SUFFIX (the group the module owns)."""
     return name + GROUP_SUFFIX
 
 
@@ -163,6 +164,7 @@ def windows_config(service):
 def _resolver(resolved, unresolved):
     """A getaddrinfo stand-in answering from what the host resolved (origins.collect resolves with it)."""
     def getaddrinfo(host, port, family, kind):
+        """socket.getaddrinfo's answer for ``host`` from the host's addresses; socket.gaierror for a name it could not resolve."""
         if host in unresolved or host not in resolved:
             raise socket.gaierror(unresolved.get(host) or 'not resolved on the host')
         return [(socket.AF_INET6 if ':' in a else socket.AF_INET, kind, 0, '', (a, 0)) for a in resolved[host]]
@@ -190,6 +192,7 @@ def discover(given, private_networks, setting, execute):
     wanted = list(given) + list(private_networks)
 
     def ask(**args):
+        """The origins module's answer on the host for ``args`` (origins_args); its failure is a RuleError (nothing changed)."""
         answer = execute(MODULE, {'prepared': origins_args(**args)})
         if answer.get('failed') or answer.get('unreachable'):
             raise RuleError('reading cloudflared\'s origins on the host failed: %s; nothing was changed'
@@ -327,6 +330,7 @@ def verify_params(options):
 
 
 def new_id():
+    """A fresh transaction id: 12 random hex digits (it names the scheduled task too)."""
     return uuid.uuid4().hex[:12]
 
 
@@ -340,6 +344,7 @@ def transaction_args(request, txid, verifying):
 
 
 def apply_args(prepared, request, txid, verifying):
+    """The module arguments of the apply call: the prepared rules and the transaction to record and arm."""
     return dict(prepared, action='apply', transaction=transaction_args(request, txid, verifying))
 
 
@@ -361,6 +366,7 @@ def restore_summary(record):
 
 
 def busy_message(busy, waited):
+    """Why nothing changed when another change holds the host-wide lock: whose it is and how long this one waited."""
     text = ('another egress change holds the host-wide lock: change %s of group %r, started %s, unconfirmed until %s; '
             'waited %ds (lock_timeout) and changed nothing')
     return text % (busy.get('id'), busy.get('group'), busy.get('started'), busy.get('expires'), waited)

@@ -11,7 +11,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_request as er
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import firewalld_policy as fp
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import firewalld_policy
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import firewalld_apply, firewalld_client
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.firewalld_client import Firewalld, FirewalldError
 
@@ -31,7 +31,7 @@ def params(**overrides):
 def desired_state(name, rules, default_deny=False, nameservers=(), extra_allow=None, **options):
     """firewalld_policy's render of the Request these options make (egress_request, the one validator)."""
     request = er.build(dict(options, name=name, rules=rules, default_deny=default_deny, extra_allow=extra_allow), 'firewalld')
-    return fp.desired_state(request, nameservers)
+    return firewalld_policy.desired_state(request, nameservers)
 
 
 def rules_of_xml(text):
@@ -49,20 +49,21 @@ def rules_of_xml(text):
 
 
 def test_rules_render_in_firewalld_canonical_form():
-    assert fp.render_rule(fp.allow_rule('ipv4', 'ipset', 'tw-tunnel-v4', 7844, 'tcp')) == \
+    assert firewalld_policy.render_rule(firewalld_policy.allow_rule('ipv4', 'ipset', 'tw-tunnel-v4', 7844, 'tcp')) == \
         'rule family="ipv4" destination ipset="tw-tunnel-v4" port port="7844" protocol="tcp" accept'
-    assert fp.render_rule(fp.allow_rule('ipv6', 'address', '2001:db8:e::253', 53, 'udp')) == \
+    assert firewalld_policy.render_rule(firewalld_policy.allow_rule('ipv6', 'address', '2001:db8:e::253', 53, 'udp')) == \
         'rule family="ipv6" destination address="2001:db8:e::253" port port="53" protocol="udp" accept'
-    assert fp.render_rule(fp.icmp_rule('ipv6', 'neighbour-solicitation')) == 'rule family="ipv6" icmp-type name="neighbour-solicitation" accept'
-    assert fp.render_rule(fp.reject_rule()) == 'rule priority="32767" reject'
+    assert firewalld_policy.render_rule(firewalld_policy.icmp_rule('ipv6', 'neighbour-solicitation')) == \
+        'rule family="ipv6" icmp-type name="neighbour-solicitation" accept'
+    assert firewalld_policy.render_rule(firewalld_policy.reject_rule()) == 'rule priority="32767" reject'
 
 
 def test_policy_xml_reads_back_to_the_same_rules():
     rules = desired_state('tw', RULES, default_deny=True, nameservers=['203.0.113.53'])['rules']
-    text = fp.object_xml(fp.Policy(rules))
+    text = firewalld_policy.object_xml(firewalld_policy.Policy(rules))
     assert '<ingress-zone name="HOST"/>' in text and '<egress-zone name="ANY"/>' in text and 'target="CONTINUE"' in text
-    assert rules_of_xml(text) == [fp.render_rule(r) for r in rules]
-    ipset = fp.object_xml(fp.IpSet('inet6', ['2001:db8::/64']))
+    assert rules_of_xml(text) == [firewalld_policy.render_rule(r) for r in rules]
+    ipset = firewalld_policy.object_xml(firewalld_policy.IpSet('inet6', ['2001:db8::/64']))
     assert '<option name="family" value="inet6"/>' in ipset and '<entry>2001:db8::/64</entry>' in ipset
 
 
@@ -70,11 +71,11 @@ def test_desired_state_one_ipset_per_purpose_and_family():
     desired = desired_state('tw', RULES)
     assert desired['policy'] == 'tw-egress'
     assert desired['ipsets'] == {
-        'tw-tunnel-v4': fp.IpSet('inet', ['198.51.100.11', '198.51.100.12/31']),
-        'tw-tunnel-v6': fp.IpSet('inet6', ['2001:db8:e::11']),
-        'tw-api-v4': fp.IpSet('inet', ['198.51.100.80']),
+        'tw-tunnel-v4': firewalld_policy.IpSet('inet', ['198.51.100.11', '198.51.100.12/31']),
+        'tw-tunnel-v6': firewalld_policy.IpSet('inet6', ['2001:db8:e::11']),
+        'tw-api-v4': firewalld_policy.IpSet('inet', ['198.51.100.80']),
     }
-    rendered = [fp.render_rule(r) for r in desired['rules']]
+    rendered = [firewalld_policy.render_rule(r) for r in desired['rules']]
     assert len(rendered) == 5 and 'rule priority="32767" reject' not in rendered
     assert 'rule family="ipv6" destination ipset="tw-tunnel-v6" port port="7844" protocol="udp" accept' in rendered
 
@@ -83,15 +84,15 @@ def test_overlapping_cidrs_are_merged_and_differing_destinations_split_the_ipset
     rules = [{'purpose': 'extra', 'protocol': 'tcp', 'port': 443, 'ipv4': ['203.0.113.0/25', '203.0.113.128/25', '203.0.113.7/32'], 'ipv6': []},
              {'purpose': 'extra', 'protocol': 'tcp', 'port': 22, 'ipv4': ['203.0.113.9/32'], 'ipv6': []}]
     desired = desired_state('tw', rules)
-    assert desired['ipsets'] == {'tw-extra-tcp443-v4': fp.IpSet('inet', ['203.0.113.0/24']),
-                                 'tw-extra-tcp22-v4': fp.IpSet('inet', ['203.0.113.9'])}
+    assert desired['ipsets'] == {'tw-extra-tcp443-v4': firewalld_policy.IpSet('inet', ['203.0.113.0/24']),
+                                 'tw-extra-tcp22-v4': firewalld_policy.IpSet('inet', ['203.0.113.9'])}
 
 
 def test_default_deny_adds_dns_ndp_and_the_reject_last():
     desired = desired_state('tw', RULES, default_deny=True, nameservers=['127.0.0.53', '203.0.113.53', 'fe80::1'],
                             extra_allow=[{'protocol': 'udp', 'port': 123, 'destinations': ['203.0.113.123', '203.0.113.122/31']}],
                             allow_dhcp=False, allow_mld=False)
-    rendered = [fp.render_rule(r) for r in desired['rules']]
+    rendered = [firewalld_policy.render_rule(r) for r in desired['rules']]
     assert rendered[-1] == 'rule priority="32767" reject'
     assert 'rule family="ipv4" destination address="203.0.113.53" port port="53" protocol="tcp" accept' in rendered
     assert 'rule family="ipv6" destination address="fe80::1" port port="53" protocol="udp" accept' in rendered
@@ -111,7 +112,7 @@ META6 = 'rule family="ipv6" destination address="fd00:ec2::254" port port="80" p
 
 
 def test_host_services_render_as_rich_rules_before_the_reject():
-    rendered = [fp.render_rule(r) for r in desired_state('tw', RULES, True, ['203.0.113.53'], [], **SERVICES)['rules']]
+    rendered = [firewalld_policy.render_rule(r) for r in desired_state('tw', RULES, True, ['203.0.113.53'], [], **SERVICES)['rules']]
     for rule in (DHCP4, DHCP6, MLD, META4, META6):
         assert rendered.count(rule) == 1
         assert rendered.index(rule) < rendered.index('rule priority="32767" reject')
@@ -125,25 +126,25 @@ def test_host_services_render_as_rich_rules_before_the_reject():
     ({'allow_dhcp': False, 'allow_mld': False, 'allow_metadata': False}, [], [DHCP4, DHCP6, MLD, META4, META6]),
 ])
 def test_each_host_service_adds_only_its_own_rules(services, present, absent):
-    rendered = [fp.render_rule(r) for r in desired_state('tw', RULES, True, [], [], **services)['rules']]
+    rendered = [firewalld_policy.render_rule(r) for r in desired_state('tw', RULES, True, [], [], **services)['rules']]
     assert all(rule in rendered for rule in present)
     assert not any(rule in rendered for rule in absent)
 
 
 def test_host_services_need_a_default_deny():
-    rendered = [fp.render_rule(r) for r in desired_state('tw', RULES, False, [], [], **SERVICES)['rules']]
+    rendered = [firewalld_policy.render_rule(r) for r in desired_state('tw', RULES, False, [], [], **SERVICES)['rules']]
     assert not any(rule in rendered for rule in (DHCP4, DHCP6, MLD, META4, META6))
 
 
 def test_host_service_rules_survive_the_policy_file_round_trip():
     # A reload reads the policy back from its XML: source-port and protocol elements must come back the same.
     rules = desired_state('tw', RULES, True, [], [], **SERVICES)['rules']
-    text = fp.object_xml(fp.Policy(rules))
+    text = firewalld_policy.object_xml(firewalld_policy.Policy(rules))
     assert '<source-port port="68" protocol="udp"/>' in text and '<protocol value="ipv6-icmp"/>' in text
-    assert rules_of_xml(text) == [fp.render_rule(r) for r in rules]
+    assert rules_of_xml(text) == [firewalld_policy.render_rule(r) for r in rules]
 
 
-# One validator (egress_request) for every backend, plus what only firewalld cannot render (fp.render_problem).
+# One validator (egress_request) for every backend, plus what only firewalld cannot render (firewalld_policy.render_problem).
 @pytest.mark.parametrize('overrides, expected', [
     ({'name': ''}, "name='': expected ASCII letters"),
     ({'name': 'tw egress'}, "name='tw egress': expected ASCII"),
@@ -170,22 +171,22 @@ def test_host_service_rules_survive_the_policy_file_round_trip():
 ])
 def test_bad_input_names_option_and_value(overrides, expected):
     try:
-        problem = fp.render_problem(er.build(params(**overrides), 'firewalld'))
+        problem = firewalld_policy.render_problem(er.build(params(**overrides), 'firewalld'))
     except er.RequestError as error:
         problem = str(error)
     assert problem is not None and expected in problem, problem
 
 
 def test_good_input_passes():
-    assert fp.render_problem(er.build(params(default_deny=True, dns_servers=['203.0.113.53', 'fe80::1']), 'firewalld')) is None
-    assert fp.render_problem(er.build(params(name='a_b-1', rules=[], state='absent'), 'firewalld')) is None
+    assert firewalld_policy.render_problem(er.build(params(default_deny=True, dns_servers=['203.0.113.53', 'fe80::1']), 'firewalld')) is None
+    assert firewalld_policy.render_problem(er.build(params(name='a_b-1', rules=[], state='absent'), 'firewalld')) is None
 
 
 def test_ownership_is_by_name_pattern_only():
     names = ['tw-tunnel-v4', 'tw-api-v6', 'tw-extra-tcp443-v4', 'tw-notes', 'tw-x-tunnel-v4', 'twx-tunnel-v4', 'tw-Tunnel-v4', 'other']
-    assert fp.owned_ipsets('tw', names) == ['tw-api-v6', 'tw-extra-tcp443-v4', 'tw-tunnel-v4']
-    assert fp.owned_file('tw', 'tw-egress.xml') and fp.owned_file('tw', 'tw-tunnel-v4.xml.old')
-    assert not fp.owned_file('tw', 'tw-egress-2.xml') and not fp.owned_file('tw', 'tw-tunnel-v4.xml~')
+    assert firewalld_policy.owned_ipsets('tw', names) == ['tw-api-v6', 'tw-extra-tcp443-v4', 'tw-tunnel-v4']
+    assert firewalld_policy.owned_file('tw', 'tw-egress.xml') and firewalld_policy.owned_file('tw', 'tw-tunnel-v4.xml.old')
+    assert not firewalld_policy.owned_file('tw', 'tw-egress-2.xml') and not firewalld_policy.owned_file('tw', 'tw-tunnel-v4.xml~')
 
 
 DBUS_POLICY = '''method return time=1795778927.151399 sender=:1.0 -> destination=:1.12 serial=730 reply_serial=2
@@ -263,7 +264,7 @@ def test_parse_dbus_send_output():
 def layer(desired, rules=None, entries=None):
     """A layer holding ``desired`` (optionally with other rules or entries)."""
     policy = {'target': 'CONTINUE', 'ingress_zones': ['HOST'], 'egress_zones': ['ANY'],
-              'rich_rules': rules if rules is not None else [fp.render_rule(r) for r in desired['rules']]}
+              'rich_rules': rules if rules is not None else [firewalld_policy.render_rule(r) for r in desired['rules']]}
     ipsets = {n: {'type': 'hash:net', 'family': s.family, 'entries': list((entries or {}).get(n, s.entries))}
               for n, s in desired['ipsets'].items()}
     return {'policy': policy, 'ipsets': ipsets}
@@ -274,7 +275,7 @@ EMPTY = {'policy': None, 'ipsets': {}}
 
 def test_plan_first_run_writes_files_and_reloads_once():
     desired = desired_state('tw', RULES, default_deny=True, nameservers=['203.0.113.53'])
-    steps = fp.plan_present(desired, EMPTY, EMPTY, persist=True)
+    steps = firewalld_policy.plan_present(desired, EMPTY, EMPTY, persist=True)
     assert [s[0] for s in steps] == ['write_file'] * 4 + ['reload']
     assert sorted(s[1] for s in steps[:4]) == [
         'ipsets/tw-api-v4.xml', 'ipsets/tw-tunnel-v4.xml', 'ipsets/tw-tunnel-v6.xml', 'policies/tw-egress.xml']
@@ -283,14 +284,14 @@ def test_plan_first_run_writes_files_and_reloads_once():
 def test_plan_is_empty_when_both_layers_hold_the_desired_state():
     desired = desired_state('tw', RULES, default_deny=True, nameservers=['203.0.113.53'])
     same = layer(desired, entries={'tw-tunnel-v4': ['198.51.100.12/31', '198.51.100.11/32']})  # other spelling, other order
-    assert fp.plan_present(desired, same, same, persist=True) == []
-    assert fp.plan_present(desired, same, EMPTY, persist=False) == []
+    assert firewalld_policy.plan_present(desired, same, same, persist=True) == []
+    assert firewalld_policy.plan_present(desired, same, EMPTY, persist=False) == []
 
 
 def test_plan_rotation_updates_entries_in_place_in_both_layers():
     desired = desired_state('tw', RULES)
     old = layer(desired, entries={'tw-tunnel-v4': ['198.51.100.11', '198.51.100.9']})
-    steps = fp.plan_present(desired, old, old, persist=True)
+    steps = firewalld_policy.plan_present(desired, old, old, persist=True)
     assert steps == [('set_entries', 'runtime', 'tw-tunnel-v4', ['198.51.100.11', '198.51.100.12/31']),
                      ('set_entries', 'permanent', 'tw-tunnel-v4', ['198.51.100.11', '198.51.100.12/31'])]
 
@@ -298,21 +299,21 @@ def test_plan_rotation_updates_entries_in_place_in_both_layers():
 def test_plan_default_deny_switched_on_adds_the_reject_after_the_allows():
     before = desired_state('tw', RULES)
     after = desired_state('tw', RULES, default_deny=True, nameservers=['203.0.113.53'])
-    steps = fp.plan_present(after, layer(before), layer(before), persist=False)
+    steps = firewalld_policy.plan_present(after, layer(before), layer(before), persist=False)
     assert [s[0] for s in steps] == ['add_rules', 'add_rules']
     assert steps[1] == ('add_rules', 'runtime', 'tw-egress', ['rule priority="32767" reject'])
     assert 'rule priority="32767" reject' not in steps[0][3]
     # ... and switched off again: one removal call, in the runtime and the permanent configuration.
-    steps = fp.plan_present(before, layer(after), layer(after), persist=True)
+    steps = firewalld_policy.plan_present(before, layer(after), layer(after), persist=True)
     assert [s[:2] for s in steps] == [('remove_rules', 'runtime'), ('remove_rules', 'permanent')]
 
 
 def test_plan_runtime_only_creates_skeletons_then_fills_the_runtime():
     desired = desired_state('tw', RULES)
-    steps = fp.plan_present(desired, EMPTY, EMPTY, persist=False)
+    steps = firewalld_policy.plan_present(desired, EMPTY, EMPTY, persist=False)
     kinds = [s[0] for s in steps]
     assert kinds[:5] == ['write_file'] * 4 + ['reload']
-    assert all('<entry>' not in fp.object_xml(s[2]) and '<rule' not in fp.object_xml(s[2]) for s in steps[:4])  # empty
+    assert all('<entry>' not in firewalld_policy.object_xml(s[2]) and '<rule' not in firewalld_policy.object_xml(s[2]) for s in steps[:4])  # empty
     assert kinds[5:] == ['set_entries'] * 3 + ['add_rules']
     assert all(s[1] == 'runtime' for s in steps[5:])
 
@@ -320,9 +321,9 @@ def test_plan_runtime_only_creates_skeletons_then_fills_the_runtime():
 def test_plan_stale_purpose_is_deleted_when_persisting_and_emptied_in_the_runtime():
     full = desired_state('tw', RULES)
     no_api = desired_state('tw', RULES[:2])
-    persist = fp.plan_present(no_api, layer(full), layer(full), persist=True)
+    persist = firewalld_policy.plan_present(no_api, layer(full), layer(full), persist=True)
     assert ('remove_file', 'ipsets/tw-api-v4.xml') in persist and persist[-1] == ('reload',)
-    runtime = fp.plan_present(no_api, layer(full), layer(full), persist=False)
+    runtime = firewalld_policy.plan_present(no_api, layer(full), layer(full), persist=False)
     assert ('set_entries', 'runtime', 'tw-api-v4', []) in runtime
     assert runtime.index(('set_entries', 'runtime', 'tw-api-v4', [])) > [s[0] for s in runtime].index('remove_rules')
 
@@ -330,20 +331,20 @@ def test_plan_stale_purpose_is_deleted_when_persisting_and_emptied_in_the_runtim
 def test_plan_revert_and_absent():
     desired = desired_state('tw', RULES)
     skeleton = layer(desired, rules=[], entries={n: [] for n in desired['ipsets']})
-    steps = fp.plan_revert('tw', layer(desired), skeleton)
+    steps = firewalld_policy.plan_revert('tw', layer(desired), skeleton)
     assert sorted(s[1] for s in steps if s[0] == 'remove_file') == [
         'ipsets/tw-api-v4.xml', 'ipsets/tw-tunnel-v4.xml', 'ipsets/tw-tunnel-v6.xml', 'policies/tw-egress.xml']
     assert steps[-1] == ('reload',)
-    assert fp.plan_revert('tw', layer(desired), layer(desired)) == []
-    assert fp.plan_absent(EMPTY, EMPTY, []) == []
-    assert fp.plan_absent(layer(desired), layer(desired), ['policies/tw-egress.xml']) == [
+    assert firewalld_policy.plan_revert('tw', layer(desired), layer(desired)) == []
+    assert firewalld_policy.plan_absent(EMPTY, EMPTY, []) == []
+    assert firewalld_policy.plan_absent(layer(desired), layer(desired), ['policies/tw-egress.xml']) == [
         ('remove_file', 'policies/tw-egress.xml'), ('reload',)]
 
 
 def test_summarize():
     before = {'policy': {'target': 'CONTINUE', 'rich_rules': ['a', 'b']}, 'ipsets': {'s': ['198.51.100.1', '198.51.100.2']}}
     after = {'policy': {'target': 'CONTINUE', 'rich_rules': ['b', 'c']}, 'ipsets': {'s': ['198.51.100.2', '198.51.100.3'], 't': ['::1']}}
-    added, removed = fp.summarize(before, after)
+    added, removed = firewalld_policy.summarize(before, after)
     assert added == {'entries': {'s': ['198.51.100.3'], 't': ['::1']}, 'rich_rules': ['c']}
     assert removed == {'entries': {'s': ['198.51.100.1']}, 'rich_rules': ['a']}
 
@@ -352,14 +353,14 @@ def test_allow_list_is_the_shape_every_backend_returns():
     desired = desired_state('tw', RULES, default_deny=True, nameservers=['203.0.113.53'],
                             extra_allow=[{'protocol': 'udp', 'port': 123, 'destinations': ['203.0.113.123']}],
                             allow_metadata=True)
-    rules = fp.allow_list(fp.desired_view(desired), 'tw')
+    rules = firewalld_policy.allow_list(firewalld_policy.desired_view(desired), 'tw')
     keys = {(r['purpose'], r['family'], r['protocol'], r['port'], r['destination']) for r in rules}
     assert ('tunnel', 'ipv4', 'udp', 7844, '198.51.100.12/31') in keys and ('api', 'ipv4', 'tcp', 443, '198.51.100.80') in keys
     assert ('dns', 'ipv4', 'tcp', 53, '203.0.113.53') in keys and ('extra', 'ipv4', 'udp', 123, '203.0.113.123') in keys
     assert ('metadata', 'ipv4', 'tcp', 80, '169.254.169.254') in keys and ('metadata', 'ipv6', 'tcp', 80, 'fd00:ec2::254') in keys
     # Host services without a destination (DHCP, MLD, NDP) and the reject are not allow-to-destination rules.
     assert len(rules) == 2 * 3 + 1 + 2 + 1 + 2
-    assert fp.allow_list({'policy': None, 'ipsets': {}}, 'tw') == []
+    assert firewalld_policy.allow_list({'policy': None, 'ipsets': {}}, 'tw') == []
 
 
 class FakeFirewalld:
@@ -391,8 +392,9 @@ def test_transaction_failure_restores_the_files_and_reloads(tmp_path):
     (config / 'ipsets' / 'mine.xml').write_text('the user\'s\n')
     fake = FakeFirewalld(fail='--add-rich-rule')
     firewalld = Firewalld(fake, str(config))
-    steps = [fp.write_file('ipsets/tw-tunnel-v4.xml', fp.IpSet('inet', ['198.51.100.1'])), fp.write_file('policies/tw-egress.xml', fp.Policy([])),
-             fp.add_rules('runtime', 'tw-egress', ['rule priority="32767" reject']), fp.reload_step()]
+    steps = [firewalld_policy.write_file('ipsets/tw-tunnel-v4.xml', firewalld_policy.IpSet('inet', ['198.51.100.1'])),
+             firewalld_policy.write_file('policies/tw-egress.xml', firewalld_policy.Policy([])),
+             firewalld_policy.add_rules('runtime', 'tw-egress', ['rule priority="32767" reject']), firewalld_policy.reload_step()]
     with pytest.raises(FirewalldError) as error:
         firewalld.transaction('tw', steps)
     assert 'rolled back' in str(error.value) and 'simulated failure' in str(error.value)
@@ -487,7 +489,7 @@ def test_a_set_too_large_for_one_argument_loads_from_files_in_both_layers(layer)
     fake = IpsetFirewalld(old)
     firewalld = Firewalld(fake)
     new = big_set(10500, start=3)  # three stale at the start, three new at the end
-    firewalld.apply([fp.set_entries(layer, 'tw-tunnel-v6', new)])
+    firewalld.apply([firewalld_policy.set_entries(layer, 'tw-tunnel-v6', new)])
     assert fake.sets[layer] == old[3:] + new[-3:] and sorted(fake.sets[layer]) == sorted(new)
     changing = [c for c in fake.calls if c[0] == 'firewall-cmd']
     flag = ['--permanent'] if layer == 'permanent' else []
@@ -497,13 +499,13 @@ def test_a_set_too_large_for_one_argument_loads_from_files_in_both_layers(layer)
     assert not [f for f in os.listdir('/tmp') if f.startswith('tunnelwall-tw-tunnel-v6-')]  # the files are gone
     # Nothing to add or remove: no command at all.
     fake.calls.clear()
-    firewalld.apply([fp.set_entries(layer, 'tw-tunnel-v6', list(reversed(new)))])
+    firewalld.apply([firewalld_policy.set_entries(layer, 'tw-tunnel-v6', list(reversed(new)))])
     assert not [c for c in fake.calls if c[0] == 'firewall-cmd']
 
 
 def test_a_small_set_is_still_replaced_atomically_with_set_entries():
     fake = IpsetFirewalld(['198.51.100.1'])
-    Firewalld(fake).apply([fp.set_entries('runtime', 'tw-tunnel-v4', ['198.51.100.2', '198.51.100.4'])])
+    Firewalld(fake).apply([firewalld_policy.set_entries('runtime', 'tw-tunnel-v4', ['198.51.100.2', '198.51.100.4'])])
     assert fake.sets['runtime'] == ['198.51.100.2', '198.51.100.4']
     assert [c[6].rsplit('.', 1)[1] for c in fake.calls] == ['setEntries']
 

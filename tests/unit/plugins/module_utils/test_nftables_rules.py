@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_request
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import nftables_rules as nr
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import nftables_rules
 
 TUNNEL = [{'purpose': 'tunnel', 'protocol': 'udp', 'port': 7844, 'ipv4': ['198.41.192.0/24', '198.41.192.7', '198.41.193.0/24'],
            'ipv6': ['2606:4700:a0::/48']},
@@ -18,12 +18,12 @@ def request(**params):
 
 
 def rules_of(req, nameservers=()):
-    return nr.chain_rules(req, nr.allowances(req, nameservers))
+    return nftables_rules.chain_rules(req, nftables_rules.allowances(req, nameservers))
 
 
 def test_one_interval_set_per_label_protocol_port_and_family_with_overlaps_collapsed():
-    sets = nr.allowances(request(), ())
-    assert [nr.set_name(s) for s in sets] == ['tunnel_udp_7844_v4', 'tunnel_udp_7844_v6', 'tunnel_tcp_7844_v4']
+    sets = nftables_rules.allowances(request(), ())
+    assert [nftables_rules.set_name(s) for s in sets] == ['tunnel_udp_7844_v4', 'tunnel_udp_7844_v6', 'tunnel_tcp_7844_v4']
     # .7 lies inside the first /24 and the two /24s are adjacent: one /23, as an interval set needs (no overlaps).
     assert sets[0].destinations == ('198.41.192.0/23',)
     assert sets[2].destinations == ('198.41.200.0/24',)
@@ -32,7 +32,7 @@ def test_one_interval_set_per_label_protocol_port_and_family_with_overlaps_colla
 def test_a_host_address_is_written_without_its_prefix_length():
     req = request(rules=[{'purpose': 'api', 'protocol': 'tcp', 'port': 443, 'ipv4': ['198.51.100.80/32'],
                           'ipv6': ['2001:db8::80/128']}])
-    assert [s.destinations for s in nr.allowances(req, ())] == [('198.51.100.80',), ('2001:db8::80',)]
+    assert [s.destinations for s in nftables_rules.allowances(req, ())] == [('198.51.100.80',), ('2001:db8::80',)]
 
 
 def test_without_default_deny_only_accepts_and_no_dns_or_host_services():
@@ -43,10 +43,10 @@ def test_without_default_deny_only_accepts_and_no_dns_or_host_services():
 
 def test_default_deny_lets_the_host_itself_out_first_and_rejects_last():
     req = request(default_deny=True, allow_metadata=True)
-    sets = nr.allowances(req, ['198.51.100.253', '2001:db8:e::253'])
-    assert [nr.set_name(s) for s in sets][:6] == ['dns_udp_53_v4', 'dns_udp_53_v6', 'dns_tcp_53_v4', 'dns_tcp_53_v6',
-                                                  'metadata_tcp_80_v4', 'metadata_tcp_80_v6']
-    rules = nr.chain_rules(req, sets)
+    sets = nftables_rules.allowances(req, ['198.51.100.253', '2001:db8:e::253'])
+    assert [nftables_rules.set_name(s) for s in sets][:6] == ['dns_udp_53_v4', 'dns_udp_53_v6', 'dns_tcp_53_v4', 'dns_tcp_53_v6',
+                                                              'metadata_tcp_80_v4', 'metadata_tcp_80_v6']
+    rules = nftables_rules.chain_rules(req, sets)
     assert rules[:4] == ['oifname "lo" accept', 'ct state established,related accept',
                          'tcp flags & syn == 0 ct state new accept',
                          'icmpv6 type { nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert } accept']
@@ -59,43 +59,43 @@ def test_default_deny_lets_the_host_itself_out_first_and_rejects_last():
 def test_host_services_follow_their_options():
     rules = rules_of(request(default_deny=True, allow_dhcp=False, allow_mld=False), ['198.51.100.253'])
     assert not [r for r in rules if 'mld' in r or 'sport' in r]
-    assert not [s for s in nr.allowances(request(default_deny=True), ['198.51.100.253']) if s.label == 'metadata']
+    assert not [s for s in nftables_rules.allowances(request(default_deny=True), ['198.51.100.253']) if s.label == 'metadata']
 
 
 def test_extra_allow_and_a_rule_of_the_same_set_share_it():
     req = request(extra_allow=[{'protocol': 'tcp', 'port': 3128, 'destinations': ['203.0.113.10', '2001:db8::10']}],
                   rules=TUNNEL + [{'purpose': 'extra', 'protocol': 'tcp', 'port': 3128, 'ipv4': ['203.0.113.11']}])
-    extra = [s for s in nr.allowances(req, ()) if s.label == 'extra']
-    assert [(nr.set_name(s), s.destinations) for s in extra] == [('extra_tcp_3128_v4', ('203.0.113.10/31',)),
-                                                                 ('extra_tcp_3128_v6', ('2001:db8::10',))]
+    extra = [s for s in nftables_rules.allowances(req, ()) if s.label == 'extra']
+    assert [(nftables_rules.set_name(s), s.destinations) for s in extra] == [('extra_tcp_3128_v4', ('203.0.113.10/31',)),
+                                                                             ('extra_tcp_3128_v6', ('2001:db8::10',))]
 
 
 def test_the_script_replaces_the_whole_table_and_absent_renders_nothing():
     req = request(default_deny=True, dns_servers=['198.51.100.253'])
-    script = nr.render(req, nr.allowances(req, ['198.51.100.253']))
+    script = nftables_rules.render(req, nftables_rules.allowances(req, ['198.51.100.253']))
     assert script.startswith('table inet tunnelwall\ndelete table inet tunnelwall\ntable inet tunnelwall {\n'
                              '\tcomment "tunnelwall.cloudflared.nftables_egress tunnelwall"\n')
     assert '\tchain output {\n\t\ttype filter hook output priority filter; policy accept;\n' in script
     assert script.count('flags interval') == 5
     absent = egress_request.build({'state': 'absent'}, 'nftables')
-    assert nr.render(absent, nr.allowances(absent, ())) == ''
+    assert nftables_rules.render(absent, nftables_rules.allowances(absent, ())) == ''
 
 
 @pytest.mark.parametrize('name, problem', [('1abc', True), ('a1', False), ('Tunnel-Wall_2', False)])
 def test_a_table_name_starts_with_a_letter(name, problem):
-    message = nr.render_problem(request(name=name))
+    message = nftables_rules.render_problem(request(name=name))
     assert bool(message) == problem
     if problem:
         assert message == "name='1abc': nft table names start with a letter"
 
 
 def test_paths_and_boot_files():
-    paths = nr.paths('tw', '/etc/nftables.d', '/etc/systemd/system')
-    assert paths == nr.Paths('/etc/nftables.d/tw-egress.nft', '/etc/systemd/system/tunnelwall-nftables-tw.service',
-                             '/etc/systemd/system/sysinit.target.d/tunnelwall-nftables-tw.conf',
-                             '/etc/nftables.d/tunnelwall-pending.json')
-    assert nr.paths('tw', '/etc/nftables.d', None).unit is None
-    unit = nr.unit_text('tw', '/usr/sbin/nft', paths.ruleset)
+    paths = nftables_rules.paths('tw', '/etc/nftables.d', '/etc/systemd/system')
+    assert paths == nftables_rules.Paths('/etc/nftables.d/tw-egress.nft', '/etc/systemd/system/tunnelwall-nftables-tw.service',
+                                         '/etc/systemd/system/sysinit.target.d/tunnelwall-nftables-tw.conf',
+                                         '/etc/nftables.d/tunnelwall-pending.json')
+    assert nftables_rules.paths('tw', '/etc/nftables.d', None).unit is None
+    unit = nftables_rules.unit_text('tw', '/usr/sbin/nft', paths.ruleset)
     assert 'ExecStart=/usr/sbin/nft -f /etc/nftables.d/tw-egress.nft\n' in unit
     assert 'Before=network-pre.target' in unit and 'After=local-fs.target nftables.service' in unit
     assert 'ExecStop' not in unit  # stopping must not open egress
@@ -105,11 +105,11 @@ def test_paths_and_boot_files():
     # After the boot check, which may remove a ruleset a reboot left unconfirmed.
     assert 'After=local-fs.target nftables.service tunnelwall-boot-revert.service\n' in unit
     assert 'ConditionPathExists=/etc/nftables.d/tw-egress.nft\n' in unit
-    assert nr.dropin_text('tw', 'tunnelwall-nftables-tw.service').endswith('[Unit]\nWants=tunnelwall-nftables-tw.service\n')
+    assert nftables_rules.dropin_text('tw', 'tunnelwall-nftables-tw.service').endswith('[Unit]\nWants=tunnelwall-nftables-tw.service\n')
 
 
 def test_the_restore_is_a_shell_line_of_its_own():
-    argv = nr.restore_command('/usr/sbin/nft', nr.paths('tw'), 'tw')
+    argv = nftables_rules.restore_command('/usr/sbin/nft', nftables_rules.paths('tw'), 'tw')
     assert argv[:2] == ['/bin/sh', '-c']
     assert argv[3:] == ['tunnelwall-nftables-restore', '/etc/nftables.d/tw-egress.nft', 'tw', '/usr/sbin/nft']
 
