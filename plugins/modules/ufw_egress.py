@@ -225,7 +225,7 @@ def main():
     # PATH first, then /sbin, /usr/sbin and /usr/local/sbin (get_bin_path adds them): the host's own PATH wins.
     binaries = dict((command, module.get_bin_path(command)) for command in ('ufw', 'iptables-restore', 'ip6tables-restore'))
     if not binaries['ufw']:
-        module.fail_json(msg='ufw is not installed (no ufw command in PATH, /usr/sbin or /sbin)')
+        module.fail_json(msg='ufw_egress: ufw is not installed (no ufw command in PATH, /usr/sbin or /sbin)')
 
     # ufw_apply feeds iptables-restore its input as bytes; a command that cannot start fails the transaction, which
     # then restores, instead of ending the module (egress_module.command_runner).
