@@ -54,8 +54,8 @@ BOOT_UNIT = 'tunnelwall-boot-revert.service'
 class EgressError(Exception):
     """A failure of an egress change, with a message for the user; ``details`` go into the module's result.
 
-    The one error of the Linux backends and their transaction (ufw_apply.UfwError, nftables_apply.NftablesError and
-    TransactionError are this class).
+    The one error of the Linux backends and their transaction (firewalld_client.FirewalldError, ufw_apply.UfwError,
+    nftables_apply.NftablesError and TransactionError are this class).
     """
 
     def __init__(self, message, **details):

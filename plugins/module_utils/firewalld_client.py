@@ -20,7 +20,7 @@ __metaclass__ = type
 import os
 import tempfile
 
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_revert
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_revert, egress_transaction
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import firewalld_policy
 
 BUS = 'org.fedoraproject.FirewallD1'
@@ -119,12 +119,8 @@ def ipset_from_settings(settings):
             'description': settings[2]}
 
 
-class FirewalldError(Exception):
-    """A failure with a message for the user; ``details`` go into the module's result."""
-
-    def __init__(self, message, **details):
-        super(FirewalldError, self).__init__(message)
-        self.details = details
+# firewalld's failures are the one error of every Linux backend and the transaction.
+FirewalldError = egress_transaction.EgressError
 
 
 class Firewalld(object):

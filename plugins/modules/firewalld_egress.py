@@ -254,7 +254,6 @@ from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import (
     egress_module, egress_transaction, firewalld_apply, firewalld_policy)
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.egress_spec import (
     EXTRA_ALLOW_SPEC, REQUIRED_IF, RULES_SPEC, TRANSACTION_SPEC)
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.firewalld_client import FirewalldError
 
 ARGUMENT_SPEC = dict(
     TRANSACTION_SPEC,
@@ -285,7 +284,7 @@ def main():
         dummy, result['firewalld_version'] = backend.firewalld.state()
         outcome = egress_transaction.run(backend, request, verify, module.check_mode, which=module.get_bin_path,
                                          command=backend.firewalld.run)
-    except (FirewalldError, egress_transaction.TransactionError) as error:
+    except egress_transaction.EgressError as error:
         module.fail_json(msg='firewalld_egress: %s' % error, commands=[list(c) for c in backend.firewalld.commands],
                          origins=request.origin_report, **dict(result, **error.details))
     if outcome['transaction'].get('settled'):
