@@ -185,34 +185,17 @@ origins:
 """
 
 import os
-import pwd
 import re
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import backend_choice, egress_applied, origins, ufw_rules
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import (
+    backend_choice, egress_applied, egress_module, origins, ufw_rules)
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.firewalld_client import Firewalld, FirewalldError
 
 SBIN = ['/usr/sbin', '/sbin']
 
 
-def read_text(path):
-    """A file's text, or None when it cannot be read (missing or not readable: this module only reports)."""
-    try:
-        with open(path, 'r') as handle:
-            return handle.read()
-    except (IOError, OSError):
-        return None
-
-
-def home_of(user):
-    """The home directory of ``user``, or None for an unknown user (where cloudflared looks for its config)."""
-    try:
-        return pwd.getpwnam(user).pw_dir
-    except (KeyError, TypeError):
-        return None
-
-
-def fresh_origins(params, read=read_text, exists=os.path.exists, homes=home_of, getaddrinfo=None):
+def fresh_origins(params, read=egress_module.read_text, exists=os.path.exists, homes=egress_module.home_of, getaddrinfo=None):
     """cloudflared's origins resolved now, as a firewall module would under a default deny, or None when not asked.
 
     -> {rules, allowed, config, notes, error}; a config or a name that cannot be used gives ``error`` and no rules
@@ -257,7 +240,7 @@ UFW_RULES = {'ipv4': '/etc/ufw/user.rules', 'ipv6': '/etc/ufw/user6.rules'}
 def read_applied(module, backend, name):
     """(what the backend allows for NAME by purpose, None) or (None, why it could not be read)."""
     if backend == 'ufw':
-        return egress_applied.from_ufw(dict((f, read_text(p)) for f, p in UFW_RULES.items()), name), None
+        return egress_applied.from_ufw(dict((f, egress_module.read_text(p)) for f, p in UFW_RULES.items()), name), None
     if backend == 'firewalld':
         try:
             return egress_applied.from_firewalld(Firewalld(module.run_command).read(name, permanent=True)['ipsets'], name), None
@@ -299,7 +282,7 @@ def main():
         except FirewalldError as error:
             firewalld['detail'] = str(error)
     ufw_binary = module.get_bin_path('ufw', opt_dirs=SBIN)
-    conf = read_text(backend_choice.UFW_CONF)
+    conf = egress_module.read_text(backend_choice.UFW_CONF)
     ufw = {'installed': bool(ufw_binary) and conf is not None, 'enabled': conf is not None and ufw_rules.ufw_enabled(conf)}
     found = {'firewalld': firewalld, 'ufw': ufw, 'nftables': find_nftables(module)}
     backend = backend_choice.choose(found)
