@@ -220,7 +220,7 @@ def test_the_check_playbook_shows_origin_drift_when_an_origin_name_moves(lab, pl
     """Every run resolves the origins again, and the drift check covers them like the edge: after a default deny
     allowed the config's origins, the origin's name is re-pointed on the host (its resolver: /etc/hosts) - the check
     playbook's Drift column says +1/-1 for purpose origin and the host is drifted; the edge did not move."""
-    from tests.integration import test_site_playbooks_lab as site_suite  # pylint: disable=import-outside-toplevel
+    from tests.integration_lab import test_site_playbooks_lab as site_suite  # pylint: disable=import-outside-toplevel
     host = lab.hosts_with('nftables')[0]
     lab.reset_firewalls([host])
     try:
