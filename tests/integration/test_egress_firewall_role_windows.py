@@ -188,8 +188,8 @@ def test_a_failed_verification_restores_what_the_host_recorded_and_fails(tmp_pat
               'module stopped before it could say what it changed: check the firewall; a change it had begun is undone '
               'by the dead-man revert within egress_firewall_confirm_timeout (90 s).'),
 ])
-def test_the_role_tells_a_failure_the_module_reported_from_one_it_never_got_to_report(tmp_path, windows_collection, dns,
-                                                                                       apply, says):
+def test_the_role_tells_a_failure_the_module_reported_from_one_it_never_got_to_report(
+        tmp_path, windows_collection, dns, apply, says):
     """The apply fails: reported by the module (its result names it in module) it came before any change; an
     unhandled exception (no module) may have come half-way, and the role must not claim the firewall is as before."""
     rc, output, calls = run_role(tmp_path, windows_collection, dns, apply=apply)
