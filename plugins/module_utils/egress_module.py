@@ -45,7 +45,8 @@ def prepare(module, backend, name, render_problem=None):
 
     The order is the same for every module: the request (egress_request), the probe's options (``verify``), what only
     this backend cannot render (``render_problem(request)`` -> message or None), and only then the host - its
-    resolvers. So bad input is reported as such on any host, whatever state its firewall is in.
+    resolvers. So bad input is reported as such on any host, whatever state its firewall is in. ``name`` is the
+    module's short name (``ufw_egress``): its failures carry it as ``module`` (fail).
     """
     try:
         request = egress_request.build(module.params, backend)
