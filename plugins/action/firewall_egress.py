@@ -14,6 +14,7 @@ from ansible.plugins.action import ActionBase
 
 from ansible_collections.tunnelwall.cloudflared.plugins.plugin_utils import backend_modules
 
+MODULE = 'tunnelwall.cloudflared.firewall_egress'
 ARGUMENT_SPEC = dict(
     backend=dict(type='str', default=''),
     found=dict(type='dict'),
@@ -36,16 +37,16 @@ class ActionModule(ActionBase):
         result = super().run(tmp, task_vars)
         validation = ArgumentSpecValidator(ARGUMENT_SPEC).validate(self._task.args)
         if validation.error_messages:
-            return dict(result, failed=True, msg='firewall_egress: %s' % '; '.join(validation.error_messages))
+            return dict(result, failed=True, module=MODULE, msg='; '.join(validation.error_messages))
         params = validation.validated_parameters
         backend, plan = params['backend'], params['plan'] or {}
         if backend and backend not in backend_modules.BACKEND_MODULES:
-            return dict(result, failed=True, msg='firewall_egress: backend=%r: choose from %s' % (
+            return dict(result, failed=True, module=MODULE, msg='backend=%r: choose from %s' % (
                 backend, ', '.join(sorted(backend_modules.BACKEND_MODULES))))
         problem = backend_modules.refusal((task_vars or {}).get('inventory_hostname'), backend, params['found'],
                                           params['options'], plan, params['purposes'])
         if problem:
-            return dict(result, failed=True, refused=True, msg='%s Nothing was changed.' % problem)
+            return dict(result, failed=True, refused=True, module=MODULE, msg='%s Nothing was changed.' % problem)
         module = backend_modules.BACKEND_MODULES[backend]
         args = backend_modules.module_args(backend, params['options'], plan, params['purposes'], params['verify'])
         if backend == 'windows':

@@ -57,11 +57,12 @@ class ActionModule(ActionBase):
         if verify is not None and not isinstance(verify, (dict, str)):
             # ArgumentSpecValidator raises a TypeError (ansible-core 2.19 to 2.21) for a dict option with sub-options
             # given a number, a boolean or a list of them; a string gets its own error from it.
-            return dict(result, failed=True, msg='win_firewall_egress: verify=%r: expected a dict with plan and, if '
-                                                 'needed, require, timeout, ca_path, validate_certs' % (verify,))
+            return dict(result, failed=True, module=windows_firewall.MODULE,
+                        msg='verify=%r: expected a dict with plan and, if needed, require, timeout, ca_path, '
+                            'validate_certs' % (verify,))
         validation = ArgumentSpecValidator(ARGUMENT_SPEC, required_if=REQUIRED_IF).validate(self._task.args)
         if validation.error_messages:
-            return dict(result, failed=True, msg='win_firewall_egress: %s' % '; '.join(validation.error_messages))
+            return dict(result, failed=True, module=windows_firewall.MODULE, msg='; '.join(validation.error_messages))
         params = validation.validated_parameters
 
         def execute(module, module_args):
@@ -79,12 +80,13 @@ class ActionModule(ActionBase):
             # Read-only module calls: the service's config and the origin names, read and resolved on the host.
             request = windows_firewall.discover_origins(request, execute)
         except windows_firewall.RuleError as error:
-            return dict(result, failed=True, msg='win_firewall_egress: %s' % error)
+            return dict(result, failed=True, module=windows_firewall.MODULE, msg=str(error))
         prepared = windows_firewall.prepare(request, params['profiles'])
 
         try:
             result.update(windows_firewall.run(request, prepared, probe_params, execute, check_mode=self._task.check_mode))
         except windows_firewall.TransactionFailed as error:
+            # ``module`` only when the failure was reported, by the module or by windows_firewall.run (see there).
             result.update(error.details, failed=True, msg=str(error))
         result = windows_firewall.with_rule_changes(result, prepared, request.name)
         result['origins'] = request.origin_report

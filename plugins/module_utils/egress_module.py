@@ -16,6 +16,28 @@ from ansible.module_utils.errors import UnsupportedError
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import dns_client, egress_request, origins
 
 C_ENV = {'LANG': 'C', 'LC_ALL': 'C'}
+COLLECTION = 'tunnelwall.cloudflared'
+NEEDS_ROOT = 'this module changes the firewall and must run as root (become: true)'
+
+
+def fqcn(name):
+    """The module's fully qualified collection name (``ufw_egress`` -> ``tunnelwall.cloudflared.ufw_egress``)."""
+    return '%s.%s' % (COLLECTION, name)
+
+
+def fail(module, name, msg, **details):
+    """End the module ``name`` with a failure it reports itself: ``msg``, the details and ``module`` (its FQCN).
+
+    The message does not repeat the module's name - Ansible shows the task. ``module`` is how a caller (the role's
+    failed.yml) tells a failure the module's own code reported from one it never got to report: a traceback, a killed
+    module, a lost connection or AnsibleModule's own argument checks carry no ``module``.
+    """
+    module.fail_json(msg=msg, module=fqcn(name), **details)
+
+
+def succeed(module, name, **result):
+    """End the module ``name`` with its result and ``module`` (its FQCN), like every failure it reports (fail)."""
+    module.exit_json(module=fqcn(name), **result)
 
 
 def prepare(module, backend, name, render_problem=None):
@@ -23,12 +45,13 @@ def prepare(module, backend, name, render_problem=None):
 
     The order is the same for every module: the request (egress_request), the probe's options (``verify``), what only
     this backend cannot render (``render_problem(request)`` -> message or None), and only then the host - its
-    resolvers. So bad input is reported as such on any host, whatever state its firewall is in.
+    resolvers. So bad input is reported as such on any host, whatever state its firewall is in. ``name`` is the
+    module's short name (``ufw_egress``): its failures carry it as ``module`` (fail).
     """
     try:
         request = egress_request.build(module.params, backend)
     except egress_request.RequestError as error:
-        module.fail_json(msg='%s: %s' % (name, error))
+        fail(module, name, str(error))
     verify = None
     verify_origins = []
     if module.params.get('verify') is not None:  # {} too: it lacks the required plan
@@ -41,26 +64,26 @@ def prepare(module, backend, name, render_problem=None):
             # ArgumentSpecValidator words an unknown option as just its name; AnsibleModule would say "Unsupported".
             messages = [('unsupported option %s' % e.error_message) if isinstance(e, UnsupportedError) else e.error_message
                         for e in checked.errors]
-            module.fail_json(msg='%s: verify: %s' % (name, '; '.join(messages)))
+            fail(module, name, 'verify: %s' % '; '.join(messages))
         verify_origins = checked.validated_parameters.get('origins') or []
         params, verify = probe_run.verifier(checked.validated_parameters, request.resolv_conf)
         problem = probe_run.check(params)
         if problem:
-            module.fail_json(msg='%s: verify.%s' % (name, problem))
+            fail(module, name, 'verify.%s' % problem)
     try:
         request, verify = with_origins(request, verify, verify_origins=verify_origins)
     except origins.OriginError as error:
-        module.fail_json(msg='%s: %s' % (name, error), origins=None)
+        fail(module, name, str(error), origins=None)
     for warning in (request.origin_report or {}).get('warnings', []):
         module.warn(warning)
     problem = render_problem(request) if render_problem else None
     if problem:
-        module.fail_json(msg='%s: %s' % (name, problem))
+        fail(module, name, problem)
     try:
         nameservers = egress_request.nameservers(request, dns_client.read_resolv_conf(request.resolv_conf),
                                                  dns_client.read_resolv_conf(dns_client.SYSTEMD_RESOLV_CONF))
     except egress_request.RequestError as error:
-        module.fail_json(msg='%s: %s' % (name, error))
+        fail(module, name, str(error))
     return request, verify, list(nameservers)
 
 

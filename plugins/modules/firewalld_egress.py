@@ -274,7 +274,7 @@ def main():
     if os.geteuid() != 0:
         # As ufw_egress and nftables_egress: firewalld may answer D-Bus reads, but the files and the transaction
         # record under /etc/firewalld need root - say so instead of a PermissionError half-way.
-        module.fail_json(msg='firewalld_egress changes the firewall and must run as root (become: true)')
+        egress_module.fail(module, 'firewalld_egress', egress_module.NEEDS_ROOT)
     if request.state == 'reverted' or (request.state == 'present' and not module.params['permanent']):
         module.deprecate(DEPRECATED, version='1.0.0', collection_name='tunnelwall.cloudflared')
     backend = firewalld_apply.FirewalldBackend(request, nameservers, egress_module.command_runner(module),
@@ -285,14 +285,14 @@ def main():
         outcome = egress_transaction.run(backend, request, verify, module.check_mode, which=module.get_bin_path,
                                          command=backend.firewalld.run)
     except egress_transaction.EgressError as error:
-        module.fail_json(msg='firewalld_egress: %s' % error, commands=[list(c) for c in backend.firewalld.commands],
-                         origins=request.origin_report, **dict(result, **error.details))
+        egress_module.fail(module, 'firewalld_egress', str(error), commands=[list(c) for c in backend.firewalld.commands],
+                           origins=request.origin_report, **dict(result, **error.details))
     if outcome['transaction'].get('settled'):
         module.warn(outcome['transaction']['settled'])
     result.update(firewalld_apply.result(backend, module.check_mode, module._diff),
                   verification=outcome['verification'], transaction=outcome['transaction'],
                   origins=request.origin_report)
-    module.exit_json(**result)
+    egress_module.succeed(module, 'firewalld_egress', **result)
 
 
 if __name__ == '__main__':

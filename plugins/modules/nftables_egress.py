@@ -217,11 +217,11 @@ def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, required_if=REQUIRED_IF, supports_check_mode=True)
     request, verify, nameservers = egress_module.prepare(module, 'nftables', 'nftables_egress', nftables_rules.render_problem)
     if os.geteuid() != 0:
-        module.fail_json(msg='nftables_egress changes the firewall and must run as root (become: true)')
+        egress_module.fail(module, 'nftables_egress', egress_module.NEEDS_ROOT)
     # The host's PATH first, then the sbin directories get_bin_path adds.
     binaries = dict((command, module.get_bin_path(command)) for command in ('nft', 'unshare', 'systemctl'))
     if not binaries['nft']:
-        module.fail_json(msg='nftables_egress: nft is not installed (no nft command in PATH, /usr/sbin or /sbin)')
+        egress_module.fail(module, 'nftables_egress', 'nft is not installed (no nft command in PATH, /usr/sbin or /sbin)')
     run = egress_module.command_runner(module)
     backend = nftables_apply.NftablesBackend(request, nameservers, run, binaries,
                                              systemd_running=egress_transaction.systemd_running(module.get_bin_path))
@@ -229,14 +229,14 @@ def main():
         outcome = egress_transaction.run(backend, request, verify, module.check_mode, which=module.get_bin_path,
                                          command=run)
     except egress_transaction.EgressError as error:
-        module.fail_json(msg='nftables_egress: %s' % error, table=nftables_rules.table(request.name),
-                         commands=backend.commands, nameservers=nameservers, origins=request.origin_report,
-                         **error.details)
+        egress_module.fail(module, 'nftables_egress', str(error), table=nftables_rules.table(request.name),
+                           commands=backend.commands, nameservers=nameservers, origins=request.origin_report,
+                           **error.details)
     if outcome['transaction'].get('settled'):
         module.warn(outcome['transaction']['settled'])
     result = nftables_apply.result(backend, outcome['changed'], module.check_mode, module._diff)
-    module.exit_json(nameservers=nameservers, verification=outcome['verification'],
-                     transaction=outcome['transaction'], origins=request.origin_report, **result)
+    egress_module.succeed(module, 'nftables_egress', nameservers=nameservers, verification=outcome['verification'],
+                          transaction=outcome['transaction'], origins=request.origin_report, **result)
 
 
 if __name__ == '__main__':

@@ -221,11 +221,11 @@ def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, required_if=REQUIRED_IF, supports_check_mode=True)
     request, verify, servers = egress_module.prepare(module, 'ufw', 'ufw_egress')
     if os.geteuid() != 0:
-        module.fail_json(msg='ufw_egress changes the firewall and must run as root (become: true)')
+        egress_module.fail(module, 'ufw_egress', egress_module.NEEDS_ROOT)
     # PATH first, then /sbin, /usr/sbin and /usr/local/sbin (get_bin_path adds them): the host's own PATH wins.
     binaries = dict((command, module.get_bin_path(command)) for command in ('ufw', 'iptables-restore', 'ip6tables-restore'))
     if not binaries['ufw']:
-        module.fail_json(msg='ufw_egress: ufw is not installed (no ufw command in PATH, /usr/sbin or /sbin)')
+        egress_module.fail(module, 'ufw_egress', 'ufw is not installed (no ufw command in PATH, /usr/sbin or /sbin)')
 
     # ufw_apply feeds iptables-restore its input as bytes; a command that cannot start fails the transaction, which
     # then restores, instead of ending the module (egress_module.command_runner).
@@ -242,11 +242,11 @@ def main():
     except egress_transaction.EgressError as error:
         for warning in backend.warnings:
             module.warn(warning)
-        module.fail_json(msg='ufw_egress: %s' % error, origins=request.origin_report, **error.details)
+        egress_module.fail(module, 'ufw_egress', str(error), origins=request.origin_report, **error.details)
     for warning in backend.warnings + [result.get('transaction', {}).get('settled')]:
         if warning:
             module.warn(warning)
-    module.exit_json(origins=request.origin_report, **result)
+    egress_module.succeed(module, 'ufw_egress', origins=request.origin_report, **result)
 
 
 if __name__ == '__main__':

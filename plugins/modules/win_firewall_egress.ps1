@@ -22,6 +22,9 @@ $spec = @{
     supports_check_mode = $true
 }
 $module = [Ansible.Basic.AnsibleModule]::Create($args, $spec)
+# In every result, success or failure: the action plugin and the role tell a failure this code reported (it has
+# module) from one it never got to report (an unhandled exception, a lost connection).
+$module.Result.module = 'tunnelwall.cloudflared.win_firewall_egress'
 $prepared = $module.Params.prepared
 $group = [string]$prepared.group
 $profiles = @($prepared.profiles)
@@ -73,7 +76,7 @@ if ($prepared.action -eq 'origins') {
                 $found.file = @{ path = [string]$path; text = [System.IO.File]::ReadAllText([string]$path) }
             }
             catch {
-                $module.FailJson("win_firewall_egress: cannot read cloudflared's config $($path): $($_.Exception.Message); nothing was changed", $_)
+                $module.FailJson("cannot read cloudflared's config $($path): $($_.Exception.Message); nothing was changed", $_)
             }
             break
         }
@@ -156,7 +159,7 @@ $txn = $prepared.transaction
 $id = [string]$txn.id
 if ($id -notmatch '^[0-9a-f]{12}$') {
     # The id goes into the scheduled task's command line: nothing but what the action plugin makes.
-    $module.FailJson("win_firewall_egress: transaction id '$id' is not 12 hex digits")
+    $module.FailJson("transaction id '$id' is not 12 hex digits")
 }
 # Where the outbound action found before the first default_deny is kept, for state=absent.
 $stateKey = 'HKLM:\SOFTWARE\tunnelwall\cloudflared\' + ($group -replace '[^A-Za-z0-9 _.-]', '_')
@@ -292,7 +295,7 @@ if ($prepared.action -eq 'restore') {
         $module.Result.message = & $restoreScript -Id $id
     }
     catch {
-        $module.FailJson("win_firewall_egress: the restore failed: $($_.Exception.Message); the record stays for the scheduled task and the next run", $_)
+        $module.FailJson("the restore failed: $($_.Exception.Message); the record stays for the scheduled task and the next run", $_)
     }
     # Another party (the scheduled task) may have claimed it first: then it restored, not this run.
     $module.Result.restored = [bool]($module.Result.message -like 'restored *')
@@ -315,7 +318,7 @@ if (-not $module.CheckMode) {
             $message = & $restoreScript -Id $pending.id
         }
         catch {
-            $module.FailJson("win_firewall_egress: a previous run ($($pending.id)) left an unconfirmed change that cannot be restored: $($_.Exception.Message); nothing was changed", $_)
+            $module.FailJson("a previous run ($($pending.id)) left an unconfirmed change that cannot be restored: $($_.Exception.Message); nothing was changed", $_)
         }
         if ($message -like 'change * is being confirmed or restored*') {
             # Its scheduled task is restoring it right now: wait for the verdict like for a running change.
@@ -348,7 +351,7 @@ $before = Get-GroupRule
 # The ownership marker: every rule this module creates carries it. A rule of the group without it is someone else's.
 $foreign = @($before.Values | Where-Object { $_.description -ne $marker } | ForEach-Object { $_.display_name } | Sort-Object)
 if ($foreign.Count -gt 0) {
-    $module.FailJson("win_firewall_egress: the rule group '$group' holds rules this module did not create (no description '$marker'): $($foreign -join ', '); choose another name. Nothing was changed")
+    $module.FailJson("the rule group '$group' holds rules this module did not create (no description '$marker'): $($foreign -join ', '); choose another name. Nothing was changed")
 }
 $wanted = @{}
 foreach ($rule in @($prepared.rules)) {
@@ -436,7 +439,7 @@ if ($timeout -gt 0) {
     }
     catch {
         Remove-ItemProperty -LiteralPath $pendingKey -Name pending
-        $module.FailJson("win_firewall_egress: cannot arm the dead-man revert (scheduled task): $($_.Exception.Message); nothing was changed", $_)
+        $module.FailJson("cannot arm the dead-man revert (scheduled task): $($_.Exception.Message); nothing was changed", $_)
     }
     $module.Result.transaction.armed = @{
         how = 'scheduled_task'; task_path = $txn.task_path; task_name = $txn.task_name; at = $expires.ToString('o')
@@ -485,7 +488,7 @@ catch {
     catch {
         $message = "RESTORE FAILED ($($_.Exception.Message)); the scheduled task and the next run try again"
     }
-    $module.FailJson("win_firewall_egress: $($failure.Exception.Message); $message", $failure)
+    $module.FailJson("$($failure.Exception.Message); $message", $failure)
 }
 
 if (-not $txn.verify) {

@@ -79,8 +79,8 @@ def module_name(name):
     """
     if isinstance(name, str) and name.endswith(GROUP_SUFFIX) and name != GROUP_SUFFIX.strip():
         short = name[:-len(GROUP_SUFFIX)]
-        return short, ('win_firewall_egress: name=%r is the rule group; the option is now the name the group is made '
-                       'from - use name=%r (the same group, %r)' % (name, short, name))
+        return short, ('name=%r is the rule group; the option is now the name the group is made from - use name=%r '
+                       '(the same group, %r)' % (name, short, name))
     return name, None
 
 
@@ -384,11 +384,6 @@ def verify_output(params, execute):
     return not unmet, output, ' | '.join(unmet)
 
 
-def _module_failed(result, what):
-    message = result.get('msg') or '%s failed' % what
-    return message if message.startswith('win_firewall_egress') else 'win_firewall_egress: %s' % message
-
-
 def run(request, prepared, probe_params, execute, check_mode=False, sleep=time.sleep, clock=time.monotonic, make_id=new_id):
     """The whole transaction; returns the task's result or raises TransactionFailed.
 
@@ -398,6 +393,9 @@ def run(request, prepared, probe_params, execute, check_mode=False, sleep=time.s
        ``lock_timeout``, and try again.
     2. verify with win_edge_probe (only after a change; with no change, a failure changes nothing);
     3. confirm (remove the record and the task), or restore the record and fail.
+
+    The result and every failure carry ``module`` (MODULE) - except a failed apply the module did not report itself
+    (an unhandled exception, a lost connection): the firewall is then not known to be as before.
     """
     txid = make_id()
     verifying = probe_params is not None and not check_mode and request.state == 'present'
@@ -407,11 +405,12 @@ def run(request, prepared, probe_params, execute, check_mode=False, sleep=time.s
     while True:
         result = execute(MODULE, {'prepared': args})
         if result.get('failed') or result.get('unreachable'):
-            raise TransactionFailed(_module_failed(result, 'apply'), **_carry(result))
+            # The module's own failure carries ``module``; a crash or a lost connection does not, and neither does this.
+            raise TransactionFailed(result.get('msg') or 'apply failed', **_carry(result))
         if not result.get('busy'):
             break
         if clock() - started >= request.lock_timeout:
-            raise TransactionFailed('win_firewall_egress: %s' % busy_message(result['busy'], request.lock_timeout),
+            raise TransactionFailed(busy_message(result['busy'], request.lock_timeout), module=MODULE,
                                     changed=False, transaction={'id': txid, 'waited_for_lock': True})
         waited = True
         sleep(LOCK_POLL)
@@ -419,7 +418,7 @@ def run(request, prepared, probe_params, execute, check_mode=False, sleep=time.s
                 restored=False)
     info.setdefault('armed', None)
     info.setdefault('settled', None)
-    result = dict(result, transaction=info, verification=None)
+    result = dict(result, transaction=info, verification=None, module=MODULE)  # in every failure below too
     if not verifying:
         return result  # the module confirmed at once (transaction.confirmed), or changed nothing
     ok, output, message = verify_output(probe_params, execute)
@@ -427,15 +426,15 @@ def run(request, prepared, probe_params, execute, check_mode=False, sleep=time.s
     if not result.get('changed'):
         if ok:
             return result
-        raise TransactionFailed('win_firewall_egress: verification failed - %s. Nothing was changed by this run.'
+        raise TransactionFailed('verification failed - %s. Nothing was changed by this run.'
                                 % message, **dict(result, changed=False))
     if ok:
         confirmed = execute(MODULE, {'prepared': finish_args(prepared, request, txid, 'confirm')})
         if confirmed.get('failed') or confirmed.get('unreachable'):
-            raise TransactionFailed('win_firewall_egress: verified, but the confirmation failed (%s); %s' % (
+            raise TransactionFailed('verified, but the confirmation failed (%s); %s' % (
                 confirmed.get('msg') or 'no answer', _left_to_deadman(info)), **result)
         if not confirmed.get('confirmed'):
-            raise TransactionFailed('win_firewall_egress: verified, but not confirmed - %s' % (
+            raise TransactionFailed('verified, but not confirmed - %s' % (
                 confirmed.get('message') or 'the change was no longer pending'), **dict(result, rolled_back=True))
         info['confirmed'] = True
         return result
@@ -450,7 +449,7 @@ def run(request, prepared, probe_params, execute, check_mode=False, sleep=time.s
     else:
         rolled_back = info['restored'] = True
         outcome = restore_summary(result.get('previous'))
-    raise TransactionFailed('win_firewall_egress: verification failed after applying the rules - %s. Rolled back: %s.'
+    raise TransactionFailed('verification failed after applying the rules - %s. Rolled back: %s.'
                             % (message, outcome), **dict(result, rolled_back=rolled_back))
 
 

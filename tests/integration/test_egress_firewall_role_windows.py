@@ -63,6 +63,15 @@ class ActionModule(Real):
                      'message': 'no answer'} for t in prepared['targets'] for c in t['checks']]
             return {'families': ['ipv4', 'ipv6'], 'results': rows, 'dns': {'nameservers': [], 'answers': []}}
         txn = prepared['transaction']
+        if prepared['action'] == 'apply' and os.environ.get('TW_APPLY') == 'refuse':
+            # The module's own refusal, before any change: it names itself (module) as every result of it does.
+            return {'failed': True, 'changed': False, 'module': 'tunnelwall.cloudflared.win_firewall_egress',
+                    'msg': "the rule group 'tunnelwall cloudflared' holds rules this module did not create (no "
+                           "description 'Managed by tunnelwall.cloudflared'): x; choose another name. Nothing was changed"}
+        if prepared['action'] == 'apply' and os.environ.get('TW_APPLY') == 'crash':
+            # What ansible-core's PowerShell wrapper returns for an unhandled exception: not the module's result.
+            return {'failed': True, 'msg': 'Unhandled exception while executing module: Access is denied',
+                    'exception': 'at <ScriptBlock>, <No file>: line 400'}
         if prepared['action'] == 'confirm':
             return {'changed': False, 'confirmed': True}
         if prepared['action'] == 'restore':
@@ -100,7 +109,7 @@ def windows_collection(tmp_path):
     return copy
 
 
-def run_role(tmp_path, collections, dns, probe_ok=True, state='present', keep_origins=False):
+def run_role(tmp_path, collections, dns, probe_ok=True, state='present', keep_origins=False, apply=''):
     record = tmp_path / 'record.jsonl'
     record.write_text('')
     inventory = tmp_path / 'inventory.yml'
@@ -111,7 +120,7 @@ def run_role(tmp_path, collections, dns, probe_ok=True, state='present', keep_or
     playbook = tmp_path / 'play.yml'
     playbook.write_text(PLAYBOOK % {'state': state})
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(collections), PYTHONPATH=str(collections), ANSIBLE_NOCOLOR='1',
-               ANSIBLE_HOME=str(tmp_path / 'home'), TW_RECORD=str(record), TW_PROBE_OK='1' if probe_ok else '0')
+               ANSIBLE_HOME=str(tmp_path / 'home'), TW_RECORD=str(record), TW_PROBE_OK='1' if probe_ok else '0', TW_APPLY=apply)
     result = subprocess.run([os.path.join(BIN, 'ansible-playbook'), '-i', str(inventory), str(playbook)],
                             capture_output=True, text=True, env=env, timeout=300, check=False)
     calls = [json.loads(line) for line in record.read_text().splitlines()]
@@ -151,6 +160,7 @@ def test_one_task_applies_the_plans_rules_verifies_and_confirms(tmp_path, window
     assert any(t['attempts'][0]['datagrams'] for t in probe['targets'] if t['protocol'] == 'udp')  # built on the controller
     assert calls[2]['args']['prepared']['transaction']['id'] == txn['id']
     result = calls[3]['args']
+    assert result['module'] == 'tunnelwall.cloudflared.win_firewall_egress'
     assert result['verification']['unmet_requirements'] == [] and result['verification']['recommended_protocol'] == 'http2'
     assert result['transaction']['confirmed'] is True and result['transaction']['armed']['how'] == 'scheduled_task'
 
@@ -167,6 +177,28 @@ def test_a_failed_verification_restores_what_the_host_recorded_and_fails(tmp_pat
     result = calls[3]['args']
     assert result['failed'] is True and result['rolled_back'] is True and result['transaction']['restored'] is True
     assert result['verification']['unmet_requirements']
+    assert result['module'] == 'tunnelwall.cloudflared.win_firewall_egress'
+
+
+@pytest.mark.parametrize('apply, says', [
+    ('refuse', "egress_firewall on winhost (windows): the rule group 'tunnelwall cloudflared' holds rules this module "
+               "did not create (no description 'Managed by tunnelwall.cloudflared'): x; choose another name. Nothing was "
+               "changed Nothing to roll back: the firewall is as before this run."),
+    ('crash', 'egress_firewall on winhost (windows): Unhandled exception while executing module: Access is denied The '
+              'module stopped before it could say what it changed: check the firewall; a change it had begun is undone '
+              'by the dead-man revert within egress_firewall_confirm_timeout (90 s).'),
+])
+def test_the_role_tells_a_failure_the_module_reported_from_one_it_never_got_to_report(
+        tmp_path, windows_collection, dns, apply, says):
+    """The apply fails: reported by the module (its result names it in module) it came before any change; an
+    unhandled exception (no module) may have come half-way, and the role must not claim the firewall is as before."""
+    rc, output, calls = run_role(tmp_path, windows_collection, dns, apply=apply)
+    assert rc != 0
+    assert steps(calls) == ['apply', 'result'], calls
+    assert says in output, output
+    result = calls[1]['args']
+    assert result['failed'] is True and 'rolled_back' not in result
+    assert result.get('module') == ('tunnelwall.cloudflared.win_firewall_egress' if apply == 'refuse' else None), result
 
 
 def test_absent_is_one_module_run_without_verification(tmp_path, windows_collection, dns):

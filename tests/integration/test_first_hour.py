@@ -281,16 +281,28 @@ def test_plan_playbook_suggests_the_catalog_when_dns_fails(dns, tmp_path, home):
 # ------------------------------------------------------------------------------------------------------------------
 # One message per case
 # ------------------------------------------------------------------------------------------------------------------
+UFW = 'tunnelwall.cloudflared.ufw_egress'
+
+
 @pytest.mark.parametrize('failed, says', [
-    ({'msg': 'ufw_egress: ufw is installed but inactive'}, 'Nothing to roll back: the firewall is as before this run.'),
+    # A failure the module reported itself names it in `module`; without rolled_back it came before any change.
+    ({'msg': 'ufw is installed but inactive', 'module': UFW},
+     'egress_firewall on localhost (ufw): ufw is installed but inactive Nothing to roll back: the firewall is as before'),
     # ansible-core 2.19+ records the exception being handled when fail_json is called in an except block.
-    ({'msg': 'ufw_egress: ufw is installed but inactive', 'exception': 'Traceback ... UfwError'},
+    ({'msg': 'ufw is installed but inactive', 'module': UFW, 'exception': 'Traceback ... UfwError'},
      'Nothing to roll back: the firewall is as before this run.'),
     ({'msg': 'Task failed: Module failed: [Errno 13] Permission denied', 'exception': 'Traceback ...'},
      'check the firewall; a change it had begun'),
     ({'msg': 'MODULE FAILURE\nSee stdout/stderr for the exact error', 'module_stderr': 'Traceback ...'},
      'check the firewall; a change it had begun is undone by the dead-man revert within egress_firewall_confirm_timeout'),
-    ({'msg': 'verification failed', 'rolled_back': True}, 'verification failed"'),
+    # The same words without `module`: not the module's own report (AnsibleModule's argument checks, or a crash whose
+    # text happens to read like one) - the message does not claim the firewall is as before.
+    ({'msg': 'ufw is installed but inactive'}, 'ufw is installed but inactive The module stopped before it could say'),
+    ({'msg': 'Unsupported parameters for (%s) module: bogus. Supported parameters include: name' % UFW},
+     'check the firewall; a change it had begun'),
+    # The module named, but a lost connection: not known either.
+    ({'msg': 'connection lost: winrm', 'module': UFW, 'unreachable': True}, 'check the firewall; a change it had begun'),
+    ({'msg': 'verification failed', 'rolled_back': True, 'module': UFW}, 'verification failed"'),
 ])
 def test_a_failure_claims_the_firewall_is_as_before_only_when_it_is_known(failed, says, tmp_path, home):
     playbook = tmp_path / 'play.yml'

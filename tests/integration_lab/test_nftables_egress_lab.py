@@ -76,6 +76,7 @@ def test_default_deny_allows_exactly_the_plan_dns_and_ssh_proven_with_packets(nf
     result = run_module(lab, host, deny(plan))
     assert not result['failed'], result.get('msg')
     assert result['changed'] is True and result['table'] == 'inet tunnelwall'
+    assert result['module'] == 'tunnelwall.cloudflared.nftables_egress'
     assert 'tunnel_udp_7844_v4' in result['sets'] and 'dns_udp_53_v4' in result['sets']
     assert result['nameservers'] == ['198.51.100.253', '2001:db8:e::253']
     ufw_suite.assert_plan_reachable(lab, host, plan)

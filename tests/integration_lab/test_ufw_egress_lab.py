@@ -152,7 +152,7 @@ def test_default_deny_allows_exactly_the_plan_dns_and_ssh_proven_with_packets(uf
 
     result = run_module(lab, host, {'rules': plan['rules'], 'default_deny': True})
     assert not result['failed'], result.get('msg')
-    assert result['changed'] is True
+    assert result['changed'] is True and result['module'] == 'tunnelwall.cloudflared.ufw_egress'
     assert result['policy'] == {'before': 'allow', 'after': 'reject'}
     assert as_set(result['added']) == expanded(plan) | dns_rules() | dhcp_rules()
     assert result['removed'] == [] and result['rule_count'] == len(expanded(plan)) + 4 + 2

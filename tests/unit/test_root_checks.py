@@ -17,4 +17,5 @@ def test_a_firewall_module_without_root_fails_clearly_changing_nothing(module, m
     monkeypatch.setattr(os, 'geteuid', lambda: 1000)
     result = run_module(module, {'name': 'tunnelwall', 'rules': PLAN_RULES, 'confirm_timeout': 0})
     assert result.get('failed') and 'exception' not in result, result
-    assert result['msg'] == '%s changes the firewall and must run as root (become: true)' % module
+    assert result['msg'] == 'this module changes the firewall and must run as root (become: true)'
+    assert result['module'] == 'tunnelwall.cloudflared.%s' % module

@@ -171,3 +171,17 @@ def test_the_read_step_comes_after_the_functions_it_uses_and_changes_nothing():
     assert set(re.findall(r'(\w+) = (?:@\()?\$current\[\$_\]\.', block)) >= {'display_name', 'addresses', 'description'}
     assert wf.read_args('n') == {'action': 'read', 'group': 'n cloudflared'}
     assert "$marker = 'Managed by tunnelwall.cloudflared'" in text and wf.MARKER == 'Managed by tunnelwall.cloudflared'
+
+
+def test_every_result_names_the_module_and_no_message_repeats_its_name():
+    """module is set right after Create, before the first FailJson or ExitJson: every result the module reports
+    carries it (an unhandled exception's result, made by ansible-core's wrapper, does not); messages start with what
+    happened, not with the module's name."""
+    text = MODULE.read_text()
+    assert "$module.Result.module = '%s'" % wf.MODULE in text
+    named = text.index('$module.Result.module = ')
+    assert text.index('$module = [Ansible.Basic.AnsibleModule]::Create(') < named
+    assert named < min(text.index('$module.FailJson('), text.index('$module.ExitJson('))
+    messages = re.findall(r'\$module\.FailJson\("([^"]*)"', text)
+    assert len(messages) == text.count('$module.FailJson(') >= 7, messages
+    assert not [m for m in messages if m.startswith('win_firewall_egress')], messages

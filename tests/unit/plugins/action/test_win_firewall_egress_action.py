@@ -48,21 +48,24 @@ def applied(module, args):
 
 def test_bad_options_fail_naming_the_option_before_any_module_runs():
     cases = [
-        ({'rules': RULES, 'name': 'tunnelwall\n'}, "win_firewall_egress: name='tunnelwall\\n': expected ASCII letters"),
+        ({'rules': RULES, 'name': 'tunnelwall\n'}, "name='tunnelwall\\n': expected ASCII letters"),
         ({'rules': [dict(RULES[0], purpose='api')], 'default_deny': True, 'dns_servers': ['203.0.113.53']},
-         'win_firewall_egress: default_deny=True: no tunnel destination in rules'),
-        ({'default_deny': True}, 'win_firewall_egress: state is present but all of the following are missing: rules'),
+         'default_deny=True: no tunnel destination in rules'),
+        ({'default_deny': True}, 'state is present but all of the following are missing: rules'),
         ({'rules': RULES, 'confirm_timeout': 'soon'}, 'confirm_timeout'),
-        ({'rules': RULES, 'verify': {'plan': {'rules': []}}}, 'win_firewall_egress: verify.'),
+        ({'rules': RULES, 'verify': {'plan': {'rules': []}}}, 'verify.'),
         ({'rules': RULES, 'verify': {'require': ['quic']}}, 'plan'),
         # ansible-core's ArgumentSpecValidator raised a TypeError for these (a dict option with sub-options).
-        ({'rules': RULES, 'verify': 42}, 'win_firewall_egress: verify=42: expected a dict'),
-        ({'rules': RULES, 'verify': [True]}, 'win_firewall_egress: verify=[True]: expected a dict'),
+        ({'rules': RULES, 'verify': 42}, 'verify=42: expected a dict'),
+        ({'rules': RULES, 'verify': [True]}, 'verify=[True]: expected a dict'),
     ]
     for args, message in cases:
         result = Recording(args, never).run(task_vars={})
         assert result['failed'] is True and message in result['msg'], (args, result)
         assert 'exception' not in result
+        # The failure names the plugin in its own key, not in front of the message.
+        assert result['module'] == 'tunnelwall.cloudflared.win_firewall_egress', result
+        assert not result['msg'].startswith('win_firewall_egress'), result['msg']
 
 
 def test_a_good_request_is_applied_verified_and_confirmed_with_the_old_name_warned():
@@ -70,6 +73,7 @@ def test_a_good_request_is_applied_verified_and_confirmed_with_the_old_name_warn
                        applied)
     result = action.run(task_vars={})
     assert not result.get('failed'), result
+    assert result['module'] == 'tunnelwall.cloudflared.win_firewall_egress'
     assert [m for m, a in action.calls] == [wf.MODULE, wf.PROBE_MODULE, wf.MODULE]
     apply = action.calls[0][1]['prepared']
     assert apply['group'] == 'tunnelwall cloudflared' and apply['transaction']['confirm_timeout'] == 60
@@ -87,7 +91,7 @@ def test_a_connection_lost_after_apply_fails_naming_the_scheduled_task():
         raise AnsibleConnectionFailure('winrm: connection refused')
 
     result = Recording({'rules': RULES, 'verify': {'plan': PLAN}}, lost).run(task_vars={})
-    assert result['failed'] is True
+    assert result['failed'] is True and result['module'] == 'tunnelwall.cloudflared.win_firewall_egress'
     assert 'verification failed after applying the rules - connection lost: winrm: connection refused' in result['msg']
     assert 'ROLLBACK FAILED (connection lost: winrm: connection refused); the scheduled task \\tunnelwall\\egress ' \
            'revert x restores the previous state at 10:05' in result['msg']

@@ -9,6 +9,7 @@ failure that the transaction restores after, and the restore itself must survive
 from __future__ import annotations
 
 import os
+from unittest import mock
 
 import pytest
 from ansible.module_utils.basic import AnsibleModule
@@ -107,5 +108,33 @@ def test_firewalld_egress_fails_with_its_own_message_when_dbus_send_cannot_start
     monkeypatch.setenv('PATH', str(tmp_path))
     monkeypatch.setattr(os, 'geteuid', lambda: 0)  # past the root check, whoever runs the test
     result = run_module('firewalld_egress', {'rules': [], 'name': 'tw'})
-    assert result['failed'] and result['msg'].startswith('firewalld_egress: Get: cannot run dbus-send:'), result
+    assert result['failed'] and result['msg'].startswith('Get: cannot run dbus-send:'), result
+    assert result['module'] == 'tunnelwall.cloudflared.firewalld_egress'
     assert 'exception' not in result
+
+
+@pytest.mark.parametrize('options, message', [
+    ({'rules': [], 'name': 'tw\n'}, "name='tw\\n': expected ASCII letters"),  # egress_request
+    ({'rules': [], 'verify': {'plan': {}, 'retries': 3}}, 'verify: unsupported option retries'),  # the probe's options
+    ({'rules': [], 'verify': {'plan': {'version': 2}}}, 'verify.plan: version 2 is not an egress plan'),
+    ({'rules': [{'purpose': 'tunnel', 'protocol': 'tcp', 'port': 7844, 'ipv4': ['198.51.100.11/32']}], 'default_deny': True,
+      'dns_servers': ['198.51.100.253'], 'cloudflared_config': '/nonexistent/tw.yml'},
+     'cloudflared_config: cannot read /nonexistent/tw.yml'),  # origins
+])
+def test_a_failure_prepare_reports_names_the_module_in_its_own_key(options, message, monkeypatch):
+    """egress_module.prepare's refusals: the message as it is, the module's FQCN in ``module`` (what the role reads to
+    tell a failure the module reported from a crash)."""
+    monkeypatch.setattr(os, 'geteuid', lambda: 0)
+    for name in ('firewalld_egress', 'ufw_egress', 'nftables_egress'):
+        result = run_module(name, dict(options, resolv_conf='/nonexistent/resolv.conf'))
+        assert result['failed'] and result['msg'].startswith(message), (name, result)
+        assert result['module'] == 'tunnelwall.cloudflared.%s' % name, result
+
+
+def test_fail_and_succeed_put_the_fqcn_next_to_the_result(module):
+    with pytest.raises(SystemExit), mock.patch.object(module, 'fail_json', side_effect=SystemExit) as fail_json:
+        egress_module.fail(module, 'ufw_egress', 'ufw is not installed', origins=None)
+    fail_json.assert_called_once_with(msg='ufw is not installed', module='tunnelwall.cloudflared.ufw_egress', origins=None)
+    with pytest.raises(SystemExit), mock.patch.object(module, 'exit_json', side_effect=SystemExit) as exit_json:
+        egress_module.succeed(module, 'nftables_egress', changed=False)
+    exit_json.assert_called_once_with(module='tunnelwall.cloudflared.nftables_egress', changed=False)

@@ -159,8 +159,9 @@ PREVIOUS = {'group': 'tunnelwall cloudflared', 'outbound': {'Domain': 'Allow', '
 class Host:
     """Answers the module runs as the Windows modules would; records every call."""
 
-    def __init__(self, probe_ok=True, changed=True, busy=0, fail=None, gone=False):
+    def __init__(self, probe_ok=True, changed=True, busy=0, fail=None, gone=False, crash=None):
         self.calls = []
+        self.crash = crash or {}  # action: message - an unhandled exception: a result without module
         self.gone = gone  # the scheduled task fired before the verdict: the record is gone
         self.probe_ok = probe_ok
         self.changed = changed
@@ -173,6 +174,12 @@ class Host:
         if module == wf.PROBE_MODULE:
             return self.probe(prepared)
         action = prepared['action']
+        if action in self.crash:
+            return {'failed': True, 'msg': self.crash[action], 'exception': 'at line 1'}
+        # The module names itself in every result it reports, failures too (win_firewall_egress.ps1).
+        return dict(self.module(action, prepared), module=wf.MODULE)
+
+    def module(self, action, prepared):
         if action in self.fail:
             return {'failed': True, 'msg': self.fail[action]}
         if action == 'apply':
@@ -245,11 +252,12 @@ def test_a_failed_verification_restores_the_record_and_fails_like_linux():
     restore = host.calls[2][1]['prepared']
     assert restore['action'] == 'restore' and restore['transaction']['id'] == '0123456789ab'
     message = str(failed.value)
-    assert message.startswith('win_firewall_egress: verification failed after applying the rules - any_tunnel')
+    assert message.startswith('verification failed after applying the rules - any_tunnel')
     assert message.endswith("Rolled back: the 1 rule(s) of group 'tunnelwall cloudflared' as before and the default "
                             'outbound actions Domain=Allow, Public=Allow.')
     details = failed.value.details
     assert details['rolled_back'] is True and details['transaction']['restored'] is True
+    assert details['module'] == 'tunnelwall.cloudflared.win_firewall_egress'
     assert details['verification']['unmet_requirements']
 
 
@@ -269,6 +277,7 @@ def test_without_verify_the_module_confirms_in_the_same_run():
     assert host.actions() == ['apply']
     assert host.calls[0][1]['prepared']['transaction']['verify'] is False
     assert result['verification'] is None and result['transaction']['confirmed'] is True
+    assert result['module'] == 'tunnelwall.cloudflared.win_firewall_egress'
 
 
 def test_check_mode_only_plans():
@@ -301,17 +310,28 @@ def test_another_runs_pending_change_is_waited_for_then_named():
     with pytest.raises(wf.TransactionFailed) as failed:
         transact(host, lock_timeout=10)
     assert str(failed.value) == (
-        "win_firewall_egress: another egress change holds the host-wide lock: change a1b2c3d4e5f6 of group "
+        "another egress change holds the host-wide lock: change a1b2c3d4e5f6 of group "
         "'other cloudflared', started 2026-11-29T00:00:00Z, unconfirmed until 2026-11-29T00:05:00Z; waited 10s "
         "(lock_timeout) and changed nothing")
+    assert failed.value.details['module'] == 'tunnelwall.cloudflared.win_firewall_egress'
     assert 'probe' not in host.actions()
 
 
 def test_a_failed_apply_is_reported_as_the_module_said_it():
-    host = Host(fail={'apply': "win_firewall_egress: Access is denied; restored the 0 rule(s) of group 'x'"})
-    with pytest.raises(wf.TransactionFailed, match=r"^win_firewall_egress: Access is denied; restored"):
+    host = Host(fail={'apply': "Access is denied; restored the 0 rule(s) of group 'x'"})
+    with pytest.raises(wf.TransactionFailed, match=r"^Access is denied; restored") as failed:
         transact(host)
     assert host.actions() == ['apply']
+    assert failed.value.details['module'] == 'tunnelwall.cloudflared.win_firewall_egress'
+
+
+def test_an_apply_the_module_never_reported_carries_no_module():
+    """An unhandled exception (or a lost connection) in the apply: the failure does not name the module, so the
+    role does not claim the firewall is as before (roles/egress_firewall/tasks/failed.yml)."""
+    host = Host(crash={'apply': 'Unhandled exception while executing module: boom'})
+    with pytest.raises(wf.TransactionFailed, match=r'^Unhandled exception while executing module: boom$') as failed:
+        transact(host)
+    assert 'module' not in failed.value.details and 'rolled_back' not in failed.value.details, failed.value.details
 
 
 def test_a_verified_change_whose_confirmation_is_lost_fails_naming_the_scheduled_task():
@@ -324,7 +344,7 @@ def test_a_verified_change_whose_confirmation_is_lost_fails_naming_the_scheduled
 def test_a_change_the_scheduled_task_restored_before_the_verdict_is_neither_confirmed_nor_restored_twice():
     with pytest.raises(wf.TransactionFailed) as failed:
         transact(Host(gone=True))
-    assert str(failed.value) == ('win_firewall_egress: verified, but not confirmed - change 0123456789ab is no longer '
+    assert str(failed.value) == ('verified, but not confirmed - change 0123456789ab is no longer '
                                  'pending: the scheduled task restored it already')
     assert failed.value.details['rolled_back'] is True
     with pytest.raises(wf.TransactionFailed) as failed:
