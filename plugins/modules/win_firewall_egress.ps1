@@ -484,9 +484,11 @@ catch {
     try {
         $message = & $restoreScript -Id $id
         $module.Result.transaction.restored = $true
+        $module.Result.rolled_back = $true
     }
     catch {
         $message = "RESTORE FAILED ($($_.Exception.Message)); the scheduled task and the next run try again"
+        $module.Result.rolled_back = $false
     }
     $module.FailJson("$($failure.Exception.Message); $message", $failure)
 }

@@ -431,8 +431,9 @@ def run(request, prepared, probe_params, execute, check_mode=False, sleep=time.s
     if ok:
         confirmed = execute(MODULE, {'prepared': finish_args(prepared, request, txid, 'confirm')})
         if confirmed.get('failed') or confirmed.get('unreachable'):
+            # The change stays until the scheduled task restores it: rolled_back=False, so nobody says "as before".
             raise TransactionFailed('verified, but the confirmation failed (%s); %s' % (
-                confirmed.get('msg') or 'no answer', _left_to_deadman(info)), **result)
+                confirmed.get('msg') or 'no answer', _left_to_deadman(info)), **dict(result, rolled_back=False))
         if not confirmed.get('confirmed'):
             raise TransactionFailed('verified, but not confirmed - %s' % (
                 confirmed.get('message') or 'the change was no longer pending'), **dict(result, rolled_back=True))

@@ -185,3 +185,12 @@ def test_every_result_names_the_module_and_no_message_repeats_its_name():
     messages = re.findall(r'\$module\.FailJson\("([^"]*)"', text)
     assert len(messages) == text.count('$module.FailJson(') >= 7, messages
     assert not [m for m in messages if m.startswith('win_firewall_egress')], messages
+
+
+def test_a_failed_apply_says_whether_it_rolled_back():
+    """The apply's catch restores from the record: its failure carries rolled_back - true when the restore ran,
+    false when it failed - so the role never says "Nothing to roll back" about a half-applied change."""
+    text = MODULE.read_text()
+    catch = text[text.rindex('$message = & $restoreScript -Id $id'):text.rindex('$module.FailJson(')]
+    restored, failed = catch.split('catch {', 1)
+    assert '$module.Result.rolled_back = $true' in restored and '$module.Result.rolled_back = $false' in failed, catch

@@ -337,8 +337,10 @@ def test_an_apply_the_module_never_reported_carries_no_module():
 def test_a_verified_change_whose_confirmation_is_lost_fails_naming_the_scheduled_task():
     host = Host(fail={'confirm': 'WinRM timeout'})
     with pytest.raises(wf.TransactionFailed, match=r'verified, but the confirmation failed \(WinRM timeout\); the '
-                                                   r'scheduled task .* restores the previous state'):
+                                                   r'scheduled task .* restores the previous state') as failed:
         transact(host)
+    # The change is still on the host: the role must not say "Nothing to roll back" (tasks/failed.yml).
+    assert failed.value.details['rolled_back'] is False
 
 
 def test_a_change_the_scheduled_task_restored_before_the_verdict_is_neither_confirmed_nor_restored_twice():
