@@ -59,19 +59,11 @@ options:
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.flow
+  - tunnelwall.cloudflared.attributes_controller
+  - tunnelwall.cloudflared.attributes_read_only
 attributes:
-  action:
-    description: Everything is done by the action plugin on the controller.
-    support: full
-  async:
-    support: none
   bypass_host_loop:
     description: Runs for each host, whose variables differ.
-    support: none
-  check_mode:
-    description: Reads only; the same in check mode.
-    support: full
-  diff_mode:
     support: none
   platform:
     description: Runs on the controller only, for any managed host.

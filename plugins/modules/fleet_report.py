@@ -101,12 +101,8 @@ options:
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.flow
+  - tunnelwall.cloudflared.attributes_controller
 attributes:
-  action:
-    description: Everything is done by the action plugin on the controller.
-    support: full
-  async:
-    support: none
   bypass_host_loop:
     support: full
   check_mode:

@@ -33,6 +33,7 @@ description:
   - Windows rewrites addresses (V(198.51.100.7/32) reads back as V(198.51.100.7), a V(/24) as a dotted mask); both
     sides are compared in CIDR form, so a second run changes nothing.
   - The host needs PowerShell 5.1 and the NetSecurity and ScheduledTasks modules that ship with Windows.
+# rules, extra_allow, verify and private_networks: what every firewall module takes (the Linux ones too).
 extends_documentation_fragment:
   - tunnelwall.cloudflared.egress_rules
 options:
@@ -97,52 +98,6 @@ options:
         controller cannot read the host's resolvers before the change).
     type: list
     elements: str
-  verify:
-    description:
-      - Probe the tunnel edge from the host after applying, in the same task (the probe of
-        M(tunnelwall.cloudflared.win_edge_probe)), before the change is confirmed. When O(verify.require) is not met the
-        recorded state is restored at once and the task fails, saying what was unreachable and what was restored.
-      - Without it there is no verification; the change is confirmed as soon as it is applied (one module run).
-      - Skipped in check mode.
-    type: dict
-    suboptions:
-      plan:
-        description: The egress plan to probe (the P(tunnelwall.cloudflared.edge_endpoints#lookup) lookup's result).
-        type: dict
-        required: true
-      require:
-        description: What must work - see the C(require) option of M(tunnelwall.cloudflared.win_edge_probe).
-        type: list
-        elements: str
-        choices: [any_tunnel, quic, http2, api, update, dns, origins]
-        default: [any_tunnel]
-      timeout:
-        description: Seconds each probe waits - the same default as M(tunnelwall.cloudflared.edge_probe)'s O(tunnelwall.cloudflared.edge_probe#module:timeout).
-        type: float
-        default: 3.0
-      origins:
-        description: Not on Windows yet - refused with a clear error (the Windows probe has no origin check), like
-          V(origins) in O(verify.require).
-        type: list
-        elements: dict
-        suboptions:
-          host:
-            description: An address.
-            type: str
-            required: true
-          port:
-            description: TCP port.
-            type: int
-            required: true
-      ca_path:
-        description:
-          - CA bundle on the Windows host for the TLS checks instead of the system store (and of the three Cloudflare
-            roots added on 7844), like C(cloudflared)'s C(--cacert).
-        type: str
-      validate_certs:
-        description: Check the edge's certificates.
-        type: bool
-        default: true
   confirm_timeout:
     description:
       - Seconds after which the scheduled task restores the state before this run unless the run confirmed its change
@@ -176,26 +131,6 @@ options:
       port:
         description: Destination port.
         type: int
-        required: true
-      protocol:
-        description: Transport protocol.
-        type: str
-        choices: [tcp, udp]
-        default: tcp
-  private_networks:
-    description: Private networks routed to the tunnel (warp-routing), allowed as purpose C(origin) under O(default_deny).
-    type: list
-    elements: dict
-    default: []
-    suboptions:
-      network:
-        description: A CIDR.
-        type: str
-        required: true
-      ports:
-        description: The ports to allow.
-        type: list
-        elements: int
         required: true
       protocol:
         description: Transport protocol.
