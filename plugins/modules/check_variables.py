@@ -56,11 +56,12 @@ options:
       - The role's C(egress_firewall_require), given like O(purposes). Every item must be one of V(any_tunnel),
         V(quic), V(http2), V(api), V(update), V(dns), V(origins); returned as a clean list in RV(require).
     type: raw
+# The collection's fragments first: of two fragments describing one attribute, the first listed wins.
 extends_documentation_fragment:
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.flow
   - tunnelwall.cloudflared.attributes_controller
   - tunnelwall.cloudflared.attributes_read_only
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.flow
 attributes:
   bypass_host_loop:
     description: Runs for each host, whose variables differ.

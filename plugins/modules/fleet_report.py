@@ -98,10 +98,11 @@ options:
         lookup). The report then says where it came from (DNS, or Cloudflare's published list), when it was resolved,
         and for which region and generation of names.
     type: dict
+# The collection's fragments first: of two fragments describing one attribute, the first listed wins.
 extends_documentation_fragment:
+  - tunnelwall.cloudflared.attributes_controller
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.flow
-  - tunnelwall.cloudflared.attributes_controller
 attributes:
   bypass_host_loop:
     support: full
