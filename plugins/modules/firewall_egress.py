@@ -127,7 +127,7 @@ added:
     purpose:
       description:
         - What the rule is for - the rule's V(purpose) in O(plan) (V(tunnel), V(api), V(update), V(origin)), V(extra)
-          for C(extra_allow), V(dns) for the resolvers, V(metadata), V(dhcp).
+          for C(extra_allow), V(dns) for the resolvers, V(metadata), and on ufw V(dhcp).
       type: str
     family:
       description: V(ipv4) or V(ipv6).
