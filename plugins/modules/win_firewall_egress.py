@@ -211,11 +211,16 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+# Every firewall module returns these too; they are described once, in tunnelwall.cloudflared.firewall_egress:
+module: {description: "V(tunnelwall.cloudflared.win_firewall_egress) - see RV(tunnelwall.cloudflared.firewall_egress#module:module).",
+         returned: always, type: str}
+verification: {description: "The probe's result - see RV(tunnelwall.cloudflared.firewall_egress#module:verification).", returned: when verified, type: dict}
+# The keys below are described here for Windows.
 added:
   description:
     - What the run allows that was not allowed before (would, in check mode) - one item per destination, in the shape
-      every firewall module of the collection returns - C(purpose), C(family) (V(ipv4)/V(ipv6)), C(protocol),
-      C(port), C(destination) (a CIDR block).
+      every firewall module returns (RV(tunnelwall.cloudflared.firewall_egress#module:added)) - C(destination) a CIDR
+      block.
   returned: when the module compared the rules
   type: list
   elements: dict
@@ -255,26 +260,20 @@ previous:
   type: dict
   sample: {group: tunnelwall cloudflared, rules: [], outbound: {Domain: Allow, Public: Allow}}
 origins:
-  description: The origins allowed under O(default_deny) (C(allowed) with C(host), C(addresses), C(port), C(protocol),
-    C(source)), C(config), C(notes) and C(warnings).
+  description:
+    - The origins allowed under O(default_deny), as RV(tunnelwall.cloudflared.firewall_egress#module:origins) describes;
+      on Windows C(checked) is always V(false), and C(notes) say so when origins are allowed.
   returned: always
   type: dict
   sample: {allowed: [{host: app.corp, addresses: [10.1.2.3/32], port: 8443, protocol: tcp,
                       source: 'C:\cf\config.yml ingress[0] (hostname app.example.com) (https)'}],
            config: {setting: auto, path: 'C:\cf\config.yml', how: the --config of the Cloudflared service (ImagePath)},
            notes: [], warnings: [], checked: false}
-verification:
-  description:
-    - The probe's result after the change (the keys M(tunnelwall.cloudflared.win_edge_probe) returns), when O(verify)
-      was given and not in check mode; also in the result of a run whose verification failed.
-  returned: when verified
-  type: dict
-  sample: {recommended_protocol: quic, unmet_requirements: []}
 transaction:
   description:
-    - How the change ran - C(id), C(confirm_timeout), C(armed) (the dead-man revert - C(how) V(scheduled_task),
-      C(task_path), C(task_name), C(at)), C(waited_for_lock), C(settled) (what a dead earlier run left pending and this
-      run restored first), C(restored) and C(confirmed).
+    - How the change ran, as RV(tunnelwall.cloudflared.firewall_egress#module:transaction) describes - on Windows with
+      C(id) (of the record and the scheduled task) and C(armed) (the dead-man revert) with C(how) V(scheduled_task),
+      C(task_path), C(task_name) and C(at).
   returned: always
   type: dict
   sample: {id: 3f2a9c0d1e4b, confirm_timeout: 300, confirmed: true, restored: false, settled: null, waited_for_lock: false,
