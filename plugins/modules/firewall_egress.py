@@ -108,9 +108,12 @@ refused:
   type: bool
 module:
   description:
-    - The fully qualified name of the firewall module that ran - the one O(backend) chose. Every firewall module
-      returns it, in success and in failure.
-  returned: always
+    - The fully qualified name of the module that reported the result - the firewall module O(backend) chose, or
+      V(tunnelwall.cloudflared.firewall_egress) itself when it refused or its options were wrong. Every firewall module
+      returns it in every result its own code reports, success or failure.
+    - A failed result without it did not come from the module's code - a traceback, a killed module, a lost
+      connection, or Ansible's own checks of the options.
+  returned: always, but in a failure the module's code did not report
   type: str
   sample: tunnelwall.cloudflared.ufw_egress
 added:
