@@ -113,7 +113,7 @@ module:
       returns it in every result its own code reports, success or failure.
     - A failed result without it did not come from the module's code - a traceback, a killed module, a lost
       connection, or Ansible's own checks of the options.
-  returned: always, but in a failure the module's code did not report
+  returned: always
   type: str
   sample: tunnelwall.cloudflared.ufw_egress
 added:
