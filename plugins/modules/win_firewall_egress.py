@@ -281,8 +281,10 @@ transaction:
                    at: "2026-11-29T10:05:00.0000000+00:00", confirm_timeout: 300}}
 rolled_back:
   description:
-    - Whether the host is back at the recorded state after a failed verification - restored by this run
-      (C(transaction.restored)), or already by its scheduled task when the verification outlasted O(confirm_timeout).
-  returned: when verification failed
+    - As RV(tunnelwall.cloudflared.firewall_egress#module:rolled_back) - on Windows, whether the host is back at the
+      recorded state after a failed apply or verification - restored by this run (C(transaction.restored)), or already
+      by its scheduled task when the verification outlasted O(confirm_timeout). V(false) after a verified change whose
+      confirmation was lost - the change stays until the scheduled task restores it.
+  returned: failed during the change
   type: bool
 """
