@@ -7,7 +7,8 @@ from __future__ import annotations
 
 class ModuleDocFragment:
 
-    # The desired state every firewall module takes: the plan's rules and extra destinations.
+    # What every firewall module takes, Linux and Windows alike: the plan's rules, extra destinations, the
+    # verification and the private networks routed to the tunnel.
     DOCUMENTATION = r"""
 options:
   rules:
@@ -63,10 +64,93 @@ options:
         type: list
         elements: str
         required: true
+  verify:
+    description:
+      - Probe the tunnel edge from the host after applying, in the same task, before the change is committed - with the
+        probe code of M(tunnelwall.cloudflared.edge_probe) inside the module run on Linux, with the probe of
+        M(tunnelwall.cloudflared.win_edge_probe) on Windows. When O(verify.require) is not met the previous state is
+        restored at once and the task fails, saying what was unreachable and what was restored.
+      - Without it there is no verification; the change is committed as soon as it is applied.
+      - Skipped in check mode.
+    type: dict
+    suboptions:
+      plan:
+        description: The egress plan to probe (the P(tunnelwall.cloudflared.edge_endpoints#lookup) lookup's result).
+        type: dict
+        required: true
+      require:
+        description:
+          - What must work - see the C(require) option of M(tunnelwall.cloudflared.edge_probe) (and of
+            M(tunnelwall.cloudflared.win_edge_probe)); V(origins) - the check of O(origins) after the change - is Linux
+            only and refused on Windows, whose probe has no origin check.
+        type: list
+        elements: str
+        choices: [any_tunnel, quic, http2, api, update, dns, origins]
+        default: [any_tunnel]
+      timeout:
+        description: Seconds each probe waits - the same default as M(tunnelwall.cloudflared.edge_probe)'s O(tunnelwall.cloudflared.edge_probe#module:timeout).
+        type: float
+        default: 3.0
+      origins:
+        description:
+          - More destinations that must stay reachable - checked after the change like the allowed origins (see
+            O(origins)), but not allowed by this module (for example a service reached through O(extra_allow) or
+            another firewall's rule). Refused or unanswered after the change while the SYN never left the host (see
+            O(origins)) fails the verification and restores.
+          - Linux only - refused on Windows with a clear error, before anything changes.
+        type: list
+        elements: dict
+        suboptions:
+          host:
+            description: A name (resolved on the host), an IPv4 or an IPv6 address.
+            type: str
+            required: true
+          port:
+            description: TCP port.
+            type: int
+            required: true
+      ca_path:
+        description:
+          - CA bundle on the managed host for the TLS checks instead of the system store (and of the three Cloudflare
+            roots added on 7844), like C(cloudflared)'s C(--cacert). On Windows it is passed to the host as given (not
+            expanded on the controller).
+        type: path
+      validate_certs:
+        description: Check the edge's certificates.
+        type: bool
+        default: true
+  private_networks:
+    description:
+      - Private networks routed to the tunnel (cloudflared's C(warp-routing)), allowed as purpose C(origin) under
+        O(default_deny), one rule per port. When cloudflared's config has a C(warp-routing) section and this is empty,
+        the result's C(origins.warnings) say that private-network traffic will be blocked (on Linux a task warning too).
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      network:
+        description: A CIDR without host bits (V(10.8.0.0/16)).
+        type: str
+        required: true
+      ports:
+        description: The ports to allow (every port of a network is not expressible).
+        type: list
+        elements: int
+        required: true
+      protocol:
+        description: Transport protocol.
+        type: str
+        choices: [tcp, udp]
+        default: tcp
 """
 
     # The transaction every Linux firewall module runs (egress_request, egress_transaction): one meaning per option.
     TRANSACTION = r"""
+attributes:
+  platform:
+    description: Target operating system.
+    support: full
+    platforms: posix
 options:
   name:
     description:
@@ -135,55 +219,6 @@ options:
     description: Where O(allow_dns) reads the host's resolvers.
     type: path
     default: /etc/resolv.conf
-  verify:
-    description:
-      - Probe the tunnel edge from the host after applying, in the same module run (the probe code of
-        M(tunnelwall.cloudflared.edge_probe)), before the change is committed. When O(verify.require) is not met the
-        previous state is restored at once and the module fails, saying what was unreachable and what was restored.
-      - Without it there is no verification; the change is committed as soon as it is applied.
-      - Skipped in check mode.
-    type: dict
-    suboptions:
-      plan:
-        description: The egress plan to probe (the P(tunnelwall.cloudflared.edge_endpoints#lookup) lookup's result).
-        type: dict
-        required: true
-      require:
-        description: What must work - see the C(require) option of M(tunnelwall.cloudflared.edge_probe).
-        type: list
-        elements: str
-        choices: [any_tunnel, quic, http2, api, update, dns, origins]
-        default: [any_tunnel]
-      timeout:
-        description: Seconds each probe waits - the same default as M(tunnelwall.cloudflared.edge_probe)'s O(tunnelwall.cloudflared.edge_probe#module:timeout).
-        type: float
-        default: 3.0
-      origins:
-        description:
-          - More destinations that must stay reachable - checked after the change like the allowed origins (see
-            O(origins)), but not allowed by this module (for example a service reached through O(extra_allow) or
-            another firewall's rule). Refused or unanswered after the change while the SYN never left the host (see
-            O(origins)) fails the verification and restores.
-        type: list
-        elements: dict
-        suboptions:
-          host:
-            description: A name (resolved on the host), an IPv4 or an IPv6 address.
-            type: str
-            required: true
-          port:
-            description: TCP port.
-            type: int
-            required: true
-      ca_path:
-        description:
-          - CA bundle for the TLS checks instead of the system store (and of the three Cloudflare roots added on 7844),
-            like C(cloudflared)'s C(--cacert).
-        type: path
-      validate_certs:
-        description: Check the edge's certificates.
-        type: bool
-        default: true
   origins:
     description:
       - "Origins of cloudflared - the services its ingress rules proxy to - to allow under O(default_deny), besides
@@ -214,29 +249,6 @@ options:
       port:
         description: Destination port, 1 to 65535.
         type: int
-        required: true
-      protocol:
-        description: Transport protocol.
-        type: str
-        choices: [tcp, udp]
-        default: tcp
-  private_networks:
-    description:
-      - Private networks routed to the tunnel (cloudflared's C(warp-routing)), allowed as purpose C(origin) under
-        O(default_deny), one rule per port. When cloudflared's config has a C(warp-routing) section and this is empty,
-        the module warns that private-network traffic will be blocked.
-    type: list
-    elements: dict
-    default: []
-    suboptions:
-      network:
-        description: A CIDR without host bits (V(10.8.0.0/16)).
-        type: str
-        required: true
-      ports:
-        description: The ports to allow (every port of a network is not expressible).
-        type: list
-        elements: int
         required: true
       protocol:
         description: Transport protocol.

@@ -56,22 +56,15 @@ options:
       - The role's C(egress_firewall_require), given like O(purposes). Every item must be one of V(any_tunnel),
         V(quic), V(http2), V(api), V(update), V(dns), V(origins); returned as a clean list in RV(require).
     type: raw
+# The collection's fragments first: of two fragments describing one attribute, the first listed wins.
 extends_documentation_fragment:
+  - tunnelwall.cloudflared.attributes_controller
+  - tunnelwall.cloudflared.attributes_read_only
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.flow
 attributes:
-  action:
-    description: Everything is done by the action plugin on the controller.
-    support: full
-  async:
-    support: none
   bypass_host_loop:
     description: Runs for each host, whose variables differ.
-    support: none
-  check_mode:
-    description: Reads only; the same in check mode.
-    support: full
-  diff_mode:
     support: none
   platform:
     description: Runs on the controller only, for any managed host.

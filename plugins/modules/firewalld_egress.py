@@ -47,10 +47,6 @@ attributes:
   diff_mode:
     description: Shows the policy's rich rules and every owned ipset's entries before and after.
     support: full
-  platform:
-    description: Target operating system.
-    support: full
-    platforms: posix
 extends_documentation_fragment:
   - tunnelwall.cloudflared.egress_rules
   - tunnelwall.cloudflared.egress_rules.transaction
@@ -131,35 +127,12 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-verification:
-  description:
-    - The probe's result after the change (the keys M(tunnelwall.cloudflared.edge_probe) returns), when O(verify) was
-      given and not in check mode; also in the result of a run whose verification failed.
-  returned: when verified
-  type: dict
-  sample: {recommended_protocol: quic, unmet_requirements: []}
-origins:
-  description:
-    - cloudflared's origins under O(default_deny) - C(allowed) (one item per origin - C(host), C(addresses) as
-      resolved on the host, C(port), C(protocol), C(source) - the config file and ingress rule, or the variable),
-      C(config) (C(setting), C(path), C(how) it was found, C(token) for a C(--token) run, C(rules), C(warp_routing)),
-      C(notes) (ingress rules that need nothing, or cannot be bounded), C(warnings), C(checked).
-    - The verification's C(origins) list says, per address, what the check after the change found.
-  returned: always
-  type: dict
-  sample: {allowed: [{host: app.internal, addresses: [10.1.2.3/32], port: 8080, protocol: tcp,
-           source: "/etc/cloudflared/config.yml ingress[0] (hostname app.example.com) (http)"}],
-           config: {setting: auto, path: /etc/cloudflared/config.yml, how: "cloudflared's default search", token: false,
-           rules: 2, warp_routing: false}, notes: [], warnings: [], checked: true}
-transaction:
-  description:
-    - How the change ran on the host - C(confirm_timeout), C(armed) (the dead-man revert - C(how) V(systemd) or
-      V(process), C(unit), C(pid)), C(waited_for_lock), C(settled) (what a dead earlier run left pending and this run
-      restored first), C(restored) and C(confirmed).
-  returned: always
-  type: dict
-  sample: {confirm_timeout: 300, armed: {how: process, pid: 4242, unit: null, confirm_timeout: 300}, confirmed: true,
-           restored: false, settled: null, waited_for_lock: false}
+# Every firewall module returns these too; they are described once, in tunnelwall.cloudflared.firewall_egress:
+module: {description: "V(tunnelwall.cloudflared.firewalld_egress) - see RV(tunnelwall.cloudflared.firewall_egress#module:module).", returned: always, type: str}
+verification: {description: "The probe's result - see RV(tunnelwall.cloudflared.firewall_egress#module:verification).", returned: when verified, type: dict}
+origins: {description: "cloudflared's origins - see RV(tunnelwall.cloudflared.firewall_egress#module:origins).", returned: always, type: dict}
+transaction: {description: "How the change ran - see RV(tunnelwall.cloudflared.firewall_egress#module:transaction).", returned: always, type: dict}
+rolled_back: {description: "See RV(tunnelwall.cloudflared.firewall_egress#module:rolled_back).", returned: failed during the change, type: bool}
 policy:
   description: The name of the policy the module owns.
   returned: always
@@ -182,8 +155,8 @@ rich_rules:
 added:
   description:
     - The allow rules the run added to the runtime configuration (would add, in check mode), one per destination, in
-      the shape every firewall module of the collection returns - C(purpose), C(family) (V(ipv4) or V(ipv6)),
-      C(protocol), C(port) and C(destination) (an address or CIDR block as firewalld stores it), sorted.
+      the shape every firewall module of the collection returns (RV(tunnelwall.cloudflared.firewall_egress#module:added))
+      - C(destination) an address or CIDR block as firewalld stores it.
     - An ipset rule's purpose is in the ipset's name; a rule to an address is V(dns) (port 53), V(metadata) (the
       metadata service) or V(extra) (O(extra_allow)). Host services without a destination (DHCP, MLD, neighbour
       discovery) and the reject rule are in RV(firewalld_added).
@@ -211,18 +184,12 @@ firewalld_added:
       type: list
       elements: str
 firewalld_removed:
-  description: What the run removed in firewalld's own terms, in the same form as RV(firewalld_added).
+  description:
+    - What the run removed in firewalld's own terms (would remove, in check mode), in the same form as
+      RV(firewalld_added) - C(entries) per ipset and C(rich_rules).
   returned: always
   type: dict
-  contains:
-    entries:
-      description: Per ipset, the entries removed.
-      type: dict
-      sample: {tunnelwall-tunnel-v4: [198.51.100.13]}
-    rich_rules:
-      description: Rich rules removed.
-      type: list
-      elements: str
+  sample: {entries: {tunnelwall-tunnel-v4: [198.51.100.13]}, rich_rules: []}
 reloaded:
   description: Whether firewalld was (would be) reloaded.
   returned: always

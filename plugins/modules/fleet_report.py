@@ -98,15 +98,12 @@ options:
         lookup). The report then says where it came from (DNS, or Cloudflare's published list), when it was resolved,
         and for which region and generation of names.
     type: dict
+# The collection's fragments first: of two fragments describing one attribute, the first listed wins.
 extends_documentation_fragment:
+  - tunnelwall.cloudflared.attributes_controller
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.flow
 attributes:
-  action:
-    description: Everything is done by the action plugin on the controller.
-    support: full
-  async:
-    support: none
   bypass_host_loop:
     support: full
   check_mode:

@@ -46,10 +46,6 @@ attributes:
   diff_mode:
     description: The owned rules and the default outgoing policy, before and after.
     support: full
-  platform:
-    description: Target operating system.
-    support: full
-    platforms: posix
 extends_documentation_fragment:
   - tunnelwall.cloudflared.egress_rules
   - tunnelwall.cloudflared.egress_rules.transaction
@@ -125,40 +121,17 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-verification:
-  description:
-    - The probe's result after the change (the keys M(tunnelwall.cloudflared.edge_probe) returns), when O(verify) was
-      given and not in check mode; also in the result of a run whose verification failed.
-  returned: when verified
-  type: dict
-  sample: {recommended_protocol: quic, unmet_requirements: []}
-origins:
-  description:
-    - cloudflared's origins under O(default_deny) - C(allowed) (one item per origin - C(host), C(addresses) as
-      resolved on the host, C(port), C(protocol), C(source) - the config file and ingress rule, or the variable),
-      C(config) (C(setting), C(path), C(how) it was found, C(token) for a C(--token) run, C(rules), C(warp_routing)),
-      C(notes) (ingress rules that need nothing, or cannot be bounded), C(warnings), C(checked).
-    - The verification's C(origins) list says, per address, what the check after the change found.
-  returned: always
-  type: dict
-  sample: {allowed: [{host: app.internal, addresses: [10.1.2.3/32], port: 8080, protocol: tcp,
-           source: "/etc/cloudflared/config.yml ingress[0] (hostname app.example.com) (http)"}],
-           config: {setting: auto, path: /etc/cloudflared/config.yml, how: "cloudflared's default search", token: false,
-           rules: 2, warp_routing: false}, notes: [], warnings: [], checked: true}
-transaction:
-  description:
-    - How the change ran on the host - C(confirm_timeout), C(armed) (the dead-man revert - C(how) V(systemd) or
-      V(process), C(unit), C(pid)), C(waited_for_lock), C(settled) (what a dead earlier run left pending and this run
-      restored first), C(restored) and C(confirmed).
-  returned: always
-  type: dict
-  sample: {confirm_timeout: 300, armed: {how: process, pid: 4242, unit: null, confirm_timeout: 300}, confirmed: true,
-           restored: false, settled: null, waited_for_lock: false}
+# Every firewall module returns these too; they are described once, in tunnelwall.cloudflared.firewall_egress:
+module: {description: "V(tunnelwall.cloudflared.ufw_egress) - see RV(tunnelwall.cloudflared.firewall_egress#module:module).", returned: always, type: str}
+verification: {description: "The probe's result - see RV(tunnelwall.cloudflared.firewall_egress#module:verification).", returned: when verified, type: dict}
+origins: {description: "cloudflared's origins - see RV(tunnelwall.cloudflared.firewall_egress#module:origins).", returned: always, type: dict}
+transaction: {description: "How the change ran - see RV(tunnelwall.cloudflared.firewall_egress#module:transaction).", returned: always, type: dict}
+rolled_back: {description: "See RV(tunnelwall.cloudflared.firewall_egress#module:rolled_back).", returned: failed during the change, type: bool}
 added:
   description:
-    - Owned rules added (or, in check mode, that would be), one item per rule - C(purpose) (from the comment
-      C(NAME:PURPOSE)), C(family) (V(ipv4) or V(ipv6)), C(protocol), C(port), C(destination) (as ufw writes it; V(0.0.0.0/0)
-      or V(::/0) for the DHCP rules, which match the client's source port) - the shape every firewall module returns.
+    - Owned rules added (or, in check mode, that would be), one item per rule, in the shape every firewall module
+      returns (RV(tunnelwall.cloudflared.firewall_egress#module:added)) - C(purpose) from the comment C(NAME:PURPOSE),
+      C(destination) as ufw writes it (V(0.0.0.0/0) or V(::/0) for the DHCP rules, which match the client's source port).
   returned: always
   type: list
   elements: dict
@@ -193,11 +166,6 @@ diff:
   sample:
     before: "default outgoing policy: allow\n"
     after: "default outgoing policy: deny\nallow out tcp/7844 to 198.41.192.7  # tunnelwall:tunnel\n"
-rolled_back:
-  description: In a failed run, whether every file and the live rules were put back as they were.
-  returned: failed during the change
-  type: bool
-  sample: true
 """
 
 import os

@@ -86,18 +86,15 @@ dns:
   returned: always
   type: dict
 unmet_requirements:
-  description: One message per requirement of O(require) that failed.
+  description: One message per requirement of O(require) that failed; see RV(tunnelwall.cloudflared.edge_probe#module:unmet_requirements).
   returned: always
   type: list
   elements: str
 unmet_detail:
-  description:
-    - The same requirements as data, one per message of RV(unmet_requirements) - C(requirement), C(failed) (what
-      failed, one line) and C(to_open) (the destinations to open, a list; empty when opening would not help).
+  description: The same requirements as data; see RV(tunnelwall.cloudflared.edge_probe#module:unmet_detail).
   returned: always
   type: list
   elements: dict
-  sample: [{requirement: quic, failed: "quic udp/7844 timeout: 198.51.100.11", to_open: ["open outbound UDP 7844 to 198.51.100.11/32 (tunnel)"]}]
 recommended_settings:
   description: The C(cloudflared) settings (C(protocol), C(edge_ip_version)) for the host; see M(tunnelwall.cloudflared.edge_probe).
   returned: always

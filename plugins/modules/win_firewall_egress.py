@@ -33,6 +33,7 @@ description:
   - Windows rewrites addresses (V(198.51.100.7/32) reads back as V(198.51.100.7), a V(/24) as a dotted mask); both
     sides are compared in CIDR form, so a second run changes nothing.
   - The host needs PowerShell 5.1 and the NetSecurity and ScheduledTasks modules that ship with Windows.
+# rules, extra_allow, verify and private_networks: what every firewall module takes (the Linux ones too).
 extends_documentation_fragment:
   - tunnelwall.cloudflared.egress_rules
 options:
@@ -97,52 +98,6 @@ options:
         controller cannot read the host's resolvers before the change).
     type: list
     elements: str
-  verify:
-    description:
-      - Probe the tunnel edge from the host after applying, in the same task (the probe of
-        M(tunnelwall.cloudflared.win_edge_probe)), before the change is confirmed. When O(verify.require) is not met the
-        recorded state is restored at once and the task fails, saying what was unreachable and what was restored.
-      - Without it there is no verification; the change is confirmed as soon as it is applied (one module run).
-      - Skipped in check mode.
-    type: dict
-    suboptions:
-      plan:
-        description: The egress plan to probe (the P(tunnelwall.cloudflared.edge_endpoints#lookup) lookup's result).
-        type: dict
-        required: true
-      require:
-        description: What must work - see the C(require) option of M(tunnelwall.cloudflared.win_edge_probe).
-        type: list
-        elements: str
-        choices: [any_tunnel, quic, http2, api, update, dns, origins]
-        default: [any_tunnel]
-      timeout:
-        description: Seconds each probe waits - the same default as M(tunnelwall.cloudflared.edge_probe)'s O(tunnelwall.cloudflared.edge_probe#module:timeout).
-        type: float
-        default: 3.0
-      origins:
-        description: Not on Windows yet - refused with a clear error (the Windows probe has no origin check), like
-          V(origins) in O(verify.require).
-        type: list
-        elements: dict
-        suboptions:
-          host:
-            description: An address.
-            type: str
-            required: true
-          port:
-            description: TCP port.
-            type: int
-            required: true
-      ca_path:
-        description:
-          - CA bundle on the Windows host for the TLS checks instead of the system store (and of the three Cloudflare
-            roots added on 7844), like C(cloudflared)'s C(--cacert).
-        type: str
-      validate_certs:
-        description: Check the edge's certificates.
-        type: bool
-        default: true
   confirm_timeout:
     description:
       - Seconds after which the scheduled task restores the state before this run unless the run confirmed its change
@@ -176,26 +131,6 @@ options:
       port:
         description: Destination port.
         type: int
-        required: true
-      protocol:
-        description: Transport protocol.
-        type: str
-        choices: [tcp, udp]
-        default: tcp
-  private_networks:
-    description: Private networks routed to the tunnel (warp-routing), allowed as purpose C(origin) under O(default_deny).
-    type: list
-    elements: dict
-    default: []
-    suboptions:
-      network:
-        description: A CIDR.
-        type: str
-        required: true
-      ports:
-        description: The ports to allow.
-        type: list
-        elements: int
         required: true
       protocol:
         description: Transport protocol.
@@ -276,11 +211,16 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+# Every firewall module returns these too; they are described once, in tunnelwall.cloudflared.firewall_egress:
+module: {description: "V(tunnelwall.cloudflared.win_firewall_egress) - see RV(tunnelwall.cloudflared.firewall_egress#module:module).",
+         returned: always, type: str}
+verification: {description: "The probe's result - see RV(tunnelwall.cloudflared.firewall_egress#module:verification).", returned: when verified, type: dict}
+# The keys below are described here for Windows.
 added:
   description:
     - What the run allows that was not allowed before (would, in check mode) - one item per destination, in the shape
-      every firewall module of the collection returns - C(purpose), C(family) (V(ipv4)/V(ipv6)), C(protocol),
-      C(port), C(destination) (a CIDR block).
+      every firewall module returns (RV(tunnelwall.cloudflared.firewall_egress#module:added)) - C(destination) a CIDR
+      block.
   returned: when the module compared the rules
   type: list
   elements: dict
@@ -320,26 +260,20 @@ previous:
   type: dict
   sample: {group: tunnelwall cloudflared, rules: [], outbound: {Domain: Allow, Public: Allow}}
 origins:
-  description: The origins allowed under O(default_deny) (C(allowed) with C(host), C(addresses), C(port), C(protocol),
-    C(source)), C(config), C(notes) and C(warnings).
+  description:
+    - The origins allowed under O(default_deny), as RV(tunnelwall.cloudflared.firewall_egress#module:origins) describes;
+      on Windows C(checked) is always V(false), and C(notes) say so when origins are allowed.
   returned: always
   type: dict
   sample: {allowed: [{host: app.corp, addresses: [10.1.2.3/32], port: 8443, protocol: tcp,
                       source: 'C:\cf\config.yml ingress[0] (hostname app.example.com) (https)'}],
            config: {setting: auto, path: 'C:\cf\config.yml', how: the --config of the Cloudflared service (ImagePath)},
            notes: [], warnings: [], checked: false}
-verification:
-  description:
-    - The probe's result after the change (the keys M(tunnelwall.cloudflared.win_edge_probe) returns), when O(verify)
-      was given and not in check mode; also in the result of a run whose verification failed.
-  returned: when verified
-  type: dict
-  sample: {recommended_protocol: quic, unmet_requirements: []}
 transaction:
   description:
-    - How the change ran - C(id), C(confirm_timeout), C(armed) (the dead-man revert - C(how) V(scheduled_task),
-      C(task_path), C(task_name), C(at)), C(waited_for_lock), C(settled) (what a dead earlier run left pending and this
-      run restored first), C(restored) and C(confirmed).
+    - How the change ran, as RV(tunnelwall.cloudflared.firewall_egress#module:transaction) describes - on Windows with
+      C(id) (of the record and the scheduled task) and C(armed) (the dead-man revert) with C(how) V(scheduled_task),
+      C(task_path), C(task_name) and C(at).
   returned: always
   type: dict
   sample: {id: 3f2a9c0d1e4b, confirm_timeout: 300, confirmed: true, restored: false, settled: null, waited_for_lock: false,
@@ -347,8 +281,10 @@ transaction:
                    at: "2026-11-29T10:05:00.0000000+00:00", confirm_timeout: 300}}
 rolled_back:
   description:
-    - Whether the host is back at the recorded state after a failed verification - restored by this run
-      (C(transaction.restored)), or already by its scheduled task when the verification outlasted O(confirm_timeout).
-  returned: when verification failed
+    - As RV(tunnelwall.cloudflared.firewall_egress#module:rolled_back) - on Windows, whether the host is back at the
+      recorded state after a failed apply or verification - restored by this run (C(transaction.restored)), or already
+      by its scheduled task when the verification outlasted O(confirm_timeout). V(false) after a verified change whose
+      confirmation was lost - the change stays until the scheduled task restores it.
+  returned: failed during the change
   type: bool
 """
