@@ -14,9 +14,9 @@ __metaclass__ = type
 
 import os
 
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_applied, egress_revert
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_applied, egress_revert, egress_transaction
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import firewalld_policy
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.firewalld_client import Firewalld, FirewalldError
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.firewalld_client import Firewalld
 
 EMPTY = {'policy': None, 'ipsets': {}}
 
@@ -55,7 +55,7 @@ class FirewalldBackend(object):
         permanent = self.firewalld.read(self.name, permanent=True)
         foreign = foreign_objects((runtime, permanent))
         if foreign:
-            raise FirewalldError('%s of name %s: not created by this module (its description is not "%s"): another '
+            raise egress_transaction.EgressError('%s of name %s: not created by this module (its description is not "%s"): another '
                                  'program\'s object; choose another name. Nothing was changed'
                                  % (', '.join(o if o != 'policy' else 'policy %s' % firewalld_policy.policy_name(self.name)
                                               for o in foreign), self.name, firewalld_policy.DESCRIPTION))

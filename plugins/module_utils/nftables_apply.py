@@ -25,9 +25,6 @@ MODULE = 'tunnelwall.cloudflared.nftables_egress'
 SEPARATOR = '---- tunnelwall ----'
 
 
-NftablesError = egress_transaction.EgressError  # nft refused or failed; ``details`` go into the module's result
-
-
 def comparable(listing):
     """``nft -j list table`` output -> its objects without handles and metainfo (what differs between two loads)."""
     def strip(value):
@@ -85,7 +82,7 @@ class NftablesBackend(object):
             if 'No such file or directory' in err:
                 return None, ''
             self._check_name(err)
-            raise NftablesError('cannot list table %s (rc=%s): %s' % (nftables_rules.table(self.request.name), rc, (err or out).strip()))
+            raise egress_transaction.EgressError('cannot list table %s (rc=%s): %s' % (nftables_rules.table(self.request.name), rc, (err or out).strip()))
         return _split(out)
 
     def desired(self):
@@ -93,19 +90,19 @@ class NftablesBackend(object):
         if not self.script:
             return None, ''
         if not self.unshare:
-            raise NftablesError('unshare (util-linux) is needed to compare the table with the live one: install it')
+            raise egress_transaction.EgressError('unshare (util-linux) is needed to compare the table with the live one: install it')
         line = '"$1" -f - && ' + _listing(self.request.name)
         rc, out, err = self.run([self.unshare, '--net', '--', '/bin/sh', '-c', line, 'nft', self.nft], data=self.script)
         if rc != 0:
             self._check_name(err)
-            raise NftablesError('nft refuses the table the request renders (rc=%s): %s; nothing was changed'
+            raise egress_transaction.EgressError('nft refuses the table the request renders (rc=%s): %s; nothing was changed'
                                 % (rc, (err or out).strip()))
         return _split(out)
 
     def _check_name(self, err):
         # The name is the one word of the script that comes from the user unchecked by nft's own grammar.
         if 'syntax error' in err and ('table %s %s' % (nftables_rules.FAMILY, self.request.name)) in err:
-            raise NftablesError('name=%r: nft cannot use it as a table name (a keyword of its language?): %s; nothing '
+            raise egress_transaction.EgressError('name=%r: nft cannot use it as a table name (a keyword of its language?): %s; nothing '
                                 'was changed' % (self.request.name, err.strip().splitlines()[0]))
 
     def check_owner(self, live_text):
@@ -116,7 +113,7 @@ class NftablesBackend(object):
         ours = (egress_revert.read_text(self.paths.ruleset) or '').startswith(
             '# Written by %s (name %s);' % (MODULE, self.request.name))
         if not ours:
-            raise NftablesError('table %s exists and was not created by this module (no comment "%s", no %s): it is '
+            raise egress_transaction.EgressError('table %s exists and was not created by this module (no comment "%s", no %s): it is '
                                 'another program\'s table; choose another name. Nothing was changed'
                                 % (nftables_rules.table(self.request.name), nftables_rules.marker(self.request.name), self.paths.ruleset))
 
@@ -171,7 +168,7 @@ class NftablesBackend(object):
         return steps
 
     def apply(self):
-        """Carry out steps() in order, noting each in ``commands``; a failed command is an NftablesError (the
+        """Carry out steps() in order, noting each in ``commands``; a failed command is an EgressError (the
         transaction restores)."""
         for argv, data in self.steps():
             self.commands.append(argv)
@@ -184,7 +181,7 @@ class NftablesBackend(object):
             else:
                 rc, out, err = self.run(argv, data=data)
                 if rc != 0:
-                    raise NftablesError('%s failed (rc=%s): %s' % (' '.join(argv[:3]), rc, (err or out).strip()), rc=rc)
+                    raise egress_transaction.EgressError('%s failed (rc=%s): %s' % (' '.join(argv[:3]), rc, (err or out).strip()), rc=rc)
 
     def commit(self):
         """Nothing to do: the kernel has no runtime/permanent layers, the files written are the permanent part."""
