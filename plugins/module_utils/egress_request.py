@@ -64,8 +64,8 @@ DHCP = (('ipv4', 68, 67), ('ipv6', 546, 547))  # (family, client port, server po
 # these (they are neither requests nor answers), so "established, related" does not let them out.
 MLD_TYPES = (131, 132, 143)
 # The instance metadata service of the large clouds: 169.254.169.254 (AWS, Azure, GCP, OpenStack, Oracle,
-# DigitalOcean ...) and AWS's IPv6 endpoint fd00:ec2::254, plain HTTP on TCP 80 (IMDSv2's PUT included).
-METADATA = ('169.254.169.254/32', 'fd00:ec2::254/128')
+# DigitalOcean ...) and AWS's IPv6 endpoint fd00:ec2::254, plain HTTP on TCP 80 (IMDSv2's PUT included); by family.
+METADATA = {'ipv4': ('169.254.169.254/32',), 'ipv6': ('fd00:ec2::254/128',)}
 METADATA_PORT = 80
 DNS_PORT = 53
 # Option -> its default when not given (the module specs and the role say the same).
@@ -276,6 +276,4 @@ def tunnel_destinations(rules):
 
 def metadata_destinations(request):
     """(ipv4, ipv6) of the metadata service when the request allows it, else two empty tuples."""
-    if not request.allow_metadata:
-        return (), ()
-    return _split_families(METADATA)
+    return tuple(METADATA[family] if request.allow_metadata else () for family in FAMILIES)

@@ -428,7 +428,8 @@ def plan_revert(name, runtime, permanent):
 # The allow-to-destination rules this module writes, as firewalld prints them back (render_rule's form).
 ALLOW_RULE_RE = re.compile(r'rule family="(?P<family>ipv[46])" destination (?P<kind>ipset|address)="(?P<destination>[^"]+)" '
                            r'port port="(?P<port>[0-9]+)" protocol="(?P<protocol>tcp|udp)" accept\Z')
-METADATA_ADDRESSES = tuple(address.split('/', maxsplit=1)[0] for address in egress_request.METADATA)
+METADATA_ADDRESSES = tuple(address.split('/', maxsplit=1)[0] for family in egress_request.FAMILIES
+                           for address in egress_request.METADATA[family])
 
 
 def allow_list(view, name):

@@ -83,7 +83,8 @@ def render(request, nameservers):
     if request.allow_dhcp:
         for family, client, server in egress_request.DHCP:
             wanted.append(UfwRule(family, 'udp', server, ANY_SOURCE[family], tag(request.name, 'dhcp'), client))
-    for destination in egress_request.METADATA if request.allow_metadata else ():
+    ipv4, ipv6 = egress_request.metadata_destinations(request)
+    for destination in ipv4 + ipv6:
         add('tcp', egress_request.METADATA_PORT, destination, 'metadata')
     return unique(wanted)
 

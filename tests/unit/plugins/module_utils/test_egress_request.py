@@ -103,6 +103,12 @@ def test_each_host_service_can_be_turned_off_or_on_alone():
     assert build(default_deny=True, allow_dhcp=None).allow_dhcp is True
 
 
+def test_the_metadata_service_is_defined_once_by_family():
+    assert sorted(er.METADATA) == sorted(er.FAMILIES)
+    for family, addresses in er.METADATA.items():
+        assert addresses and all(er.network(a, 'METADATA', family) == a for a in addresses)
+
+
 @pytest.mark.parametrize('option', ['allow_dhcp', 'allow_mld', 'allow_metadata'])
 @pytest.mark.parametrize('value', ['yes', 1, [], {'a': 1}])
 def test_a_host_service_option_that_is_no_bool_is_refused_naming_it(option, value):
