@@ -208,7 +208,7 @@ def build(params, backend):
         if not isinstance(extra_items, (list, tuple)):
             _fail('extra_allow', extra_items, 'expected a list of {protocol, port, destinations}')
         extra = tuple(_extra(i, e) for i, e in enumerate(extra_items))
-        if default_deny and not tunnel_destinations(rules):
+        if cuts_the_tunnel(params):
             _fail('default_deny', True, 'no tunnel destination in rules: the host could not reach the tunnel edge; '
                                         "pass the egress plan's rules")
     dns_servers = params.get('dns_servers')
@@ -269,9 +269,14 @@ def nameservers(request, resolv_conf_servers, stub_upstream_servers):
     return servers
 
 
-def tunnel_destinations(rules):
-    """How many tunnel destinations ``rules`` (a Request's) hold: a default deny needs one at least."""
-    return sum(len(r.ipv4) + len(r.ipv6) for r in rules if r.purpose == 'tunnel')
+def cuts_the_tunnel(params):
+    """True when a firewall module's options ask for a default deny (state present) whose ``rules`` (the egress plan's,
+    as dicts) hold no tunnel destination: the host could no longer reach the tunnel edge. The one test of it: build
+    refuses such options, and the role refuses them before it connects (plugin_utils/backend_modules.refusal)."""
+    if (params.get('state') or 'present') != 'present' or not params.get('default_deny'):
+        return False
+    return not any(rule.get('ipv4') or rule.get('ipv6') for rule in params.get('rules') or []
+                   if isinstance(rule, dict) and rule.get('purpose') == 'tunnel')
 
 
 def metadata_destinations(request):
