@@ -79,7 +79,10 @@ def _collapsed(networks):
 
 
 def allowances(request, nameservers):
-    """Every accept of the request, in rule order, destinations collapsed; one entry per set of the table."""
+    """Every accept of the request, in rule order, destinations collapsed; one entry per set of the table.
+
+    ``nameservers`` are egress_request.nameservers(): the resolvers DNS is allowed to, none when it is not allowed.
+    """
     wanted = collections.OrderedDict()
 
     def add(label, protocol, port, ipv4, ipv6):
@@ -91,9 +94,8 @@ def allowances(request, nameservers):
 
     if request.state != 'present':
         return []
-    servers = nameservers if request.allow_dns else ()  # the request says whether DNS is allowed at all
     for protocol in ('udp', 'tcp'):
-        add('dns', protocol, egress_request.DNS_PORT, [s for s in servers if ':' not in s], [s for s in servers if ':' in s])
+        add('dns', protocol, egress_request.DNS_PORT, [s for s in nameservers if ':' not in s], [s for s in nameservers if ':' in s])
     add('metadata', 'tcp', egress_request.METADATA_PORT, *egress_request.metadata_destinations(request))
     for rule in request.rules:
         add(rule.purpose, rule.protocol, rule.port, rule.ipv4, rule.ipv6)

@@ -94,9 +94,11 @@ def desired_rules(request):
     for rule in request.rules:
         if rule.ipv4 or rule.ipv6:
             wanted.append((rule.purpose, rule.protocol, rule.port, rule.ipv4 + rule.ipv6))
-    if request.allow_dns:
+    # DNS as on Linux (egress_request.nameservers), from dns_servers only: Windows has no resolv.conf to read.
+    nameservers = egress_request.nameservers(request, (), ())
+    if nameservers:
         for protocol in PROTOCOLS:
-            wanted.append(('dns', protocol, 53, request.dns_servers))
+            wanted.append(('dns', protocol, egress_request.DNS_PORT, nameservers))
     for extra in request.extra_allow:
         wanted.append(('extra', extra.protocol, extra.port, extra.ipv4 + extra.ipv6))
     # DHCP and MLD get no rule here: Windows' own Core Networking rules (DHCP-Out, DHCPV6-Out, Multicast Listener
