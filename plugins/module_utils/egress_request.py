@@ -39,8 +39,6 @@ MAX_PURPOSE = 20
 # Backends whose object names are built from NAME limit it further (firewalld: policy names of 18 characters).
 MAX_NAME = {'firewalld': 11, 'ufw': 64, 'nftables': 32, 'windows': 64}
 # The plan's own (egress_contract): the renderers take them from here, with the rest of the request model.
-PROTOCOLS = egress_contract.PROTOCOLS
-FAMILIES = egress_contract.FAMILIES
 STATES = ('present', 'absent', 'reverted')
 MAX_CONFIRM_TIMEOUT = 86400
 MAX_LOCK_TIMEOUT = 3600
@@ -98,9 +96,9 @@ def check_port(value, where):
 
 
 def check_protocol(value, where):
-    """``value`` if it is one of PROTOCOLS, else a RequestError naming ``where``."""
-    if value not in PROTOCOLS:
-        _fail(where, value, 'expected one of %s' % ', '.join(PROTOCOLS))
+    """``value`` if it is one of egress_contract.PROTOCOLS, else a RequestError naming ``where``."""
+    if value not in egress_contract.PROTOCOLS:
+        _fail(where, value, 'expected one of %s' % ', '.join(egress_contract.PROTOCOLS))
     return value
 
 
@@ -281,4 +279,4 @@ def cuts_the_tunnel(params):
 
 def metadata_destinations(request):
     """(ipv4, ipv6) of the metadata service when the request allows it, else two empty tuples."""
-    return tuple(METADATA[family] if request.allow_metadata else () for family in FAMILIES)
+    return tuple(METADATA[family] if request.allow_metadata else () for family in egress_contract.FAMILIES)

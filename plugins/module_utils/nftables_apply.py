@@ -17,7 +17,7 @@ import json
 import os
 
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import (
-    egress_applied, egress_request, egress_revert, egress_transaction)
+    egress_applied, egress_contract, egress_request, egress_revert, egress_transaction)
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import nftables_rules
 
 MODULE = 'tunnelwall.cloudflared.nftables_egress'
@@ -193,7 +193,7 @@ def set_rules(objects):
     for item in objects or []:
         name = item.get('set', {}).get('name', '') if isinstance(item, dict) else ''
         parts = name.rsplit('_', 3)
-        if len(parts) != 4 or parts[1] not in egress_request.PROTOCOLS or not parts[2].isdigit() or \
+        if len(parts) != 4 or parts[1] not in egress_contract.PROTOCOLS or not parts[2].isdigit() or \
                 parts[3] not in ('v4', 'v6'):
             continue
         for purpose, destinations in egress_applied.from_nftables(json.dumps({'nftables': [item]})).items():

@@ -37,7 +37,6 @@ PROBE_ARGUMENT_SPEC = dict(
 ENDPOINT_KEYS = egress_contract.ENDPOINT_KEYS
 PURPOSES = egress_contract.PURPOSES
 CHECKS = ('dns', 'tcp', 'tls', 'quic', 'https')
-PROTOCOLS = egress_contract.PROTOCOLS
 FAMILY_VERSION = {'ipv4': 4, 'ipv6': 6}
 # ASCII letters, digits, '-' and '_': what a DNS query and an SNI can carry (an IDN goes in its xn-- form).
 LABEL = re.compile(r'[A-Za-z0-9_-]{1,63}\Z')
@@ -102,7 +101,7 @@ def _endpoint_problem(index, endpoint, server_names, checks):
     if _port_problem(endpoint['port']):
         return '%s has port=%s: %s' % (where, _shown(endpoint['port']), _port_problem(endpoint['port']))
     protocols = endpoint['protocols']
-    if not isinstance(protocols, list) or not protocols or not all(p in PROTOCOLS for p in protocols):
+    if not isinstance(protocols, list) or not protocols or not all(p in egress_contract.PROTOCOLS for p in protocols):
         return '%s has protocols=%s: expected a list of tcp, udp' % (where, _shown(protocols))
     names = endpoint.get('server_names') or {}
     if not isinstance(names, dict):

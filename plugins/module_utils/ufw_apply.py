@@ -22,7 +22,7 @@ import os
 import time
 
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import (
-    egress_applied, egress_request, egress_revert, egress_transaction, ufw_rules)
+    egress_applied, egress_contract, egress_request, egress_revert, egress_transaction, ufw_rules)
 
 # How long to wait for ufw's own lock, which only a ufw command holds (for as long as it runs).
 UFW_LOCK_TIMEOUT = 120.0
@@ -220,7 +220,7 @@ class UfwBackend(object):
     @staticmethod
     def families(ipv6):
         """The address families ufw manages: both, or only ipv4 unless /etc/default/ufw says IPV6=yes."""
-        return egress_request.FAMILIES if ipv6 else ('ipv4',)
+        return egress_contract.FAMILIES if ipv6 else ('ipv4',)
 
     # -- applying ----------------------------------------------------------------------------------------------
     def command(self, argv, data=None, what=None):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_request as er
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_contract, egress_request as er
 
 TUNNEL = {'purpose': 'tunnel', 'protocol': 'udp', 'port': 7844, 'ipv4': ['198.51.100.11/32'], 'ipv6': ['2001:db8:e::11/128']}
 API = {'purpose': 'api', 'protocol': 'tcp', 'port': 443, 'ipv4': ['198.51.100.80'], 'ipv6': []}
@@ -104,7 +104,7 @@ def test_each_host_service_can_be_turned_off_or_on_alone():
 
 
 def test_the_metadata_service_is_defined_once_by_family():
-    assert sorted(er.METADATA) == sorted(er.FAMILIES)
+    assert sorted(er.METADATA) == sorted(egress_contract.FAMILIES)
     for family, addresses in er.METADATA.items():
         assert addresses and all(er.network(a, 'METADATA', family) == a for a in addresses)
 
