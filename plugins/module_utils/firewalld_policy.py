@@ -244,7 +244,7 @@ def desired_state(request, nameservers=()):
             if networks:
                 by_purpose.setdefault(rule.purpose, []).append((rule.protocol, rule.port, networks))
         for purpose, items in by_purpose.items():
-            shared = len(set(networks for dummy, dummy2, networks in items)) == 1
+            shared = len(set(item[2] for item in items)) == 1  # items are (protocol, port, networks)
             for protocol, port, networks in items:
                 ipset = ipset_name(request.name, purpose, family, *(() if shared else (protocol, port)))
                 ipsets[ipset] = IpSet(IPSET_FAMILY[family], [entry_text(n) for n in networks])
