@@ -38,10 +38,9 @@ PURPOSE_RE = re.compile(r'[a-z][a-z0-9_]*\Z')
 MAX_PURPOSE = 20
 # Backends whose object names are built from NAME limit it further (firewalld: policy names of 18 characters).
 MAX_NAME = {'firewalld': 11, 'ufw': 64, 'nftables': 32, 'windows': 64}
-# The plan's own (egress_contract): the renderers take them from here, with the rest of the request model.
 STATES = ('present', 'absent', 'reverted')
-MAX_CONFIRM_TIMEOUT = 86400
-MAX_LOCK_TIMEOUT = 3600
+CONFIRM_TIMEOUT, MAX_CONFIRM_TIMEOUT = 300, 86400  # the default when not given, and the most
+LOCK_TIMEOUT, MAX_LOCK_TIMEOUT = 120, 3600
 # What a default deny does to other traffic, per backend (the docs say the same).
 DENY_ACTION = {'firewalld': 'reject', 'ufw': 'reject', 'nftables': 'reject', 'windows': 'block'}
 
@@ -66,8 +65,9 @@ MLD_TYPES = (131, 132, 143)
 METADATA = {'ipv4': ('169.254.169.254/32',), 'ipv6': ('fd00:ec2::254/128',)}
 METADATA_PORT = 80
 DNS_PORT = 53
-# Option -> its default when not given (the module specs and the role say the same).
+# Option -> its default when not given (the module specs take them from here; the role says the same).
 HOST_SERVICES = (('allow_dhcp', True), ('allow_mld', True), ('allow_metadata', False))
+ALLOW_DNS = True  # allow_dns when not given
 
 
 class RequestError(ValueError):
@@ -193,7 +193,7 @@ def build(params, backend):
         _fail('state', state, 'expected one of %s' % ', '.join(STATES))
     default_deny = bool(params.get('default_deny')) and state == 'present'
     allow_dns = params.get('allow_dns')
-    allow_dns = True if allow_dns is None else bool(allow_dns)
+    allow_dns = ALLOW_DNS if allow_dns is None else bool(allow_dns)
     services = dict((option, _flag(params, option, default)) for option, default in HOST_SERVICES)
     rules = extra = ()
     if state == 'present':
@@ -218,8 +218,8 @@ def build(params, backend):
     resolv_conf = params.get('resolv_conf') or '/etc/resolv.conf'
     if not isinstance(resolv_conf, str) or not resolv_conf.startswith('/') or '\n' in resolv_conf or '\x00' in resolv_conf:
         _fail('resolv_conf', resolv_conf, 'expected an absolute path')
-    confirm_timeout = check_seconds(params.get('confirm_timeout', 300), 'confirm_timeout', MAX_CONFIRM_TIMEOUT)
-    lock_timeout = check_seconds(params.get('lock_timeout', 120), 'lock_timeout', MAX_LOCK_TIMEOUT)
+    confirm_timeout = check_seconds(params.get('confirm_timeout', CONFIRM_TIMEOUT), 'confirm_timeout', MAX_CONFIRM_TIMEOUT)
+    lock_timeout = check_seconds(params.get('lock_timeout', LOCK_TIMEOUT), 'lock_timeout', MAX_LOCK_TIMEOUT)
     # cloudflared's origins (origins.py): checked here, read from the host and resolved there by egress_module.
     try:
         origins = origin_options.check_origins(params.get('origins'))
