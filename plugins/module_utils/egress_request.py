@@ -65,6 +65,7 @@ MLD_TYPES = (131, 132, 143)
 METADATA = {'ipv4': ('169.254.169.254/32',), 'ipv6': ('fd00:ec2::254/128',)}
 METADATA_PORT = 80
 DNS_PORT = 53
+DNS_PROTOCOLS = ('udp', 'tcp')  # DNS to the resolvers, in the order the rules are written
 # Option -> its default when not given (the module specs take them from here; the role says the same).
 HOST_SERVICES = (('allow_dhcp', True), ('allow_mld', True), ('allow_metadata', False))
 ALLOW_DNS = True  # allow_dns when not given

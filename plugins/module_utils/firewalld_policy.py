@@ -220,7 +220,7 @@ def host_rules(request, nameservers):
         return []
     servers = [ipaddress.ip_network(s.split('%', maxsplit=1)[0]) for s in nameservers]
     servers = [n for n in servers if not n.network_address.is_loopback]
-    rules = [rule for server in servers for protocol in egress_contract.PROTOCOLS
+    rules = [rule for server in servers for protocol in egress_request.DNS_PROTOCOLS
              for rule in _address_rules(protocol, DNS_PORT, [server])]
     rules += [icmp_rule('ipv6', icmp_type) for icmp_type in NDP_TYPES]
     rules += [dhcp_rule(family) for family in egress_contract.FAMILIES] if request.allow_dhcp else []

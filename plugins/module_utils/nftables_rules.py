@@ -94,7 +94,7 @@ def allowances(request, nameservers):
 
     if request.state != 'present':
         return []
-    for protocol in ('udp', 'tcp'):
+    for protocol in egress_request.DNS_PROTOCOLS:
         add('dns', protocol, egress_request.DNS_PORT, [s for s in nameservers if ':' not in s], [s for s in nameservers if ':' in s])
     add('metadata', 'tcp', egress_request.METADATA_PORT, *egress_request.metadata_destinations(request))
     for rule in request.rules:

@@ -190,7 +190,7 @@ def validate_probe_params(params):
         return 'concurrency=%r: expected at least 1' % params['concurrency']
     server_names = params['server_names'] or {}
     endpoints = (params['plan'] or {}).get('endpoints')
-    unknown = sorted(str(key) for key in set(server_names) - {'tcp', 'udp'} - set(
+    unknown = sorted(str(key) for key in set(server_names) - set(egress_contract.PROTOCOLS) - set(
         e.get('hostname') for e in (endpoints if isinstance(endpoints, list) else [])
         if isinstance(e, dict) and isinstance(e.get('hostname'), str)))
     if unknown:
@@ -219,7 +219,7 @@ def families_for(params, routable):
     if chosen == '6':
         return ['ipv6']
     if chosen == 'both':
-        return ['ipv4', 'ipv6']
+        return list(egress_contract.FAMILIES)
     addresses = {'ipv4': [], 'ipv6': []}
     if params['plan']:
         for endpoint in params['plan']['endpoints']:

@@ -78,7 +78,7 @@ def render(request, nameservers):
         for destination in extra.ipv4 + extra.ipv6:
             add(extra.protocol, extra.port, destination, 'extra')
     for server in nameservers:
-        for protocol in ('udp', 'tcp'):
+        for protocol in egress_request.DNS_PROTOCOLS:
             add(protocol, egress_request.DNS_PORT, server, 'dns')
     if request.allow_dhcp:
         for family, client, server in egress_request.DHCP:

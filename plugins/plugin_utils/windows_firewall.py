@@ -24,7 +24,7 @@ import time
 import uuid
 
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import (
-    cloudflared_config, egress_applied, egress_contract, egress_request, origins, probe_run)
+    cloudflared_config, egress_applied, egress_request, origins, probe_run)
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.probe_options import validate_probe_params
 from ansible_collections.tunnelwall.cloudflared.plugins.plugin_utils import windows_probe
 
@@ -96,7 +96,7 @@ def desired_rules(request):
     # DNS as on Linux (egress_request.nameservers), from dns_servers only: Windows has no resolv.conf to read.
     nameservers = egress_request.nameservers(request, (), ())
     if nameservers:
-        for protocol in egress_contract.PROTOCOLS:
+        for protocol in egress_request.DNS_PROTOCOLS:
             wanted.append(('dns', protocol, egress_request.DNS_PORT, nameservers))
     for extra in request.extra_allow:
         wanted.append(('extra', extra.protocol, extra.port, extra.ipv4 + extra.ipv6))
