@@ -97,7 +97,7 @@ class HostLock(object):
                     holder = self.handle.read().strip() or 'unknown'
                     self.handle.close()
                     raise EgressError('another egress change holds the host-wide lock %s (%s); waited %ds '
-                                           '(lock_timeout) and changed nothing' % (self.path, holder, self.timeout))
+                                      '(lock_timeout) and changed nothing' % (self.path, holder, self.timeout))
                 waited = True
                 time.sleep(0.1)
         self.waited = waited
@@ -223,7 +223,7 @@ class DeadMan(object):
         if systemd_booted() and self.which('systemd-run') is None:
             # A process of ours would belong to this SSH session's scope, which logind may kill at logout.
             raise EgressError('systemd runs this host but systemd-run is missing, so the revert cannot outlive '
-                                   'the session; install systemd-run (package systemd) or set confirm_timeout=0')
+                              'the session; install systemd-run (package systemd) or set confirm_timeout=0')
         argv = self.argv()
         if systemd_running(self.which):
             rc, out, err = self.run([self.which('systemd-run'), '--unit=' + self.unit, '--collect', '--quiet',
@@ -291,7 +291,7 @@ def settle_pending(record_path, run, which, backend=None, spec=None):
         record['id'], record.get('started', '?'), outcome.message)
     if outcome.status != egress_revert.FULL:
         raise EgressError('%s. This run changed nothing; fix what failed and run again (or remove %s to give up '
-                               'the restore)' % (said, record_path))
+                          'the restore)' % (said, record_path))
     cancel(record.get('armed'), record['id'], run, which)
     return said
 
@@ -340,7 +340,7 @@ class _Change(object):
             self.save()
         except (IOError, OSError) as error:
             raise EgressError('cannot record the state before the change in %s (%s); nothing was changed'
-                                   % (self.backend.record_path, error))
+                              % (self.backend.record_path, error))
         if self.deadman:
             try:
                 self.deadman.arm()
@@ -457,7 +457,7 @@ def run(backend, request, verify=None, check_mode=False, run_dir=RUN_DIR, python
                 info['boot_check'] = install_boot_check(python or sys.executable, *boot_dirs)
             except (IOError, OSError) as error:
                 raise EgressError('cannot install the boot check of the dead-man revert (%s); nothing was changed'
-                                       % error)
+                                  % error)
         change.begin()
         try:
             backend.apply()
@@ -515,7 +515,7 @@ def _verified(result, verify, change):
         return result
     if change is None:
         raise EgressError('verification failed - %s. Nothing was changed by this run.' % message,
-                               verification=output, rolled_back=False, transaction=result['transaction'])
+                          verification=output, rolled_back=False, transaction=result['transaction'])
     outcome = change.restore()
     raise Restored('verification failed after applying the rules - %s. %s.' % (message, outcome),
                    verification=output, rolled_back=result['transaction']['restored'],

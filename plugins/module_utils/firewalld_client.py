@@ -20,7 +20,8 @@ __metaclass__ = type
 import os
 import tempfile
 
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_revert, egress_transaction
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_revert
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.egress_transaction import EgressError
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import firewalld_policy
 
 BUS = 'org.fedoraproject.FirewallD1'
@@ -143,7 +144,7 @@ class Firewalld(object):
         rc, out, err = self.run(argv)
         if rc != 0:
             # rc 126/127 with "cannot run": dbus-send itself did not start (egress_module.command_runner).
-            error = egress_transaction.EgressError('%s: %s' % (method.rsplit('.', 1)[-1], (err or out).strip()))
+            error = EgressError('%s: %s' % (method.rsplit('.', 1)[-1], (err or out).strip()))
             error.cannot_start = rc in (126, 127) and (err or '').startswith('cannot run')
             raise error
         return parse_dbus_reply(out)
@@ -155,7 +156,7 @@ class Firewalld(object):
         rc, out, err = self.run(argv)
         if rc != 0:
             command = args[0] if len(args) == 1 else ' '.join(args[:2])
-            raise egress_transaction.EgressError('firewall-cmd %s failed (rc=%s): %s' % (command, rc, (err or out).strip()))
+            raise EgressError('firewall-cmd %s failed (rc=%s): %s' % (command, rc, (err or out).strip()))
         return out
 
     def changing_dbus(self, path, method, *args):
@@ -171,15 +172,15 @@ class Firewalld(object):
         try:
             state = self.dbus(PATH, 'org.freedesktop.DBus.Properties.Get', 'string:' + BUS, 'string:state')
             version = self.dbus(PATH, 'org.freedesktop.DBus.Properties.Get', 'string:' + BUS, 'string:version')
-        except egress_transaction.EgressError as error:
+        except EgressError as error:
             if getattr(error, 'cannot_start', False):
-                raise egress_transaction.EgressError('%s: install D-Bus\'s tools (dbus-bin or dbus-tools)' % error)
-            raise egress_transaction.EgressError('firewalld is not running or cannot be reached over D-Bus (%s); start it, '
-                                 'e.g. systemctl start firewalld' % error)
+                raise EgressError('%s: install D-Bus\'s tools (dbus-bin or dbus-tools)' % error)
+            raise EgressError('firewalld is not running or cannot be reached over D-Bus (%s); start it, '
+                              'e.g. systemctl start firewalld' % error)
         except OSError as error:
-            raise egress_transaction.EgressError('cannot run dbus-send (%s): install D-Bus\'s tools (dbus-bin or dbus-tools)' % error)
+            raise EgressError('cannot run dbus-send (%s): install D-Bus\'s tools (dbus-bin or dbus-tools)' % error)
         if state != 'RUNNING':
-            raise egress_transaction.EgressError('firewalld is not running (state %s)' % state)
+            raise EgressError('firewalld is not running (state %s)' % state)
         return state, version
 
     def read(self, name, permanent):
@@ -281,7 +282,7 @@ class Firewalld(object):
         own = firewalld_policy.policy_name(name) if name else None
         try:
             kept = self.runtime_only_rules(own)
-        except (egress_transaction.EgressError, ValueError, TypeError, AttributeError):
+        except (EgressError, ValueError, TypeError, AttributeError):
             # What D-Bus gave could not be read: firewall-cmd's listing, as the dead-man revert does it.
             def run(argv):
                 """``self.run(argv)`` as egress_revert's (rc, output): what it printed, or why it failed."""
@@ -290,7 +291,7 @@ class Firewalld(object):
             self.commands.append(['firewall-cmd', '--reload'])
             rc, output = egress_revert.firewalld_reload(run, own)
             if rc != 0:
-                raise egress_transaction.EgressError('firewall-cmd --reload failed (rc=%s): %s' % (rc, output.strip()))
+                raise EgressError('firewall-cmd --reload failed (rc=%s): %s' % (rc, output.strip()))
             return
         self.commands.append(['dbus-send', PATH, BUS + '.reload'])
         self.dbus(PATH, BUS + '.reload')
@@ -380,10 +381,10 @@ class Firewalld(object):
         saved = self.snapshot(name)
         try:
             self.apply(steps, name)
-        except (egress_transaction.EgressError, OSError) as error:
+        except (EgressError, OSError) as error:
             try:
                 self.restore(name, saved)
-            except (egress_transaction.EgressError, OSError) as second:
-                raise egress_transaction.EgressError('%s; rolling back failed too: %s (check firewall-cmd --list-all-policies)' % (error, second))
-            raise egress_transaction.EgressError('%s; rolled back: the owned files were restored and firewalld reloaded, so the '
-                                 'runtime and permanent configuration are as before this run' % error, rolled_back=True)
+            except (EgressError, OSError) as second:
+                raise EgressError('%s; rolling back failed too: %s (check firewall-cmd --list-all-policies)' % (error, second))
+            raise EgressError('%s; rolled back: the owned files were restored and firewalld reloaded, so the '
+                              'runtime and permanent configuration are as before this run' % error, rolled_back=True)

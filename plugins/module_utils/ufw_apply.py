@@ -22,7 +22,8 @@ import os
 import time
 
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import (
-    egress_applied, egress_contract, egress_request, egress_revert, egress_transaction, ufw_rules)
+    egress_applied, egress_contract, egress_revert, ufw_rules)
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.egress_transaction import EgressError
 
 # How long to wait for ufw's own lock, which only a ufw command holds (for as long as it runs).
 UFW_LOCK_TIMEOUT = 120.0
@@ -85,7 +86,7 @@ def ufw_locked(path, timeout=UFW_LOCK_TIMEOUT):
                 break
             except (IOError, OSError) as error:
                 if error.errno not in (errno.EAGAIN, errno.EACCES) or time.time() > deadline:
-                    raise egress_transaction.EgressError("ufw's lock (%s) still held after %ds: another ufw run is stuck?" % (path, timeout))
+                    raise EgressError("ufw's lock (%s) still held after %ds: another ufw run is stuck?" % (path, timeout))
                 time.sleep(0.05)
         yield
     finally:
@@ -123,11 +124,11 @@ class UfwBackend(object):
             texts = dict((path, read_text(path)) for path in self.paths.files() + [self.paths.conf])
         for path in (self.paths.rules['ipv4'], self.paths.rules['ipv6'], self.paths.defaults, self.paths.conf):
             if texts[path] is None:
-                raise egress_transaction.EgressError('%s is missing: is ufw installed?' % path)
+                raise EgressError('%s is missing: is ufw installed?' % path)
         return texts
 
     def remembered(self, texts):
-        """The state file's content as {'original_policy', 'set_policy'}, or None without one; raise egress_transaction.EgressError for a file
+        """The state file's content as {'original_policy', 'set_policy'}, or None without one; raise EgressError for a file
         of that name this module did not write (it is not overwritten)."""
         text = texts[self.paths.state]
         if text is None:
@@ -140,7 +141,7 @@ class UfwBackend(object):
                 return {'original_policy': state['original_policy'], 'set_policy': state['set_policy']}
         except (ValueError, KeyError, TypeError):
             pass
-        raise egress_transaction.EgressError('%s: not a state file this module wrote; remove it if nothing else uses it' % self.paths.state)
+        raise EgressError('%s: not a state file this module wrote; remove it if nothing else uses it' % self.paths.state)
 
     def plan(self):
         """Read everything under ufw's lock and work out the change; nothing is written."""
@@ -148,12 +149,12 @@ class UfwBackend(object):
         enabled = ufw_rules.ufw_enabled(texts[self.paths.conf])
         ipv6 = ufw_rules.ipv6_enabled(texts[self.paths.defaults])
         if not enabled and self.request.state == 'present' and self.on_inactive == 'fail':
-            raise egress_transaction.EgressError('ufw is installed but inactive (ENABLED=no in %s), so rules would protect nothing: enable it '
-                           '(`ufw enable`, after allowing incoming SSH) or set on_inactive=configure to only write its files'
-                           % self.paths.conf)
+            raise EgressError('ufw is installed but inactive (ENABLED=no in %s), so rules would protect nothing: enable it '
+                              '(`ufw enable`, after allowing incoming SSH) or set on_inactive=configure to only write its files'
+                              % self.paths.conf)
         missing = [RESTORE[f] for f in self.families(ipv6) if enabled and not self.binaries.get(RESTORE[f])]
         if missing:
-            raise egress_transaction.EgressError('%s not found: ufw is enabled but its iptables tools are missing' % ', '.join(missing))
+            raise EgressError('%s not found: ufw is enabled but its iptables tools are missing' % ', '.join(missing))
         skipped = [r for r in self.wanted if r.family not in self.families(ipv6)]
         if skipped:
             self.warnings.append('IPV6=no in %s: ufw does not manage IPv6, so %d IPv6 rule(s) were not written and '
@@ -178,14 +179,14 @@ class UfwBackend(object):
         try:
             return ufw_rules.reconcile_file(texts[path], family, self.wanted, self.name, path)[0]
         except ValueError as error:
-            raise egress_transaction.EgressError(str(error))
+            raise EgressError(str(error))
 
     def policy(self, texts):
         """The outgoing policy word of /etc/default/ufw in ``texts``; a value ufw would not write is an EgressError."""
         try:
             return ufw_rules.output_policy(texts[self.paths.defaults])
         except ValueError as error:
-            raise egress_transaction.EgressError(str(error))
+            raise EgressError(str(error))
 
     def compare(self, current, target, policy_after=None):
         """The module's result for ufw's files going from ``current`` to ``target`` (path -> text): what changes, the
@@ -200,7 +201,7 @@ class UfwBackend(object):
                 try:
                     rules[side].extend(ufw_rules.owned_rules(texts[path], family, self.name, path))
                 except ValueError as error:
-                    raise egress_transaction.EgressError(str(error))
+                    raise EgressError(str(error))
         added, removed = egress_applied.rule_changes([ufw_rules.applied_rule(r) for r in rules[0]],
                                                      [ufw_rules.applied_rule(r) for r in rules[1]])
         changed = bool(added or removed or policies[0] != policies[1] or current[self.paths.state] != target[self.paths.state])
@@ -227,7 +228,7 @@ class UfwBackend(object):
         """Run ``argv`` (``data`` on stdin) and return its stdout; a non-zero exit is an EgressError naming ``what`` (or the command)."""
         rc, out, err = self.run(argv, data=data)
         if rc != 0:
-            raise egress_transaction.EgressError('%s failed (rc=%d): %s' % (what or ' '.join(argv), rc, (err or out).strip()))
+            raise EgressError('%s failed (rc=%d): %s' % (what or ' '.join(argv), rc, (err or out).strip()))
         return out
 
     def set_policy(self, policy):
@@ -263,7 +264,7 @@ class UfwBackend(object):
                     self.progress['loaded'].append(family)
 
     def apply(self):
-        """Make the planned change; raise egress_transaction.EgressError (the transaction restores) on any failure."""
+        """Make the planned change; raise EgressError (the transaction restores) on any failure."""
         enabled, ipv6 = self.result['ufw']['enabled'], self.result['ufw']['ipv6']
         before, after = self.result['policy']['before'], self.result['policy']['after']
         self.progress = {'policy': False, 'loaded': []}

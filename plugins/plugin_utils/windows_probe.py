@@ -23,7 +23,6 @@ from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.probe_optio
     PROBE_ARGUMENT_SPEC, validate_probe_params)
 
 
-
 def validate(args):
     """``(params, problem)``: the task's arguments checked as edge_probe checks them, before anything is sent."""
     validation = ArgumentSpecValidator(PROBE_ARGUMENT_SPEC, mutually_exclusive=[('plan', 'targets')],
