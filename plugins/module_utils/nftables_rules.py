@@ -28,7 +28,7 @@ from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egre
 
 FAMILY = 'inet'
 CHAIN = 'output'
-CONFIG_DIR = '/etc/nftables.d'
+CONFIG_DIR = '/' + egress_revert.NFTABLES_DIR
 SYSTEMD_DIR = '/etc/systemd/system'
 # The ownership marker: the table's comment. A table of the same name without it is someone else's (Debian's own
 # ``inet filter``): the module refuses to touch it.
@@ -64,10 +64,10 @@ def table(name):
 
 def paths(name, config_dir=CONFIG_DIR, systemd_dir=SYSTEMD_DIR):
     """Where NAME's files live; unit and drop-in are None where systemd's directory is missing (no systemd)."""
-    unit = 'tunnelwall-nftables-%s.service' % name
-    return Paths(os.path.join(config_dir, '%s-egress.nft' % name),
-                 os.path.join(systemd_dir, unit) if systemd_dir else None,
-                 os.path.join(systemd_dir, 'sysinit.target.d', '%s.conf' % unit[:-len('.service')]) if systemd_dir else None,
+    unit = egress_revert.NFTABLES_UNIT % name
+    return Paths(os.path.join(config_dir, egress_revert.NFTABLES_RULESET % name),
+                 os.path.join(systemd_dir, unit + '.service') if systemd_dir else None,
+                 os.path.join(systemd_dir, 'sysinit.target.d', unit + '.conf') if systemd_dir else None,
                  os.path.join(config_dir, egress_revert.RECORD_NAME))
 
 

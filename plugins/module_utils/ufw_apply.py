@@ -27,7 +27,6 @@ from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.egress_tran
 
 # How long to wait for ufw's own lock, which only a ufw command holds (for as long as it runs).
 UFW_LOCK_TIMEOUT = 120.0
-FAMILY_FILES = {'ipv4': 'etc/ufw/user.rules', 'ipv6': 'etc/ufw/user6.rules'}
 RESTORE = {'ipv4': 'iptables-restore', 'ipv6': 'ip6tables-restore'}
 MODULE = 'tunnelwall.cloudflared.ufw_egress'  # the state file's marker
 
@@ -42,12 +41,10 @@ class UfwPaths(object):
             """``relative`` (a path without its leading /) below ``root``."""
             return os.path.join(root, relative)
         self.conf = at('etc/ufw/ufw.conf')
-        self.defaults = at('etc/default/ufw')
-        self.rules = dict((family, at(path)) for family, path in FAMILY_FILES.items())
-        # `ufw default` rewrites these (log prefixes), so they are part of what a rollback restores.
-        self.after = (at('etc/ufw/after.rules'), at('etc/ufw/after6.rules'))
+        self.defaults = at(egress_revert.UFW_DEFAULTS)
+        self.rules = dict((family, at(path)) for family, path in egress_revert.UFW_RULES.items())
         # Next to ufw's own configuration, which it describes: a restore of /etc/ufw restores it too.
-        self.state = at('etc/ufw/%s-egress.json' % name)
+        self.state = at(egress_revert.UFW_STATE % name)
         self.ufw_lock = at('run/ufw.lock')
         # egress_transaction's pending record, next to ufw's configuration, which it restores (a reboot keeps it,
         # as it keeps ufw's files).
@@ -59,7 +56,7 @@ class UfwPaths(object):
 
     def shared(self):
         """The files every ufw user writes (`ufw allow`, fail2ban, other roles): a restore merges, never replaces."""
-        return [self.rules['ipv4'], self.rules['ipv6'], self.defaults] + list(self.after)
+        return [os.path.join(self.root, path) for path in egress_revert.UFW_SHARED]
 
 
 read_text = egress_revert.read_text  # a file's text, or None when it does not exist

@@ -189,7 +189,7 @@ import re
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import (
-    backend_choice, egress_applied, egress_module, egress_transaction, origins, ufw_rules)
+    backend_choice, egress_applied, egress_module, egress_revert, egress_transaction, origins, ufw_rules)
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.firewalld_client import Firewalld
 
 SBIN = ['/usr/sbin', '/sbin']
@@ -234,7 +234,7 @@ def find_nftables(module):
     return {'installed': True, 'usable': True, 'version': version, 'detail': 'usable'}
 
 
-UFW_RULES = {'ipv4': '/etc/ufw/user.rules', 'ipv6': '/etc/ufw/user6.rules'}
+UFW_RULES = dict((family, '/' + path) for family, path in egress_revert.UFW_RULES.items())
 
 
 def read_applied(module, backend, name):

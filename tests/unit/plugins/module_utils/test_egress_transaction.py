@@ -405,3 +405,15 @@ def test_no_record_and_an_unwritable_file_are_outcomes_too(root):
     assert outcome.status == egress_revert.FAILED and os.path.exists(path)
     assert tx.outcome_text(outcome, retries=True).startswith('ROLLBACK INCOMPLETE: restore failed (')
     assert tx.outcome_text(outcome, retries=True).endswith('(the dead-man revert retries at its deadline)')
+
+
+def test_the_boot_check_restores_the_files_the_modules_write(tmp_path):
+    from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import nftables_rules, ufw_apply
+    root = str(tmp_path)
+    ufw = ufw_apply.UfwPaths('tw', root=root)
+    assert egress_revert.boot_spec('ufw', 'tw', {}, root) == {'files': ufw.files(), 'shared': ufw.shared(), 'reload': []}
+    assert ufw.pending == os.path.join(root, dict(egress_revert.BOOT_RECORDS)['ufw'])
+    nft = nftables_rules.paths('tw', os.path.join(root, 'etc/nftables.d'), os.path.join(root, 'etc/systemd/system'))
+    assert egress_revert.boot_spec('nftables', 'tw', {}, root)['files'] == [nft.ruleset, nft.unit, nft.dropin]
+    assert nft.record == os.path.join(root, dict(egress_revert.BOOT_RECORDS)['nftables'])
+    assert nftables_rules.CONFIG_DIR == '/etc/nftables.d' and nft.ruleset.endswith('/etc/nftables.d/tw-egress.nft')
