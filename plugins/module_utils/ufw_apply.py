@@ -22,7 +22,7 @@ import os
 import time
 
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import (
-    egress_applied, egress_contract, egress_revert, ufw_rules)
+    backend_choice, egress_applied, egress_contract, egress_revert, ufw_rules)
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.egress_transaction import EgressError
 
 # How long to wait for ufw's own lock, which only a ufw command holds (for as long as it runs).
@@ -40,7 +40,7 @@ class UfwPaths(object):
         def at(relative):
             """``relative`` (a path without its leading /) below ``root``."""
             return os.path.join(root, relative)
-        self.conf = at('etc/ufw/ufw.conf')
+        self.conf = at(backend_choice.UFW_CONF.lstrip('/'))
         self.defaults = at(egress_revert.UFW_DEFAULTS)
         self.rules = dict((family, at(path)) for family, path in egress_revert.UFW_RULES.items())
         # Next to ufw's own configuration, which it describes: a restore of /etc/ufw restores it too.
@@ -48,7 +48,7 @@ class UfwPaths(object):
         self.ufw_lock = at('run/ufw.lock')
         # egress_transaction's pending record, next to ufw's configuration, which it restores (a reboot keeps it,
         # as it keeps ufw's files).
-        self.pending = at('etc/ufw/' + egress_revert.RECORD_NAME)
+        self.pending = at(dict(egress_revert.BOOT_RECORDS)['ufw'])
 
     def files(self):
         """Every file a change may write (what the pending record keeps)."""
