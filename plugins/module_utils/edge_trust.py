@@ -113,7 +113,7 @@ fVQ6VpyjEXdiIXWUq/o=
 
 def cloudflare_roots_pem():
     """The three roots as one PEM bundle."""
-    return ''.join(pem for dummy, dummy2, pem in CLOUDFLARE_ROOTS)
+    return ''.join(root[2] for root in CLOUDFLARE_ROOTS)  # (subject, fingerprint, PEM)
 
 
 def _unverified():

@@ -38,12 +38,9 @@ PURPOSE_RE = re.compile(r'[a-z][a-z0-9_]*\Z')
 MAX_PURPOSE = 20
 # Backends whose object names are built from NAME limit it further (firewalld: policy names of 18 characters).
 MAX_NAME = {'firewalld': 11, 'ufw': 64, 'nftables': 32, 'windows': 64}
-# The plan's own (egress_contract): the renderers take them from here, with the rest of the request model.
-PROTOCOLS = egress_contract.PROTOCOLS
-FAMILIES = egress_contract.FAMILIES
 STATES = ('present', 'absent', 'reverted')
-MAX_CONFIRM_TIMEOUT = 86400
-MAX_LOCK_TIMEOUT = 3600
+CONFIRM_TIMEOUT, MAX_CONFIRM_TIMEOUT = 300, 86400  # the default when not given, and the most
+LOCK_TIMEOUT, MAX_LOCK_TIMEOUT = 120, 3600
 # What a default deny does to other traffic, per backend (the docs say the same).
 DENY_ACTION = {'firewalld': 'reject', 'ufw': 'reject', 'nftables': 'reject', 'windows': 'block'}
 
@@ -64,12 +61,14 @@ DHCP = (('ipv4', 68, 67), ('ipv6', 546, 547))  # (family, client port, server po
 # these (they are neither requests nor answers), so "established, related" does not let them out.
 MLD_TYPES = (131, 132, 143)
 # The instance metadata service of the large clouds: 169.254.169.254 (AWS, Azure, GCP, OpenStack, Oracle,
-# DigitalOcean ...) and AWS's IPv6 endpoint fd00:ec2::254, plain HTTP on TCP 80 (IMDSv2's PUT included).
-METADATA = ('169.254.169.254/32', 'fd00:ec2::254/128')
+# DigitalOcean ...) and AWS's IPv6 endpoint fd00:ec2::254, plain HTTP on TCP 80 (IMDSv2's PUT included); by family.
+METADATA = {'ipv4': ('169.254.169.254/32',), 'ipv6': ('fd00:ec2::254/128',)}
 METADATA_PORT = 80
 DNS_PORT = 53
-# Option -> its default when not given (the module specs and the role say the same).
+DNS_PROTOCOLS = ('udp', 'tcp')  # DNS to the resolvers, in the order the rules are written
+# Option -> its default when not given (the module specs take them from here; the role says the same).
 HOST_SERVICES = (('allow_dhcp', True), ('allow_mld', True), ('allow_metadata', False))
+ALLOW_DNS = True  # allow_dns when not given
 
 
 class RequestError(ValueError):
@@ -98,9 +97,9 @@ def check_port(value, where):
 
 
 def check_protocol(value, where):
-    """``value`` if it is one of PROTOCOLS, else a RequestError naming ``where``."""
-    if value not in PROTOCOLS:
-        _fail(where, value, 'expected one of %s' % ', '.join(PROTOCOLS))
+    """``value`` if it is one of egress_contract.PROTOCOLS, else a RequestError naming ``where``."""
+    if value not in egress_contract.PROTOCOLS:
+        _fail(where, value, 'expected one of %s' % ', '.join(egress_contract.PROTOCOLS))
     return value
 
 
@@ -195,7 +194,7 @@ def build(params, backend):
         _fail('state', state, 'expected one of %s' % ', '.join(STATES))
     default_deny = bool(params.get('default_deny')) and state == 'present'
     allow_dns = params.get('allow_dns')
-    allow_dns = True if allow_dns is None else bool(allow_dns)
+    allow_dns = ALLOW_DNS if allow_dns is None else bool(allow_dns)
     services = dict((option, _flag(params, option, default)) for option, default in HOST_SERVICES)
     rules = extra = ()
     if state == 'present':
@@ -208,7 +207,7 @@ def build(params, backend):
         if not isinstance(extra_items, (list, tuple)):
             _fail('extra_allow', extra_items, 'expected a list of {protocol, port, destinations}')
         extra = tuple(_extra(i, e) for i, e in enumerate(extra_items))
-        if default_deny and not tunnel_destinations(rules):
+        if cuts_the_tunnel(params):
             _fail('default_deny', True, 'no tunnel destination in rules: the host could not reach the tunnel edge; '
                                         "pass the egress plan's rules")
     dns_servers = params.get('dns_servers')
@@ -220,8 +219,8 @@ def build(params, backend):
     resolv_conf = params.get('resolv_conf') or '/etc/resolv.conf'
     if not isinstance(resolv_conf, str) or not resolv_conf.startswith('/') or '\n' in resolv_conf or '\x00' in resolv_conf:
         _fail('resolv_conf', resolv_conf, 'expected an absolute path')
-    confirm_timeout = check_seconds(params.get('confirm_timeout', 300), 'confirm_timeout', MAX_CONFIRM_TIMEOUT)
-    lock_timeout = check_seconds(params.get('lock_timeout', 120), 'lock_timeout', MAX_LOCK_TIMEOUT)
+    confirm_timeout = check_seconds(params.get('confirm_timeout', CONFIRM_TIMEOUT), 'confirm_timeout', MAX_CONFIRM_TIMEOUT)
+    lock_timeout = check_seconds(params.get('lock_timeout', LOCK_TIMEOUT), 'lock_timeout', MAX_LOCK_TIMEOUT)
     # cloudflared's origins (origins.py): checked here, read from the host and resolved there by egress_module.
     try:
         origins = origin_options.check_origins(params.get('origins'))
@@ -269,13 +268,16 @@ def nameservers(request, resolv_conf_servers, stub_upstream_servers):
     return servers
 
 
-def tunnel_destinations(rules):
-    """How many tunnel destinations ``rules`` (a Request's) hold: a default deny needs one at least."""
-    return sum(len(r.ipv4) + len(r.ipv6) for r in rules if r.purpose == 'tunnel')
+def cuts_the_tunnel(params):
+    """True when a firewall module's options ask for a default deny (state present) whose ``rules`` (the egress plan's,
+    as dicts) hold no tunnel destination: the host could no longer reach the tunnel edge. The one test of it: build
+    refuses such options, and the role refuses them before it connects (plugin_utils/backend_modules.refusal)."""
+    if (params.get('state') or 'present') != 'present' or not params.get('default_deny'):
+        return False
+    return not any(rule.get('ipv4') or rule.get('ipv6') for rule in params.get('rules') or []
+                   if isinstance(rule, dict) and rule.get('purpose') == 'tunnel')
 
 
 def metadata_destinations(request):
     """(ipv4, ipv6) of the metadata service when the request allows it, else two empty tuples."""
-    if not request.allow_metadata:
-        return (), ()
-    return _split_families(METADATA)
+    return tuple(METADATA[family] if request.allow_metadata else () for family in egress_contract.FAMILIES)

@@ -57,6 +57,16 @@ RETRIES = 6
 BOOT_ID = '/proc/sys/kernel/random/boot_id'
 # The pending record's file name, in the directory of the firewall's own files (a reboot keeps it as it keeps them).
 RECORD_NAME = 'tunnelwall-pending.json'
+# Where the Linux backends keep the files a change writes, below / (NAME for %s): the modules write them there
+# (ufw_apply, nftables_rules.paths) and the boot check (boot_spec) restores them.
+UFW_RULES = {'ipv4': 'etc/ufw/user.rules', 'ipv6': 'etc/ufw/user6.rules'}
+UFW_DEFAULTS = 'etc/default/ufw'
+UFW_AFTER = ('etc/ufw/after.rules', 'etc/ufw/after6.rules')  # `ufw default` rewrites their log prefixes
+UFW_SHARED = (UFW_RULES['ipv4'], UFW_RULES['ipv6'], UFW_DEFAULTS) + UFW_AFTER  # every ufw user writes these
+UFW_STATE = 'etc/ufw/%s-egress.json'
+NFTABLES_DIR = 'etc/nftables.d'
+NFTABLES_RULESET = '%s-egress.nft'  # in NFTABLES_DIR
+NFTABLES_UNIT = 'tunnelwall-nftables-%s'  # NFTABLES_UNIT.service, and sysinit.target.d/NFTABLES_UNIT.conf
 NAME_RE = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z')
 # What a restore achieved (Outcome.status): the firewall as before the run (FULL), files back but the live firewall
 # not (PARTIAL: a reload failed), no record (NOTHING), or files that could not be written (FAILED).
@@ -449,12 +459,11 @@ def boot_spec(backend, name, record, root='/'):
         """``parts`` joined below ``root``."""
         return os.path.join(root, *parts)
     if backend == 'ufw':
-        shared = [at('etc/ufw/user.rules'), at('etc/ufw/user6.rules'), at('etc/default/ufw'), at('etc/ufw/after.rules'),
-                  at('etc/ufw/after6.rules')]
-        return {'files': shared + [at('etc/ufw/%s-egress.json' % name)], 'shared': shared, 'reload': []}
+        shared = [at(path) for path in UFW_SHARED]
+        return {'files': shared + [at(UFW_STATE % name)], 'shared': shared, 'reload': []}
     if backend == 'nftables':
-        unit = 'tunnelwall-nftables-%s' % name
-        return {'files': [at('etc/nftables.d/%s-egress.nft' % name), at('etc/systemd/system/%s.service' % unit),
+        unit = NFTABLES_UNIT % name
+        return {'files': [at(NFTABLES_DIR, NFTABLES_RULESET % name), at('etc/systemd/system/%s.service' % unit),
                           at('etc/systemd/system/sysinit.target.d/%s.conf' % unit)], 'shared': [], 'reload': []}
     if backend == 'firewalld':
         owned = re.compile(r'%s(policies/%s-egress|ipsets/%s-[a-z][a-z0-9_]*(-(tcp|udp)[0-9]{1,5})?-v[46])\.xml(\.old)?\Z'
@@ -464,7 +473,7 @@ def boot_spec(backend, name, record, root='/'):
 
 
 BOOT_RECORDS = tuple((backend, '%s/%s' % (directory, RECORD_NAME)) for backend, directory in (
-    ('ufw', 'etc/ufw'), ('nftables', 'etc/nftables.d'), ('firewalld', 'etc/firewalld')))
+    ('ufw', 'etc/ufw'), ('nftables', NFTABLES_DIR), ('firewalld', 'etc/firewalld')))
 
 
 def boot(root='/', log_path=None):

@@ -54,16 +54,12 @@ BOOT_UNIT = 'tunnelwall-boot-revert.service'
 class EgressError(Exception):
     """A failure of an egress change, with a message for the user; ``details`` go into the module's result.
 
-    The one error of the Linux backends and their transaction (firewalld_client.FirewalldError, ufw_apply.UfwError,
-    nftables_apply.NftablesError and TransactionError are this class).
+    The one error of the Linux backends (firewalld_client, ufw_apply, nftables_apply) and their transaction.
     """
 
     def __init__(self, message, **details):
         super(EgressError, self).__init__(message)
         self.details = details
-
-
-TransactionError = EgressError
 
 
 class Restored(EgressError):
@@ -86,7 +82,7 @@ class HostLock(object):
             egress_revert.check_owned(os.path.dirname(self.path), directory=True)
             self.handle = os.fdopen(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600), 'a+')
         except (egress_revert.UntrustedRecord, OSError) as error:
-            raise TransactionError('cannot take the host-wide lock %s (%s); changed nothing' % (self.path, error))
+            raise EgressError('cannot take the host-wide lock %s (%s); changed nothing' % (self.path, error))
         deadline = time.time() + self.timeout
         waited = False
         while True:
@@ -100,8 +96,8 @@ class HostLock(object):
                     self.handle.seek(0)
                     holder = self.handle.read().strip() or 'unknown'
                     self.handle.close()
-                    raise TransactionError('another egress change holds the host-wide lock %s (%s); waited %ds '
-                                           '(lock_timeout) and changed nothing' % (self.path, holder, self.timeout))
+                    raise EgressError('another egress change holds the host-wide lock %s (%s); waited %ds '
+                                      '(lock_timeout) and changed nothing' % (self.path, holder, self.timeout))
                 waited = True
                 time.sleep(0.1)
         self.waited = waited
@@ -222,12 +218,12 @@ class DeadMan(object):
 
     def arm(self):
         """Start the revert: a transient systemd timer where systemd runs the host, else a detached process in its own
-        session; raise TransactionError (nothing changed yet) when it cannot be armed so that it outlives the
+        session; raise EgressError (nothing changed yet) when it cannot be armed so that it outlives the
         session."""
         if systemd_booted() and self.which('systemd-run') is None:
             # A process of ours would belong to this SSH session's scope, which logind may kill at logout.
-            raise TransactionError('systemd runs this host but systemd-run is missing, so the revert cannot outlive '
-                                   'the session; install systemd-run (package systemd) or set confirm_timeout=0')
+            raise EgressError('systemd runs this host but systemd-run is missing, so the revert cannot outlive '
+                              'the session; install systemd-run (package systemd) or set confirm_timeout=0')
         argv = self.argv()
         if systemd_running(self.which):
             rc, out, err = self.run([self.which('systemd-run'), '--unit=' + self.unit, '--collect', '--quiet',
@@ -236,7 +232,7 @@ class DeadMan(object):
             if rc == 0:
                 self.how = 'systemd'
                 return
-            raise TransactionError('cannot arm the revert with systemd-run (rc=%s): %s; nothing was changed' % (rc, (err or out).strip()))
+            raise EgressError('cannot arm the revert with systemd-run (rc=%s): %s; nothing was changed' % (rc, (err or out).strip()))
         # No systemd: a process in its own session, detached from this one's stdio, survives this module, the SSH
         # session and the controller. It polls the record and ends by itself once the change is confirmed.
         # run_command waits for its child; this one must outlive the module, in a session of its own.
@@ -285,7 +281,7 @@ def settle_pending(record_path, run, which, backend=None, spec=None):
     try:
         record = egress_revert.read_record(record_path)
     except egress_revert.UntrustedRecord as error:
-        raise TransactionError('refusing the pending record of an earlier run: %s' % error)
+        raise EgressError('refusing the pending record of an earlier run: %s' % error)
     if record is None:
         return None
     if backend is not None:
@@ -294,8 +290,8 @@ def settle_pending(record_path, run, which, backend=None, spec=None):
     said = 'a previous run (%s, started %s) never confirmed its change: %s' % (
         record['id'], record.get('started', '?'), outcome.message)
     if outcome.status != egress_revert.FULL:
-        raise TransactionError('%s. This run changed nothing; fix what failed and run again (or remove %s to give up '
-                               'the restore)' % (said, record_path))
+        raise EgressError('%s. This run changed nothing; fix what failed and run again (or remove %s to give up '
+                          'the restore)' % (said, record_path))
     cancel(record.get('armed'), record['id'], run, which)
     return said
 
@@ -343,14 +339,14 @@ class _Change(object):
                 os.makedirs(os.path.dirname(self.backend.record_path), 0o755)
             self.save()
         except (IOError, OSError) as error:
-            raise TransactionError('cannot record the state before the change in %s (%s); nothing was changed'
-                                   % (self.backend.record_path, error))
+            raise EgressError('cannot record the state before the change in %s (%s); nothing was changed'
+                              % (self.backend.record_path, error))
         if self.deadman:
             try:
                 self.deadman.arm()
-            except (TransactionError, OSError) as error:
+            except (EgressError, OSError) as error:
                 egress_revert.remove_durably(self.backend.record_path)
-                raise TransactionError('cannot arm the dead-man revert (%s); nothing was changed' % error)
+                raise EgressError('cannot arm the dead-man revert (%s); nothing was changed' % error)
             self.record['armed'] = self.info['armed'] = self.deadman.describe()
             self.save()
 
@@ -395,7 +391,7 @@ class _Change(object):
         """A failure while changing: restore, and the error to raise, with the outcome."""
         text = self.restore()
         details = dict(getattr(error, 'details', {}) or {}, transaction=self.info, rolled_back=self.info['restored'])
-        return TransactionError('%s. %s.' % (error, text), **details)
+        return EgressError('%s. %s.' % (error, text), **details)
 
 
 def outcome_text(outcome, retries=False):
@@ -442,7 +438,7 @@ def run(backend, request, verify=None, check_mode=False, run_dir=RUN_DIR, python
     write too: merged, not replaced, by a restore) and ``spec_for(name)``. ``verify()`` -> (ok, output, message) or
     None. ``command(argv)`` -> (rc, out, err) runs programs; ``which(name)`` finds them. ``boot_dirs``: (directory of
     the boot check's program, systemd's unit directory); by default /etc/tunnelwall and /etc/systemd/system when
-    ``run_dir`` is the real one, else no boot check. Raises TransactionError.
+    ``run_dir`` is the real one, else no boot check. Raises EgressError.
     """
     info = transaction_info(request)
     if check_mode:
@@ -460,8 +456,8 @@ def run(backend, request, verify=None, check_mode=False, run_dir=RUN_DIR, python
             try:
                 info['boot_check'] = install_boot_check(python or sys.executable, *boot_dirs)
             except (IOError, OSError) as error:
-                raise TransactionError('cannot install the boot check of the dead-man revert (%s); nothing was changed'
-                                       % error)
+                raise EgressError('cannot install the boot check of the dead-man revert (%s); nothing was changed'
+                                  % error)
         change.begin()
         try:
             backend.apply()
@@ -493,7 +489,7 @@ def revert_last(backend, request, check_mode=False, run_dir=RUN_DIR, which=None,
         try:
             record = egress_revert.read_record(path)
         except egress_revert.UntrustedRecord as error:
-            raise TransactionError('refusing the record of the last change: %s' % error)
+            raise EgressError('refusing the record of the last change: %s' % error)
         current = dict((name, egress_revert.read_text(name)) for name in spec['files'])
         target = dict(current)
         target.update(egress_revert.targets(record, spec)[0] if record else {})
@@ -504,7 +500,7 @@ def revert_last(backend, request, check_mode=False, run_dir=RUN_DIR, which=None,
         spec, result = planned()
         outcome = egress_revert.restore(path, spec, _runner(command), reload=result['changed'])
         if outcome.status not in (egress_revert.FULL, egress_revert.NOTHING):
-            raise TransactionError('state=reverted: %s' % outcome_text(outcome), transaction=info)
+            raise EgressError('state=reverted: %s' % outcome_text(outcome), transaction=info)
         return result
 
 
@@ -518,8 +514,8 @@ def _verified(result, verify, change):
     if ok:
         return result
     if change is None:
-        raise TransactionError('verification failed - %s. Nothing was changed by this run.' % message,
-                               verification=output, rolled_back=False, transaction=result['transaction'])
+        raise EgressError('verification failed - %s. Nothing was changed by this run.' % message,
+                          verification=output, rolled_back=False, transaction=result['transaction'])
     outcome = change.restore()
     raise Restored('verification failed after applying the rules - %s. %s.' % (message, outcome),
                    verification=output, rolled_back=result['transaction']['restored'],

@@ -15,8 +15,9 @@ __metaclass__ = type
 import os
 
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_applied, egress_revert
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.egress_transaction import EgressError
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import firewalld_policy
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.firewalld_client import Firewalld, FirewalldError
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.firewalld_client import Firewalld
 
 EMPTY = {'policy': None, 'ipsets': {}}
 
@@ -55,10 +56,10 @@ class FirewalldBackend(object):
         permanent = self.firewalld.read(self.name, permanent=True)
         foreign = foreign_objects((runtime, permanent))
         if foreign:
-            raise FirewalldError('%s of name %s: not created by this module (its description is not "%s"): another '
-                                 'program\'s object; choose another name. Nothing was changed'
-                                 % (', '.join(o if o != 'policy' else 'policy %s' % firewalld_policy.policy_name(self.name)
-                                              for o in foreign), self.name, firewalld_policy.DESCRIPTION))
+            raise EgressError('%s of name %s: not created by this module (its description is not "%s"): another '
+                              'program\'s object; choose another name. Nothing was changed'
+                              % (', '.join(o if o != 'policy' else 'policy %s' % firewalld_policy.policy_name(self.name)
+                                           for o in foreign), self.name, firewalld_policy.DESCRIPTION))
         before = firewalld_policy.state_view(runtime['policy'], runtime['ipsets'])
         before_p = firewalld_policy.state_view(permanent['policy'], permanent['ipsets'])
         if self.request.state == 'absent':

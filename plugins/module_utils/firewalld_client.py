@@ -20,7 +20,8 @@ __metaclass__ = type
 import os
 import tempfile
 
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_revert, egress_transaction
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_revert
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.egress_transaction import EgressError
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import firewalld_policy
 
 BUS = 'org.fedoraproject.FirewallD1'
@@ -119,10 +120,6 @@ def ipset_from_settings(settings):
             'description': settings[2]}
 
 
-# firewalld's failures are the one error of every Linux backend and the transaction.
-FirewalldError = egress_transaction.EgressError
-
-
 class Firewalld(object):
     """A firewalld reached through ``run``; ``config_dir`` is /etc/firewalld on a real host."""
 
@@ -142,24 +139,24 @@ class Firewalld(object):
     # ------------------------------------------------------------------------------------------------------------
     def dbus(self, path, method, *args):
         """Call ``method`` on firewalld's object ``path`` with dbus-send and return the parsed reply; a failure is a
-        FirewalldError, with ``cannot_start`` set when dbus-send itself did not run."""
+        EgressError, with ``cannot_start`` set when dbus-send itself did not run."""
         argv = ['dbus-send', '--system', '--print-reply', '--reply-timeout=120000', '--dest=' + BUS, path, method] + list(args)
         rc, out, err = self.run(argv)
         if rc != 0:
             # rc 126/127 with "cannot run": dbus-send itself did not start (egress_module.command_runner).
-            error = FirewalldError('%s: %s' % (method.rsplit('.', 1)[-1], (err or out).strip()))
+            error = EgressError('%s: %s' % (method.rsplit('.', 1)[-1], (err or out).strip()))
             error.cannot_start = rc in (126, 127) and (err or '').startswith('cannot run')
             raise error
         return parse_dbus_reply(out)
 
     def firewall_cmd(self, args):
-        """Run ``firewall-cmd ARGS`` (noted in ``commands``) and return its stdout; a failure is a FirewalldError."""
+        """Run ``firewall-cmd ARGS`` (noted in ``commands``) and return its stdout; a failure is an EgressError."""
         argv = ['firewall-cmd'] + args
         self.commands.append(argv)
         rc, out, err = self.run(argv)
         if rc != 0:
             command = args[0] if len(args) == 1 else ' '.join(args[:2])
-            raise FirewalldError('firewall-cmd %s failed (rc=%s): %s' % (command, rc, (err or out).strip()))
+            raise EgressError('firewall-cmd %s failed (rc=%s): %s' % (command, rc, (err or out).strip()))
         return out
 
     def changing_dbus(self, path, method, *args):
@@ -175,15 +172,15 @@ class Firewalld(object):
         try:
             state = self.dbus(PATH, 'org.freedesktop.DBus.Properties.Get', 'string:' + BUS, 'string:state')
             version = self.dbus(PATH, 'org.freedesktop.DBus.Properties.Get', 'string:' + BUS, 'string:version')
-        except FirewalldError as error:
+        except EgressError as error:
             if getattr(error, 'cannot_start', False):
-                raise FirewalldError('%s: install D-Bus\'s tools (dbus-bin or dbus-tools)' % error)
-            raise FirewalldError('firewalld is not running or cannot be reached over D-Bus (%s); start it, '
-                                 'e.g. systemctl start firewalld' % error)
+                raise EgressError('%s: install D-Bus\'s tools (dbus-bin or dbus-tools)' % error)
+            raise EgressError('firewalld is not running or cannot be reached over D-Bus (%s); start it, '
+                              'e.g. systemctl start firewalld' % error)
         except OSError as error:
-            raise FirewalldError('cannot run dbus-send (%s): install D-Bus\'s tools (dbus-bin or dbus-tools)' % error)
+            raise EgressError('cannot run dbus-send (%s): install D-Bus\'s tools (dbus-bin or dbus-tools)' % error)
         if state != 'RUNNING':
-            raise FirewalldError('firewalld is not running (state %s)' % state)
+            raise EgressError('firewalld is not running (state %s)' % state)
         return state, version
 
     def read(self, name, permanent):
@@ -285,7 +282,7 @@ class Firewalld(object):
         own = firewalld_policy.policy_name(name) if name else None
         try:
             kept = self.runtime_only_rules(own)
-        except (FirewalldError, ValueError, TypeError, AttributeError):
+        except (EgressError, ValueError, TypeError, AttributeError):
             # What D-Bus gave could not be read: firewall-cmd's listing, as the dead-man revert does it.
             def run(argv):
                 """``self.run(argv)`` as egress_revert's (rc, output): what it printed, or why it failed."""
@@ -294,7 +291,7 @@ class Firewalld(object):
             self.commands.append(['firewall-cmd', '--reload'])
             rc, output = egress_revert.firewalld_reload(run, own)
             if rc != 0:
-                raise FirewalldError('firewall-cmd --reload failed (rc=%s): %s' % (rc, output.strip()))
+                raise EgressError('firewall-cmd --reload failed (rc=%s): %s' % (rc, output.strip()))
             return
         self.commands.append(['dbus-send', PATH, BUS + '.reload'])
         self.dbus(PATH, BUS + '.reload')
@@ -384,10 +381,10 @@ class Firewalld(object):
         saved = self.snapshot(name)
         try:
             self.apply(steps, name)
-        except (FirewalldError, OSError) as error:
+        except (EgressError, OSError) as error:
             try:
                 self.restore(name, saved)
-            except (FirewalldError, OSError) as second:
-                raise FirewalldError('%s; rolling back failed too: %s (check firewall-cmd --list-all-policies)' % (error, second))
-            raise FirewalldError('%s; rolled back: the owned files were restored and firewalld reloaded, so the '
-                                 'runtime and permanent configuration are as before this run' % error, rolled_back=True)
+            except (EgressError, OSError) as second:
+                raise EgressError('%s; rolling back failed too: %s (check firewall-cmd --list-all-policies)' % (error, second))
+            raise EgressError('%s; rolled back: the owned files were restored and firewalld reloaded, so the '
+                              'runtime and permanent configuration are as before this run' % error, rolled_back=True)

@@ -20,7 +20,7 @@ import ipaddress
 import re
 from xml.sax.saxutils import quoteattr, escape
 
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_request
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_contract, egress_request
 
 # firewalld limits a policy name to 18 characters (egress_request.MAX_NAME['firewalld'] keeps NAME-egress within it);
 # ipset names must fit the kernel's 31 characters.
@@ -220,10 +220,10 @@ def host_rules(request, nameservers):
         return []
     servers = [ipaddress.ip_network(s.split('%', maxsplit=1)[0]) for s in nameservers]
     servers = [n for n in servers if not n.network_address.is_loopback]
-    rules = [rule for server in servers for protocol in egress_request.PROTOCOLS
+    rules = [rule for server in servers for protocol in egress_request.DNS_PROTOCOLS
              for rule in _address_rules(protocol, DNS_PORT, [server])]
     rules += [icmp_rule('ipv6', icmp_type) for icmp_type in NDP_TYPES]
-    rules += [dhcp_rule(family) for family in egress_request.FAMILIES] if request.allow_dhcp else []
+    rules += [dhcp_rule(family) for family in egress_contract.FAMILIES] if request.allow_dhcp else []
     rules += [mld_rule()] if request.allow_mld else []
     metadata = [ipaddress.ip_network(a) for part in egress_request.metadata_destinations(request) for a in part]
     return rules + _address_rules('tcp', egress_request.METADATA_PORT, metadata) + [reject_rule()]
@@ -237,14 +237,14 @@ def desired_state(request, nameservers=()):
     """
     ipsets = {}
     allow = []
-    for family in egress_request.FAMILIES:
+    for family in egress_contract.FAMILIES:
         by_purpose = collections.OrderedDict()
         for rule in request.rules:  # egress_request merged the rules of one (purpose, protocol, port)
             networks = tuple(collapse(getattr(rule, family)))
             if networks:
                 by_purpose.setdefault(rule.purpose, []).append((rule.protocol, rule.port, networks))
         for purpose, items in by_purpose.items():
-            shared = len(set(networks for dummy, dummy2, networks in items)) == 1
+            shared = len(set(item[2] for item in items)) == 1  # items are (protocol, port, networks)
             for protocol, port, networks in items:
                 ipset = ipset_name(request.name, purpose, family, *(() if shared else (protocol, port)))
                 ipsets[ipset] = IpSet(IPSET_FAMILY[family], [entry_text(n) for n in networks])
@@ -428,7 +428,8 @@ def plan_revert(name, runtime, permanent):
 # The allow-to-destination rules this module writes, as firewalld prints them back (render_rule's form).
 ALLOW_RULE_RE = re.compile(r'rule family="(?P<family>ipv[46])" destination (?P<kind>ipset|address)="(?P<destination>[^"]+)" '
                            r'port port="(?P<port>[0-9]+)" protocol="(?P<protocol>tcp|udp)" accept\Z')
-METADATA_ADDRESSES = tuple(address.split('/', maxsplit=1)[0] for address in egress_request.METADATA)
+METADATA_ADDRESSES = tuple(address.split('/', maxsplit=1)[0] for family in egress_contract.FAMILIES
+                           for address in egress_request.METADATA[family])
 
 
 def allow_list(view, name):

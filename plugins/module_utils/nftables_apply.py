@@ -17,15 +17,13 @@ import json
 import os
 
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import (
-    egress_applied, egress_request, egress_revert, egress_transaction)
+    egress_applied, egress_contract, egress_revert)
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.egress_transaction import EgressError
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import nftables_rules
 
 MODULE = 'tunnelwall.cloudflared.nftables_egress'
 # Lists the table twice (JSON, to compare; text, for the diff), separated by a line nft never prints.
 SEPARATOR = '---- tunnelwall ----'
-
-
-NftablesError = egress_transaction.EgressError  # nft refused or failed; ``details`` go into the module's result
 
 
 def comparable(listing):
@@ -85,7 +83,7 @@ class NftablesBackend(object):
             if 'No such file or directory' in err:
                 return None, ''
             self._check_name(err)
-            raise NftablesError('cannot list table %s (rc=%s): %s' % (nftables_rules.table(self.request.name), rc, (err or out).strip()))
+            raise EgressError('cannot list table %s (rc=%s): %s' % (nftables_rules.table(self.request.name), rc, (err or out).strip()))
         return _split(out)
 
     def desired(self):
@@ -93,20 +91,20 @@ class NftablesBackend(object):
         if not self.script:
             return None, ''
         if not self.unshare:
-            raise NftablesError('unshare (util-linux) is needed to compare the table with the live one: install it')
+            raise EgressError('unshare (util-linux) is needed to compare the table with the live one: install it')
         line = '"$1" -f - && ' + _listing(self.request.name)
         rc, out, err = self.run([self.unshare, '--net', '--', '/bin/sh', '-c', line, 'nft', self.nft], data=self.script)
         if rc != 0:
             self._check_name(err)
-            raise NftablesError('nft refuses the table the request renders (rc=%s): %s; nothing was changed'
-                                % (rc, (err or out).strip()))
+            raise EgressError('nft refuses the table the request renders (rc=%s): %s; nothing was changed'
+                              % (rc, (err or out).strip()))
         return _split(out)
 
     def _check_name(self, err):
         # The name is the one word of the script that comes from the user unchecked by nft's own grammar.
         if 'syntax error' in err and ('table %s %s' % (nftables_rules.FAMILY, self.request.name)) in err:
-            raise NftablesError('name=%r: nft cannot use it as a table name (a keyword of its language?): %s; nothing '
-                                'was changed' % (self.request.name, err.strip().splitlines()[0]))
+            raise EgressError('name=%r: nft cannot use it as a table name (a keyword of its language?): %s; nothing '
+                              'was changed' % (self.request.name, err.strip().splitlines()[0]))
 
     def check_owner(self, live_text):
         """Refuse a live table of our name that is not ours: no marker, and no ruleset file of ours loads it."""
@@ -116,9 +114,9 @@ class NftablesBackend(object):
         ours = (egress_revert.read_text(self.paths.ruleset) or '').startswith(
             '# Written by %s (name %s);' % (MODULE, self.request.name))
         if not ours:
-            raise NftablesError('table %s exists and was not created by this module (no comment "%s", no %s): it is '
-                                'another program\'s table; choose another name. Nothing was changed'
-                                % (nftables_rules.table(self.request.name), nftables_rules.marker(self.request.name), self.paths.ruleset))
+            raise EgressError('table %s exists and was not created by this module (no comment "%s", no %s): it is '
+                              'another program\'s table; choose another name. Nothing was changed'
+                              % (nftables_rules.table(self.request.name), nftables_rules.marker(self.request.name), self.paths.ruleset))
 
     def plan(self):
         """Compare the live table with the rendered one and the files with what they should hold; {'changed': ...}.
@@ -171,7 +169,7 @@ class NftablesBackend(object):
         return steps
 
     def apply(self):
-        """Carry out steps() in order, noting each in ``commands``; a failed command is an NftablesError (the
+        """Carry out steps() in order, noting each in ``commands``; a failed command is an EgressError (the
         transaction restores)."""
         for argv, data in self.steps():
             self.commands.append(argv)
@@ -184,7 +182,7 @@ class NftablesBackend(object):
             else:
                 rc, out, err = self.run(argv, data=data)
                 if rc != 0:
-                    raise NftablesError('%s failed (rc=%s): %s' % (' '.join(argv[:3]), rc, (err or out).strip()), rc=rc)
+                    raise EgressError('%s failed (rc=%s): %s' % (' '.join(argv[:3]), rc, (err or out).strip()), rc=rc)
 
     def commit(self):
         """Nothing to do: the kernel has no runtime/permanent layers, the files written are the permanent part."""
@@ -196,7 +194,7 @@ def set_rules(objects):
     for item in objects or []:
         name = item.get('set', {}).get('name', '') if isinstance(item, dict) else ''
         parts = name.rsplit('_', 3)
-        if len(parts) != 4 or parts[1] not in egress_request.PROTOCOLS or not parts[2].isdigit() or \
+        if len(parts) != 4 or parts[1] not in egress_contract.PROTOCOLS or not parts[2].isdigit() or \
                 parts[3] not in ('v4', 'v6'):
             continue
         for purpose, destinations in egress_applied.from_nftables(json.dumps({'nftables': [item]})).items():

@@ -28,7 +28,7 @@ from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egre
 
 FAMILY = 'inet'
 CHAIN = 'output'
-CONFIG_DIR = '/etc/nftables.d'
+CONFIG_DIR = '/' + egress_revert.NFTABLES_DIR
 SYSTEMD_DIR = '/etc/systemd/system'
 # The ownership marker: the table's comment. A table of the same name without it is someone else's (Debian's own
 # ``inet filter``): the module refuses to touch it.
@@ -64,10 +64,10 @@ def table(name):
 
 def paths(name, config_dir=CONFIG_DIR, systemd_dir=SYSTEMD_DIR):
     """Where NAME's files live; unit and drop-in are None where systemd's directory is missing (no systemd)."""
-    unit = 'tunnelwall-nftables-%s.service' % name
-    return Paths(os.path.join(config_dir, '%s-egress.nft' % name),
-                 os.path.join(systemd_dir, unit) if systemd_dir else None,
-                 os.path.join(systemd_dir, 'sysinit.target.d', '%s.conf' % unit[:-len('.service')]) if systemd_dir else None,
+    unit = egress_revert.NFTABLES_UNIT % name
+    return Paths(os.path.join(config_dir, egress_revert.NFTABLES_RULESET % name),
+                 os.path.join(systemd_dir, unit + '.service') if systemd_dir else None,
+                 os.path.join(systemd_dir, 'sysinit.target.d', unit + '.conf') if systemd_dir else None,
                  os.path.join(config_dir, egress_revert.RECORD_NAME))
 
 
@@ -79,7 +79,10 @@ def _collapsed(networks):
 
 
 def allowances(request, nameservers):
-    """Every accept of the request, in rule order, destinations collapsed; one entry per set of the table."""
+    """Every accept of the request, in rule order, destinations collapsed; one entry per set of the table.
+
+    ``nameservers`` are egress_request.nameservers(): the resolvers DNS is allowed to, none when it is not allowed.
+    """
     wanted = collections.OrderedDict()
 
     def add(label, protocol, port, ipv4, ipv6):
@@ -91,9 +94,8 @@ def allowances(request, nameservers):
 
     if request.state != 'present':
         return []
-    servers = nameservers if request.allow_dns else ()  # the request says whether DNS is allowed at all
-    for protocol in ('udp', 'tcp'):
-        add('dns', protocol, egress_request.DNS_PORT, [s for s in servers if ':' not in s], [s for s in servers if ':' in s])
+    for protocol in egress_request.DNS_PROTOCOLS:
+        add('dns', protocol, egress_request.DNS_PORT, [s for s in nameservers if ':' not in s], [s for s in nameservers if ':' in s])
     add('metadata', 'tcp', egress_request.METADATA_PORT, *egress_request.metadata_destinations(request))
     for rule in request.rules:
         add(rule.purpose, rule.protocol, rule.port, rule.ipv4, rule.ipv6)

@@ -37,7 +37,6 @@ PROBE_ARGUMENT_SPEC = dict(
 ENDPOINT_KEYS = egress_contract.ENDPOINT_KEYS
 PURPOSES = egress_contract.PURPOSES
 CHECKS = ('dns', 'tcp', 'tls', 'quic', 'https')
-PROTOCOLS = egress_contract.PROTOCOLS
 FAMILY_VERSION = {'ipv4': 4, 'ipv6': 6}
 # ASCII letters, digits, '-' and '_': what a DNS query and an SNI can carry (an IDN goes in its xn-- form).
 LABEL = re.compile(r'[A-Za-z0-9_-]{1,63}\Z')
@@ -102,7 +101,7 @@ def _endpoint_problem(index, endpoint, server_names, checks):
     if _port_problem(endpoint['port']):
         return '%s has port=%s: %s' % (where, _shown(endpoint['port']), _port_problem(endpoint['port']))
     protocols = endpoint['protocols']
-    if not isinstance(protocols, list) or not protocols or not all(p in PROTOCOLS for p in protocols):
+    if not isinstance(protocols, list) or not protocols or not all(p in egress_contract.PROTOCOLS for p in protocols):
         return '%s has protocols=%s: expected a list of tcp, udp' % (where, _shown(protocols))
     names = endpoint.get('server_names') or {}
     if not isinstance(names, dict):
@@ -191,7 +190,7 @@ def validate_probe_params(params):
         return 'concurrency=%r: expected at least 1' % params['concurrency']
     server_names = params['server_names'] or {}
     endpoints = (params['plan'] or {}).get('endpoints')
-    unknown = sorted(str(key) for key in set(server_names) - {'tcp', 'udp'} - set(
+    unknown = sorted(str(key) for key in set(server_names) - set(egress_contract.PROTOCOLS) - set(
         e.get('hostname') for e in (endpoints if isinstance(endpoints, list) else [])
         if isinstance(e, dict) and isinstance(e.get('hostname'), str)))
     if unknown:
@@ -220,7 +219,7 @@ def families_for(params, routable):
     if chosen == '6':
         return ['ipv6']
     if chosen == 'both':
-        return ['ipv4', 'ipv6']
+        return list(egress_contract.FAMILIES)
     addresses = {'ipv4': [], 'ipv6': []}
     if params['plan']:
         for endpoint in params['plan']['endpoints']:

@@ -14,7 +14,7 @@ __metaclass__ = type
 import ipaddress
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import dns_client, reachability
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import dns_client, egress_contract, reachability
 
 ADDRESS_TYPES = {'ipv4': 'A', 'ipv6': 'AAAA'}
 # An unmet requirement's message (unmet_message) ends with what to open, after this mark, separated like this.
@@ -386,7 +386,7 @@ def recommend_settings(results):
     dual-stack host whose IPv6 path to the edge is blocked. ``value`` is None
     when no tunnel protocol answered.
     """
-    probed = [f for f in reachability.FAMILIES if any(r['purpose'] == 'tunnel' and r['family'] == f for r in results)]
+    probed = [f for f in egress_contract.FAMILIES if any(r['purpose'] == 'tunnel' and r['family'] == f for r in results)]
     regions = set(r['hostname'] for r in results if r['purpose'] == 'tunnel' and r['check'] in ('quic', 'tls', 'tcp'))
     protocol, everywhere = _choose_protocol(results, regions)
     if protocol is None:
@@ -407,7 +407,7 @@ def recommend_settings(results):
         family, family_reason = 'auto', '%s answered over both IPv4 and IPv6' % PROTOCOL_WORDS[protocol]
     else:
         family = '4' if good[0] == 'ipv4' else '6'
-        other = [f for f in reachability.FAMILIES if f != good[0]][0]
+        other = [f for f in egress_contract.FAMILIES if f != good[0]][0]
         if other in probed:
             family_reason = ('%s answered over %s only: with auto cloudflared may choose %s, which is blocked here'
                              % (PROTOCOL_WORDS[protocol], FAMILY_WORDS[good[0]], FAMILY_WORDS[other]))

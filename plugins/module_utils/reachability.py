@@ -30,7 +30,6 @@ from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import (
 
 CHECKS = ('dns', 'tcp', 'tls', 'quic', 'https')
 REQUIREMENTS = ('any_tunnel', 'quic', 'http2', 'api', 'update', 'dns')
-FAMILIES = egress_contract.FAMILIES
 SOCKET_FAMILY = {'ipv4': socket.AF_INET, 'ipv6': socket.AF_INET6}
 HTTPS_PORT = egress_contract.HTTPS_PORT
 
@@ -90,7 +89,7 @@ def explicit_targets(items):
 def routable_families(addresses_by_family):
     """The families this host has a route for: connecting a UDP socket sends nothing but asks the routing table."""
     families = []
-    for family in FAMILIES:
+    for family in egress_contract.FAMILIES:
         addresses = addresses_by_family.get(family) or []
         if not addresses:
             continue

@@ -22,16 +22,13 @@ import os
 import time
 
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import (
-    egress_applied, egress_request, egress_revert, egress_transaction, ufw_rules)
+    backend_choice, egress_applied, egress_contract, egress_revert, ufw_rules)
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.egress_transaction import EgressError
 
 # How long to wait for ufw's own lock, which only a ufw command holds (for as long as it runs).
 UFW_LOCK_TIMEOUT = 120.0
-FAMILY_FILES = {'ipv4': 'etc/ufw/user.rules', 'ipv6': 'etc/ufw/user6.rules'}
 RESTORE = {'ipv4': 'iptables-restore', 'ipv6': 'ip6tables-restore'}
 MODULE = 'tunnelwall.cloudflared.ufw_egress'  # the state file's marker
-
-
-UfwError = egress_transaction.EgressError
 
 
 class UfwPaths(object):
@@ -43,17 +40,15 @@ class UfwPaths(object):
         def at(relative):
             """``relative`` (a path without its leading /) below ``root``."""
             return os.path.join(root, relative)
-        self.conf = at('etc/ufw/ufw.conf')
-        self.defaults = at('etc/default/ufw')
-        self.rules = dict((family, at(path)) for family, path in FAMILY_FILES.items())
-        # `ufw default` rewrites these (log prefixes), so they are part of what a rollback restores.
-        self.after = (at('etc/ufw/after.rules'), at('etc/ufw/after6.rules'))
+        self.conf = at(backend_choice.UFW_CONF.lstrip('/'))
+        self.defaults = at(egress_revert.UFW_DEFAULTS)
+        self.rules = dict((family, at(path)) for family, path in egress_revert.UFW_RULES.items())
         # Next to ufw's own configuration, which it describes: a restore of /etc/ufw restores it too.
-        self.state = at('etc/ufw/%s-egress.json' % name)
+        self.state = at(egress_revert.UFW_STATE % name)
         self.ufw_lock = at('run/ufw.lock')
         # egress_transaction's pending record, next to ufw's configuration, which it restores (a reboot keeps it,
         # as it keeps ufw's files).
-        self.pending = at('etc/ufw/' + egress_revert.RECORD_NAME)
+        self.pending = at(dict(egress_revert.BOOT_RECORDS)['ufw'])
 
     def files(self):
         """Every file a change may write (what the pending record keeps)."""
@@ -61,7 +56,7 @@ class UfwPaths(object):
 
     def shared(self):
         """The files every ufw user writes (`ufw allow`, fail2ban, other roles): a restore merges, never replaces."""
-        return [self.rules['ipv4'], self.rules['ipv6'], self.defaults] + list(self.after)
+        return [os.path.join(self.root, path) for path in egress_revert.UFW_SHARED]
 
 
 read_text = egress_revert.read_text  # a file's text, or None when it does not exist
@@ -88,7 +83,7 @@ def ufw_locked(path, timeout=UFW_LOCK_TIMEOUT):
                 break
             except (IOError, OSError) as error:
                 if error.errno not in (errno.EAGAIN, errno.EACCES) or time.time() > deadline:
-                    raise UfwError("ufw's lock (%s) still held after %ds: another ufw run is stuck?" % (path, timeout))
+                    raise EgressError("ufw's lock (%s) still held after %ds: another ufw run is stuck?" % (path, timeout))
                 time.sleep(0.05)
         yield
     finally:
@@ -121,16 +116,16 @@ class UfwBackend(object):
     # -- reading and deciding ----------------------------------------------------------------------------------
     def read(self):
         """The text of every file the change may write and of ufw.conf (None: missing), read under ufw's lock; raise
-        UfwError when a file ufw itself needs is missing."""
+        EgressError when a file ufw itself needs is missing."""
         with ufw_locked(self.paths.ufw_lock):
             texts = dict((path, read_text(path)) for path in self.paths.files() + [self.paths.conf])
         for path in (self.paths.rules['ipv4'], self.paths.rules['ipv6'], self.paths.defaults, self.paths.conf):
             if texts[path] is None:
-                raise UfwError('%s is missing: is ufw installed?' % path)
+                raise EgressError('%s is missing: is ufw installed?' % path)
         return texts
 
     def remembered(self, texts):
-        """The state file's content as {'original_policy', 'set_policy'}, or None without one; raise UfwError for a file
+        """The state file's content as {'original_policy', 'set_policy'}, or None without one; raise EgressError for a file
         of that name this module did not write (it is not overwritten)."""
         text = texts[self.paths.state]
         if text is None:
@@ -143,7 +138,7 @@ class UfwBackend(object):
                 return {'original_policy': state['original_policy'], 'set_policy': state['set_policy']}
         except (ValueError, KeyError, TypeError):
             pass
-        raise UfwError('%s: not a state file this module wrote; remove it if nothing else uses it' % self.paths.state)
+        raise EgressError('%s: not a state file this module wrote; remove it if nothing else uses it' % self.paths.state)
 
     def plan(self):
         """Read everything under ufw's lock and work out the change; nothing is written."""
@@ -151,12 +146,12 @@ class UfwBackend(object):
         enabled = ufw_rules.ufw_enabled(texts[self.paths.conf])
         ipv6 = ufw_rules.ipv6_enabled(texts[self.paths.defaults])
         if not enabled and self.request.state == 'present' and self.on_inactive == 'fail':
-            raise UfwError('ufw is installed but inactive (ENABLED=no in %s), so rules would protect nothing: enable it '
-                           '(`ufw enable`, after allowing incoming SSH) or set on_inactive=configure to only write its files'
-                           % self.paths.conf)
+            raise EgressError('ufw is installed but inactive (ENABLED=no in %s), so rules would protect nothing: enable it '
+                              '(`ufw enable`, after allowing incoming SSH) or set on_inactive=configure to only write its files'
+                              % self.paths.conf)
         missing = [RESTORE[f] for f in self.families(ipv6) if enabled and not self.binaries.get(RESTORE[f])]
         if missing:
-            raise UfwError('%s not found: ufw is enabled but its iptables tools are missing' % ', '.join(missing))
+            raise EgressError('%s not found: ufw is enabled but its iptables tools are missing' % ', '.join(missing))
         skipped = [r for r in self.wanted if r.family not in self.families(ipv6)]
         if skipped:
             self.warnings.append('IPV6=no in %s: ufw does not manage IPv6, so %d IPv6 rule(s) were not written and '
@@ -181,14 +176,14 @@ class UfwBackend(object):
         try:
             return ufw_rules.reconcile_file(texts[path], family, self.wanted, self.name, path)[0]
         except ValueError as error:
-            raise UfwError(str(error))
+            raise EgressError(str(error))
 
     def policy(self, texts):
-        """The outgoing policy word of /etc/default/ufw in ``texts``; a value ufw would not write is a UfwError."""
+        """The outgoing policy word of /etc/default/ufw in ``texts``; a value ufw would not write is an EgressError."""
         try:
             return ufw_rules.output_policy(texts[self.paths.defaults])
         except ValueError as error:
-            raise UfwError(str(error))
+            raise EgressError(str(error))
 
     def compare(self, current, target, policy_after=None):
         """The module's result for ufw's files going from ``current`` to ``target`` (path -> text): what changes, the
@@ -203,7 +198,7 @@ class UfwBackend(object):
                 try:
                     rules[side].extend(ufw_rules.owned_rules(texts[path], family, self.name, path))
                 except ValueError as error:
-                    raise UfwError(str(error))
+                    raise EgressError(str(error))
         added, removed = egress_applied.rule_changes([ufw_rules.applied_rule(r) for r in rules[0]],
                                                      [ufw_rules.applied_rule(r) for r in rules[1]])
         changed = bool(added or removed or policies[0] != policies[1] or current[self.paths.state] != target[self.paths.state])
@@ -223,14 +218,14 @@ class UfwBackend(object):
     @staticmethod
     def families(ipv6):
         """The address families ufw manages: both, or only ipv4 unless /etc/default/ufw says IPV6=yes."""
-        return egress_request.FAMILIES if ipv6 else ('ipv4',)
+        return egress_contract.FAMILIES if ipv6 else ('ipv4',)
 
     # -- applying ----------------------------------------------------------------------------------------------
     def command(self, argv, data=None, what=None):
-        """Run ``argv`` (``data`` on stdin) and return its stdout; a non-zero exit is a UfwError naming ``what`` (or the command)."""
+        """Run ``argv`` (``data`` on stdin) and return its stdout; a non-zero exit is an EgressError naming ``what`` (or the command)."""
         rc, out, err = self.run(argv, data=data)
         if rc != 0:
-            raise UfwError('%s failed (rc=%d): %s' % (what or ' '.join(argv), rc, (err or out).strip()))
+            raise EgressError('%s failed (rc=%d): %s' % (what or ' '.join(argv), rc, (err or out).strip()))
         return out
 
     def set_policy(self, policy):
@@ -266,7 +261,7 @@ class UfwBackend(object):
                     self.progress['loaded'].append(family)
 
     def apply(self):
-        """Make the planned change; raise UfwError (the transaction restores) on any failure."""
+        """Make the planned change; raise EgressError (the transaction restores) on any failure."""
         enabled, ipv6 = self.result['ufw']['enabled'], self.result['ufw']['ipv6']
         before, after = self.result['policy']['before'], self.result['policy']['after']
         self.progress = {'policy': False, 'loaded': []}

@@ -20,7 +20,7 @@ import collections
 import ipaddress
 import re
 
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_request
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_contract, egress_request
 
 RULES_START = '### RULES ###'
 RULES_END = '### END RULES ###'
@@ -78,12 +78,13 @@ def render(request, nameservers):
         for destination in extra.ipv4 + extra.ipv6:
             add(extra.protocol, extra.port, destination, 'extra')
     for server in nameservers:
-        for protocol in ('udp', 'tcp'):
+        for protocol in egress_request.DNS_PROTOCOLS:
             add(protocol, egress_request.DNS_PORT, server, 'dns')
     if request.allow_dhcp:
         for family, client, server in egress_request.DHCP:
             wanted.append(UfwRule(family, 'udp', server, ANY_SOURCE[family], tag(request.name, 'dhcp'), client))
-    for destination in egress_request.METADATA if request.allow_metadata else ():
+    ipv4, ipv6 = egress_request.metadata_destinations(request)
+    for destination in ipv4 + ipv6:
         add('tcp', egress_request.METADATA_PORT, destination, 'metadata')
     return unique(wanted)
 
@@ -176,7 +177,7 @@ def _generated_lines(body):
     """The lines ufw writes for a tuple this module would write (an outgoing allow to one destination and port from
     anywhere); None for any other tuple, whose lines (logging, limits, ...) only ufw knows, and which stay verbatim."""
     fields = body.split()
-    if len(fields) != 7 or fields[0] != 'allow' or fields[1] not in egress_request.PROTOCOLS or not fields[2].isdigit() \
+    if len(fields) != 7 or fields[0] != 'allow' or fields[1] not in egress_contract.PROTOCOLS or not fields[2].isdigit() \
             or fields[4] != 'any' or fields[6] != 'out' or fields[5] not in ANY_SOURCE.values():
         return None
     family = 'ipv6' if fields[5] == ANY_SOURCE['ipv6'] else 'ipv4'

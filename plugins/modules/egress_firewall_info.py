@@ -189,8 +189,8 @@ import re
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import (
-    backend_choice, egress_applied, egress_module, origins, ufw_rules)
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.firewalld_client import Firewalld, FirewalldError
+    backend_choice, egress_applied, egress_module, egress_revert, egress_transaction, origins, ufw_rules)
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.firewalld_client import Firewalld
 
 SBIN = ['/usr/sbin', '/sbin']
 
@@ -234,7 +234,7 @@ def find_nftables(module):
     return {'installed': True, 'usable': True, 'version': version, 'detail': 'usable'}
 
 
-UFW_RULES = {'ipv4': '/etc/ufw/user.rules', 'ipv6': '/etc/ufw/user6.rules'}
+UFW_RULES = dict((family, '/' + path) for family, path in egress_revert.UFW_RULES.items())
 
 
 def read_applied(module, backend, name):
@@ -244,7 +244,7 @@ def read_applied(module, backend, name):
     if backend == 'firewalld':
         try:
             return egress_applied.from_firewalld(Firewalld(module.run_command).read(name, permanent=True)['ipsets'], name), None
-        except FirewalldError as error:
+        except egress_transaction.EgressError as error:
             return None, str(error)
     if backend == 'nftables':
         nft = module.get_bin_path('nft', opt_dirs=SBIN)
@@ -279,7 +279,7 @@ def main():
         try:
             firewalld['detail'], firewalld['version'] = Firewalld(module.run_command).state()
             firewalld['running'] = True
-        except FirewalldError as error:
+        except egress_transaction.EgressError as error:
             firewalld['detail'] = str(error)
     ufw_binary = module.get_bin_path('ufw', opt_dirs=SBIN)
     conf = egress_module.read_text(backend_choice.UFW_CONF)

@@ -10,6 +10,8 @@ that would cut the tunnel) with a message naming the variable, and builds the ru
 
 from __future__ import annotations
 
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_request
+
 # The firewall module of each backend.
 BACKEND_MODULES = {
     'firewalld': 'tunnelwall.cloudflared.firewalld_egress',
@@ -37,13 +39,10 @@ def refusal(host, backend, found, options, plan, purposes):
     if not backend:
         return ('egress_firewall_backend=auto found no firewall to write on %s: %s. Start firewalld, enable ufw or '
                 'install nftables (nft), or set egress_firewall_backend.' % (host, (found or {}).get('description') or 'nothing'))
-    if options.get('state', 'present') == 'present' and options.get('default_deny'):
-        tunnel = [rule for rule in rules_for(plan, purposes)
-                  if rule.get('purpose') == 'tunnel' and (rule.get('ipv4') or rule.get('ipv6'))]
-        if not tunnel:
-            return ('egress_firewall_default_deny=true, but the rules to apply hold no tunnel destination '
-                    '(egress_firewall_purposes=%s, plan rules: %s): the host could no longer reach the tunnel edge.'
-                    % (','.join(purposes), ','.join(dict.fromkeys(rule.get('purpose') for rule in plan.get('rules') or []))))
+    if egress_request.cuts_the_tunnel(dict(options, rules=rules_for(plan, purposes))):
+        return ('egress_firewall_default_deny=true, but the rules to apply hold no tunnel destination '
+                '(egress_firewall_purposes=%s, plan rules: %s): the host could no longer reach the tunnel edge.'
+                % (','.join(purposes), ','.join(dict.fromkeys(rule.get('purpose') for rule in plan.get('rules') or []))))
     return None
 
 

@@ -60,7 +60,7 @@ class EdgeOptions:
     @property
     def families(self):
         """The address families ``ip_version`` asks for, as plans name them."""
-        return {'both': ('ipv4', 'ipv6'), '4': ('ipv4',), '6': ('ipv6',)}[self.ip_version]
+        return {'both': egress_contract.FAMILIES, '4': ('ipv4',), '6': ('ipv6',)}[self.ip_version]
 
     @property
     def ranges(self):

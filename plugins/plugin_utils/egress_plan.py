@@ -30,8 +30,6 @@ def _netaddr():
 
 
 PLAN_VERSION = egress_contract.PLAN_VERSION
-FAMILIES = egress_contract.FAMILIES
-PROTOCOL_ORDER = egress_contract.PROTOCOLS
 
 
 class DnsFailed(AnsibleLookupError):
@@ -74,7 +72,7 @@ def wanted_endpoints(options, srv_answers=None):
         region_port = ports.pop() if len(ports) == 1 else edge_names.TUNNEL_PORT
         tunnel = [(t.target, t.port) for t in targets] + [(h, region_port) for h in names.region_hostnames]
         for hostname, port in tunnel:
-            endpoints.append(_endpoint(hostname, 'tunnel', port, PROTOCOL_ORDER, edge_names.TUNNEL_SERVER_NAMES,
+            endpoints.append(_endpoint(hostname, 'tunnel', port, egress_contract.PROTOCOLS, edge_names.TUNNEL_SERVER_NAMES,
                                        edge_names.TUNNEL_TLS_SERVER_NAMES))
         for purpose, hostnames in (('api', names.apis), ('update', names.updates)):
             if purpose in options.purposes:
@@ -164,15 +162,15 @@ def build_rules(endpoints, options):
         for protocol in endpoint['protocols']:
             key = (endpoint['purpose'], protocol, endpoint['port'])
             bucket = grouped.setdefault(key, {'ipv4': set(), 'ipv6': set()})
-            for family in FAMILIES:
+            for family in egress_contract.FAMILIES:
                 bucket[family].update(endpoint[family])
     prefixes = {'ipv4': options.prefix_v4, 'ipv6': options.prefix_v6}
     rules = []
     for (purpose, protocol, port) in sorted(grouped, key=lambda k: (
-            edge_names.PURPOSE_ORDER.index(k[0]), PROTOCOL_ORDER.index(k[1]), k[2])):
+            edge_names.PURPOSE_ORDER.index(k[0]), egress_contract.PROTOCOLS.index(k[1]), k[2])):
         bucket = grouped[(purpose, protocol, port)]
         rule = {'purpose': purpose, 'protocol': protocol, 'port': port}
-        for family in FAMILIES:
+        for family in egress_contract.FAMILIES:
             rule[family] = aggregate(bucket[family], prefixes[family])
         rules.append(rule)
     return rules
@@ -190,7 +188,7 @@ def ownership_violations(endpoints, options, resolver):
     for endpoint in endpoints:
         if endpoint['purpose'] == 'extra' and endpoint['hostname'] not in verified:
             continue
-        for family in FAMILIES:
+        for family in egress_contract.FAMILIES:
             violations.extend(
                 '%s resolved to %s via %s' % (endpoint['hostname'], address, resolver)
                 for address in endpoint[family] if _netaddr().IPAddress(address) not in trusted[family])
@@ -200,7 +198,7 @@ def ownership_violations(endpoints, options, resolver):
 def widened_beyond_trust(rules, options):
     """Blocks that prefix_v4/prefix_v6 widened past the trusted ranges."""
     trusted = _trusted_sets(options)
-    return sorted({block for rule in rules for family in FAMILIES for block in rule[family]
+    return sorted({block for rule in rules for family in egress_contract.FAMILIES for block in rule[family]
                    if not _netaddr().IPSet([block]).issubset(trusted[family])})
 
 

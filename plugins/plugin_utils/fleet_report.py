@@ -29,7 +29,6 @@ from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egre
 REPORT_VERSION = 1
 FORMATS = ('markdown', 'html', 'json')
 EXTENSIONS = {'markdown': '.md', 'html': '.html', 'json': '.json'}
-FAMILIES = egress_contract.FAMILIES
 FAMILY_LABELS = {'ipv4': 'IPv4', 'ipv6': 'IPv6'}
 # failing: no tunnel protocol works, a requirement is unmet or the probe failed; degraded: the tunnel works
 # (cloudflared runs) but something the probe checked does not - QUIC blocked with HTTP/2 working, one family,
@@ -53,7 +52,7 @@ CHECK_COLUMNS = (
 )
 COLUMNS = [{'id': 'dns', 'label': 'DNS', 'family': None, 'purpose': None, 'checks': ()}] + [
     {'id': '%s_%s' % (prefix, family), 'label': label, 'family': family, 'purpose': purpose, 'checks': checks}
-    for family in FAMILIES for prefix, label, purpose, checks in CHECK_COLUMNS]
+    for family in egress_contract.FAMILIES for prefix, label, purpose, checks in CHECK_COLUMNS]
 
 # cloudflared's origins: the ``origins`` rows of edge_probe or of a firewall module's verification; a
 # row's state is reachable, refused, unreachable (the same before the change), blocked or not checked. Shown only
@@ -588,7 +587,7 @@ def _html_head_rows(columns, drift=False, firewall=False):
     for column in columns:
         if not column['family']:
             first.append('<th scope="col" rowspan="2">%s</th>' % _e(column['label']))
-    for family in FAMILIES:
+    for family in egress_contract.FAMILIES:
         mine = [c for c in columns if c['family'] == family]
         if mine:
             first.append('<th scope="colgroup" colspan="%d">%s</th>' % (len(mine), _e(FAMILY_LABELS[family])))
@@ -598,7 +597,7 @@ def _html_head_rows(columns, drift=False, firewall=False):
 
 def _html_columns(columns):
     """The columns in the order the header shows them: DNS first, then each family's checks."""
-    return [c for c in columns if not c['family']] + [c for f in FAMILIES for c in columns if c['family'] == f]
+    return [c for c in columns if not c['family']] + [c for f in egress_contract.FAMILIES for c in columns if c['family'] == f]
 
 
 def render_html(report):

@@ -30,7 +30,6 @@ from ansible_collections.tunnelwall.cloudflared.plugins.plugin_utils import wind
 
 MODULE = 'tunnelwall.cloudflared.win_firewall_egress'
 PROBE_MODULE = 'tunnelwall.cloudflared.win_edge_probe'
-PROTOCOLS = egress_request.PROTOCOLS
 PROFILES = ('Domain', 'Private', 'Public')
 # The rule group is NAME plus this suffix: the role always wrote "NAME cloudflared", so hosts keep their group.
 GROUP_SUFFIX = ' cloudflared'
@@ -94,9 +93,11 @@ def desired_rules(request):
     for rule in request.rules:
         if rule.ipv4 or rule.ipv6:
             wanted.append((rule.purpose, rule.protocol, rule.port, rule.ipv4 + rule.ipv6))
-    if request.allow_dns:
-        for protocol in PROTOCOLS:
-            wanted.append(('dns', protocol, 53, request.dns_servers))
+    # DNS as on Linux (egress_request.nameservers), from dns_servers only: Windows has no resolv.conf to read.
+    nameservers = egress_request.nameservers(request, (), ())
+    if nameservers:
+        for protocol in egress_request.DNS_PROTOCOLS:
+            wanted.append(('dns', protocol, egress_request.DNS_PORT, nameservers))
     for extra in request.extra_allow:
         wanted.append(('extra', extra.protocol, extra.port, extra.ipv4 + extra.ipv6))
     # DHCP and MLD get no rule here: Windows' own Core Networking rules (DHCP-Out, DHCPV6-Out, Multicast Listener
@@ -249,43 +250,49 @@ def read_args(name):
     return {'action': 'read', 'group': group_name(name)}
 
 
-def applied_from_rules(rules, name):
-    """What the group's rules allow, by purpose (egress_applied's shape, for plan_drift), from the ``read`` step's
-    rules: each display name is ``GROUP: PURPOSE PROTOCOL/PORT`` (desired_rules), its addresses canonical CIDRs.
-    Rules without this module's marker or of another name are left out."""
+def _group_rules(rules, name):
+    """(purpose, rule, destinations) for each of ``rules`` in NAME's group, the purpose read from its display name
+    ``GROUP: PURPOSE PROTOCOL/PORT`` (desired_rules), ``destinations`` its addresses as canonical CIDRs (an address
+    that is none is left out). The one reader of the module's rules, for drift and for ``added``/``removed``."""
     prefix = group_name(name) + ': '
-    found = {}
     for rule in rules or []:
         title = str(rule.get('display_name') or '')
-        if not title.startswith(prefix) or rule.get('description') not in (None, MARKER):
+        if title.startswith(prefix):
+            yield title[len(prefix):].split(' ', 1)[0], rule, _canonical_addresses(rule.get('addresses') or [])
+
+
+def _canonical_addresses(addresses):
+    """The canonical CIDR of each valid address in ``addresses``, in order; invalid ones are left out."""
+    found = []
+    for address in addresses:
+        try:
+            found.append(canonical_address(address))
+        except ValueError:
             continue
-        purpose = title[len(prefix):].split(' ', 1)[0]
-        for address in rule.get('addresses') or []:
-            try:
-                found.setdefault(purpose, set()).add(canonical_address(address))
-            except ValueError:
-                continue
+    return found
+
+
+def applied_from_rules(rules, name):
+    """What the group's rules allow, by purpose (egress_applied's shape, for plan_drift), from the ``read`` step's
+    rules (_group_rules). Rules without this module's marker are left out; a purpose whose rules list addresses, none
+    of them valid, is kept with no addresses."""
+    found = {}
+    for purpose, rule, destinations in _group_rules(rules, name):
+        if rule.get('addresses') and rule.get('description') in (None, MARKER):
+            found.setdefault(purpose, set()).update(destinations)
     return dict((purpose, sorted(values)) for purpose, values in sorted(found.items()))
 
 
 def rule_rows(rules, name):
-    """The group's rules (the module's ``previous.rules``, or desired_rules) as one row per destination, in the
+    """The group's rules (the module's ``previous.rules``, or desired_rules) as one row per valid destination, in the
     shape every firewall module returns as ``added``/``removed`` (egress_applied.rule_changes)."""
-    prefix = group_name(name) + ': '
     rows = []
-    for rule in rules or []:
-        title = str(rule.get('display_name') or '')
-        if not title.startswith(prefix):
-            continue
+    for purpose, rule, destinations in _group_rules(rules, name):
         port = rule.get('port')
-        for address in rule.get('addresses') or []:
-            try:
-                destination = canonical_address(address)
-            except ValueError:
-                continue
-            rows.append({'purpose': title[len(prefix):].split(' ', 1)[0], 'family': 'ipv6' if ':' in destination else 'ipv4',
-                         'protocol': str(rule.get('protocol') or '').lower() or None,
-                         'port': int(port) if str(port or '').isdigit() else None, 'destination': destination})
+        rows.extend({'purpose': purpose, 'family': 'ipv6' if ':' in destination else 'ipv4',
+                     'protocol': str(rule.get('protocol') or '').lower() or None,
+                     'port': int(port) if str(port or '').isdigit() else None, 'destination': destination}
+                    for destination in destinations)
     return rows
 
 

@@ -22,8 +22,6 @@ from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import (
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.probe_options import (
     PROBE_ARGUMENT_SPEC, validate_probe_params)
 
-BOTH_FAMILIES = list(egress_contract.FAMILIES)
-
 
 def validate(args):
     """``(params, problem)``: the task's arguments checked as edge_probe checks them, before anything is sent."""
@@ -37,7 +35,7 @@ def validate(args):
 
 def candidate_families(ip_version):
     """Families to prepare targets for; with ``auto`` the host decides which it has a route for."""
-    return {'4': ['ipv4'], '6': ['ipv6']}.get(ip_version, BOTH_FAMILIES)
+    return {'4': ['ipv4'], '6': ['ipv6']}.get(ip_version, list(egress_contract.FAMILIES))
 
 
 # The order the Windows module sends the attempts in: cloudflared's own flights (the tunnel's and the pre-check's,
@@ -174,7 +172,7 @@ def _row(target, raw, timeout):
 
 def report(params, prepared, module_result):
     """edge_probe's return value from what the Windows module measured."""
-    families = [f for f in module_result.get('families') or BOTH_FAMILIES if f in candidate_families(params['ip_version'])]
+    families = [f for f in module_result.get('families') or egress_contract.FAMILIES if f in candidate_families(params['ip_version'])]
     by_id = dict((t['id'], t) for t in prepared['targets'])
     results = [_row(by_id[raw['id']], raw, params['timeout']) for raw in module_result.get('results') or []
                if by_id[raw['id']]['family'] in families]

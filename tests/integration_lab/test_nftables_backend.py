@@ -180,7 +180,7 @@ def test_a_failed_verification_restores_the_previous_table_and_files(sandbox):
         assert '198.51.100.111' in sandbox.ruleset()  # judged while the new table is live
         return False, {'unmet_requirements': ['any_tunnel']}, 'no tunnel protocol reached the edge'
     rotated = [dict(r, ipv4=['198.51.100.111']) for r in TUNNEL]
-    with pytest.raises(egress_transaction.TransactionError) as raised:
+    with pytest.raises(egress_transaction.EgressError) as raised:
         sandbox.change(dict(first, rules=rotated), verify=verify)
     assert 'Rolled back: the firewall is as before this run' in str(raised.value)
     assert raised.value.details['rolled_back'] is True
@@ -189,7 +189,7 @@ def test_a_failed_verification_restores_the_previous_table_and_files(sandbox):
 
 def test_a_first_change_that_fails_verification_leaves_no_table_and_no_file(sandbox):
     before = sandbox.state()
-    with pytest.raises(egress_transaction.TransactionError):
+    with pytest.raises(egress_transaction.EgressError):
         sandbox.change({'rules': TUNNEL, 'default_deny': True, 'dns_servers': ['198.51.100.253']},
                        verify=lambda: (False, {}, 'unreachable'))
     assert sandbox.state() == before
@@ -197,7 +197,7 @@ def test_a_first_change_that_fails_verification_leaves_no_table_and_no_file(sand
 
 def test_a_name_nft_cannot_use_is_refused_before_anything_changes(sandbox):
     before = sandbox.state()
-    with pytest.raises(nftables_apply.NftablesError) as raised:
+    with pytest.raises(egress_transaction.EgressError) as raised:
         sandbox.change({'name': 'counter', 'rules': TUNNEL})
     assert str(raised.value).startswith("name='counter': nft cannot use it as a table name (a keyword of its language?): "
                                         "Error: syntax error, unexpected counter")
@@ -387,7 +387,7 @@ def test_a_table_of_our_name_that_is_not_ours_is_refused_and_untouched(sandbox, 
     """Debian's own `inet filter` (input policy drop) and name=filter: refused before anything changes."""
     assert sandbox.run([NFT, '-f', '-'], data=FOREIGN_FILTER)[0] == 0
     before = sandbox.state()
-    with pytest.raises(nftables_apply.NftablesError, match=r'^table inet filter exists and was not created by this '
+    with pytest.raises(egress_transaction.EgressError, match=r'^table inet filter exists and was not created by this '
                        r'module \(no comment "tunnelwall.cloudflared.nftables_egress filter"'):
         sandbox.change({'name': 'filter', 'rules': TUNNEL, 'default_deny': True, 'state': state,
                         'dns_servers': ['198.51.100.253']})

@@ -95,3 +95,11 @@ def test_a_connection_lost_after_apply_fails_naming_the_scheduled_task():
     assert 'verification failed after applying the rules - connection lost: winrm: connection refused' in result['msg']
     assert 'ROLLBACK FAILED (connection lost: winrm: connection refused); the scheduled task \\tunnelwall\\egress ' \
            'revert x restores the previous state at 10:05' in result['msg']
+
+
+def test_the_options_windows_shares_with_linux_have_their_spec():
+    from ansible_collections.tunnelwall.cloudflared.plugins.action.win_firewall_egress import ARGUMENT_SPEC
+    from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.egress_spec import TRANSACTION_SPEC
+    for option in ('name', 'default_deny', 'allow_dns', 'dns_servers', 'allow_dhcp', 'allow_mld', 'allow_metadata',
+                   'confirm_timeout', 'lock_timeout', 'origins', 'private_networks', 'cloudflared_config'):
+        assert ARGUMENT_SPEC[option] is TRANSACTION_SPEC[option], option

@@ -17,7 +17,7 @@ from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import (
     egress_module, egress_request, egress_revert, egress_transaction as tx)
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.firewalld_client import Firewalld, FirewalldError
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.firewalld_client import Firewalld
 from tests.support.module_runner import run_module
 
 MISSING = '/nonexistent/tunnelwall-no-such-command'
@@ -59,7 +59,7 @@ class BrokenReloadBackend:
 
     def apply(self):
         egress_revert.write_durably(self.path, 'new\n')
-        raise FirewalldError('firewall-cmd --policy failed (rc=127): cannot run firewall-cmd')
+        raise tx.EgressError('firewall-cmd --policy failed (rc=127): cannot run firewall-cmd')
 
     def commit(self):
         raise AssertionError('never reached')
@@ -69,7 +69,7 @@ def test_the_transaction_restores_when_its_reload_cannot_start(module, tmp_path)
     (tmp_path / 'rules').write_text('old\n')
     backend = BrokenReloadBackend(str(tmp_path))
     request = egress_request.build({'rules': [], 'confirm_timeout': 0, 'lock_timeout': 1}, 'firewalld')
-    with pytest.raises(tx.TransactionError) as error:
+    with pytest.raises(tx.EgressError) as error:
         tx.run(backend, request, None, run_dir=str(tmp_path / 'run'), command=egress_module.command_runner(module))
     message = str(error.value)
     assert message.startswith('firewall-cmd --policy failed (rc=127)')
@@ -78,7 +78,7 @@ def test_the_transaction_restores_when_its_reload_cannot_start(module, tmp_path)
     # The record stays, so that the next run (and the boot check) try the restore again; the next run says so.
     assert 'the pending record %s stays' % backend.record_path in message
     assert (tmp_path / 'rules').read_text() == 'old\n' and os.path.exists(backend.record_path)
-    with pytest.raises(tx.TransactionError, match=r'^a previous run \(.*never confirmed its change: files restored, '
+    with pytest.raises(tx.EgressError, match=r'^a previous run \(.*never confirmed its change: files restored, '
                        r'but .* This run changed nothing'):
         tx.run(backend, request, None, run_dir=str(tmp_path / 'run'), command=egress_module.command_runner(module))
     assert (tmp_path / 'rules').read_text() == 'old\n' and os.path.exists(backend.record_path)
@@ -100,7 +100,7 @@ def test_the_revert_survives_a_runner_that_raises(tmp_path):
 
 def test_firewalld_without_dbus_send_says_what_to_install(module, tmp_path, monkeypatch):
     monkeypatch.setenv('PATH', str(tmp_path))  # an empty directory: no dbus-send, no firewall-cmd
-    with pytest.raises(FirewalldError, match=r"^Get: cannot run dbus-send: No such file or directory: install D-Bus's"):
+    with pytest.raises(tx.EgressError, match=r"^Get: cannot run dbus-send: No such file or directory: install D-Bus's"):
         Firewalld(egress_module.command_runner(module), config_dir=str(tmp_path)).state()
 
 

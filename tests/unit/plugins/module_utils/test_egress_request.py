@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_request as er
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_contract, egress_request as er, egress_spec
 
 TUNNEL = {'purpose': 'tunnel', 'protocol': 'udp', 'port': 7844, 'ipv4': ['198.51.100.11/32'], 'ipv6': ['2001:db8:e::11/128']}
 API = {'purpose': 'api', 'protocol': 'tcp', 'port': 443, 'ipv4': ['198.51.100.80'], 'ipv6': []}
@@ -103,6 +103,12 @@ def test_each_host_service_can_be_turned_off_or_on_alone():
     assert build(default_deny=True, allow_dhcp=None).allow_dhcp is True
 
 
+def test_the_metadata_service_is_defined_once_by_family():
+    assert sorted(er.METADATA) == sorted(egress_contract.FAMILIES)
+    for family, addresses in er.METADATA.items():
+        assert addresses and all(er.network(a, 'METADATA', family) == a for a in addresses)
+
+
 @pytest.mark.parametrize('option', ['allow_dhcp', 'allow_mld', 'allow_metadata'])
 @pytest.mark.parametrize('value', ['yes', 1, [], {'a': 1}])
 def test_a_host_service_option_that_is_no_bool_is_refused_naming_it(option, value):
@@ -115,3 +121,11 @@ def test_every_backend_renders_the_same_dhcp_ports_as_the_request_model():
     # (ufw_rules and nftables_rules render er.DHCP itself.)
     from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import firewalld_policy
     assert {family: client for family, client, dummy in er.DHCP} == firewalld_policy.DHCP_SOURCE_PORTS
+
+
+def test_the_module_spec_defaults_are_the_request_models():
+    # One default per option: a module that fills in its spec's defaults builds the request of one that gives none.
+    spec = egress_spec.TRANSACTION_SPEC
+    given = dict((option, spec[option]['default']) for option in ('allow_dns', 'allow_dhcp', 'allow_mld', 'allow_metadata',
+                                                                  'confirm_timeout', 'lock_timeout'))
+    assert build(default_deny=True, **given) == build(default_deny=True)

@@ -102,7 +102,7 @@ def test_a_verified_change_is_committed_and_its_revert_disarmed(root):
 
 
 def test_a_failed_verification_restores_at_once(root):
-    with pytest.raises(tx.TransactionError) as error:
+    with pytest.raises(tx.EgressError) as error:
         start(root, 'new\n', lambda: (False, {'unmet': ['any_tunnel']}, 'any_tunnel: timeout'))
     assert str(error.value) == ('verification failed after applying the rules - any_tunnel: timeout. '
                                 'Rolled back: the firewall is as before this run.')
@@ -241,7 +241,7 @@ def test_a_record_that_is_not_provably_ours_is_refused_and_left_alone(root, how)
         os.chmod(root, 0o770)
     with pytest.raises(egress_revert.UntrustedRecord, match='it is not trusted and nothing was done with it'):
         egress_revert.restore(path, {'files': [os.path.join(root, 'rules')]})
-    with pytest.raises(tx.TransactionError, match='refusing the pending record of an earlier run'):
+    with pytest.raises(tx.EgressError, match='refusing the pending record of an earlier run'):
         start(root, 'new\n', None)
     assert open(os.path.join(root, 'rules')).read() == 'old\n' and os.path.lexists(path)
 
@@ -275,7 +275,7 @@ def test_systemd_without_systemd_run_is_refused_rather_than_a_session_scoped_rev
 
     def which(name):
         return None if name == 'systemd-run' else '/bin/' + name
-    with pytest.raises(tx.TransactionError, match='systemd runs this host but systemd-run is missing'):
+    with pytest.raises(tx.EgressError, match='systemd runs this host but systemd-run is missing'):
         tx.run(backend, request(), None, run_dir=os.path.join(root, 'run'), command=command, which=which)
     assert open(backend.path).read() == 'old\n' and not os.path.exists(backend.record_path)
 
@@ -319,7 +319,7 @@ def test_a_held_lock_is_waited_for_then_refused_naming_its_holder(root):
         held.write('pid 42, tunnelwall ufw egress change, name other\n')
         held.flush()
         started = time.monotonic()
-        with pytest.raises(tx.TransactionError, match=r'holds the host-wide lock .*pid 42, tunnelwall ufw egress change'):
+        with pytest.raises(tx.EgressError, match=r'holds the host-wide lock .*pid 42, tunnelwall ufw egress change'):
             start(root, 'new\n', None)
         assert 1 <= time.monotonic() - started < 3
     assert open(os.path.join(root, 'rules')).read() == 'old\n'
@@ -334,7 +334,7 @@ def test_the_revert_program_runs_from_its_own_source():
 def test_a_probe_that_crashes_counts_as_a_failed_verification_and_restores(root):
     def crash():
         raise OSError('no socket for you')
-    with pytest.raises(tx.TransactionError) as error:
+    with pytest.raises(tx.EgressError) as error:
         start(root, 'new\n', crash)
     assert str(error.value) == 'no socket for you. Rolled back: the firewall is as before this run.'
     assert error.value.details['rolled_back'] is True
@@ -405,3 +405,15 @@ def test_no_record_and_an_unwritable_file_are_outcomes_too(root):
     assert outcome.status == egress_revert.FAILED and os.path.exists(path)
     assert tx.outcome_text(outcome, retries=True).startswith('ROLLBACK INCOMPLETE: restore failed (')
     assert tx.outcome_text(outcome, retries=True).endswith('(the dead-man revert retries at its deadline)')
+
+
+def test_the_boot_check_restores_the_files_the_modules_write(tmp_path):
+    from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import nftables_rules, ufw_apply
+    root = str(tmp_path)
+    ufw = ufw_apply.UfwPaths('tw', root=root)
+    assert egress_revert.boot_spec('ufw', 'tw', {}, root) == {'files': ufw.files(), 'shared': ufw.shared(), 'reload': []}
+    assert ufw.pending == os.path.join(root, dict(egress_revert.BOOT_RECORDS)['ufw'])
+    nft = nftables_rules.paths('tw', os.path.join(root, 'etc/nftables.d'), os.path.join(root, 'etc/systemd/system'))
+    assert egress_revert.boot_spec('nftables', 'tw', {}, root)['files'] == [nft.ruleset, nft.unit, nft.dropin]
+    assert nft.record == os.path.join(root, dict(egress_revert.BOOT_RECORDS)['nftables'])
+    assert nftables_rules.CONFIG_DIR == '/etc/nftables.d' and nft.ruleset.endswith('/etc/nftables.d/tw-egress.nft')

@@ -12,8 +12,8 @@ import pytest
 
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_request as er
 from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import firewalld_policy
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import firewalld_apply, firewalld_client
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.firewalld_client import Firewalld, FirewalldError
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_transaction, firewalld_apply, firewalld_client
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils.firewalld_client import Firewalld
 
 RULES = [
     {'purpose': 'tunnel', 'protocol': 'tcp', 'port': 7844, 'ipv4': ['198.51.100.11/32', '198.51.100.12/31'], 'ipv6': ['2001:db8:e::11/128']},
@@ -395,7 +395,7 @@ def test_transaction_failure_restores_the_files_and_reloads(tmp_path):
     steps = [firewalld_policy.write_file('ipsets/tw-tunnel-v4.xml', firewalld_policy.IpSet('inet', ['198.51.100.1'])),
              firewalld_policy.write_file('policies/tw-egress.xml', firewalld_policy.Policy([])),
              firewalld_policy.add_rules('runtime', 'tw-egress', ['rule priority="32767" reject']), firewalld_policy.reload_step()]
-    with pytest.raises(FirewalldError) as error:
+    with pytest.raises(egress_transaction.EgressError) as error:
         firewalld.transaction('tw', steps)
     assert 'rolled back' in str(error.value) and 'simulated failure' in str(error.value)
     assert (config / 'ipsets' / 'tw-tunnel-v4.xml').read_text() == 'old tunnel\n'
@@ -434,9 +434,9 @@ def test_a_first_apply_writes_whole_files_reloads_once_and_leaves_the_commit_not
 
 
 def test_firewalld_not_running_is_a_clear_error():
-    with pytest.raises(FirewalldError, match='firewalld is not running or cannot be reached over D-Bus'):
+    with pytest.raises(egress_transaction.EgressError, match='firewalld is not running or cannot be reached over D-Bus'):
         Firewalld(FakeFirewalld(state=None)).state()
-    with pytest.raises(FirewalldError, match=r'firewalld is not running \(state FAILED\)'):
+    with pytest.raises(egress_transaction.EgressError, match=r'firewalld is not running \(state FAILED\)'):
         Firewalld(FakeFirewalld(state='FAILED')).state()
     assert Firewalld(FakeFirewalld()).state() == ('RUNNING', '1.3.3')
 

@@ -36,7 +36,8 @@ def test_a_host_address_is_written_without_its_prefix_length():
 
 
 def test_without_default_deny_only_accepts_and_no_dns_or_host_services():
-    rules = rules_of(request(), ['198.51.100.253'])
+    req = request()
+    rules = rules_of(req, egress_request.nameservers(req, ['198.51.100.253'], []))
     assert rules == ['ip daddr @tunnel_udp_7844_v4 udp dport 7844 accept', 'ip6 daddr @tunnel_udp_7844_v6 udp dport 7844 accept',
                      'ip daddr @tunnel_tcp_7844_v4 tcp dport 7844 accept']
 

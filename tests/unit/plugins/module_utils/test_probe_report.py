@@ -276,7 +276,11 @@ def test_every_part_reads_the_plan_contract_from_one_module():
     from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_contract
     from ansible_collections.tunnelwall.cloudflared.plugins.plugin_utils import edge_names, egress_plan, fleet_report
     assert egress_plan.PLAN_VERSION == egress_contract.PLAN_VERSION == 1
-    assert egress_plan.FAMILIES is reachability.FAMILIES is fleet_report.FAMILIES is egress_contract.FAMILIES
+    # FAMILIES and PROTOCOLS have one name, egress_contract's: no module keeps a copy of its own.
+    from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_request
+    from ansible_collections.tunnelwall.cloudflared.plugins.plugin_utils import windows_firewall, windows_probe
+    for module in (egress_plan, reachability, fleet_report, egress_request, probe_options, windows_firewall, windows_probe):
+        assert not {'FAMILIES', 'PROTOCOLS', 'BOTH_FAMILIES', 'PROTOCOL_ORDER'} & set(vars(module)), module.__name__
     assert edge_names.PURPOSE_ORDER is egress_contract.PURPOSES
     assert probe_options.PROBE_ARGUMENT_SPEC['purposes']['choices'] == list(egress_contract.PURPOSES)
     assert (edge_names.TUNNEL_PORT, reachability.HTTPS_PORT) == (egress_contract.TUNNEL_PORT, egress_contract.HTTPS_PORT)

@@ -431,7 +431,7 @@ def test_a_failed_policy_change_restores_files_and_reloads_the_previous_rules(ro
 def test_a_rejected_ruleset_fails_before_anything_is_written(root):
     before = snapshot(root)
     commands = Commands(root, fail=('ip6tables-restore -n --test',))
-    with pytest.raises(ufw_apply.UfwError, match='ip6tables-restore --test of the new .*user6.rules failed'):
+    with pytest.raises(egress_transaction.EgressError, match='ip6tables-restore --test of the new .*user6.rules failed'):
         transact(root, commands)
     assert snapshot(root) == before
     assert not [c for c in commands.calls if '--test' not in c]
@@ -440,7 +440,7 @@ def test_a_rejected_ruleset_fails_before_anything_is_written(root):
 def test_a_failed_load_of_ipv6_reloads_ipv4_too(root):
     before = snapshot(root)
     commands = Commands(root, fail=('ip6tables-restore -n /',))
-    with pytest.raises(ufw_apply.UfwError, match='Rolled back'):
+    with pytest.raises(egress_transaction.EgressError, match='Rolled back'):
         transact(root, commands)
     assert snapshot(root) == before
     assert commands.calls[-1] == 'iptables-restore -n %s/etc/ufw/user.rules' % root
@@ -450,14 +450,14 @@ def test_an_unusable_pending_record_fails_before_any_change(root):
     before = snapshot(root)
     (root / 'etc/ufw/tunnelwall-pending.json').mkdir()  # where the record of the state before the change goes
     commands = Commands(root)
-    with pytest.raises(ufw_apply.UfwError, match='pending record .*not a regular file.*nothing was done'):
+    with pytest.raises(egress_transaction.EgressError, match='pending record .*not a regular file.*nothing was done'):
         transact(root, commands, default_deny=True)
     assert snapshot(root) == before and commands.calls == []
 
 
 def test_inactive_ufw_fails_unless_asked_to_only_write_files(root):
     (root / 'etc/ufw/ufw.conf').write_text('ENABLED=no\n')
-    with pytest.raises(ufw_apply.UfwError, match='ufw is installed but inactive .*on_inactive=configure'):
+    with pytest.raises(egress_transaction.EgressError, match='ufw is installed but inactive .*on_inactive=configure'):
         job(root, Commands(root)).plan()
     commands = Commands(root)
     run = job(root, commands, on_inactive='configure', default_deny=True)
@@ -482,13 +482,13 @@ def test_ipv6_disabled_skips_ipv6_rules_with_a_warning_and_leaves_user6_alone(ro
 
 def test_a_foreign_state_file_is_refused(root):
     (root / 'etc/ufw/tunnelwall-egress.json').write_text('{"something": "else"}')
-    with pytest.raises(ufw_apply.UfwError, match='not a state file this module wrote'):
+    with pytest.raises(egress_transaction.EgressError, match='not a state file this module wrote'):
         job(root, Commands(root)).plan()
 
 
 def test_missing_ufw_files_fail_clearly(root):
     os.unlink(str(root / 'etc/ufw/user6.rules'))
-    with pytest.raises(ufw_apply.UfwError, match=r'user6\.rules is missing: is ufw installed\?'):
+    with pytest.raises(egress_transaction.EgressError, match=r'user6\.rules is missing: is ufw installed\?'):
         job(root, Commands(root)).plan()
 
 
@@ -542,7 +542,7 @@ def test_reverted_takes_turns_on_the_host_wide_lock_and_refuses_after_lock_timeo
         held.write('pid 42, tunnelwall firewalld egress change, name other\n')
         held.flush()
         started = time.monotonic()
-        with pytest.raises(egress_transaction.TransactionError,
+        with pytest.raises(egress_transaction.EgressError,
                            match=r'holds the host-wide lock .*egress\.lock \(pid 42, tunnelwall firewalld egress change'):
             revert(root, commands, lock_timeout=1)
         assert 1 <= time.monotonic() - started < 3

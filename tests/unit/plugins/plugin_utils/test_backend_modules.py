@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_request
 from ansible_collections.tunnelwall.cloudflared.plugins.plugin_utils import backend_modules
 
 PLAN = {'version': 1, 'region': 'global',
@@ -48,3 +49,22 @@ def test_no_refusal_when_the_tunnel_stays_or_nothing_is_denied_or_removing():
     assert backend_modules.refusal('h1', 'ufw', None, {'default_deny': True}, PLAN, ['tunnel']) is None
     assert backend_modules.refusal('h1', 'ufw', None, {'default_deny': False}, PLAN, ['api']) is None
     assert backend_modules.refusal('h1', 'ufw', None, {'default_deny': True, 'state': 'absent'}, {}, []) is None
+
+
+@pytest.mark.parametrize('rules', [
+    PLAN['rules'], PLAN['rules'][1:], [], [dict(PLAN['rules'][0], ipv4=[], ipv6=None)],
+    [dict(PLAN['rules'][0], ipv4=[], ipv6=['2606:4700:a0::/48'])], [dict(PLAN['rules'][1], purpose='tunnel')]])
+@pytest.mark.parametrize('options', [{'default_deny': True}, {'default_deny': False}, {'default_deny': True, 'state': 'absent'}])
+def test_the_role_refuses_exactly_what_the_module_would(rules, options):
+    # One test of "a default deny needs a tunnel destination": egress_request's, before connecting and on the host.
+    plan = dict(PLAN, rules=rules)
+    refused = backend_modules.refusal('h1', 'ufw', None, options, plan, ['tunnel', 'api']) is not None
+    args = backend_modules.module_args('ufw', dict(options, name='tw'), plan, ['tunnel', 'api'], None)
+    try:
+        egress_request.build(args, 'ufw')
+        module_refused = False
+    except egress_request.RequestError as error:
+        assert str(error).startswith('default_deny=True: no tunnel destination in rules')
+        module_refused = True
+    assert refused == module_refused == (options == {'default_deny': True} and not any(
+        r['purpose'] == 'tunnel' and (r['ipv4'] or r['ipv6']) for r in rules))

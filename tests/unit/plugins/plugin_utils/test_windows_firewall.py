@@ -406,3 +406,20 @@ def test_added_and_removed_in_the_shape_of_every_backend_with_the_windows_names_
     assert result['windows_removed'] == ['tunnelwall cloudflared: update tcp/443'] and result['windows_added'] == []
     # A module that stopped before comparing (bad input, unreachable) gets no lists made up.
     assert wf.with_rule_changes({'failed': True, 'msg': 'x'}, prepared, 'tunnelwall') == {'failed': True, 'msg': 'x'}
+
+
+def test_drift_and_rows_read_the_group_one_way_and_differ_only_where_they_must():
+    rules = [{'display_name': 'tunnelwall cloudflared: tunnel udp/7844', 'protocol': 'UDP', 'port': '7844',
+              'addresses': ['198.41.192.7', 'not an address'], 'description': wf.MARKER},
+             {'display_name': 'tunnelwall cloudflared: api tcp/443', 'protocol': 'TCP', 'port': '443',
+              'addresses': ['api.cloudflare.com']},  # only invalid addresses
+             {'display_name': 'tunnelwall cloudflared: update tcp/443', 'protocol': 'TCP', 'port': '443', 'addresses': []},
+             {'display_name': 'tunnelwall cloudflared: extra tcp/22', 'protocol': 'TCP', 'port': '22',
+              'addresses': ['192.0.2.22/32'], 'description': 'someone else'},
+             {'display_name': 'tunnelwall cloudflaredX: dns udp/53', 'addresses': ['192.0.2.53']}]
+    # Drift: a purpose whose addresses are all invalid is there with none; another owner's rule is not.
+    assert wf.applied_from_rules(rules, 'tunnelwall') == {'api': [], 'tunnel': ['198.41.192.7/32']}
+    # added/removed: one row per valid destination, whoever's marker the rule carries.
+    assert wf.rule_rows(rules, 'tunnelwall') == [
+        {'purpose': 'tunnel', 'family': 'ipv4', 'protocol': 'udp', 'port': 7844, 'destination': '198.41.192.7/32'},
+        {'purpose': 'extra', 'family': 'ipv4', 'protocol': 'tcp', 'port': 22, 'destination': '192.0.2.22/32'}]
