@@ -500,7 +500,8 @@ def revert_last(backend, request, check_mode=False, run_dir=RUN_DIR, which=None,
         spec, result = planned()
         outcome = egress_revert.restore(path, spec, _runner(command), reload=result['changed'])
         if outcome.status not in (egress_revert.FULL, egress_revert.NOTHING):
-            raise EgressError('state=reverted: %s' % outcome_text(outcome), transaction=info)
+            # Some files may be back and others not: the firewall is neither as before this run nor as recorded.
+            raise EgressError('state=reverted: %s' % outcome_text(outcome), transaction=info, rolled_back=False)
         return result
 
 

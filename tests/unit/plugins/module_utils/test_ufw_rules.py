@@ -508,6 +508,15 @@ def test_reverted_undoes_exactly_the_last_change_once(root):
     assert again['changed'] is False and again['removed'] == []
 
 
+def test_a_reverted_whose_reload_fails_says_it_did_not_roll_back(root):
+    """The files are back but ufw did not load them: the result says rolled_back=false, so the role does not add
+    "Nothing to roll back: the firewall is as before this run" (tasks/failed.yml) to an incomplete restore."""
+    transact(root, Commands(root), default_deny=True)
+    with pytest.raises(egress_transaction.EgressError, match=r'^state=reverted: ROLLBACK INCOMPLETE') as failed:
+        revert(root, Commands(root, fail=('ufw reload',)))
+    assert failed.value.details['rolled_back'] is False
+
+
 def test_reverted_reloads_only_the_rules_when_the_policy_stays(root):
     transact(root, Commands(root), default_deny=True)
     after_deny = snapshot(root)
