@@ -1,5 +1,5 @@
 # -*- coding: utf-8 -*-
-"""Under a default deny, the host's own plumbing (issue 13) proven with packets on the lab's firewalld and ufw hosts.
+"""Under a default deny, the host's own plumbing proven with packets on the lab's firewalld and ufw hosts.
 
 - DHCP: datagrams from the client port (68, 546) to the server port (67, 547) - ff02::1:2 and unicast to the
   gateway - reach a listener in the edge namespace with allow_dhcp (the default) and do not with allow_dhcp=false;
@@ -220,7 +220,7 @@ def test_ufw_lets_mld_out_by_its_own_rules_whatever_allow_mld_says(hosts, plan):
 
 
 def test_nothing_else_changes(hosts, plan):  # pylint: disable=redefined-outer-name
-    # The host services add only their own rules: the ruleset with them off equals the ruleset before issue 13's
+    # The host services add only their own rules: the ruleset with them off equals the ruleset before the host-service
     # options, and turning them on and off again leaves it byte for byte the same.
     apply(hosts, plan, 'firewalld', allow_dhcp=False, allow_mld=False)
     without = hosts.nft_ruleset('fw1')

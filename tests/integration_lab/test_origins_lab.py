@@ -1,5 +1,5 @@
 # -*- coding: utf-8 -*-
-"""cloudflared's origins under a default deny, on every Linux backend, proven with packets (issue 17).
+"""cloudflared's origins under a default deny, on every Linux backend, proven with packets.
 
 Each lab host gets a real cloudflared config in its private /etc (the host's /etc is an overlay; reset_firewalls
 starts a fresh one): an ``https`` origin by address with cloudflared's default port, one by a name that only the

@@ -88,7 +88,7 @@ def dns_rules():
 
 
 def dhcp_rules():
-    """The DHCP client rules a default deny brings (allow_dhcp defaults to true; issue 13)."""
+    """The DHCP client rules a default deny brings (allow_dhcp defaults to true)."""
     return {('udp', 67, '0.0.0.0/0', 'tunnelwall:dhcp'), ('udp', 547, '::/0', 'tunnelwall:dhcp')}
 
 

@@ -1,5 +1,5 @@
 # -*- coding: utf-8 -*-
-"""Every Linux firewall module says it must run as root, instead of a traceback half-way (issue 20, point 6)."""
+"""Every Linux firewall module says it must run as root, instead of a traceback half-way."""
 
 from __future__ import annotations
 

@@ -589,7 +589,7 @@ def _egress_rows(plugin):
         Row(E, 'lock_timeout', 'out of range', out_of(0, 3600), -1),
         Row(E, 'state', 'unicode', unicode_text(), 'pr\u00e9sent'),
         Row(E, 'state', 'trailing newline', with_newline('present'), 'present\n'),
-        # cloudflared's origins (issue 17): refused by the request model, before any config is read or name resolved.
+        # cloudflared's origins: refused by the request model, before any config is read or name resolved.
         Row(E, 'origins[].host', 'malformed', st.sampled_from(['http://app.internal', '0.0.0.0/0', '[2001:db8::1]',
                                                                'app internal', '10.0.0.0/33']),
             'http://app.internal', names='host'),

@@ -1,5 +1,5 @@
 # -*- coding: utf-8 -*-
-"""cloudflared_config: where cloudflared finds its config and what its ingress rules connect to (issue 17).
+"""cloudflared_config: where cloudflared finds its config and what its ingress rules connect to.
 
 Each expectation cites the cloudflared 2026.8 source it comes from (/work/.mirror/cloudflare+cloudflared):
 config/configuration.go (search order, file names, field names), ingress/ingress.go (validateIngress,

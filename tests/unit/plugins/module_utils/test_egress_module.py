@@ -1,5 +1,5 @@
 # -*- coding: utf-8 -*-
-"""egress_module's command runner with a real AnsibleModule and commands that cannot start (issue 13).
+"""egress_module's command runner with a real AnsibleModule and commands that cannot start.
 
 ``AnsibleModule.run_command`` calls fail_json - and so ends the process - when a command cannot start (OSError),
 unless asked not to: in the middle of a transaction that meant no restore. Here such a command must be an ordinary

@@ -76,7 +76,7 @@ def test_absent_needs_no_rules_and_never_denies():
     assert request.rules == () and not request.default_deny and not request.allow_dns
 
 
-# --- the host's own plumbing under a default deny (issue 13): DHCP, MLD, the metadata service ----------------------
+# --- the host's own plumbing under a default deny: DHCP, MLD, the metadata service ----------------------
 
 @pytest.mark.parametrize('backend', BACKENDS)
 def test_dhcp_and_mld_are_on_and_metadata_off_by_default_under_default_deny(backend):

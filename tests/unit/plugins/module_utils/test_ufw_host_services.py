@@ -1,5 +1,5 @@
 # -*- coding: utf-8 -*-
-"""ufw_egress's rendering of the host services under a default deny (issue 13): DHCP, MLD, the metadata service."""
+"""ufw_egress's rendering of the host services under a default deny: DHCP, MLD, the metadata service."""
 
 from __future__ import annotations
 

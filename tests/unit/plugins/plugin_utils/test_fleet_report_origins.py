@@ -1,5 +1,5 @@
 # -*- coding: utf-8 -*-
-"""The fleet report's origins column (issue 17): from edge_probe's or a firewall module's verification ``origins``."""
+"""The fleet report's origins column: from edge_probe's or a firewall module's verification ``origins``."""
 
 from __future__ import annotations
 

@@ -362,7 +362,7 @@ def test_restore_summary():
         "the 0 rule(s) of group 'g' as before and the default outbound action Public=Block"
 
 
-# --- the host services under a default deny (issue 13) --------------------------------------------------------------
+# --- the host services under a default deny --------------------------------------------------------------
 
 def test_allow_metadata_adds_one_rule_for_both_endpoints_under_default_deny_only():
     rules = prepared_for(default_deny=True, dns_servers=['203.0.113.53'], allow_metadata=True)['rules']
