@@ -289,7 +289,7 @@ UFW = 'tunnelwall.cloudflared.ufw_egress'
     ({'msg': 'ufw is installed but inactive', 'module': UFW},
      'egress_firewall on localhost (ufw): ufw is installed but inactive Nothing to roll back: the firewall is as before'),
     # ansible-core 2.19+ records the exception being handled when fail_json is called in an except block.
-    ({'msg': 'ufw is installed but inactive', 'module': UFW, 'exception': 'Traceback ... UfwError'},
+    ({'msg': 'ufw is installed but inactive', 'module': UFW, 'exception': 'Traceback ... EgressError'},
      'Nothing to roll back: the firewall is as before this run.'),
     ({'msg': 'Task failed: Module failed: [Errno 13] Permission denied', 'exception': 'Traceback ...'},
      'check the firewall; a change it had begun'),
