@@ -67,6 +67,10 @@ UFW_STATE = 'etc/ufw/%s-egress.json'
 NFTABLES_DIR = 'etc/nftables.d'
 NFTABLES_RULESET = '%s-egress.nft'  # in NFTABLES_DIR
 NFTABLES_UNIT = 'tunnelwall-nftables-%s'  # NFTABLES_UNIT.service, and sysinit.target.d/NFTABLES_UNIT.conf
+# firewalld's objects of NAME: the policy NAME-egress and the ipsets NAME-PURPOSE[-PROTOCOLPORT]-v4|v6
+# (firewalld_policy names them; the boot check restores their files, policies/*.xml and ipsets/*.xml).
+FIREWALLD_POLICY_SUFFIX = '-egress'
+FIREWALLD_IPSET_PATTERN = r'%s-(?P<purpose>[a-z][a-z0-9_]*?)(-(tcp|udp)[0-9]{1,5})?-v[46]'  # % re.escape(NAME)
 NAME_RE = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z')
 # What a restore achieved (Outcome.status): the firewall as before the run (FULL), files back but the live firewall
 # not (PARTIAL: a reload failed), no record (NOTHING), or files that could not be written (FAILED).
@@ -466,8 +470,9 @@ def boot_spec(backend, name, record, root='/'):
         return {'files': [at(NFTABLES_DIR, NFTABLES_RULESET % name), at('etc/systemd/system/%s.service' % unit),
                           at('etc/systemd/system/sysinit.target.d/%s.conf' % unit)], 'shared': [], 'reload': []}
     if backend == 'firewalld':
-        owned = re.compile(r'%s(policies/%s-egress|ipsets/%s-[a-z][a-z0-9_]*(-(tcp|udp)[0-9]{1,5})?-v[46])\.xml(\.old)?\Z'
-                           % (re.escape(at('etc/firewalld/')), re.escape(name), re.escape(name)))
+        owned = re.compile(r'%s(policies/%s|ipsets/%s)\.xml(\.old)?\Z' % (
+            re.escape(at('etc/firewalld/')), re.escape(name + FIREWALLD_POLICY_SUFFIX),
+            FIREWALLD_IPSET_PATTERN % re.escape(name)))
         return {'files': [path for path in record['files'] if owned.match(path)], 'shared': [], 'reload': []}
     return None
 

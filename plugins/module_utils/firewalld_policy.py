@@ -20,11 +20,11 @@ import ipaddress
 import re
 from xml.sax.saxutils import quoteattr, escape
 
-from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_contract, egress_request
+from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import egress_contract, egress_request, egress_revert
 
 # firewalld limits a policy name to 18 characters (egress_request.MAX_NAME['firewalld'] keeps NAME-egress within it);
 # ipset names must fit the kernel's 31 characters.
-POLICY_SUFFIX = '-egress'
+POLICY_SUFFIX = egress_revert.FIREWALLD_POLICY_SUFFIX
 MAX_IPSET_NAME = 31
 IPSET_FAMILY = {'ipv4': 'inet', 'ipv6': 'inet6'}  # egress_request's families as firewalld's ipset option names them
 # The default-deny rule sits in the policy's last chain, so every allow rule is evaluated before it.
@@ -155,7 +155,7 @@ def ipset_name(name, purpose, family, protocol=None, port=None):
 
 def owned_ipset_re(name):
     """Every ipset this module may have created for ``name``: NAME-PURPOSE[-PROTOCOLPORT]-v4|v6 (group ``purpose``)."""
-    return re.compile(r'^%s-(?P<purpose>[a-z][a-z0-9_]*?)(-(tcp|udp)[0-9]{1,5})?-v[46]$' % re.escape(name))
+    return re.compile('^' + egress_revert.FIREWALLD_IPSET_PATTERN % re.escape(name) + '$')
 
 
 def owned_ipsets(name, names):

@@ -417,3 +417,13 @@ def test_the_boot_check_restores_the_files_the_modules_write(tmp_path):
     assert egress_revert.boot_spec('nftables', 'tw', {}, root)['files'] == [nft.ruleset, nft.unit, nft.dropin]
     assert nft.record == os.path.join(root, dict(egress_revert.BOOT_RECORDS)['nftables'])
     assert nftables_rules.CONFIG_DIR == '/etc/nftables.d' and nft.ruleset.endswith('/etc/nftables.d/tw-egress.nft')
+    # firewalld's: the files of the names firewalld_policy gives (and firewalld's .old backups), nobody else's.
+    from ansible_collections.tunnelwall.cloudflared.plugins.module_utils import firewalld_policy
+    ours = ['policies/%s.xml' % firewalld_policy.policy_name('tw'),
+            'ipsets/%s.xml' % firewalld_policy.ipset_name('tw', 'tunnel', 'ipv4', 'udp', 7844),
+            'ipsets/%s.xml.old' % firewalld_policy.ipset_name('tw', 'dns', 'ipv6')]
+    others = ['policies/tw2-egress.xml', 'ipsets/tw-Tunnel-v4.xml', 'ipsets/other-tunnel-v4.xml', 'zones/tw-egress.xml']
+    record = {'files': [os.path.join(root, 'etc/firewalld', f) for f in ours + others]}
+    assert egress_revert.boot_spec('firewalld', 'tw', record, root)['files'] == record['files'][:len(ours)]
+    assert all(firewalld_policy.owned_file('tw', os.path.basename(f)) for f in ours)
+    assert not any(firewalld_policy.owned_file('tw', os.path.basename(f)) for f in others[:3])
