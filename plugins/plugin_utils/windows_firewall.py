@@ -308,8 +308,8 @@ def connect_origins(pairs, execute, timeout=origins.CONNECT_TIMEOUT):
         why = 'not checked: the connect step failed (%s)' % (answer.get('msg') or 'no answer')
         return dict((pair, (why, None)) for pair in pairs)
     rows = dict(((str(row.get('address')), row.get('port')), row) for row in answer.get('connects') or [])
-    return dict((pair, connect_outcome(rows[pair], timeout) if pair in rows else ('not checked: no answer from the host',
-                                                                                   None)) for pair in pairs)
+    unanswered = ('not checked: no answer from the host', None)
+    return dict((pair, connect_outcome(rows[pair], timeout) if pair in rows else unanswered) for pair in pairs)
 
 
 class OriginCheck:

@@ -439,18 +439,18 @@ def test_drift_and_rows_read_the_group_one_way_and_differ_only_where_they_must()
 
 # --- cloudflared's origins, connected to after the change (the host connects, the controller judges) ----------------
 
-ORIGIN = [{'host': '10.1.2.3', 'port': 8080}]
+ORIGIN = ({'host': '10.1.2.3', 'port': 8080},)
 BLOCKED = {'connected': False, 'error': 10013,
            'message': 'An attempt was made to access a socket in a way forbidden by its access permissions'}
-REFUSED = {'connected': False, 'error': 10061, 'message': 'No connection could be made because the target machine '
-                                                         'actively refused it'}
+REFUSED = {'connected': False, 'error': 10061,
+           'message': 'No connection could be made because the target machine actively refused it'}
 ROW_KEYS = {'host', 'address', 'port', 'protocol', 'source', 'checked', 'ok', 'state', 'verdict'}
 
 
 def transact_origins(host, given=ORIGIN, verify=True, verify_origins=None, check_mode=False, **values):
     """transact with origins under a default deny: discover_origins and origin_check as the action runs them."""
-    values = dict({'default_deny': True, 'dns_servers': ['203.0.113.53'], 'origins': given, 'cloudflared_config': 'none'},
-                  **values)
+    values = dict({'default_deny': True, 'dns_servers': ['203.0.113.53'], 'origins': list(given),
+                   'cloudflared_config': 'none'}, **values)
     request, dummy = wf.build_request(params(**values))
     request = wf.discover_origins(request, host)
     check = wf.origin_check(request, host, verify_origins)
