@@ -105,29 +105,39 @@ if ($prepared.action -eq 'connect') {
     $timeoutMs = [int]([double]$prepared.timeout * 1000)
     $started = [System.Diagnostics.Stopwatch]::StartNew()
     $pending = @(foreach ($target in @($prepared.targets)) {
-            $address = [System.Net.IPAddress]::Parse([string]$target.address)
-            $client = [System.Net.Sockets.TcpClient]::new($address.AddressFamily)
-            @{ target = $target; client = $client; task = $client.ConnectAsync($address, [int]$target.port) }
+            $entry = @{ target = $target; client = $null; task = $null; failure = $null }
+            try {
+                $address = [System.Net.IPAddress]::Parse([string]$target.address)
+                $entry.client = [System.Net.Sockets.TcpClient]::new($address.AddressFamily)
+                $entry.task = $entry.client.ConnectAsync($address, [int]$target.port)
+            }
+            catch {
+                # .NET Framework's BeginConnect throws at once for a connect that fails at once (a refusal by the
+                # Windows Filtering Platform may): kept for its row, like a faulted task's.
+                $entry.failure = $_.Exception
+            }
+            $entry
         })
     $connects = @(foreach ($entry in $pending) {
             $row = @{ address = [string]$entry.target.address; port = [int]$entry.target.port; connected = $false
                 error = $null; timed_out = $false; message = $null }
             $left = [Math]::Max(0, $timeoutMs - [int]$started.ElapsedMilliseconds)
             try {
+                if ($entry.failure) { throw $entry.failure }
                 $done = $entry.task.Wait($left)
                 $row.connected = $done
                 $row.timed_out = -not $done
             }
             catch {
-                # A faulted connect: Wait throws an AggregateException around the SocketException.
-                $cause = $entry.task.Exception.GetBaseException()
+                # A faulted connect: Wait throws an AggregateException around the SocketException (the innermost).
+                $cause = $_.Exception.GetBaseException()
                 if ($cause -is [System.Net.Sockets.SocketException]) {
                     $row.error = [int]$cause.ErrorCode
                 }
                 $row.message = $cause.Message
             }
             finally {
-                $entry.client.Close()
+                if ($entry.client) { $entry.client.Close() }
             }
             $row
         })

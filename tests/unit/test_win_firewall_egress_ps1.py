@@ -215,8 +215,12 @@ def test_the_connect_step_reads_only_connects_at_once_with_a_deadline_and_return
     assert '$timeoutMs = [int]([double]$prepared.timeout * 1000)' in block
     assert '$left = [Math]::Max(0, $timeoutMs - [int]$started.ElapsedMilliseconds)' in block
     assert '$entry.task.Wait($left)' in block and '$entry.client.Close()' in block.split('finally {', 1)[1]
+    # A connect that fails at once throws from ConnectAsync itself (.NET Framework's BeginConnect): kept, not lost.
+    assert re.search(r'try \{[^}]*ConnectAsync[^}]*\}\s*catch \{[^}]*\$entry\.failure = \$_\.Exception', block, re.S)
+    assert 'if ($entry.failure) { throw $entry.failure }' in block
     # The raw answer: the SocketException's code, never a judgement (no 'blocked', no 'reachable').
     assert '[System.Net.Sockets.SocketException]' in block and '$row.error = [int]$cause.ErrorCode' in block
+    assert '$cause = $_.Exception.GetBaseException()' in block
     assert not re.search(r"'(blocked|reachable|refused)'", block)
     row = re.search(r'\$row = @\{(.*?)\}', block, re.S).group(1)
     keys = set(re.findall(r'(\w+) = ', row))
