@@ -5,7 +5,9 @@
 
 Validation is egress_request's, the same as the Linux modules' (one message for one bad request); the rule set is
 computed here, in Python the tests run; the PowerShell module only reads the group's rules, records them, arms and
-disarms the dead-man scheduled task, applies and restores. Windows rewrites addresses (``198.51.100.7/32`` comes back
+disarms the dead-man scheduled task, applies and restores - and, read-only, reads cloudflared's config and resolves
+origin names (``origins`` step), and connects to the origins after the change (``connect`` step: raw Winsock codes,
+judged here by origins.judge, OriginCheck). Windows rewrites addresses (``198.51.100.7/32`` comes back
 as ``198.51.100.7``, ``/24`` as ``198.51.100.0/255.255.255.0``): the desired addresses are sent in canonical CIDR
 form and the module brings what Windows returns to the same form before comparing.
 
