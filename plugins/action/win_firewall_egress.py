@@ -58,7 +58,7 @@ class ActionModule(ActionBase):
             # ArgumentSpecValidator raises a TypeError (ansible-core 2.19 to 2.21) for a dict option with sub-options
             # given a number, a boolean or a list of them; a string gets its own error from it.
             return dict(result, failed=True, module=windows_firewall.MODULE,
-                        msg='verify=%r: expected a dict with plan and, if needed, require, timeout, ca_path, '
+                        msg='verify=%r: expected a dict with plan and, if needed, require, timeout, origins, ca_path, '
                             'validate_certs' % (verify,))
         validation = ArgumentSpecValidator(ARGUMENT_SPEC, required_if=REQUIRED_IF).validate(self._task.args)
         if validation.error_messages:
@@ -79,12 +79,15 @@ class ActionModule(ActionBase):
             probe_params = windows_firewall.verify_params(params['verify'])
             # Read-only module calls: the service's config and the origin names, read and resolved on the host.
             request = windows_firewall.discover_origins(request, execute)
+            # After the change the host connects to every TCP origin (and verify.origins); the controller judges.
+            origin_check = windows_firewall.origin_check(request, execute, (params['verify'] or {}).get('origins'))
         except windows_firewall.RuleError as error:
             return dict(result, failed=True, module=windows_firewall.MODULE, msg=str(error))
         prepared = windows_firewall.prepare(request, params['profiles'])
 
         try:
-            result.update(windows_firewall.run(request, prepared, probe_params, execute, check_mode=self._task.check_mode))
+            result.update(windows_firewall.run(request, prepared, probe_params, execute, check_mode=self._task.check_mode,
+                                               origin_check=origin_check))
         except windows_firewall.TransactionFailed as error:
             # ``module`` only when the failure was reported, by the module or by windows_firewall.run (see there).
             result.update(error.details, failed=True, msg=str(error))

@@ -81,8 +81,8 @@ options:
       require:
         description:
           - What must work - see the C(require) option of M(tunnelwall.cloudflared.edge_probe) (and of
-            M(tunnelwall.cloudflared.win_edge_probe)); V(origins) - the check of O(origins) after the change - is Linux
-            only and refused on Windows, whose probe has no origin check.
+            M(tunnelwall.cloudflared.win_edge_probe)); V(origins) - the check of O(origins) after the change, done by
+            the firewall module itself, on Linux and on Windows - may be listed to say so.
         type: list
         elements: str
         choices: [any_tunnel, quic, http2, api, update, dns, origins]
@@ -97,7 +97,8 @@ options:
             O(origins)), but not allowed by this module (for example a service reached through O(extra_allow) or
             another firewall's rule). Refused or unanswered after the change while the SYN never left the host (see
             O(origins)) fails the verification and restores.
-          - Linux only - refused on Windows with a clear error, before anything changes.
+          - On Windows too - judged from the connect's Winsock error (see the O(tunnelwall.cloudflared.win_firewall_egress#module:origins)
+            option of M(tunnelwall.cloudflared.win_firewall_egress)).
         type: list
         elements: dict
         suboptions:

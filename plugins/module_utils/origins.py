@@ -316,7 +316,16 @@ def _split(value):
     return value, (True if value == 'connected' else None)
 
 
-def judge(before, after):
+# How a verdict says what told the SYN's fate (judge): on Linux connection tracking (conntrack.Watch); on Windows the
+# connect's Winsock error (plugin_utils/windows_firewall.py WINDOWS_EVIDENCE).
+CONNTRACK_EVIDENCE = {
+    'left': 'connection tracking saw it',
+    'never': 'connection tracking saw no connection',
+    'unknown': 'connection tracking could not say whether the SYN left',
+}
+
+
+def judge(before, after, evidence=None):
     """(ok, state, verdict) for one destination the new rules allow, from its connect after the change (and before
     it, None: not taken) - each ``(outcome, left)`` or an outcome alone.
 
@@ -331,25 +340,26 @@ def judge(before, after):
     - cannot tell (conntrack unreadable or not tracking here): blocked - nothing proves it is not this host's
       firewall.
 
-    state: reachable, refused, unreachable or blocked.
+    state: reachable, refused, unreachable or blocked. ``evidence``: the words for what told whether the SYN left
+    (CONNTRACK_EVIDENCE by default; Windows gives its own, the same judgement from the connect's error code).
     """
+    said_by = evidence or CONNTRACK_EVIDENCE
     outcome, left = _split(after)
     earlier = _split(before)[0] if before is not None else None
     if outcome == 'connected':
         return True, 'reachable', 'reachable'
     if left is True:
         if outcome == 'refused':
-            return True, 'refused', ('refused by the origin: the SYN left this host (connection tracking saw it) and a '
-                                     'TCP reset came back; the rules allow it')
-        return True, 'unreachable', ('unreachable (%s), but the SYN left this host (connection tracking saw it): not '
-                                     "this host's firewall" % outcome)
+            return True, 'refused', ('refused by the origin: the SYN left this host (%s) and a TCP reset came back; '
+                                     'the rules allow it' % said_by['left'])
+        return True, 'unreachable', ("unreachable (%s), but the SYN left this host (%s): not this host's firewall"
+                                     % (outcome, said_by['left']))
     what = 'refused by this host itself (a TCP reset made here: a reject rule)' if outcome == 'refused' else outcome
     if left is False:
-        verdict = 'blocked: %s - the SYN never left this host (connection tracking saw no connection)' % what
+        verdict = 'blocked: %s - the SYN never left this host (%s)' % (what, said_by['never'])
     else:
         said = "refused (a TCP reset: the origin's or a reject rule's)" if outcome == 'refused' else outcome
-        verdict = ("blocked: %s - nothing proves it is not this host's firewall (connection tracking could not say "
-                   'whether the SYN left)' % said)
+        verdict = "blocked: %s - nothing proves it is not this host's firewall (%s)" % (said, said_by['unknown'])
     if earlier == 'connected':
         verdict += '; it connected before the change'
     elif earlier is not None:
@@ -385,8 +395,9 @@ def probe_rows(allowed, outcomes):
     return rows
 
 
-def check(allowed, before, after):
-    """The verification's ``origins`` part: (ok, [{host, address, port, protocol, source, verdict}], unmet lines)."""
+def check(allowed, before, after, evidence=None):
+    """The verification's ``origins`` part: (ok, [{host, address, port, protocol, source, verdict}], unmet lines);
+    ``evidence`` as judge takes it."""
     rows, unmet = [], []
     for item in allowed:
         if item['protocol'] == 'udp':
@@ -402,7 +413,7 @@ def check(allowed, before, after):
                                  verdict='not checked: a network, not one destination; the allow rule is in place'))
                 continue
             pair = (str(network.network_address), item['port'])
-            ok, state, verdict = judge(before.get(pair), after.get(pair, 'blocked: not checked'))
+            ok, state, verdict = judge(before.get(pair), after.get(pair, 'blocked: not checked'), evidence)
             rows.append(dict(item_row(item, address), checked=True, ok=ok, state=state, verdict=verdict))
             if not ok:
                 unmet.append('origins: %s port %d (%s, %s): %s' % (pair[0], pair[1], item['host'], item['source'], verdict))
@@ -443,11 +454,17 @@ class OriginCheck(object):
     def __call__(self):
         """(ok, output, message) like the probe's verify: every origin the rules allow must connect, or be refused
         or unanswered beyond this host (its SYN left it); whether this run changed anything or not."""
-        ok, output, message = self.probe_verify() if self.probe_verify else (True, None, '')
-        after = self._connect_all()
-        origins_ok, rows, unmet = check(self.allowed, self.before or {}, after)
-        self.report['verification'] = rows
-        if output is not None:
-            output = dict(output, origins=rows,
-                          unmet_requirements=list(output.get('unmet_requirements') or []) + unmet)
-        return ok and origins_ok, output, ' | '.join([m for m in [message] + unmet if m])
+        probe = self.probe_verify() if self.probe_verify else (True, None, '')
+        return verified(probe, self.allowed, self.before or {}, self._connect_all(), self.report)
+
+
+def verified(probe, allowed, before, after, report, evidence=None):
+    """The probe's ``(ok, output, message)`` with the origins' check added (check): the output gets an ``origins``
+    list and the origins' unmet requirements, ``report['verification']`` the rows (also without a probe: output
+    None). The one merge of Linux (OriginCheck) and Windows (windows_firewall.OriginCheck)."""
+    ok, output, message = probe
+    origins_ok, rows, unmet = check(allowed, before, after, evidence)
+    report['verification'] = rows
+    if output is not None:
+        output = dict(output, origins=rows, unmet_requirements=list(output.get('unmet_requirements') or []) + unmet)
+    return ok and origins_ok, output, ' | '.join([m for m in [message] + unmet if m])

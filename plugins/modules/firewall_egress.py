@@ -198,7 +198,7 @@ origins:
           C(rules), C(warp_routing).
       type: dict
     notes:
-      description: Ingress rules that need nothing, or cannot be bounded; on Windows, that origins are not checked.
+      description: Ingress rules that need nothing, or cannot be bounded.
       type: list
       elements: str
     warnings:
@@ -209,8 +209,8 @@ origins:
       elements: str
     checked:
       description:
-        - Whether any origin is connected to after the change (Linux - a TCP origin or C(verify.origins); always
-          V(false) on Windows). The verification's C(origins) list says, per address, what that check found.
+        - Whether any origin is connected to after the change (a TCP origin or C(verify.origins) - on Linux and on
+          Windows). The verification's C(origins) list says, per address, what that check found.
       type: bool
 transaction:
   description: How the change ran on the host.

@@ -9,6 +9,8 @@
 # (canonical CIDR addresses, sorted) and drives the transaction: prepared.action is
 #   origins - read only: the Cloudflared service's ImagePath and account profile, cloudflared's config (its text) and
 #             the addresses of origin names, for the controller to parse and resolve with;
+#   connect - read only: a TCP connect to each origin address and port, all at once, each bounded by the timeout;
+#             returns what happened (connected, or the Winsock error code) - the controller judges (origins.judge);
 #   read    - read only: the group's rules (egress_firewall_info's drift on Windows);
 #   apply   - settle a change a dead run left, read and record the group's rules and the default outbound actions,
 #             arm the dead-man scheduled task, reconcile; confirm at once when nothing will verify;
@@ -92,6 +94,54 @@ if ($prepared.action -eq 'origins') {
         }
     }
     $module.Result.origins = $found
+    $module.ExitJson()
+}
+
+if ($prepared.action -eq 'connect') {
+    # Read-only, after the change (check mode never gets here): the controller's origins check
+    # (plugin_utils/windows_firewall.py OriginCheck). Every connect starts at once and all share one deadline, so a
+    # blocked origin costs the timeout once. Raw results only: connected, or the socket error code
+    # (10013 WSAEACCES, 10061 WSAECONNREFUSED, 10060 WSAETIMEDOUT, 10065 WSAEHOSTUNREACH ...), or timed_out.
+    $timeoutMs = [int]([double]$prepared.timeout * 1000)
+    $started = [System.Diagnostics.Stopwatch]::StartNew()
+    $pending = @(foreach ($target in @($prepared.targets)) {
+            $entry = @{ target = $target; client = $null; task = $null; failure = $null }
+            try {
+                $address = [System.Net.IPAddress]::Parse([string]$target.address)
+                $entry.client = [System.Net.Sockets.TcpClient]::new($address.AddressFamily)
+                $entry.task = $entry.client.ConnectAsync($address, [int]$target.port)
+            }
+            catch {
+                # .NET Framework's BeginConnect throws at once for a connect that fails at once (a refusal by the
+                # Windows Filtering Platform may): kept for its row, like a faulted task's.
+                $entry.failure = $_.Exception
+            }
+            $entry
+        })
+    $connects = @(foreach ($entry in $pending) {
+            $row = @{ address = [string]$entry.target.address; port = [int]$entry.target.port; connected = $false
+                error = $null; timed_out = $false; message = $null }
+            $left = [Math]::Max(0, $timeoutMs - [int]$started.ElapsedMilliseconds)
+            try {
+                if ($entry.failure) { throw $entry.failure }
+                $done = $entry.task.Wait($left)
+                $row.connected = $done
+                $row.timed_out = -not $done
+            }
+            catch {
+                # A faulted connect: Wait throws an AggregateException around the SocketException (the innermost).
+                $cause = $_.Exception.GetBaseException()
+                if ($cause -is [System.Net.Sockets.SocketException]) {
+                    $row.error = [int]$cause.ErrorCode
+                }
+                $row.message = $cause.Message
+            }
+            finally {
+                if ($entry.client) { $entry.client.Close() }
+            }
+            $row
+        })
+    $module.Result.connects = $connects
     $module.ExitJson()
 }
 

@@ -118,8 +118,16 @@ options:
         O(cloudflared_config) finds - C(host) a name, an address or a CIDR. Names are resolved on the host, with its
         resolver (C([System.Net.Dns]::GetHostAddresses)), in a read-only module run before the change, every run; a
         name that does not resolve fails the run before anything changes, naming the item.
-      - Not connected to after the change on Windows (the Windows probe has no origin check); the result's
-        C(origins.notes) say so.
+      - "Checked after the change, in the same task, as on Linux: the host connects to each TCP origin address and
+        port (a read-only run of the module, all at once, 3 seconds each); the controller judges from the Winsock
+        error. Connected = reachable. WSAECONNREFUSED (a TCP reset) passes - Windows Firewall never answers a connect
+        it blocks with a reset, so the reset came from beyond the host: the origin is down. WSAEACCES (10013) is
+        Windows Firewall refusing the connect on the host (its rules are Windows Filtering Platform filters of the
+        connect) - blocked. No answer, or host or network unreachable, does not say where the connect stopped and
+        counts as blocked too: an origin that is down and silent fails the verification (a false red, never a false
+        green). A blocked origin fails the verification and restores the previous state, like an unreachable edge;
+        also in a run that changed nothing, and also without O(verify). UDP origins and networks (CIDRs) are not
+        connected to; their allow rules are in place."
     type: list
     elements: dict
     default: []
@@ -178,7 +186,8 @@ notes:
     controller's half for real - validation, the rules, the transaction's calls (apply, probe, confirm or restore) and
     the arguments of each against a recording host. The scheduled task, the registry record and the restore have never
     run. Nor has the origins step on a real host - the registry and profile look-ups, the file read and the name
-    resolution; the ImagePath parsing, the search order and the parsing of the text it returns are tested.
+    resolution; the ImagePath parsing, the search order and the parsing of the text it returns are tested. Nor has the
+    connect step of the origins' check; the judgement of its error codes and the restore it leads to are tested.
   - The transaction spans several module runs (apply, probe, confirm or restore) because the QUIC datagrams are built on
     the controller; what protects the host between them is on the host - the record and the scheduled task.
   - The dead-man revert puts back the whole group and the default outbound actions as recorded; it does not check
@@ -261,14 +270,15 @@ previous:
   sample: {group: tunnelwall cloudflared, rules: [], outbound: {Domain: Allow, Public: Allow}}
 origins:
   description:
-    - The origins allowed under O(default_deny), as RV(tunnelwall.cloudflared.firewall_egress#module:origins) describes;
-      on Windows C(checked) is always V(false), and C(notes) say so when origins are allowed.
+    - The origins allowed under O(default_deny), as RV(tunnelwall.cloudflared.firewall_egress#module:origins) describes,
+      with C(checked) and, after a verification, C(verification) - one row per address, what the connect found (see
+      O(origins)).
   returned: always
   type: dict
   sample: {allowed: [{host: app.corp, addresses: [10.1.2.3/32], port: 8443, protocol: tcp,
                       source: 'C:\cf\config.yml ingress[0] (hostname app.example.com) (https)'}],
            config: {setting: auto, path: 'C:\cf\config.yml', how: the --config of the Cloudflared service (ImagePath)},
-           notes: [], warnings: [], checked: false}
+           notes: [], warnings: [], checked: true}
 transaction:
   description:
     - How the change ran, as RV(tunnelwall.cloudflared.firewall_egress#module:transaction) describes - on Windows with

@@ -5,7 +5,9 @@
 
 Validation is egress_request's, the same as the Linux modules' (one message for one bad request); the rule set is
 computed here, in Python the tests run; the PowerShell module only reads the group's rules, records them, arms and
-disarms the dead-man scheduled task, applies and restores. Windows rewrites addresses (``198.51.100.7/32`` comes back
+disarms the dead-man scheduled task, applies and restores - and, read-only, reads cloudflared's config and resolves
+origin names (``origins`` step), and connects to the origins after the change (``connect`` step: raw Winsock codes,
+judged here by origins.judge, OriginCheck). Windows rewrites addresses (``198.51.100.7/32`` comes back
 as ``198.51.100.7``, ``/24`` as ``198.51.100.0/255.255.255.0``): the desired addresses are sent in canonical CIDR
 form and the module brings what Windows returns to the same form before comparing.
 
@@ -187,18 +189,23 @@ def discover_origins(request, execute):
     return egress_request.with_origin_rules(request, rules, report)
 
 
+def _ask(execute, **args):
+    """The origins module's answer on the host for ``args`` (origins_args); its failure is a RuleError (nothing changed)."""
+    answer = execute(MODULE, {'prepared': origins_args(**args)})
+    if answer.get('failed') or answer.get('unreachable'):
+        raise RuleError('reading cloudflared\'s origins on the host failed: %s; nothing was changed'
+                        % (answer.get('msg') or 'no answer'))
+    return answer.get('origins') or {}
+
+
 def discover(given, private_networks, setting, execute):
     """(origin rules, origins report) for the ``origins`` and ``private_networks`` given (origins.Origin) and
     cloudflared's config as ``setting`` says, read and resolved on the Windows host (see discover_origins)."""
     wanted = list(given) + list(private_networks)
 
     def ask(**args):
-        """The origins module's answer on the host for ``args`` (origins_args); its failure is a RuleError (nothing changed)."""
-        answer = execute(MODULE, {'prepared': origins_args(**args)})
-        if answer.get('failed') or answer.get('unreachable'):
-            raise RuleError('reading cloudflared\'s origins on the host failed: %s; nothing was changed'
-                            % (answer.get('msg') or 'no answer'))
-        return answer.get('origins') or {}
+        """The origins step's answer on the host for ``args`` (_ask)."""
+        return _ask(execute, **args)
     names = [o.host for o in wanted if not origins.is_address(o.host)]
     needs_host = names or setting != 'none'
     first = ask(service=cloudflared_config.WINDOWS_SERVICE if setting == 'auto' else None,
@@ -240,9 +247,110 @@ def discover(given, private_networks, setting, execute):
     if config.get('token') and not given:
         warnings.append('cloudflared runs with a token (remotely-managed tunnel, ingress in the dashboard) and origins '
                         'is empty: its origins will be blocked by the default deny unless listed in origins')
-    notes = notes + ['origins are not connected to after the change on Windows (the Windows probe has no origin '
-                     'check): their allow rules are in place'] if allowed else notes
     return rules, {'allowed': allowed, 'config': config, 'notes': notes, 'warnings': warnings, 'checked': False}
+
+
+# --- the origins' check after the change (origins.check, judged here from the host's raw connects) ----------------
+
+# Winsock error codes (WSAGetLastError, .NET SocketException.ErrorCode) the host's ``connect`` step returns.
+WSAEACCES = 10013
+WSAECONNREFUSED = 10061
+WINSOCK_NAMES = {10013: 'WSAEACCES', 10048: 'WSAEADDRINUSE', 10049: 'WSAEADDRNOTAVAIL', 10050: 'WSAENETDOWN',
+                 10051: 'WSAENETUNREACH', 10060: 'WSAETIMEDOUT', 10061: 'WSAECONNREFUSED', 10065: 'WSAEHOSTUNREACH'}
+# What tells on Windows whether the SYN left the host (origins.judge's ``evidence``; Linux has connection tracking).
+# Windows Firewall's rules are filters of the Windows Filtering Platform's ALE connect layer
+# (FWPM_LAYER_ALE_AUTH_CONNECT_V4/V6): a connect is authorized there before TCP sends its SYN, and a block fails the
+# connect on the host at once with access denied - WSAEACCES 10013, "An attempt was made to access a socket in a way
+# forbidden by its access permissions" (Winsock's text for a connect a firewall rule refuses, see e.g.
+# https://geekchamp.com/an-attempt-was-made-to-access-a-socket-in-a-way-forbidden-by-its-access-permissions). It
+# never answers a blocked outbound connect with a TCP reset. So: 10013 = this host's firewall (the SYN never left);
+# 10061 WSAECONNREFUSED = a reset from beyond the host (the origin is down, the rules let it out). Anything else - no
+# answer (10060 or the step's own timeout), host or network unreachable (10065, 10051) - does not say where it
+# stopped: another filter on the host (a third-party WFP callout that drops) cannot be told from a silent network, so
+# it counts as blocked, as on Linux when connection tracking cannot say. The risk: an origin that is down and does
+# not answer at all fails the verification (a false red, never a false green). Not proven on a Windows host here.
+WINDOWS_EVIDENCE = {
+    'left': "WSAECONNREFUSED: Windows Firewall never answers a connect it blocks with a TCP reset, it fails it with "
+            "WSAEACCES",
+    'never': 'WSAEACCES: the Windows Filtering Platform refused the connect on this host, before a SYN was sent',
+    'unknown': 'on Windows only WSAEACCES and WSAECONNREFUSED say where a connect stopped',
+}
+
+
+def connect_args(pairs, timeout=origins.CONNECT_TIMEOUT):
+    """The module's read-only ``connect`` step: a TCP connect to each (address, port), all at once, each bounded by
+    ``timeout`` seconds; the host returns what happened, the controller judges (connect_outcome)."""
+    return {'action': 'connect', 'targets': [{'address': address, 'port': port} for address, port in pairs],
+            'timeout': timeout}
+
+
+def connect_outcome(row, timeout=origins.CONNECT_TIMEOUT):
+    """``(outcome, left)`` as origins.judge takes it, from one row of the ``connect`` step ({address, port,
+    connected, error, timed_out, message}): left True for a connection and WSAECONNREFUSED, False for WSAEACCES,
+    None (cannot tell: counted blocked) for anything else (WINDOWS_EVIDENCE)."""
+    if row.get('connected'):
+        return 'connected', True
+    code = row.get('error')
+    if code == WSAECONNREFUSED:
+        return 'refused', True
+    if row.get('timed_out'):
+        return 'no answer in %gs' % timeout, None
+    if code == WSAEACCES:
+        return 'WSAEACCES (10013): access denied on this host', False
+    if isinstance(code, int) and not isinstance(code, bool):
+        return '%s (%d)' % (WINSOCK_NAMES.get(code, 'Winsock error'), code), None
+    return 'failed: %s' % (row.get('message') or 'no error code'), None
+
+
+def connect_origins(pairs, execute, timeout=origins.CONNECT_TIMEOUT):
+    """{(address, port): (outcome, left)} from the host's ``connect`` step (one module run); a failed step or a pair
+    the host did not answer is ``not checked`` with left None - blocked, nothing proves otherwise."""
+    answer = execute(MODULE, {'prepared': connect_args(pairs, timeout)})
+    if answer.get('failed') or answer.get('unreachable'):
+        why = 'not checked: the connect step failed (%s)' % (answer.get('msg') or 'no answer')
+        return dict((pair, (why, None)) for pair in pairs)
+    rows = dict(((str(row.get('address')), row.get('port')), row) for row in answer.get('connects') or [])
+    unanswered = ('not checked: no answer from the host', None)
+    return dict((pair, connect_outcome(rows[pair], timeout) if pair in rows else unanswered) for pair in pairs)
+
+
+class OriginCheck:
+    """The origins' part of the Windows verification (origins.OriginCheck's counterpart): ``pairs`` the host connects
+    to; calling it with the probe's ``(ok, output, message)`` adds the origins' rows and unmet lines (origins.verified)
+    and puts the rows in the origins report (the task's ``origins.verification``). No baseline before the change:
+    on Linux it only adds words to a verdict, here it would cost another module run."""
+
+    def __init__(self, allowed, report, timeout=origins.CONNECT_TIMEOUT):
+        self.allowed = allowed
+        self.report = report
+        self.timeout = timeout
+        self.pairs = origins.targets(allowed)
+
+    def __call__(self, execute, probe):
+        after = connect_origins(self.pairs, execute, self.timeout) if self.pairs else {}
+        return origins.verified(probe, self.allowed, {}, after, self.report, WINDOWS_EVIDENCE)
+
+
+def must_stay(verify_origins, execute):
+    """``verify.origins`` (destinations that must stay reachable, not allowed here) as origins.collect's items, their
+    names resolved on the host (the origins step); RuleError naming the item."""
+    try:
+        extra = origins.check_origins([dict(o, protocol='tcp') for o in verify_origins or []], 'verify.origins')
+        names = sorted(set(o.host for o in extra if not origins.is_address(o.host)))
+        answer = _ask(execute, resolve=names) if names else {}
+        return origins.collect(extra, getaddrinfo=_resolver(dict(answer.get('resolved') or {}),
+                                                            dict(answer.get('unresolved') or {})))[1]
+    except origins.OriginError as error:
+        raise RuleError(str(error))
+
+
+def origin_check(request, execute, verify_origins=()):
+    """The OriginCheck of ``request`` (after discover_origins) and ``verify.origins``, or None when there is nothing to
+    check: every allowed origin under a default deny, whether ``verify`` is given or not (as on Linux)."""
+    report = request.origin_report
+    checked = list(report['allowed']) + must_stay(verify_origins, execute) if request.state == 'present' else []
+    report['checked'] = bool(origins.targets(checked))
+    return OriginCheck(checked, report) if checked else None
 
 
 def read_args(name):
@@ -326,10 +434,9 @@ def verify_params(options):
     """
     if not options:
         return None
-    if options.get('origins') or 'origins' in (options.get('require') or ()):
-        raise RuleError('verify: origins are not checked on Windows yet (the Windows probe has no origin check); leave '
-                        'verify.origins out and origins out of verify.require')
+    # 'origins' is the firewall module's own check (OriginCheck), not the probe's - as on Linux (probe_run.verifier).
     params = probe_run.probe_params(dict((k, v) for k, v in options.items() if k != 'origins'))
+    params['require'] = [r for r in params['require'] if r != 'origins']
     problem = validate_probe_params(params)
     if problem:
         raise RuleError('verify.%s' % problem)
@@ -391,21 +498,24 @@ def verify_output(params, execute):
     return not unmet, output, ' | '.join(unmet)
 
 
-def run(request, prepared, probe_params, execute, check_mode=False, sleep=time.sleep, clock=time.monotonic, make_id=new_id):
+def run(request, prepared, probe_params, execute, check_mode=False, sleep=time.sleep, clock=time.monotonic, make_id=new_id,
+        origin_check=None):
     """The whole transaction; returns the task's result or raises TransactionFailed.
 
     1. apply: the module settles a change a dead run left (its deadline passed), reads the group's rules and the
        default outbound actions, records them in the registry, arms the scheduled task, applies - and, when nothing
        will verify, confirms at once. Another run's live pending change makes it answer ``busy``: wait, up to
        ``lock_timeout``, and try again.
-    2. verify with win_edge_probe (only after a change; with no change, a failure changes nothing);
+    2. verify with win_edge_probe and ``origin_check`` (OriginCheck: the module's read-only ``connect`` step to every
+       TCP origin) - with no change too, where a failure changes nothing;
     3. confirm (remove the record and the task), or restore the record and fail.
 
     The result and every failure carry ``module`` (MODULE) - except a failed apply the module did not report itself
     (an unhandled exception, a lost connection): the firewall is then not known to be as before.
     """
     txid = make_id()
-    verifying = probe_params is not None and not check_mode and request.state == 'present'
+    checking = origin_check is not None and bool(origin_check.pairs)
+    verifying = (probe_params is not None or checking) and not check_mode and request.state == 'present'
     args = apply_args(prepared, request, txid, verifying)
     started = clock()
     waited = False
@@ -428,7 +538,9 @@ def run(request, prepared, probe_params, execute, check_mode=False, sleep=time.s
     result = dict(result, transaction=info, verification=None, module=MODULE)  # in every failure below too
     if not verifying:
         return result  # the module confirmed at once (transaction.confirmed), or changed nothing
-    ok, output, message = verify_output(probe_params, execute)
+    ok, output, message = verify_output(probe_params, execute) if probe_params is not None else (True, None, '')
+    if origin_check is not None:
+        ok, output, message = origin_check(execute, (ok, output, message))
     result['verification'] = output
     if not result.get('changed'):
         if ok:

@@ -57,6 +57,12 @@ class ActionModule(Real):
             for name in prepared['resolve']:
                 found['resolved'][name] = ['10.1.2.4']
             return {'changed': False, 'origins': found}
+        if prepared.get('action') == 'connect':
+            # The read-only connect step after the change: connected, or the Winsock code TW_ORIGIN names.
+            code = {'blocked': 10013, 'refused': 10061}.get(os.environ.get('TW_ORIGIN'))
+            return {'changed': False, 'connects': [
+                {'address': t['address'], 'port': t['port'], 'connected': code is None, 'error': code,
+                 'timed_out': False, 'message': None} for t in prepared['targets']]}
         if module_name.endswith('win_edge_probe'):
             ok = os.environ['TW_PROBE_OK'] == '1'
             rows = [{'id': t['id'], 'check': c, 'ok': ok and c != 'quic', 'error_kind': None if ok and c != 'quic' else 'timeout',
@@ -109,7 +115,7 @@ def windows_collection(tmp_path):
     return copy
 
 
-def run_role(tmp_path, collections, dns, probe_ok=True, state='present', keep_origins=False, apply=''):
+def run_role(tmp_path, collections, dns, probe_ok=True, state='present', keep_origins=False, apply='', origin=''):
     record = tmp_path / 'record.jsonl'
     record.write_text('')
     inventory = tmp_path / 'inventory.yml'
@@ -120,7 +126,8 @@ def run_role(tmp_path, collections, dns, probe_ok=True, state='present', keep_or
     playbook = tmp_path / 'play.yml'
     playbook.write_text(PLAYBOOK % {'state': state})
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(collections), PYTHONPATH=str(collections), ANSIBLE_NOCOLOR='1',
-               ANSIBLE_HOME=str(tmp_path / 'home'), TW_RECORD=str(record), TW_PROBE_OK='1' if probe_ok else '0', TW_APPLY=apply)
+               ANSIBLE_HOME=str(tmp_path / 'home'), TW_RECORD=str(record), TW_PROBE_OK='1' if probe_ok else '0', TW_APPLY=apply,
+               TW_ORIGIN=origin)
     result = subprocess.run([os.path.join(BIN, 'ansible-playbook'), '-i', str(inventory), str(playbook)],
                             capture_output=True, text=True, env=env, timeout=300, check=False)
     calls = [json.loads(line) for line in record.read_text().splitlines()]
@@ -137,7 +144,8 @@ def steps(calls):
 def test_one_task_applies_the_plans_rules_verifies_and_confirms(tmp_path, windows_collection, dns):
     rc, output, calls = run_role(tmp_path, windows_collection, dns)
     assert rc == 0, output
-    assert steps(calls) == ['apply', 'win_edge_probe', 'confirm', 'result'], calls
+    # After the probe the host connects to the config's origin (10.1.2.4:8443); connected, so confirmed.
+    assert steps(calls) == ['apply', 'win_edge_probe', 'connect', 'confirm', 'result'], calls
     # One task on the host side of the role: no probe task, no rescue juggling.
     assert output.count('TASK [tunnelwall.cloudflared.egress_firewall : Apply, verify and confirm') == 1, output
     assert 'Probe the tunnel edge' not in output and 'Lift the default' not in output
@@ -158,8 +166,9 @@ def test_one_task_applies_the_plans_rules_verifies_and_confirms(tmp_path, window
     probe = calls[1]['args']['prepared']
     assert {t['purpose'] for t in probe['targets']} == {'tunnel', 'api'}
     assert any(t['attempts'][0]['datagrams'] for t in probe['targets'] if t['protocol'] == 'udp')  # built on the controller
-    assert calls[2]['args']['prepared']['transaction']['id'] == txn['id']
-    result = calls[3]['args']
+    assert calls[2]['args']['prepared']['targets'] == [{'address': '10.1.2.4', 'port': 8443}]
+    assert calls[3]['args']['prepared']['transaction']['id'] == txn['id']
+    result = calls[4]['args']
     assert result['module'] == 'tunnelwall.cloudflared.win_firewall_egress'
     assert result['verification']['unmet_requirements'] == [] and result['verification']['recommended_protocol'] == 'http2'
     assert result['transaction']['confirmed'] is True and result['transaction']['armed']['how'] == 'scheduled_task'
@@ -168,13 +177,13 @@ def test_one_task_applies_the_plans_rules_verifies_and_confirms(tmp_path, window
 def test_a_failed_verification_restores_what_the_host_recorded_and_fails(tmp_path, windows_collection, dns):
     rc, output, calls = run_role(tmp_path, windows_collection, dns, probe_ok=False)
     assert rc != 0
-    assert steps(calls) == ['apply', 'win_edge_probe', 'restore', 'result'], calls
-    assert calls[2]['args']['prepared']['transaction']['id'] == calls[0]['args']['prepared']['transaction']['id']
+    assert steps(calls) == ['apply', 'win_edge_probe', 'connect', 'restore', 'result'], calls
+    assert calls[3]['args']['prepared']['transaction']['id'] == calls[0]['args']['prepared']['transaction']['id']
     assert ('egress_firewall on winhost (windows): verification failed after applying the rules '
             '- any_tunnel') in output
     assert ("Rolled back: the 0 rule(s) of group 'tunnelwall cloudflared' as before and the default outbound actions "
             'Domain=Allow, Public=Allow.') in output
-    result = calls[3]['args']
+    result = calls[4]['args']
     assert result['failed'] is True and result['rolled_back'] is True and result['transaction']['restored'] is True
     assert result['verification']['unmet_requirements']
     assert result['module'] == 'tunnelwall.cloudflared.win_firewall_egress'
@@ -215,7 +224,7 @@ def test_origins_of_the_services_config_are_read_on_the_host_and_allowed(tmp_pat
     on the controller by the Linux parser, its origin name resolved on the host; the apply carries the origin rule."""
     rc, output, calls = run_role(tmp_path, windows_collection, dns, keep_origins=True)
     assert rc == 0, output
-    assert steps(calls) == ['origins', 'origins', 'origins', 'apply', 'win_edge_probe', 'confirm', 'result'], calls
+    assert steps(calls) == ['origins', 'origins', 'origins', 'apply', 'win_edge_probe', 'connect', 'confirm', 'result'], calls
     asked = [c['args']['prepared'] for c in calls[:3]]
     assert asked[0]['service'] == 'Cloudflared' and asked[1]['read'] == ['C:\\cf\\config.yml']
     assert asked[2]['resolve'] == ['app.corp']
@@ -225,3 +234,29 @@ def test_origins_of_the_services_config_are_read_on_the_host_and_allowed(tmp_pat
     report = calls[-1]['args']['origins']
     assert report['config']['path'] == 'C:\\cf\\config.yml' and report['config']['how'].startswith('the --config')
     assert report['allowed'][0]['source'] == 'C:\\cf\\config.yml ingress[0] (hostname app.example.com) (https)'
+    assert report['checked'] is True and report['verification'][0]['state'] == 'reachable'
+
+
+@pytest.mark.parametrize('origin, blocked', [('blocked', True), ('refused', False)])
+def test_a_default_deny_that_blocks_an_origin_fails_verification_and_is_restored(
+        tmp_path, windows_collection, dns, origin, blocked):
+    """The edge answers, but Windows Firewall refuses the connect to the config's origin (WSAEACCES): the role fails
+    and the host is restored - never a green for a tunnel whose app is unreachable. A refusal by the origin itself
+    (WSAECONNREFUSED: the origin is down) is not this host's firewall and is confirmed."""
+    rc, output, calls = run_role(tmp_path, windows_collection, dns, origin=origin)
+    result = calls[-1]['args']
+    row, = result['origins']['verification']
+    if not blocked:
+        assert rc == 0, output
+        assert steps(calls) == ['apply', 'win_edge_probe', 'connect', 'confirm', 'result'], calls
+        assert (row['ok'], row['state']) == (True, 'refused') and result['verification']['origins'] == [row]
+        return
+    assert rc != 0
+    assert steps(calls) == ['apply', 'win_edge_probe', 'connect', 'restore', 'result'], calls
+    assert ('egress_firewall on winhost (windows): verification failed after applying the rules - origins: 10.1.2.4 '
+            'port 8443 (app.corp, C:\\cf\\config.yml ingress[0] (hostname app.example.com) (https)): blocked: '
+            'WSAEACCES (10013)') in output.replace('\\\\', '\\'), output
+    assert result['rolled_back'] is True and result['transaction']['restored'] is True
+    assert (row['checked'], row['ok'], row['state']) == (True, False, 'blocked')
+    # The edge was fine: the origin alone failed the verification.
+    assert [line[:30] for line in result['verification']['unmet_requirements']] == ['origins: 10.1.2.4 port 8443 (a']

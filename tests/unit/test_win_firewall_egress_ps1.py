@@ -194,3 +194,40 @@ def test_a_failed_apply_says_whether_it_rolled_back():
     catch = text[text.rindex('$message = & $restoreScript -Id $id'):text.rindex('$module.FailJson(')]
     restored, failed = catch.split('catch {', 1)
     assert '$module.Result.rolled_back = $true' in restored and '$module.Result.rolled_back = $false' in failed, catch
+
+
+def test_the_connect_step_reads_only_connects_at_once_with_a_deadline_and_returns_raw_error_codes():
+    """The origins' check after the change: the host connects, the controller judges (windows_firewall.OriginCheck).
+    Handled before the transaction is looked at; changes nothing; every connect starts before the first wait, all
+    share the deadline of ``timeout``; each row carries what connect_outcome reads (the Winsock error code, no
+    verdict)."""
+    source = MODULE.read_bytes()
+    text = source.decode()
+    start = text.index("if ($prepared.action -eq 'connect') {")
+    block = text[start:text.index('$module.ExitJson()', start)]
+    assert start < text.index('$txn = $prepared.transaction')
+    for verb in ('New-', 'Set-', 'Remove-', 'Register-', 'Unregister-', 'Disable-', 'Enable-'):
+        assert re.search(r'\b%s[A-Z]' % verb, block) is None, verb
+    assert set(re.findall(r'\$prepared\.(\w+)', block)) - {'action'} == set(wf.connect_args([])) - {'action'}
+    assert set(re.findall(r'\$target\.(\w+)', block)) == set(wf.connect_args([('192.0.2.1', 80)])['targets'][0])
+    # All started (ConnectAsync) before any is waited for; the wait is what is left of one deadline.
+    assert block.index('.ConnectAsync(') < block.index('.Wait(')
+    assert '$timeoutMs = [int]([double]$prepared.timeout * 1000)' in block
+    assert '$left = [Math]::Max(0, $timeoutMs - [int]$started.ElapsedMilliseconds)' in block
+    assert '$entry.task.Wait($left)' in block and '$entry.client.Close()' in block.split('finally {', 1)[1]
+    # A connect that fails at once throws from ConnectAsync itself (.NET Framework's BeginConnect): kept, not lost.
+    assert re.search(r'try \{[^}]*ConnectAsync[^}]*\}\s*catch \{[^}]*\$entry\.failure = \$_\.Exception', block, re.S)
+    assert 'if ($entry.failure) { throw $entry.failure }' in block
+    # The raw answer: the SocketException's code, never a judgement (no 'blocked', no 'reachable').
+    assert '[System.Net.Sockets.SocketException]' in block and '$row.error = [int]$cause.ErrorCode' in block
+    assert '$cause = $_.Exception.GetBaseException()' in block
+    assert not re.search(r"'(blocked|reachable|refused)'", block)
+    row = re.search(r'\$row = @\{(.*?)\}', block, re.S).group(1)
+    keys = set(re.findall(r'(\w+) = ', row))
+    assert keys == {'address', 'port', 'connected', 'error', 'timed_out', 'message'}, keys
+    read = set(re.findall(r"row\.get\('(\w+)'", pathlib.Path(wf.__file__).read_text()))
+    assert read <= keys, read - keys
+    assert '$module.Result.connects = $connects' in block
+    # The whole script still parses (tree-sitter's PowerShell grammar): no syntax error in what cannot run here.
+    tree = tree_sitter.Parser(tree_sitter.Language(tree_sitter_powershell.language())).parse(source)
+    assert not tree.root_node.has_error

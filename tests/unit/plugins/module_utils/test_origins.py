@@ -316,7 +316,7 @@ def test_windows_reads_the_services_config_and_resolves_names_on_the_host():
         ('db.corp.internal', ['10.1.2.7/32'], 5432), ('10.9.0.0/16', ['10.9.0.0/16'], 22),
         ('app.corp.internal', ['10.1.2.3/32', 'fd0a::3/128'], 443), ('10.1.2.5', ['10.1.2.5/32'], 3389)]
     assert report['allowed'][2]['source'] == config + ' ingress[0] (hostname app.example.com) (https)'
-    assert any('not connected to after the change on Windows' in note for note in report['notes'])
+    assert not any('not connected to after the change' in note for note in report['notes'])  # they are now (OriginCheck)
     rules = [r for r in wf.desired_rules(result) if r['purpose'] == 'origin']
     assert [(r['port'], r['addresses']) for r in rules] == [
         (22, ['10.9.0.0/16']), (443, ['10.1.2.3/32', 'fd0a::3/128']), (3389, ['10.1.2.5/32']), (5432, ['10.1.2.7/32'])]
@@ -365,5 +365,8 @@ def test_windows_config_paths_and_verify_origins():
     with pytest.raises(wf.RuleError, match=r"cloudflared_config='/etc/cloudflared/config.yml': expected auto, none"):
         windows_request(cloudflared_config='/etc/cloudflared/config.yml')
     assert windows_request(cloudflared_config='\\\\srv\\cf\\config.yml')[1].cloudflared_config == '\\\\srv\\cf\\config.yml'
-    with pytest.raises(wf.RuleError, match='verify: origins are not checked on Windows yet'):
-        wf.verify_params({'plan': {}, 'origins': [{'host': '10.1.2.3', 'port': 80}]})
+    # verify.origins and require origins: the module's own check (windows_firewall.OriginCheck), not the probe's.
+    from tests.unit.plugins.module_utils.test_probe_report import PLAN  # pylint: disable=import-outside-toplevel
+    probe = wf.verify_params({'plan': PLAN, 'require': ['any_tunnel', 'origins'], 'timeout': 1.0,
+                              'origins': [{'host': '10.1.2.3', 'port': 80}]})
+    assert probe['require'] == ['any_tunnel'] and 'origins' not in probe

@@ -159,8 +159,11 @@ PREVIOUS = {'group': 'tunnelwall cloudflared', 'outbound': {'Domain': 'Allow', '
 class Host:
     """Answers the module runs as the Windows modules would; records every call."""
 
-    def __init__(self, probe_ok=True, changed=True, busy=0, fail=None, gone=False, crash=None):
+    def __init__(self, probe_ok=True, changed=True, busy=0, fail=None, gone=False, crash=None, connects=None,
+                 names=None):
         self.calls = []
+        self.connects = connects or {}  # address: the connect step's row for it (connected when not given)
+        self.names = names or {}  # name: addresses, for the origins step's resolve
         self.crash = crash or {}  # action: message - an unhandled exception: a result without module
         self.gone = gone  # the scheduled task fired before the verdict: the record is gone
         self.probe_ok = probe_ok
@@ -182,6 +185,15 @@ class Host:
     def module(self, action, prepared):
         if action in self.fail:
             return {'failed': True, 'msg': self.fail[action]}
+        if action == 'connect':
+            return {'changed': False, 'connects': [dict({'connected': True, 'error': None, 'timed_out': False,
+                                                         'message': None}, **self.connects.get(t['address'], {}),
+                                                        address=t['address'], port=t['port'])
+                                                   for t in prepared['targets']]}
+        if action == 'origins':
+            return {'changed': False, 'origins': {
+                'service': None, 'file': None, 'resolved': dict((n, self.names[n]) for n in prepared['resolve'] if n in self.names),
+                'unresolved': dict((n, 'No such host is known') for n in prepared['resolve'] if n not in self.names)}}
         if action == 'apply':
             if self.busy:
                 self.busy -= 1
@@ -423,3 +435,146 @@ def test_drift_and_rows_read_the_group_one_way_and_differ_only_where_they_must()
     assert wf.rule_rows(rules, 'tunnelwall') == [
         {'purpose': 'tunnel', 'family': 'ipv4', 'protocol': 'udp', 'port': 7844, 'destination': '198.41.192.7/32'},
         {'purpose': 'extra', 'family': 'ipv4', 'protocol': 'tcp', 'port': 22, 'destination': '192.0.2.22/32'}]
+
+
+# --- cloudflared's origins, connected to after the change (the host connects, the controller judges) ----------------
+
+ORIGIN = ({'host': '10.1.2.3', 'port': 8080},)
+BLOCKED = {'connected': False, 'error': 10013,
+           'message': 'An attempt was made to access a socket in a way forbidden by its access permissions'}
+REFUSED = {'connected': False, 'error': 10061,
+           'message': 'No connection could be made because the target machine actively refused it'}
+ROW_KEYS = {'host', 'address', 'port', 'protocol', 'source', 'checked', 'ok', 'state', 'verdict'}
+
+
+def transact_origins(host, given=ORIGIN, verify=True, verify_origins=None, check_mode=False, **values):
+    """transact with origins under a default deny: discover_origins and origin_check as the action runs them."""
+    values = dict({'default_deny': True, 'dns_servers': ['203.0.113.53'], 'origins': list(given),
+                   'cloudflared_config': 'none'}, **values)
+    request, dummy = wf.build_request(params(**values))
+    request = wf.discover_origins(request, host)
+    check = wf.origin_check(request, host, verify_origins)
+    prepared = wf.prepare(request, params(**values)['profiles'])
+    probe = wf.verify_params({'plan': PLAN, 'require': ['any_tunnel', 'origins'], 'timeout': 1.0}) if verify else None
+    result = wf.run(request, prepared, probe, host, check_mode=check_mode, sleep=lambda s: None, make_id=lambda: '0123456789ab',
+                    origin_check=check)
+    return result, request.origin_report
+
+
+def test_an_origin_the_new_rules_block_fails_verification_and_the_change_is_restored():
+    """WSAEACCES (10013): Windows Firewall refused the connect on the host - the default deny blocks the origin."""
+    host = Host(connects={'10.1.2.3': BLOCKED})
+    with pytest.raises(wf.TransactionFailed) as failed:
+        transact_origins(host)
+    assert host.actions() == ['apply', 'probe', 'connect', 'restore']
+    connect = host.calls[2][1]['prepared']
+    assert connect == {'action': 'connect', 'targets': [{'address': '10.1.2.3', 'port': 8080}],
+                       'timeout': wf.origins.CONNECT_TIMEOUT}
+    message = str(failed.value)
+    assert message.startswith('verification failed after applying the rules - origins: 10.1.2.3 port 8080 (10.1.2.3, '
+                              'variable origins[0]): blocked: WSAEACCES (10013)')
+    assert 'the SYN never left this host (WSAEACCES: the Windows Filtering Platform refused the connect' in message
+    assert 'Rolled back: the 1 rule(s)' in message
+    details = failed.value.details
+    assert details['rolled_back'] is True and details['transaction']['restored'] is True
+    row, = details['verification']['origins']
+    assert set(row) == ROW_KEYS and (row['checked'], row['ok'], row['state']) == (True, False, 'blocked')
+    assert details['verification']['unmet_requirements'][-1].startswith('origins: 10.1.2.3 port 8080')
+
+
+@pytest.mark.parametrize('answer, state', [({}, 'reachable'), (REFUSED, 'refused')])
+def test_a_connected_or_refused_origin_passes_and_the_change_is_confirmed(answer, state):
+    """Refused (WSAECONNREFUSED): the reset came from beyond the host - Windows Firewall never resets an outbound
+    connect it blocks - so the origin is down, not blocked by the rules."""
+    host = Host(connects={'10.1.2.3': answer})
+    result, report = transact_origins(host)
+    assert host.actions() == ['apply', 'probe', 'connect', 'confirm']
+    row, = result['verification']['origins']
+    assert (row['checked'], row['ok'], row['state']) == (True, True, state)
+    assert report['verification'] == [row] and report['checked'] is True
+    assert result['verification']['unmet_requirements'] == [] and result['transaction']['confirmed'] is True
+    if state == 'refused':
+        assert 'Windows Firewall never answers a connect it blocks with a TCP reset' in row['verdict']
+
+
+@pytest.mark.parametrize('answer, outcome', [
+    ({'connected': False, 'timed_out': True}, 'no answer in 3s'),
+    ({'connected': False, 'error': 10065, 'message': 'A socket operation was attempted to an unreachable host'},
+     'WSAEHOSTUNREACH (10065)'),
+    ({'connected': False, 'error': 10060}, 'WSAETIMEDOUT (10060)'),
+    ({'connected': False, 'message': 'The operation was canceled'}, 'failed: The operation was canceled'),
+])
+def test_an_origin_that_does_not_answer_counts_as_blocked(answer, outcome):
+    """Only WSAEACCES and WSAECONNREFUSED say where a connect stopped on Windows: no answer or unreachable could be
+    another filter on the host, so it fails (a possible false red for a silent, down origin; never a false green)."""
+    host = Host(connects={'10.1.2.3': answer})
+    with pytest.raises(wf.TransactionFailed) as failed:
+        transact_origins(host)
+    assert host.actions()[-1] == 'restore'
+    row, = failed.value.details['verification']['origins']
+    assert row['state'] == 'blocked' and row['verdict'].startswith('blocked: %s - nothing proves' % outcome), row
+
+
+def test_udp_origins_and_networks_are_not_checked_and_need_no_connect():
+    host = Host()
+    result, report = transact_origins(host, given=[{'host': '10.1.2.0/24', 'port': 22},
+                                                   {'host': '10.1.2.9', 'port': 53, 'protocol': 'udp'}])
+    assert host.actions() == ['apply', 'probe', 'confirm']
+    assert [(r['address'], r['checked'], r['state']) for r in result['verification']['origins']] == [
+        ('10.1.2.0/24', False, 'not checked'), ('10.1.2.9/32', False, 'not checked')]
+    assert report['checked'] is False
+    assert result['verification']['origins'][1]['verdict'].startswith('not checked: a UDP datagram')
+
+
+def test_origins_are_checked_without_verify_as_on_linux_and_then_the_apply_waits_for_the_verdict():
+    host = Host(connects={'10.1.2.3': REFUSED})
+    result, report = transact_origins(host, verify=False)
+    assert host.actions() == ['apply', 'connect', 'confirm']
+    assert host.calls[0][1]['prepared']['transaction']['verify'] is True
+    assert result['verification'] is None and report['verification'][0]['state'] == 'refused'
+    with pytest.raises(wf.TransactionFailed, match=r'^verification failed after applying the rules - origins: 10\.1\.2\.3'):
+        transact_origins(Host(connects={'10.1.2.3': BLOCKED}), verify=False)
+
+
+def test_check_mode_connects_to_nothing_and_no_change_still_checks():
+    host = Host(connects={'10.1.2.3': BLOCKED})
+    transact_origins(host, check_mode=True)
+    assert host.actions() == ['apply']
+    host = Host(changed=False, connects={'10.1.2.3': BLOCKED})
+    with pytest.raises(wf.TransactionFailed, match=r'^verification failed - origins: .*Nothing was changed by this run\.$'):
+        transact_origins(host)
+    assert host.actions() == ['apply', 'probe', 'connect']
+
+
+def test_a_failed_connect_step_counts_every_origin_as_blocked():
+    host = Host(fail={'connect': 'Exception calling "Parse"'})
+    with pytest.raises(wf.TransactionFailed, match=r'not checked: the connect step failed \(Exception calling "Parse"\)'):
+        transact_origins(host)
+    assert host.actions() == ['apply', 'probe', 'connect', 'restore']
+
+
+def test_verify_origins_are_resolved_on_the_host_and_checked_without_being_allowed():
+    host = Host(names={'intranet.corp': ['10.7.0.5']}, connects={'10.7.0.5': BLOCKED})
+    with pytest.raises(wf.TransactionFailed) as failed:
+        transact_origins(host, given=[], verify_origins=[{'host': 'intranet.corp', 'port': 443}], default_deny=False)
+    assert host.actions() == ['origins', 'apply', 'probe', 'connect', 'restore']
+    assert host.calls[0][1]['prepared']['resolve'] == ['intranet.corp']
+    assert 'origin' not in [r['purpose'] for r in host.calls[1][1]['prepared']['rules']]
+    assert failed.value.details['verification']['origins'][0]['source'] == 'variable verify.origins[0]'
+    with pytest.raises(wf.RuleError, match=r'variable verify.origins\[0\]: cannot resolve nowhere.corp'):
+        transact_origins(Host(), given=[], verify_origins=[{'host': 'nowhere.corp', 'port': 443}])
+
+
+def test_the_windows_rows_have_linuxs_shape_and_the_same_judgement():
+    """One judge: the same (outcome, left) gives Linux's ok and state; only the words for the evidence differ."""
+    allowed = [{'host': 'app', 'addresses': ['10.1.2.3/32'], 'port': 8080, 'protocol': 'tcp', 'source': 'x'}]
+    for answer in ({}, REFUSED, BLOCKED, {'connected': False, 'timed_out': True}):
+        outcome = wf.connect_outcome(dict({'connected': True}, **answer))
+        linux = wf.origins.check(allowed, {}, {('10.1.2.3', 8080): outcome})
+        windows = wf.origins.check(allowed, {}, {('10.1.2.3', 8080): outcome}, wf.WINDOWS_EVIDENCE)
+        assert [set(r) for r in windows[1]] == [set(r) for r in linux[1]] == [ROW_KEYS]
+        assert [(r['ok'], r['state']) for r in windows[1]] == [(r['ok'], r['state']) for r in linux[1]]
+        assert windows[0] == linux[0]
+    assert wf.connect_outcome({'connected': False, 'error': 10013}) == ('WSAEACCES (10013): access denied on this host', False)
+    assert wf.connect_outcome({'connected': False, 'error': 10061}) == ('refused', True)
+    assert wf.connect_outcome({'connected': True}) == ('connected', True)
