@@ -202,14 +202,10 @@ def discover(given, private_networks, setting, execute):
     """(origin rules, origins report) for the ``origins`` and ``private_networks`` given (origins.Origin) and
     cloudflared's config as ``setting`` says, read and resolved on the Windows host (see discover_origins)."""
     wanted = list(given) + list(private_networks)
-
-    def ask(**args):
-        """The origins step's answer on the host for ``args`` (_ask)."""
-        return _ask(execute, **args)
     names = [o.host for o in wanted if not origins.is_address(o.host)]
     needs_host = names or setting != 'none'
-    first = ask(service=cloudflared_config.WINDOWS_SERVICE if setting == 'auto' else None,
-                read=[setting] if setting not in origins.CONFIG_SETTINGS else [], resolve=names) if needs_host else {}
+    first = _ask(execute, service=cloudflared_config.WINDOWS_SERVICE if setting == 'auto' else None,
+                 read=[setting] if setting not in origins.CONFIG_SETTINGS else [], resolve=names) if needs_host else {}
     resolved, unresolved = dict(first.get('resolved') or {}), dict(first.get('unresolved') or {})
     text = None
     if setting == 'none':
@@ -219,7 +215,7 @@ def discover(given, private_networks, setting, execute):
         text = (first.get('file') or {}).get('text')
     else:
         found, candidates = windows_config(first.get('service'))
-        read = ask(read=candidates).get('file') if candidates else None
+        read = _ask(execute, read=candidates).get('file') if candidates else None
         if read:
             found['path'], text = read.get('path'), read.get('text')
         elif found['how'] and found['how'].startswith('the --config'):
@@ -234,7 +230,7 @@ def discover(given, private_networks, setting, execute):
         more = [o.host for o in from_config if not origins.is_address(o.host) and o.host not in resolved
                 and o.host not in unresolved]
         if more:
-            answer = ask(resolve=sorted(set(more)))
+            answer = _ask(execute, resolve=sorted(set(more)))
             resolved.update(answer.get('resolved') or {})
             unresolved.update(answer.get('unresolved') or {})
         rules, allowed = origins.collect(wanted + from_config, getaddrinfo=_resolver(resolved, unresolved))
