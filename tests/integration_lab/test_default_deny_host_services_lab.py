@@ -24,7 +24,7 @@ import sys
 import pytest
 
 from tests.lab import config
-from tests.integration_lab.test_firewalld_egress_lab import ok, plan, run_module  # noqa: F401 pylint: disable=unused-import
+from tests.integration_lab.test_firewalld_egress_lab import ok, run_module
 
 # What gets out of the host is up to its firewall, whatever ansible-core delivered the module: `make test` runs this
 # once, in the latest venv (marker `once`, see the Makefile).

@@ -21,12 +21,6 @@ REPO = config.REPO
 # A plain run, check mode and bad input go through ansible-core's side and run in both venvs.
 
 
-@pytest.fixture(scope='module')
-def plan(lab_session, edge_endpoints):
-    return edge_endpoints.run([], variables={}, nameservers=lab_session.nameservers, trusted_ranges=config.TRUSTED_RANGES,
-                              cache=False)[0]
-
-
 def run_module(lab, module, args, host=HOST, check=False):
     """Run one module on a lab host with ad-hoc ``ansible``; return its result, failed or not."""
     command = [os.path.join(BIN, 'ansible'), host, '-i', lab.inventory, '-m', module, '-a', json.dumps(args), '-o']

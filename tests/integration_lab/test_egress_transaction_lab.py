@@ -58,12 +58,6 @@ exit 0
 '''
 
 
-@pytest.fixture(scope='module')
-def plan(lab_session, edge_endpoints):
-    return edge_endpoints.run([], variables={}, nameservers=lab_session.nameservers, trusted_ranges=config.TRUSTED_RANGES,
-                              cache=False)[0]
-
-
 @pytest.fixture
 def hosts(lab):
     lab.reset_firewalls(HOSTS.values())

@@ -34,15 +34,6 @@ API_V4, UPDATE_V4 = '198.51.100.80', '198.51.100.81'
 # the role and playbook lab tests, which run this module through each ansible-core.
 
 
-@pytest.fixture(scope='module')
-def plan(lab_session, edge_endpoints):
-    plan = edge_endpoints.run([], variables={}, nameservers=lab_session.nameservers, trusted_ranges=config.TRUSTED_RANGES,
-                              cache=False)[0]
-    purposes = {rule['purpose'] for rule in plan['rules']}
-    assert {'tunnel', 'api', 'update'} <= purposes, plan['rules']
-    return plan
-
-
 @pytest.fixture
 def fw(lab):
     """The lab with fw1 and fw2's firewalld as `up` left them, before and after the test."""

@@ -15,7 +15,6 @@ import pytest
 
 from tests.integration_lab import test_ufw_egress_lab as ufw_suite
 from tests.integration_lab.test_ufw_egress_lab import API4, API6, DECOY4, DECOY6, DROPPED, reaches
-from tests.lab import config
 
 # Tests marked `once` prove packets, rulesets and files, the same whatever ansible-core started the module: `make test`
 # runs them in the latest venv only. Check and diff mode, which ansible-core carries, run with each.
@@ -24,12 +23,6 @@ FILES = '/etc/nftables.d /etc/systemd/system'
 # A table of the user's own: it counts what reaches the decoy's port 9 and must come through every run untouched.
 USER_TABLE = ('table ip user_counts {\n\tchain output {\n\t\ttype filter hook output priority 10; policy accept;\n'
               '\t\tip daddr %s tcp dport 9 accept\n\t}\n}\n' % DECOY4)
-
-
-@pytest.fixture(scope='module')
-def plan(lab_session, edge_endpoints):
-    return edge_endpoints.run([], variables={}, nameservers=lab_session.nameservers, trusted_ranges=config.TRUSTED_RANGES,
-                              cache=False)[0]
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ import pytest
 
 from tests.integration_lab import test_ufw_egress_lab as ufw_suite
 from tests.integration_lab.test_ufw_egress_lab import DECOY4, reaches
-from tests.lab import config
 
 ORIGIN_BY_ADDRESS, ORIGIN_BY_NAME, ORIGIN_VARIABLE = '198.51.100.11', '198.51.100.12', '198.51.100.13'
 CONFIG = """# cloudflared's config, as `cloudflared tunnel route` users write it
@@ -34,12 +33,6 @@ ingress:
 MODULES = {'firewalld': 'tunnelwall.cloudflared.firewalld_egress', 'ufw': 'tunnelwall.cloudflared.ufw_egress',
            'nftables': 'tunnelwall.cloudflared.nftables_egress'}
 BLOCKED = 1.5
-
-
-@pytest.fixture(scope='module')
-def plan(lab_session, edge_endpoints):
-    return edge_endpoints.run([], variables={}, nameservers=lab_session.nameservers, trusted_ranges=config.TRUSTED_RANGES,
-                              cache=False)[0]
 
 
 @pytest.fixture(params=sorted(MODULES))

@@ -39,12 +39,6 @@ DROPPED = 1.0  # seconds a probe waits for what the firewall drops
 # the role and playbook lab tests, which run this module through each ansible-core.
 
 
-@pytest.fixture(scope='module')
-def plan(lab_session, edge_endpoints):
-    return edge_endpoints.run([], variables={}, nameservers=lab_session.nameservers, trusted_ranges=config.TRUSTED_RANGES,
-                              cache=False)[0]
-
-
 @pytest.fixture
 def ufw_lab(lab):
     """The lab with ufw1 and ufw2 as `up` left them (policy allow outgoing), before and after the test."""
